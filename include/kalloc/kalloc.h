@@ -1,0 +1,164 @@
+/*
+ * kalloc/kalloc.h - the public C API of kalloc.
+ *
+ * kalloc is a drop-in malloc whose insides mirror the Linux kernel's memory
+ * manager (zones, a buddy page allocator, SLUB-like slab caches).  It is used
+ * in two ways:
+ *
+ *   1. LD_PRELOAD=/path/to/libkalloc.so program
+ *      The shared library exports the whole glibc malloc surface (malloc,
+ *      free, calloc, realloc, posix_memalign, ..., every C++ operator
+ *      new/delete) and becomes the program's allocator without a rebuild.
+ *      Linking a program against libkalloc.so (CMake target kalloc::kalloc,
+ *      pkg-config kalloc) has the same effect.
+ *
+ *   2. The kalloc_ functions below, from either library.  The static library
+ *      (kalloc::kalloc_static) exports only these prefixed functions, so a
+ *      program can use kalloc next to the system malloc.  Memory from a
+ *      kalloc_ function must be released with kalloc_free / kalloc_realloc.
+ *
+ * Semantics follow glibc's malloc (see docs/architecture.md for the details
+ * kalloc guarantees): every block is aligned to at least 16 bytes,
+ * failures return NULL with errno = ENOMEM, kalloc_free(NULL) does nothing,
+ * and an invalid or double free prints one line naming the call and the
+ * pointer on stderr, then aborts.
+ *
+ * Every function here is thread-safe and async-signal-unsafe, like malloc.
+ */
+#ifndef KALLOC_KALLOC_H
+#define KALLOC_KALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define KALLOC_EXPORT __attribute__((visibility("default")))
+#define KALLOC_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#else
+#define KALLOC_EXPORT
+#define KALLOC_MALLOC_ATTR
+#endif
+
+#define KALLOC_VERSION_MAJOR 0
+#define KALLOC_VERSION_MINOR 1
+#define KALLOC_VERSION_PATCH 0
+
+/** The library's version as "major.minor.patch". */
+KALLOC_EXPORT const char *kalloc_version(void);
+
+/* ---------------------------------------------------------------------------
+ * Allocation
+ * ------------------------------------------------------------------------- */
+
+/** Like malloc(3): at least `size` bytes aligned to 16, or NULL with
+ *  errno = ENOMEM.  kalloc_malloc(0) returns a unique, freeable pointer. */
+KALLOC_EXPORT KALLOC_MALLOC_ATTR void *kalloc_malloc(size_t size);
+
+/** Like calloc(3): `n * size` zeroed bytes; NULL with errno = ENOMEM when
+ *  the product overflows or memory runs out. */
+KALLOC_EXPORT KALLOC_MALLOC_ATTR void *kalloc_calloc(size_t n, size_t size);
+
+/** Like realloc(3).  kalloc_realloc(NULL, n) is kalloc_malloc(n);
+ *  kalloc_realloc(p, 0) frees p and returns NULL (as glibc does).  On failure
+ *  NULL is returned with errno = ENOMEM and p is left valid and unchanged. */
+KALLOC_EXPORT void *kalloc_realloc(void *ptr, size_t size);
+
+/** Like reallocarray(3): kalloc_realloc(ptr, n * size) with overflow
+ *  checking (ENOMEM on overflow). */
+KALLOC_EXPORT void *kalloc_reallocarray(void *ptr, size_t n, size_t size);
+
+/** Like aligned_alloc(3).  `alignment` must be a power of two (a value that
+ *  is not is rounded up to the next power of two, as glibc 2.36 does);
+ *  any power of two up to at least 1 GiB works. */
+KALLOC_EXPORT KALLOC_MALLOC_ATTR void *kalloc_aligned_alloc(size_t alignment, size_t size);
+
+/** Like posix_memalign(3): returns 0, EINVAL (alignment not a power of two
+ *  multiple of sizeof(void *)) or ENOMEM; *memptr is untouched on failure
+ *  and errno is not changed. */
+KALLOC_EXPORT int kalloc_posix_memalign(void **memptr, size_t alignment, size_t size);
+
+/** Like memalign(3) (alignment rounded up to a power of two). */
+KALLOC_EXPORT KALLOC_MALLOC_ATTR void *kalloc_memalign(size_t alignment, size_t size);
+
+/** Like valloc(3): page aligned. */
+KALLOC_EXPORT KALLOC_MALLOC_ATTR void *kalloc_valloc(size_t size);
+
+/** Like pvalloc(3): page aligned, size rounded up to whole pages. */
+KALLOC_EXPORT KALLOC_MALLOC_ATTR void *kalloc_pvalloc(size_t size);
+
+/* ---------------------------------------------------------------------------
+ * Release
+ * ------------------------------------------------------------------------- */
+
+/** Like free(3).  Never changes errno.  A pointer kalloc did not hand out,
+ *  an interior pointer or a detected double free aborts with a message. */
+KALLOC_EXPORT void kalloc_free(void *ptr);
+
+/** C23 free_sized: `size` must be the size that was requested. */
+KALLOC_EXPORT void kalloc_free_sized(void *ptr, size_t size);
+
+/** C23 free_aligned_sized: for memory from kalloc_aligned_alloc. */
+KALLOC_EXPORT void kalloc_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+/* ---------------------------------------------------------------------------
+ * Introspection and control
+ * ------------------------------------------------------------------------- */
+
+/** Like malloc_usable_size(3): the number of bytes that may be written at
+ *  ptr (>= the requested size); 0 for NULL. */
+KALLOC_EXPORT size_t kalloc_usable_size(const void *ptr);
+
+/** Like malloc_trim(3): give free memory back to the operating system.
+ *  Returns 1 if any memory was released, 0 otherwise. */
+KALLOC_EXPORT int kalloc_trim(size_t pad);
+
+/** Whether `ptr` lies in memory kalloc manages (1) or not (0).  Never
+ *  faults, whatever the pointer. */
+KALLOC_EXPORT int kalloc_owns(const void *ptr);
+
+/** A snapshot of kalloc's counters, in bytes unless stated otherwise.
+ *  Figures are gathered without stopping other threads, so they are
+ *  consistent per field but may be slightly stale relative to each other. */
+struct kalloc_stats {
+    uint64_t mapped;          /**< address space committed by zones and huge mappings */
+    uint64_t resident;        /**< resident set of the whole process (from /proc/self/statm) */
+    uint64_t in_use;          /**< bytes handed out to the program (by size class / pages) */
+    uint64_t slab_bytes;      /**< bytes in slab pages (in use and free objects) */
+    uint64_t slab_objects;    /**< objects currently handed out from slabs (incl. thread caches' view) */
+    uint64_t large_bytes;     /**< bytes in large (page-granular, buddy) allocations */
+    uint64_t huge_bytes;      /**< bytes in huge (direct mmap, "vmalloc") allocations */
+    uint64_t free_pages;      /**< free buddy pages in all zones, counted in 4 KiB pages */
+    uint64_t free_resident_pages; /**< of free_pages, those still backed by memory */
+    uint64_t reclaimed_pages; /**< pages given back to the OS with madvise so far */
+    uint64_t nr_zones;        /**< zones created so far */
+    uint64_t nr_thread_caches;/**< thread caches alive */
+    uint64_t nr_slab_refills; /**< slow-path refills of thread caches from slabs (a count) */
+    uint64_t nr_slab_flushes; /**< slow-path flushes of thread caches to slabs (a count) */
+    uint64_t nr_large_allocs; /**< large allocations made so far (a count) */
+    uint64_t nr_huge_allocs;  /**< huge allocations made so far (a count) */
+};
+
+/** Fill *out with the current counters.  Returns 0. */
+KALLOC_EXPORT int kalloc_stats_get(struct kalloc_stats *out);
+
+/** Print kernel-style views to stderr: buddyinfo (free blocks per order and
+ *  migrate type, per zone), slabinfo (per size class) and totals.  Also what
+ *  malloc_stats() prints, and what KALLOC_STATS=1 prints at exit. */
+KALLOC_EXPORT void kalloc_stats_print(void);
+
+/** Same as kalloc_stats_print, written to file descriptor `fd`. */
+KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
+
+/** Flush the calling thread's cache back to the slab layer (as done when a
+ *  thread exits).  Useful before measuring. */
+KALLOC_EXPORT void kalloc_thread_flush(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KALLOC_KALLOC_H */

@@ -1,0 +1,28 @@
+# Sourced by tests/run.sh and bench/run.sh: installs, from Debian's packages,
+# whatever the build, the tests and the benchmarks need and the machine lacks.
+# Idempotent: with everything present it runs no apt-get at all.
+KALLOC_DEB_PACKAGES=(
+  cmake g++ make pkg-config
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
+  python3 sqlite3 git perl redis-server redis-tools
+  hyperfine time procps valgrind
+)
+
+kalloc_install_deps() {
+  local missing=() p
+  for p in "${KALLOC_DEB_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  echo "kalloc: installing missing Debian packages: ${missing[*]}"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}

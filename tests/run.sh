@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs what is missing,
+# configures and builds kalloc (Release), then runs every test under ctest.
+#   tests/run.sh                # everything
+#   tests/run.sh -R program     # extra arguments go to ctest
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+. tests/deps.sh
+kalloc_install_deps
+build="${KALLOC_BUILD_DIR:-$root/build}"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$build" -j"$(nproc)"
+cd "$build"
+ctest --output-on-failure -j"$(nproc)" --timeout 1200 "$@"
