@@ -1,0 +1,57 @@
+/*
+ * malloc/api.cc - the public kalloc_ API (include/kalloc/kalloc.h): each
+ * function forwards to the malloc layer, with the fast paths inlined here.
+ * Also the KALLOC_STATS=1 report at exit.
+ */
+#include "kalloc/kalloc.h"
+
+#include "malloc/malloc.h"
+#include "malloc/stats.h"
+#include "platform/options.h"
+
+using namespace kalloc;
+
+extern "C" {
+
+__export const char *kalloc_version(void) { return "0.1.0"; }
+__export void *kalloc_malloc(size_t size) { return kmalloc(size); }
+__export void kalloc_free(void *p) { kfree(p); }
+__export void *kalloc_calloc(size_t n, size_t size) { return kcalloc(n, size); }
+__export void *kalloc_realloc(void *p, size_t size) { return krealloc(p, size); }
+__export void *kalloc_reallocarray(void *p, size_t n, size_t size) { return kreallocarray(p, n, size); }
+__export void *kalloc_aligned_alloc(size_t align, size_t size) { return kaligned_alloc(align, size); }
+__export int kalloc_posix_memalign(void **out, size_t align, size_t size)
+{
+    return kposix_memalign(out, align, size);
+}
+__export void *kalloc_memalign(size_t align, size_t size) { return kaligned_alloc(align, size); }
+__export void *kalloc_valloc(size_t size) { return kvalloc(size); }
+__export void *kalloc_pvalloc(size_t size) { return kpvalloc(size); }
+__export void kalloc_free_sized(void *p, size_t size) { kfree_sized(p, size); }
+__export void kalloc_free_aligned_sized(void *p, size_t align, size_t size) { kfree_sized(p, size); }
+__export size_t kalloc_usable_size(const void *p) { return ksize(p); }
+__export int kalloc_trim(size_t pad) { return ktrim(pad); }
+__export int kalloc_owns(const void *p) { return kowns(p) ? 1 : 0; }
+__export int kalloc_stats_get(struct kalloc_stats *out)
+{
+    stats_get(out);
+    return 0;
+}
+__export void kalloc_stats_print(void) { stats_print(2); }
+__export void kalloc_stats_print_fd(int fd) { stats_print(fd); }
+__export void kalloc_thread_flush(void)
+{
+    if (tcache_state == TCACHE_ACTIVE)
+        tcache_flush_all(tcache_current);
+}
+
+} // extern "C"
+
+/* KALLOC_STATS=1: the report at exit (libkalloc's destructor runs after the
+ * program's, since it was loaded first). */
+__attribute__((destructor)) static void kalloc_exit_report()
+{
+    options_init();
+    if (option_get(OPT_STATS))
+        stats_print(2);
+}

@@ -1,0 +1,60 @@
+/*
+ * malloc/fork.cc - pthread_atfork handlers (see fork.h).
+ *
+ * Lock order taken in prepare: tcache_list_lock, every kmem_cache.lock
+ * (by class), vmap_lock, every zone.lock (by zone id), zone_list_lock.
+ */
+#include "malloc/fork.h"
+
+#include <pthread.h>
+
+#include "malloc/tcache.h"
+#include "mm/mmzone.h"
+#include "mm/slab.h"
+#include "mm/vmalloc.h"
+
+namespace kalloc {
+
+namespace {
+
+unsigned fork_nr_zones;   /* zones locked by prepare */
+
+void kalloc_fork_prepare()
+{
+    tcache_lock_for_fork();
+    kmem_cache_lock_all();
+    vmap_lock_for_fork();
+    fork_nr_zones = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < fork_nr_zones; i++)
+        spin_lock(&zones[i]->lock);
+    spin_lock(&zone_list_lock);
+}
+
+void kalloc_fork_parent()
+{
+    spin_unlock(&zone_list_lock);
+    for (unsigned i = fork_nr_zones; i-- > 0;)
+        spin_unlock(&zones[i]->lock);
+    vmap_unlock_for_fork();
+    kmem_cache_unlock_all();
+    tcache_unlock_for_fork();
+}
+
+void kalloc_fork_child()
+{
+    spin_lock_init(&zone_list_lock);
+    for (unsigned i = 0; i < fork_nr_zones; i++)
+        spin_lock_init(&zones[i]->lock);
+    vmap_reinit_lock();
+    kmem_cache_reinit_locks();
+    tcache_after_fork_child();
+}
+
+} // namespace
+
+void kalloc_register_fork_handlers()
+{
+    pthread_atfork(kalloc_fork_prepare, kalloc_fork_parent, kalloc_fork_child);
+}
+
+} // namespace kalloc

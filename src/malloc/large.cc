@@ -1,0 +1,65 @@
+/*
+ * malloc/large.cc - page-granular allocations from the buddy allocator.
+ */
+#include "malloc/large.h"
+
+#include <string.h>
+
+#include "mm/page_alloc.h"
+
+namespace kalloc {
+
+unsigned long nr_large_pages;
+unsigned long nr_large_allocs;
+
+void *kmalloc_large(size_t size, size_t align, bool zero)
+{
+    unsigned long nr = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+    if (nr == 0)
+        nr = 1;
+    bool zeroed = false;
+    page *pg;
+    if (align <= PAGE_SIZE) {
+        pg = alloc_pages_exact(nr, MIGRATE_MOVABLE, &zeroed);
+    } else {
+        /* Buddy blocks are aligned to their size: ask for one at least as
+         * large as the alignment and give back the tail. */
+        unsigned order = ceil_log2(nr);
+        unsigned aorder = floor_log2(align) - PAGE_SHIFT;
+        if (aorder > order)
+            order = aorder;
+        pg = alloc_pages(order, MIGRATE_MOVABLE, &zeroed);
+        if (pg && nr < (1ul << order))
+            free_pages_exact(pg + nr, (1ul << order) - nr);
+    }
+    if (!pg)
+        return nullptr;
+    prep_compound_page(pg, nr, PG_large);
+    pg->nr_pages = (uint32_t)nr;
+    __atomic_fetch_add(&nr_large_pages, nr, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&nr_large_allocs, 1, __ATOMIC_RELAXED);
+    void *p = page_address(pg);
+    if (zero && !zeroed)
+        memset(p, 0, nr << PAGE_SHIFT);
+    return p;
+}
+
+void kfree_large(page *head)
+{
+    unsigned long nr = head->nr_pages;
+    __atomic_fetch_sub(&nr_large_pages, nr, __ATOMIC_RELAXED);
+    free_pages_exact(head, nr);
+}
+
+void kmalloc_large_shrink(page *head, size_t new_size)
+{
+    unsigned long nr = head->nr_pages;
+    unsigned long keep = (new_size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+    if (keep == 0 || keep >= nr)
+        return;
+    head->nr_pages = (uint32_t)keep;
+    __atomic_fetch_sub(&nr_large_pages, nr - keep, __ATOMIC_RELAXED);
+    free_pages_exact(head + keep, nr - keep);
+}
+
+} // namespace kalloc

@@ -1,0 +1,339 @@
+/*
+ * malloc/malloc.cc - the malloc layer's slow paths and the rest of the
+ * glibc surface (calloc, realloc, aligned allocation, usable size, trim).
+ *
+ * Where a pointer comes from, in order of the checks (classify()):
+ *   slab object   zone page with PG_slab; p at an object boundary
+ *   large block   zone page that is the PG_large head; p its first byte
+ *   huge block    the start of a live vmalloc area
+ *   anything else is reported and the process aborts (as glibc does):
+ *   "kalloc: free(): invalid pointer 0x...".
+ *
+ * errno: failures set ENOMEM (EINVAL for posix_memalign's alignment is
+ * returned, not set); free never changes errno.
+ */
+#include "malloc/malloc.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "malloc/large.h"
+#include "mm/page_alloc.h"
+#include "mm/slab.h"
+#include "mm/vmalloc.h"
+#include "platform/printk.h"
+
+namespace kalloc {
+
+namespace {
+
+constexpr size_t MAX_REQUEST = PTRDIFF_MAX;
+
+enum block_kind { BLOCK_INVALID, BLOCK_SLAB, BLOCK_LARGE, BLOCK_HUGE, BLOCK_FREED };
+
+struct block_info {
+    block_kind kind;
+    page *head;        /* slab or large: head page */
+    unsigned idx;      /* slab: size class */
+    size_t size;       /* usable size */
+};
+
+/* What p is (see the file comment).  Never faults. */
+block_info classify(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    zone *z = page_zone_of(a);
+    if (z) {
+        page *pg = virt_to_page(z, a);
+        if (pg->flags & PG_slab) {
+            page *head = compound_head(pg);
+            if (!(head->flags & PG_slab) || !(head->flags & PG_head))
+                return {BLOCK_INVALID, nullptr, 0, 0};
+            kmem_cache *c = head->slab_cache;
+            uintptr_t off = a - (uintptr_t)page_address(head);
+            if (off % c->size != 0 || off / c->size >= head->carved)
+                return {BLOCK_INVALID, nullptr, 0, 0};
+            return {BLOCK_SLAB, head, c->index, c->size};
+        }
+        if ((pg->flags & (PG_large | PG_head)) == (PG_large | PG_head)) {
+            if (a != (uintptr_t)page_address(pg))
+                return {BLOCK_INVALID, nullptr, 0, 0};
+            return {BLOCK_LARGE, pg, 0, large_size(pg)};
+        }
+        if ((pg->flags & PG_buddy) || pg->flags == 0)
+            return {BLOCK_FREED, nullptr, 0, 0};
+        return {BLOCK_INVALID, nullptr, 0, 0};
+    }
+    size_t hs = vmalloc_size(p);
+    if (hs)
+        return {BLOCK_HUGE, nullptr, 0, hs};
+    return {BLOCK_INVALID, nullptr, 0, 0};
+}
+
+__cold __noreturn void bad_pointer(const char *call, const void *p, block_kind kind)
+{
+    if (kind == BLOCK_FREED)
+        panic("%s(): double free or invalid pointer %p (a free page)", call, p);
+    panic("%s(): invalid pointer %p", call, p);
+}
+
+__cold void *enomem()
+{
+    errno = ENOMEM;
+    return nullptr;
+}
+
+/* An object of class idx through the thread cache (or straight from the
+ * slabs when the thread has none). */
+void *alloc_class(unsigned idx)
+{
+    tcache *tc = tcache_get();
+    if (tc) {
+        tcache_bin *b = &tc->bins[idx];
+        void **obj = (void **)b->head;
+        if (obj) {
+            b->head = obj[0];
+            b->avail++;
+            obj[1] = nullptr;
+            return obj;
+        }
+        obj = (void **)tcache_refill(tc, idx);
+        if (obj)
+            obj[1] = nullptr;
+        return obj;
+    }
+    void **obj = (void **)kmem_cache_alloc(&kmalloc_caches[idx]);
+    if (obj)
+        obj[1] = nullptr;
+    return obj;
+}
+
+/* Free a validated slab object. */
+void free_slab_object(block_info &bi, void *p)
+{
+    void **obj = (void **)p;
+    tcache *tc = tcache_get();
+    if ((uint64_t)obj[1] == tcache_key) {
+        /* Probably a double free: look where a free object can be. */
+        if ((tc && tcache_contains(tc, bi.idx, p)) ||
+            kmem_cache_obj_is_free(&kmalloc_caches[bi.idx], bi.head, p))
+            panic("free(): double free detected %p", p);
+    }
+    if (tc) {
+        tcache_bin *b = &tc->bins[bi.idx];
+        if (b->avail) {
+            obj[0] = b->head;
+            ((uint64_t *)obj)[1] = tcache_key;
+            b->head = obj;
+            b->avail--;
+        } else {
+            tcache_flush_push(tc, bi.idx, p);
+        }
+        return;
+    }
+    ((uint64_t *)obj)[1] = tcache_key;
+    kmem_cache_free(&kmalloc_caches[bi.idx], p);
+}
+
+void free_block(block_info &bi, void *p, const char *call)
+{
+    switch (bi.kind) {
+    case BLOCK_SLAB:
+        free_slab_object(bi, p);
+        break;
+    case BLOCK_LARGE:
+        kfree_large(bi.head);
+        break;
+    case BLOCK_HUGE:
+        vfree(p);
+        break;
+    default:
+        bad_pointer(call, p, bi.kind);
+    }
+}
+
+} // namespace
+
+void *__kmalloc_slow(size_t size)
+{
+    if (size <= KMALLOC_MAX_SIZE)
+        return alloc_class(kmalloc_index(size)) ?: enomem();
+    if (size > MAX_REQUEST)
+        return enomem();
+    kalloc_init();
+    void *p = size <= LARGE_MAX_SIZE ? kmalloc_large(size, PAGE_SIZE, false)
+                                     : vmalloc(size, PAGE_SIZE);
+    return p ?: enomem();
+}
+
+void __kfree_slow(void *p)
+{
+    if (!p)
+        return;
+    int saved = errno;
+    block_info bi = classify(p);
+    free_block(bi, p, "free");
+    errno = saved;
+}
+
+void *kcalloc(size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total) || total > MAX_REQUEST)
+        return enomem();
+    if (total <= KMALLOC_MAX_SIZE) {
+        void *p = kmalloc(total);
+        if (p)
+            memset(p, 0, total);
+        return p;
+    }
+    kalloc_init();
+    void *p = total <= LARGE_MAX_SIZE ? kmalloc_large(total, PAGE_SIZE, true)
+                                      : vmalloc(total, PAGE_SIZE);  /* fresh mapping: zero */
+    return p ?: enomem();
+}
+
+void *krealloc(void *p, size_t size)
+{
+    if (!p)
+        return kmalloc(size);
+    if (size == 0) {
+        kfree(p);
+        return nullptr;
+    }
+    if (size > MAX_REQUEST)
+        return enomem();
+    block_info bi = classify(p);
+    switch (bi.kind) {
+    case BLOCK_SLAB:
+        /* Stay in place when the class still fits and is not twice too big. */
+        if (size <= bi.size && (size > bi.size / 2 || bi.size <= 16))
+            return p;
+        break;
+    case BLOCK_LARGE:
+        if (size <= bi.size && size > KMALLOC_MAX_SIZE) {
+            kmalloc_large_shrink(bi.head, size);
+            return p;
+        }
+        break;
+    case BLOCK_HUGE:
+        if (size > LARGE_MAX_SIZE) {
+            void *q = vrealloc(p, size);
+            return q ?: enomem();
+        }
+        break;
+    default:
+        bad_pointer("realloc", p, bi.kind);
+    }
+    void *q = kmalloc(size);
+    if (!q)
+        return nullptr;
+    memcpy(q, p, size < bi.size ? size : bi.size);
+    int saved = errno;
+    free_block(bi, p, "realloc");
+    errno = saved;
+    return q;
+}
+
+void *kreallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        return enomem();
+    return krealloc(p, total);
+}
+
+void *kmalloc_aligned(size_t align, size_t size)
+{
+    if (align <= KMALLOC_MIN_ALIGN)
+        return kmalloc(size);
+    if (size > MAX_REQUEST || align > MAX_REQUEST)
+        return enomem();
+    /* A size class that is a multiple of the alignment: every object of it
+     * is aligned, since slabs start on page boundaries. */
+    if (align <= PAGE_SIZE) {
+        size_t want = align_up(size ? size : 1, align);
+        if (want <= KMALLOC_MAX_SIZE) {
+            for (unsigned idx = kmalloc_index(want); idx < NR_KMALLOC_CLASSES; idx++)
+                if (kmalloc_size(idx) % align == 0)
+                    return alloc_class(idx) ?: enomem();
+        }
+    }
+    kalloc_init();
+    size_t need = size ? size : 1;
+    void *p;
+    if (need <= LARGE_MAX_SIZE && align <= LARGE_MAX_SIZE)
+        p = kmalloc_large(need, align, false);
+    else
+        p = vmalloc(size ? size : 1, align);
+    return p ?: enomem();
+}
+
+int kposix_memalign(void **out, size_t align, size_t size)
+{
+    if (align < sizeof(void *) || !is_pow2(align))
+        return EINVAL;
+    int saved = errno;
+    void *p = kmalloc_aligned(align, size);
+    errno = saved;
+    if (!p)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *kaligned_alloc(size_t align, size_t size)
+{
+    if (align == 0)
+        align = 1;
+    if (!is_pow2(align)) {
+        if (align > (MAX_REQUEST >> 1) + 1)
+            return enomem();
+        align = 1ul << ceil_log2(align);
+    }
+    return kmalloc_aligned(align, size);
+}
+
+void *kvalloc(size_t size) { return kmalloc_aligned(PAGE_SIZE, size); }
+
+void *kpvalloc(size_t size)
+{
+    size_t rounded = align_up(size ? size : 1, PAGE_SIZE);
+    if (rounded < size)
+        return enomem();
+    return kmalloc_aligned(PAGE_SIZE, rounded);
+}
+
+size_t ksize(const void *p)
+{
+    if (!p)
+        return 0;
+    block_info bi = classify(p);
+    if (bi.kind == BLOCK_INVALID || bi.kind == BLOCK_FREED)
+        bad_pointer("malloc_usable_size", p, bi.kind);
+    return bi.size;
+}
+
+void kfree_sized(void *p, size_t size)
+{
+    (void)size;    /* the size is known from the pointer; checking it costs a lookup */
+    kfree(p);
+}
+
+int ktrim(size_t pad)
+{
+    (void)pad;
+    tcache *tc = tcache_state == TCACHE_ACTIVE ? tcache_current : nullptr;
+    if (tc)
+        tcache_flush_all(tc);
+    kmem_cache_shrink_all();
+    return zone_reclaim_all(0) > 0 ? 1 : 0;
+}
+
+bool kowns(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return page_zone_of(a) != nullptr || is_vmalloc_addr(p);
+}
+
+} // namespace kalloc

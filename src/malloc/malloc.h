@@ -1,0 +1,94 @@
+/*
+ * malloc/malloc.h - the malloc layer: fast paths (inline) and the entry
+ * points every public function forwards to.
+ *
+ * The fast paths serve a small request from / to the calling thread's cache
+ * with no lock, no atomic read-modify-write and no call; anything else
+ * (empty or full bin, large or huge sizes, invalid pointers, first use in a
+ * thread) takes one unlikely branch to a non-inlined slow path.
+ *
+ * Fast-path budget (x86-64, g++ -O2; measured with callgrind, see
+ * bench/README.md):
+ *   kmalloc(n <= 1024):  size check, class lookup, TLS cache load, bin pop,
+ *                        room update, key clear            ~ 12 instructions
+ *   kfree(p) of a slab object: zone_table lookup, struct page load, class
+ *                        check, interior-pointer check (multiply), double-free
+ *                        key check, bin push               ~ 24 instructions
+ * The interior-pointer and double-free checks are what glibc does not pay
+ * for; they keep a bad free from silently corrupting other blocks.
+ */
+#pragma once
+
+#include <errno.h>
+
+#include "malloc/tcache.h"
+#include "mm/mmzone.h"
+#include "mm/slab_common.h"
+
+namespace kalloc {
+
+__slowpath void *__kmalloc_slow(size_t size);
+__slowpath void __kfree_slow(void *p);
+
+/* malloc: a block of at least `size` bytes, 16-byte aligned. */
+static __fastpath void *kmalloc(size_t size)
+{
+    if (likely(size <= KMALLOC_SMALL_MAX)) {
+        unsigned idx = kmalloc_index_small[(size + 15) >> 4];
+        tcache_bin *b = &tcache_current->bins[idx];
+        void **obj = (void **)b->head;
+        if (likely(obj != nullptr)) {
+            b->head = obj[0];
+            b->avail++;
+            obj[1] = nullptr;          /* clear the double-free key */
+            return obj;
+        }
+    }
+    return __kmalloc_slow(size);
+}
+
+/* free: p from kmalloc & co., or nullptr. */
+static __fastpath void kfree(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (likely((a >> ADDRESS_BITS) == 0)) {
+        zone *z = (zone *)zone_table[a >> ZONE_SLOT_SHIFT];
+        if (likely(z != nullptr)) {
+            page *pg = zone_mem_map(z) + ((a >> PAGE_SHIFT) & (ZONE_MAX_PAGES - 1));
+            unsigned idx = pg->slab_class;
+            const kmalloc_class *k = &kmalloc_info[idx];
+            uint64_t off = a & k->slab_mask;
+            uint64_t **obj = (uint64_t **)p;
+            /* idx != 0: a slab page; off a multiple of size: an object's
+             * start; no key: not (apparently) already free. */
+            if (likely(idx != 0 && ((off * k->recip) >> 32) * k->size == off &&
+                       (uint64_t)obj[1] != tcache_key)) {
+                tcache_bin *b = &tcache_current->bins[idx];
+                if (likely(b->avail != 0)) {
+                    obj[0] = (uint64_t *)b->head;
+                    obj[1] = (uint64_t *)tcache_key;
+                    b->head = obj;
+                    b->avail--;
+                    return;
+                }
+            }
+        }
+    }
+    __kfree_slow(p);
+}
+
+/* The rest of the surface (malloc.cc). */
+void *kcalloc(size_t n, size_t size);
+void *krealloc(void *p, size_t size);
+void *kreallocarray(void *p, size_t n, size_t size);
+void *kmalloc_aligned(size_t align, size_t size);     /* align: power of two */
+int kposix_memalign(void **out, size_t align, size_t size);
+void *kaligned_alloc(size_t align, size_t size);      /* rounds align up to a power of two */
+void *kvalloc(size_t size);
+void *kpvalloc(size_t size);
+size_t ksize(const void *p);                          /* malloc_usable_size */
+void kfree_sized(void *p, size_t size);
+int ktrim(size_t pad);
+bool kowns(const void *p);
+
+} // namespace kalloc

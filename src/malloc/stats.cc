@@ -1,0 +1,141 @@
+/*
+ * malloc/stats.cc - statistics: gathered on demand from the layers' own
+ * counters (nothing is counted on the fast path).
+ *
+ * in_use = slab objects handed out minus those sitting in thread caches,
+ * times their size, plus large and huge blocks.
+ */
+#include "malloc/stats.h"
+
+#include <errno.h>
+
+#include "malloc/large.h"
+#include "malloc/tcache.h"
+#include "mm/page_alloc.h"
+#include "mm/slab.h"
+#include "mm/vmalloc.h"
+#include "mm/vmstat.h"
+#include "platform/options.h"
+#include "platform/os.h"
+
+namespace kalloc {
+
+void stats_get(kalloc_stats *out)
+{
+    unsigned long cached[NR_KMALLOC_CLASSES], nr_tc;
+    tcache_count_cached(cached, &nr_tc);
+    uint64_t slab_bytes = 0, slab_obj = 0, slab_in_use = 0, refills = 0, flushes = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        kmem_cache *c = &kmalloc_caches[i];
+        spin_lock(&c->lock);
+        unsigned long active = c->active_objects, slabs = c->nr_slabs;
+        refills += c->nr_refills;
+        flushes += c->nr_flushes;
+        spin_unlock(&c->lock);
+        const kmalloc_class &k = kmalloc_info[i];
+        unsigned long live = active > cached[i] ? active - cached[i] : 0;
+        slab_bytes += (uint64_t)slabs * (PAGE_SIZE << k.order);
+        slab_obj += live;
+        slab_in_use += (uint64_t)live * k.size;
+    }
+    zone_totals zt = get_zone_totals();
+    vmalloc_stats vs = vmalloc_get_stats();
+    uint64_t large = (uint64_t)READ_ONCE(nr_large_pages) << PAGE_SHIFT;
+    *out = {};
+    out->mapped = ((uint64_t)zt.spanned_pages << PAGE_SHIFT) + vs.bytes;
+    out->resident = os_resident_bytes();
+    out->in_use = slab_in_use + large + vs.bytes;
+    out->slab_bytes = slab_bytes;
+    out->slab_objects = slab_obj;
+    out->large_bytes = large;
+    out->huge_bytes = vs.bytes;
+    out->free_pages = zt.free_pages;
+    out->free_resident_pages = zt.free_resident;
+    out->reclaimed_pages = zt.reported;
+    out->nr_zones = zt.nr_zones;
+    out->nr_thread_caches = nr_tc;
+    out->nr_slab_refills = refills;
+    out->nr_slab_flushes = flushes;
+    out->nr_large_allocs = READ_ONCE(nr_large_allocs);
+    out->nr_huge_allocs = vs.nr_allocs;
+}
+
+void stats_print(int fd)
+{
+    static printbuf out;          /* 4 KiB: not on the (possibly small) stack */
+    static spinlock_t print_lock = SPINLOCK_INIT;
+    spin_lock(&print_lock);
+    out.fd = fd;
+    out.len = 0;
+    unsigned long cached[NR_KMALLOC_CLASSES], nr_tc;
+    tcache_count_cached(cached, &nr_tc);
+    kalloc_stats s;
+    stats_get(&s);
+    out.printf("----- kalloc %s statistics -----\n", kalloc_version());
+    print_buddyinfo(out);
+    print_slabinfo(out, cached);
+    out.printf("page allocator: pgalloc %lu pgfree %lu fallbacks %lu pageblock claims %lu "
+               "zone grows %lu\n",
+               pa_stats.pgalloc, pa_stats.pgfree, pa_stats.pgfallback, pa_stats.pageblock_claims,
+               pa_stats.zone_grow);
+    out.printf("kalloc: totals mapped_kb=%lu resident_kb=%lu in_use_kb=%lu slab_kb=%lu "
+               "large_kb=%lu huge_kb=%lu free_kb=%lu free_resident_kb=%lu reclaimed_kb=%lu "
+               "zones=%lu threads=%lu refills=%lu flushes=%lu large=%lu huge=%lu\n",
+               s.mapped >> 10, s.resident >> 10, s.in_use >> 10, s.slab_bytes >> 10,
+               s.large_bytes >> 10, s.huge_bytes >> 10, s.free_pages * 4, s.free_resident_pages * 4,
+               s.reclaimed_pages * 4, s.nr_zones, s.nr_thread_caches, s.nr_slab_refills,
+               s.nr_slab_flushes, s.nr_large_allocs, s.nr_huge_allocs);
+    out.flush();
+    spin_unlock(&print_lock);
+}
+
+struct mallinfo2 stats_mallinfo2()
+{
+    kalloc_stats s;
+    stats_get(&s);
+    struct mallinfo2 mi = {};
+    mi.arena = s.mapped - s.huge_bytes;             /* zone memory */
+    mi.ordblks = s.free_pages ? 1 : 0;
+    mi.hblks = READ_ONCE(s.nr_huge_allocs);
+    mi.hblkhd = s.huge_bytes;
+    mi.uordblks = s.in_use - s.huge_bytes;
+    mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;
+    mi.keepcost = s.free_resident_pages << 12;
+    return mi;
+}
+
+int stats_malloc_info(int options, FILE *fp)
+{
+    if (options != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    kalloc_stats s;
+    stats_get(&s);
+    char buf[1024];
+    size_t n = ksnprintf(buf, sizeof(buf),
+                         "<malloc version=\"kalloc-%s\">\n"
+                         "<heap nr=\"0\">\n"
+                         "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
+                         "<total type=\"rest\" count=\"%lu\" size=\"%lu\"/>\n"
+                         "<system type=\"current\" size=\"%lu\"/>\n"
+                         "<system type=\"max\" size=\"%lu\"/>\n"
+                         "<aspace type=\"total\" size=\"%lu\"/>\n"
+                         "<aspace type=\"mprotect\" size=\"%lu\"/>\n"
+                         "</heap>\n"
+                         "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
+                         "<total type=\"rest\" count=\"%lu\" size=\"%lu\"/>\n"
+                         "<total type=\"mmap\" count=\"%lu\" size=\"%lu\"/>\n"
+                         "<system type=\"current\" size=\"%lu\"/>\n"
+                         "<system type=\"max\" size=\"%lu\"/>\n"
+                         "<aspace type=\"total\" size=\"%lu\"/>\n"
+                         "<aspace type=\"mprotect\" size=\"%lu\"/>\n"
+                         "</malloc>\n",
+                         kalloc_version(), s.free_pages, s.free_pages * 4096, s.mapped, s.mapped,
+                         s.mapped, s.mapped, s.free_pages, s.free_pages * 4096, s.nr_huge_allocs,
+                         s.huge_bytes, s.mapped, s.mapped, s.mapped, s.mapped);
+    fwrite(buf, 1, n, fp);
+    return 0;
+}
+
+} // namespace kalloc

@@ -1,0 +1,260 @@
+/*
+ * malloc/tcache.cc - creating, refilling, flushing and retiring thread
+ * caches (see tcache.h), and kalloc's one-time initialisation.
+ *
+ * Lock order: tcache_list_lock -> kmem_cache.lock -> zone.lock.
+ */
+#include "malloc/tcache.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "malloc/fork.h"
+#include "mm/page_alloc.h"
+#include "mm/slab.h"
+#include "platform/options.h"
+#include "platform/os.h"
+#include "platform/printk.h"
+
+namespace kalloc {
+
+__thread tcache *tcache_current __attribute__((tls_model("initial-exec"))) = &tcache_boot;
+__thread uint8_t tcache_state __attribute__((tls_model("initial-exec"))) = TCACHE_NONE;
+tcache tcache_boot;     /* all bins empty with no room: every fast path misses */
+uint64_t tcache_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init */
+
+namespace {
+
+enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
+int init_state;                      /* INIT_* */
+pthread_key_t tcache_pthread_key;
+
+spinlock_t tcache_list_lock = SPINLOCK_INIT;
+tcache *tcache_list;                 /* live caches */
+tcache *tcache_free_list;            /* retired caches for reuse (linked by next) */
+unsigned long nr_tcaches;            /* live caches */
+
+void tcache_thread_exit(void *arg);
+
+/* Carve a tcache from allocator metadata pages (MIGRATE_UNMOVABLE). */
+tcache *tcache_alloc_locked()
+{
+    if (!tcache_free_list) {
+        constexpr unsigned order = 2;   /* 16 KiB: 14 caches per block */
+        page *pg = alloc_pages(order, MIGRATE_UNMOVABLE, nullptr);
+        if (!pg)
+            return nullptr;
+        prep_compound_page(pg, 1ul << order, PG_meta);
+        pg->nr_pages = 1u << order;
+        __atomic_fetch_add(&pg->zone->nr_meta_pages, 1ul << order, __ATOMIC_RELAXED);
+        char *base = (char *)page_address(pg);
+        size_t sz = align_up(sizeof(tcache), 64);
+        for (size_t off = 0; off + sz <= (PAGE_SIZE << order); off += sz) {
+            tcache *t = (tcache *)(base + off);
+            t->next = tcache_free_list;
+            tcache_free_list = t;
+        }
+    }
+    tcache *tc = tcache_free_list;
+    tcache_free_list = tc->next;
+    return tc;
+}
+
+void tcache_register_locked(tcache *tc)
+{
+    tc->prev = nullptr;
+    tc->next = tcache_list;
+    if (tcache_list)
+        tcache_list->prev = tc;
+    tcache_list = tc;
+    nr_tcaches++;
+}
+
+void tcache_unregister_locked(tcache *tc)
+{
+    if (tc->prev)
+        tc->prev->next = tc->next;
+    else
+        tcache_list = tc->next;
+    if (tc->next)
+        tc->next->prev = tc->prev;
+    nr_tcaches--;
+    tc->next = tcache_free_list;
+    tcache_free_list = tc;
+}
+
+void tcache_thread_exit(void *arg)
+{
+    tcache *tc = (tcache *)arg;
+    tcache_current = &tcache_boot;
+    tcache_state = TCACHE_DEAD;
+    tcache_flush_all(tc);
+    spin_lock(&tcache_list_lock);
+    tcache_unregister_locked(tc);
+    spin_unlock(&tcache_list_lock);
+}
+
+} // namespace
+
+bool kalloc_init()
+{
+    if (likely(__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == INIT_DONE))
+        return true;
+    int expected = INIT_NONE;
+    if (!__atomic_compare_exchange_n(&init_state, &expected, INIT_RUNNING, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return false;       /* running (maybe in this very thread): go direct */
+    options_init();
+    tcache_key = os_random_seed() | 1;
+    if (pthread_key_create(&tcache_pthread_key, tcache_thread_exit) != 0)
+        panic("cannot create the thread-cache key");
+    kalloc_register_fork_handlers();
+    __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
+    return true;
+}
+
+tcache *tcache_get()
+{
+    if (tcache_state == TCACHE_ACTIVE)
+        return tcache_current;
+    if (tcache_state != TCACHE_NONE)
+        return nullptr;
+    if (!kalloc_init() || !option_get(OPT_TCACHE))
+        return nullptr;
+    tcache_state = TCACHE_INIT;
+    spin_lock(&tcache_list_lock);
+    tcache *tc = tcache_alloc_locked();
+    if (tc) {
+        memset(tc->bins, 0, sizeof(tc->bins));
+        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+            tc->bins[i].avail = kmalloc_info[i].tcache_max;
+        tc->tid = (unsigned long)pthread_self();
+        tcache_register_locked(tc);
+    }
+    spin_unlock(&tcache_list_lock);
+    if (!tc) {
+        tcache_state = TCACHE_NONE;
+        return nullptr;
+    }
+    /* May call malloc (glibc's second-level key blocks): that call sees
+     * TCACHE_INIT and is served straight from the slabs. */
+    pthread_setspecific(tcache_pthread_key, tc);
+    tcache_current = tc;
+    tcache_state = TCACHE_ACTIVE;
+    return tc;
+}
+
+void *tcache_refill(tcache *tc, unsigned idx)
+{
+    tcache_bin *b = &tc->bins[idx];
+    unsigned want = kmalloc_info[idx].tcache_max / 2;
+    if (want == 0)
+        want = 1;
+    if (want > b->avail)
+        want = b->avail;
+    unsigned got;
+    void *chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got);
+    if (!chain)
+        return nullptr;
+    void *obj = chain;
+    void *rest = *(void **)obj;
+    if (got > 1) {
+        /* chain's last link is nullptr; splice onto the (empty or not) bin */
+        void *last = rest;
+        while (*(void **)last)
+            last = *(void **)last;
+        *(void **)last = b->head;
+        b->head = rest;
+        b->avail -= got - 1;
+    }
+    return obj;
+}
+
+void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
+{
+    tcache_bin *b = &tc->bins[idx];
+    unsigned max = kmalloc_info[idx].tcache_max;
+    unsigned count = max - b->avail;
+    unsigned n = count / 2 ? count / 2 : count;
+    if (n) {
+        /* Flush the n objects nearest the tail (the coldest). */
+        unsigned keep = count - n;
+        void *chain;
+        if (keep == 0) {
+            chain = b->head;
+            b->head = nullptr;
+        } else {
+            void *cut = b->head;
+            for (unsigned i = 1; i < keep; i++)
+                cut = *(void **)cut;
+            chain = *(void **)cut;
+            *(void **)cut = nullptr;
+        }
+        kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
+        b->avail += n;
+    }
+    if (b->avail) {
+        ((void **)obj)[0] = b->head;
+        ((uint64_t *)obj)[1] = tcache_key;
+        b->head = obj;
+        b->avail--;
+    } else {
+        kmem_cache_free(&kmalloc_caches[idx], obj);
+    }
+}
+
+void tcache_flush_all(tcache *tc)
+{
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        tcache_bin *b = &tc->bins[i];
+        unsigned n = kmalloc_info[i].tcache_max - b->avail;
+        if (n)
+            kmem_cache_free_bulk(&kmalloc_caches[i], b->head, n);
+        b->head = nullptr;
+        b->avail = kmalloc_info[i].tcache_max;
+    }
+}
+
+bool tcache_contains(tcache *tc, unsigned idx, void *obj)
+{
+    for (void *o = tc->bins[idx].head; o; o = *(void **)o)
+        if (o == obj)
+            return true;
+    return false;
+}
+
+void tcache_count_cached(unsigned long out[NR_KMALLOC_CLASSES], unsigned long *nr)
+{
+    for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++)
+        out[i] = 0;
+    spin_lock(&tcache_list_lock);
+    for (tcache *tc = tcache_list; tc; tc = tc->next)
+        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+            out[i] += kmalloc_info[i].tcache_max - READ_ONCE(tc->bins[i].avail);
+    *nr = nr_tcaches;
+    spin_unlock(&tcache_list_lock);
+}
+
+void tcache_lock_for_fork() { spin_lock(&tcache_list_lock); }
+void tcache_unlock_for_fork() { spin_unlock(&tcache_list_lock); }
+
+/* In the child only the forking thread exists: the other threads' caches
+ * go back to the slabs instead of leaking. */
+void tcache_after_fork_child()
+{
+    spin_lock_init(&tcache_list_lock);
+    tcache *mine = tcache_state == TCACHE_ACTIVE ? tcache_current : nullptr;
+    tcache *tc = tcache_list;
+    while (tc) {
+        tcache *next = tc->next;
+        if (tc != mine) {
+            tcache_flush_all(tc);
+            tcache_unregister_locked(tc);
+        }
+        tc = next;
+    }
+    if (mine)
+        mine->tid = (unsigned long)pthread_self();
+}
+
+} // namespace kalloc

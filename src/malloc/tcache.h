@@ -1,0 +1,85 @@
+/*
+ * malloc/tcache.h - per-thread object caches, the malloc fast path's data.
+ *
+ * Each thread has one tcache: per size class, a LIFO list of free objects
+ * (linked through their first word) and how much room is left.  malloc pops,
+ * free pushes: no lock, no atomic read-modify-write.  An empty bin is
+ * refilled, a full one half flushed, in bulk from / to the slab layer under
+ * the cache lock (kmem_cache_alloc_bulk / kmem_cache_free_bulk).  This plays
+ * the part of SLUB's per-CPU slab and sheaves, per thread instead of per CPU
+ * (per-CPU pagesets below the slabs come with the per-CPU issue).
+ *
+ * A free from another thread simply goes into the freeing thread's cache
+ * and later back to its slab in a batch: cross-thread frees cost the same as
+ * local ones and are deferred and batched, with no remote-free list to scan.
+ *
+ * Life cycle (tcache_state, thread-local):
+ *   TCACHE_NONE    no cache yet; tcache_current points at tcache_boot, whose
+ *                  bins are all empty with no room, so both fast paths miss
+ *                  and the slow path creates the cache;
+ *   TCACHE_INIT    being created (a malloc from pthread_setspecific recurses
+ *                  here and is served straight from the slabs);
+ *   TCACHE_ACTIVE  in use;
+ *   TCACHE_DEAD    the thread is exiting and its cache was flushed (by the
+ *                  pthread key destructor); later allocations from other
+ *                  destructors go straight to the slabs, so nothing leaks.
+ * Objects in a tcache have tcache_key in their second word: a free that
+ * finds it there is probably a double free and is checked on the slow path.
+ */
+#pragma once
+
+#include "mm/slab_common.h"
+#include "platform/spinlock.h"
+
+namespace kalloc {
+
+struct tcache_bin {
+    void *head;       /* first free object, or nullptr */
+    uint32_t avail;   /* room left: tcache_max - objects on the list */
+    uint32_t _pad;
+};
+
+struct tcache {
+    tcache_bin bins[NR_KMALLOC_CLASSES]; /* per size class; bins[0] unused */
+    tcache *next;                        /* registry of live caches (tcache_list) */
+    tcache *prev;
+    unsigned long tid;                   /* owning thread (pthread_self) */
+};
+
+enum tcache_state_t : uint8_t { TCACHE_NONE, TCACHE_INIT, TCACHE_ACTIVE, TCACHE_DEAD };
+
+extern __thread tcache *tcache_current __attribute__((tls_model("initial-exec")));
+extern __thread uint8_t tcache_state __attribute__((tls_model("initial-exec")));
+extern tcache tcache_boot;
+extern uint64_t tcache_key;
+
+/* The calling thread's cache, created if needed; nullptr when the thread
+ * must go straight to the slabs (recursion during creation, thread exiting,
+ * KALLOC_TCACHE=0, or out of memory). */
+tcache *tcache_get();
+
+/* Refill bin idx from the slabs and pop one object (nullptr: out of memory). */
+void *tcache_refill(tcache *tc, unsigned idx);
+
+/* Bin idx is full: flush half of it to the slabs, then push obj. */
+void tcache_flush_push(tcache *tc, unsigned idx, void *obj);
+
+/* Return every cached object to the slabs. */
+void tcache_flush_all(tcache *tc);
+
+/* Whether obj is on tc's bin idx (double-free check; walks the bin). */
+bool tcache_contains(tcache *tc, unsigned idx, void *obj);
+
+/* Objects held by all live thread caches, per class (racy snapshot). */
+void tcache_count_cached(unsigned long out[NR_KMALLOC_CLASSES], unsigned long *nr_caches);
+
+/* One-time global set-up (options, pthread key, fork handlers).  Returns
+ * false while another call is in progress (the caller goes direct). */
+bool kalloc_init();
+
+/* fork() support. */
+void tcache_lock_for_fork();
+void tcache_unlock_for_fork();
+void tcache_after_fork_child();
+
+} // namespace kalloc

@@ -1,0 +1,68 @@
+/*
+ * mm/mm_types.h - struct page, the descriptor of one 4 KiB page.
+ *
+ * Mirrors include/linux/mm_types.h.  Every page of every zone has one
+ * descriptor in the zone's mem_map, an array kept apart from the pages
+ * themselves: data pages never hold allocator metadata, so a program that
+ * overruns a block cannot corrupt the allocator's view of other blocks.
+ *
+ * What the fields mean depends on the page's state (its flags):
+ *   PG_buddy         head of a free block of 2^order pages on a free list
+ *   PG_slab          a page of a slab (every page of it; slab fields valid
+ *                    on the head page, compound_head on all)
+ *   PG_large         head of a large allocation of nr_pages pages
+ *   PG_meta          allocator metadata (never freed)
+ *   PG_tail          a page inside an allocated block other than its head;
+ *                    compound_head says how far back the head is
+ *   PG_reported      (free blocks) the memory was given back to the OS with
+ *                    madvise: it reads as zero and is not resident.  Named
+ *                    after the kernel's free page reporting.
+ * A page inside a free block that is not its head has no meaningful state.
+ *
+ * 64 bytes, like the kernel's: one cache line per page.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "mm/list.h"
+
+namespace kalloc {
+
+struct zone;
+struct kmem_cache;
+
+enum pageflags : uint16_t {
+    PG_buddy = 1u << 0,
+    PG_slab = 1u << 1,
+    PG_large = 1u << 2,
+    PG_meta = 1u << 3,
+    PG_tail = 1u << 4,
+    PG_reported = 1u << 5,
+    PG_head = 1u << 6,    /* head of an allocated block (slab, large or meta) */
+};
+
+struct page {
+    uint16_t flags;          /* pageflags */
+    uint8_t order;           /* PG_buddy: order of the free block; slab: slab order */
+    uint8_t migratetype;     /* PG_buddy: the free list (migrate type) the block is on */
+    uint32_t compound_head;  /* PG_tail: pages back to the head page (0 on a head) */
+    struct zone *zone;       /* the zone this page belongs to (set when the zone grows) */
+    list_head lru;           /* free_area list when PG_buddy; slab partial/full list when PG_slab */
+
+    /* --- slab pages (valid on the head page of a slab) --- */
+    void *freelist;          /* first free object in the slab, linked through each object's first word */
+    struct kmem_cache *slab_cache; /* the cache (size class) the slab belongs to */
+    uint16_t inuse;          /* objects handed out of this slab (to thread caches or the program) */
+    uint16_t objects;        /* objects the slab holds */
+    uint16_t carved;         /* objects carved so far; the rest were never touched (bump area) */
+    uint8_t slab_list;       /* which kmem_cache list the slab is on (SLAB_PARTIAL, SLAB_FULL, SLAB_NONE) */
+    uint8_t slab_class;      /* size class index (on every page of the slab) */
+
+    /* --- large allocations (valid on the head page) --- */
+    uint32_t nr_pages;       /* PG_large: pages in the allocation; PG_slab: pages in the slab */
+};
+
+static_assert(sizeof(page) == 64, "struct page is one cache line");
+
+} // namespace kalloc

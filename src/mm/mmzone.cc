@@ -1,0 +1,167 @@
+/*
+ * mm/mmzone.cc - creating and growing zones; the pointer -> zone table.
+ *
+ * Zones live at addresses kalloc picks itself (a randomised run of 4 GiB
+ * aligned slots well away from where the kernel puts mmap()s and the heap),
+ * mapped with MAP_FIXED_NOREPLACE so nothing else is ever overwritten and
+ * an address taken by someone else simply moves kalloc to the next slot.
+ * Growing in steps, instead of reserving 4 GiB up front, keeps kalloc within
+ * RLIMIT_AS limits: when the limit is reached, growth fails and malloc
+ * returns NULL with ENOMEM.
+ */
+#include "mm/mmzone.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "mm/page_alloc.h"
+#include "platform/options.h"
+#include "platform/os.h"
+
+namespace kalloc {
+
+void *zone_table[NR_ZONE_SLOTS];
+zone *zones[MAX_NR_ZONES];
+unsigned nr_zones;
+spinlock_t zone_list_lock = SPINLOCK_INIT;
+
+const char *const migratetype_names[MIGRATE_TYPES] = {"Unmovable", "Movable", "Reclaimable"};
+
+namespace {
+
+/* Slots are handed out upward from a random start in [32 TiB, 48 TiB). */
+constexpr uintptr_t SLOT_BASE = 0x2000;   /* slot index: 0x2000 << 32 = 32 TiB */
+constexpr uintptr_t SLOT_RANGE = 0x1000;
+uintptr_t next_slot;                       /* 0 until first use */
+uint8_t slot_taken[NR_ZONE_SLOTS];         /* handed out (to a zone or a vmalloc region) */
+
+} // namespace
+
+uintptr_t __reserve_zone_slots(unsigned nr_slots)
+{
+    if (!next_slot)
+        next_slot = SLOT_BASE + (os_random_seed() % SLOT_RANGE);
+    for (unsigned tries = 0; tries < 4096; tries++) {
+        uintptr_t s = next_slot;
+        if (s + nr_slots >= NR_ZONE_SLOTS) {
+            next_slot = SLOT_BASE;        /* wrap once to the bottom of the range */
+            continue;
+        }
+        bool taken = false;
+        for (unsigned i = 0; i < nr_slots; i++)
+            if (slot_taken[s + i])
+                taken = true;
+        next_slot = s + (taken ? 1 : nr_slots);
+        if (!taken) {
+            for (unsigned i = 0; i < nr_slots; i++)
+                slot_taken[s + i] = 1;
+            return s << ZONE_SLOT_SHIFT;
+        }
+    }
+    return 0;
+}
+
+/* Step by which a zone grows: at least what is needed, otherwise 1/8 of the
+ * zone (4 MiB .. 64 MiB), in whole MAX_ORDER blocks. */
+static unsigned long zone_grow_step(const zone *z, unsigned long min_pages)
+{
+    constexpr unsigned long block = 1ul << MAX_ORDER;
+    unsigned long step = z->spanned_pages / 8;
+    if (step < block)
+        step = block;
+    if (step > 16 * block)
+        step = 16 * block;
+    if (step < min_pages)
+        step = min_pages;
+    step = align_up(step, block);
+    if (step > z->max_pages - z->spanned_pages)
+        step = z->max_pages - z->spanned_pages;
+    return step;
+}
+
+bool __zone_grow(zone *z, unsigned long min_pages)
+{
+    if (z->full || z->spanned_pages + min_pages > z->max_pages)
+        return false;
+    unsigned long step = zone_grow_step(z, min_pages);
+    if (step < min_pages)
+        return false;
+    uintptr_t addr = z->zone_start + (z->spanned_pages << PAGE_SHIFT);
+    int saved = errno;
+    void *p = os_map_fixed((void *)addr, step << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
+    if (!p) {
+        /* Someone else's mapping is in the way (EEXIST): this zone is full.
+         * Out of memory (ENOMEM, RLIMIT_AS): try again later. */
+        if (errno == EEXIST)
+            z->full = true;
+        errno = saved;
+        return false;
+    }
+    errno = saved;
+    unsigned long first = z->spanned_pages;
+    for (unsigned long pfn = first; pfn < first + step; pfn++)
+        z->mem_map[pfn].zone = z;
+    for (unsigned long pfn = first; pfn < first + step; pfn += pageblock_nr_pages)
+        set_pageblock_migratetype(z, pfn, MIGRATE_MOVABLE);
+    WRITE_ONCE(z->spanned_pages, first + step);
+    /* Fresh anonymous memory is zero and not resident: PG_reported. */
+    for (unsigned long pfn = first; pfn < first + step; pfn += 1ul << MAX_ORDER)
+        __free_one_page(z, pfn, MAX_ORDER, true);
+    pa_stats.zone_grow++;
+    return true;
+}
+
+zone *zone_create(unsigned long min_pages)
+{
+    spin_lock(&zone_list_lock);
+    options_init();
+    zone *z = nullptr;
+    if (nr_zones >= MAX_NR_ZONES)
+        goto out;
+    {
+        size_t meta = ZONE_HDR_SIZE + ZONE_MAX_PAGES * sizeof(page);
+        char *m = (char *)os_map(meta, true);
+        if (!m)
+            goto out;
+        z = (zone *)m;
+        z->type = ZONE_NORMAL;
+        z->backing = ZONE_BACKING_ANON;
+        z->backing_fd = -1;
+        z->id = (uint16_t)nr_zones;
+        z->mem_map = zone_mem_map(z);
+        z->max_pages = ZONE_MAX_PAGES;
+        z->free_high = (unsigned long)option_get(OPT_FREE_HIGH) >> PAGE_SHIFT;
+        for (auto &fa : z->free_area)
+            for (auto &l : fa.free_list)
+                INIT_LIST_HEAD(&l);
+        int saved = errno;
+        for (;;) {
+            uintptr_t start = __reserve_zone_slots(1);
+            if (!start)
+                break;
+            z->zone_start = start;
+            z->spanned_pages = 0;
+            z->full = false;
+            /* The first growth maps at the slot's start; EEXIST means the
+             * slot is someone else's, so try the next one. */
+            if (__zone_grow(z, min_pages ? min_pages : 1))
+                break;
+            if (!z->full)
+                break;          /* out of memory */
+        }
+        errno = saved;
+        if (!z->spanned_pages) {
+            os_unmap(m, meta);
+            z = nullptr;
+            goto out;
+        }
+        WRITE_ONCE(zone_table[z->zone_start >> ZONE_SLOT_SHIFT], (void *)z);
+        zones[nr_zones] = z;
+        __atomic_store_n(&nr_zones, nr_zones + 1, __ATOMIC_RELEASE);
+    }
+out:
+    spin_unlock(&zone_list_lock);
+    return z;
+}
+
+} // namespace kalloc

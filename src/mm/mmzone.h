@@ -1,0 +1,179 @@
+/*
+ * mm/mmzone.h - zones, free areas, migrate types and pageblocks.
+ *
+ * Mirrors include/linux/mmzone.h.  A zone is a region of address space that
+ * kalloc reserved for itself: it starts at a ZONE_SLOT_SIZE aligned address
+ * and grows upward on demand (zone_grow: mmap MAP_FIXED_NOREPLACE right
+ * after what it has), up to ZONE_SLOT_SIZE.  Its pages are described by its
+ * mem_map (struct page array), a separate mapping.
+ *
+ * Finding the zone and struct page of any pointer is O(1) and never faults:
+ * zone_table[] has one entry per ZONE_SLOT_SIZE of the 47-bit address space
+ * (256 KiB of BSS), pointing at the zone that owns that slot or at nothing.
+ *
+ * Invariants (checked by tests/unit):
+ *   - every page in [zone_start, zone_start + spanned_pages) is either inside
+ *     exactly one free block on exactly one free list, or inside exactly one
+ *     allocated block;
+ *   - a free block of order k starts at a pfn that is a multiple of 2^k;
+ *   - no two free buddies of the same order are both on the free lists
+ *     (__free_one_page merges them);
+ *   - zone->free_area[k].nr_free counts the blocks on its lists;
+ *     zone->nr_free_pages = sum(nr_free * 2^k).
+ *
+ * Lock order: kmem_cache.lock -> zone.lock -> zone_list_lock.
+ */
+#pragma once
+
+#include "mm/mm_types.h"
+#include "platform/compiler.h"
+#include "platform/spinlock.h"
+
+namespace kalloc {
+
+constexpr unsigned PAGE_SHIFT = 12;
+constexpr size_t PAGE_SIZE = 1ul << PAGE_SHIFT;
+constexpr unsigned MAX_ORDER = 10;                 /* largest block: 2^10 pages = 4 MiB */
+constexpr unsigned NR_PAGE_ORDERS = MAX_ORDER + 1;
+constexpr unsigned pageblock_order = 9;            /* 2 MiB, the x86-64 hugepage size */
+constexpr size_t pageblock_nr_pages = 1ul << pageblock_order;
+constexpr unsigned PAGE_ALLOC_COSTLY_ORDER = 3;
+
+constexpr unsigned ZONE_SLOT_SHIFT = 32;           /* each zone may grow to 4 GiB */
+constexpr size_t ZONE_SLOT_SIZE = 1ul << ZONE_SLOT_SHIFT;
+constexpr size_t ZONE_MAX_PAGES = ZONE_SLOT_SIZE >> PAGE_SHIFT;
+constexpr size_t ZONE_MAX_PAGEBLOCKS = ZONE_MAX_PAGES >> pageblock_order;
+constexpr unsigned ADDRESS_BITS = 47;              /* user address space on x86-64 */
+constexpr size_t NR_ZONE_SLOTS = 1ul << (ADDRESS_BITS - ZONE_SLOT_SHIFT);
+
+/*
+ * Migrate types: what kalloc groups together so whole pageblocks empty.
+ * A program's objects never move, so "mobility" here means when memory will
+ * be free again; the kernel's names are kept for the kernel's meaning:
+ *   MIGRATE_UNMOVABLE    allocator metadata: never freed
+ *   MIGRATE_RECLAIMABLE  slab pages: freed when all their objects are
+ *   MIGRATE_MOVABLE      large blocks handed to the program (page granular);
+ *                        in a memory-file backed zone their physical pages
+ *                        can be moved without changing their address
+ */
+enum migratetype : uint8_t {
+    MIGRATE_UNMOVABLE,
+    MIGRATE_MOVABLE,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_TYPES
+};
+
+extern const char *const migratetype_names[MIGRATE_TYPES];
+
+struct free_area {
+    list_head free_list[MIGRATE_TYPES];  /* free blocks of this order, per migrate type */
+    unsigned long nr_free;                /* blocks on all of this order's lists */
+};
+
+/* What backs a zone's pages.  Only anonymous memory today; the memory-file
+ * kind is where physical-page compaction will plug in (a zone's pages can
+ * then be remapped to other offsets of the file). */
+enum zone_backing : uint8_t {
+    ZONE_BACKING_ANON,
+    ZONE_BACKING_MEMFD,
+};
+
+enum zone_type : uint8_t {
+    ZONE_NORMAL,     /* a buddy-managed zone */
+    ZONE_VMALLOC,    /* a region of huge (direct mmap) allocations, see vmalloc.h */
+};
+
+struct zone {
+    zone_type type;               /* ZONE_NORMAL (must be the first member, see zone_table) */
+    zone_backing backing;         /* what the pages are mapped from */
+    uint16_t id;                  /* index in the zone list */
+    int backing_fd;               /* ZONE_BACKING_MEMFD: the memory file; -1 otherwise */
+    spinlock_t lock;              /* protects free_area, counters, growth */
+    uintptr_t zone_start;         /* first byte; ZONE_SLOT_SIZE aligned */
+    unsigned long spanned_pages;  /* pages mapped so far (the zone grows upward) */
+    unsigned long max_pages;      /* pages it may grow to before it is full */
+    bool full;                    /* growth failed (address space taken or exhausted) */
+    unsigned long nr_free_pages;  /* pages in free blocks */
+    unsigned long nr_free_resident; /* of those, pages not PG_reported (still backed) */
+    unsigned long free_high;      /* reclaim threshold for nr_free_resident, in pages */
+    unsigned long nr_reported;    /* pages given back to the OS (a count, ever) */
+    unsigned long nr_large_pages; /* pages in large allocations */
+    unsigned long nr_slab_pages;  /* pages in slabs */
+    unsigned long nr_meta_pages;  /* pages of allocator metadata */
+    struct free_area free_area[NR_PAGE_ORDERS]; /* the buddy allocator's free lists */
+    uint8_t pageblock_mt[ZONE_MAX_PAGEBLOCKS]; /* migrate type of each 2 MiB pageblock */
+    struct page *mem_map;         /* descriptors of pages [0, max_pages) */
+};
+
+/* The mem_map sits right after the zone descriptor, in the same mapping. */
+constexpr size_t ZONE_HDR_SIZE = (sizeof(zone) + 63) & ~size_t(63);
+static inline page *zone_mem_map(zone *z) { return (page *)((char *)z + ZONE_HDR_SIZE); }
+
+/* One entry per 4 GiB of address space: the zone (or vmalloc region) owning
+ * it.  Constant-initialised to all nullptr. */
+extern void *zone_table[NR_ZONE_SLOTS];
+
+/* The zone list: every ZONE_NORMAL zone, lowest first (allocation order). */
+constexpr unsigned MAX_NR_ZONES = 1024;
+extern zone *zones[MAX_NR_ZONES];
+extern unsigned nr_zones;          /* entries used in zones[] (read with READ_ONCE) */
+extern spinlock_t zone_list_lock;  /* protects zone creation and zone_table updates */
+
+static inline uint8_t zone_table_type(const void *entry) { return *(const uint8_t *)entry; }
+
+/* The zone of address p when p is inside a buddy zone's mapped span, else
+ * nullptr.  Never faults. */
+static inline zone *page_zone_of(uintptr_t p)
+{
+    if (unlikely(p >> ADDRESS_BITS))
+        return nullptr;
+    void *e = READ_ONCE(zone_table[p >> ZONE_SLOT_SHIFT]);
+    if (!e || zone_table_type(e) != ZONE_NORMAL)
+        return nullptr;
+    zone *z = (zone *)e;
+    if (((p - z->zone_start) >> PAGE_SHIFT) >= READ_ONCE(z->spanned_pages))
+        return nullptr;
+    return z;
+}
+
+static inline unsigned long zone_pfn(const zone *z, uintptr_t p)
+{
+    return (p - z->zone_start) >> PAGE_SHIFT;
+}
+static inline page *pfn_to_page(zone *z, unsigned long pfn) { return z->mem_map + pfn; }
+static inline unsigned long page_to_pfn(const page *pg) { return (unsigned long)(pg - pg->zone->mem_map); }
+static inline void *page_address(const page *pg)
+{
+    return (void *)(pg->zone->zone_start + (page_to_pfn(pg) << PAGE_SHIFT));
+}
+/* struct page of p, p inside zone z's span. */
+static inline page *virt_to_page(zone *z, uintptr_t p) { return z->mem_map + zone_pfn(z, p); }
+/* The head page of the allocated block containing pg. */
+static inline page *compound_head(page *pg) { return pg - pg->compound_head; }
+
+static inline migratetype get_pageblock_migratetype(const zone *z, unsigned long pfn)
+{
+    return (migratetype)z->pageblock_mt[pfn >> pageblock_order];
+}
+static inline void set_pageblock_migratetype(zone *z, unsigned long pfn, migratetype mt)
+{
+    z->pageblock_mt[pfn >> pageblock_order] = mt;
+}
+
+/* Reserve a new address-space slot (ZONE_SLOT_SIZE aligned, not used by
+ * anyone) for a zone or a vmalloc region covering `nr_slots` slots; returns
+ * its address or 0.  Does not map anything; the caller maps with
+ * os_map_fixed and publishes the slot in zone_table.  Caller holds
+ * zone_list_lock. */
+uintptr_t __reserve_zone_slots(unsigned nr_slots);
+
+/* Create a new buddy zone with at least `min_pages` mapped.  Takes
+ * zone_list_lock.  nullptr when address space or memory is exhausted. */
+zone *zone_create(unsigned long min_pages);
+
+/* Map more pages at the top of the zone and free them into the buddy
+ * allocator (as PG_reported blocks: fresh memory is zero and not resident).
+ * Caller holds z->lock.  False when the zone cannot grow. */
+bool __zone_grow(zone *z, unsigned long min_pages);
+
+} // namespace kalloc

@@ -1,0 +1,413 @@
+/*
+ * mm/page_alloc.cc - the buddy allocator (mirrors mm/page_alloc.c).
+ *
+ * Free memory is kept in zone->free_area[order].free_list[migratetype]:
+ * blocks of 2^order pages, naturally aligned.  Allocation takes the smallest
+ * block of the wanted type that fits (__rmqueue_smallest) and splits it,
+ * returning the halves (expand); when the type has nothing, it falls back to
+ * other types in the order of fallbacks[][] and may claim the whole 2 MiB
+ * pageblock for the new type (steal_suitable_fallback), so each type stays
+ * packed in few pageblocks.  Freeing merges a block with its buddy
+ * (pfn ^ 2^order) as long as the buddy is free and of the same order
+ * (__free_one_page).
+ *
+ * Reclaim, minimal for now: when a free produces a whole MAX_ORDER block
+ * and the zone holds more free resident memory than free_high, the block is
+ * given back to the OS (madvise) and marked PG_reported.
+ *
+ * Locking: zone->lock around every free-list operation; the __functions
+ * expect it held.  Lock order: kmem_cache.lock -> zone.lock -> zone_list_lock.
+ */
+#include "mm/page_alloc.h"
+
+#include "platform/os.h"
+#include "platform/printk.h"
+
+namespace kalloc {
+
+page_alloc_stats pa_stats;
+
+/*
+ * When a type's lists are empty, try the others in this order (as the
+ * kernel's table): metadata prefers slab blocks (both long-lived) to large
+ * blocks; large blocks prefer slab blocks; slabs prefer metadata blocks.
+ */
+const migratetype fallbacks[MIGRATE_TYPES][MIGRATE_TYPES - 1] = {
+    [MIGRATE_UNMOVABLE] = {MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE},
+    [MIGRATE_MOVABLE] = {MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE},
+    [MIGRATE_RECLAIMABLE] = {MIGRATE_UNMOVABLE, MIGRATE_MOVABLE},
+};
+
+/* ---------------------------------------------------------------------------
+ * Free lists
+ * ------------------------------------------------------------------------- */
+
+static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratetype mt,
+                                    bool reported)
+{
+    pg->flags = PG_buddy | (reported ? PG_reported : 0);
+    pg->order = (uint8_t)order;
+    pg->migratetype = mt;
+    pg->compound_head = 0;
+    list_add(&pg->lru, &z->free_area[order].free_list[mt]);
+    z->free_area[order].nr_free++;
+    z->nr_free_pages += 1ul << order;
+    if (!reported)
+        z->nr_free_resident += 1ul << order;
+}
+
+static inline void del_from_free_list(zone *z, page *pg, unsigned order)
+{
+    list_del(&pg->lru);
+    z->free_area[order].nr_free--;
+    z->nr_free_pages -= 1ul << order;
+    if (!(pg->flags & PG_reported))
+        z->nr_free_resident -= 1ul << order;
+    pg->flags = 0;
+}
+
+/* Free block head of exactly this order (the kernel's page_is_buddy). */
+static inline bool page_is_buddy(const page *pg, unsigned order)
+{
+    return (pg->flags & PG_buddy) && pg->order == order;
+}
+
+/* ---------------------------------------------------------------------------
+ * Freeing
+ * ------------------------------------------------------------------------- */
+
+static void report_free_block(zone *z, page *pg, unsigned order)
+{
+    os_decommit(page_address(pg), PAGE_SIZE << order);
+    pg->flags |= PG_reported;
+    z->nr_free_resident -= 1ul << order;
+    z->nr_reported += 1ul << order;
+}
+
+void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
+{
+    /* The block's head forgets what it was (slab, large...): a later free of
+     * the same pointer must see a free page, not a live block. */
+    pfn_to_page(z, pfn)->flags = 0;
+    while (order < MAX_ORDER) {
+        unsigned long buddy_pfn = pfn ^ (1ul << order);
+        if (buddy_pfn + (1ul << order) > z->spanned_pages)
+            break;
+        page *buddy = pfn_to_page(z, buddy_pfn);
+        if (!page_is_buddy(buddy, order))
+            break;
+        reported = reported && (buddy->flags & PG_reported);
+        del_from_free_list(z, buddy, order);
+        pfn &= buddy_pfn;
+        order++;
+    }
+    page *pg = pfn_to_page(z, pfn);
+    migratetype mt = get_pageblock_migratetype(z, pfn);
+    if (order > pageblock_order)      /* spans pageblocks: one type for all */
+        for (unsigned long b = pfn; b < pfn + (1ul << order); b += pageblock_nr_pages)
+            set_pageblock_migratetype(z, b, mt);
+    add_to_free_list(z, pg, order, mt, reported);
+    if (order == MAX_ORDER && !reported && z->nr_free_resident > z->free_high)
+        report_free_block(z, pg, order);
+}
+
+/* ---------------------------------------------------------------------------
+ * Allocation
+ * ------------------------------------------------------------------------- */
+
+/* Split a block of order `high` down to `low`, giving the upper halves back
+ * to the free lists of type mt (they keep the block's reported state). */
+static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migratetype mt,
+                          bool reported)
+{
+    unsigned long pfn = page_to_pfn(pg);
+    while (high > low) {
+        high--;
+        add_to_free_list(z, pfn_to_page(z, pfn + (1ul << high)), high, mt, reported);
+    }
+}
+
+static page *__rmqueue_smallest(zone *z, unsigned order, migratetype mt, bool *zeroed)
+{
+    for (unsigned o = order; o < NR_PAGE_ORDERS; o++) {
+        list_head *l = &z->free_area[o].free_list[mt];
+        if (list_empty(l))
+            continue;
+        page *pg = list_first_entry(l, page, lru);
+        bool reported = pg->flags & PG_reported;
+        del_from_free_list(z, pg, o);
+        expand(z, pg, order, o, mt, reported);
+        if (zeroed)
+            *zeroed = reported;
+        return pg;
+    }
+    return nullptr;
+}
+
+/* Move every free block inside pfn's pageblock to the lists of type mt and
+ * retag the pageblock (the kernel's move_freepages_block). */
+static unsigned long move_freepages_block(zone *z, unsigned long pfn, migratetype mt)
+{
+    unsigned long start = pfn & ~(pageblock_nr_pages - 1);
+    unsigned long end = start + pageblock_nr_pages;
+    unsigned long moved = 0;
+    for (unsigned long p = start; p < end && p < z->spanned_pages;) {
+        page *pg = pfn_to_page(z, p);
+        if (pg->flags & PG_buddy) {
+            unsigned o = pg->order;
+            list_move(&pg->lru, &z->free_area[o].free_list[mt]);
+            pg->migratetype = mt;
+            moved += 1ul << o;
+            p += 1ul << o;
+        } else {
+            p++;
+        }
+    }
+    set_pageblock_migratetype(z, start, mt);
+    return moved;
+}
+
+/* Free pages in pfn's pageblock (counted by walking its free blocks). */
+static unsigned long pageblock_free_pages(zone *z, unsigned long pfn)
+{
+    unsigned long start = pfn & ~(pageblock_nr_pages - 1), n = 0;
+    for (unsigned long p = start; p < start + pageblock_nr_pages && p < z->spanned_pages;) {
+        page *pg = pfn_to_page(z, p);
+        if (pg->flags & PG_buddy) {
+            n += 1ul << pg->order;
+            p += 1ul << pg->order;
+        } else {
+            p++;
+        }
+    }
+    return n;
+}
+
+/*
+ * Take the largest free block of a fallback type and, when the kernel's
+ * rules allow, claim its whole pageblock for start_mt: always for blocks of
+ * a pageblock or more; for large requests (order >= pageblock_order / 2) and
+ * for long-lived types (unmovable, reclaimable) when at least half of the
+ * pageblock is free.
+ */
+static page *__rmqueue_fallback(zone *z, unsigned order, migratetype start_mt, bool *zeroed)
+{
+    for (int o = MAX_ORDER; o >= (int)order; o--) {
+        for (migratetype fmt : fallbacks[start_mt]) {
+            list_head *l = &z->free_area[o].free_list[fmt];
+            if (list_empty(l))
+                continue;
+            page *pg = list_first_entry(l, page, lru);
+            unsigned long pfn = page_to_pfn(pg);
+            pa_stats.pgfallback++;
+            if ((unsigned)o >= pageblock_order) {
+                for (unsigned long b = pfn; b < pfn + (1ul << o); b += pageblock_nr_pages)
+                    set_pageblock_migratetype(z, b, start_mt);
+                list_move(&pg->lru, &z->free_area[o].free_list[start_mt]);
+                pg->migratetype = start_mt;
+                pa_stats.pageblock_claims++;
+            } else {
+                bool can_steal = order >= pageblock_order / 2 || start_mt != MIGRATE_MOVABLE;
+                if (can_steal && pageblock_free_pages(z, pfn) >= pageblock_nr_pages / 2) {
+                    move_freepages_block(z, pfn, start_mt);
+                    pa_stats.pageblock_claims++;
+                }
+            }
+            /* Take it from whichever list it is now on. */
+            migratetype now = (migratetype)pg->migratetype;
+            bool reported = pg->flags & PG_reported;
+            del_from_free_list(z, pg, o);
+            expand(z, pg, order, o, now, reported);
+            if (zeroed)
+                *zeroed = reported;
+            return pg;
+        }
+    }
+    return nullptr;
+}
+
+page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed)
+{
+    page *pg = __rmqueue_smallest(z, order, mt, zeroed);
+    if (!pg)
+        pg = __rmqueue_fallback(z, order, mt, zeroed);
+    if (pg)
+        pa_stats.pgalloc++;
+    return pg;
+}
+
+page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
+{
+    if (order > MAX_ORDER)
+        return nullptr;
+    unsigned long need = 1ul << order;
+    /* 1. Zones that have the memory free, lowest first. */
+    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+        zone *z = zones[i];
+        if (READ_ONCE(z->nr_free_pages) < need)
+            continue;
+        spin_lock(&z->lock);
+        page *pg = __rmqueue(z, order, mt, zeroed);
+        spin_unlock(&z->lock);
+        if (pg)
+            return pg;
+    }
+    /* 2. Grow a zone that still can. */
+    for (unsigned i = n; i-- > 0;) {
+        zone *z = zones[i];
+        if (READ_ONCE(z->full))
+            continue;
+        spin_lock(&z->lock);
+        page *pg = __rmqueue(z, order, mt, zeroed);
+        if (!pg && __zone_grow(z, need))
+            pg = __rmqueue(z, order, mt, zeroed);
+        spin_unlock(&z->lock);
+        if (pg)
+            return pg;
+    }
+    /* 3. A new zone. */
+    zone *z = zone_create(need);
+    if (!z)
+        return nullptr;
+    spin_lock(&z->lock);
+    page *pg = __rmqueue(z, order, mt, zeroed);
+    spin_unlock(&z->lock);
+    return pg;
+}
+
+void free_pages(page *pg, unsigned order)
+{
+    zone *z = pg->zone;
+    spin_lock(&z->lock);
+    __free_one_page(z, page_to_pfn(pg), order, false);
+    pa_stats.pgfree++;
+    spin_unlock(&z->lock);
+}
+
+/* Free [pfn, pfn + nr) as the largest aligned blocks that fit. */
+static void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr)
+{
+    while (nr) {
+        unsigned order = pfn ? __builtin_ctzl(pfn) : MAX_ORDER;
+        if (order > MAX_ORDER)
+            order = MAX_ORDER;
+        while ((1ul << order) > nr)
+            order--;
+        __free_one_page(z, pfn, order, false);
+        pfn += 1ul << order;
+        nr -= 1ul << order;
+    }
+}
+
+page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed)
+{
+    unsigned order = ceil_log2(nr_pages);
+    page *pg = alloc_pages(order, mt, zeroed);
+    if (!pg || nr_pages == (1ul << order))
+        return pg;
+    zone *z = pg->zone;
+    spin_lock(&z->lock);
+    __free_pages_range(z, page_to_pfn(pg) + nr_pages, (1ul << order) - nr_pages);
+    spin_unlock(&z->lock);
+    return pg;
+}
+
+void free_pages_exact(page *pg, unsigned long nr_pages)
+{
+    zone *z = pg->zone;
+    spin_lock(&z->lock);
+    __free_pages_range(z, page_to_pfn(pg), nr_pages);
+    pa_stats.pgfree++;
+    spin_unlock(&z->lock);
+}
+
+void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags)
+{
+    head->flags = flags | PG_head;
+    head->compound_head = 0;
+    for (unsigned long i = 1; i < nr_pages; i++) {
+        head[i].flags = (uint16_t)(flags | PG_tail);
+        head[i].compound_head = (uint32_t)i;
+    }
+}
+
+unsigned long zone_reclaim_all(unsigned min_order)
+{
+    unsigned long released = 0;
+    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+        zone *z = zones[i];
+        spin_lock(&z->lock);
+        for (unsigned o = min_order; o < NR_PAGE_ORDERS; o++)
+            for (auto &l : z->free_area[o].free_list)
+                for (list_head *e = l.next; e != &l; e = e->next) {
+                    page *pg = list_entry(e, page, lru);
+                    if (!(pg->flags & PG_reported)) {
+                        report_free_block(z, pg, o);
+                        released += 1ul << o;
+                    }
+                }
+        spin_unlock(&z->lock);
+    }
+    return released;
+}
+
+/* ---------------------------------------------------------------------------
+ * Invariant check (tests)
+ * ------------------------------------------------------------------------- */
+
+const char *__zone_verify(zone *z)
+{
+    unsigned long counted[NR_PAGE_ORDERS] = {};
+    unsigned long free_pages = 0, resident = 0;
+    for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
+        for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++) {
+            list_head *l = &z->free_area[o].free_list[mt];
+            for (list_head *e = l->next; e != l; e = e->next) {
+                page *pg = list_entry(e, page, lru);
+                unsigned long pfn = page_to_pfn(pg);
+                if (!(pg->flags & PG_buddy) || pg->order != o || pg->migratetype != mt)
+                    return "a page on a free list is not a free block of that order/type";
+                if (pfn & ((1ul << o) - 1))
+                    return "a free block is not aligned to its order";
+                if (pfn + (1ul << o) > z->spanned_pages)
+                    return "a free block extends past the zone";
+                counted[o]++;
+                free_pages += 1ul << o;
+                if (!(pg->flags & PG_reported))
+                    resident += 1ul << o;
+                if (o < MAX_ORDER) {
+                    unsigned long b = pfn ^ (1ul << o);
+                    if (b + (1ul << o) <= z->spanned_pages && page_is_buddy(pfn_to_page(z, b), o))
+                        return "two free buddies were left unmerged";
+                }
+            }
+        }
+    for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
+        if (counted[o] != z->free_area[o].nr_free)
+            return "free_area nr_free does not match its lists";
+    if (free_pages != z->nr_free_pages)
+        return "nr_free_pages does not match the free lists";
+    if (resident != z->nr_free_resident)
+        return "nr_free_resident does not match the free lists";
+    /* Every page is in exactly one free block or one allocated block. */
+    for (unsigned long pfn = 0; pfn < z->spanned_pages;) {
+        page *pg = pfn_to_page(z, pfn);
+        if (pg->flags & PG_buddy) {
+            pfn += 1ul << pg->order;
+        } else if (pg->flags & PG_head) {
+            unsigned long n = (pg->flags & PG_slab) ? (1ul << pg->order)
+                              : (pg->flags & (PG_large | PG_meta)) ? pg->nr_pages : 1;
+            for (unsigned long i = 1; i < n; i++)
+                if (!(pg[i].flags & PG_tail) || pg[i].compound_head != i)
+                    return "an allocated block's tail page does not point to its head";
+            pfn += n;
+        } else {
+            return "a page is neither free nor the head of an allocated block";
+        }
+    }
+    return nullptr;
+}
+
+} // namespace kalloc

@@ -1,0 +1,64 @@
+/*
+ * mm/page_alloc.h - the buddy page allocator's interface.
+ *
+ * Mirrors mm/page_alloc.c: blocks of 2^order pages (order 0..MAX_ORDER)
+ * from the zones, grouped by migrate type.  Callers above (slab, large
+ * allocations, metadata) get a head `struct page` and mark the block with
+ * prep_compound_page(); they give it back with the same order or page count.
+ *
+ * Wrapper grammar as in the kernel: functions without underscores take the
+ * zone lock themselves; __functions expect the caller to hold it.
+ */
+#pragma once
+
+#include "mm/mmzone.h"
+
+namespace kalloc {
+
+/* Allocate 2^order pages of migrate type mt.  *zeroed (if given) is set
+ * when the whole block is known to read as zero (fresh or reported memory).
+ * nullptr when memory or address space runs out (errno is not touched). */
+page *alloc_pages(unsigned order, migratetype mt, bool *zeroed);
+
+/* Free a block from alloc_pages (same order). */
+void free_pages(page *pg, unsigned order);
+
+/* Allocate exactly nr_pages (1 .. 2^MAX_ORDER) pages: the smallest block
+ * that holds them, with the unused tail given straight back (the kernel's
+ * alloc_pages_exact), so a 36 KiB allocation costs 9 pages, not 16. */
+page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed);
+
+/* Free nr_pages pages starting at pg (from alloc_pages_exact, or the tail of
+ * such an allocation), decomposed into aligned buddy blocks. */
+void free_pages_exact(page *pg, unsigned long nr_pages);
+
+/* Mark an allocated block: flags on the head, PG_tail and the distance to
+ * the head on every other page, so any interior pointer finds its head. */
+void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags);
+
+/* Give every free, still-resident block of at least `min_order` back to the
+ * OS (madvise); returns pages released.  For malloc_trim. */
+unsigned long zone_reclaim_all(unsigned min_order);
+
+/* --- internals, exposed for unit tests --- */
+void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported);
+page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed);
+
+/* Walk the zone and check the buddy invariants listed in mmzone.h.
+ * Caller holds z->lock.  Returns nullptr if they hold, else what broke. */
+const char *__zone_verify(zone *z);
+
+/* Fallback order when a migrate type's lists are empty (the kernel's table). */
+extern const migratetype fallbacks[MIGRATE_TYPES][MIGRATE_TYPES - 1];
+
+/* Counters for stats (vmstat-style names). */
+struct page_alloc_stats {
+    unsigned long pgalloc;          /* blocks allocated */
+    unsigned long pgfree;           /* blocks freed */
+    unsigned long pgfallback;       /* allocations served from another migrate type */
+    unsigned long pageblock_claims; /* fallbacks that claimed a whole pageblock */
+    unsigned long zone_grow;        /* times a zone was grown */
+};
+extern page_alloc_stats pa_stats;   /* updated under the zone locks (approximate totals) */
+
+} // namespace kalloc

@@ -1,0 +1,81 @@
+/*
+ * mm/slab.h - slab caches for the kmalloc size classes (interface of slub.cc).
+ *
+ * One kmem_cache per size class.  A slab is a block of 2^order pages from
+ * the buddy allocator (MIGRATE_RECLAIMABLE) holding objects of one size; its
+ * state lives in the head page's struct page (freelist, inuse, carved), never
+ * in the slab's own memory.  Free objects are linked through their first word.
+ * Objects past `carved` were never handed out: new slabs are carved lazily,
+ * so untouched memory stays untouched (not resident).
+ *
+ * The slab layer hands out and takes back objects in bulk (a linked chain),
+ * for the thread caches above it (malloc layer); kmem_cache_alloc/free move
+ * one object, for callers without a thread cache.
+ *
+ * Slab lists, per cache, like SLUB's kmem_cache_node:
+ *   partial  slabs with free objects and objects in use (allocation takes
+ *            from here first, fullest first is not tracked yet)
+ *   full     slabs with no free object
+ *   one empty slab is kept as a spare (empty_slab) so a cache that empties
+ *   and refills does not bounce pages through the buddy allocator; further
+ *   empty slabs go back to the buddy allocator at once.
+ *
+ * Lock order: kmem_cache.lock -> zone.lock.
+ */
+#pragma once
+
+#include "mm/mmzone.h"
+#include "mm/slab_common.h"
+
+namespace kalloc {
+
+enum slab_list_id : uint8_t { SLAB_NONE, SLAB_PARTIAL, SLAB_FULL };
+
+struct kmem_cache {
+    spinlock_t lock;             /* protects the lists and counters below */
+    uint32_t size;               /* object size */
+    uint16_t objects;            /* objects per slab */
+    uint8_t order;               /* pages per slab = 2^order */
+    uint8_t index;               /* size class index */
+    list_head partial;           /* slabs with some free objects */
+    list_head full;              /* slabs with none */
+    page *empty_slab;            /* one spare empty slab, or nullptr */
+    unsigned long nr_partial;    /* slabs on partial */
+    unsigned long nr_full;       /* slabs on full */
+    unsigned long nr_slabs;      /* slabs owned, including the spare */
+    unsigned long active_objects;/* objects handed out (to thread caches or the program) */
+    unsigned long nr_refills;    /* bulk allocations (thread cache refills) */
+    unsigned long nr_flushes;    /* bulk frees (thread cache flushes) */
+    bool initialized;            /* lists set up (lazily, on first use) */
+};
+
+extern kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
+
+/* Take up to `want` objects of cache `c`, linked through their first words;
+ * returns the first (nullptr when out of memory) and stores how many in *got. */
+void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got);
+
+/* Give back a chain of `n` objects (linked through their first words, last
+ * one's link ignored) that all belong to cache c. */
+void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n);
+
+static inline void *kmem_cache_alloc(kmem_cache *c)
+{
+    unsigned got;
+    return kmem_cache_alloc_bulk(c, 1, &got);
+}
+static inline void kmem_cache_free(kmem_cache *c, void *obj) { kmem_cache_free_bulk(c, obj, 1); }
+
+/* Whether obj (a valid object address of cache c, in slab `head`) is free
+ * in the slab: on its freelist or never carved.  Takes c->lock. */
+bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj);
+
+/* Give every spare empty slab back to the buddy allocator (malloc_trim). */
+void kmem_cache_shrink_all();
+
+/* For fork(): take / release / reset every cache lock. */
+void kmem_cache_lock_all();
+void kmem_cache_unlock_all();
+void kmem_cache_reinit_locks();
+
+} // namespace kalloc

@@ -1,0 +1,233 @@
+/*
+ * mm/slub.cc - slab caches (mirrors mm/slub.c, without per-CPU slabs: the
+ * per-thread object caches of the malloc layer play that part).
+ *
+ * Invariants, per cache, under c->lock:
+ *   - a slab is on exactly one of partial / full, or is the spare empty_slab;
+ *   - for every slab: inuse + (objects on freelist) + (objects - carved)
+ *     == objects;
+ *   - a slab on full has inuse == objects; on partial 0 < inuse < objects
+ *     (or inuse < objects while it is being filled);
+ *   - active_objects == sum of inuse.
+ */
+#include "mm/slab.h"
+
+#include "mm/page_alloc.h"
+#include "platform/printk.h"
+
+namespace kalloc {
+
+kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
+
+static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
+{
+    const kmalloc_class &k = kmalloc_info[idx];
+    c->size = k.size;
+    c->objects = k.objects;
+    c->order = k.order;
+    c->index = (uint8_t)idx;
+    INIT_LIST_HEAD(&c->partial);
+    INIT_LIST_HEAD(&c->full);
+    c->initialized = true;
+}
+
+static inline kmem_cache *cache_lock(kmem_cache *c)
+{
+    spin_lock(&c->lock);
+    if (unlikely(!c->initialized))
+        kmem_cache_init_locked(c, (unsigned)(c - kmalloc_caches));
+    return c;
+}
+
+/* A new slab from the buddy allocator, every page tagged with the class. */
+static page *allocate_slab(kmem_cache *c)
+{
+    page *pg = alloc_pages(c->order, MIGRATE_RECLAIMABLE, nullptr);
+    if (!pg)
+        return nullptr;
+    unsigned long n = 1ul << c->order;
+    prep_compound_page(pg, n, PG_slab);
+    for (unsigned long i = 0; i < n; i++)
+        pg[i].slab_class = c->index;
+    pg->order = c->order;
+    pg->nr_pages = (uint32_t)n;
+    pg->slab_cache = c;
+    pg->freelist = nullptr;
+    pg->inuse = 0;
+    pg->objects = c->objects;
+    pg->carved = 0;
+    pg->slab_list = SLAB_NONE;
+    return pg;
+}
+
+static void discard_slab(kmem_cache *c, page *pg)
+{
+    unsigned long n = 1ul << c->order;
+    for (unsigned long i = 0; i < n; i++)
+        pg[i].slab_class = 0;
+    free_pages(pg, c->order);
+}
+
+static inline void set_slab_list(kmem_cache *c, page *pg, slab_list_id to)
+{
+    if (pg->slab_list == to)
+        return;
+    if (pg->slab_list == SLAB_PARTIAL) {
+        list_del(&pg->lru);
+        c->nr_partial--;
+    } else if (pg->slab_list == SLAB_FULL) {
+        list_del(&pg->lru);
+        c->nr_full--;
+    }
+    if (to == SLAB_PARTIAL) {
+        list_add(&pg->lru, &c->partial);
+        c->nr_partial++;
+    } else if (to == SLAB_FULL) {
+        list_add(&pg->lru, &c->full);
+        c->nr_full++;
+    }
+    pg->slab_list = to;
+}
+
+/* Take up to `want` objects from slab pg onto the chain (*head/*tail). */
+static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, void **head, void **tail)
+{
+    unsigned got = 0;
+    char *base = (char *)page_address(pg);
+    while (got < want) {
+        void *obj;
+        if (pg->freelist) {
+            obj = pg->freelist;
+            pg->freelist = *(void **)obj;
+        } else if (pg->carved < pg->objects) {
+            obj = base + (size_t)pg->carved * c->size;
+            pg->carved++;
+        } else {
+            break;
+        }
+        *(void **)obj = nullptr;
+        if (*tail)
+            *(void **)*tail = obj;
+        else
+            *head = obj;
+        *tail = obj;
+        got++;
+    }
+    pg->inuse = (uint16_t)(pg->inuse + got);
+    return got;
+}
+
+void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out)
+{
+    void *head = nullptr, *tail = nullptr;
+    unsigned got = 0;
+    cache_lock(c);
+    while (got < want) {
+        page *pg;
+        if (!list_empty(&c->partial)) {
+            pg = list_first_entry(&c->partial, page, lru);
+        } else if (c->empty_slab) {
+            pg = c->empty_slab;
+            c->empty_slab = nullptr;
+        } else {
+            /* Allocate with the cache lock held: lock order cache -> zone. */
+            pg = allocate_slab(c);
+            if (!pg)
+                break;
+            c->nr_slabs++;
+        }
+        got += take_from_slab(c, pg, want - got, &head, &tail);
+        set_slab_list(c, pg, pg->inuse == pg->objects ? SLAB_FULL : SLAB_PARTIAL);
+    }
+    c->active_objects += got;
+    c->nr_refills++;
+    spin_unlock(&c->lock);
+    *got_out = got;
+    return head;
+}
+
+void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
+{
+    page *to_free[8];
+    unsigned nr_to_free = 0;
+    cache_lock(c);
+    void *obj = head;
+    for (unsigned i = 0; i < n; i++) {
+        void *next = *(void **)obj;
+        zone *z = page_zone_of((uintptr_t)obj);
+        page *pg = compound_head(virt_to_page(z, (uintptr_t)obj));
+        *(void **)obj = pg->freelist;
+        pg->freelist = obj;
+        pg->inuse--;
+        if (pg->inuse == 0) {
+            set_slab_list(c, pg, SLAB_NONE);
+            if (!c->empty_slab) {
+                c->empty_slab = pg;
+            } else {
+                c->nr_slabs--;
+                if (nr_to_free == ARRAY_SIZE(to_free)) {
+                    discard_slab(c, pg);           /* rare: many slabs emptied at once */
+                } else {
+                    to_free[nr_to_free++] = pg;
+                }
+            }
+        } else {
+            set_slab_list(c, pg, SLAB_PARTIAL);
+        }
+        obj = next;
+    }
+    c->active_objects -= n;
+    c->nr_flushes++;
+    spin_unlock(&c->lock);
+    for (unsigned i = 0; i < nr_to_free; i++)
+        discard_slab(c, to_free[i]);
+}
+
+bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj)
+{
+    bool found = false;
+    cache_lock(c);
+    char *base = (char *)page_address(head);
+    if ((size_t)((char *)obj - base) / c->size >= head->carved)
+        found = true;
+    for (void *o = head->freelist; o && !found; o = *(void **)o)
+        if (o == obj)
+            found = true;
+    spin_unlock(&c->lock);
+    return found;
+}
+
+void kmem_cache_shrink_all()
+{
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        kmem_cache *c = &kmalloc_caches[i];
+        cache_lock(c);
+        page *pg = c->empty_slab;
+        c->empty_slab = nullptr;
+        if (pg)
+            c->nr_slabs--;
+        spin_unlock(&c->lock);
+        if (pg)
+            discard_slab(c, pg);
+    }
+}
+
+void kmem_cache_lock_all()
+{
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+        spin_lock(&kmalloc_caches[i].lock);
+}
+
+void kmem_cache_unlock_all()
+{
+    for (unsigned i = NR_KMALLOC_CLASSES; i-- > 1;)
+        spin_unlock(&kmalloc_caches[i].lock);
+}
+
+void kmem_cache_reinit_locks()
+{
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+        spin_lock_init(&kmalloc_caches[i].lock);
+}
+
+} // namespace kalloc

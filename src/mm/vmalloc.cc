@@ -1,0 +1,302 @@
+/*
+ * mm/vmalloc.cc - huge allocations in kalloc-placed mappings (see vmalloc.h).
+ *
+ * chunk_state[i] of a region:
+ *   CHUNK_FREE     no area here
+ *   CHUNK_FOREIGN  someone else mapped here; never used
+ *   n > 0          an area starts here, spanning n chunks; mapped[i] holds
+ *                  its mapped length in bytes
+ *   CHUNK_TAIL     inside an area that starts earlier
+ */
+#include "mm/vmalloc.h"
+
+#include <errno.h>
+
+#include "platform/os.h"
+#include "platform/printk.h"
+
+namespace kalloc {
+
+namespace {
+
+constexpr uint32_t CHUNK_FREE = 0;
+constexpr uint32_t CHUNK_TAIL = 0xffffffffu;
+constexpr uint32_t CHUNK_FOREIGN = 0xfffffffeu;
+constexpr size_t CHUNKS_PER_SLOT = ZONE_SLOT_SIZE / VMAP_CHUNK_SIZE;
+
+} // namespace
+
+struct vm_region {
+    uint8_t type;             /* ZONE_VMALLOC */
+    uintptr_t start;          /* first byte (slot aligned) */
+    unsigned long nr_chunks;  /* region size in chunks */
+    unsigned long nr_free;    /* CHUNK_FREE chunks */
+    vm_region *next;          /* all regions, newest first */
+    uint32_t *chunk_state;    /* per chunk, see above */
+    uint64_t *mapped;         /* per area start: mapped bytes */
+};
+
+vm_region *vmalloc_table[NR_ZONE_SLOTS];
+
+namespace {
+
+spinlock_t vmap_lock = SPINLOCK_INIT;
+vm_region *regions;
+vmalloc_stats vstats;
+
+vm_region *region_create(unsigned long min_chunks)
+{
+    unsigned nr_slots = (unsigned)((min_chunks + CHUNKS_PER_SLOT - 1) / CHUNKS_PER_SLOT);
+    unsigned long nr_chunks = (unsigned long)nr_slots * CHUNKS_PER_SLOT;
+    size_t meta = align_up(sizeof(vm_region), 16) + nr_chunks * (sizeof(uint32_t) + sizeof(uint64_t));
+    char *m = (char *)os_map(align_up(meta, OS_PAGE_SIZE), true);
+    if (!m)
+        return nullptr;
+    vm_region *r = (vm_region *)m;
+    r->type = ZONE_VMALLOC;
+    r->nr_chunks = nr_chunks;
+    r->nr_free = nr_chunks;
+    r->mapped = (uint64_t *)(m + align_up(sizeof(vm_region), 16));
+    r->chunk_state = (uint32_t *)(r->mapped + nr_chunks);
+    spin_lock(&zone_list_lock);
+    r->start = __reserve_zone_slots(nr_slots);
+    if (r->start)
+        for (unsigned i = 0; i < nr_slots; i++)
+            WRITE_ONCE(vmalloc_table[(r->start >> ZONE_SLOT_SHIFT) + i], r);
+    spin_unlock(&zone_list_lock);
+    if (!r->start) {
+        os_unmap(m, align_up(meta, OS_PAGE_SIZE));
+        return nullptr;
+    }
+    r->next = regions;
+    regions = r;
+    return r;
+}
+
+/* First run of n free chunks starting at a multiple of align_chunks. */
+long find_free_run(vm_region *r, unsigned long n, unsigned long align_chunks)
+{
+    if (r->nr_free < n)
+        return -1;
+    for (unsigned long i = 0; i + n <= r->nr_chunks; i += align_chunks) {
+        unsigned long j = 0;
+        while (j < n && r->chunk_state[i + j] == CHUNK_FREE)
+            j++;
+        if (j == n)
+            return (long)i;
+        /* skip past the blocker, staying aligned */
+        i = align_up(i + j + 1, align_chunks) - align_chunks;
+    }
+    return -1;
+}
+
+void mark_area(vm_region *r, unsigned long i, unsigned long n, uint64_t bytes)
+{
+    r->chunk_state[i] = (uint32_t)n;
+    for (unsigned long j = 1; j < n; j++)
+        r->chunk_state[i + j] = CHUNK_TAIL;
+    r->mapped[i] = bytes;
+    r->nr_free -= n;
+}
+
+void clear_area(vm_region *r, unsigned long i)
+{
+    unsigned long n = r->chunk_state[i];
+    for (unsigned long j = 0; j < n; j++)
+        r->chunk_state[i + j] = CHUNK_FREE;
+    r->mapped[i] = 0;
+    r->nr_free += n;
+}
+
+/* Claim and map a range of n chunks (mapping `bytes` of it) aligned to
+ * align_chunks; returns the address or nullptr.  Caller holds vmap_lock. */
+void *__vmap_range(unsigned long n, unsigned long align_chunks, size_t bytes, vm_region **rout,
+                   unsigned long *iout, bool map)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        for (vm_region *r = regions; r; r = r->next) {
+            long i;
+            while ((i = find_free_run(r, n, align_chunks)) >= 0) {
+                void *addr = (void *)(r->start + ((uintptr_t)i << VMAP_CHUNK_SHIFT));
+                if (map && !os_map_fixed(addr, bytes, -1, 0)) {
+                    if (errno != EEXIST)
+                        return nullptr;         /* out of memory */
+                    r->chunk_state[i] = CHUNK_FOREIGN;   /* someone else's: skip it */
+                    r->nr_free--;
+                    continue;
+                }
+                mark_area(r, (unsigned long)i, n, bytes);
+                *rout = r;
+                *iout = (unsigned long)i;
+                return addr;
+            }
+        }
+        if (attempt == 0 && !region_create(n + align_chunks))
+            return nullptr;
+    }
+    return nullptr;
+}
+
+bool lookup(const void *p, vm_region **rout, unsigned long *iout)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (a >> ADDRESS_BITS)
+        return false;
+    vm_region *r = READ_ONCE(vmalloc_table[a >> ZONE_SLOT_SHIFT]);
+    if (!r || (a & (VMAP_CHUNK_SIZE - 1)))
+        return false;
+    unsigned long i = (a - r->start) >> VMAP_CHUNK_SHIFT;
+    if (i >= r->nr_chunks)
+        return false;
+    uint32_t s = r->chunk_state[i];
+    if (s == CHUNK_FREE || s == CHUNK_TAIL || s == CHUNK_FOREIGN)
+        return false;
+    *rout = r;
+    *iout = i;
+    return true;
+}
+
+} // namespace
+
+void *vmalloc(size_t size, size_t align)
+{
+    int saved = errno;
+    size_t bytes = align_up(size, OS_PAGE_SIZE);
+    if (bytes < size || bytes > (1ul << 46)) {
+        errno = ENOMEM;
+        return nullptr;
+    }
+    unsigned long n = (bytes + VMAP_CHUNK_SIZE - 1) >> VMAP_CHUNK_SHIFT;
+    unsigned long align_chunks = align > VMAP_CHUNK_SIZE ? align >> VMAP_CHUNK_SHIFT : 1;
+    vm_region *r;
+    unsigned long i;
+    spin_lock(&vmap_lock);
+    void *p = __vmap_range(n, align_chunks, bytes, &r, &i, true);
+    if (p) {
+        vstats.nr_areas++;
+        vstats.bytes += bytes;
+        vstats.nr_allocs++;
+    }
+    spin_unlock(&vmap_lock);
+    errno = p ? saved : ENOMEM;
+    return p;
+}
+
+size_t vmalloc_size(const void *p)
+{
+    vm_region *r;
+    unsigned long i;
+    spin_lock(&vmap_lock);
+    size_t s = lookup(p, &r, &i) ? r->mapped[i] : 0;
+    spin_unlock(&vmap_lock);
+    return s;
+}
+
+bool is_vmalloc_addr(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return !(a >> ADDRESS_BITS) && READ_ONCE(vmalloc_table[a >> ZONE_SLOT_SHIFT]);
+}
+
+void vfree(void *p)
+{
+    vm_region *r;
+    unsigned long i;
+    spin_lock(&vmap_lock);
+    if (!lookup(p, &r, &i)) {
+        spin_unlock(&vmap_lock);
+        panic("free(): invalid pointer %p (not a live huge block)", p);
+    }
+    size_t bytes = r->mapped[i];
+    clear_area(r, i);
+    vstats.nr_areas--;
+    vstats.bytes -= bytes;
+    /* Unmap under the lock: the range must not be handed out before it is gone. */
+    os_unmap(p, bytes);
+    spin_unlock(&vmap_lock);
+}
+
+void *vrealloc(void *p, size_t new_size)
+{
+    int saved = errno;
+    size_t bytes = align_up(new_size, OS_PAGE_SIZE);
+    if (bytes < new_size || bytes > (1ul << 46)) {
+        errno = ENOMEM;
+        return nullptr;
+    }
+    unsigned long n = (bytes + VMAP_CHUNK_SIZE - 1) >> VMAP_CHUNK_SHIFT;
+    vm_region *r;
+    unsigned long i;
+    spin_lock(&vmap_lock);
+    if (!lookup(p, &r, &i)) {
+        spin_unlock(&vmap_lock);
+        panic("realloc(): invalid pointer %p (not a live huge block)", p);
+    }
+    size_t old_bytes = r->mapped[i];
+    unsigned long old_n = r->chunk_state[i];
+    void *result = nullptr;
+    if (bytes == old_bytes) {
+        result = p;
+    } else if (n <= old_n) {
+        /* Shrink in place (or grow within the chunks it already owns). */
+        if (os_remap_inplace(p, old_bytes, bytes)) {
+            for (unsigned long j = n; j < old_n; j++)
+                r->chunk_state[i + j] = CHUNK_FREE;
+            r->nr_free += old_n - n;
+            r->chunk_state[i] = (uint32_t)n;
+            r->mapped[i] = bytes;
+            result = p;
+        }
+    } else {
+        /* Grow in place when the following chunks are free. */
+        bool room = i + n <= r->nr_chunks;
+        for (unsigned long j = old_n; room && j < n; j++)
+            room = r->chunk_state[i + j] == CHUNK_FREE;
+        if (room && os_remap_inplace(p, old_bytes, bytes)) {
+            for (unsigned long j = old_n; j < n; j++)
+                r->chunk_state[i + j] = CHUNK_TAIL;
+            r->nr_free -= n - old_n;
+            r->chunk_state[i] = (uint32_t)n;
+            r->mapped[i] = bytes;
+            result = p;
+        } else {
+            /* Move: claim a new range (mapping it, so nobody else is there),
+             * then let mremap move the pages over it, without copying. */
+            vm_region *nr;
+            unsigned long ni;
+            void *q = __vmap_range(n, 1, bytes, &nr, &ni, true);
+            if (q) {
+                if (os_remap_fixed(p, old_bytes, bytes, q)) {
+                    clear_area(r, i);
+                    result = q;
+                } else {
+                    clear_area(nr, ni);
+                    os_unmap(q, bytes);
+                }
+            }
+        }
+    }
+    if (result) {
+        vstats.bytes += bytes;
+        vstats.bytes -= old_bytes;
+        errno = saved;
+    } else {
+        errno = ENOMEM;
+    }
+    spin_unlock(&vmap_lock);
+    return result;
+}
+
+vmalloc_stats vmalloc_get_stats()
+{
+    spin_lock(&vmap_lock);
+    vmalloc_stats s = vstats;
+    spin_unlock(&vmap_lock);
+    return s;
+}
+
+void vmap_lock_for_fork() { spin_lock(&vmap_lock); }
+void vmap_unlock_for_fork() { spin_unlock(&vmap_lock); }
+void vmap_reinit_lock() { spin_lock_init(&vmap_lock); }
+
+} // namespace kalloc

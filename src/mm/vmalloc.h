@@ -1,0 +1,62 @@
+/*
+ * mm/vmalloc.h - huge allocations: one mapping each (kalloc's vmalloc).
+ *
+ * Requests above the largest buddy block (4 MiB) get a mapping of their own,
+ * placed by kalloc inside vmalloc regions: address ranges of one or more
+ * 4 GiB slots, split into 2 MiB chunks.  An area starts on a chunk boundary
+ * (so it is 2 MiB aligned: hugepage friendly, and any alignment up to the
+ * region size is a matter of picking the chunk).  Chunks are reserved for
+ * the whole area, but only the page-rounded size is mapped.
+ *
+ * vmalloc_table[] (one entry per 4 GiB, like zone_table) finds an area's
+ * region in O(1); the region's per-chunk array (chunk_state) says where each
+ * area starts and how long its mapping is.  Freeing unmaps; realloc grows in
+ * place with mremap when the next chunks are free, else moves the mapping
+ * with mremap (no copy) into a fresh range it has claimed first.
+ *
+ * Locking: one vmap_lock for all regions (huge allocations are rare and
+ * mmap itself dominates their cost).
+ */
+#pragma once
+
+#include "mm/mmzone.h"
+
+namespace kalloc {
+
+constexpr unsigned VMAP_CHUNK_SHIFT = 21;            /* 2 MiB */
+constexpr size_t VMAP_CHUNK_SIZE = 1ul << VMAP_CHUNK_SHIFT;
+
+struct vm_region;
+extern vm_region *vmalloc_table[NR_ZONE_SLOTS];
+
+/* Map a huge area of at least `size` bytes aligned to `align` (a power of
+ * two; <= 2 MiB costs nothing extra).  nullptr on failure (errno ENOMEM). */
+void *vmalloc(size_t size, size_t align);
+
+/* The mapped length of the area starting at p, or 0 if p is not the start
+ * of a live huge area (so free(p) of anything else is reported). */
+size_t vmalloc_size(const void *p);
+
+/* Whether p lies anywhere inside a vmalloc region (for error messages). */
+bool is_vmalloc_addr(const void *p);
+
+/* Unmap the area at p (vmalloc_size(p) must be non-zero). */
+void vfree(void *p);
+
+/* Resize the area at p to at least new_size bytes, in place or by moving
+ * the mapping; returns the (possibly new) address or nullptr (p intact). */
+void *vrealloc(void *p, size_t new_size);
+
+/* Totals for statistics. */
+struct vmalloc_stats {
+    unsigned long nr_areas;     /* live huge areas */
+    unsigned long bytes;        /* bytes mapped by them */
+    unsigned long nr_allocs;    /* huge allocations made (a count) */
+};
+vmalloc_stats vmalloc_get_stats();
+
+void vmap_lock_for_fork();
+void vmap_unlock_for_fork();
+void vmap_reinit_lock();
+
+} // namespace kalloc

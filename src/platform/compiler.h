@@ -1,0 +1,38 @@
+/*
+ * platform/compiler.h - compiler annotations used by every layer.
+ *
+ * Mirrors include/linux/compiler.h: likely()/unlikely(), READ_ONCE/WRITE_ONCE,
+ * and the attributes that keep fast paths inline and slow paths out of line.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* A function on the malloc/free fast path: always inlined. */
+#define __fastpath  inline __attribute__((always_inline))
+/* A slow path: never inlined, kept out of the fast path's instruction cache. */
+#define __slowpath  __attribute__((noinline))
+#define __cold      __attribute__((noinline, cold))
+#define __noreturn  __attribute__((noreturn))
+/* Exported from libkalloc.so (everything else is hidden). */
+#define __export    __attribute__((visibility("default")))
+
+#define READ_ONCE(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define WRITE_ONCE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+namespace kalloc {
+
+constexpr inline size_t align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
+constexpr inline size_t align_down(size_t x, size_t a) { return x & ~(a - 1); }
+constexpr inline bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
+/* Smallest n with (1 << n) >= x; x >= 1. */
+constexpr inline unsigned ceil_log2(size_t x) { return x <= 1 ? 0 : 64 - __builtin_clzl(x - 1); }
+constexpr inline unsigned floor_log2(size_t x) { return 63 - __builtin_clzl(x); }
+
+} // namespace kalloc

@@ -1,0 +1,84 @@
+/*
+ * platform/options.cc - the option table and the environ scanner.
+ */
+#include "platform/options.h"
+
+#include <string.h>
+
+#include "platform/printk.h"
+
+extern "C" char **environ;
+
+namespace kalloc {
+
+/* Constant-initialised: valid before any constructor has run. */
+option_desc options[OPT_COUNT] = {
+    {"STATS", 0, "print kernel-style statistics on stderr at exit"},
+    {"TCACHE", 1, "per-thread object caches (0 = every malloc/free takes the locked path)"},
+    {"FREE_HIGH", 32l << 20, "bytes of free resident memory per zone before reclaim (madvise)"},
+    {"VERBOSE", 0, "print warnings for unusual events"},
+};
+
+namespace {
+
+bool options_read;   /* environ has been scanned */
+
+bool parse_value(const char *s, long *out)
+{
+    static const struct { const char *word; long v; } words[] = {
+        {"on", 1}, {"yes", 1}, {"true", 1}, {"off", 0}, {"no", 0}, {"false", 0},
+    };
+    for (auto &w : words)
+        if (strcasecmp(s, w.word) == 0) {
+            *out = w.v;
+            return true;
+        }
+    if (*s < '0' || *s > '9')
+        return false;
+    long v = 0;
+    while (*s >= '0' && *s <= '9')
+        v = v * 10 + (*s++ - '0');
+    switch (*s) {
+    case 'k': case 'K': v <<= 10; s++; break;
+    case 'm': case 'M': v <<= 20; s++; break;
+    case 'g': case 'G': v <<= 30; s++; break;
+    }
+    if (*s == 'i' || *s == 'b' || *s == 'B')   /* KiB, KB, MiB ... */
+        while (*s == 'i' || *s == 'b' || *s == 'B')
+            s++;
+    if (*s)
+        return false;
+    *out = v;
+    return true;
+}
+
+} // namespace
+
+void options_init()
+{
+    if (likely(options_read))
+        return;
+    char **env = environ;
+    if (!env)
+        return;                 /* too early: try again on a later slow path */
+    for (; *env; env++) {
+        const char *e = *env;
+        if (strncmp(e, "KALLOC_", 7) != 0)
+            continue;
+        e += 7;
+        for (auto &o : options) {
+            size_t n = strlen(o.name);
+            if (strncmp(e, o.name, n) != 0 || e[n] != '=')
+                continue;
+            long v;
+            if (parse_value(e + n + 1, &v))
+                o.value = v;
+            else
+                fdprintk(2, "kalloc: warning: ignoring KALLOC_%s=%s (not a number or on/off)\n",
+                         o.name, e + n + 1);
+        }
+    }
+    options_read = true;
+}
+
+} // namespace kalloc

@@ -1,0 +1,43 @@
+/*
+ * platform/options.h - kalloc's run-time options, read from the environment.
+ *
+ * One table of options (like mimalloc's options.c), each read from a
+ * KALLOC_<NAME> environment variable by scanning `environ` directly: getenv
+ * is not used, so reading works before libc has finished starting up and
+ * never allocates.  Values accept 1/0, on/off, yes/no, true/false, and
+ * numbers with K, M or G suffixes.  A malformed value prints a warning and
+ * keeps the default.
+ *
+ * Options are read once, on the first allocation that reaches a slow path
+ * (options_init); if `environ` is not yet set then, they are read again
+ * later (options_init is idempotent until it has seen an environment).
+ */
+#pragma once
+
+#include "platform/compiler.h"
+
+namespace kalloc {
+
+enum option_id {
+    OPT_STATS,          /* KALLOC_STATS=1: print statistics at exit */
+    OPT_TCACHE,         /* KALLOC_TCACHE=0: no thread caches (every call takes the slow path) */
+    OPT_FREE_HIGH,      /* KALLOC_FREE_HIGH=bytes: free-but-resident memory a zone keeps before
+                           returning whole MAX_ORDER blocks to the OS (default 32M) */
+    OPT_VERBOSE,        /* KALLOC_VERBOSE=1: warnings for unusual events (mmap failures) */
+    OPT_COUNT
+};
+
+struct option_desc {
+    const char *name;   /* environment variable without the KALLOC_ prefix */
+    long value;         /* current value (default until read) */
+    const char *help;   /* one line for documentation */
+};
+
+extern option_desc options[OPT_COUNT];
+
+/* Scan environ (idempotent; cheap once done). */
+void options_init();
+
+static inline long option_get(option_id id) { return options[id].value; }
+
+} // namespace kalloc

@@ -1,0 +1,129 @@
+/*
+ * platform/os.cc - system-call wrappers for memory and output (see os.h).
+ */
+#include "platform/os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+namespace kalloc {
+
+void *os_map_fixed(void *addr, size_t len, int fd, uint64_t offset)
+{
+    int flags = MAP_FIXED_NOREPLACE | (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED);
+    void *p = mmap(addr, len, PROT_READ | PROT_WRITE, flags, fd, (off_t)offset);
+    if (p == MAP_FAILED)
+        return nullptr;
+    if (p != addr) {            /* old kernel: the flag was only a hint */
+        int saved = errno;
+        munmap(p, len);
+        errno = saved ? saved : EEXIST;
+        return nullptr;
+    }
+    return p;
+}
+
+void *os_map(size_t len, bool noreserve)
+{
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (noreserve ? MAP_NORESERVE : 0);
+    void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+void os_unmap(void *addr, size_t len)
+{
+    int saved = errno;
+    munmap(addr, len);
+    errno = saved;
+}
+
+bool os_remap_inplace(void *addr, size_t old_len, size_t new_len)
+{
+    void *p = mremap(addr, old_len, new_len, 0);
+    return p != MAP_FAILED;
+}
+
+void *os_remap_fixed(void *addr, size_t old_len, size_t new_len, void *new_addr)
+{
+    void *p = mremap(addr, old_len, new_len, MREMAP_MAYMOVE | MREMAP_FIXED, new_addr);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+void os_decommit(void *addr, size_t len)
+{
+    int saved = errno;
+    madvise(addr, len, MADV_DONTNEED);
+    errno = saved;
+}
+
+void os_hugepage(void *addr, size_t len)
+{
+    int saved = errno;
+    madvise(addr, len, MADV_HUGEPAGE);
+    errno = saved;
+}
+
+void os_write(int fd, const char *buf, size_t len)
+{
+    int saved = errno;
+    while (len) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    errno = saved;
+}
+
+uint64_t os_resident_bytes()
+{
+    int saved = errno;
+    char buf[128];
+    uint64_t rss = 0;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = 0;
+            const char *s = buf;
+            while (*s && *s != ' ')     /* skip size */
+                s++;
+            while (*s == ' ')
+                s++;
+            while (*s >= '0' && *s <= '9')
+                rss = rss * 10 + (uint64_t)(*s++ - '0');
+            rss *= OS_PAGE_SIZE;
+        }
+    }
+    errno = saved;
+    return rss;
+}
+
+uint64_t os_random_seed()
+{
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+    if (r)
+        for (int i = 0; i < 8; i++)
+            seed = (seed << 8 | (seed >> 56)) ^ r[i];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed ^= (uint64_t)ts.tv_nsec * 0xbf58476d1ce4e5b9ull;
+    seed ^= seed >> 31;
+    return seed;
+}
+
+} // namespace kalloc
