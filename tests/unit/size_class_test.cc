@@ -1,0 +1,88 @@
+// Properties of the kmalloc size-class table.
+#include <gtest/gtest.h>
+
+#include "mm/mmzone.h"
+#include "mm/slab_common.h"
+
+using namespace kalloc;
+
+TEST(SizeClasses, CoverSixteenBytesToThirtyTwoKiB)
+{
+    EXPECT_EQ(kmalloc_size(1), 16u);
+    EXPECT_EQ(kmalloc_size(NR_KMALLOC_CLASSES - 1), KMALLOC_MAX_SIZE);
+    EXPECT_GE(KMALLOC_MAX_SIZE, 32768u);
+    for (unsigned i = 2; i < NR_KMALLOC_CLASSES; i++) {
+        EXPECT_GT(kmalloc_size(i), kmalloc_size(i - 1));
+        EXPECT_EQ(kmalloc_size(i) % 16, 0u) << "class " << i;
+    }
+}
+
+TEST(SizeClasses, IndexIsTheSmallestClassThatFits)
+{
+    for (size_t s = 0; s <= KMALLOC_MAX_SIZE; s++) {
+        unsigned i = kmalloc_index(s);
+        ASSERT_GE(i, 1u);
+        ASSERT_LT(i, NR_KMALLOC_CLASSES);
+        ASSERT_GE(kmalloc_size(i), s ? s : 1) << s;
+        if (i > 1)
+            ASSERT_LT(kmalloc_size(i - 1), s) << s;
+    }
+}
+
+TEST(SizeClasses, WorstCaseWasteWithinBounds)
+{
+    // Waste of the worst request r (a multiple of 16, the alignment unit):
+    // (class - r) / class <= 25% up to 256 B, <= 12.5% above.  Also byte for
+    // byte (r = previous class + 1) above 128 B.
+    double worst_small = 0, worst_big = 0;
+    for (unsigned i = 2; i < NR_KMALLOC_CLASSES; i++) {
+        double c = kmalloc_size(i);
+        double r16 = kmalloc_size(i - 1) + 16;
+        double w = (c - r16) / c;
+        double wbyte = (c - (kmalloc_size(i - 1) + 1)) / c;
+        if (c <= 256) {
+            worst_small = std::max(worst_small, w);
+            EXPECT_LE(w, 0.25) << c;
+            if (c > 128)
+                EXPECT_LE(wbyte, 0.25) << c;
+        } else {
+            worst_big = std::max(worst_big, w);
+            EXPECT_LE(w, 0.125) << c;
+            EXPECT_LE(wbyte, 0.125) << c;
+        }
+    }
+    RecordProperty("worst_waste_le_256", std::to_string(worst_small));
+    RecordProperty("worst_waste_gt_256", std::to_string(worst_big));
+}
+
+TEST(SizeClasses, SlabGeometry)
+{
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        const kmalloc_class &k = kmalloc_info[i];
+        size_t bytes = PAGE_SIZE << k.order;
+        EXPECT_EQ(k.slab_mask, bytes - 1);
+        EXPECT_EQ(k.objects, bytes / k.size);
+        EXPECT_GE(k.objects, 2u);
+        // Slab tail waste at most 1/8 of the slab up to 16 KiB objects; above,
+        // a slab of <= 128 KiB holds only 2..7 objects and the best order
+        // leaves up to 3/16 (26 KiB objects: 18.75%).
+        if (k.size <= 16384)
+            EXPECT_LE((bytes % k.size) * 8, bytes) << "class " << k.size;
+        else
+            EXPECT_LE((bytes % k.size) * 16, bytes * 3) << "class " << k.size;
+        EXPECT_GE(k.tcache_max, 4u);
+    }
+}
+
+TEST(SizeClasses, ReciprocalDivisionIsExactForEveryOffset)
+{
+    // The free fast path checks "offset is a multiple of size" with a
+    // multiply; it must agree with real division for every offset in a slab.
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        const kmalloc_class &k = kmalloc_info[i];
+        for (uint64_t off = 0; off <= k.slab_mask; off++) {
+            uint64_t q = (off * k.recip) >> 32;
+            ASSERT_EQ(q, off / k.size) << "class " << k.size << " offset " << off;
+        }
+    }
+}

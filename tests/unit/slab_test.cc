@@ -1,0 +1,133 @@
+// Slab accounting: objects handed out and taken back in bulk keep every
+// slab's books balanced (inuse + free + never carved == objects), never
+// overlap, and empty slabs go back to the buddy allocator.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "mm/page_alloc.h"
+#include "mm/slab.h"
+
+using namespace kalloc;
+
+namespace {
+
+unsigned long freelist_len(page *pg)
+{
+    unsigned long n = 0;
+    for (void *o = pg->freelist; o; o = *(void **)o)
+        n++;
+    return n;
+}
+
+void check_cache(kmem_cache *c)
+{
+    spin_lock(&c->lock);
+    unsigned long inuse = 0, slabs = 0;
+    for (list_head *l : {&c->partial, &c->full})
+        for (list_head *e = l->next; e != l; e = e->next) {
+            page *pg = list_entry(e, page, lru);
+            EXPECT_TRUE(pg->flags & PG_slab);
+            EXPECT_EQ(pg->slab_cache, c);
+            EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved), pg->objects);
+            if (l == &c->full)
+                EXPECT_EQ(pg->inuse, pg->objects);
+            else
+                EXPECT_LT(pg->inuse, pg->objects);
+            inuse += pg->inuse;
+            slabs++;
+        }
+    if (c->empty_slab) {
+        EXPECT_EQ(c->empty_slab->inuse, 0);
+        slabs++;
+    }
+    EXPECT_EQ(inuse, c->active_objects);
+    EXPECT_EQ(slabs, c->nr_slabs);
+    spin_unlock(&c->lock);
+}
+
+} // namespace
+
+TEST(Slab, BulkAllocFreeKeepsBooksBalanced)
+{
+    std::mt19937 rng(7);
+    for (unsigned idx : {1u, 4u, 12u, 13u, 28u, 44u, 52u, 68u}) {
+        kmem_cache *c = &kmalloc_caches[idx];
+        std::vector<void *> objs;
+        std::set<uintptr_t> seen;
+        unsigned long base_active;
+        spin_lock(&c->lock);
+        base_active = c->active_objects;
+        spin_unlock(&c->lock);
+        for (int round = 0; round < 40; round++) {
+            unsigned want = 1 + rng() % 64;
+            unsigned got = 0;
+            void *chain = kmem_cache_alloc_bulk(c, want, &got);
+            ASSERT_EQ(got, want);
+            for (void *o = chain; o;) {
+                void *next = *(void **)o;
+                uintptr_t a = (uintptr_t)o;
+                ASSERT_EQ(a % 16, 0u);
+                ASSERT_TRUE(seen.insert(a).second) << "object handed out twice";
+                memset(o, 0xa5, c->size);       // the whole object is ours
+                objs.push_back(o);
+                o = next;
+            }
+            // Free a random part, one by one and in a chain.
+            std::shuffle(objs.begin(), objs.end(), rng);
+            unsigned nfree = (unsigned)(rng() % (objs.size() + 1));
+            for (unsigned i = 0; i < nfree; i++) {
+                void *o = objs.back();
+                objs.pop_back();
+                seen.erase((uintptr_t)o);
+                kmem_cache_free(c, o);
+            }
+            check_cache(c);
+        }
+        // Free the rest as one chain.
+        if (!objs.empty()) {
+            for (size_t i = 0; i + 1 < objs.size(); i++)
+                *(void **)objs[i] = objs[i + 1];
+            kmem_cache_free_bulk(c, objs[0], (unsigned)objs.size());
+        }
+        check_cache(c);
+        spin_lock(&c->lock);
+        EXPECT_EQ(c->active_objects, base_active);
+        EXPECT_LE(c->nr_slabs, 1u) << "empty slabs beyond the spare were not given back";
+        spin_unlock(&c->lock);
+    }
+}
+
+TEST(Slab, SlabPagesAreTaggedWithTheirClass)
+{
+    kmem_cache *c = &kmalloc_caches[44];   // 4096-byte objects, multi-page slabs
+    unsigned got;
+    void *o = kmem_cache_alloc_bulk(c, 5, &got);
+    ASSERT_EQ(got, 5u);
+    for (void *p = o; p; p = *(void **)p) {
+        zone *z = page_zone_of((uintptr_t)p);
+        ASSERT_NE(z, nullptr);
+        page *pg = virt_to_page(z, (uintptr_t)p);
+        EXPECT_EQ(pg->slab_class, 44);
+        EXPECT_TRUE(pg->flags & PG_slab);
+        EXPECT_EQ(compound_head(pg)->slab_cache, c);
+    }
+    kmem_cache_free_bulk(c, o, got);
+    check_cache(c);
+}
+
+TEST(Slab, ShrinkGivesSparesBack)
+{
+    kmem_cache *c = &kmalloc_caches[20];
+    unsigned got;
+    void *o = kmem_cache_alloc_bulk(c, 3, &got);
+    kmem_cache_free_bulk(c, o, got);
+    kmem_cache_shrink_all();
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->empty_slab, nullptr);
+    spin_unlock(&c->lock);
+    check_cache(c);
+}

@@ -1,0 +1,58 @@
+// Huge allocations: placement, alignment, lookup, in-place and moving resize.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "mm/vmalloc.h"
+
+using namespace kalloc;
+
+TEST(Vmalloc, AreasAreChunkAlignedAndFoundByStartOnly)
+{
+    void *p = vmalloc(5 << 20, 4096);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ((uintptr_t)p % VMAP_CHUNK_SIZE, 0u);
+    EXPECT_EQ(vmalloc_size(p), 5ul << 20);
+    EXPECT_EQ(vmalloc_size((char *)p + 4096), 0u);
+    EXPECT_TRUE(is_vmalloc_addr((char *)p + 12345));
+    memset(p, 1, 5 << 20);
+    vfree(p);
+    EXPECT_EQ(vmalloc_size(p), 0u);
+}
+
+TEST(Vmalloc, LargeAlignments)
+{
+    for (size_t align : {1ul << 22, 1ul << 26, 1ul << 30}) {
+        void *p = vmalloc(1 << 20, align);
+        ASSERT_NE(p, nullptr);
+        EXPECT_EQ((uintptr_t)p % align, 0u) << align;
+        memset(p, 2, 1 << 20);
+        vfree(p);
+    }
+}
+
+TEST(Vmalloc, ReallocKeepsContentsGrowingAndShrinking)
+{
+    size_t n = 6 << 20;
+    unsigned char *p = (unsigned char *)vmalloc(n, 4096);
+    ASSERT_NE(p, nullptr);
+    for (size_t i = 0; i < n; i += 4096)
+        p[i] = (unsigned char)(i >> 12);
+    // Block the in-place path with a neighbour, so one of the grows moves.
+    void *blocker = vmalloc(3 << 20, 4096);
+    ASSERT_NE(blocker, nullptr);
+    for (size_t target : {9ul << 20, 40ul << 20, 7ul << 20, 100ul << 20}) {
+        unsigned char *q = (unsigned char *)vrealloc(p, target);
+        ASSERT_NE(q, nullptr);
+        for (size_t i = 0; i < std::min(n, target); i += 4096)
+            ASSERT_EQ(q[i], (unsigned char)(i >> 12)) << "offset " << i;
+        for (size_t i = n; i < target; i += 4096)
+            q[i] = (unsigned char)(i >> 12);
+        n = target;
+        p = q;
+        EXPECT_EQ(vmalloc_size(p), n);
+    }
+    vfree(p);
+    vfree(blocker);
+}
