@@ -9,7 +9,7 @@
  *
  * Worst-case internal waste, for a request r rounded up to 16 (the unit no
  * allocator with 16-byte alignment can beat): (class - r) / class is at most
- * 10% up to 256 B and 5.9% above (tests/unit checks the table).  Counted
+ * 10.0% up to 256 B and 11.0% above (tests/unit checks the table).  Counted
  * byte for byte from the previous class + 1, it is at most 19.4% from 128 B
  * to 256 B and 11.1% above 256 B.
  *
