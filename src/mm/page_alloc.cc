@@ -49,7 +49,12 @@ static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratety
     pg->order = (uint8_t)order;
     pg->migratetype = mt;
     pg->compound_head = 0;
-    list_add(&pg->lru, &z->free_area[order].free_list[mt]);
+    /* Resident blocks at the head, reported ones at the tail: allocation
+     * reuses memory that is still backed before faulting in fresh pages. */
+    if (reported)
+        list_add_tail(&pg->lru, &z->free_area[order].free_list[mt]);
+    else
+        list_add(&pg->lru, &z->free_area[order].free_list[mt]);
     z->free_area[order].nr_free++;
     z->nr_free_pages += 1ul << order;
     if (!reported)
@@ -84,6 +89,28 @@ static void report_free_block(zone *z, page *pg, unsigned order)
     z->nr_reported += 1ul << order;
 }
 
+/*
+ * Too much free memory is still resident: give whole MAX_ORDER blocks back,
+ * coldest first (list tails), until it is down to 3/4 of free_high.  The
+ * hysteresis keeps a workload that frees and reallocates around the
+ * threshold from paying an madvise and a refault per block.
+ */
+static void __zone_reclaim(zone *z)
+{
+    unsigned long target = z->free_high - z->free_high / 4;
+    for (auto &l : z->free_area[MAX_ORDER].free_list) {
+        for (list_head *e = l.prev; e != &l && z->nr_free_resident > target;) {
+            page *pg = list_entry(e, page, lru);
+            list_head *prev = e->prev;
+            if (!(pg->flags & PG_reported)) {
+                report_free_block(z, pg, MAX_ORDER);
+                list_move_tail(&pg->lru, &l);   /* reported blocks live at the tail */
+            }
+            e = prev;
+        }
+    }
+}
+
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
 {
     /* The block's head forgets what it was (slab, large...): a later free of
@@ -108,7 +135,7 @@ void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
             set_pageblock_migratetype(z, b, mt);
     add_to_free_list(z, pg, order, mt, reported);
     if (order == MAX_ORDER && !reported && z->nr_free_resident > z->free_high)
-        report_free_block(z, pg, order);
+        __zone_reclaim(z);
 }
 
 /* ---------------------------------------------------------------------------

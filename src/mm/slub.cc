@@ -89,7 +89,7 @@ static inline void set_slab_list(kmem_cache *c, page *pg, slab_list_id to)
     pg->slab_list = to;
 }
 
-/* Take up to `want` objects from slab pg onto the chain (*head/*tail). */
+/* Take up to `want` objects from slab pg onto the chain (head and tail pointers). */
 static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, void **head, void **tail)
 {
     unsigned got = 0;
