@@ -238,8 +238,58 @@ void tcache_count_cached(unsigned long out[NR_KMALLOC_CLASSES], unsigned long *n
 void tcache_lock_for_fork() { spin_lock(&tcache_list_lock); }
 void tcache_unlock_for_fork() { spin_unlock(&tcache_list_lock); }
 
+namespace {
+
+/* Whether obj is a plausible object of class idx: in a zone, on a slab page
+ * of that class.  Reads only kalloc's own metadata (never faults). */
+bool obj_of_class(void *obj, unsigned idx)
+{
+    zone *z = page_zone_of((uintptr_t)obj);
+    if (!z)
+        return false;
+    page *pg = virt_to_page(z, (uintptr_t)obj);
+    if (!(pg->flags & PG_slab))
+        return false;
+    page *head = compound_head(pg);
+    return (head->flags & PG_slab) && head->slab_cache == &kmalloc_caches[idx] &&
+           ((uintptr_t)obj - (uintptr_t)page_address(head)) % kmalloc_info[idx].size == 0;
+}
+
+/*
+ * The cache of a thread that does not exist in the fork child.  That thread
+ * may have been anywhere in a fast path when fork() copied memory (no lock
+ * protects a tcache), so its bin's head and avail may disagree by the
+ * object in flight.  The list itself is always well formed from the head
+ * (each link is written before the head is updated, and x86 stores are seen
+ * in order), so walk it up to the count it claims, stopping at a null or
+ * implausible link, and give back what was found; an object in flight is
+ * lost, as glibc loses every other thread's tcache.
+ */
+void tcache_recover_orphan(tcache *tc)
+{
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        tcache_bin *b = &tc->bins[i];
+        unsigned max = kmalloc_info[i].tcache_max;
+        unsigned claimed = b->avail <= max ? max - b->avail : 0;
+        void *head = b->head, *last = nullptr;
+        unsigned n = 0;
+        for (void *o = head; o && n < claimed && obj_of_class(o, i); o = *(void **)o) {
+            last = o;
+            n++;
+        }
+        if (n) {
+            *(void **)last = nullptr;
+            kmem_cache_free_bulk(&kmalloc_caches[i], head, n);
+        }
+        b->head = nullptr;
+        b->avail = max;
+    }
+}
+
+} // namespace
+
 /* In the child only the forking thread exists: the other threads' caches
- * go back to the slabs instead of leaking. */
+ * go back to the slabs (as far as they can be trusted) instead of leaking. */
 void tcache_after_fork_child()
 {
     spin_lock_init(&tcache_list_lock);
@@ -248,7 +298,7 @@ void tcache_after_fork_child()
     while (tc) {
         tcache *next = tc->next;
         if (tc != mine) {
-            tcache_flush_all(tc);
+            tcache_recover_orphan(tc);
             tcache_unregister_locked(tc);
         }
         tc = next;
