@@ -11,7 +11,7 @@
  * bench/README.md):
  *   kmalloc(n <= 1024):  size check, class lookup, TLS cache load, bin pop,
  *                        room update, key clear            ~ 12 instructions
- *   kfree(p) of a slab object: zone_table lookup, struct page load, class
+ *   kfree(p) of a slab object: zone_table lookup, slab_class map load, class
  *                        check, interior-pointer check (multiply), double-free
  *                        key check, bin push               ~ 24 instructions
  * The interior-pointer and double-free checks are what glibc does not pay
@@ -54,8 +54,7 @@ static __fastpath void kfree(void *p)
     if (likely((a >> ADDRESS_BITS) == 0)) {
         zone *z = (zone *)zone_table[a >> ZONE_SLOT_SHIFT];
         if (likely(z != nullptr)) {
-            page *pg = zone_mem_map(z) + ((a >> PAGE_SHIFT) & (ZONE_MAX_PAGES - 1));
-            unsigned idx = pg->slab_class;
+            unsigned idx = zone_slab_class_map(z)[(a >> PAGE_SHIFT) & (ZONE_SLOT_PAGES - 1)];
             const kmalloc_class *k = &kmalloc_info[idx];
             uint64_t off = a & k->slab_mask;
             uint64_t **obj = (uint64_t **)p;

@@ -57,7 +57,7 @@ struct page {
     uint16_t objects;        /* objects the slab holds */
     uint16_t carved;         /* objects carved so far; the rest were never touched (bump area) */
     uint8_t slab_list;       /* which kmem_cache list the slab is on (SLAB_PARTIAL, SLAB_FULL, SLAB_NONE) */
-    uint8_t slab_class;      /* size class index (on every page of the slab) */
+    uint8_t _unused;         /* (a slab page's size class is in the zone's slab_class map) */
 
     /* --- large allocations (valid on the head page) --- */
     uint32_t nr_pages;       /* PG_large: pages in the allocation; PG_slab: pages in the slab */

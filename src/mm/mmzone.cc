@@ -89,10 +89,16 @@ bool __zone_grow(zone *z, unsigned long min_pages)
     uintptr_t addr = z->zone_start + (z->spanned_pages << PAGE_SHIFT);
     int saved = errno;
     void *p = os_map_fixed((void *)addr, step << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
-    if (!p) {
+    /* The descriptors of the new pages: step is a multiple of 1024 pages, so
+     * this range (64 bytes a page) is page aligned. */
+    void *m = p ? os_map_fixed(z->mem_map + z->spanned_pages, step * sizeof(page), -1, 0) : nullptr;
+    if (!m) {
         /* Someone else's mapping is in the way (EEXIST): this zone is full.
          * Out of memory (ENOMEM, RLIMIT_AS): try again later. */
-        if (errno == EEXIST)
+        bool full = errno == EEXIST;
+        if (p)
+            os_unmap(p, step << PAGE_SHIFT);
+        if (full)
             z->full = true;
         errno = saved;
         return false;
@@ -119,7 +125,7 @@ zone *zone_create(unsigned long min_pages)
     if (nr_zones >= MAX_NR_ZONES)
         goto out;
     {
-        size_t meta = ZONE_HDR_SIZE + ZONE_MAX_PAGES * sizeof(page);
+        size_t meta = ZONE_HDR_SIZE + ZONE_SLOT_PAGES;   /* header + slab_class map */
         char *m = (char *)os_map(meta, true);
         if (!m)
             goto out;
@@ -128,7 +134,6 @@ zone *zone_create(unsigned long min_pages)
         z->backing = ZONE_BACKING_ANON;
         z->backing_fd = -1;
         z->id = (uint16_t)nr_zones;
-        z->mem_map = zone_mem_map(z);
         z->max_pages = ZONE_MAX_PAGES;
         z->free_high = (unsigned long)option_get(OPT_FREE_HIGH) >> PAGE_SHIFT;
         for (auto &fa : z->free_area)
@@ -140,6 +145,7 @@ zone *zone_create(unsigned long min_pages)
             if (!start)
                 break;
             z->zone_start = start;
+            z->mem_map = (page *)(start + (ZONE_MAX_PAGES << PAGE_SHIFT));
             z->spanned_pages = 0;
             z->full = false;
             /* The first growth maps at the slot's start; EEXIST means the

@@ -2,14 +2,24 @@
  * mm/mmzone.h - zones, free areas, migrate types and pageblocks.
  *
  * Mirrors include/linux/mmzone.h.  A zone is a region of address space that
- * kalloc reserved for itself: it starts at a ZONE_SLOT_SIZE aligned address
- * and grows upward on demand (zone_grow: mmap MAP_FIXED_NOREPLACE right
- * after what it has), up to ZONE_SLOT_SIZE.  Its pages are described by its
- * mem_map (struct page array), a separate mapping.
+ * kalloc reserved for itself: a ZONE_SLOT_SIZE (4 GiB) aligned slot.
  *
- * Finding the zone and struct page of any pointer is O(1) and never faults:
- * zone_table[] has one entry per ZONE_SLOT_SIZE of the 47-bit address space
- * (256 KiB of BSS), pointing at the zone that owns that slot or at nothing.
+ *   slot:  [ data pages, growing upward ...  | mem_map, growing upward ... ]
+ *          0                  ZONE_MAX_PAGES pages                   4 GiB
+ *
+ * Data pages grow on demand (__zone_grow: mmap MAP_FIXED_NOREPLACE right
+ * after what the zone has); the struct page descriptors of the new pages (the
+ * mem_map, in the top 64 MiB of the slot) are mapped in the same step, so
+ * metadata costs 1/64 of what is used, not of what could be, and kalloc stays
+ * usable under tight RLIMIT_AS limits.
+ *
+ * Finding the zone of any pointer is O(1) and never faults: zone_table[] has
+ * one entry per ZONE_SLOT_SIZE of the 47-bit address space (256 KiB of BSS),
+ * pointing at the zone that owns that slot or at nothing.  The free fast
+ * path then reads the page's size class from the zone's slab_class map (one
+ * byte per page of the slot, reserved whole, zero where nothing is), so even
+ * a wild pointer into a slot is classified without a fault; struct page
+ * itself is read only for pages below spanned_pages (page_zone_of checks).
  *
  * Invariants (checked by tests/unit):
  *   - every page in [zone_start, zone_start + spanned_pages) is either inside
@@ -41,8 +51,11 @@ constexpr unsigned PAGE_ALLOC_COSTLY_ORDER = 3;
 
 constexpr unsigned ZONE_SLOT_SHIFT = 32;           /* each zone may grow to 4 GiB */
 constexpr size_t ZONE_SLOT_SIZE = 1ul << ZONE_SLOT_SHIFT;
-constexpr size_t ZONE_MAX_PAGES = ZONE_SLOT_SIZE >> PAGE_SHIFT;
-constexpr size_t ZONE_MAX_PAGEBLOCKS = ZONE_MAX_PAGES >> pageblock_order;
+constexpr size_t ZONE_SLOT_PAGES = ZONE_SLOT_SIZE >> PAGE_SHIFT;          /* 2^20 */
+constexpr size_t ZONE_MEM_MAP_BYTES = ZONE_SLOT_PAGES * 64;               /* 64 MiB */
+/* Data pages a zone may grow to: the slot less its mem_map. */
+constexpr size_t ZONE_MAX_PAGES = ZONE_SLOT_PAGES - (ZONE_MEM_MAP_BYTES >> 12);
+constexpr size_t ZONE_MAX_PAGEBLOCKS = ZONE_SLOT_PAGES >> pageblock_order;
 constexpr unsigned ADDRESS_BITS = 47;              /* user address space on x86-64 */
 constexpr size_t NR_ZONE_SLOTS = 1ul << (ADDRESS_BITS - ZONE_SLOT_SHIFT);
 
@@ -102,12 +115,14 @@ struct zone {
     unsigned long nr_meta_pages;  /* pages of allocator metadata */
     struct free_area free_area[NR_PAGE_ORDERS]; /* the buddy allocator's free lists */
     uint8_t pageblock_mt[ZONE_MAX_PAGEBLOCKS]; /* migrate type of each 2 MiB pageblock */
-    struct page *mem_map;         /* descriptors of pages [0, max_pages) */
+    struct page *mem_map;         /* descriptors of pages [0, spanned_pages), top of the slot */
+    /* followed (at ZONE_HDR_SIZE) by the slab_class map: ZONE_SLOT_PAGES bytes */
 };
 
-/* The mem_map sits right after the zone descriptor, in the same mapping. */
+/* The slab_class map sits right after the zone descriptor, in the same
+ * mapping: entry pfn is the size class of the slab page pfn belongs to, or 0. */
 constexpr size_t ZONE_HDR_SIZE = (sizeof(zone) + 63) & ~size_t(63);
-static inline page *zone_mem_map(zone *z) { return (page *)((char *)z + ZONE_HDR_SIZE); }
+static inline uint8_t *zone_slab_class_map(zone *z) { return (uint8_t *)z + ZONE_HDR_SIZE; }
 
 /* One entry per 4 GiB of address space: the zone (or vmalloc region) owning
  * it.  Constant-initialised to all nullptr. */

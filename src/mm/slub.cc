@@ -47,8 +47,9 @@ static page *allocate_slab(kmem_cache *c)
         return nullptr;
     unsigned long n = 1ul << c->order;
     prep_compound_page(pg, n, PG_slab);
+    uint8_t *classes = zone_slab_class_map(pg->zone) + page_to_pfn(pg);
     for (unsigned long i = 0; i < n; i++)
-        pg[i].slab_class = c->index;
+        classes[i] = c->index;
     pg->order = c->order;
     pg->nr_pages = (uint32_t)n;
     pg->slab_cache = c;
@@ -63,8 +64,9 @@ static page *allocate_slab(kmem_cache *c)
 static void discard_slab(kmem_cache *c, page *pg)
 {
     unsigned long n = 1ul << c->order;
+    uint8_t *classes = zone_slab_class_map(pg->zone) + page_to_pfn(pg);
     for (unsigned long i = 0; i < n; i++)
-        pg[i].slab_class = 0;
+        classes[i] = 0;
     free_pages(pg, c->order);
 }
 

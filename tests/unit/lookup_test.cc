@@ -55,6 +55,8 @@ TEST(Lookup, AddressesPastTheZoneSpanAreNotOurs)
     uintptr_t end = z->zone_start + (READ_ONCE(z->spanned_pages) << PAGE_SHIFT);
     EXPECT_EQ(page_zone_of(end), nullptr);
     EXPECT_EQ(page_zone_of(z->zone_start + ZONE_SLOT_SIZE - 1), nullptr);
+    EXPECT_EQ(page_zone_of(z->zone_start + (ZONE_MAX_PAGES << PAGE_SHIFT)), nullptr);
+    EXPECT_EQ(page_zone_of(z->zone_start + (ZONE_MAX_PAGES << PAGE_SHIFT)), nullptr);
     EXPECT_EQ(page_zone_of(z->zone_start), z);
     prep_compound_page(pg, 1, PG_large);
     pg->nr_pages = 1;

@@ -111,7 +111,7 @@ TEST(Slab, SlabPagesAreTaggedWithTheirClass)
         zone *z = page_zone_of((uintptr_t)p);
         ASSERT_NE(z, nullptr);
         page *pg = virt_to_page(z, (uintptr_t)p);
-        EXPECT_EQ(pg->slab_class, 44);
+        EXPECT_EQ(zone_slab_class_map(z)[page_to_pfn(pg)], 44);
         EXPECT_TRUE(pg->flags & PG_slab);
         EXPECT_EQ(compound_head(pg)->slab_cache, c);
     }
