@@ -1,12 +1,14 @@
 /*
  * malloc/fork.cc - pthread_atfork handlers (see fork.h).
  *
+ * Nothing is locked when the process is single-threaded (see prepare).
  * Lock order taken in prepare: tcache_list_lock, every kmem_cache.lock
  * (by class), vmap_lock, every zone.lock (by zone id), zone_list_lock.
  */
 #include "malloc/fork.h"
 
 #include <pthread.h>
+#include <sys/single_threaded.h>
 
 #include "malloc/tcache.h"
 #include "mm/mmzone.h"
@@ -18,9 +20,16 @@ namespace kalloc {
 namespace {
 
 unsigned fork_nr_zones;   /* zones locked by prepare */
+bool fork_locked;         /* prepare took the locks (the process had threads) */
 
 void kalloc_fork_prepare()
 {
+    /* A single-threaded process needs no locks across fork (as glibc): and
+     * a fork from a signal handler that interrupted this very thread inside
+     * kalloc must not wait for a lock that thread holds. */
+    fork_locked = !__libc_single_threaded;
+    if (!fork_locked)
+        return;
     tcache_lock_for_fork();
     kmem_cache_lock_all();
     vmap_lock_for_fork();
@@ -28,10 +37,14 @@ void kalloc_fork_prepare()
     for (unsigned i = 0; i < fork_nr_zones; i++)
         spin_lock(&zones[i]->lock);
     spin_lock(&zone_list_lock);
+    spin_lock_bypass = true;    /* other atfork handlers may malloc from here on */
 }
 
 void kalloc_fork_parent()
 {
+    if (!fork_locked)
+        return;
+    spin_lock_bypass = false;
     spin_unlock(&zone_list_lock);
     for (unsigned i = fork_nr_zones; i-- > 0;)
         spin_unlock(&zones[i]->lock);
@@ -42,6 +55,9 @@ void kalloc_fork_parent()
 
 void kalloc_fork_child()
 {
+    if (!fork_locked)
+        return;
+    spin_lock_bypass = false;
     spin_lock_init(&zone_list_lock);
     for (unsigned i = 0; i < fork_nr_zones; i++)
         spin_lock_init(&zones[i]->lock);

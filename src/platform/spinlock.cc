@@ -10,6 +10,8 @@
 
 namespace kalloc {
 
+__thread bool spin_lock_bypass __attribute__((tls_model("initial-exec")));
+
 void __spin_lock_slow(spinlock_t *lock)
 {
     for (int i = 0; i < 100; i++) {

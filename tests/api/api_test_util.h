@@ -1,0 +1,127 @@
+// Helpers shared by the tests in tests/api/.
+//
+// The tests are compiled with -fno-builtin and -fno-allocation-dce so that the
+// compiler neither folds malloc calls away nor reasons about their results;
+// `opaque()` additionally hides constant sizes and pointer provenance from the
+// optimiser (e.g. free() of a stack address, malloc(SIZE_MAX)).
+#ifndef KALLOC_TESTS_API_TEST_UTIL_H
+#define KALLOC_TESTS_API_TEST_UTIL_H
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include <unistd.h>
+
+namespace kt {
+
+// Returns v unchanged, but the compiler cannot know that.
+template <class T>
+inline T opaque(T v) {
+  asm volatile("" : "+r"(v));
+  return v;
+}
+
+// Keeps a value "used" so stores to it cannot be dropped.
+template <class T>
+inline void escape(T v) {
+  asm volatile("" : : "r"(v) : "memory");
+}
+
+inline bool is_aligned(const void *p, size_t a) {
+  return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0;
+}
+
+inline size_t page_size() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+
+// A byte pattern that depends on the position and a per-block seed, so that a
+// block overwritten by (a copy of) another block is detected.
+inline uint8_t pattern_byte(size_t i, uint32_t seed) {
+  uint32_t x = static_cast<uint32_t>(i) * 0x9E3779B1u + seed * 0x85EBCA6Bu;
+  x ^= x >> 15;
+  return static_cast<uint8_t>(x ^ (static_cast<uint32_t>(i) >> 8));
+}
+
+inline void fill(void *p, size_t n, uint32_t seed) {
+  auto *b = static_cast<uint8_t *>(p);
+  for (size_t i = 0; i < n; ++i) b[i] = pattern_byte(i, seed);
+}
+
+// Index of the first byte that does not match, or n if all do.
+inline size_t check(const void *p, size_t n, uint32_t seed) {
+  auto *b = static_cast<const uint8_t *>(p);
+  for (size_t i = 0; i < n; ++i)
+    if (b[i] != pattern_byte(i, seed)) return i;
+  return n;
+}
+
+// Cheaper variant for big blocks: fill/check only the first and last 64 bytes
+// of every 4 KiB (relative to p), plus the last 64 bytes of the block.
+// check_sparse(p, k, seed, /*tail=*/false) verifies any prefix k of a block
+// filled with fill_sparse (or fill) with the same seed.
+inline void fill_sparse(void *p, size_t n, uint32_t seed) {
+  auto *b = static_cast<uint8_t *>(p);
+  for (size_t off = 0; off < n; off += 4096) {
+    for (size_t i = off; i < off + 64 && i < n; ++i) b[i] = pattern_byte(i, seed);
+    for (size_t i = off + 4032; i < off + 4096 && i < n; ++i) b[i] = pattern_byte(i, seed);
+  }
+  for (size_t i = n > 64 ? n - 64 : 0; i < n; ++i) b[i] = pattern_byte(i, seed);
+}
+
+inline size_t check_sparse(const void *p, size_t n, uint32_t seed, bool tail = true) {
+  auto *b = static_cast<const uint8_t *>(p);
+  for (size_t off = 0; off < n; off += 4096) {
+    for (size_t i = off; i < off + 64 && i < n; ++i)
+      if (b[i] != pattern_byte(i, seed)) return i;
+    for (size_t i = off + 4032; i < off + 4096 && i < n; ++i)
+      if (b[i] != pattern_byte(i, seed)) return i;
+  }
+  if (tail)
+    for (size_t i = n > 64 ? n - 64 : 0; i < n; ++i)
+      if (b[i] != pattern_byte(i, seed)) return i;
+  return n;
+}
+
+inline bool all_bytes_are(const void *p, size_t n, uint8_t v) {
+  auto *b = static_cast<const uint8_t *>(p);
+  for (size_t i = 0; i < n; ++i)
+    if (b[i] != v) return false;
+  return true;
+}
+
+// Small deterministic PRNG (xorshift64*), one per thread.
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t next() {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return s * 0x2545F4914F6CDD1Dull;
+  }
+  // Uniform in [0, n).
+  uint64_t below(uint64_t n) { return next() % n; }
+};
+
+// For forked children, where gtest assertions cannot be used: print and exit.
+#define KT_CHILD_CHECK(cond, code)                                               \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
+      char kt_msg_[256];                                                         \
+      int kt_len_ = snprintf(kt_msg_, sizeof kt_msg_,                            \
+                             "child check failed at %s:%d: %s (errno=%d)\n",   \
+                             __FILE__, __LINE__, #cond, errno);                  \
+      if (kt_len_ > 0) {                                                         \
+        ssize_t kt_w_ = write(2, kt_msg_, static_cast<size_t>(kt_len_));         \
+        (void)kt_w_;                                                             \
+      }                                                                          \
+      _exit(code);                                                               \
+    }                                                                            \
+  } while (0)
+
+}  // namespace kt
+
+#endif  // KALLOC_TESTS_API_TEST_UTIL_H

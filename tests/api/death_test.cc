@@ -1,0 +1,247 @@
+// Invalid and double frees must abort with one line naming the call and the
+// pointer ("kalloc: free(): invalid pointer 0x...", "kalloc: free(): double
+// free detected 0x...", "kalloc: realloc(): invalid pointer 0x...").
+// kalloc-specific: glibc's messages carry no pointer, and glibc does not
+// detect every case below.
+#include <gtest/gtest.h>
+
+#include <malloc.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "api_test_util.h"
+#include "kalloc/kalloc.h"
+
+namespace {
+
+using kt::opaque;
+
+constexpr const char *kFreeMsg = "free\\(\\).*0x[0-9a-fA-F]+";
+constexpr const char *kReallocMsg = "realloc\\(\\).*0x[0-9a-fA-F]+";
+
+char g_global_array[8192] __attribute__((aligned(64)));
+
+class Death : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+// Free through an opaque pointer so the compiler cannot see (and warn about,
+// or drop) the bad free.
+void Free(void *p) { free(opaque(p)); }
+
+TEST_F(Death, FreeStackPointer) {
+  EXPECT_DEATH(
+      {
+        alignas(16) char buf[256];
+        kt::escape(buf);
+        Free(buf);
+      },
+      kFreeMsg);
+  EXPECT_DEATH(
+      {
+        alignas(64) char buf[8192];
+        kt::escape(buf);
+        Free(buf + 4096);
+      },
+      kFreeMsg);
+}
+
+TEST_F(Death, FreeGlobalPointer) {
+  EXPECT_DEATH(Free(g_global_array), kFreeMsg);
+  EXPECT_DEATH(Free(g_global_array + 4096), kFreeMsg);
+}
+
+TEST_F(Death, FreeInteriorPointerSmall) {
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(64)));
+        Free(p + 16);
+      },
+      kFreeMsg);
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(64)));
+        Free(p + 8);
+      },
+      kFreeMsg);
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(1000)));
+        Free(p + 512);
+      },
+      kFreeMsg);
+}
+
+TEST_F(Death, FreeInteriorPointerLarge) {
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(1 << 20)));
+        Free(p + 4096 + 16);
+      },
+      kFreeMsg);
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(1 << 20)));
+        Free(p + 4096);  // page aligned, but still inside the block
+      },
+      kFreeMsg);
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(16 << 20)));
+        Free(p + (1 << 20));
+      },
+      kFreeMsg);
+}
+
+TEST_F(Death, DoubleFreeSmall) {
+  EXPECT_DEATH(
+      {
+        void *p = malloc(opaque<size_t>(32));
+        Free(p);
+        Free(p);
+      },
+      kFreeMsg);
+}
+
+// free(a); free(b); free(a): glibc's tcache catches this too.
+TEST_F(Death, DoubleFreeSmallWithOtherFreeInBetween) {
+  EXPECT_DEATH(
+      {
+        void *a = malloc(opaque<size_t>(32));
+        void *b = malloc(opaque<size_t>(32));
+        Free(a);
+        Free(b);
+        Free(a);
+      },
+      kFreeMsg);
+}
+
+TEST_F(Death, DoubleFreeLarge) {
+  EXPECT_DEATH(
+      {
+        void *p = malloc(opaque<size_t>(1 << 20));
+        Free(p);
+        Free(p);
+      },
+      kFreeMsg);
+}
+
+TEST_F(Death, DoubleFreeHuge) {
+  EXPECT_DEATH(
+      {
+        void *p = malloc(opaque<size_t>(16 << 20));
+        Free(p);
+        Free(p);
+      },
+      kFreeMsg);
+}
+
+TEST_F(Death, FreeMmapPointer) {
+  EXPECT_DEATH(
+      {
+        void *m = mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        Free(static_cast<char *>(m) + 4096);
+      },
+      kFreeMsg);
+}
+
+TEST_F(Death, DoubleFreeAligned) {
+  EXPECT_DEATH(
+      {
+        void *p = memalign(opaque<size_t>(4096), opaque<size_t>(100));
+        Free(p);
+        Free(p);
+      },
+      kFreeMsg);
+  EXPECT_DEATH(
+      {
+        void *p = memalign(opaque<size_t>(1 << 21), opaque<size_t>(3 << 20));
+        Free(p);
+        Free(p);
+      },
+      kFreeMsg);
+}
+
+TEST_F(Death, ReallocInvalidPointer) {
+  EXPECT_DEATH(
+      {
+        alignas(16) char buf[128];
+        kt::escape(buf);
+        void *r = realloc(opaque<void *>(buf), opaque<size_t>(256));
+        kt::escape(r);
+      },
+      kReallocMsg);
+  EXPECT_DEATH(
+      {
+        void *r = realloc(opaque<void *>(g_global_array), opaque<size_t>(10));
+        kt::escape(r);
+      },
+      kReallocMsg);
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(64)));
+        void *r = realloc(opaque<void *>(p + 16), opaque<size_t>(100));
+        kt::escape(r);
+      },
+      kReallocMsg);
+}
+
+TEST_F(Death, ReallocAfterFree) {
+  EXPECT_DEATH(
+      {
+        void *p = malloc(opaque<size_t>(48));
+        Free(p);
+        void *r = realloc(opaque(p), opaque<size_t>(4000));
+        kt::escape(r);
+      },
+      "realloc\\(\\).*0x[0-9a-fA-F]+|free\\(\\).*0x[0-9a-fA-F]+");
+}
+
+TEST_F(Death, KallocFreeInvalidPointer) {
+  EXPECT_DEATH(
+      {
+        alignas(16) char buf[64];
+        kt::escape(buf);
+        kalloc_free(opaque<void *>(buf));
+      },
+      kFreeMsg);
+  EXPECT_DEATH(
+      {
+        void *p = kalloc_malloc(opaque<size_t>(32));
+        kalloc_free(opaque(p));
+        kalloc_free(opaque(p));
+      },
+      kFreeMsg);
+}
+
+// The message is printed once and names the right pointer: check the exact
+// address in the fast (fork-only) style, where the child shares our layout.
+TEST(DeathExactPointer, MessageNamesTheFreedPointer) {
+  GTEST_FLAG_SET(death_test_style, "fast");
+  char buf[64];
+  snprintf(buf, sizeof buf, "%lx", static_cast<unsigned long>(
+                                       reinterpret_cast<uintptr_t>(g_global_array + 32)));
+  std::string re = std::string("free\\(\\).*0x0*") + buf;
+  EXPECT_DEATH(Free(g_global_array + 32), re);
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+}
+
+// A bad free must not have corrupted anything before the abort: only the
+// message line is expected, and the process dies by SIGABRT.
+TEST_F(Death, BadFreeDiesWithSigabrt) {
+  EXPECT_EXIT(Free(g_global_array + 64), ::testing::KilledBySignal(SIGABRT), kFreeMsg);
+  EXPECT_EXIT(
+      {
+        void *p = malloc(opaque<size_t>(16 << 20));
+        Free(p);
+        Free(p);
+      },
+      ::testing::KilledBySignal(SIGABRT), kFreeMsg);
+}
+
+}  // namespace
