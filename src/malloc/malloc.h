@@ -55,12 +55,13 @@ static __fastpath void kfree(void *p)
         zone *z = (zone *)zone_table[a >> ZONE_SLOT_SHIFT];
         if (likely(z != nullptr)) {
             unsigned idx = zone_slab_class_map(z)[(a >> PAGE_SHIFT) & (ZONE_SLOT_PAGES - 1)];
-            const kmalloc_class *k = &kmalloc_info[idx];
+            const kmalloc_fast_class *k = &kmalloc_fast[idx];
             uint64_t off = a & k->slab_mask;
             uint64_t **obj = (uint64_t **)p;
-            /* idx != 0: a slab page; off a multiple of size: an object's
-             * start; no key: not (apparently) already free. */
-            if (likely(idx != 0 && ((off * k->recip) >> 32) * k->size == off &&
+            /* off a multiple of size: an object's start (class 0, "not a
+             * slab", passes only at offset 0, and bin 0 never has room);
+             * no key: not (apparently) already free. */
+            if (likely(((off * k->recip) >> 32) * k->size == off &&
                        (uint64_t)obj[1] != tcache_key)) {
                 tcache_bin *b = &tcache_current->bins[idx];
                 if (likely(b->avail != 0)) {

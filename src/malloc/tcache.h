@@ -50,8 +50,8 @@ enum tcache_state_t : uint8_t { TCACHE_NONE, TCACHE_INIT, TCACHE_ACTIVE, TCACHE_
 
 extern __thread tcache *tcache_current __attribute__((tls_model("initial-exec")));
 extern __thread uint8_t tcache_state __attribute__((tls_model("initial-exec")));
-extern tcache tcache_boot;
-extern uint64_t tcache_key;
+extern tcache tcache_boot __hidden;
+extern uint64_t tcache_key __hidden;
 
 /* The calling thread's cache, created if needed; nullptr when the thread
  * must go straight to the slabs (recursion during creation, thread exiting,

@@ -126,7 +126,7 @@ static inline uint8_t *zone_slab_class_map(zone *z) { return (uint8_t *)z + ZONE
 
 /* One entry per 4 GiB of address space: the zone (or vmalloc region) owning
  * it.  Constant-initialised to all nullptr. */
-extern void *zone_table[NR_ZONE_SLOTS];
+extern void *zone_table[NR_ZONE_SLOTS] __hidden;
 
 /* The zone list: every ZONE_NORMAL zone, lowest first (allocation order). */
 constexpr unsigned MAX_NR_ZONES = 1024;

@@ -75,8 +75,9 @@ constexpr uint8_t choose_order(uint32_t size)
 
 constexpr kmalloc_class make_class(unsigned idx)
 {
-    if (idx == 0)
-        return kmalloc_class{0, 0, 0, 0, 0, 0};
+    if (idx == 0)   /* not a slab: every offset but 0 fails the free fast path's
+                       boundary check, and bin 0 never has room */
+        return kmalloc_class{0, 0xffffffffu, 0, 0, 0, 0};
     uint32_t size = class_size(idx);
     uint8_t order = choose_order(size);
     uint32_t bytes = 4096u << order;
@@ -120,6 +121,30 @@ inline constexpr auto kmalloc_info_table = detail::make_table(0);
 inline constexpr const kmalloc_class *kmalloc_info = kmalloc_info_table.c;
 inline constexpr auto kmalloc_index_small_table = detail::make_small_index();
 inline constexpr const uint8_t *kmalloc_index_small = kmalloc_index_small_table.idx;
+
+/* What the free fast path needs per class, 16 bytes an entry so that the
+ * same idx << 4 indexes this table and the thread cache's bins. */
+struct kmalloc_fast_class {
+    uint32_t size;       /* object size (0 for class 0) */
+    uint32_t slab_mask;  /* slab bytes - 1 (all ones for class 0) */
+    uint64_t recip;      /* ceil(2^32 / size) */
+};
+static_assert(sizeof(kmalloc_fast_class) == 16, "one shift indexes both tables");
+
+namespace detail {
+constexpr auto make_fast_table()
+{
+    struct table { kmalloc_fast_class c[NR_KMALLOC_CLASSES]; } t{};
+    for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++) {
+        kmalloc_class k = make_class(i);
+        t.c[i] = kmalloc_fast_class{k.size, k.slab_mask, k.recip};
+    }
+    return t;
+}
+} // namespace detail
+
+inline constexpr auto kmalloc_fast_table = detail::make_fast_table();
+inline constexpr const kmalloc_fast_class *kmalloc_fast = kmalloc_fast_table.c;
 
 static_assert(detail::class_size(68) == 32768, "the last class is 32 KiB");
 static_assert(detail::class_size(12) == 256 && detail::class_size(13) == 288, "class layout");

@@ -20,6 +20,10 @@
 #define __noreturn  __attribute__((noreturn))
 /* Exported from libkalloc.so (everything else is hidden). */
 #define __export    __attribute__((visibility("default")))
+/* On extern declarations of data the fast paths read: -fvisibility=hidden
+ * covers definitions only, and a default-visibility declaration costs a GOT
+ * indirection per access. */
+#define __hidden    __attribute__((visibility("hidden")))
 
 #define READ_ONCE(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define WRITE_ONCE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
