@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# kalloc's statistics, seen from a real program (python3) under LD_PRELOAD:
+#   1. KALLOC_STATS=1: at exit kalloc prints, on stderr, a line starting with
+#      "kalloc: totals " with key=value fields, among them in_use_kb=,
+#      refills= (a count, must be > 0: kalloc served the allocations) and
+#      large= (a count, must be > 0: the workload makes 1..8 MiB buffers).
+#   2. Without KALLOC_STATS kalloc prints nothing.
+#   3. ctypes.CDLL(None).kalloc_stats_get is found in the process (kalloc is
+#      really loaded), and python's allocations move nr_slab_refills, in_use
+#      and the large/huge counters (stats_check.py), with pymalloc and with
+#      PYTHONMALLOC=malloc.  Without LD_PRELOAD the symbol must be absent.
+#   stats.sh /path/to/libkalloc.so
+. "$(dirname "$0")/common.sh" "$1"
+
+PY=/usr/bin/python3
+[ -x "$PY" ] || { echo "FAIL: $PY not found (tests/deps.sh installs python3)" >&2; exit 1; }
+
+WORKLOAD='
+import json
+d = {i: str(i) * 3 for i in range(300000)}
+blobs = [bytes(600 + i % 3000) for i in range(50000)]
+big = [bytearray(1 << k) for k in range(14, 24)]
+txt = json.dumps({"d": d})
+print(len(d), len(blobs), sum(map(len, big)), len(json.loads(txt)["d"]))
+'
+
+run_py() {  # run_py NAME ENV... -- ARGS...   (output in $WORK/NAME.{out,err})
+  local name=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  local rc=0
+  env "${envs[@]}" timeout -k 10 120 "$PY" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    fail "$name: python3 $(describe_rc "$rc")"
+    show_tail "$WORK/$name.out" "$name stdout"
+    show_tail "$WORK/$name.err" "$name stderr"
+    return 1
+  fi
+  return 0
+}
+
+# --- 1. KALLOC_STATS=1 prints the totals at exit -----------------------------
+if run_py atexit KALLOC_STATS=1 LD_PRELOAD="$KALLOC_LIB" -- -c "$WORKLOAD"; then
+  echo "stdout: $(cat "$WORK/atexit.out")"
+  if [ "$(cat "$WORK/atexit.out")" != "300000 50000 16760832 300000" ]; then
+    fail "KALLOC_STATS=1: wrong program output"
+  fi
+  totals="$(grep -E '^kalloc: totals ' "$WORK/atexit.err" || true)"
+  if [ -z "$totals" ]; then
+    fail "KALLOC_STATS=1: no line starting with 'kalloc: totals ' on stderr"
+    show_tail "$WORK/atexit.err" "stderr"
+  elif [ "$(wc -l <<<"$totals")" -ne 1 ]; then
+    fail "KALLOC_STATS=1: more than one 'kalloc: totals' line"
+    echo "$totals" >&2
+  else
+    echo "$totals"
+    field() {  # the value of key $1 in the totals line
+      sed -n -E "s/^.*[ ]$1=([^ ]*).*\$/\\1/p" <<<"$totals"
+    }
+    for key in in_use_kb refills large; do
+      v="$(field "$key")"
+      if ! [[ "$v" =~ ^[0-9]+$ ]]; then
+        fail "KALLOC_STATS=1: field $key= missing or not an integer ('$v') in: $totals"
+      fi
+    done
+    refills="$(field refills)"
+    large="$(field large)"
+    if [[ "$refills" =~ ^[0-9]+$ ]] && [ "$refills" -le 0 ]; then
+      fail "KALLOC_STATS=1: refills=$refills, kalloc did not serve python's allocations"
+    fi
+    if [[ "$large" =~ ^[0-9]+$ ]] && [ "$large" -le 0 ]; then
+      fail "KALLOC_STATS=1: large=$large although python made buffers of 16 KiB .. 8 MiB"
+    fi
+  fi
+fi
+
+# --- 2. silent without KALLOC_STATS --------------------------------------------
+if run_py quiet LD_PRELOAD="$KALLOC_LIB" -- -c "$WORKLOAD"; then
+  if [ -s "$WORK/quiet.err" ]; then
+    fail "without KALLOC_STATS, python3 under kalloc printed on stderr:"
+    show_tail "$WORK/quiet.err" "stderr"
+  else
+    echo "without KALLOC_STATS: stderr empty"
+  fi
+fi
+
+# --- 3. kalloc_stats_get through ctypes ------------------------------------------
+if run_py absent -- "$SRC_DIR/stats_check.py" expect-absent; then
+  cat "$WORK/absent.out"
+fi
+for pm in pymalloc malloc; do
+  if run_py "ctypes-$pm" LD_PRELOAD="$KALLOC_LIB" PYTHONMALLOC="$pm" -- \
+      "$SRC_DIR/stats_check.py" expect-kalloc; then
+    echo "== ctypes, PYTHONMALLOC=$pm"
+    cat "$WORK/ctypes-$pm.out"
+  fi
+done
+
+finish
