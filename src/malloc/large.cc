@@ -34,7 +34,12 @@ void *kmalloc_large(size_t size, size_t align, bool zero)
     }
     if (!pg)
         return nullptr;
-    prep_compound_page(pg, nr, PG_large);
+    /* Only the head is marked: a large block is recognised by its head page
+     * alone (classify() in malloc.cc), and PG_head never outlives the block
+     * (__free_one_page clears it), so the tails need no descriptor writes
+     * (256 of them for 1 MiB). */
+    pg->flags = PG_large | PG_head;
+    pg->compound_head = 0;
     pg->nr_pages = (uint32_t)nr;
     __atomic_fetch_add(&nr_large_pages, nr, __ATOMIC_RELAXED);
     __atomic_fetch_add(&nr_large_allocs, 1, __ATOMIC_RELAXED);

@@ -426,9 +426,15 @@ const char *__zone_verify(zone *z)
         } else if (pg->flags & PG_head) {
             unsigned long n = (pg->flags & PG_slab) ? (1ul << pg->order)
                               : (pg->flags & (PG_large | PG_meta)) ? pg->nr_pages : 1;
+            /* Slab tails must lead to their head (objects live in them);
+             * large blocks mark only their head (see large.cc). */
+            if (pg->flags & PG_slab)
+                for (unsigned long i = 1; i < n; i++)
+                    if (!(pg[i].flags & PG_tail) || pg[i].compound_head != i)
+                        return "a slab's tail page does not point to its head";
             for (unsigned long i = 1; i < n; i++)
-                if (!(pg[i].flags & PG_tail) || pg[i].compound_head != i)
-                    return "an allocated block's tail page does not point to its head";
+                if (pg[i].flags & (PG_head | PG_buddy))
+                    return "a head or free page inside an allocated block";
             pfn += n;
         } else {
             return "a page is neither free nor the head of an allocated block";

@@ -33,7 +33,8 @@ page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed);
 void free_pages_exact(page *pg, unsigned long nr_pages);
 
 /* Mark an allocated block: flags on the head, PG_tail and the distance to
- * the head on every other page, so any interior pointer finds its head. */
+ * the head on every other page, so any interior pointer finds its head
+ * (slabs need this; large blocks mark only their head). */
 void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags);
 
 /* Give every free, still-resident block of at least `min_order` back to the
