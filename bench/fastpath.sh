@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Instructions per malloc+free pair on the fast path, counted with
+# valgrind --tool=callgrind (repeatable, unlike timings on a shared machine).
+#   bench/fastpath.sh [path/to/libkalloc.so] [size=64]
+# Prints the per-pair total and the per-call counts of malloc and free.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+lib="${1:-$root/build/libkalloc.so}"
+size="${2:-64}"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cc -O2 -o "$tmp/fastpath" "$root/bench/fastpath.c"
+count() {   # iterations -> "total malloc free" instruction counts
+  LD_PRELOAD="$lib" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$1" \
+    "$tmp/fastpath" "$1" "$size" >/dev/null 2>&1
+  callgrind_annotate "$tmp/cg.$1" 2>/dev/null | awk '
+    /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
+    /:malloc / || /:malloc$/ { gsub(",", "", $1); m = $1 }
+    /:free / || /:free$/ { gsub(",", "", $1); f = $1 }
+    END { print total, m + 0, f + 0 }'
+}
+read -r t1 m1 f1 < <(count 100000)
+read -r t2 m2 f2 < <(count 200000)
+awk -v t1="$t1" -v t2="$t2" -v m1="$m1" -v m2="$m2" -v f1="$f1" -v f2="$f2" -v s="$size" 'BEGIN {
+  printf "malloc(%d)+free: %.1f instructions per pair in total (loop and calls included)\n", s, (t2 - t1) / 100000
+  printf "  malloc: %.1f   free: %.1f   (instructions per call, inside the library)\n", (m2 - m1) / 100000, (f2 - f1) / 100000
+}'
