@@ -90,23 +90,24 @@ static void report_free_block(zone *z, page *pg, unsigned order)
 }
 
 /*
- * Too much free memory is still resident: give whole MAX_ORDER blocks back,
- * coldest first (list tails), until it is down to 3/4 of free_high.  The
- * hysteresis keeps a workload that frees and reallocates around the
- * threshold from paying an madvise and a refault per block.
+ * Too much free memory is still resident: give whole MAX_ORDER blocks back
+ * until it is down to 3/4 of free_high.  The hysteresis keeps a workload that
+ * frees and reallocates around the threshold from paying an madvise and a
+ * refault per block.  Resident blocks sit at the head of each list and
+ * reported ones at the tail, so the walk stops at the first reported block:
+ * its cost is the blocks it reclaims, however many are already reported.
+ * (Which resident blocks go first, by age, is the decay of the memory issue.)
  */
 static void __zone_reclaim(zone *z)
 {
     unsigned long target = z->free_high - z->free_high / 4;
     for (auto &l : z->free_area[MAX_ORDER].free_list) {
-        for (list_head *e = l.prev; e != &l && z->nr_free_resident > target;) {
-            page *pg = list_entry(e, page, lru);
-            list_head *prev = e->prev;
-            if (!(pg->flags & PG_reported)) {
-                report_free_block(z, pg, MAX_ORDER);
-                list_move_tail(&pg->lru, &l);   /* reported blocks live at the tail */
-            }
-            e = prev;
+        while (!list_empty(&l) && z->nr_free_resident > target) {
+            page *pg = list_first_entry(&l, page, lru);
+            if (pg->flags & PG_reported)
+                break;
+            report_free_block(z, pg, MAX_ORDER);
+            list_move_tail(&pg->lru, &l);   /* reported blocks live at the tail */
         }
     }
 }
