@@ -183,7 +183,10 @@ static unsigned long move_freepages_block(zone *z, unsigned long pfn, migratetyp
         page *pg = pfn_to_page(z, p);
         if (pg->flags & PG_buddy) {
             unsigned o = pg->order;
-            list_move(&pg->lru, &z->free_area[o].free_list[mt]);
+            if (pg->flags & PG_reported)    /* keep resident blocks first */
+                list_move_tail(&pg->lru, &z->free_area[o].free_list[mt]);
+            else
+                list_move(&pg->lru, &z->free_area[o].free_list[mt]);
             pg->migratetype = mt;
             moved += 1ul << o;
             p += 1ul << o;
