@@ -29,6 +29,9 @@
  *   - no two free buddies of the same order are both on the free lists
  *     (__free_one_page merges them);
  *   - zone->free_area[k].nr_free counts the blocks on its lists;
+ *   - on every free list, resident blocks come before PG_reported ones
+ *     (allocation reuses backed memory first; reclaim stops at the first
+ *     reported block);
  *     zone->nr_free_pages = sum(nr_free * 2^k).
  *
  * Lock order: kmem_cache.lock -> zone.lock -> zone_list_lock.

@@ -395,11 +395,16 @@ const char *__zone_verify(zone *z)
     for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
         for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++) {
             list_head *l = &z->free_area[o].free_list[mt];
+            bool seen_reported = false;
             for (list_head *e = l->next; e != l; e = e->next) {
                 page *pg = list_entry(e, page, lru);
                 unsigned long pfn = page_to_pfn(pg);
                 if (!(pg->flags & PG_buddy) || pg->order != o || pg->migratetype != mt)
                     return "a page on a free list is not a free block of that order/type";
+                if (pg->flags & PG_reported)
+                    seen_reported = true;
+                else if (seen_reported)
+                    return "a resident block after a reported one (resident blocks go first)";
                 if (pfn & ((1ul << o) - 1))
                     return "a free block is not aligned to its order";
                 if (pfn + (1ul << o) > z->spanned_pages)
