@@ -3,7 +3,8 @@
  *
  * Nothing is locked when the process is single-threaded (see prepare).
  * Lock order taken in prepare: tcache_list_lock, every kmem_cache.lock
- * (by class), vmap_lock, every zone.lock (by zone id), zone_list_lock.
+ * (by class), vmap_lock, every per_cpu_pages.lock (by zone, then CPU),
+ * every zone.lock (by zone id), zone_list_lock.
  */
 #include "malloc/fork.h"
 
@@ -12,6 +13,7 @@
 
 #include "malloc/tcache.h"
 #include "mm/mmzone.h"
+#include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
 #include "mm/vmalloc.h"
 
@@ -34,6 +36,7 @@ void kalloc_fork_prepare()
     kmem_cache_lock_all();
     vmap_lock_for_fork();
     fork_nr_zones = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    pcp_lock_all(fork_nr_zones);
     for (unsigned i = 0; i < fork_nr_zones; i++)
         spin_lock(&zones[i]->lock);
     spin_lock(&zone_list_lock);
@@ -48,6 +51,7 @@ void kalloc_fork_parent()
     spin_unlock(&zone_list_lock);
     for (unsigned i = fork_nr_zones; i-- > 0;)
         spin_unlock(&zones[i]->lock);
+    pcp_unlock_all(fork_nr_zones);
     vmap_unlock_for_fork();
     kmem_cache_unlock_all();
     tcache_unlock_for_fork();
@@ -61,6 +65,7 @@ void kalloc_fork_child()
     spin_lock_init(&zone_list_lock);
     for (unsigned i = 0; i < fork_nr_zones; i++)
         spin_lock_init(&zones[i]->lock);
+    pcp_reinit_locks(fork_nr_zones);
     vmap_reinit_lock();
     kmem_cache_reinit_locks();
     tcache_after_fork_child();

@@ -14,6 +14,8 @@
  *   PG_meta          allocator metadata (never freed)
  *   PG_tail          a page inside an allocated block other than its head;
  *                    compound_head says how far back the head is
+ *   PG_pcp           head of a free block of 2^order pages held by a per-CPU
+ *                    pageset (not on the zone's free lists, not merged)
  *   PG_reported      (free blocks) the memory was given back to the OS with
  *                    madvise: it reads as zero and is not resident.  Named
  *                    after the kernel's free page reporting.
@@ -40,6 +42,7 @@ enum pageflags : uint16_t {
     PG_tail = 1u << 4,
     PG_reported = 1u << 5,
     PG_head = 1u << 6,    /* head of an allocated block (slab, large or meta) */
+    PG_pcp = 1u << 7,     /* head of a free block on a per-CPU pageset (order in `order`) */
 };
 
 struct page {

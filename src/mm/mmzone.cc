@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "mm/page_alloc.h"
+#include "mm/per_cpu_pages.h"
+#include "platform/cpu.h"
 #include "platform/options.h"
 #include "platform/os.h"
 
@@ -110,6 +112,8 @@ bool __zone_grow(zone *z, unsigned long min_pages)
     for (unsigned long pfn = first; pfn < first + step; pfn += pageblock_nr_pages)
         set_pageblock_migratetype(z, pfn, MIGRATE_MOVABLE);
     WRITE_ONCE(z->spanned_pages, first + step);
+    if (z->per_cpu_pageset)
+        pcp_update_batch_high(z);
     /* Fresh anonymous memory is zero and not resident: PG_reported. */
     for (unsigned long pfn = first; pfn < first + step; pfn += 1ul << MAX_ORDER)
         __free_one_page(z, pfn, MAX_ORDER, true);
@@ -125,7 +129,9 @@ zone *zone_create(unsigned long min_pages)
     if (nr_zones >= MAX_NR_ZONES)
         goto out;
     {
-        size_t meta = ZONE_HDR_SIZE + ZONE_SLOT_PAGES;   /* header + slab_class map */
+        /* header, slab_class map, per-CPU pagesets */
+        unsigned ncpu = nr_cpu_ids();
+        size_t meta = ZONE_HDR_SIZE + ZONE_SLOT_PAGES + ncpu * sizeof(per_cpu_pages);
         char *m = (char *)os_map(meta, true);
         if (!m)
             goto out;
@@ -139,6 +145,7 @@ zone *zone_create(unsigned long min_pages)
         for (auto &fa : z->free_area)
             for (auto &l : fa.free_list)
                 INIT_LIST_HEAD(&l);
+        pcp_init(z, (per_cpu_pages *)(m + ZONE_HDR_SIZE + ZONE_SLOT_PAGES), ncpu);
         int saved = errno;
         for (;;) {
             uintptr_t start = __reserve_zone_slots(1);

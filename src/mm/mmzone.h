@@ -34,7 +34,7 @@
  *     reported block);
  *     zone->nr_free_pages = sum(nr_free * 2^k).
  *
- * Lock order: kmem_cache.lock -> zone.lock -> zone_list_lock.
+ * Lock order: kmem_cache.lock -> per_cpu_pages.lock -> zone.lock -> zone_list_lock.
  */
 #pragma once
 
@@ -99,6 +99,8 @@ enum zone_type : uint8_t {
     ZONE_VMALLOC,    /* a region of huge (direct mmap) allocations, see vmalloc.h */
 };
 
+struct per_cpu_pages;
+
 struct zone {
     zone_type type;               /* ZONE_NORMAL (must be the first member, see zone_table) */
     zone_backing backing;         /* what the pages are mapped from */
@@ -119,6 +121,8 @@ struct zone {
     struct free_area free_area[NR_PAGE_ORDERS]; /* the buddy allocator's free lists */
     uint8_t pageblock_mt[ZONE_MAX_PAGEBLOCKS]; /* migrate type of each 2 MiB pageblock */
     struct page *mem_map;         /* descriptors of pages [0, spanned_pages), top of the slot */
+    struct per_cpu_pages *per_cpu_pageset; /* one pageset per CPU (per_cpu_pages.h) */
+    unsigned nr_pcp;              /* entries in per_cpu_pageset */
     /* followed (at ZONE_HDR_SIZE) by the slab_class map: ZONE_SLOT_PAGES bytes */
 };
 

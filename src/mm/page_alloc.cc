@@ -20,6 +20,8 @@
  */
 #include "mm/page_alloc.h"
 
+#include "mm/per_cpu_pages.h"
+
 #include "platform/os.h"
 #include "platform/printk.h"
 
@@ -272,8 +274,19 @@ page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
     if (order > MAX_ORDER)
         return nullptr;
     unsigned long need = 1ul << order;
-    /* 1. Zones that have the memory free, lowest first. */
     unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    /* 0. Small orders: the current CPU's pageset, refilled in batches. */
+    if (order <= PAGE_ALLOC_COSTLY_ORDER) {
+        for (unsigned i = 0; i < n; i++) {
+            zone *z = zones[i];
+            if (READ_ONCE(z->nr_free_pages) < need && !zone_pcp_pages(z))
+                continue;
+            page *pg = rmqueue_pcplist(z, order, mt, zeroed);
+            if (pg)
+                return pg;
+        }
+    }
+    /* 1. Zones that have the memory free, lowest first. */
     for (unsigned i = 0; i < n; i++) {
         zone *z = zones[i];
         if (READ_ONCE(z->nr_free_pages) < need)
@@ -310,6 +323,10 @@ page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
 void free_pages(page *pg, unsigned order)
 {
     zone *z = pg->zone;
+    if (order <= PAGE_ALLOC_COSTLY_ORDER) {
+        free_unref_page(z, pg, order);
+        return;
+    }
     spin_lock(&z->lock);
     __free_one_page(z, page_to_pfn(pg), order, false);
     pa_stats.pgfree++;
@@ -365,6 +382,7 @@ void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags)
 
 unsigned long zone_reclaim_all(unsigned min_order)
 {
+    drain_all_pages();
     unsigned long released = 0;
     unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
@@ -430,7 +448,7 @@ const char *__zone_verify(zone *z)
     /* Every page is in exactly one free block or one allocated block. */
     for (unsigned long pfn = 0; pfn < z->spanned_pages;) {
         page *pg = pfn_to_page(z, pfn);
-        if (pg->flags & PG_buddy) {
+        if (pg->flags & (PG_buddy | PG_pcp)) {
             pfn += 1ul << pg->order;
         } else if (pg->flags & PG_head) {
             unsigned long n = (pg->flags & PG_slab) ? (1ul << pg->order)
@@ -442,7 +460,7 @@ const char *__zone_verify(zone *z)
                     if (!(pg[i].flags & PG_tail) || pg[i].compound_head != i)
                         return "a slab's tail page does not point to its head";
             for (unsigned long i = 1; i < n; i++)
-                if (pg[i].flags & (PG_head | PG_buddy))
+                if (pg[i].flags & (PG_head | PG_buddy | PG_pcp))
                     return "a head or free page inside an allocated block";
             pfn += n;
         } else {

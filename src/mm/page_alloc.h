@@ -37,8 +37,9 @@ void free_pages_exact(page *pg, unsigned long nr_pages);
  * (slabs need this; large blocks mark only their head). */
 void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags);
 
-/* Give every free, still-resident block of at least `min_order` back to the
- * OS (madvise); returns pages released.  For malloc_trim. */
+/* Drain the per-CPU pagesets, then give every free, still-resident block of
+ * at least `min_order` back to the OS (madvise); returns pages released.
+ * For malloc_trim. */
 unsigned long zone_reclaim_all(unsigned min_order);
 
 /* --- internals, exposed for unit tests --- */

@@ -4,6 +4,7 @@
 #include "mm/vmstat.h"
 
 #include "mm/page_alloc.h"
+#include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
 
 namespace kalloc {
@@ -38,6 +39,12 @@ void print_buddyinfo(printbuf &out)
                    i, blocks[MIGRATE_UNMOVABLE], blocks[MIGRATE_MOVABLE],
                    blocks[MIGRATE_RECLAIMABLE], z->spanned_pages, z->nr_free_pages,
                    z->nr_free_resident, z->nr_reported);
+        for (unsigned c = 0; c < z->nr_pcp; c++) {
+            per_cpu_pages *pcp = &z->per_cpu_pageset[c];
+            out.printf("  zone %3u pcp cpu %u: count %d high %d batch %d refills %lu drains %lu\n",
+                       i, c, READ_ONCE(pcp->count), READ_ONCE(pcp->high), READ_ONCE(pcp->batch),
+                       READ_ONCE(pcp->nr_refill), READ_ONCE(pcp->nr_drain));
+        }
         spin_unlock(&z->lock);
     }
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "mm/page_alloc.h"
+#include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
 
 using namespace kalloc;
@@ -143,6 +144,7 @@ TEST(Buddy, RandomSequenceAgainstReferenceModel)
     // MAX_ORDER blocks only (other tests in this binary may hold slab pages,
     // so count only zones without allocated pages).
     kmem_cache_shrink_all();
+    drain_all_pages();
     unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
         zone *z = zones[i];
