@@ -144,6 +144,10 @@ tcache *tcache_get()
     return tc;
 }
 
+namespace {
+void tcache_enforce_budget(tcache *tc);
+} // namespace
+
 void *tcache_refill(tcache *tc, unsigned idx)
 {
     tcache_bin *b = &tc->bins[idx];
@@ -152,6 +156,7 @@ void *tcache_refill(tcache *tc, unsigned idx)
         want = 1;
     if (want > b->avail)
         want = b->avail;
+    tcache_enforce_budget(tc);
     unsigned got;
     void *chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got);
     if (!chain)
@@ -170,29 +175,58 @@ void *tcache_refill(tcache *tc, unsigned idx)
     return obj;
 }
 
+namespace {
+
+/* Give the colder half of bin idx (rounded up) back to the slabs. */
+void tcache_bin_flush_half(tcache *tc, unsigned idx)
+{
+    tcache_bin *b = &tc->bins[idx];
+    unsigned count = kmalloc_info[idx].tcache_max - b->avail;
+    unsigned n = count - count / 2;
+    if (!n)
+        return;
+    /* Flush the n objects nearest the tail (the coldest). */
+    unsigned keep = count - n;
+    void *chain;
+    if (keep == 0) {
+        chain = b->head;
+        b->head = nullptr;
+    } else {
+        void *cut = b->head;
+        for (unsigned i = 1; i < keep; i++)
+            cut = *(void **)cut;
+        chain = *(void **)cut;
+        *(void **)cut = nullptr;
+    }
+    kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
+    b->avail += n;
+}
+
+/* Bytes of free objects the cache holds (slow paths only: 68 bins). */
+size_t tcache_bytes(const tcache *tc)
+{
+    size_t bytes = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+        bytes += (size_t)(kmalloc_info[i].tcache_max - tc->bins[i].avail) * kmalloc_info[i].size;
+    return bytes;
+}
+
+/* Over the per-thread budget: every bin gives back its colder half. */
+void tcache_enforce_budget(tcache *tc)
+{
+    if (tcache_bytes(tc) <= TCACHE_MAX_BYTES)
+        return;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+        tcache_bin_flush_half(tc, i);
+}
+
+} // namespace
+
 void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
 {
     tcache_bin *b = &tc->bins[idx];
-    unsigned max = kmalloc_info[idx].tcache_max;
-    unsigned count = max - b->avail;
-    unsigned n = count / 2 ? count / 2 : count;
-    if (n) {
-        /* Flush the n objects nearest the tail (the coldest). */
-        unsigned keep = count - n;
-        void *chain;
-        if (keep == 0) {
-            chain = b->head;
-            b->head = nullptr;
-        } else {
-            void *cut = b->head;
-            for (unsigned i = 1; i < keep; i++)
-                cut = *(void **)cut;
-            chain = *(void **)cut;
-            *(void **)cut = nullptr;
-        }
-        kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
-        b->avail += n;
-    }
+    tcache_bin_flush_half(tc, idx);
+    tcache_enforce_budget(tc);
     if (b->avail) {
         ((void **)obj)[0] = b->head;
         ((uint64_t *)obj)[1] = tcache_key;

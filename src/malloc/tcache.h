@@ -25,6 +25,13 @@
  *                  destructors go straight to the slabs, so nothing leaks.
  * Objects in a tcache have tcache_key in their second word: a free that
  * finds it there is probably a double free and is checked on the slow path.
+ *
+ * Size: each bin holds at most 32 KiB of objects (2..128 of them), and a
+ * thread's whole cache is kept under TCACHE_MAX_BYTES: whenever a refill or
+ * a flush (slow paths) finds the cache over that, every bin gives back its
+ * colder half.  Many threads therefore cannot each hold megabytes of free
+ * objects.  (Trimming caches of threads that went idle is the memory
+ * issue's decay.)
  */
 #pragma once
 
@@ -32,6 +39,8 @@
 #include "platform/spinlock.h"
 
 namespace kalloc {
+
+constexpr size_t TCACHE_MAX_BYTES = 512 * 1024;
 
 struct tcache_bin {
     void *head;       /* first free object, or nullptr */

@@ -82,11 +82,13 @@ constexpr kmalloc_class make_class(unsigned idx)
     uint8_t order = choose_order(size);
     uint32_t bytes = 4096u << order;
     uint64_t recip = ((1ull << 32) + size - 1) / size;
-    unsigned tmax = 65536 / size;
+    /* Thread cache capacity: 32 KiB of objects, between 2 and 128 of them
+     * (see tcache.h for the per-thread byte budget on top). */
+    unsigned tmax = 32768 / size;
     if (tmax > 128)
         tmax = 128;
-    if (tmax < 4)
-        tmax = 4;
+    if (tmax < 2)
+        tmax = 2;
     return kmalloc_class{size, bytes - 1, recip, (uint16_t)(bytes / size), order, (uint16_t)tmax};
 }
 

@@ -70,7 +70,8 @@ TEST(SizeClasses, SlabGeometry)
             EXPECT_LE((bytes % k.size) * 8, bytes) << "class " << k.size;
         else
             EXPECT_LE((bytes % k.size) * 16, bytes * 3) << "class " << k.size;
-        EXPECT_GE(k.tcache_max, 4u);
+        EXPECT_GE(k.tcache_max, 2u);
+        EXPECT_LE((size_t)k.tcache_max * k.size, 65536u) << "a bin holds at most 32 KiB (2 objects above 16 KiB)";
     }
 }
 
