@@ -73,19 +73,23 @@ vm_region *region_create(unsigned long min_chunks)
     return r;
 }
 
-/* First run of n free chunks starting at a multiple of align_chunks. */
+/* First run of n free chunks whose address is a multiple of
+ * align_chunks chunks (the region itself is only 4 GiB aligned, so for
+ * larger alignments the first candidate is not chunk 0). */
 long find_free_run(vm_region *r, unsigned long n, unsigned long align_chunks)
 {
     if (r->nr_free < n)
         return -1;
-    for (unsigned long i = 0; i + n <= r->nr_chunks; i += align_chunks) {
+    size_t align = align_chunks << VMAP_CHUNK_SHIFT;
+    unsigned long first = (align_up(r->start, align) - r->start) >> VMAP_CHUNK_SHIFT;
+    for (unsigned long i = first; i + n <= r->nr_chunks; i += align_chunks) {
         unsigned long j = 0;
         while (j < n && r->chunk_state[i + j] == CHUNK_FREE)
             j++;
         if (j == n)
             return (long)i;
         /* skip past the blocker, staying aligned */
-        i = align_up(i + j + 1, align_chunks) - align_chunks;
+        i = first + align_up(i - first + j + 1, align_chunks) - align_chunks;
     }
     return -1;
 }

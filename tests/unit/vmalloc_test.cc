@@ -23,7 +23,9 @@ TEST(Vmalloc, AreasAreChunkAlignedAndFoundByStartOnly)
 
 TEST(Vmalloc, LargeAlignments)
 {
-    for (size_t align : {1ul << 22, 1ul << 26, 1ul << 30}) {
+    // Up to and beyond the 4 GiB region alignment (the address, not just the
+    // chunk index, must be aligned).
+    for (size_t align : {1ul << 22, 1ul << 26, 1ul << 30, 1ul << 33, 1ul << 36, 1ul << 40}) {
         void *p = vmalloc(1 << 20, align);
         ASSERT_NE(p, nullptr);
         EXPECT_EQ((uintptr_t)p % align, 0u) << align;
