@@ -13,7 +13,6 @@ cd "$root"
 . tests/deps.sh
 kalloc_install_deps
 build="${KALLOC_BUILD_DIR:-$root/build}"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
-cmake --build "$build" -j"$(nproc)"
+kalloc_build "$root" "$build"
 exec /usr/bin/python3 "$root/bench/compare.py" --kalloc "$build/libkalloc.so" \
   --bin-dir "$build/bench" "$@"

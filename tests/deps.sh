@@ -1,4 +1,4 @@
-# Sourced by tests/run.sh and bench/run.sh: installs, from Debian's packages,
+# Sourced by tests/run.sh and bench/run.sh.  kalloc_install_deps installs, from Debian's packages,
 # whatever the build, the tests and the benchmarks need and the machine lacks.
 # Idempotent: with everything present it runs no apt-get at all.
 KALLOC_DEB_PACKAGES=(
@@ -25,4 +25,12 @@ kalloc_install_deps() {
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# Configure (Release) and build the whole project into $1; the build
+# directory of both README commands (KALLOC_BUILD_DIR overrides it).
+kalloc_build() {
+  local root="$1" build="$2"
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
+  cmake --build "$build" -j"$(nproc)"
 }

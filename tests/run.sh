@@ -9,7 +9,6 @@ cd "$root"
 . tests/deps.sh
 kalloc_install_deps
 build="${KALLOC_BUILD_DIR:-$root/build}"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
-cmake --build "$build" -j"$(nproc)"
+kalloc_build "$root" "$build"
 cd "$build"
 ctest --output-on-failure -j"$(nproc)" --timeout 1200 "$@"

@@ -9,6 +9,7 @@
 
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
+#include "zone_check.h"
 #include "mm/slab.h"
 
 using namespace kalloc;
@@ -22,19 +23,6 @@ struct block {
     unsigned order;
     uint8_t fill;
 };
-
-// Verify every zone under its lock.
-void verify_all_zones()
-{
-    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
-    for (unsigned i = 0; i < n; i++) {
-        zone *z = zones[i];
-        spin_lock(&z->lock);
-        const char *why = __zone_verify(z);
-        spin_unlock(&z->lock);
-        ASSERT_EQ(why, nullptr) << "zone " << i << ": " << why;
-    }
-}
 
 // Reference model: which pages (by address) are allocated.
 struct model {

@@ -10,22 +10,11 @@
 
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
+#include "zone_check.h"
 
 using namespace kalloc;
 
 namespace {
-
-void verify_all_zones()
-{
-    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
-    for (unsigned i = 0; i < n; i++) {
-        zone *z = zones[i];
-        spin_lock(&z->lock);
-        const char *why = __zone_verify(z);
-        spin_unlock(&z->lock);
-        ASSERT_EQ(why, nullptr) << "zone " << i << ": " << why;
-    }
-}
 
 unsigned long list_pages(per_cpu_pages *pcp)
 {
