@@ -7,7 +7,7 @@
  * refilled, a full one half flushed, in bulk from / to the slab layer under
  * the cache lock (kmem_cache_alloc_bulk / kmem_cache_free_bulk).  This plays
  * the part of SLUB's per-CPU slab and sheaves, per thread instead of per CPU
- * (per-CPU pagesets below the slabs come with the per-CPU issue).
+ * (below the slabs, per-CPU pagesets do the same for pages: mm/per_cpu_pages.h).
  *
  * A free from another thread simply goes into the freeing thread's cache
  * and later back to its slab in a batch: cross-thread frees cost the same as
