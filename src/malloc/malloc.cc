@@ -120,6 +120,10 @@ void free_slab_object(block_info &bi, void *p)
             panic("free(): double free detected %p", p);
     }
     if (tc) {
+        if (zone_slab_owner_map(bi.head->zone)[page_to_pfn(bi.head)] != tc->owner_id) {
+            tcache_remote_free(tc, bi.idx, p);    /* another thread's slab */
+            return;
+        }
         tcache_bin *b = &tc->bins[bi.idx];
         if (b->avail) {
             obj[0] = b->head;

@@ -11,9 +11,9 @@
  * bench/README.md):
  *   kmalloc(n <= 1024):  size check, class lookup, TLS cache load, bin pop,
  *                        room update, key clear            ~ 12 instructions
- *   kfree(p) of a slab object: zone_table lookup, slab_class map load, class
- *                        check, interior-pointer check (multiply), double-free
- *                        key check, bin push               ~ 24 instructions
+ *   kfree(p) of a slab object: zone_table lookup, slab map load, interior-
+ *                        pointer check (multiply), double-free key check,
+ *                        owner check (remote frees go slow), bin push
  * The interior-pointer and double-free checks are what glibc does not pay
  * for; they keep a bad free from silently corrupting other blocks.
  */
@@ -54,16 +54,20 @@ static __fastpath void kfree(void *p)
     if (likely((a >> ADDRESS_BITS) == 0)) {
         zone *z = (zone *)zone_table[a >> ZONE_SLOT_SHIFT];
         if (likely(z != nullptr)) {
-            unsigned idx = zone_slab_class_map(z)[(a >> PAGE_SHIFT) & (ZONE_SLOT_PAGES - 1)];
+            unsigned long pfn = (a >> PAGE_SHIFT) & (ZONE_SLOT_PAGES - 1);
+            unsigned idx = zone_slab_class_map(z)[pfn];
             const kmalloc_fast_class *k = &kmalloc_fast[idx];
             uint64_t off = a & k->slab_mask;
             uint64_t **obj = (uint64_t **)p;
             /* off a multiple of size: an object's start (class 0, "not a
              * slab", passes only at offset 0, and bin 0 never has room);
-             * no key: not (apparently) already free. */
+             * no key: not (apparently) already free; the slab is this
+             * thread's (else a remote free, slow path). */
+            tcache *tc = tcache_current;
             if (likely(((off * k->recip) >> 32) * k->size == off &&
-                       (uint64_t)obj[1] != tcache_key)) {
-                tcache_bin *b = &tcache_current->bins[idx];
+                       (uint64_t)obj[1] != tcache_key &&
+                       zone_slab_owner_map(z)[pfn] == tc->owner_id)) {
+                tcache_bin *b = &tc->bins[idx];
                 if (likely(b->avail != 0)) {
                     obj[0] = (uint64_t *)b->head;
                     obj[1] = (uint64_t *)tcache_key;

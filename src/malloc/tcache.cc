@@ -33,6 +33,7 @@ spinlock_t tcache_list_lock = SPINLOCK_INIT;
 tcache *tcache_list;                 /* live caches */
 tcache *tcache_free_list;            /* retired caches for reuse (linked by next) */
 unsigned long nr_tcaches;            /* live caches */
+unsigned next_owner_id;              /* last owner id handed out (1..255, wrapping) */
 
 void tcache_thread_exit(void *arg);
 
@@ -126,8 +127,15 @@ tcache *tcache_get()
     tcache *tc = tcache_alloc_locked();
     if (tc) {
         memset(tc->bins, 0, sizeof(tc->bins));
-        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+        memset(tc->remote, 0, sizeof(tc->remote));
+        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
             tc->bins[i].avail = kmalloc_info[i].tcache_max;
+            tc->remote[i].avail = kmalloc_info[i].tcache_max;
+        }
+        /* Ids are reused after 255 caches; two live threads sharing one
+         * only lose the false-sharing protection between them. */
+        next_owner_id = next_owner_id % 255 + 1;
+        tc->owner_id = (uint8_t)next_owner_id;
         tc->tid = (unsigned long)pthread_self();
         tcache_register_locked(tc);
     }
@@ -158,7 +166,7 @@ void *tcache_refill(tcache *tc, unsigned idx)
         want = b->avail;
     tcache_enforce_budget(tc);
     unsigned got;
-    void *chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got);
+    void *chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got, tc->owner_id);
     if (!chain)
         return nullptr;
     void *obj = chain;
@@ -207,17 +215,32 @@ size_t tcache_bytes(const tcache *tc)
 {
     size_t bytes = 0;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
-        bytes += (size_t)(kmalloc_info[i].tcache_max - tc->bins[i].avail) * kmalloc_info[i].size;
+        bytes += (size_t)(2 * kmalloc_info[i].tcache_max - tc->bins[i].avail - tc->remote[i].avail) *
+                 kmalloc_info[i].size;
     return bytes;
 }
 
-/* Over the per-thread budget: every bin gives back its colder half. */
+/* Give the whole remote list of class idx back to the slabs. */
+void tcache_remote_flush(tcache *tc, unsigned idx)
+{
+    tcache_bin *r = &tc->remote[idx];
+    unsigned n = kmalloc_info[idx].tcache_max - r->avail;
+    if (n)
+        kmem_cache_free_bulk(&kmalloc_caches[idx], r->head, n);
+    r->head = nullptr;
+    r->avail = kmalloc_info[idx].tcache_max;
+}
+
+/* Over the per-thread budget: remote lists go back, and every bin gives
+ * back its colder half. */
 void tcache_enforce_budget(tcache *tc)
 {
     if (tcache_bytes(tc) <= TCACHE_MAX_BYTES)
         return;
-    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        tcache_remote_flush(tc, i);
         tcache_bin_flush_half(tc, i);
+    }
 }
 
 } // namespace
@@ -237,9 +260,21 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
     }
 }
 
+void tcache_remote_free(tcache *tc, unsigned idx, void *obj)
+{
+    tcache_bin *r = &tc->remote[idx];
+    if (!r->avail)
+        tcache_remote_flush(tc, idx);
+    ((void **)obj)[0] = r->head;
+    ((uint64_t *)obj)[1] = tcache_key;
+    r->head = obj;
+    r->avail--;
+}
+
 void tcache_flush_all(tcache *tc)
 {
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        tcache_remote_flush(tc, i);
         tcache_bin *b = &tc->bins[i];
         unsigned n = kmalloc_info[i].tcache_max - b->avail;
         if (n)
@@ -254,6 +289,9 @@ bool tcache_contains(tcache *tc, unsigned idx, void *obj)
     for (void *o = tc->bins[idx].head; o; o = *(void **)o)
         if (o == obj)
             return true;
+    for (void *o = tc->remote[idx].head; o; o = *(void **)o)
+        if (o == obj)
+            return true;
     return false;
 }
 
@@ -264,7 +302,8 @@ void tcache_count_cached(unsigned long out[NR_KMALLOC_CLASSES], unsigned long *n
     spin_lock(&tcache_list_lock);
     for (tcache *tc = tcache_list; tc; tc = tc->next)
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
-            out[i] += kmalloc_info[i].tcache_max - READ_ONCE(tc->bins[i].avail);
+            out[i] += 2 * kmalloc_info[i].tcache_max - READ_ONCE(tc->bins[i].avail) -
+                      READ_ONCE(tc->remote[i].avail);
     *nr = nr_tcaches;
     spin_unlock(&tcache_list_lock);
 }
@@ -299,24 +338,29 @@ bool obj_of_class(void *obj, unsigned idx)
  * implausible link, and give back what was found; an object in flight is
  * lost, as glibc loses every other thread's tcache.
  */
+void tcache_recover_bin(tcache_bin *b, unsigned i)
+{
+    unsigned max = kmalloc_info[i].tcache_max;
+    unsigned claimed = b->avail <= max ? max - b->avail : 0;
+    void *head = b->head, *last = nullptr;
+    unsigned n = 0;
+    for (void *o = head; o && n < claimed && obj_of_class(o, i); o = *(void **)o) {
+        last = o;
+        n++;
+    }
+    if (n) {
+        *(void **)last = nullptr;
+        kmem_cache_free_bulk(&kmalloc_caches[i], head, n);
+    }
+    b->head = nullptr;
+    b->avail = max;
+}
+
 void tcache_recover_orphan(tcache *tc)
 {
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
-        tcache_bin *b = &tc->bins[i];
-        unsigned max = kmalloc_info[i].tcache_max;
-        unsigned claimed = b->avail <= max ? max - b->avail : 0;
-        void *head = b->head, *last = nullptr;
-        unsigned n = 0;
-        for (void *o = head; o && n < claimed && obj_of_class(o, i); o = *(void **)o) {
-            last = o;
-            n++;
-        }
-        if (n) {
-            *(void **)last = nullptr;
-            kmem_cache_free_bulk(&kmalloc_caches[i], head, n);
-        }
-        b->head = nullptr;
-        b->avail = max;
+        tcache_recover_bin(&tc->bins[i], i);
+        tcache_recover_bin(&tc->remote[i], i);
     }
 }
 

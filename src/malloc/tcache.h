@@ -9,9 +9,15 @@
  * the part of SLUB's per-CPU slab and sheaves, per thread instead of per CPU
  * (below the slabs, per-CPU pagesets do the same for pages: mm/per_cpu_pages.h).
  *
- * A free from another thread simply goes into the freeing thread's cache
- * and later back to its slab in a batch: cross-thread frees cost the same as
- * local ones and are deferred and batched, with no remote-free list to scan.
+ * Remote frees.  Each cache has an owner id (1..255); a slab belongs to the
+ * cache that last refilled from it (the high byte of the zone's slab map).
+ * A free of an object whose slab another cache owns is a remote free: it
+ * goes on the freeing thread's remote list for that class (never reused by
+ * this thread) and back to the slab in a batch when the list is full.  So a
+ * thread never recycles another thread's object into its own allocations:
+ * objects handed between threads do not make threads write to one cache
+ * line (the false sharing of Hoard's cache-scratch), and remote frees are
+ * deferred and batched under one hold of the cache lock.
  *
  * Life cycle (tcache_state, thread-local):
  *   TCACHE_NONE    no cache yet; tcache_current points at tcache_boot, whose
@@ -49,7 +55,10 @@ struct tcache_bin {
 };
 
 struct tcache {
+    uint8_t owner_id;                    /* 1..255, in the slab map of slabs this cache refilled from */
+    uint8_t _pad[15];                    /* keeps bins 16-byte aligned */
     tcache_bin bins[NR_KMALLOC_CLASSES]; /* per size class; bins[0] unused */
+    tcache_bin remote[NR_KMALLOC_CLASSES]; /* remote frees waiting for a batch; avail = room left */
     tcache *next;                        /* registry of live caches (tcache_list) */
     tcache *prev;
     unsigned long tid;                   /* owning thread (pthread_self) */
@@ -73,10 +82,14 @@ void *tcache_refill(tcache *tc, unsigned idx);
 /* Bin idx is full: flush half of it to the slabs, then push obj. */
 void tcache_flush_push(tcache *tc, unsigned idx, void *obj);
 
+/* A remote free of obj (class idx): onto the remote list, flushed to the
+ * slabs in a batch when full. */
+void tcache_remote_free(tcache *tc, unsigned idx, void *obj);
+
 /* Return every cached object to the slabs. */
 void tcache_flush_all(tcache *tc);
 
-/* Whether obj is on tc's bin idx (double-free check; walks the bin). */
+/* Whether obj is on tc's bin or remote list idx (double-free check). */
 bool tcache_contains(tcache *tc, unsigned idx, void *obj);
 
 /* Objects held by all live thread caches, per class (racy snapshot). */

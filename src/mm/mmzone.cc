@@ -129,9 +129,9 @@ zone *zone_create(unsigned long min_pages)
     if (nr_zones >= MAX_NR_ZONES)
         goto out;
     {
-        /* header, slab_class map, per-CPU pagesets */
+        /* header, slab maps, per-CPU pagesets */
         unsigned ncpu = nr_cpu_ids();
-        size_t meta = ZONE_HDR_SIZE + ZONE_SLOT_PAGES + ncpu * sizeof(per_cpu_pages);
+        size_t meta = ZONE_HDR_SIZE + ZONE_SLAB_MAPS_SIZE + ncpu * sizeof(per_cpu_pages);
         char *m = (char *)os_map(meta, true);
         if (!m)
             goto out;
@@ -145,7 +145,7 @@ zone *zone_create(unsigned long min_pages)
         for (auto &fa : z->free_area)
             for (auto &l : fa.free_list)
                 INIT_LIST_HEAD(&l);
-        pcp_init(z, (per_cpu_pages *)(m + ZONE_HDR_SIZE + ZONE_SLOT_PAGES), ncpu);
+        pcp_init(z, (per_cpu_pages *)(m + ZONE_HDR_SIZE + ZONE_SLAB_MAPS_SIZE), ncpu);
         int saved = errno;
         for (;;) {
             uintptr_t start = __reserve_zone_slots(1);

@@ -16,10 +16,13 @@
  * Finding the zone of any pointer is O(1) and never faults: zone_table[] has
  * one entry per ZONE_SLOT_SIZE of the 47-bit address space (256 KiB of BSS),
  * pointing at the zone that owns that slot or at nothing.  The free fast
- * path then reads the page's size class from the zone's slab_class map (one
- * byte per page of the slot, reserved whole, zero where nothing is), so even
- * a wild pointer into a slot is classified without a fault; struct page
- * itself is read only for pages below spanned_pages (page_zone_of checks).
+ * path then reads the page's entries in the zone's slab maps (a byte per
+ * page of the slot each, reserved whole, zero where nothing is: the size
+ * class of the slab the page belongs to, and the id of the thread cache that
+ * owns the slab), so even a wild pointer into a slot is classified without a
+ * fault;
+ * struct page itself is read only for pages below spanned_pages
+ * (page_zone_of checks).
  *
  * Invariants (checked by tests/unit):
  *   - every page in [zone_start, zone_start + spanned_pages) is either inside
@@ -123,13 +126,22 @@ struct zone {
     struct page *mem_map;         /* descriptors of pages [0, spanned_pages), top of the slot */
     struct per_cpu_pages *per_cpu_pageset; /* one pageset per CPU (per_cpu_pages.h) */
     unsigned nr_pcp;              /* entries in per_cpu_pageset */
-    /* followed (at ZONE_HDR_SIZE) by the slab_class map: ZONE_SLOT_PAGES bytes */
+    /* followed (at ZONE_HDR_SIZE) by the slab maps: class then owner, ZONE_SLOT_PAGES bytes each */
 };
 
-/* The slab_class map sits right after the zone descriptor, in the same
- * mapping: entry pfn is the size class of the slab page pfn belongs to, or 0. */
+/* The slab maps sit right after the zone descriptor, in the same mapping.
+ * slab_class[pfn]: the size class of the slab page pfn belongs to (0: not a
+ * slab page).  slab_owner[pfn]: the id of the thread cache that last
+ * refilled from that slab (0: none); a free of an object whose slab another
+ * thread owns is a remote free (malloc/tcache.h).  Two byte maps, not one of
+ * pairs, so the free fast path reads each with a single instruction. */
 constexpr size_t ZONE_HDR_SIZE = (sizeof(zone) + 63) & ~size_t(63);
+constexpr size_t ZONE_SLAB_MAPS_SIZE = 2 * ZONE_SLOT_PAGES;
 static inline uint8_t *zone_slab_class_map(zone *z) { return (uint8_t *)z + ZONE_HDR_SIZE; }
+static inline uint8_t *zone_slab_owner_map(zone *z)
+{
+    return (uint8_t *)z + ZONE_HDR_SIZE + ZONE_SLOT_PAGES;
+}
 
 /* One entry per 4 GiB of address space: the zone (or vmalloc region) owning
  * it.  Constant-initialised to all nullptr. */

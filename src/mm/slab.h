@@ -52,8 +52,10 @@ struct kmem_cache {
 extern kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
 
 /* Take up to `want` objects of cache `c`, linked through their first words;
- * returns the first (nullptr when out of memory) and stores how many in *got. */
-void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got);
+ * returns the first (nullptr when out of memory) and stores how many in *got.
+ * The slabs they come from become owned by thread cache `owner` (0: none),
+ * in the zone's slab map. */
+void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned owner);
 
 /* Give back a chain of `n` objects (linked through their first words, last
  * one's link ignored) that all belong to cache c. */
@@ -62,7 +64,7 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n);
 static inline void *kmem_cache_alloc(kmem_cache *c)
 {
     unsigned got;
-    return kmem_cache_alloc_bulk(c, 1, &got);
+    return kmem_cache_alloc_bulk(c, 1, &got, 0);
 }
 static inline void kmem_cache_free(kmem_cache *c, void *obj) { kmem_cache_free_bulk(c, obj, 1); }
 

@@ -48,8 +48,11 @@ static page *allocate_slab(kmem_cache *c)
     unsigned long n = 1ul << c->order;
     prep_compound_page(pg, n, PG_slab);
     uint8_t *classes = zone_slab_class_map(pg->zone) + page_to_pfn(pg);
-    for (unsigned long i = 0; i < n; i++)
+    uint8_t *owners = zone_slab_owner_map(pg->zone) + page_to_pfn(pg);
+    for (unsigned long i = 0; i < n; i++) {
         classes[i] = c->index;
+        owners[i] = 0;                  /* no owner yet */
+    }
     pg->order = c->order;
     pg->nr_pages = (uint32_t)n;
     pg->slab_cache = c;
@@ -65,8 +68,9 @@ static void discard_slab(kmem_cache *c, page *pg)
 {
     unsigned long n = 1ul << c->order;
     uint8_t *classes = zone_slab_class_map(pg->zone) + page_to_pfn(pg);
+    uint8_t *owners = zone_slab_owner_map(pg->zone) + page_to_pfn(pg);
     for (unsigned long i = 0; i < n; i++)
-        classes[i] = 0;
+        classes[i] = owners[i] = 0;
     free_pages(pg, c->order);
 }
 
@@ -89,6 +93,17 @@ static inline void set_slab_list(kmem_cache *c, page *pg, slab_list_id to)
         c->nr_full++;
     }
     pg->slab_list = to;
+}
+
+/* The thread cache `owner` takes objects from slab pg: it owns the slab now
+ * (frees of its objects by other threads are remote frees). */
+static inline void set_slab_owner(kmem_cache *c, page *pg, unsigned owner)
+{
+    uint8_t *owners = zone_slab_owner_map(pg->zone) + page_to_pfn(pg);
+    if (owners[0] == owner)
+        return;
+    for (unsigned long i = 0; i < (1ul << c->order); i++)
+        owners[i] = (uint8_t)owner;
 }
 
 /* Take up to `want` objects from slab pg onto the chain (head and tail pointers). */
@@ -119,7 +134,7 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, void **he
     return got;
 }
 
-void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out)
+void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, unsigned owner)
 {
     void *head = nullptr, *tail = nullptr;
     unsigned got = 0;
@@ -139,6 +154,7 @@ void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out)
             c->nr_slabs++;
         }
         got += take_from_slab(c, pg, want - got, &head, &tail);
+        set_slab_owner(c, pg, owner);
         set_slab_list(c, pg, pg->inuse == pg->objects ? SLAB_FULL : SLAB_PARTIAL);
     }
     c->active_objects += got;

@@ -65,7 +65,7 @@ TEST(Slab, BulkAllocFreeKeepsBooksBalanced)
         for (int round = 0; round < 40; round++) {
             unsigned want = 1 + rng() % 64;
             unsigned got = 0;
-            void *chain = kmem_cache_alloc_bulk(c, want, &got);
+            void *chain = kmem_cache_alloc_bulk(c, want, &got, 0);
             ASSERT_EQ(got, want);
             for (void *o = chain; o;) {
                 void *next = *(void **)o;
@@ -105,7 +105,7 @@ TEST(Slab, SlabPagesAreTaggedWithTheirClass)
 {
     kmem_cache *c = &kmalloc_caches[44];   // 4096-byte objects, multi-page slabs
     unsigned got;
-    void *o = kmem_cache_alloc_bulk(c, 5, &got);
+    void *o = kmem_cache_alloc_bulk(c, 5, &got, 0);
     ASSERT_EQ(got, 5u);
     for (void *p = o; p; p = *(void **)p) {
         zone *z = page_zone_of((uintptr_t)p);
@@ -123,7 +123,7 @@ TEST(Slab, ShrinkGivesSparesBack)
 {
     kmem_cache *c = &kmalloc_caches[20];
     unsigned got;
-    void *o = kmem_cache_alloc_bulk(c, 3, &got);
+    void *o = kmem_cache_alloc_bulk(c, 3, &got, 0);
     kmem_cache_free_bulk(c, o, got);
     kmem_cache_shrink_all();
     spin_lock(&c->lock);
