@@ -192,8 +192,14 @@ void *kcalloc(size_t n, size_t size)
         return p;
     }
     kalloc_init();
-    void *p = total <= LARGE_MAX_SIZE ? kmalloc_large(total, PAGE_SIZE, true)
-                                      : vmalloc(total, PAGE_SIZE);  /* fresh mapping: zero */
+    if (total <= LARGE_MAX_SIZE) {
+        void *p = kmalloc_large(total, PAGE_SIZE, true);
+        return p ?: enomem();
+    }
+    bool zeroed = false;
+    void *p = vmalloc(total, PAGE_SIZE, &zeroed);
+    if (p && !zeroed)              /* reused from the huge-area cache */
+        memset(p, 0, total);
     return p ?: enomem();
 }
 
@@ -331,7 +337,8 @@ int ktrim(size_t pad)
     if (tc)
         tcache_flush_all(tc);
     kmem_cache_shrink_all();
-    return zone_reclaim_all(0) > 0 ? 1 : 0;
+    size_t released = vmalloc_drain_cache();
+    return zone_reclaim_all(0) > 0 || released ? 1 : 0;
 }
 
 bool kowns(const void *p)

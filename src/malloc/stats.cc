@@ -42,7 +42,7 @@ void stats_get(kalloc_stats *out)
     vmalloc_stats vs = vmalloc_get_stats();
     uint64_t large = (uint64_t)READ_ONCE(nr_large_pages) << PAGE_SHIFT;
     *out = {};
-    out->mapped = ((uint64_t)zt.spanned_pages << PAGE_SHIFT) + vs.bytes;
+    out->mapped = ((uint64_t)zt.spanned_pages << PAGE_SHIFT) + vs.bytes + vs.cached_bytes;
     out->resident = os_resident_bytes();
     out->in_use = slab_in_use + large + vs.bytes;
     out->slab_bytes = slab_bytes;

@@ -206,6 +206,9 @@ void tcache_bin_flush_half(tcache *tc, unsigned idx)
         chain = *(void **)cut;
         *(void **)cut = nullptr;
     }
+    /* The chain is off the list before the slabs get it (see
+     * tcache_bin_give_back); avail catches up after. */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
     b->avail += n;
 }
@@ -220,16 +223,24 @@ size_t tcache_bytes(const tcache *tc)
     return bytes;
 }
 
-/* Give the whole remote list of class idx back to the slabs. */
-void tcache_remote_flush(tcache *tc, unsigned idx)
+/* Detach a whole list from its bin and give it back to the slabs.  The
+ * list is detached *before* the slabs get it: if another thread forks in
+ * between, the child's orphan recovery (tcache_recover_bin) must not find
+ * objects on the list that the slabs already have (a double free in the
+ * child); at worst the child loses them. */
+void tcache_bin_give_back(tcache_bin *b, unsigned idx)
 {
-    tcache_bin *r = &tc->remote[idx];
-    unsigned n = kmalloc_info[idx].tcache_max - r->avail;
+    unsigned n = kmalloc_info[idx].tcache_max - b->avail;
+    void *chain = b->head;
+    WRITE_ONCE(b->head, nullptr);
+    WRITE_ONCE(b->avail, kmalloc_info[idx].tcache_max);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     if (n)
-        kmem_cache_free_bulk(&kmalloc_caches[idx], r->head, n);
-    r->head = nullptr;
-    r->avail = kmalloc_info[idx].tcache_max;
+        kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
 }
+
+/* Give the whole remote list of class idx back to the slabs. */
+void tcache_remote_flush(tcache *tc, unsigned idx) { tcache_bin_give_back(&tc->remote[idx], idx); }
 
 /* Over the per-thread budget: remote lists go back, and every bin gives
  * back its colder half. */
@@ -275,12 +286,7 @@ void tcache_flush_all(tcache *tc)
 {
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         tcache_remote_flush(tc, i);
-        tcache_bin *b = &tc->bins[i];
-        unsigned n = kmalloc_info[i].tcache_max - b->avail;
-        if (n)
-            kmem_cache_free_bulk(&kmalloc_caches[i], b->head, n);
-        b->head = nullptr;
-        b->avail = kmalloc_info[i].tcache_max;
+        tcache_bin_give_back(&tc->bins[i], i);
     }
 }
 

@@ -44,6 +44,17 @@ spinlock_t vmap_lock = SPINLOCK_INIT;
 vm_region *regions;
 vmalloc_stats vstats;
 
+/* A freed area kept mapped for reuse; its mapped[] entry has VMAP_CACHED. */
+constexpr uint64_t VMAP_CACHED = 1ull << 63;
+struct vcache_entry {
+    void *addr;          /* start of the area */
+    size_t bytes;        /* mapped length */
+    vm_region *r;        /* its region */
+    unsigned long i;     /* its first chunk */
+};
+vcache_entry vcache[VCACHE_SLOTS];   /* oldest first */
+unsigned vcache_n;                   /* entries in use */
+
 vm_region *region_create(unsigned long min_chunks)
 {
     unsigned nr_slots = (unsigned)((min_chunks + CHUNKS_PER_SLOT - 1) / CHUNKS_PER_SLOT);
@@ -155,14 +166,72 @@ bool lookup(const void *p, vm_region **rout, unsigned long *iout)
     uint32_t s = r->chunk_state[i];
     if (s == CHUNK_FREE || s == CHUNK_TAIL || s == CHUNK_FOREIGN)
         return false;
+    if (r->mapped[i] & VMAP_CACHED)     /* freed, kept for reuse: not live */
+        return false;
     *rout = r;
     *iout = i;
     return true;
 }
 
+/* Unmap cache entry k and forget it.  Caller holds vmap_lock. */
+void __vcache_evict(unsigned k)
+{
+    vcache_entry e = vcache[k];
+    e.r->mapped[e.i] &= ~VMAP_CACHED;
+    clear_area(e.r, e.i);
+    os_unmap(e.addr, e.bytes);
+    vstats.cached_bytes -= e.bytes;
+    for (unsigned j = k + 1; j < vcache_n; j++)
+        vcache[j - 1] = vcache[j];
+    vcache_n--;
+}
+
+/* A cached area for `bytes` aligned to `align`: the smallest that holds it
+ * and is at most twice as large, shrunk in place to `bytes`.  Caller holds
+ * vmap_lock. */
+void *__vcache_take(size_t bytes, size_t align)
+{
+    int best = -1;
+    for (unsigned k = 0; k < vcache_n; k++) {
+        const vcache_entry &e = vcache[k];
+        if (e.bytes >= bytes && e.bytes <= 2 * bytes && !((uintptr_t)e.addr & (align - 1)) &&
+            (best < 0 || e.bytes < vcache[best].bytes))
+            best = (int)k;
+    }
+    if (best < 0)
+        return nullptr;
+    vcache_entry e = vcache[best];
+    for (unsigned j = (unsigned)best + 1; j < vcache_n; j++)
+        vcache[j - 1] = vcache[j];
+    vcache_n--;
+    vstats.cached_bytes -= e.bytes;
+    vm_region *r = e.r;
+    r->mapped[e.i] = e.bytes;           /* live again */
+    unsigned long old_n = r->chunk_state[e.i];
+    unsigned long n = (bytes + VMAP_CHUNK_SIZE - 1) >> VMAP_CHUNK_SHIFT;
+    if (bytes < e.bytes && os_remap_inplace(e.addr, e.bytes, bytes)) {
+        for (unsigned long j = n; j < old_n; j++)
+            r->chunk_state[e.i + j] = CHUNK_FREE;
+        r->nr_free += old_n - n;
+        r->chunk_state[e.i] = (uint32_t)n;
+        r->mapped[e.i] = bytes;
+    }
+    return e.addr;
+}
+
 } // namespace
 
-void *vmalloc(size_t size, size_t align)
+size_t vmalloc_drain_cache()
+{
+    spin_lock(&vmap_lock);
+    size_t released = vstats.cached_bytes;
+    while (vcache_n)
+        __vcache_evict(0);
+    spin_unlock(&vmap_lock);
+    return released;
+}
+
+void *vmalloc(size_t size, size_t align, bool *zeroed)
 {
     int saved = errno;
     size_t bytes = align_up(size, OS_PAGE_SIZE);
@@ -175,11 +244,30 @@ void *vmalloc(size_t size, size_t align)
     vm_region *r;
     unsigned long i;
     spin_lock(&vmap_lock);
-    void *p = __vmap_range(n, align_chunks, bytes, &r, &i, true);
+    bool fresh = false;
+    void *p = __vcache_take(bytes, align > OS_PAGE_SIZE ? align : OS_PAGE_SIZE);
     if (p) {
+        vstats.nr_cache_hits++;
+    } else {
+        p = __vmap_range(n, align_chunks, bytes, &r, &i, true);
+        if (!p && vcache_n) {
+            /* Out of memory or address space (RLIMIT_AS): what the cache
+             * holds may be what is missing. */
+            while (vcache_n)
+                __vcache_evict(0);
+            p = __vmap_range(n, align_chunks, bytes, &r, &i, true);
+        }
+        fresh = true;
+    }
+    if (p) {
+        vm_region *rr = nullptr;
+        unsigned long ii = 0;
+        if (lookup(p, &rr, &ii))
+            vstats.bytes += rr->mapped[ii];
         vstats.nr_areas++;
-        vstats.bytes += bytes;
         vstats.nr_allocs++;
+        if (zeroed)
+            *zeroed = fresh;
     }
     spin_unlock(&vmap_lock);
     errno = p ? saved : ENOMEM;
@@ -212,11 +300,21 @@ void vfree(void *p)
         panic("free(): invalid pointer %p (not a live huge block)", p);
     }
     size_t bytes = r->mapped[i];
-    clear_area(r, i);
     vstats.nr_areas--;
     vstats.bytes -= bytes;
-    /* Unmap under the lock: the range must not be handed out before it is gone. */
-    os_unmap(p, bytes);
+    if (bytes <= VCACHE_MAX_BYTES / 2) {
+        /* Keep it mapped for reuse; evict the oldest to stay in bounds. */
+        while (vcache_n && (vcache_n == VCACHE_SLOTS ||
+                            vstats.cached_bytes + bytes > VCACHE_MAX_BYTES))
+            __vcache_evict(0);
+        r->mapped[i] |= VMAP_CACHED;
+        vcache[vcache_n++] = {p, bytes, r, i};
+        vstats.cached_bytes += bytes;
+    } else {
+        clear_area(r, i);
+        /* Unmap under the lock: the range must not be handed out before it is gone. */
+        os_unmap(p, bytes);
+    }
     spin_unlock(&vmap_lock);
 }
 

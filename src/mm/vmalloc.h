@@ -14,6 +14,14 @@
  * place with mremap when the next chunks are free, else moves the mapping
  * with mremap (no copy) into a fresh range it has claimed first.
  *
+ * Freed areas of up to VCACHE_MAX_BYTES are kept mapped in a small cache
+ * (VCACHE_SLOTS areas, VCACHE_MAX_BYTES in all, oldest evicted first) and
+ * reused by a later request that fits (at most twice its size, shrunk to it
+ * in place): a program that allocates and frees a 16 MiB scratch buffer in
+ * a loop then pays no mmap, munmap or page faults per iteration, as it does
+ * not with glibc (whose mmap threshold rises after such a free).
+ * malloc_trim, and any mapping failure (RLIMIT_AS), empty the cache.
+ *
  * Locking: one vmap_lock for all regions (huge allocations are rare and
  * mmap itself dominates their cost).
  */
@@ -29,9 +37,17 @@ constexpr size_t VMAP_CHUNK_SIZE = 1ul << VMAP_CHUNK_SHIFT;
 struct vm_region;
 extern vm_region *vmalloc_table[NR_ZONE_SLOTS];
 
+constexpr unsigned VCACHE_SLOTS = 8;
+constexpr size_t VCACHE_MAX_BYTES = 64ul << 20;
+
 /* Map a huge area of at least `size` bytes aligned to `align` (a power of
- * two; <= 2 MiB costs nothing extra).  nullptr on failure (errno ENOMEM). */
-void *vmalloc(size_t size, size_t align);
+ * two; <= 2 MiB costs nothing extra).  *zeroed (if given) tells whether it
+ * reads as zero (a fresh mapping) or was reused from the cache.  nullptr on
+ * failure (errno ENOMEM). */
+void *vmalloc(size_t size, size_t align, bool *zeroed = nullptr);
+
+/* Unmap every cached free area; returns the bytes released. */
+size_t vmalloc_drain_cache();
 
 /* The mapped length of the area starting at p, or 0 if p is not the start
  * of a live huge area (so free(p) of anything else is reported). */
@@ -52,6 +68,8 @@ struct vmalloc_stats {
     unsigned long nr_areas;     /* live huge areas */
     unsigned long bytes;        /* bytes mapped by them */
     unsigned long nr_allocs;    /* huge allocations made (a count) */
+    unsigned long cached_bytes; /* bytes of freed areas kept mapped for reuse */
+    unsigned long nr_cache_hits;/* allocations served from the cache (a count) */
 };
 vmalloc_stats vmalloc_get_stats();
 

@@ -21,6 +21,35 @@ TEST(Vmalloc, AreasAreChunkAlignedAndFoundByStartOnly)
     EXPECT_EQ(vmalloc_size(p), 0u);
 }
 
+TEST(Vmalloc, FreedAreasAreReusedFromTheCache)
+{
+    vmalloc_drain_cache();
+    bool zeroed = false;
+    char *p = (char *)vmalloc(16 << 20, 4096, &zeroed);
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(zeroed) << "a fresh mapping reads as zero";
+    memset(p, 0xab, 16 << 20);
+    vfree(p);
+    EXPECT_EQ(vmalloc_size(p), 0u) << "a cached area is not live (a second free must be caught)";
+    EXPECT_EQ(vmalloc_get_stats().cached_bytes, 16ul << 20);
+    // Same size, and a smaller one within 2x: both reuse it, no new mapping.
+    char *q = (char *)vmalloc(16 << 20, 4096, &zeroed);
+    EXPECT_EQ(q, p);
+    EXPECT_FALSE(zeroed) << "a reused area is dirty";
+    EXPECT_EQ((unsigned char)q[12345], 0xab);
+    vfree(q);
+    char *r = (char *)vmalloc(10 << 20, 4096, &zeroed);
+    EXPECT_EQ(r, p);
+    EXPECT_EQ(vmalloc_size(r), 10ul << 20) << "shrunk in place to what was asked";
+    vfree(r);
+    // Much smaller requests do not take a big cached area.
+    char *s = (char *)vmalloc(9 << 19, 4096, &zeroed);   /* 4.5 MiB: 10 MiB is more than twice */
+    EXPECT_NE(s, p);
+    vfree(s);
+    EXPECT_GT(vmalloc_drain_cache(), 0u);
+    EXPECT_EQ(vmalloc_get_stats().cached_bytes, 0u);
+}
+
 TEST(Vmalloc, LargeAlignments)
 {
     // Up to and beyond the 4 GiB region alignment (the address, not just the
