@@ -3,8 +3,8 @@
  *
  * Nothing is locked when the process is single-threaded (see prepare).
  * Lock order taken in prepare: tcache_list_lock, every kmem_cache.lock
- * (by class), vmap_lock, every per_cpu_pages.lock (by zone, then CPU),
- * every zone.lock (by zone id), zone_list_lock.
+ * (by class), vmap_lock, zone_list_lock, every per_cpu_pages.lock (by zone,
+ * then CPU), every zone.lock (by zone id).
  */
 #include "malloc/fork.h"
 
@@ -35,11 +35,14 @@ void kalloc_fork_prepare()
     tcache_lock_for_fork();
     kmem_cache_lock_all();
     vmap_lock_for_fork();
+    /* zone_list_lock before counting the zones, so none is created between
+     * the count and the locks (nothing takes zone_list_lock while holding a
+     * pageset or zone lock, so this order is safe). */
+    spin_lock(&zone_list_lock);
     fork_nr_zones = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     pcp_lock_all(fork_nr_zones);
     for (unsigned i = 0; i < fork_nr_zones; i++)
         spin_lock(&zones[i]->lock);
-    spin_lock(&zone_list_lock);
     spin_lock_bypass = true;    /* other atfork handlers may malloc from here on */
 }
 
@@ -48,10 +51,10 @@ void kalloc_fork_parent()
     if (!fork_locked)
         return;
     spin_lock_bypass = false;
-    spin_unlock(&zone_list_lock);
     for (unsigned i = fork_nr_zones; i-- > 0;)
         spin_unlock(&zones[i]->lock);
     pcp_unlock_all(fork_nr_zones);
+    spin_unlock(&zone_list_lock);
     vmap_unlock_for_fork();
     kmem_cache_unlock_all();
     tcache_unlock_for_fork();

@@ -338,6 +338,7 @@ int ktrim(size_t pad)
         tcache_flush_all(tc);
     kmem_cache_shrink_all();
     size_t released = vmalloc_drain_cache();
+    released += zone_shrink_all();
     return zone_reclaim_all(0) > 0 || released ? 1 : 0;
 }
 

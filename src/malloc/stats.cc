@@ -96,7 +96,7 @@ struct mallinfo2 stats_mallinfo2()
     struct mallinfo2 mi = {};
     mi.arena = s.mapped - s.huge_bytes;             /* zone memory */
     mi.ordblks = s.free_pages ? 1 : 0;
-    mi.hblks = READ_ONCE(s.nr_huge_allocs);
+    mi.hblks = vmalloc_get_stats().nr_areas;      /* live huge blocks */
     mi.hblkhd = s.huge_bytes;
     mi.uordblks = s.in_use - s.huge_bytes;
     mi.fordblks = mi.arena > mi.uordblks ? mi.arena - mi.uordblks : 0;

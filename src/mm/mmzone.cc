@@ -91,9 +91,14 @@ bool __zone_grow(zone *z, unsigned long min_pages)
     uintptr_t addr = z->zone_start + (z->spanned_pages << PAGE_SHIFT);
     int saved = errno;
     void *p = os_map_fixed((void *)addr, step << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
-    /* The descriptors of the new pages: step is a multiple of 1024 pages, so
-     * this range (64 bytes a page) is page aligned. */
-    void *m = p ? os_map_fixed(z->mem_map + z->spanned_pages, step * sizeof(page), -1, 0) : nullptr;
+    /* The descriptors of the new pages that have none yet (a zone that shrank
+     * kept them): step is a multiple of 1024 pages, so this range (64 bytes a
+     * page) is page aligned. */
+    unsigned long mm_from = z->mem_map_pages > z->spanned_pages ? z->mem_map_pages : z->spanned_pages;
+    unsigned long mm_to = z->spanned_pages + step;
+    void *m = p;
+    if (p && mm_to > mm_from)
+        m = os_map_fixed(z->mem_map + mm_from, (mm_to - mm_from) * sizeof(page), -1, 0);
     if (!m) {
         /* Someone else's mapping is in the way (EEXIST): this zone is full.
          * Out of memory (ENOMEM, RLIMIT_AS): try again later. */
@@ -107,6 +112,8 @@ bool __zone_grow(zone *z, unsigned long min_pages)
     }
     errno = saved;
     unsigned long first = z->spanned_pages;
+    if (mm_to > z->mem_map_pages)
+        z->mem_map_pages = mm_to;
     for (unsigned long pfn = first; pfn < first + step; pfn++)
         z->mem_map[pfn].zone = z;
     for (unsigned long pfn = first; pfn < first + step; pfn += pageblock_nr_pages)

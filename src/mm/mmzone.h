@@ -111,7 +111,8 @@ struct zone {
     int backing_fd;               /* ZONE_BACKING_MEMFD: the memory file; -1 otherwise */
     spinlock_t lock;              /* protects free_area, counters, growth */
     uintptr_t zone_start;         /* first byte; ZONE_SLOT_SIZE aligned */
-    unsigned long spanned_pages;  /* pages mapped so far (the zone grows upward) */
+    unsigned long spanned_pages;  /* pages mapped so far (the zone grows upward, shrinks from the top) */
+    unsigned long mem_map_pages;  /* pages whose descriptors are mapped (>= spanned_pages; never shrinks) */
     unsigned long max_pages;      /* pages it may grow to before it is full */
     bool full;                    /* growth failed (address space taken or exhausted) */
     unsigned long nr_free_pages;  /* pages in free blocks */

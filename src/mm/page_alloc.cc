@@ -402,6 +402,30 @@ unsigned long zone_reclaim_all(unsigned min_order)
     return released;
 }
 
+unsigned long zone_shrink_all()
+{
+    drain_all_pages();
+    unsigned long released = 0;
+    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+        zone *z = zones[i];
+        spin_lock(&z->lock);
+        while (z->spanned_pages >= (1ul << MAX_ORDER)) {
+            unsigned long top = z->spanned_pages - (1ul << MAX_ORDER);
+            page *pg = pfn_to_page(z, top);
+            if (!page_is_buddy(pg, MAX_ORDER))
+                break;
+            del_from_free_list(z, pg, MAX_ORDER);
+            os_unmap((void *)(z->zone_start + (top << PAGE_SHIFT)), PAGE_SIZE << MAX_ORDER);
+            WRITE_ONCE(z->spanned_pages, top);
+            released += 1ul << MAX_ORDER;
+        }
+        pcp_update_batch_high(z);
+        spin_unlock(&z->lock);
+    }
+    return released;
+}
+
 /* ---------------------------------------------------------------------------
  * Invariant check (tests)
  * ------------------------------------------------------------------------- */

@@ -42,6 +42,13 @@ void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags);
  * For malloc_trim. */
 unsigned long zone_reclaim_all(unsigned min_order);
 
+/* Give address space back: unmap whole free MAX_ORDER blocks at the top of
+ * every zone (the zones' brk trim), after draining the per-CPU pagesets.
+ * For RLIMIT_AS pressure (a huge mapping failed) and malloc_trim.  Returns
+ * the pages unmapped.  Descriptors stay mapped, so lock-free readers never
+ * fault. */
+unsigned long zone_shrink_all();
+
 /* --- internals, exposed for unit tests --- */
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported);
 page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed);

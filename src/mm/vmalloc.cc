@@ -12,6 +12,7 @@
 
 #include <errno.h>
 
+#include "mm/page_alloc.h"
 #include "platform/os.h"
 #include "platform/printk.h"
 
@@ -250,11 +251,13 @@ void *vmalloc(size_t size, size_t align, bool *zeroed)
         vstats.nr_cache_hits++;
     } else {
         p = __vmap_range(n, align_chunks, bytes, &r, &i, true);
-        if (!p && vcache_n) {
-            /* Out of memory or address space (RLIMIT_AS): what the cache
-             * holds may be what is missing. */
+        if (!p) {
+            /* Out of memory or address space (RLIMIT_AS): what the cache and
+             * the free tops of the zones hold may be what is missing.  (Lock
+             * order vmap_lock -> zone.lock, as for fork.) */
             while (vcache_n)
                 __vcache_evict(0);
+            zone_shrink_all();
             p = __vmap_range(n, align_chunks, bytes, &r, &i, true);
         }
         fresh = true;

@@ -202,3 +202,40 @@ TEST(Buddy, ReportedBlocksReadAsZero)
     }
     verify_all_zones();
 }
+
+TEST(Buddy, ShrinkGivesTheFreeTopBackAndTheZoneRegrows)
+{
+    std::vector<page *> blocks;
+    for (int i = 0; i < 48; i++) {
+        page *pg = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
+        ASSERT_NE(pg, nullptr);
+        prep_compound_page(pg, 1ul << MAX_ORDER, PG_large);
+        pg->nr_pages = 1u << MAX_ORDER;
+        blocks.push_back(pg);
+    }
+    zone *z = blocks.back()->zone;
+    unsigned long spanned = z->spanned_pages;
+    for (page *pg : blocks)
+        free_pages(pg, MAX_ORDER);
+    blocks.clear();
+    unsigned long released = zone_shrink_all();
+    EXPECT_GT(released, 0u);
+    EXPECT_LT(z->spanned_pages, spanned) << "the free top of the zone was not unmapped";
+    EXPECT_EQ(z->spanned_pages % (1ul << MAX_ORDER), 0u);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    // The address range past the end is not ours any more...
+    EXPECT_EQ(page_zone_of(z->zone_start + (z->spanned_pages << PAGE_SHIFT)), nullptr);
+    // ...and the zone grows again over it (descriptors are kept, not remapped).
+    for (int i = 0; i < 48; i++) {
+        page *pg = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
+        ASSERT_NE(pg, nullptr);
+        prep_compound_page(pg, 1ul << MAX_ORDER, PG_large);
+        pg->nr_pages = 1u << MAX_ORDER;
+        memset(page_address(pg), 0x3c, PAGE_SIZE << MAX_ORDER);
+        blocks.push_back(pg);
+    }
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    for (page *pg : blocks)
+        free_pages(pg, MAX_ORDER);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
