@@ -56,6 +56,19 @@ void kfree_large(page *head)
     free_pages_exact(head, nr);
 }
 
+bool kmalloc_large_grow(page *head, size_t new_size)
+{
+    unsigned long nr = head->nr_pages;
+    unsigned long want = (new_size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+    if (want <= nr)
+        return true;
+    if (!grow_pages_exact_inplace(head, nr, want))
+        return false;
+    head->nr_pages = (uint32_t)want;
+    __atomic_fetch_add(&nr_large_pages, want - nr, __ATOMIC_RELAXED);
+    return true;
+}
+
 void kmalloc_large_shrink(page *head, size_t new_size)
 {
     unsigned long nr = head->nr_pages;

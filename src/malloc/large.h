@@ -24,6 +24,10 @@ void kfree_large(page *head);
 /* Shrink a large block in place to at least new_size bytes (> 0). */
 void kmalloc_large_shrink(page *head, size_t new_size);
 
+/* Grow a large block in place to at least new_size (<= LARGE_MAX_SIZE)
+ * bytes, when the pages after it are free.  False, unchanged, otherwise. */
+bool kmalloc_large_grow(page *head, size_t new_size);
+
 static inline size_t large_size(const page *head) { return (size_t)head->nr_pages << PAGE_SHIFT; }
 
 /* Pages in large blocks and large allocations made (counters). */

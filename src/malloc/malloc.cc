@@ -225,6 +225,9 @@ void *krealloc(void *p, size_t size)
             kmalloc_large_shrink(bi.head, size);
             return p;
         }
+        /* Grow into the free pages after it, as glibc grows into the top. */
+        if (size > bi.size && size <= LARGE_MAX_SIZE && kmalloc_large_grow(bi.head, size))
+            return p;
         break;
     case BLOCK_HUGE:
         if (size > LARGE_MAX_SIZE) {

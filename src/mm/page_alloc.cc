@@ -370,6 +370,72 @@ void free_pages_exact(page *pg, unsigned long nr_pages)
     spin_unlock(&z->lock);
 }
 
+/* The free block (buddy head) containing pfn, or nullptr.  Caller holds
+ * z->lock. */
+static page *__free_block_containing(zone *z, unsigned long pfn)
+{
+    for (unsigned k = 0; k < NR_PAGE_ORDERS; k++) {
+        unsigned long start = pfn & ~((1ul << k) - 1);
+        page *pg = pfn_to_page(z, start);
+        if (page_is_buddy(pg, k))
+            return pg;
+    }
+    return nullptr;
+}
+
+/* Put [from, to) back on the free lists as the largest aligned blocks, of
+ * type mt and reported state `reported`, without merging (they are the
+ * leftovers of one free block whose middle was taken).  Caller holds z->lock. */
+static void __add_free_range(zone *z, unsigned long from, unsigned long to, migratetype mt,
+                             bool reported)
+{
+    while (from < to) {
+        unsigned order = from ? __builtin_ctzl(from) : MAX_ORDER;
+        if (order > MAX_ORDER)
+            order = MAX_ORDER;
+        while ((1ul << order) > to - from)
+            order--;
+        add_to_free_list(z, pfn_to_page(z, from), order, mt, reported);
+        from += 1ul << order;
+    }
+}
+
+bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_nr)
+{
+    zone *z = pg->zone;
+    unsigned long first = page_to_pfn(pg) + old_nr, end = page_to_pfn(pg) + new_nr;
+    if (new_nr <= old_nr)
+        return true;
+    spin_lock(&z->lock);
+    if (end > z->spanned_pages) {
+        spin_unlock(&z->lock);
+        return false;
+    }
+    /* 1. Every page in [first, end) must be inside a free buddy block. */
+    for (unsigned long p = first; p < end;) {
+        page *b = __free_block_containing(z, p);
+        if (!b) {
+            spin_unlock(&z->lock);
+            return false;
+        }
+        p = page_to_pfn(b) + (1ul << b->order);
+    }
+    /* 2. Take them: each block leaves its parts outside the range free. */
+    for (unsigned long p = first; p < end;) {
+        page *b = __free_block_containing(z, p);
+        unsigned long bstart = page_to_pfn(b), bend = bstart + (1ul << b->order);
+        migratetype mt = (migratetype)b->migratetype;
+        bool reported = b->flags & PG_reported;
+        del_from_free_list(z, b, b->order);
+        __add_free_range(z, bstart, p, mt, reported);
+        unsigned long taken_end = bend < end ? bend : end;
+        __add_free_range(z, taken_end, bend, mt, reported);
+        p = taken_end;
+    }
+    spin_unlock(&z->lock);
+    return true;
+}
+
 void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags)
 {
     head->flags = flags | PG_head;

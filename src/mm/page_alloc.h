@@ -32,6 +32,11 @@ page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed);
  * such an allocation), decomposed into aligned buddy blocks. */
 void free_pages_exact(page *pg, unsigned long nr_pages);
 
+/* Grow an allocation of old_nr pages at pg to new_nr pages in place, taking
+ * the pages right after it, when they are all free in the buddy allocator
+ * (realloc of large blocks).  False, with nothing changed, otherwise. */
+bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_nr);
+
 /* Mark an allocated block: flags on the head, PG_tail and the distance to
  * the head on every other page, so any interior pointer finds its head
  * (slabs need this; large blocks mark only their head). */

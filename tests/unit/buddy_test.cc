@@ -239,3 +239,45 @@ TEST(Buddy, ShrinkGivesTheFreeTopBackAndTheZoneRegrows)
         free_pages(pg, MAX_ORDER);
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
+
+TEST(Buddy, GrowInPlaceTakesTheFollowingFreePages)
+{
+    bool zeroed;
+    page *pg = alloc_pages_exact(10, MIGRATE_MOVABLE, &zeroed);
+    ASSERT_NE(pg, nullptr);
+    prep_compound_page(pg, 10, PG_large);
+    pg->nr_pages = 10;
+    unsigned long pfn = page_to_pfn(pg);
+    // The 6 pages after a 10-page block of an order-4 block are free.
+    ASSERT_TRUE(grow_pages_exact_inplace(pg, 10, 16));
+    pg->nr_pages = 16;
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    memset(page_address(pg), 0x11, 16 * PAGE_SIZE);
+    // Further growth either succeeds with all pages free, or changes nothing.
+    unsigned long free_before = pg->zone->nr_free_pages;
+    if (grow_pages_exact_inplace(pg, 16, 300)) {
+        pg->nr_pages = 300;
+        EXPECT_EQ(pg->zone->nr_free_pages, free_before - 284);
+    } else {
+        EXPECT_EQ(pg->zone->nr_free_pages, free_before);
+    }
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    // A neighbour in use blocks growth, and nothing is taken.
+    page *next = pfn_to_page(pg->zone, pfn + pg->nr_pages);
+    page *blocker = nullptr;
+    if (next->flags & PG_buddy) {
+        // Allocate exactly the page after the block to block it.
+        ASSERT_TRUE(grow_pages_exact_inplace(pg, pg->nr_pages, pg->nr_pages + 1));
+        blocker = pfn_to_page(pg->zone, pfn + pg->nr_pages);
+        prep_compound_page(blocker, 1, PG_large);
+        blocker->nr_pages = 1;
+        unsigned long free_now = pg->zone->nr_free_pages;
+        EXPECT_FALSE(grow_pages_exact_inplace(pg, pg->nr_pages, pg->nr_pages + 2));
+        EXPECT_EQ(pg->zone->nr_free_pages, free_now);
+    }
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    free_pages_exact(pg, pg->nr_pages);
+    if (blocker)
+        free_pages_exact(blocker, 1);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
