@@ -157,19 +157,26 @@ static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migrat
     }
 }
 
+/* Take free block pg of order o off its list and split it down to `order`,
+ * the rest going back to the same list's type; *zeroed tells whether the
+ * block was reported (reads as zero). */
+static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool *zeroed)
+{
+    migratetype mt = (migratetype)pg->migratetype;
+    bool reported = pg->flags & PG_reported;
+    del_from_free_list(z, pg, o);
+    expand(z, pg, order, o, mt, reported);
+    if (zeroed)
+        *zeroed = reported;
+    return pg;
+}
+
 static page *__rmqueue_smallest(zone *z, unsigned order, migratetype mt, bool *zeroed)
 {
     for (unsigned o = order; o < NR_PAGE_ORDERS; o++) {
         list_head *l = &z->free_area[o].free_list[mt];
-        if (list_empty(l))
-            continue;
-        page *pg = list_first_entry(l, page, lru);
-        bool reported = pg->flags & PG_reported;
-        del_from_free_list(z, pg, o);
-        expand(z, pg, order, o, mt, reported);
-        if (zeroed)
-            *zeroed = reported;
-        return pg;
+        if (!list_empty(l))
+            return take_free_block(z, list_first_entry(l, page, lru), o, order, zeroed);
     }
     return nullptr;
 }
@@ -247,13 +254,7 @@ static page *__rmqueue_fallback(zone *z, unsigned order, migratetype start_mt, b
                 }
             }
             /* Take it from whichever list it is now on. */
-            migratetype now = (migratetype)pg->migratetype;
-            bool reported = pg->flags & PG_reported;
-            del_from_free_list(z, pg, o);
-            expand(z, pg, order, o, now, reported);
-            if (zeroed)
-                *zeroed = reported;
-            return pg;
+            return take_free_block(z, pg, o, order, zeroed);
         }
     }
     return nullptr;
