@@ -340,9 +340,10 @@ int ktrim(size_t pad)
     if (tc)
         tcache_flush_all(tc);
     kmem_cache_shrink_all();
-    size_t released = vmalloc_drain_cache();
-    released += zone_shrink_all();
-    return zone_reclaim_all(0) > 0 || released ? 1 : 0;
+    bool released = vmalloc_drain_cache() > 0;     /* bytes */
+    released |= zone_shrink_all() > 0;              /* pages */
+    released |= zone_reclaim_all(0) > 0;            /* pages */
+    return released ? 1 : 0;
 }
 
 bool kowns(const void *p)

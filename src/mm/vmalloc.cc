@@ -220,6 +220,18 @@ void *__vcache_take(size_t bytes, size_t align)
     return e.addr;
 }
 
+/* A huge request's mapped length (page rounded), or 0 when it cannot be
+ * served (overflow, or more than 64 TiB); errno is then ENOMEM. */
+size_t vmap_bytes(size_t size)
+{
+    size_t bytes = align_up(size, OS_PAGE_SIZE);
+    if (bytes < size || bytes > (1ul << 46)) {
+        errno = ENOMEM;
+        return 0;
+    }
+    return bytes;
+}
+
 } // namespace
 
 size_t vmalloc_drain_cache()
@@ -235,11 +247,9 @@ size_t vmalloc_drain_cache()
 void *vmalloc(size_t size, size_t align, bool *zeroed)
 {
     int saved = errno;
-    size_t bytes = align_up(size, OS_PAGE_SIZE);
-    if (bytes < size || bytes > (1ul << 46)) {
-        errno = ENOMEM;
+    size_t bytes = vmap_bytes(size);
+    if (!bytes)
         return nullptr;
-    }
     unsigned long n = (bytes + VMAP_CHUNK_SIZE - 1) >> VMAP_CHUNK_SHIFT;
     unsigned long align_chunks = align > VMAP_CHUNK_SIZE ? align >> VMAP_CHUNK_SHIFT : 1;
     vm_region *r;
@@ -324,11 +334,9 @@ void vfree(void *p)
 void *vrealloc(void *p, size_t new_size)
 {
     int saved = errno;
-    size_t bytes = align_up(new_size, OS_PAGE_SIZE);
-    if (bytes < new_size || bytes > (1ul << 46)) {
-        errno = ENOMEM;
+    size_t bytes = vmap_bytes(new_size);
+    if (!bytes)
         return nullptr;
-    }
     unsigned long n = (bytes + VMAP_CHUNK_SIZE - 1) >> VMAP_CHUNK_SHIFT;
     vm_region *r;
     unsigned long i;
