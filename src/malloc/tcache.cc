@@ -37,6 +37,23 @@ unsigned next_owner_id;              /* last owner id handed out (1..255, wrappi
 
 void tcache_thread_exit(void *arg);
 
+/* A bin's capacity the first time it is refilled: about 1 KiB of objects
+ * (one object from 1 KiB up), within the class's maximum. */
+unsigned tcache_start_cap(unsigned idx)
+{
+    unsigned cap = (unsigned)(1024 / kmalloc_info[idx].size);
+    unsigned max = kmalloc_info[idx].tcache_max;
+    return cap < 1 ? 1 : cap > max ? max : cap;
+}
+
+/* A remote list's capacity: batches of up to 16 objects whatever the bin's
+ * capacity (a thread that only frees others' objects has empty bins). */
+unsigned tcache_remote_cap(unsigned idx)
+{
+    unsigned max = kmalloc_info[idx].tcache_max;
+    return max < 16 ? max : 16;
+}
+
 /* Carve a tcache from allocator metadata pages (MIGRATE_UNMOVABLE). */
 tcache *tcache_alloc_locked()
 {
@@ -128,10 +145,11 @@ tcache *tcache_get()
     if (tc) {
         memset(tc->bins, 0, sizeof(tc->bins));
         memset(tc->remote, 0, sizeof(tc->remote));
-        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
-            tc->bins[i].avail = kmalloc_info[i].tcache_max;
-            tc->remote[i].avail = kmalloc_info[i].tcache_max;
-        }
+        /* Bins start with no room: the first refill of a class gives it
+         * some (tcache_refill), so unused classes cost no budget. */
+        tc->cap_bytes = 0;
+        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+            tc->remote[i].avail = tc->remote[i].cap = tcache_remote_cap(i);
         /* Ids are reused after 255 caches; two live threads sharing one
          * only lose the false-sharing protection between them. */
         next_owner_id = next_owner_id % 255 + 1;
@@ -154,17 +172,25 @@ tcache *tcache_get()
 
 namespace {
 void tcache_enforce_budget(tcache *tc);
+size_t tcache_budget();
 } // namespace
 
 void *tcache_refill(tcache *tc, unsigned idx)
 {
     tcache_bin *b = &tc->bins[idx];
-    unsigned want = kmalloc_info[idx].tcache_max / 2;
-    if (want == 0)
-        want = 1;
+    tcache_enforce_budget(tc);
+    /* The bin ran dry: let it hold more next time, within the budget. */
+    size_t size = kmalloc_info[idx].size;
+    unsigned max = kmalloc_info[idx].tcache_max;
+    unsigned grow = !b->cap ? tcache_start_cap(idx) : 2 * b->cap <= max ? b->cap : max - b->cap;
+    if (grow && tc->cap_bytes + (size_t)grow * size <= tcache_budget()) {
+        b->cap += grow;
+        b->avail += grow;
+        tc->cap_bytes += (size_t)grow * size;
+    }
+    unsigned want = b->cap / 2;     /* plus the one returned */
     if (want > b->avail)
         want = b->avail;
-    tcache_enforce_budget(tc);
     unsigned got;
     void *chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got, tc->owner_id);
     if (!chain)
@@ -185,16 +211,15 @@ void *tcache_refill(tcache *tc, unsigned idx)
 
 namespace {
 
-/* Give the colder half of bin idx (rounded up) back to the slabs. */
-void tcache_bin_flush_half(tcache *tc, unsigned idx)
+/* Keep the `keep` hottest objects of bin idx (those nearest the head) and
+ * give the colder rest back to the slabs. */
+void tcache_bin_flush_to(tcache *tc, unsigned idx, unsigned keep)
 {
     tcache_bin *b = &tc->bins[idx];
-    unsigned count = kmalloc_info[idx].tcache_max - b->avail;
-    unsigned n = count - count / 2;
-    if (!n)
+    unsigned count = b->cap - b->avail;
+    if (count <= keep)
         return;
-    /* Flush the n objects nearest the tail (the coldest). */
-    unsigned keep = count - n;
+    unsigned n = count - keep;
     void *chain;
     if (keep == 0) {
         chain = b->head;
@@ -213,13 +238,20 @@ void tcache_bin_flush_half(tcache *tc, unsigned idx)
     b->avail += n;
 }
 
+/* Give the colder half of bin idx (rounded up) back to the slabs. */
+void tcache_bin_flush_half(tcache *tc, unsigned idx)
+{
+    tcache_bin *b = &tc->bins[idx];
+    tcache_bin_flush_to(tc, idx, (b->cap - b->avail) / 2);
+}
+
 /* Bytes of free objects the cache holds (slow paths only: 68 bins). */
 size_t tcache_bytes(const tcache *tc)
 {
     size_t bytes = 0;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
-        bytes += (size_t)(2 * kmalloc_info[i].tcache_max - tc->bins[i].avail - tc->remote[i].avail) *
-                 kmalloc_info[i].size;
+        bytes += (size_t)(tc->bins[i].cap - tc->bins[i].avail + tc->remote[i].cap -
+                          tc->remote[i].avail) * kmalloc_info[i].size;
     return bytes;
 }
 
@@ -230,10 +262,10 @@ size_t tcache_bytes(const tcache *tc)
  * child); at worst the child loses them. */
 void tcache_bin_give_back(tcache_bin *b, unsigned idx)
 {
-    unsigned n = kmalloc_info[idx].tcache_max - b->avail;
+    unsigned n = b->cap - b->avail;
     void *chain = b->head;
     WRITE_ONCE(b->head, nullptr);
-    WRITE_ONCE(b->avail, kmalloc_info[idx].tcache_max);
+    WRITE_ONCE(b->avail, b->cap);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     if (n)
         kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
@@ -242,11 +274,36 @@ void tcache_bin_give_back(tcache_bin *b, unsigned idx)
 /* Give the whole remote list of class idx back to the slabs. */
 void tcache_remote_flush(tcache *tc, unsigned idx) { tcache_bin_give_back(&tc->remote[idx], idx); }
 
-/* Over the per-thread budget: remote lists go back, and every bin gives
- * back its colder half. */
+/* This thread's share of TCACHE_TOTAL_BYTES (racy read of the count of
+ * live caches: a stale count only moves the share for one slow path). */
+size_t tcache_budget()
+{
+    unsigned long n = READ_ONCE(nr_tcaches);
+    size_t share = TCACHE_TOTAL_BYTES / (n ? n : 1);
+    return share < TCACHE_MIN_BYTES ? TCACHE_MIN_BYTES
+                                    : share > TCACHE_MAX_BYTES ? TCACHE_MAX_BYTES : share;
+}
+
+/* Keep the cache within its budget: capacities are halved while they add up
+ * to more than the budget (the excess objects go back), and if the objects
+ * held (remote lists included) are still over it, remote lists go back and
+ * every bin gives back its colder half. */
 void tcache_enforce_budget(tcache *tc)
 {
-    if (tcache_bytes(tc) <= TCACHE_MAX_BYTES)
+    size_t budget = tcache_budget();
+    while (tc->cap_bytes > budget) {
+        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+            tcache_bin *b = &tc->bins[i];
+            unsigned keep = b->cap / 2, cut = b->cap - keep;
+            if (!cut)
+                continue;
+            tcache_bin_flush_to(tc, i, keep);
+            b->cap = keep;
+            b->avail -= cut;      /* objects <= keep now, so avail stays >= 0 */
+            tc->cap_bytes -= (size_t)cut * kmalloc_info[i].size;
+        }
+    }
+    if (tcache_bytes(tc) <= budget)
         return;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         tcache_remote_flush(tc, i);
@@ -267,6 +324,7 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
         b->head = obj;
         b->avail--;
     } else {
+        ((uint64_t *)obj)[1] = tcache_key;   /* as on the bin: a double free is checked */
         kmem_cache_free(&kmalloc_caches[idx], obj);
     }
 }
@@ -308,8 +366,8 @@ void tcache_count_cached(unsigned long out[NR_KMALLOC_CLASSES], unsigned long *n
     spin_lock(&tcache_list_lock);
     for (tcache *tc = tcache_list; tc; tc = tc->next)
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
-            out[i] += 2 * kmalloc_info[i].tcache_max - READ_ONCE(tc->bins[i].avail) -
-                      READ_ONCE(tc->remote[i].avail);
+            out[i] += READ_ONCE(tc->bins[i].cap) - READ_ONCE(tc->bins[i].avail) +
+                      READ_ONCE(tc->remote[i].cap) - READ_ONCE(tc->remote[i].avail);
     *nr = nr_tcaches;
     spin_unlock(&tcache_list_lock);
 }
@@ -346,7 +404,7 @@ bool obj_of_class(void *obj, unsigned idx)
  */
 void tcache_recover_bin(tcache_bin *b, unsigned i)
 {
-    unsigned max = kmalloc_info[i].tcache_max;
+    unsigned max = b->cap <= kmalloc_info[i].tcache_max ? b->cap : kmalloc_info[i].tcache_max;
     unsigned claimed = b->avail <= max ? max - b->avail : 0;
     void *head = b->head, *last = nullptr;
     unsigned n = 0;
@@ -359,7 +417,7 @@ void tcache_recover_bin(tcache_bin *b, unsigned i)
         kmem_cache_free_bulk(&kmalloc_caches[i], head, n);
     }
     b->head = nullptr;
-    b->avail = max;
+    b->avail = b->cap = max;
 }
 
 void tcache_recover_orphan(tcache *tc)

@@ -32,12 +32,19 @@
  * Objects in a tcache have tcache_key in their second word: a free that
  * finds it there is probably a double free and is checked on the slow path.
  *
- * Size: each bin holds at most 32 KiB of objects (2..128 of them), and a
- * thread's whole cache is kept under TCACHE_MAX_BYTES: whenever a refill or
- * a flush (slow paths) finds the cache over that, every bin gives back its
- * colder half.  Many threads therefore cannot each hold megabytes of free
- * objects.  (Trimming caches of threads that went idle is the memory
- * issue's decay.)
+ * Size.  Each bin has a capacity `cap`, at most the class's tcache_max
+ * (32 KiB of objects, 2..128 of them).  It starts at an eighth of that and
+ * doubles on each refill while the cache's total capacity (cap_bytes) stays
+ * within the thread's budget, so only the classes a thread really cycles
+ * through get big bins.  The budget is TCACHE_TOTAL_BYTES shared by the live
+ * caches, between TCACHE_MIN_BYTES and TCACHE_MAX_BYTES per thread
+ * (tcache_budget()): up to 32 threads get 512 KiB each, a thousand get
+ * 16 KiB each.  When a slow path finds cap_bytes over the budget (more
+ * threads appeared), capacities are halved and the excess objects go back to
+ * the slabs.  A cache is only trimmed by its own thread, so a thread that
+ * goes to sleep keeps what it held at its last slow path; with many threads
+ * that is the small share, so a thousand sleeping threads do not hold a
+ * thousand full caches.
  */
 #pragma once
 
@@ -46,19 +53,22 @@
 
 namespace kalloc {
 
-constexpr size_t TCACHE_MAX_BYTES = 512 * 1024;
+constexpr size_t TCACHE_MAX_BYTES = 512 * 1024;        /* per thread, at most */
+constexpr size_t TCACHE_MIN_BYTES = 16 * 1024;         /* per thread, at least */
+constexpr size_t TCACHE_TOTAL_BYTES = 16 * 1024 * 1024; /* shared by all live caches */
 
 struct tcache_bin {
     void *head;       /* first free object, or nullptr */
-    uint32_t avail;   /* room left: tcache_max - objects on the list */
-    uint32_t _pad;
+    uint32_t avail;   /* room left: cap - objects on the list (the fast paths' counter) */
+    uint32_t cap;     /* capacity, 1..tcache_max (0 in tcache_boot); slow paths only */
 };
 
 struct tcache {
     uint8_t owner_id;                    /* 1..255, in the slab map of slabs this cache refilled from */
     uint8_t _pad[15];                    /* keeps bins 16-byte aligned */
     tcache_bin bins[NR_KMALLOC_CLASSES]; /* per size class; bins[0] unused */
-    tcache_bin remote[NR_KMALLOC_CLASSES]; /* remote frees waiting for a batch; avail = room left */
+    tcache_bin remote[NR_KMALLOC_CLASSES]; /* remote frees waiting for a batch (cap as the bin's when emptied) */
+    size_t cap_bytes;                    /* sum of bins[i].cap * size: what the bins may hold */
     tcache *next;                        /* registry of live caches (tcache_list) */
     tcache *prev;
     unsigned long tid;                   /* owning thread (pthread_self) */
