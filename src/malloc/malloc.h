@@ -34,8 +34,8 @@ __slowpath void __kfree_slow(void *p);
 static __fastpath void *kmalloc(size_t size)
 {
     if (likely(size <= KMALLOC_SMALL_MAX)) {
-        unsigned idx = kmalloc_index_small[(size + 15) >> 4];
-        tcache_bin *b = &tcache_current->bins[idx];
+        unsigned off = kmalloc_bin_offset_small[(size + 15) >> 4];
+        tcache_bin *b = (tcache_bin *)((char *)tcache_current->bins + off);
         void **obj = (void **)b->head;
         if (likely(obj != nullptr)) {
             b->head = obj[0];
@@ -51,20 +51,21 @@ static __fastpath void *kmalloc(size_t size)
 static __fastpath void kfree(void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    if (likely((a >> ADDRESS_BITS) == 0)) {
-        zone *z = (zone *)zone_table[a >> ZONE_SLOT_SHIFT];
+    unsigned long slot = a >> ZONE_SLOT_SHIFT;
+    if (likely(slot < ARRAY_SIZE(zone_table))) {
+        zone *z = (zone *)zone_table[slot];
         if (likely(z != nullptr)) {
-            unsigned long pfn = (a >> PAGE_SHIFT) & (ZONE_SLOT_PAGES - 1);
+            unsigned pfn = (uint32_t)a >> PAGE_SHIFT;     /* slots are 4 GiB */
             unsigned idx = zone_slab_class_map(z)[pfn];
             const kmalloc_fast_class *k = &kmalloc_fast[idx];
-            uint64_t off = a & k->slab_mask;
+            uint32_t off = (uint32_t)a & k->slab_mask;
             uint64_t **obj = (uint64_t **)p;
-            /* off a multiple of size: an object's start (class 0, "not a
-             * slab", passes only at offset 0, and bin 0 never has room);
-             * no key: not (apparently) already free; the slab is this
-             * thread's (else a remote free, slow path). */
+            /* An object's start: inside the slab's objects, at a multiple of
+             * the size (class 0, "not a slab", never passes); no key: not
+             * (apparently) already free; the slab is this thread's (else a
+             * remote free, slow path). */
             tcache *tc = tcache_current;
-            if (likely(((off * k->recip) >> 32) * k->size == off &&
+            if (likely(off < k->limit && (uint64_t)off * k->divc < k->divc &&
                        (uint64_t)obj[1] != tcache_key &&
                        zone_slab_owner_map(z)[pfn] == tc->owner_id)) {
                 tcache_bin *b = &tc->bins[idx];

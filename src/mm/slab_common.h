@@ -124,12 +124,31 @@ inline constexpr const kmalloc_class *kmalloc_info = kmalloc_info_table.c;
 inline constexpr auto kmalloc_index_small_table = detail::make_small_index();
 inline constexpr const uint8_t *kmalloc_index_small = kmalloc_index_small_table.idx;
 
+/* The malloc fast path's table: (size + 15) >> 4 -> class index * 16, the
+ * byte offset of the class's bin in a thread cache (bins are 16 bytes), so
+ * the lookup needs no shift. */
+namespace detail {
+constexpr auto make_small_offset()
+{
+    struct table { uint16_t off[KMALLOC_SMALL_MAX / 16 + 1]; } t{};
+    for (unsigned i = 0; i <= KMALLOC_SMALL_MAX / 16; i++)
+        t.off[i] = (uint16_t)(index_of(i == 0 ? 1 : i * 16) * 16);
+    return t;
+}
+} // namespace detail
+inline constexpr auto kmalloc_bin_offset_small_table = detail::make_small_offset();
+inline constexpr const uint16_t *kmalloc_bin_offset_small = kmalloc_bin_offset_small_table.off;
+
 /* What the free fast path needs per class, 16 bytes an entry so that the
  * same idx << 4 indexes this table and the thread cache's bins. */
 struct kmalloc_fast_class {
-    uint32_t size;       /* object size (0 for class 0) */
+    uint64_t divc;       /* 2^64 / size rounded up (0 for class 0): for offsets
+                          * below 2^32, off % size == 0 exactly when
+                          * off * divc (mod 2^64) < divc (Lemire et al.,
+                          * "Faster remainder by direct computation", 2019) */
     uint32_t slab_mask;  /* slab bytes - 1 (all ones for class 0) */
-    uint64_t recip;      /* ceil(2^32 / size) */
+    uint32_t limit;      /* objects * size: offsets at or past it are the
+                          * slab's unused tail (0 for class 0: nothing passes) */
 };
 static_assert(sizeof(kmalloc_fast_class) == 16, "one shift indexes both tables");
 
@@ -139,7 +158,8 @@ constexpr auto make_fast_table()
     struct table { kmalloc_fast_class c[NR_KMALLOC_CLASSES]; } t{};
     for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++) {
         kmalloc_class k = make_class(i);
-        t.c[i] = kmalloc_fast_class{k.size, k.slab_mask, k.recip};
+        t.c[i] = kmalloc_fast_class{k.size ? ~0ull / k.size + 1 : 0, k.slab_mask,
+                                    (uint32_t)k.objects * k.size};
     }
     return t;
 }

@@ -77,8 +77,8 @@ TEST(SizeClasses, SlabGeometry)
 
 TEST(SizeClasses, ReciprocalDivisionIsExactForEveryOffset)
 {
-    // The free fast path checks "offset is a multiple of size" with a
-    // multiply; it must agree with real division for every offset in a slab.
+    // Slow paths divide by a multiply; it must agree with real division for
+    // every offset in a slab.
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         const kmalloc_class &k = kmalloc_info[i];
         for (uint64_t off = 0; off <= k.slab_mask; off++) {
@@ -86,4 +86,31 @@ TEST(SizeClasses, ReciprocalDivisionIsExactForEveryOffset)
             ASSERT_EQ(q, off / k.size) << "class " << k.size << " offset " << off;
         }
     }
+}
+
+TEST(SizeClasses, FreeFastPathAcceptsExactlyObjectStarts)
+{
+    // The free fast path's check (malloc.h): off < limit and
+    // off * divc < divc (mod 2^64).  It must accept exactly the offsets of
+    // the slab's objects, for every offset a slab can have, and nothing at
+    // all for class 0 ("not a slab page").
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        const kmalloc_class &k = kmalloc_info[i];
+        const kmalloc_fast_class &f = kmalloc_fast[i];
+        ASSERT_EQ(f.slab_mask, k.slab_mask);
+        for (uint64_t off = 0; off <= k.slab_mask; off++) {
+            bool object_start = off % k.size == 0 && off / k.size < k.objects;
+            bool passes = off < f.limit && off * f.divc < f.divc;
+            ASSERT_EQ(passes, object_start) << "class " << k.size << " offset " << off;
+        }
+    }
+    const kmalloc_fast_class &z = kmalloc_fast[0];
+    for (uint64_t off : {0ull, 16ull, 4096ull, 0xffffffffull})
+        EXPECT_FALSE((off & z.slab_mask) < z.limit && (off & z.slab_mask) * z.divc < z.divc);
+}
+
+TEST(SizeClasses, MallocBinOffsetTableMatchesTheIndex)
+{
+    for (size_t n = 0; n <= KMALLOC_SMALL_MAX; n++)
+        ASSERT_EQ(kmalloc_bin_offset_small[(n + 15) >> 4], kmalloc_index(n ? n : 1) * 16u) << n;
 }
