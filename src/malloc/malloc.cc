@@ -180,6 +180,24 @@ void __kfree_slow(void *p)
     errno = saved;
 }
 
+/* kfree's fast path found p to be an object of class idx with no double-
+ * free key, but the slab is another cache's (a remote free) or the bin is
+ * full. */
+void __kfree_object_slow(void *p, unsigned idx)
+{
+    if (unlikely(tcache_state != TCACHE_ACTIVE))
+        return __kfree_slow(p);
+    int saved = errno;
+    tcache *tc = tcache_current;
+    zone *z = page_zone_of((uintptr_t)p);
+    unsigned long pfn = ((uintptr_t)p >> PAGE_SHIFT) & (ZONE_SLOT_PAGES - 1);
+    if (zone_slab_owner_map(z)[pfn] != tc->owner_id)
+        tcache_remote_free(tc, idx, p);
+    else
+        tcache_flush_push(tc, idx, p);
+    errno = saved;
+}
+
 void *kcalloc(size_t n, size_t size)
 {
     size_t total;

@@ -13,7 +13,9 @@
  *                        room update, key clear            ~ 12 instructions
  *   kfree(p) of a slab object: zone_table lookup, slab map load, interior-
  *                        pointer check (multiply), double-free key check,
- *                        owner check (remote frees go slow), bin push
+ *                        owner check, bin push     ~ 40 instructions
+ *   (a remote free or a full bin of a valid object goes to
+ *   __kfree_object_slow, which skips the pointer classification)
  * The interior-pointer and double-free checks are what glibc does not pay
  * for; they keep a bad free from silently corrupting other blocks.
  */
@@ -29,6 +31,7 @@ namespace kalloc {
 
 __slowpath void *__kmalloc_slow(size_t size);
 __slowpath void __kfree_slow(void *p);
+__slowpath void __kfree_object_slow(void *p, unsigned idx);
 
 /* malloc: a block of at least `size` bytes, 16-byte aligned. */
 static __fastpath void *kmalloc(size_t size)
@@ -66,16 +69,17 @@ static __fastpath void kfree(void *p)
              * remote free, slow path). */
             tcache *tc = tcache_current;
             if (likely(off < k->limit && (uint64_t)off * k->divc < k->divc &&
-                       (uint64_t)obj[1] != tcache_key &&
-                       zone_slab_owner_map(z)[pfn] == tc->owner_id)) {
+                       (uint64_t)obj[1] != tcache_key)) {
                 tcache_bin *b = &tc->bins[idx];
-                if (likely(b->avail != 0)) {
+                if (likely(zone_slab_owner_map(z)[pfn] == tc->owner_id && b->avail != 0)) {
                     obj[0] = (uint64_t *)b->head;
                     obj[1] = (uint64_t *)tcache_key;
                     b->head = obj;
                     b->avail--;
                     return;
                 }
+                /* A valid object: a remote free or a full bin. */
+                return __kfree_object_slow(p, idx);
             }
         }
     }

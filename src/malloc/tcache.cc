@@ -12,6 +12,7 @@
 #include "malloc/fork.h"
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
+#include "platform/cpu.h"
 #include "platform/options.h"
 #include "platform/os.h"
 #include "platform/printk.h"
@@ -33,7 +34,7 @@ spinlock_t tcache_list_lock = SPINLOCK_INIT;
 tcache *tcache_list;                 /* live caches */
 tcache *tcache_free_list;            /* retired caches for reuse (linked by next) */
 unsigned long nr_tcaches;            /* live caches */
-unsigned next_owner_id;              /* last owner id handed out (1..255, wrapping) */
+uint16_t owner_users[256];           /* live caches per owner id (an "arena" of slabs) */
 
 void tcache_thread_exit(void *arg);
 
@@ -101,6 +102,37 @@ void tcache_unregister_locked(tcache *tc)
     tcache_free_list = tc;
 }
 
+/*
+ * Owner ids play the part of jemalloc's arenas: slabs belong to an owner id
+ * (mm/slab.h), and threads with different ids never take objects from each
+ * other's slabs.  There are 4 ids per CPU (jemalloc's default number of
+ * arenas), at most 255; a new cache gets the id with the fewest live caches.
+ * So a few threads each get their own slabs (no false sharing, local frees
+ * stay local), while a thousand threads share 8 ids on 2 CPUs, so free
+ * objects in their slabs are not split a thousand ways.
+ */
+unsigned tcache_nr_owner_ids()
+{
+    unsigned n = 4 * nr_cpu_ids();
+    return n < 4 ? 4 : n > 255 ? 255 : n;
+}
+
+uint8_t tcache_pick_owner_locked()
+{
+    unsigned n = tcache_nr_owner_ids(), best = 1;
+    for (unsigned id = 2; id <= n; id++)
+        if (owner_users[id] < owner_users[best])
+            best = id;
+    return (uint8_t)best;
+}
+
+/* A cache with owner id `id` goes away. */
+void tcache_put_owner_locked(uint8_t id)
+{
+    if (--owner_users[id] == 0)
+        slab_owner_set_live(id, false);
+}
+
 void tcache_thread_exit(void *arg)
 {
     tcache *tc = (tcache *)arg;
@@ -108,6 +140,7 @@ void tcache_thread_exit(void *arg)
     tcache_state = TCACHE_DEAD;
     tcache_flush_all(tc);
     spin_lock(&tcache_list_lock);
+    tcache_put_owner_locked(tc->owner_id);
     tcache_unregister_locked(tc);
     spin_unlock(&tcache_list_lock);
 }
@@ -150,10 +183,9 @@ tcache *tcache_get()
         tc->cap_bytes = 0;
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
             tc->remote[i].avail = tc->remote[i].cap = tcache_remote_cap(i);
-        /* Ids are reused after 255 caches; two live threads sharing one
-         * only lose the false-sharing protection between them. */
-        next_owner_id = next_owner_id % 255 + 1;
-        tc->owner_id = (uint8_t)next_owner_id;
+        tc->owner_id = tcache_pick_owner_locked();
+        if (owner_users[tc->owner_id]++ == 0)
+            slab_owner_set_live(tc->owner_id, true);
         tc->tid = (unsigned long)pthread_self();
         tcache_register_locked(tc);
     }
@@ -198,11 +230,14 @@ void *tcache_refill(tcache *tc, unsigned idx)
     void *obj = chain;
     void *rest = *(void **)obj;
     if (got > 1) {
-        /* chain's last link is nullptr; splice onto the (empty or not) bin */
-        void *last = rest;
-        while (*(void **)last)
-            last = *(void **)last;
-        *(void **)last = b->head;
+        /* chain's last link is nullptr; splice onto the bin (empty, unless
+         * this is a refill without a malloc miss) */
+        if (b->head) {
+            void *last = rest;
+            while (*(void **)last)
+                last = *(void **)last;
+            *(void **)last = b->head;
+        }
         b->head = rest;
         b->avail -= got - 1;
     }
@@ -441,6 +476,7 @@ void tcache_after_fork_child()
         tcache *next = tc->next;
         if (tc != mine) {
             tcache_recover_orphan(tc);
+            tcache_put_owner_locked(tc->owner_id);
             tcache_unregister_locked(tc);
         }
         tc = next;

@@ -9,8 +9,10 @@
  * the part of SLUB's per-CPU slab and sheaves, per thread instead of per CPU
  * (below the slabs, per-CPU pagesets do the same for pages: mm/per_cpu_pages.h).
  *
- * Remote frees.  Each cache has an owner id (1..255); a slab belongs to the
- * cache that last refilled from it (the high byte of the zone's slab map).
+ * Remote frees.  Each cache has an owner id (1..4 x CPUs, like jemalloc's
+ * arenas; caches share ids when there are more threads); a slab belongs to
+ * one owner id (the zone's slab owner map, mm/slab.h) and refills take only
+ * from their own id's slabs or unowned ones.
  * A free of an object whose slab another cache owns is a remote free: it
  * goes on the freeing thread's remote list for that class (never reused by
  * this thread) and back to the slab in a batch when the list is full.  So a
@@ -64,7 +66,7 @@ struct tcache_bin {
 };
 
 struct tcache {
-    uint8_t owner_id;                    /* 1..255, in the slab map of slabs this cache refilled from */
+    uint8_t owner_id;                    /* 1..tcache_nr_owner_ids(): whose slabs this cache refills from */
     uint8_t _pad[15];                    /* keeps bins 16-byte aligned */
     tcache_bin bins[NR_KMALLOC_CLASSES]; /* per size class; bins[0] unused */
     tcache_bin remote[NR_KMALLOC_CLASSES]; /* remote frees waiting for a batch (cap as the bin's when emptied) */

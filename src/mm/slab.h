@@ -13,8 +13,23 @@
  * one object, for callers without a thread cache.
  *
  * Slab lists, per cache, like SLUB's kmem_cache_node:
- *   partial  slabs with free objects and objects in use (allocation takes
- *            from here first, fullest first is not tracked yet)
+ *   partial  slabs with free objects and objects in use, one list per
+ *            owner (the thread cache whose id is in the zone's slab owner
+ *            map; list 0 for slabs nobody owns).  A refill by thread cache
+ *            o takes from partial[o], then claims a slab from partial[0],
+ *            then the spare empty slab, then borrows free objects from
+ *            another owner's partial slab (without taking the slab: its
+ *            owner's objects stay local frees for it), and only then
+ *            allocates a new slab.  So threads with
+ *            different ids rarely share a slab (little false sharing between
+ *            them, as with jemalloc's arenas), an object freed by its
+ *            allocating thread is almost always a local free, and free
+ *            objects are not stranded in the slabs of one id.  Objects freed by other
+ *            threads go back to the owner's slabs (remote frees).  An owner
+ *            keeps at most SLAB_OWNER_PARTIAL_MAX partial slabs per cache;
+ *            further ones become unowned, so free objects do not pile up in
+ *            slabs only an idle thread may use.  When a cache goes away
+ *            (thread exit), its slabs become unowned.
  *   full     slabs with no free object
  *   one empty slab is kept as a spare (empty_slab) so a cache that empties
  *   and refills does not bounce pages through the buddy allocator; further
@@ -31,16 +46,21 @@ namespace kalloc {
 
 enum slab_list_id : uint8_t { SLAB_NONE, SLAB_PARTIAL, SLAB_FULL };
 
+constexpr unsigned NR_SLAB_OWNERS = 256;   /* owner ids are bytes; 0 = nobody */
+constexpr unsigned SLAB_OWNER_PARTIAL_MAX = 4096; /* partial slabs one owner keeps per cache */
+
 struct kmem_cache {
     spinlock_t lock;             /* protects the lists and counters below */
     uint32_t size;               /* object size */
     uint16_t objects;            /* objects per slab */
     uint8_t order;               /* pages per slab = 2^order */
     uint8_t index;               /* size class index */
-    list_head partial;           /* slabs with some free objects */
+    list_head partial[NR_SLAB_OWNERS]; /* slabs with some free objects, per owner id */
     list_head full;              /* slabs with none */
     page *empty_slab;            /* one spare empty slab, or nullptr */
-    unsigned long nr_partial;    /* slabs on partial */
+    unsigned long nr_partial;    /* slabs on all partial lists */
+    uint16_t nr_owner_partial[NR_SLAB_OWNERS]; /* slabs on partial[o] */
+    uint64_t partial_owners[NR_SLAB_OWNERS / 64]; /* bit o: partial[o] is not empty */
     unsigned long nr_full;       /* slabs on full */
     unsigned long nr_slabs;      /* slabs owned, including the spare */
     unsigned long active_objects;/* objects handed out (to thread caches or the program) */
@@ -56,6 +76,11 @@ extern kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
  * The slabs they come from become owned by thread cache `owner` (0: none),
  * in the zone's slab map. */
 void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned owner);
+
+/* The malloc layer tells which thread-cache owner ids are alive.  When an
+ * id dies, the partial slabs it owned become unowned (partial[0]) in every
+ * cache, and its full slabs become unowned when they next get a free. */
+void slab_owner_set_live(unsigned owner, bool live);
 
 /* Give back a chain of `n` objects (linked through their first words, last
  * one's link ignored) that all belong to cache c. */

@@ -3,7 +3,9 @@
  * per-thread object caches of the malloc layer play that part).
  *
  * Invariants, per cache, under c->lock:
- *   - a slab is on exactly one of partial / full, or is the spare empty_slab;
+ *   - a slab is on exactly one of partial[owner] / full, or is the spare
+ *     empty_slab; a slab on partial[o] has owner o in the slab owner map
+ *     (o == 0: nobody), and o is 0 or a live owner;
  *   - for every slab: inuse + (objects on freelist) + (objects - carved)
  *     == objects;
  *   - a slab on full has inuse == objects; on partial 0 < inuse < objects
@@ -26,7 +28,8 @@ static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
     c->objects = k.objects;
     c->order = k.order;
     c->index = (uint8_t)idx;
-    INIT_LIST_HEAD(&c->partial);
+    for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
+        INIT_LIST_HEAD(&c->partial[o]);
     INIT_LIST_HEAD(&c->full);
     c->initialized = true;
 }
@@ -74,19 +77,51 @@ static void discard_slab(kmem_cache *c, page *pg)
     free_pages(pg, c->order);
 }
 
+/* Owner ids whose thread cache is alive (set by the malloc layer). */
+static bool slab_owner_live[NR_SLAB_OWNERS];
+
+static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner);
+
+/* The list a partial slab goes on: its owner's, or 0 if that owner is gone
+ * (then the slab becomes unowned). */
+static inline unsigned slab_owner_fixup(kmem_cache *c, page *pg)
+{
+    uint8_t o = zone_slab_owner_map(pg->zone)[page_to_pfn(pg)];
+    if (o && !READ_ONCE(slab_owner_live[o])) {
+        write_slab_owner(c, pg, 0);
+        o = 0;
+    }
+    return o;
+}
+
+static inline uint8_t slab_owner(page *pg)
+{
+    return zone_slab_owner_map(pg->zone)[page_to_pfn(pg)];
+}
+
 static inline void set_slab_list(kmem_cache *c, page *pg, slab_list_id to)
 {
     if (pg->slab_list == to)
         return;
     if (pg->slab_list == SLAB_PARTIAL) {
+        unsigned o = slab_owner(pg);
         list_del(&pg->lru);
         c->nr_partial--;
+        if (--c->nr_owner_partial[o] == 0)
+            c->partial_owners[o / 64] &= ~(1ull << (o % 64));
     } else if (pg->slab_list == SLAB_FULL) {
         list_del(&pg->lru);
         c->nr_full--;
     }
     if (to == SLAB_PARTIAL) {
-        list_add(&pg->lru, &c->partial);
+        unsigned o = slab_owner_fixup(c, pg);
+        if (o && c->nr_owner_partial[o] >= SLAB_OWNER_PARTIAL_MAX) {
+            write_slab_owner(c, pg, 0);     /* the owner has enough */
+            o = 0;
+        }
+        list_add(&pg->lru, &c->partial[o]);
+        c->nr_owner_partial[o]++;
+        c->partial_owners[o / 64] |= 1ull << (o % 64);
         c->nr_partial++;
     } else if (to == SLAB_FULL) {
         list_add(&pg->lru, &c->full);
@@ -95,66 +130,132 @@ static inline void set_slab_list(kmem_cache *c, page *pg, slab_list_id to)
     pg->slab_list = to;
 }
 
-/* The thread cache `owner` takes objects from slab pg: it owns the slab now
- * (frees of its objects by other threads are remote frees). */
-static inline void set_slab_owner(kmem_cache *c, page *pg, unsigned owner)
+/* Set the owner of every page of slab pg (the zone's slab owner map). */
+static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner)
 {
     uint8_t *owners = zone_slab_owner_map(pg->zone) + page_to_pfn(pg);
-    if (owners[0] == owner)
-        return;
     for (unsigned long i = 0; i < (1ul << c->order); i++)
         owners[i] = (uint8_t)owner;
 }
 
-/* Take up to `want` objects from slab pg onto the chain (head and tail pointers). */
-static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, void **head, void **tail)
+/* Take up to `want` objects from slab pg onto the front of *chain.  A slab
+ * whose whole freelist fits is emptied in O(1) (its length is carved -
+ * inuse), without touching the objects under the lock; otherwise objects are
+ * popped one by one.  Carved objects are pushed highest first, so the chain
+ * hands them out in address order. */
+static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, void **chain)
 {
     unsigned got = 0;
-    char *base = (char *)page_address(pg);
-    while (got < want) {
-        void *obj;
-        if (pg->freelist) {
-            obj = pg->freelist;
-            pg->freelist = *(void **)obj;
-        } else if (pg->carved < pg->objects) {
-            obj = base + (size_t)pg->carved * c->size;
-            pg->carved++;
+    if (pg->freelist) {
+        unsigned nfree = (unsigned)(pg->carved - pg->inuse);
+        if (nfree <= want && !*chain) {
+            *chain = pg->freelist;             /* null-terminated */
+            pg->freelist = nullptr;
+            got = nfree;
         } else {
-            break;
+            while (got < want && pg->freelist) {
+                void *obj = pg->freelist;
+                pg->freelist = *(void **)obj;
+                *(void **)obj = *chain;
+                *chain = obj;
+                got++;
+            }
         }
-        *(void **)obj = nullptr;
-        if (*tail)
-            *(void **)*tail = obj;
-        else
-            *head = obj;
-        *tail = obj;
-        got++;
+    }
+    unsigned carve = pg->objects - pg->carved;
+    if (carve > want - got)
+        carve = want - got;
+    if (carve) {
+        char *base = (char *)page_address(pg);
+        for (unsigned i = pg->carved + carve; i-- > pg->carved;) {
+            void *obj = base + (size_t)i * c->size;
+            *(void **)obj = *chain;
+            *chain = obj;
+        }
+        pg->carved = (uint16_t)(pg->carved + carve);
+        got += carve;
     }
     pg->inuse = (uint16_t)(pg->inuse + got);
     return got;
 }
 
+/* Slab pg (off the lists) becomes owner's. */
+static inline page *claim_slab(kmem_cache *c, page *pg, unsigned owner)
+{
+    if (slab_owner(pg) != owner)
+        write_slab_owner(c, pg, owner);
+    return pg;
+}
+
+/* Before a new slab is allocated: another owner's partial slab to borrow
+ * free objects from, so free objects are not stranded in the slabs of owners
+ * that do not need them: the coldest (list tail) of an owner that has at
+ * least two, with the most free objects.  (An owner's only partial slab is
+ * where its next objects come from: borrowing it would put two threads'
+ * objects in one cache line, the false sharing remote frees avoid.)
+ * The slab stays its owner's: the objects borrowed become remote frees for
+ * the borrower, the owner's own objects stay local frees for it. */
+static page *borrow_partial(kmem_cache *c, unsigned owner)
+{
+    page *best = nullptr;
+    for (unsigned w = 0; w < NR_SLAB_OWNERS / 64; w++) {
+        uint64_t bits = c->partial_owners[w];
+        if (w == owner / 64)
+            bits &= ~(1ull << (owner % 64));
+        while (bits) {
+            unsigned o = w * 64 + (unsigned)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (c->nr_owner_partial[o] < 2)
+                continue;               /* leave an owner its last slab */
+            page *pg = list_entry(c->partial[o].prev, page, lru);   /* its coldest */
+            if (!best || pg->inuse < best->inuse)
+                best = pg;
+        }
+    }
+    return best;
+}
+
+/* The slab a refill by thread cache `owner` takes objects from: its own
+ * partial slab, else an unowned one (claimed), else the spare empty slab or
+ * a new one (claimed); nullptr when out of memory.  The slab is off the
+ * lists on return. */
+static page *get_partial_or_new(kmem_cache *c, unsigned owner)
+{
+    page *pg;
+    if (!list_empty(&c->partial[owner])) {
+        pg = list_first_entry(&c->partial[owner], page, lru);
+    } else if (owner && !list_empty(&c->partial[0])) {
+        pg = list_first_entry(&c->partial[0], page, lru);
+    } else if (c->empty_slab) {
+        pg = c->empty_slab;
+        c->empty_slab = nullptr;
+        return claim_slab(c, pg, owner);
+    } else if (c->nr_partial && (pg = borrow_partial(c, owner))) {
+        set_slab_list(c, pg, SLAB_NONE);
+        return pg;                      /* not claimed: see borrow_partial */
+    } else {
+        /* Allocate with the cache lock held: lock order cache -> zone. */
+        pg = allocate_slab(c);
+        if (!pg)
+            return nullptr;
+        c->nr_slabs++;
+        return claim_slab(c, pg, owner);
+    }
+    set_slab_list(c, pg, SLAB_NONE);
+    return claim_slab(c, pg, owner);
+}
+
 void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, unsigned owner)
 {
-    void *head = nullptr, *tail = nullptr;
+    void *head = nullptr;
     unsigned got = 0;
+    owner &= NR_SLAB_OWNERS - 1;
     cache_lock(c);
     while (got < want) {
-        page *pg;
-        if (!list_empty(&c->partial)) {
-            pg = list_first_entry(&c->partial, page, lru);
-        } else if (c->empty_slab) {
-            pg = c->empty_slab;
-            c->empty_slab = nullptr;
-        } else {
-            /* Allocate with the cache lock held: lock order cache -> zone. */
-            pg = allocate_slab(c);
-            if (!pg)
-                break;
-            c->nr_slabs++;
-        }
-        got += take_from_slab(c, pg, want - got, &head, &tail);
-        set_slab_owner(c, pg, owner);
+        page *pg = get_partial_or_new(c, owner);
+        if (!pg)
+            break;
+        got += take_from_slab(c, pg, want - got, &head);
         set_slab_list(c, pg, pg->inuse == pg->objects ? SLAB_FULL : SLAB_PARTIAL);
     }
     c->active_objects += got;
@@ -199,6 +300,34 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     spin_unlock(&c->lock);
     for (unsigned i = 0; i < nr_to_free; i++)
         discard_slab(c, to_free[i]);
+}
+
+void slab_owner_set_live(unsigned owner, bool live)
+{
+    owner &= NR_SLAB_OWNERS - 1;
+    if (!owner)
+        return;
+    WRITE_ONCE(slab_owner_live[owner], live);
+    if (live)
+        return;
+    /* Its partial slabs become unowned, in every cache that is set up. */
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        kmem_cache *c = &kmalloc_caches[i];
+        if (!READ_ONCE(c->initialized))
+            continue;
+        spin_lock(&c->lock);
+        list_head *l = &c->partial[owner];
+        while (!list_empty(l)) {
+            page *pg = list_first_entry(l, page, lru);
+            write_slab_owner(c, pg, 0);
+            list_move(&pg->lru, &c->partial[0]);
+            c->nr_owner_partial[0]++;
+            c->partial_owners[0] |= 1;
+        }
+        c->nr_owner_partial[owner] = 0;
+        c->partial_owners[owner / 64] &= ~(1ull << (owner % 64));
+        spin_unlock(&c->lock);
+    }
 }
 
 bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj)

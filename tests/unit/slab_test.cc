@@ -27,7 +27,10 @@ void check_cache(kmem_cache *c)
 {
     spin_lock(&c->lock);
     unsigned long inuse = 0, slabs = 0;
-    for (list_head *l : {&c->partial, &c->full})
+    std::vector<list_head *> lists{&c->full};
+    for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
+        lists.push_back(&c->partial[o]);
+    for (list_head *l : lists)
         for (list_head *e = l->next; e != l; e = e->next) {
             page *pg = list_entry(e, page, lru);
             EXPECT_TRUE(pg->flags & PG_slab);
