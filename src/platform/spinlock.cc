@@ -14,7 +14,7 @@ __thread bool spin_lock_bypass __attribute__((tls_model("initial-exec")));
 
 void __spin_lock_slow(spinlock_t *lock)
 {
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < 200; i++) {
         __builtin_ia32_pause();
         int expected = 0;
         if (READ_ONCE(lock->state) == 0 &&
