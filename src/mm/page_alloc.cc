@@ -293,6 +293,7 @@ page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
         if (READ_ONCE(z->nr_free_pages) < need)
             continue;
         spin_lock(&z->lock);
+        pa_stats.zone_lock++;
         page *pg = __rmqueue(z, order, mt, zeroed);
         spin_unlock(&z->lock);
         if (pg)
@@ -304,6 +305,7 @@ page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
         if (READ_ONCE(z->full))
             continue;
         spin_lock(&z->lock);
+        pa_stats.zone_lock++;
         page *pg = __rmqueue(z, order, mt, zeroed);
         if (!pg && __zone_grow(z, need))
             pg = __rmqueue(z, order, mt, zeroed);
@@ -316,6 +318,7 @@ page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
     if (!z)
         return nullptr;
     spin_lock(&z->lock);
+    pa_stats.zone_lock++;
     page *pg = __rmqueue(z, order, mt, zeroed);
     spin_unlock(&z->lock);
     return pg;
@@ -329,6 +332,7 @@ void free_pages(page *pg, unsigned order)
         return;
     }
     spin_lock(&z->lock);
+    pa_stats.zone_lock++;
     __free_one_page(z, page_to_pfn(pg), order, false);
     pa_stats.pgfree++;
     spin_unlock(&z->lock);
@@ -357,6 +361,7 @@ page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed)
         return pg;
     zone *z = pg->zone;
     spin_lock(&z->lock);
+    pa_stats.zone_lock++;
     __free_pages_range(z, page_to_pfn(pg) + nr_pages, (1ul << order) - nr_pages);
     spin_unlock(&z->lock);
     return pg;
@@ -366,6 +371,7 @@ void free_pages_exact(page *pg, unsigned long nr_pages)
 {
     zone *z = pg->zone;
     spin_lock(&z->lock);
+    pa_stats.zone_lock++;
     __free_pages_range(z, page_to_pfn(pg), nr_pages);
     pa_stats.pgfree++;
     spin_unlock(&z->lock);
@@ -408,6 +414,7 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
     if (new_nr <= old_nr)
         return true;
     spin_lock(&z->lock);
+    pa_stats.zone_lock++;
     if (end > z->spanned_pages) {
         spin_unlock(&z->lock);
         return false;

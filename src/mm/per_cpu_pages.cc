@@ -49,6 +49,7 @@ static int rmqueue_bulk(zone *z, unsigned order, int count, migratetype mt, list
 {
     int got = 0;
     spin_lock(&z->lock);
+    pa_stats.zone_lock++;
     for (; got < count; got++) {
         bool zeroed = false;
         page *pg = __rmqueue(z, order, mt, &zeroed);
@@ -96,6 +97,7 @@ page *rmqueue_pcplist(zone *z, unsigned order, migratetype mt, bool *zeroed)
 static void free_pcppages_bulk(zone *z, int pages, per_cpu_pages *pcp)
 {
     spin_lock(&z->lock);
+    pa_stats.zone_lock++;
     unsigned l = 0, empty_in_a_row = 0;
     while (pages > 0 && pcp->count > 0 && empty_in_a_row < NR_PCP_LISTS) {
         list_head *list = &pcp->lists[l];
