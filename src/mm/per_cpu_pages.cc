@@ -126,10 +126,11 @@ void pcp_update_batch_high(zone *z)
         WRITE_ONCE(pcp->batch, (int)batch);
         WRITE_ONCE(pcp->high_min, (int)high_min);
         WRITE_ONCE(pcp->high_max, (int)high_max);
-        /* high itself is clamped to the new bounds when next used, under
-         * the pageset's lock; a new pageset starts at high_min. */
-        if (!READ_ONCE(pcp->high))
-            WRITE_ONCE(pcp->high, (int)high_min);
+        /* A new pageset starts at high_min; the others move into the new
+         * bounds now (without their lock: a racing update of the pageset's
+         * own clamps again at its next use). */
+        int high = READ_ONCE(pcp->high);
+        WRITE_ONCE(pcp->high, high ? clamp_int(high, (int)high_min, (int)high_max) : (int)high_min);
     }
 }
 
@@ -256,6 +257,16 @@ static int nr_pcp_free(per_cpu_pages *pcp, int batch, int high)
     return clamp_int(pcp->free_count, batch, high - batch);
 }
 
+/* free_count stops growing here: the kernel's 32 batches, or twice
+ * high_min when that is more.  (The kernel's zones have batches of 63 and a
+ * high_min of a few batches; kalloc's smaller zones have batches of 1..31
+ * and a high_min, from the watermark's square root, of up to 50 batches, so
+ * 32 batches alone would never let frees raise high.) */
+static inline int free_count_max(per_cpu_pages *pcp, int batch)
+{
+    return max_int(batch << PCP_BATCH_SCALE_MAX, 2 * READ_ONCE(pcp->high_min));
+}
+
 static inline void pcp_touch(per_cpu_pages *pcp) { pcp->last_used_ms = ktime_get_coarse_ms(); }
 
 /* Put a block or run on list pi and give pages back when count reaches high
@@ -269,7 +280,7 @@ static bool free_unref_page_commit(zone *z, per_cpu_pages *pcp, page *pg, unsign
     list_add(&pg->lru, &pcp->lists[pi]);
     pcp->count += (int)nr;
     int batch = READ_ONCE(pcp->batch);
-    if (pcp->free_count < (batch << PCP_BATCH_SCALE_MAX))
+    if (pcp->free_count < free_count_max(pcp, batch))
         pcp->free_count += (int)nr;
     int high = nr_pcp_high(pcp, z, batch);
     if (pcp->count < high)

@@ -85,7 +85,7 @@ constexpr unsigned long PCP_RUN_MAX_PAGES = 1ul << PCP_RUN_MAX_ORDER;           
 constexpr unsigned NR_PCP_LISTS = NR_LOWORDER_PCP_LISTS + NR_PCP_RUN_LISTS;
 
 /* The kernel's CONFIG_PCP_BATCH_SCALE_MAX: refills grow to batch << 5 and
- * free_count stops growing at batch << 5. */
+ * free_count stops growing at batch << 5 (or 2 * high_min, if more). */
 constexpr int PCP_BATCH_SCALE_MAX = 5;
 /* A pageset unused this long is drained whole. */
 constexpr unsigned long PCP_IDLE_MS = 1000;
