@@ -260,9 +260,10 @@ TEST(PerCpuPages, HighRisesUnderFreesAndDecaysWhenIdle)
     int before = pcp->high, top = before;
     unsigned long drains0 = pcp->nr_drain;
     for (page *pg : pgs) {
-        if (pg->zone != z)
-            continue;
+        bool here = pg->zone == z;
         free_pages(pg, 0);
+        if (!here)
+            continue;
         ASSERT_NO_FATAL_FAILURE(check_pageset(pcp, "free-heavy"));
         top = std::max(top, pcp->high);
     }
@@ -301,18 +302,18 @@ TEST(PerCpuPages, HighComesDownWhenTheZoneIsShort)
     per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
     // Raise high with frees, then mark the zone short.
     for (int i = 0; i < 1000; i++)
-        if (pgs[i]->zone == z)
-            free_pages(pgs[i], 0);
+        free_pages(pgs[i], 0);
     int raised = pcp->high;
     spin_lock(&z->lock);
     z->flags |= ZONE_BELOW_HIGH;
     spin_unlock(&z->lock);
-    int fell = 0;
-    for (int i = 1000; i < 2000; i++) {
-        if (pgs[i]->zone != z)
-            continue;
+    int fell = 0, i = 1000;
+    for (; i < 2000; i++) {
         int h = pcp->high;
+        bool here = pgs[i]->zone == z;
         free_pages(pgs[i], 0);
+        if (!here)
+            continue;
         ASSERT_NO_FATAL_FAILURE(check_pageset(pcp, "zone short"));
         ASSERT_TRUE(pcp->high <= h || !(READ_ONCE(z->flags) & ZONE_BELOW_HIGH))
             << "high rose while the zone was short";
@@ -320,6 +321,8 @@ TEST(PerCpuPages, HighComesDownWhenTheZoneIsShort)
         if (!(READ_ONCE(z->flags) & ZONE_BELOW_HIGH))
             break;      // a drain found the zone above its watermark again
     }
+    for (i++; i < 2000; i++)
+        free_pages(pgs[i], 0);
     if (raised > pcp->high_min)
         EXPECT_GT(fell, 0) << "high never came down while the zone was short";
     unpin();
