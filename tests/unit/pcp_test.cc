@@ -390,7 +390,7 @@ TEST(PerCpuPages, LargeRunsKeepEveryPageAccountedAndExact)
     free_pages_exact(a, 9);
     t = totals();
     EXPECT_EQ(in_use(t), 0);
-    EXPECT_EQ(t.pcp, t0.pcp + 9) << "the freed run is not on the pageset";
+    ASSERT_EQ(t.pcp, t0.pcp + 9) << "the freed run is not on the pageset";
     verify_all_zones();
 
     unsigned long hits = pcp->nr_run_hit;
@@ -405,8 +405,10 @@ TEST(PerCpuPages, LargeRunsKeepEveryPageAccountedAndExact)
     // A 16-page run split for 10: the 6 left go back to the buddy allocator.
     page *c = alloc_large(16);
     ASSERT_NE(c, nullptr);
+    drain_all_pages();
     free_pages_exact(c, 16);
     page_totals before = totals();
+    ASSERT_EQ(before.pcp, 16u) << "the freed run did not stay on the pageset";
     page *d = alloc_large(10);
     EXPECT_EQ(d, c) << "the 16-page run was not used for 10 pages";
     t = totals();
@@ -416,17 +418,20 @@ TEST(PerCpuPages, LargeRunsKeepEveryPageAccountedAndExact)
     verify_all_zones();
     free_pages_exact(d, 10);
 
-    // A 30-page run split for 12: the 18 left stay on the pageset as a run.
+    // A 30-page run split for 20: the 10 left stay on the pageset as a run.
     page *e = alloc_large(30);
     ASSERT_NE(e, nullptr);
+    drain_all_pages();
     free_pages_exact(e, 30);
     before = totals();
+    ASSERT_EQ(before.pcp, 30u) << "the freed run did not stay on the pageset";
     page *f = alloc_large(20);
     EXPECT_EQ(f, e);
     t = totals();
     EXPECT_EQ(in_use(t), 20);
     EXPECT_EQ(t.pcp, before.pcp - 20);
     EXPECT_EQ(t.buddy, before.buddy);
+    EXPECT_EQ(t.pcp, 10u);
     verify_all_zones();
     free_pages_exact(f, 20);
 
