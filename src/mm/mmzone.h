@@ -133,6 +133,8 @@ struct zone {
     struct per_cpu_pages *per_cpu_pageset; /* one pageset per CPU (per_cpu_pages.h) */
     unsigned nr_pcp;              /* entries in per_cpu_pageset */
     unsigned long flags;          /* zone_flags; written under lock, read with READ_ONCE */
+    unsigned long pcp_high_wmark; /* free pages under which ZONE_BELOW_HIGH is set (the kernel's
+                                   * default high watermark, set with the pagesets' sizes) */
     /* followed (at ZONE_HDR_SIZE) by the slab maps: class then owner, ZONE_SLOT_PAGES bytes each */
 };
 

@@ -77,10 +77,8 @@ static void pcp_wmarks(const zone *z, unsigned long *low, unsigned long *high)
 
 void __zone_update_below_high(zone *z)
 {
-    unsigned long low, high;
-    pcp_wmarks(z, &low, &high);
     unsigned long f = z->flags;
-    if (z->nr_free_pages < high)
+    if (z->nr_free_pages < z->pcp_high_wmark)
         f |= ZONE_BELOW_HIGH;
     else
         f &= ~ZONE_BELOW_HIGH;
@@ -115,6 +113,7 @@ void pcp_update_batch_high(zone *z)
      * the CPUs, at least 4 batches. */
     unsigned long low, hw;
     pcp_wmarks(z, &low, &hw);
+    z->pcp_high_wmark = hw;
     unsigned ncpu = z->nr_pcp ? z->nr_pcp : 1;
     unsigned long high_min = low / ncpu, high_max = z->spanned_pages / 8 / ncpu;
     if (high_min < 4 * batch)
@@ -267,7 +266,8 @@ static inline int free_count_max(per_cpu_pages *pcp, int batch)
     return max_int(batch << PCP_BATCH_SCALE_MAX, 2 * READ_ONCE(pcp->high_min));
 }
 
-static inline void pcp_touch(per_cpu_pages *pcp) { pcp->last_used_ms = ktime_get_coarse_ms(); }
+/* An allocation or a free: counted, not timed (see pcp_decay_all). */
+static inline void pcp_touch(per_cpu_pages *pcp) { pcp->uses++; }
 
 /* Put a block or run on list pi and give pages back when count reaches high
  * (the kernel's free_unref_page_commit).  Caller holds pcp->lock; returns
@@ -472,6 +472,11 @@ int decay_pcp_high(zone *z, per_cpu_pages *pcp)
 
 void pcp_decay_all(unsigned long now_ms)
 {
+    /* A pass ran now: the next tick waits PCP_DECAY_CHECK_MS from here. */
+    unsigned long check = READ_ONCE(pcp_last_check_ms);
+    if ((long)(now_ms - check) > 0)
+        __atomic_compare_exchange_n(&pcp_last_check_ms, &check, now_ms, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED);
     unsigned long last = READ_ONCE(pcp_last_decay_ms);
     bool decay = (long)(now_ms - last) >= (long)PCP_DECAY_INTERVAL_MS &&
                  __atomic_compare_exchange_n(&pcp_last_decay_ms, &last, now_ms, false,
@@ -485,8 +490,13 @@ void pcp_decay_all(unsigned long now_ms)
             if (!READ_ONCE(pcp->count) && (!decay || READ_ONCE(pcp->high) <= READ_ONCE(pcp->high_min)))
                 continue;
             spin_lock(&pcp->lock);
-            if (pcp->count && (long)(now_ms - pcp->last_used_ms) >= (long)PCP_IDLE_MS)
+            if (pcp->uses != pcp->uses_seen) {
+                /* Used since the last pass: last used about now. */
+                pcp->uses_seen = pcp->uses;
+                pcp->last_used_ms = now_ms;
+            } else if (pcp->count && (long)(now_ms - pcp->last_used_ms) >= (long)PCP_IDLE_MS) {
                 free_pcppages_bulk(z, pcp->count, pcp, 0);     /* idle: drain it whole */
+            }
             if (decay)
                 decay_pcp_high(z, pcp);
             spin_unlock(&pcp->lock);

@@ -272,12 +272,15 @@ TEST(PerCpuPages, HighRisesUnderFreesAndDecaysWhenIdle)
     // Bigger batches to the zone: far fewer drains than one per batch.
     EXPECT_LT(drains, pgs.size() / (unsigned long)pcp->batch / 2);
     EXPECT_FALSE(READ_ONCE(z->flags) & ZONE_BELOW_HIGH);
-    // Idle: the first pass drains it whole; each decay step lowers high by
-    // about 1/8, never below high_min, and it reaches high_min.
+    // Idle: the first pass notes the use, the next (PCP_IDLE_MS later)
+    // drains it whole; each decay step lowers high by about 1/8, never below
+    // high_min, and it reaches high_min.
+    static_assert(PCP_DECAY_INTERVAL_MS >= PCP_IDLE_MS);
     int prev = pcp->high;
     for (int i = 0; i < 200; i++) {
         pcp_decay_all(advance_test_clock(PCP_DECAY_INTERVAL_MS));
-        ASSERT_EQ(pcp->count, 0);
+        if (i > 0)
+            ASSERT_EQ(pcp->count, 0) << "an idle pageset was not drained";
         ASSERT_LE(pcp->high, prev);
         ASSERT_GE(pcp->high, pcp->high_min);
         if (prev > pcp->high_min)
@@ -334,6 +337,9 @@ TEST(PerCpuPages, HighComesDownWhenTheZoneIsShort)
 // every page accounted; a pageset just used is left alone.
 TEST(PerCpuPages, IdlePagesetsAreDrainedToTheBuddyAllocator)
 {
+    // A pass on the test clock first: the slow paths' own passes (real
+    // time) wait PCP_DECAY_CHECK_MS after it, so they stay out of the way.
+    pcp_decay_all(advance_test_clock(PCP_DECAY_CHECK_MS));
     std::vector<page *> small, large;
     for (int i = 0; i < 200; i++)
         small.push_back(alloc_marked(i % 3));
@@ -345,13 +351,17 @@ TEST(PerCpuPages, IdlePagesetsAreDrainedToTheBuddyAllocator)
         free_pages_exact(large[i], 9 + 7 * i);
     page_totals t0 = totals();
     ASSERT_GT(t0.pcp, 0u);
-    // Real time: whatever was used within the last second stays.
-    pcp_decay_all(ktime_get_coarse_ms());
+    // A pass notes the use: whatever was used since the last pass stays.
+    unsigned long t = advance_test_clock(PCP_DECAY_CHECK_MS);
+    pcp_decay_all(t);
     page_totals t1 = totals();
     EXPECT_EQ(t1.buddy + t1.pcp, t0.buddy + t0.pcp);
-    EXPECT_GT(t1.pcp, 0u) << "a pageset used just now was drained";
-    // Far in the future: every pageset is idle.
-    pcp_decay_all(advance_test_clock(PCP_IDLE_MS));
+    EXPECT_GT(t1.pcp, 0u) << "a pageset used since the last pass was drained";
+    // Not yet PCP_IDLE_MS: still there.
+    pcp_decay_all(advance_test_clock(PCP_IDLE_MS - PCP_DECAY_CHECK_MS - 1));
+    EXPECT_EQ(totals().pcp, t1.pcp) << "drained before PCP_IDLE_MS";
+    // PCP_IDLE_MS unused: every pageset is drained.
+    pcp_decay_all(advance_test_clock(PCP_DECAY_CHECK_MS + 1));
     page_totals t2 = totals();
     EXPECT_EQ(t2.pcp, 0u);
     EXPECT_EQ(t2.spanned, t0.spanned);
