@@ -419,10 +419,9 @@ page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed)
 void free_pages_exact(page *pg, unsigned long nr_pages)
 {
     zone *z = pg->zone;
-    if (nr_pages >= PCP_RUN_MIN_PAGES && nr_pages <= PCP_RUN_MAX_PAGES) {
-        free_unref_run(z, pg, nr_pages);
+    if (nr_pages >= PCP_RUN_MIN_PAGES && nr_pages <= PCP_RUN_MAX_PAGES &&
+        free_unref_run(z, pg, nr_pages))
         return;
-    }
     spin_lock(&z->lock);
     pa_stats.zone_lock++;
     __free_pages_range(z, page_to_pfn(pg), nr_pages, false);

@@ -365,6 +365,13 @@ page *rmqueue_pcp_run(zone *z, unsigned long nr)
 {
     per_cpu_pages *pcp = this_cpu_pcp(z);
     list_head *list = &pcp->lists[run_pindex(nr)];
+    /* Racy peek: an empty list with high already at high_max is a miss
+     * with nothing to adjust, so it takes no lock (a run added meanwhile is
+     * only missed once). */
+    if (READ_ONCE(list->next) == list && READ_ONCE(pcp->high) >= READ_ONCE(pcp->high_max)) {
+        pcp->nr_run_miss++;     /* racy statistic */
+        return nullptr;
+    }
     spin_lock(&pcp->lock);
     pcp_touch(pcp);
     pcp->free_count >>= 1;
@@ -382,13 +389,14 @@ page *rmqueue_pcp_run(zone *z, unsigned long nr)
             break;
     }
     if (!best) {
-        /* A miss: the caller goes to the zone.  As a refill would, raise
-         * high: a larger one would have kept the run this needed. */
+        /* A miss: the caller goes to the zone.  As a refill raises high by
+         * the batch it brings, raise it by the run's pages: a larger high
+         * would have kept the run this needed. */
         pcp->nr_run_miss++;
         int high_min = READ_ONCE(pcp->high_min), high_max = READ_ONCE(pcp->high_max);
         pcp->high = clamp_int(pcp->high, high_min, high_max);
         if (high_min != high_max && !(READ_ONCE(z->flags) & ZONE_BELOW_HIGH))
-            pcp->high = min_int(pcp->high + READ_ONCE(pcp->batch), high_max);
+            pcp->high = min_int(pcp->high + (int)nr, high_max);
         spin_unlock(&pcp->lock);
         return nullptr;
     }
@@ -417,15 +425,20 @@ page *rmqueue_pcp_run(zone *z, unsigned long nr)
     return best;
 }
 
-void free_unref_run(zone *z, page *pg, unsigned long nr)
+bool free_unref_run(zone *z, page *pg, unsigned long nr)
 {
     per_cpu_pages *pcp = this_cpu_pcp(z);
+    /* A run that high could never hold would go straight back: the caller
+     * gives it to the zone without the pageset's lock. */
+    if ((long)nr >= (long)READ_ONCE(pcp->high_max))
+        return false;
     spin_lock(&pcp->lock);
     set_pcp_run(pg, nr);
     bool drained = free_unref_page_commit(z, pcp, pg, run_pindex(nr), nr);
     spin_unlock(&pcp->lock);
     if (drained)
         pcp_decay_tick();
+    return true;
 }
 
 /* ---------------------------------------------------------------------------

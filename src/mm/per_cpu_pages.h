@@ -141,8 +141,10 @@ void free_unref_page(zone *z, page *pg, unsigned order);
 page *rmqueue_pcp_run(zone *z, unsigned long nr_pages);
 
 /* Give a run of nr_pages (PCP_RUN_MIN_PAGES..PCP_RUN_MAX_PAGES) pages to
- * the current CPU's pageset (a large block, or the tail of one, freed). */
-void free_unref_run(zone *z, page *pg, unsigned long nr_pages);
+ * the current CPU's pageset (a large block, or the tail of one, freed).
+ * False, with nothing done, when the run is at least high_max: the caller
+ * frees it to the zone. */
+bool free_unref_run(zone *z, page *pg, unsigned long nr_pages);
 
 /* Empty every pageset of every zone into the buddy allocator (the kernel's
  * drain_all_pages): before reclaim, for malloc_trim, in tests. */
