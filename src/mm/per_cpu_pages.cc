@@ -108,14 +108,14 @@ void pcp_update_batch_high(zone *z)
     batch = (1ul << floor_log2(batch + batch / 2)) - 1;
     if (batch < 1)
         batch = 1;
-    /* The kernel's zone_highsize(): the low watermark (high_min) or 1/8 of
-     * the zone (high_max, MIN_PERCPU_PAGELIST_HIGH_FRACTION) split among
-     * the CPUs, at least 4 batches. */
+    /* The kernel's zone_highsize(): the low watermark (high_min) or a
+     * fraction of the zone (high_max) split among the CPUs, at least 4
+     * batches. */
     unsigned long low, hw;
     pcp_wmarks(z, &low, &hw);
     z->pcp_high_wmark = hw;
     unsigned ncpu = z->nr_pcp ? z->nr_pcp : 1;
-    unsigned long high_min = low / ncpu, high_max = z->spanned_pages / 8 / ncpu;
+    unsigned long high_min = low / ncpu, high_max = z->spanned_pages / PCP_HIGH_MAX_FRACTION / ncpu;
     if (high_min < 4 * batch)
         high_min = 4 * batch;
     if (high_max < high_min)

@@ -167,13 +167,14 @@ TEST(PerCpuPages, BatchFollowsZoneSize)
     EXPECT_LE(batch, 63);
     EXPECT_EQ((batch + 1) & batch, 0) << "batch is 2^n - 1";
     // zone_highsize: high_min is the low watermark split among the CPUs, at
-    // least 4 batches; high_max is 1/8 of the zone split among them, at
-    // least high_min.
+    // least 4 batches; high_max is 1/PCP_HIGH_MAX_FRACTION of the zone split
+    // among them, at least high_min.
     int lo = z->per_cpu_pageset[0].high_min, hi = z->per_cpu_pageset[0].high_max;
     EXPECT_GE(lo, 4 * batch);
     EXPECT_GE(hi, lo);
     EXPECT_LE((unsigned long)hi,
-              std::max<unsigned long>(z->spanned_pages / 8 / z->nr_pcp, (unsigned long)lo));
+              std::max<unsigned long>(z->spanned_pages / PCP_HIGH_MAX_FRACTION / z->nr_pcp,
+                                       (unsigned long)lo));
     EXPECT_LT((unsigned long)lo * z->nr_pcp, z->spanned_pages / 2) << "high_min is a watermark";
     for (unsigned c = 0; c < z->nr_pcp; c++) {
         EXPECT_EQ(z->per_cpu_pageset[c].high_min, lo);
@@ -212,12 +213,23 @@ TEST(PerCpuPages, PagesFreedOnAnotherCpu)
         pgs.push_back(pg);
     }
     ASSERT_TRUE(pin_to_cpu(1));
-    for (page *pg : pgs)
-        free_pages(pg, 1);
     zone *z = pgs[0]->zone;
     ASSERT_GE(z->nr_pcp, 2u);
-    EXPECT_GT(zone_pcp_pages(z), 0u);
+    per_cpu_pages *pcp1 = &z->per_cpu_pageset[1];
+    // The first lands on CPU 1's pageset (high is at least 4 batches).
+    free_pages(pgs[0], 1);
+    EXPECT_EQ(pgs[0]->flags, PG_pcp);
+    EXPECT_EQ(pcp1->count, 2);
+    // The rest: on CPU 1's pageset or, past high, back to the zone.
+    for (size_t i = 1; i < pgs.size(); i++)
+        free_pages(pgs[i], 1);
+    EXPECT_EQ(zone_pcp_pages(z), (unsigned long)pcp1->count) << "pages went to another CPU";
     verify_all_zones();
+    if (!pcp1->count) {                   // a drain emptied it: put one back
+        pgs.push_back(alloc_marked(1));
+        free_pages(pgs.back(), 1);
+    }
+    ASSERT_GT(pcp1->count, 0);
     // Allocating on CPU 1 gets those pages back from its own pageset.
     page *again = alloc_marked(1);
     ASSERT_NE(again, nullptr);
