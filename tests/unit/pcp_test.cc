@@ -216,14 +216,16 @@ TEST(PerCpuPages, PagesFreedOnAnotherCpu)
     zone *z = pgs[0]->zone;
     ASSERT_GE(z->nr_pcp, 2u);
     per_cpu_pages *pcp1 = &z->per_cpu_pageset[1];
+    unsigned long others = zone_pcp_pages(z) - (unsigned long)pcp1->count;
     // The first lands on CPU 1's pageset (high is at least 4 batches).
     free_pages(pgs[0], 1);
     EXPECT_EQ(pgs[0]->flags, PG_pcp);
-    EXPECT_EQ(pcp1->count, 2);
+    EXPECT_GE(pcp1->count, 2);
     // The rest: on CPU 1's pageset or, past high, back to the zone.
     for (size_t i = 1; i < pgs.size(); i++)
         free_pages(pgs[i], 1);
-    EXPECT_EQ(zone_pcp_pages(z), (unsigned long)pcp1->count) << "pages went to another CPU";
+    EXPECT_EQ(zone_pcp_pages(z) - (unsigned long)pcp1->count, others)
+        << "pages went to another CPU's pageset";
     verify_all_zones();
     if (!pcp1->count) {                   // a drain emptied it: put one back
         pgs.push_back(alloc_marked(1));
@@ -369,9 +371,10 @@ TEST(PerCpuPages, IdlePagesetsAreDrainedToTheBuddyAllocator)
     page_totals t1 = totals();
     EXPECT_EQ(t1.buddy + t1.pcp, t0.buddy + t0.pcp);
     EXPECT_GT(t1.pcp, 0u) << "a pageset used since the last pass was drained";
-    // Not yet PCP_IDLE_MS: still there.
+    // Not yet PCP_IDLE_MS: still there (a decay step may give back what is
+    // above the lowered high, not everything).
     pcp_decay_all(advance_test_clock(PCP_IDLE_MS - PCP_DECAY_CHECK_MS - 1));
-    EXPECT_EQ(totals().pcp, t1.pcp) << "drained before PCP_IDLE_MS";
+    EXPECT_GT(totals().pcp, 0u) << "drained before PCP_IDLE_MS";
     // PCP_IDLE_MS unused: every pageset is drained.
     pcp_decay_all(advance_test_clock(PCP_DECAY_CHECK_MS + 1));
     page_totals t2 = totals();
