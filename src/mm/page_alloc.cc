@@ -11,12 +11,18 @@
  * (pfn ^ 2^order) as long as the buddy is free and of the same order
  * (__free_one_page).
  *
+ * Orders 0..3 go through the current CPU's pageset, and so do large
+ * allocations of 9..512 pages (alloc_pages_exact / free_pages_exact: runs,
+ * see per_cpu_pages.h); a miss takes a buddy block and gives its tail back
+ * under one hold of the zone lock (rmqueue_buddy).
+ *
  * Reclaim, minimal for now: when a free produces a whole MAX_ORDER block
  * and the zone holds more free resident memory than free_high, the block is
  * given back to the OS (madvise) and marked PG_reported.
  *
  * Locking: zone->lock around every free-list operation; the __functions
- * expect it held.  Lock order: kmem_cache.lock -> zone.lock -> zone_list_lock.
+ * expect it held.  Lock order: kmem_cache.lock -> per_cpu_pages.lock ->
+ * zone.lock -> zone_list_lock.
  */
 #include "mm/page_alloc.h"
 

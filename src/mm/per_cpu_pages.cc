@@ -369,7 +369,7 @@ page *rmqueue_pcp_run(zone *z, unsigned long nr)
      * with nothing to adjust, so it takes no lock (a run added meanwhile is
      * only missed once). */
     if (READ_ONCE(list->next) == list && READ_ONCE(pcp->high) >= READ_ONCE(pcp->high_max)) {
-        pcp->nr_run_miss++;     /* racy statistic */
+        WRITE_ONCE(pcp->nr_run_miss, READ_ONCE(pcp->nr_run_miss) + 1);   /* racy statistic */
         return nullptr;
     }
     spin_lock(&pcp->lock);
