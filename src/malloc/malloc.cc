@@ -60,7 +60,7 @@ block_info classify(const void *p)
                 return {BLOCK_INVALID, nullptr, 0, 0};
             return {BLOCK_LARGE, pg, 0, large_size(pg)};
         }
-        if ((pg->flags & PG_buddy) || pg->flags == 0)
+        if ((pg->flags & (PG_buddy | PG_pcp)) || pg->flags == 0)
             return {BLOCK_FREED, nullptr, 0, 0};
         return {BLOCK_INVALID, nullptr, 0, 0};
     }

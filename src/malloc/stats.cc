@@ -75,9 +75,9 @@ void stats_print(int fd)
     print_buddyinfo(out);
     print_slabinfo(out, cached);
     out.printf("page allocator: pgalloc %lu pgfree %lu fallbacks %lu pageblock claims %lu "
-               "zone grows %lu\n",
+               "zone grows %lu zone lock holds %lu\n",
                pa_stats.pgalloc, pa_stats.pgfree, pa_stats.pgfallback, pa_stats.pageblock_claims,
-               pa_stats.zone_grow);
+               pa_stats.zone_grow, pa_stats.zone_lock);
     out.printf("kalloc: totals mapped_kb=%lu resident_kb=%lu in_use_kb=%lu slab_kb=%lu "
                "large_kb=%lu huge_kb=%lu free_kb=%lu free_resident_kb=%lu reclaimed_kb=%lu "
                "zones=%lu threads=%lu refills=%lu flushes=%lu large=%lu huge=%lu\n",

@@ -104,6 +104,11 @@ enum zone_type : uint8_t {
 
 struct per_cpu_pages;
 
+/* zone->flags bits (the kernel's enum zone_flags). */
+enum zone_flags : unsigned long {
+    ZONE_BELOW_HIGH = 1ul << 0,   /* free pages under the high watermark: pagesets shrink */
+};
+
 struct zone {
     zone_type type;               /* ZONE_NORMAL (must be the first member, see zone_table) */
     zone_backing backing;         /* what the pages are mapped from */
@@ -127,6 +132,9 @@ struct zone {
     struct page *mem_map;         /* descriptors of pages [0, spanned_pages), top of the slot */
     struct per_cpu_pages *per_cpu_pageset; /* one pageset per CPU (per_cpu_pages.h) */
     unsigned nr_pcp;              /* entries in per_cpu_pageset */
+    unsigned long flags;          /* zone_flags; written under lock, read with READ_ONCE */
+    unsigned long pcp_high_wmark; /* free pages under which ZONE_BELOW_HIGH is set (the kernel's
+                                   * default high watermark, set with the pagesets' sizes) */
     /* followed (at ZONE_HDR_SIZE) by the slab maps: class then owner, ZONE_SLOT_PAGES bytes each */
 };
 

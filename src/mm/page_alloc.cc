@@ -11,12 +11,18 @@
  * (pfn ^ 2^order) as long as the buddy is free and of the same order
  * (__free_one_page).
  *
+ * Orders 0..3 go through the current CPU's pageset, and so do large
+ * allocations of 9..512 pages (alloc_pages_exact / free_pages_exact: runs,
+ * see per_cpu_pages.h); a miss takes a buddy block and gives its tail back
+ * under one hold of the zone lock (rmqueue_buddy).
+ *
  * Reclaim, minimal for now: when a free produces a whole MAX_ORDER block
  * and the zone holds more free resident memory than free_high, the block is
  * given back to the OS (madvise) and marked PG_reported.
  *
  * Locking: zone->lock around every free-list operation; the __functions
- * expect it held.  Lock order: kmem_cache.lock -> zone.lock -> zone_list_lock.
+ * expect it held.  Lock order: kmem_cache.lock -> per_cpu_pages.lock ->
+ * zone.lock -> zone_list_lock.
  */
 #include "mm/page_alloc.h"
 
@@ -270,14 +276,69 @@ page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed)
     return pg;
 }
 
+/* Take a block of `order` from z and, when nr_pages is smaller, give its
+ * tail straight back (keeping the block's reported state), all under one
+ * hold of the zone lock (the kernel's rmqueue_buddy). */
+static page *rmqueue_buddy(zone *z, unsigned order, migratetype mt, bool *zeroed,
+                           unsigned long nr_pages, bool grow)
+{
+    bool reported = false;
+    spin_lock(&z->lock);
+    pa_stats.zone_lock++;
+    page *pg = __rmqueue(z, order, mt, &reported);
+    if (!pg && grow && __zone_grow(z, 1ul << order))
+        pg = __rmqueue(z, order, mt, &reported);
+    if (pg && nr_pages < (1ul << order))
+        __free_pages_range(z, page_to_pfn(pg) + nr_pages, (1ul << order) - nr_pages, reported);
+    if (pg)
+        __zone_update_below_high(z);
+    spin_unlock(&z->lock);
+    if (zeroed)
+        *zeroed = reported;
+    return pg;
+}
+
+/* nr_pages (<= 2^order) pages out of a block of `order`: the zones that
+ * have the memory free, lowest first; then a zone that can grow; then a new
+ * zone (the kernel's get_page_from_freelist and slow path). */
+static page *get_page_from_freelist(unsigned order, migratetype mt, bool *zeroed,
+                                    unsigned long nr_pages)
+{
+    unsigned long need = 1ul << order;
+    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    /* 1. Zones that have the memory free, lowest first. */
+    for (unsigned i = 0; i < n; i++) {
+        zone *z = zones[i];
+        if (READ_ONCE(z->nr_free_pages) < need)
+            continue;
+        page *pg = rmqueue_buddy(z, order, mt, zeroed, nr_pages, false);
+        if (pg)
+            return pg;
+    }
+    /* 2. Grow a zone that still can. */
+    for (unsigned i = n; i-- > 0;) {
+        zone *z = zones[i];
+        if (READ_ONCE(z->full))
+            continue;
+        page *pg = rmqueue_buddy(z, order, mt, zeroed, nr_pages, true);
+        if (pg)
+            return pg;
+    }
+    /* 3. A new zone. */
+    zone *z = zone_create(need);
+    if (!z)
+        return nullptr;
+    return rmqueue_buddy(z, order, mt, zeroed, nr_pages, false);
+}
+
 page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
 {
     if (order > MAX_ORDER)
         return nullptr;
     unsigned long need = 1ul << order;
-    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
-    /* 0. Small orders: the current CPU's pageset, refilled in batches. */
+    /* Small orders: the current CPU's pageset, refilled in batches. */
     if (order <= PAGE_ALLOC_COSTLY_ORDER) {
+        unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
         for (unsigned i = 0; i < n; i++) {
             zone *z = zones[i];
             if (READ_ONCE(z->nr_free_pages) < need && !zone_pcp_pages(z))
@@ -287,38 +348,7 @@ page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
                 return pg;
         }
     }
-    /* 1. Zones that have the memory free, lowest first. */
-    for (unsigned i = 0; i < n; i++) {
-        zone *z = zones[i];
-        if (READ_ONCE(z->nr_free_pages) < need)
-            continue;
-        spin_lock(&z->lock);
-        page *pg = __rmqueue(z, order, mt, zeroed);
-        spin_unlock(&z->lock);
-        if (pg)
-            return pg;
-    }
-    /* 2. Grow a zone that still can. */
-    for (unsigned i = n; i-- > 0;) {
-        zone *z = zones[i];
-        if (READ_ONCE(z->full))
-            continue;
-        spin_lock(&z->lock);
-        page *pg = __rmqueue(z, order, mt, zeroed);
-        if (!pg && __zone_grow(z, need))
-            pg = __rmqueue(z, order, mt, zeroed);
-        spin_unlock(&z->lock);
-        if (pg)
-            return pg;
-    }
-    /* 3. A new zone. */
-    zone *z = zone_create(need);
-    if (!z)
-        return nullptr;
-    spin_lock(&z->lock);
-    page *pg = __rmqueue(z, order, mt, zeroed);
-    spin_unlock(&z->lock);
-    return pg;
+    return get_page_from_freelist(order, mt, zeroed, need);
 }
 
 void free_pages(page *pg, unsigned order)
@@ -329,13 +359,13 @@ void free_pages(page *pg, unsigned order)
         return;
     }
     spin_lock(&z->lock);
+    pa_stats.zone_lock++;
     __free_one_page(z, page_to_pfn(pg), order, false);
     pa_stats.pgfree++;
     spin_unlock(&z->lock);
 }
 
-/* Free [pfn, pfn + nr) as the largest aligned blocks that fit. */
-static void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr)
+void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr, bool reported)
 {
     while (nr) {
         unsigned order = pfn ? __builtin_ctzl(pfn) : MAX_ORDER;
@@ -343,30 +373,64 @@ static void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr)
             order = MAX_ORDER;
         while ((1ul << order) > nr)
             order--;
-        __free_one_page(z, pfn, order, false);
+        __free_one_page(z, pfn, order, reported);
         pfn += 1ul << order;
         nr -= 1ul << order;
     }
 }
 
+/*
+ * Large allocations of 9..512 pages first look for a run on the current
+ * CPU's pageset (a block of that size freed earlier: no zone lock at all);
+ * otherwise the smallest buddy block that holds them is taken and its tail
+ * given back in the same hold of the zone lock.  Either way the allocation
+ * costs exactly nr_pages pages.
+ */
 page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed)
 {
     unsigned order = ceil_log2(nr_pages);
-    page *pg = alloc_pages(order, mt, zeroed);
-    if (!pg || nr_pages == (1ul << order))
+    if (order > MAX_ORDER)
+        return nullptr;
+    if (mt == MIGRATE_MOVABLE && nr_pages >= PCP_RUN_MIN_PAGES && nr_pages <= PCP_RUN_MAX_PAGES) {
+        unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+        for (unsigned i = 0; i < n; i++) {
+            page *pg = rmqueue_pcp_run(zones[i], nr_pages);
+            if (pg) {
+                if (zeroed)
+                    *zeroed = false;
+                return pg;
+            }
+        }
+    }
+    if (nr_pages == (1ul << order))
+        return alloc_pages(order, mt, zeroed);
+    if (order <= PAGE_ALLOC_COSTLY_ORDER) {
+        /* A small block from the pageset, its tail back to the zone. */
+        bool reported = false;
+        page *pg = alloc_pages(order, mt, &reported);
+        if (!pg)
+            return nullptr;
+        zone *z = pg->zone;
+        spin_lock(&z->lock);
+        pa_stats.zone_lock++;
+        __free_pages_range(z, page_to_pfn(pg) + nr_pages, (1ul << order) - nr_pages, reported);
+        spin_unlock(&z->lock);
+        if (zeroed)
+            *zeroed = reported;
         return pg;
-    zone *z = pg->zone;
-    spin_lock(&z->lock);
-    __free_pages_range(z, page_to_pfn(pg) + nr_pages, (1ul << order) - nr_pages);
-    spin_unlock(&z->lock);
-    return pg;
+    }
+    return get_page_from_freelist(order, mt, zeroed, nr_pages);
 }
 
 void free_pages_exact(page *pg, unsigned long nr_pages)
 {
     zone *z = pg->zone;
+    if (nr_pages >= PCP_RUN_MIN_PAGES && nr_pages <= PCP_RUN_MAX_PAGES &&
+        free_unref_run(z, pg, nr_pages))
+        return;
     spin_lock(&z->lock);
-    __free_pages_range(z, page_to_pfn(pg), nr_pages);
+    pa_stats.zone_lock++;
+    __free_pages_range(z, page_to_pfn(pg), nr_pages, false);
     pa_stats.pgfree++;
     spin_unlock(&z->lock);
 }
@@ -408,6 +472,7 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
     if (new_nr <= old_nr)
         return true;
     spin_lock(&z->lock);
+    pa_stats.zone_lock++;
     if (end > z->spanned_pages) {
         spin_unlock(&z->lock);
         return false;
@@ -539,8 +604,13 @@ const char *__zone_verify(zone *z)
     /* Every page is in exactly one free block or one allocated block. */
     for (unsigned long pfn = 0; pfn < z->spanned_pages;) {
         page *pg = pfn_to_page(z, pfn);
-        if (pg->flags & (PG_buddy | PG_pcp)) {
+        if (pg->flags & PG_buddy) {
             pfn += 1ul << pg->order;
+        } else if (pg->flags & PG_pcp) {
+            /* A block (2^order pages) or a run (nr_pages) on a pageset. */
+            if (!pg->nr_pages || pg->nr_pages > (1u << pg->order))
+                return "a pageset block's length does not fit its order";
+            pfn += pg->nr_pages;
         } else if (pg->flags & PG_head) {
             unsigned long n = (pg->flags & PG_slab) ? (1ul << pg->order)
                               : (pg->flags & (PG_large | PG_meta)) ? pg->nr_pages : 1;

@@ -25,11 +25,14 @@ void free_pages(page *pg, unsigned order);
 
 /* Allocate exactly nr_pages (1 .. 2^MAX_ORDER) pages: the smallest block
  * that holds them, with the unused tail given straight back (the kernel's
- * alloc_pages_exact), so a 36 KiB allocation costs 9 pages, not 16. */
+ * alloc_pages_exact), so a 36 KiB allocation costs 9 pages, not 16.
+ * MIGRATE_MOVABLE runs of PCP_RUN_MIN_PAGES..PCP_RUN_MAX_PAGES come from
+ * the current CPU's pageset when it holds one (per_cpu_pages.h). */
 page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed);
 
 /* Free nr_pages pages starting at pg (from alloc_pages_exact, or the tail of
- * such an allocation), decomposed into aligned buddy blocks. */
+ * such an allocation): runs of PCP_RUN_MIN_PAGES..PCP_RUN_MAX_PAGES go to
+ * the current CPU's pageset, anything else to the zone as aligned blocks. */
 void free_pages_exact(page *pg, unsigned long nr_pages);
 
 /* Grow an allocation of old_nr pages at pg to new_nr pages in place, taking
@@ -57,6 +60,9 @@ unsigned long zone_shrink_all();
 /* --- internals, exposed for unit tests --- */
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported);
 page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed);
+/* Free [pfn, pfn + nr) as the largest aligned blocks that fit (merging).
+ * Caller holds z->lock. */
+void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr, bool reported);
 
 /* Walk the zone and check the buddy invariants listed in mmzone.h.
  * Caller holds z->lock.  Returns nullptr if they hold, else what broke. */
@@ -72,6 +78,8 @@ struct page_alloc_stats {
     unsigned long pgfallback;       /* allocations served from another migrate type */
     unsigned long pageblock_claims; /* fallbacks that claimed a whole pageblock */
     unsigned long zone_grow;        /* times a zone was grown */
+    unsigned long zone_lock;        /* zone lock holds by the allocation and free paths
+                                     * (alloc_pages*, free_pages*, pageset refill/drain) */
 };
 extern page_alloc_stats pa_stats;   /* updated under the zone locks (approximate totals) */
 

@@ -41,9 +41,12 @@ void print_buddyinfo(printbuf &out)
                    z->nr_free_resident, z->nr_reported);
         for (unsigned c = 0; c < z->nr_pcp; c++) {
             per_cpu_pages *pcp = &z->per_cpu_pageset[c];
-            out.printf("  zone %3u pcp cpu %u: count %d high %d batch %d refills %lu drains %lu\n",
-                       i, c, READ_ONCE(pcp->count), READ_ONCE(pcp->high), READ_ONCE(pcp->batch),
-                       READ_ONCE(pcp->nr_refill), READ_ONCE(pcp->nr_drain));
+            out.printf("  zone %3u pcp cpu %u: count %d high %d (min %d max %d) batch %d "
+                       "free_count %d refills %lu drains %lu runs hit %lu miss %lu\n",
+                       i, c, READ_ONCE(pcp->count), READ_ONCE(pcp->high), READ_ONCE(pcp->high_min),
+                       READ_ONCE(pcp->high_max), READ_ONCE(pcp->batch), READ_ONCE(pcp->free_count),
+                       READ_ONCE(pcp->nr_refill), READ_ONCE(pcp->nr_drain),
+                       READ_ONCE(pcp->nr_run_hit), READ_ONCE(pcp->nr_run_miss));
         }
         spin_unlock(&z->lock);
     }

@@ -1,15 +1,22 @@
 // Per-CPU pagesets: count never exceeds high after a free, refill and drain
 // keep every page accounted, draining returns pages to the buddy allocator,
-// and pages freed on another CPU land there correctly.
+// and pages freed on another CPU land there correctly.  The adaptive high
+// stays within [high_min, high_max], rises under frees and decays back when
+// idle (time is driven through pcp_decay_all's `now`, not sleeps); idle
+// pagesets are drained; runs of large allocations keep every page accounted
+// and allocations exact.
 #include <gtest/gtest.h>
 
 #include <sched.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
+#include "platform/cpu.h"
+#include "platform/timekeeping.h"
 #include "zone_check.h"
 
 using namespace kalloc;
@@ -21,7 +28,7 @@ unsigned long list_pages(per_cpu_pages *pcp)
     unsigned long n = 0;
     for (auto &l : pcp->lists)
         for (list_head *e = l.next; e != &l; e = e->next)
-            n += 1ul << list_entry(e, page, lru)->order;
+            n += list_entry(e, page, lru)->nr_pages;
     return n;
 }
 
@@ -43,32 +50,107 @@ bool pin_to_cpu(int cpu)
     return sched_setaffinity(0, sizeof(set), &set) == 0;
 }
 
+void unpin()
+{
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        CPU_SET(c, &all);
+    sched_setaffinity(0, sizeof(all), &all);
+}
+
+// A test clock for pcp_decay_all, far ahead of the real one (so every
+// pageset looks idle to it) and moving only forward across tests.
+unsigned long test_now()
+{
+    static unsigned long t = ktime_get_coarse_ms() + 100000000ul;
+    return t;
+}
+unsigned long advance_test_clock(unsigned long ms)
+{
+    static unsigned long offset = 0;
+    offset += ms;
+    return test_now() + offset;
+}
+
+// A large block as large.cc makes it: only the head marked.
+page *alloc_large(unsigned long nr)
+{
+    page *pg = alloc_pages_exact(nr, MIGRATE_MOVABLE, nullptr);
+    if (pg) {
+        pg->flags = PG_large | PG_head;
+        pg->compound_head = 0;
+        pg->nr_pages = (uint32_t)nr;
+    }
+    return pg;
+}
+
+// Free pages in the zones' buddy lists plus pages on the pagesets, and the
+// pages spanned: free + allocated = spanned.
+struct page_totals {
+    unsigned long buddy, pcp, spanned;
+};
+page_totals totals()
+{
+    page_totals t = {};
+    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+        zone *z = zones[i];
+        spin_lock(&z->lock);
+        t.buddy += z->nr_free_pages;
+        t.spanned += z->spanned_pages;
+        spin_unlock(&z->lock);
+        t.pcp += zone_pcp_pages(z);
+    }
+    return t;
+}
+
+void check_pageset(per_cpu_pages *pcp, const char *when)
+{
+    spin_lock(&pcp->lock);
+    int count = pcp->count, high = pcp->high, lo = pcp->high_min, hi = pcp->high_max;
+    unsigned long on_lists = list_pages(pcp);
+    spin_unlock(&pcp->lock);
+    ASSERT_LT(count, high) << when;
+    ASSERT_GE(high, lo) << when;
+    ASSERT_LE(high, hi) << when;
+    ASSERT_EQ((unsigned long)count, on_lists) << when << ": count does not match the lists";
+}
+
 } // namespace
 
 TEST(PerCpuPages, CountStaysBelowHighAfterEveryFree)
 {
     std::mt19937 rng(3);
+    // Blocks of order 0..3 (second = order) and large runs (second = 100 +
+    // pages), freed in random order: after every free, every pageset has
+    // count < high and high within [high_min, high_max].
     std::vector<std::pair<page *, unsigned>> live;
     for (int i = 0; i < 4000; i++) {
+        if (i % 4 == 3) {
+            unsigned nr = 9 + rng() % 200;
+            page *pg = alloc_large(nr);
+            ASSERT_NE(pg, nullptr);
+            live.push_back({pg, 100 + nr});
+            continue;
+        }
         unsigned order = rng() % (PAGE_ALLOC_COSTLY_ORDER + 1);
         page *pg = alloc_marked(order);
         ASSERT_NE(pg, nullptr);
         live.push_back({pg, order});
     }
     std::shuffle(live.begin(), live.end(), rng);
-    for (auto &[pg, order] : live) {
+    for (auto &[pg, what] : live) {
         zone *z = pg->zone;
-        free_pages(pg, order);
-        for (unsigned c = 0; c < z->nr_pcp; c++) {
-            per_cpu_pages *pcp = &z->per_cpu_pageset[c];
-            spin_lock(&pcp->lock);
-            int count = pcp->count, high = pcp->high;
-            unsigned long on_lists = list_pages(pcp);
-            spin_unlock(&pcp->lock);
-            ASSERT_LT(count, high) << "cpu " << c;
-            ASSERT_EQ((unsigned long)count, on_lists) << "count does not match the lists";
-        }
+        if (what >= 100)
+            free_pages_exact(pg, what - 100);
+        else
+            free_pages(pg, what);
+        for (unsigned c = 0; c < z->nr_pcp; c++)
+            ASSERT_NO_FATAL_FAILURE(check_pageset(&z->per_cpu_pageset[c], "after a free"));
     }
+    verify_all_zones();
+    drain_all_pages();
     verify_all_zones();
 }
 
@@ -84,7 +166,20 @@ TEST(PerCpuPages, BatchFollowsZoneSize)
     EXPECT_GE(batch, 1);
     EXPECT_LE(batch, 63);
     EXPECT_EQ((batch + 1) & batch, 0) << "batch is 2^n - 1";
-    EXPECT_EQ(z->per_cpu_pageset[0].high, 6 * batch);
+    // zone_highsize: high_min is the low watermark split among the CPUs, at
+    // least 4 batches; high_max is 1/PCP_HIGH_MAX_FRACTION of the zone split
+    // among them, at least high_min.
+    int lo = z->per_cpu_pageset[0].high_min, hi = z->per_cpu_pageset[0].high_max;
+    EXPECT_GE(lo, 4 * batch);
+    EXPECT_GE(hi, lo);
+    EXPECT_LE((unsigned long)hi,
+              std::max<unsigned long>(z->spanned_pages / PCP_HIGH_MAX_FRACTION / z->nr_pcp,
+                                       (unsigned long)lo));
+    EXPECT_LT((unsigned long)lo * z->nr_pcp, z->spanned_pages / 2) << "high_min is a watermark";
+    for (unsigned c = 0; c < z->nr_pcp; c++) {
+        EXPECT_EQ(z->per_cpu_pageset[c].high_min, lo);
+        EXPECT_EQ(z->per_cpu_pageset[c].high_max, hi);
+    }
 }
 
 TEST(PerCpuPages, DrainReturnsEverythingToTheBuddyAllocator)
@@ -118,12 +213,25 @@ TEST(PerCpuPages, PagesFreedOnAnotherCpu)
         pgs.push_back(pg);
     }
     ASSERT_TRUE(pin_to_cpu(1));
-    for (page *pg : pgs)
-        free_pages(pg, 1);
     zone *z = pgs[0]->zone;
     ASSERT_GE(z->nr_pcp, 2u);
-    EXPECT_GT(zone_pcp_pages(z), 0u);
+    per_cpu_pages *pcp1 = &z->per_cpu_pageset[1];
+    unsigned long others = zone_pcp_pages(z) - (unsigned long)pcp1->count;
+    // The first lands on CPU 1's pageset (high is at least 4 batches).
+    free_pages(pgs[0], 1);
+    EXPECT_EQ(pgs[0]->flags, PG_pcp);
+    EXPECT_GE(pcp1->count, 2);
+    // The rest: on CPU 1's pageset or, past high, back to the zone.
+    for (size_t i = 1; i < pgs.size(); i++)
+        free_pages(pgs[i], 1);
+    EXPECT_EQ(zone_pcp_pages(z) - (unsigned long)pcp1->count, others)
+        << "pages went to another CPU's pageset";
     verify_all_zones();
+    if (!pcp1->count) {                   // a drain emptied it: put one back
+        pgs.push_back(alloc_marked(1));
+        free_pages(pgs.back(), 1);
+    }
+    ASSERT_GT(pcp1->count, 0);
     // Allocating on CPU 1 gets those pages back from its own pageset.
     page *again = alloc_marked(1);
     ASSERT_NE(again, nullptr);
@@ -132,11 +240,230 @@ TEST(PerCpuPages, PagesFreedOnAnotherCpu)
         found |= pg == again;
     EXPECT_TRUE(found) << "CPU 1's pageset did not serve the pages freed on CPU 1";
     free_pages(again, 1);
-    cpu_set_t all;
-    CPU_ZERO(&all);
-    for (int c = 0; c < CPU_SETSIZE; c++)
-        CPU_SET(c, &all);
-    sched_setaffinity(0, sizeof(all), &all);
+    unpin();
     drain_all_pages();
     verify_all_zones();
+}
+
+// A CPU that frees a lot without allocating raises its high (and gives back
+// bigger batches); unused, high decays back to high_min one step per
+// PCP_DECAY_INTERVAL_MS and the pageset is drained.
+TEST(PerCpuPages, HighRisesUnderFreesAndDecaysWhenIdle)
+{
+    if (!pin_to_cpu(0))
+        GTEST_SKIP() << "needs sched_setaffinity";
+    // Plenty of free memory in the zone, so it is not short (ZONE_BELOW_HIGH).
+    std::vector<page *> big;
+    for (int i = 0; i < 16; i++)
+        big.push_back(alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr));
+    for (page *pg : big)
+        free_pages(pg, MAX_ORDER);
+    std::vector<page *> pgs;
+    for (int i = 0; i < 3000; i++) {
+        page *pg = alloc_marked(0);
+        ASSERT_NE(pg, nullptr);
+        pgs.push_back(pg);
+    }
+    zone *z = pgs[0]->zone;
+    per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
+    // Bring high down to high_min first (decay passes on the test clock).
+    for (int i = 0; i < 200 && pcp->high > pcp->high_min; i++)
+        pcp_decay_all(advance_test_clock(PCP_DECAY_INTERVAL_MS));
+    ASSERT_EQ(pcp->high, pcp->high_min);
+    ASSERT_LT(pcp->high_min, pcp->high_max) << "zone too small for an adaptive high";
+    int before = pcp->high, top = before;
+    unsigned long drains0 = pcp->nr_drain;
+    for (page *pg : pgs) {
+        bool here = pg->zone == z;
+        free_pages(pg, 0);
+        if (!here)
+            continue;
+        ASSERT_NO_FATAL_FAILURE(check_pageset(pcp, "free-heavy"));
+        top = std::max(top, pcp->high);
+    }
+    unsigned long drains = pcp->nr_drain - drains0;
+    EXPECT_GT(top, before) << "high did not rise under a free-heavy pattern";
+    // Bigger batches to the zone: far fewer drains than one per batch.
+    EXPECT_LT(drains, pgs.size() / (unsigned long)pcp->batch / 2);
+    EXPECT_FALSE(READ_ONCE(z->flags) & ZONE_BELOW_HIGH);
+    // Idle: the first pass notes the use, the next (PCP_IDLE_MS later)
+    // drains it whole; each decay step lowers high by about 1/8, never below
+    // high_min, and it reaches high_min.
+    static_assert(PCP_DECAY_INTERVAL_MS >= PCP_IDLE_MS);
+    int prev = pcp->high;
+    for (int i = 0; i < 200; i++) {
+        pcp_decay_all(advance_test_clock(PCP_DECAY_INTERVAL_MS));
+        if (i > 0)
+            ASSERT_EQ(pcp->count, 0) << "an idle pageset was not drained";
+        ASSERT_LE(pcp->high, prev);
+        ASSERT_GE(pcp->high, pcp->high_min);
+        if (prev > pcp->high_min)
+            ASSERT_LT(pcp->high, prev) << "a decay step did not lower high";
+        prev = pcp->high;
+    }
+    EXPECT_EQ(pcp->high, pcp->high_min);
+    unpin();
+    verify_all_zones();
+}
+
+// The zone short of free memory: a free lowers high toward high_min and gives
+// pages back at once.
+TEST(PerCpuPages, HighComesDownWhenTheZoneIsShort)
+{
+    if (!pin_to_cpu(0))
+        GTEST_SKIP() << "needs sched_setaffinity";
+    std::vector<page *> pgs;
+    for (int i = 0; i < 2000; i++)
+        pgs.push_back(alloc_marked(0));
+    zone *z = pgs[0]->zone;
+    per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
+    // Raise high with frees, then mark the zone short.
+    for (int i = 0; i < 1000; i++)
+        free_pages(pgs[i], 0);
+    int raised = pcp->high;
+    spin_lock(&z->lock);
+    z->flags |= ZONE_BELOW_HIGH;
+    spin_unlock(&z->lock);
+    int fell = 0, i = 1000;
+    for (; i < 2000; i++) {
+        int h = pcp->high;
+        bool here = pgs[i]->zone == z;
+        free_pages(pgs[i], 0);
+        if (!here)
+            continue;
+        ASSERT_NO_FATAL_FAILURE(check_pageset(pcp, "zone short"));
+        ASSERT_TRUE(pcp->high <= h || !(READ_ONCE(z->flags) & ZONE_BELOW_HIGH))
+            << "high rose while the zone was short";
+        fell += pcp->high < h;
+        if (!(READ_ONCE(z->flags) & ZONE_BELOW_HIGH))
+            break;      // a drain found the zone above its watermark again
+    }
+    for (i++; i < 2000; i++)
+        free_pages(pgs[i], 0);
+    if (raised > pcp->high_min)
+        EXPECT_GT(fell, 0) << "high never came down while the zone was short";
+    unpin();
+    drain_all_pages();
+    verify_all_zones();
+}
+
+// Pagesets unused for PCP_IDLE_MS go back to the buddy allocator whole, with
+// every page accounted; a pageset just used is left alone.
+TEST(PerCpuPages, IdlePagesetsAreDrainedToTheBuddyAllocator)
+{
+    // A pass on the test clock first: the slow paths' own passes (real
+    // time) wait PCP_DECAY_CHECK_MS after it, so they stay out of the way.
+    pcp_decay_all(advance_test_clock(PCP_DECAY_CHECK_MS));
+    std::vector<page *> small, large;
+    for (int i = 0; i < 200; i++)
+        small.push_back(alloc_marked(i % 3));
+    for (int i = 0; i < 6; i++)
+        large.push_back(alloc_large(9 + 7 * i));
+    for (size_t i = 0; i < small.size(); i++)
+        free_pages(small[i], i % 3);
+    for (int i = 0; i < 6; i++)
+        free_pages_exact(large[i], 9 + 7 * i);
+    page_totals t0 = totals();
+    ASSERT_GT(t0.pcp, 0u);
+    // A pass notes the use: whatever was used since the last pass stays.
+    unsigned long t = advance_test_clock(PCP_DECAY_CHECK_MS);
+    pcp_decay_all(t);
+    page_totals t1 = totals();
+    EXPECT_EQ(t1.buddy + t1.pcp, t0.buddy + t0.pcp);
+    EXPECT_GT(t1.pcp, 0u) << "a pageset used since the last pass was drained";
+    // Not yet PCP_IDLE_MS: still there (a decay step may give back what is
+    // above the lowered high, not everything).
+    pcp_decay_all(advance_test_clock(PCP_IDLE_MS - PCP_DECAY_CHECK_MS - 1));
+    EXPECT_GT(totals().pcp, 0u) << "drained before PCP_IDLE_MS";
+    // PCP_IDLE_MS unused: every pageset is drained.
+    pcp_decay_all(advance_test_clock(PCP_DECAY_CHECK_MS + 1));
+    page_totals t2 = totals();
+    EXPECT_EQ(t2.pcp, 0u);
+    EXPECT_EQ(t2.spanned, t0.spanned);
+    EXPECT_EQ(t2.buddy, t0.buddy + t0.pcp) << "pages lost or double counted by the idle drain";
+    verify_all_zones();
+}
+
+// Large allocations through the pageset: a 9-page allocation costs 9 pages
+// (the tail of its 16-page block goes back at once), a freed run is reused
+// without the zone, a larger run is split exactly, and every page is
+// accounted at every step.
+TEST(PerCpuPages, LargeRunsKeepEveryPageAccountedAndExact)
+{
+    if (!pin_to_cpu(0))
+        GTEST_SKIP() << "needs sched_setaffinity";
+    drain_all_pages();
+    // Enough free memory that nothing below grows a zone.
+    page *room = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
+    ASSERT_NE(room, nullptr);
+    free_pages(room, MAX_ORDER);
+    page_totals t0 = totals();
+    auto in_use = [&](const page_totals &t) {
+        return (long)(t.spanned - t.buddy - t.pcp) - (long)(t0.spanned - t0.buddy - t0.pcp);
+    };
+
+    page *a = alloc_large(9);
+    ASSERT_NE(a, nullptr);
+    zone *z = a->zone;
+    per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
+    page_totals t = totals();
+    ASSERT_EQ(t.spanned, t0.spanned);
+    EXPECT_EQ(in_use(t), 9) << "a 9-page allocation does not cost 9 pages";
+    EXPECT_EQ(t.pcp, t0.pcp) << "a miss put pages on the pageset";
+    verify_all_zones();
+
+    free_pages_exact(a, 9);
+    t = totals();
+    EXPECT_EQ(in_use(t), 0);
+    ASSERT_EQ(t.pcp, t0.pcp + 9) << "the freed run is not on the pageset";
+    verify_all_zones();
+
+    unsigned long hits = pcp->nr_run_hit;
+    unsigned long locks = pa_stats.zone_lock;
+    page *b = alloc_large(9);
+    EXPECT_EQ(b, a) << "the run was not reused";
+    EXPECT_EQ(pcp->nr_run_hit, hits + 1);
+    EXPECT_EQ(pa_stats.zone_lock, locks) << "a run from the pageset took the zone lock";
+    EXPECT_EQ(in_use(totals()), 9);
+    free_pages_exact(b, 9);
+
+    // A 16-page run split for 10: the 6 left go back to the buddy allocator.
+    page *c = alloc_large(16);
+    ASSERT_NE(c, nullptr);
+    drain_all_pages();
+    free_pages_exact(c, 16);
+    page_totals before = totals();
+    ASSERT_EQ(before.pcp, 16u) << "the freed run did not stay on the pageset";
+    page *d = alloc_large(10);
+    EXPECT_EQ(d, c) << "the 16-page run was not used for 10 pages";
+    t = totals();
+    EXPECT_EQ(in_use(t), 10);
+    EXPECT_EQ(t.pcp, before.pcp - 16);
+    EXPECT_EQ(t.buddy, before.buddy + 6);
+    verify_all_zones();
+    free_pages_exact(d, 10);
+
+    // A 30-page run split for 20: the 10 left stay on the pageset as a run.
+    page *e = alloc_large(30);
+    ASSERT_NE(e, nullptr);
+    drain_all_pages();
+    free_pages_exact(e, 30);
+    before = totals();
+    ASSERT_EQ(before.pcp, 30u) << "the freed run did not stay on the pageset";
+    page *f = alloc_large(20);
+    EXPECT_EQ(f, e);
+    t = totals();
+    EXPECT_EQ(in_use(t), 20);
+    EXPECT_EQ(t.pcp, before.pcp - 20);
+    EXPECT_EQ(t.buddy, before.buddy);
+    EXPECT_EQ(t.pcp, 10u);
+    verify_all_zones();
+    free_pages_exact(f, 20);
+
+    drain_all_pages();
+    t = totals();
+    EXPECT_EQ(t.pcp, 0u);
+    EXPECT_EQ(in_use(t), 0) << "pages lost through the pageset runs";
+    verify_all_zones();
+    unpin();
 }

@@ -1,0 +1,17 @@
+/*
+ * platform/timekeeping.cc - the coarse monotonic clock (see timekeeping.h).
+ */
+#include "platform/timekeeping.h"
+
+#include <time.h>
+
+namespace kalloc {
+
+unsigned long ktime_get_coarse_ms()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (unsigned long)ts.tv_sec * 1000 + (unsigned long)ts.tv_nsec / 1000000;
+}
+
+} // namespace kalloc

@@ -1,0 +1,20 @@
+/*
+ * platform/timekeeping.h - a cheap monotonic clock for the allocator's
+ * housekeeping (per-CPU pageset decay, idle drains).
+ *
+ * Mirrors the kernel's ktime_get_coarse_*() (kernel/time/timekeeping.c):
+ * CLOCK_MONOTONIC_COARSE through the vDSO, no system call, a few
+ * nanoseconds, with the resolution of the kernel's tick (1..10 ms), which
+ * is all that deciding "idle for a second" needs.  Never allocates; safe in
+ * any thread and in a fork child.
+ */
+#pragma once
+
+#include "platform/compiler.h"
+
+namespace kalloc {
+
+/* Milliseconds since an arbitrary fixed point (boot); never goes back. */
+unsigned long ktime_get_coarse_ms();
+
+} // namespace kalloc
