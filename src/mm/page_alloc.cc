@@ -20,6 +20,7 @@
  */
 #include "mm/page_alloc.h"
 
+#include "mm/compaction.h"
 #include "mm/per_cpu_pages.h"
 
 #include "platform/os.h"
@@ -30,14 +31,21 @@ namespace kalloc {
 page_alloc_stats pa_stats;
 
 /*
- * When a type's lists are empty, try the others in this order (as the
- * kernel's table): metadata prefers slab blocks (both long-lived) to large
- * blocks; large blocks prefer slab blocks; slabs prefer metadata blocks.
+ * When a type's lists are empty, try the others in this order (the kernel's
+ * table, extended with kalloc's long-lived slabs; see mmzone.h for what the
+ * types mean).  The rule is "nearest lifetime first":
+ *   metadata (never freed) goes next to long-lived slabs, then short-lived
+ *   slabs, and only last into large-block pageblocks;
+ *   long-lived slabs go next to metadata, then short-lived slabs;
+ *   short-lived slabs go next to large blocks (both come back soon), then
+ *   long-lived slabs, metadata last;
+ *   large blocks go next to short-lived slabs, metadata last.
  */
 const migratetype fallbacks[MIGRATE_TYPES][MIGRATE_TYPES - 1] = {
-    [MIGRATE_UNMOVABLE] = {MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE},
-    [MIGRATE_MOVABLE] = {MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE},
-    [MIGRATE_RECLAIMABLE] = {MIGRATE_UNMOVABLE, MIGRATE_MOVABLE},
+    [MIGRATE_UNMOVABLE] = {MIGRATE_LONGLIVED, MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE},
+    [MIGRATE_MOVABLE] = {MIGRATE_RECLAIMABLE, MIGRATE_LONGLIVED, MIGRATE_UNMOVABLE},
+    [MIGRATE_RECLAIMABLE] = {MIGRATE_MOVABLE, MIGRATE_LONGLIVED, MIGRATE_UNMOVABLE},
+    [MIGRATE_LONGLIVED] = {MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE},
 };
 
 /* ---------------------------------------------------------------------------
@@ -270,7 +278,19 @@ page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed)
     return pg;
 }
 
+static page *__alloc_pages(unsigned order, migratetype mt, bool *zeroed);
+
 page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
+{
+    page *pg = __alloc_pages(order, mt, zeroed);
+    /* An allocated head remembers the type it was asked for (pagetypeinfo
+     * counts pageblocks holding allocations of several types). */
+    if (pg)
+        pg->migratetype = mt;
+    return pg;
+}
+
+static page *__alloc_pages(unsigned order, migratetype mt, bool *zeroed)
 {
     if (order > MAX_ORDER)
         return nullptr;
@@ -295,6 +315,13 @@ page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
         spin_lock(&z->lock);
         page *pg = __rmqueue(z, order, mt, zeroed);
         spin_unlock(&z->lock);
+        if (pg)
+            return pg;
+    }
+    /* 1b. Costly orders: the memory may be free but in pieces (some on the
+     * per-CPU lists): direct compaction before growing (compaction.h). */
+    if (order > PAGE_ALLOC_COSTLY_ORDER) {
+        page *pg = try_to_compact_pages(order, mt, zeroed);
         if (pg)
             return pg;
     }

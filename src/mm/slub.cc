@@ -12,6 +12,7 @@
  */
 #include "mm/slab.h"
 
+#include "mm/compaction.h"
 #include "mm/page_alloc.h"
 #include "platform/printk.h"
 
@@ -28,6 +29,8 @@ static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
     c->index = (uint8_t)idx;
     INIT_LIST_HEAD(&c->partial);
     INIT_LIST_HEAD(&c->full);
+    c->migratetype = MIGRATE_RECLAIMABLE;
+    c->life_ratio = 1024;
     c->initialized = true;
 }
 
@@ -42,7 +45,7 @@ static inline kmem_cache *cache_lock(kmem_cache *c)
 /* A new slab from the buddy allocator, every page tagged with the class. */
 static page *allocate_slab(kmem_cache *c)
 {
-    page *pg = alloc_pages(c->order, MIGRATE_RECLAIMABLE, nullptr);
+    page *pg = alloc_pages(c->order, (migratetype)c->migratetype, nullptr);
     if (!pg)
         return nullptr;
     unsigned long n = 1ul << c->order;
@@ -159,6 +162,10 @@ void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, uns
     }
     c->active_objects += got;
     c->nr_refills++;
+    c->life_allocs += got;
+    unsigned long window = (unsigned long)SLAB_LIFE_WINDOW * c->objects;
+    if (c->life_allocs >= (window > 512 ? window : 512))
+        __slab_lifetime_update(c);
     spin_unlock(&c->lock);
     *got_out = got;
     return head;
@@ -189,16 +196,71 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
                     to_free[nr_to_free++] = pg;
                 }
             }
+        } else if (pg->slab_list == SLAB_PARTIAL) {
+            /* Falling to a quarter full: last in line for allocation, so
+             * it may drain and empty. */
+            if (pg->inuse == pg->objects / 4)
+                list_move_tail(&pg->lru, &c->partial);
         } else {
-            set_slab_list(c, pg, SLAB_PARTIAL);
+            set_slab_list(c, pg, SLAB_PARTIAL);     /* from full: the head */
         }
         obj = next;
     }
     c->active_objects -= n;
     c->nr_flushes++;
+    c->life_frees += n;
     spin_unlock(&c->lock);
     for (unsigned i = 0; i < nr_to_free; i++)
         discard_slab(c, to_free[i]);
+    if (nr_to_free)
+        compaction_slab_pages_freed((unsigned long)nr_to_free << c->order);
+}
+
+void __slab_lifetime_update(kmem_cache *c)
+{
+    unsigned long r = c->life_allocs ? c->life_frees * 1024 / c->life_allocs : 1024;
+    if (r > 1024)
+        r = 1024;
+    c->life_ratio = (uint16_t)((c->life_ratio + r) / 2);
+    c->life_allocs = c->life_frees = 0;
+    migratetype mt = (migratetype)c->migratetype;
+    if (mt == MIGRATE_RECLAIMABLE && c->life_ratio < SLAB_LIFE_LONG)
+        mt = MIGRATE_LONGLIVED;
+    else if (mt == MIGRATE_LONGLIVED && c->life_ratio > SLAB_LIFE_SHORT)
+        mt = MIGRATE_RECLAIMABLE;
+    if (mt != c->migratetype) {
+        c->migratetype = mt;
+        c->nr_life_changes++;
+    }
+}
+
+unsigned long kmem_cache_order_partial_all()
+{
+    unsigned long sorted = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        kmem_cache *c = &kmalloc_caches[i];
+        cache_lock(c);
+        /* Fullness in eighths, so near-equal slabs are ordered by pageblock
+         * and address instead. */
+        auto less = [c](list_head *a, list_head *b) {
+            page *pa = list_entry(a, page, lru), *pb = list_entry(b, page, lru);
+            unsigned ua = pa->inuse * 8u / c->objects, ub = pb->inuse * 8u / c->objects;
+            if (ua != ub)
+                return ua > ub;                 /* fullest slab first */
+            unsigned long fa = page_to_pfn(pa), fb = page_to_pfn(pb);
+            uint16_t na = READ_ONCE(pa->zone->pageblock_nr_free[fa >> pageblock_order]);
+            uint16_t nb = READ_ONCE(pb->zone->pageblock_nr_free[fb >> pageblock_order]);
+            if (pa->zone != pb->zone)
+                return pa->zone->id < pb->zone->id;
+            if (na != nb)
+                return na < nb;                 /* fullest pageblock first */
+            return fa < fb;                     /* lowest address first */
+        };
+        list_sort(&c->partial, less);
+        sorted += c->nr_partial;
+        spin_unlock(&c->lock);
+    }
+    return sorted;
 }
 
 bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj)
