@@ -234,3 +234,47 @@ TEST(Compaction, FreeScannerOrdersFreeBlocksFullestPageblockFirst)
     drain_all_pages();
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
+
+TEST(Compaction, ProactiveCompactionRunsWhenTheScoreIsHighAndBacksOff)
+{
+    // A zone of our own whose free memory is all in single pages (score
+    // 100): the check made every COMPACT_CHECK_PAGES emptied slab pages
+    // compacts it; compaction cannot merge pages that are in use, so the run
+    // fails and the next checks are deferred.
+    zone *z = zone_create(4u << MAX_ORDER);
+    ASSERT_NE(z, nullptr);
+    std::vector<unsigned long> pfns;
+    spin_lock(&z->lock);
+    while (page *pg = __rmqueue(z, 0, MIGRATE_MOVABLE, nullptr)) {
+        prep_compound_page(pg, 1, PG_large);
+        pg->nr_pages = 1;
+        pfns.push_back(page_to_pfn(pg));
+    }
+    for (unsigned long pfn : pfns)
+        if (pfn % 2 == 0)
+            __free_one_page(z, pfn, 0, false);
+    ASSERT_EQ(__fragmentation_score_zone(z), 100u);
+    spin_unlock(&z->lock);
+    compact_event_stats s0 = compact_stats;
+    compaction_slab_pages_freed(COMPACT_CHECK_PAGES);
+    EXPECT_EQ(compact_stats.compact_wake, s0.compact_wake + 1) << "the high score woke compaction";
+    EXPECT_GE(compact_stats.compact_fail, s0.compact_fail + 1) << "pages in use cannot merge";
+    spin_lock(&z->lock);
+    EXPECT_EQ(z->compact_defer_shift, 1u);
+    EXPECT_EQ(__zone_verify(z), nullptr);
+    spin_unlock(&z->lock);
+    compact_event_stats s1 = compact_stats;
+    compaction_slab_pages_freed(COMPACT_CHECK_PAGES);     // skipped: deferred once
+    EXPECT_GE(compact_stats.compact_deferred, s1.compact_deferred + 1);
+    compaction_slab_pages_freed(COMPACT_CHECK_PAGES);     // runs again, fails again
+    spin_lock(&z->lock);
+    EXPECT_EQ(z->compact_defer_shift, 2u);
+    // Everything in use comes back: the zone is whole again.
+    for (unsigned long pfn : pfns)
+        if (pfn % 2 == 1)
+            __free_one_page(z, pfn, 0, false);
+    EXPECT_EQ(__fragmentation_score_zone(z), 0u);
+    EXPECT_EQ(z->nr_free_pages, z->spanned_pages);
+    EXPECT_EQ(__zone_verify(z), nullptr);
+    spin_unlock(&z->lock);
+}
