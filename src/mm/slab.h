@@ -30,7 +30,8 @@
  * life_ratio is the running average (halved each window) of the share that
  * came back, in 1/1024.  Below 256 the class is long-lived
  * (MIGRATE_LONGLIVED), above 768 short-lived again (MIGRATE_RECLAIMABLE,
- * where every class starts).  Counted on the slow paths only (bulk
+ * where every class starts), when KALLOC_LIFETIME=1 (otherwise only
+ * life_ratio is kept, see mmzone.h).  Counted on the slow paths only (bulk
  * refills and flushes of the thread caches).
  *
  * Lock order: (compact_lock ->) kmem_cache.lock -> zone.lock.

@@ -14,6 +14,7 @@
 
 #include "mm/compaction.h"
 #include "mm/page_alloc.h"
+#include "platform/options.h"
 #include "platform/printk.h"
 
 namespace kalloc {
@@ -224,6 +225,8 @@ void __slab_lifetime_update(kmem_cache *c)
     c->life_ratio = (uint16_t)((c->life_ratio + r) / 2);
     c->life_allocs = c->life_frees = 0;
     migratetype mt = (migratetype)c->migratetype;
+    if (!option_get(OPT_LIFETIME))
+        return;                     /* learned (life_ratio) but not applied */
     if (mt == MIGRATE_RECLAIMABLE && c->life_ratio < SLAB_LIFE_LONG)
         mt = MIGRATE_LONGLIVED;
     else if (mt == MIGRATE_LONGLIVED && c->life_ratio > SLAB_LIFE_SHORT)

@@ -12,6 +12,7 @@
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
 #include "mm/vmstat.h"
+#include "platform/options.h"
 #include "zone_check.h"
 
 using namespace kalloc;
@@ -175,7 +176,10 @@ TEST(Migrate, SizeClassLifetimeIsLearned)
     // Class A only grows (objects never come back): long-lived after a few
     // windows, and its new slabs go to long-lived pageblocks.  Class B churns
     // (everything handed out comes back): short-lived.  When A starts to
-    // churn it becomes short-lived again.
+    // churn it becomes short-lived again.  (Applied with KALLOC_LIFETIME=1;
+    // learned, not applied, by default.)
+    long saved_option = options[OPT_LIFETIME].value;
+    options[OPT_LIFETIME].value = 1;
     kmem_cache *a = &kmalloc_caches[kmalloc_index(208)];
     kmem_cache *b = &kmalloc_caches[kmalloc_index(1100)];
     std::vector<std::pair<void *, unsigned>> a_chains;
@@ -227,5 +231,28 @@ TEST(Migrate, SizeClassLifetimeIsLearned)
         }
     EXPECT_EQ(a->migratetype, MIGRATE_RECLAIMABLE) << "life_ratio " << a->life_ratio;
     EXPECT_GE(a->nr_life_changes, 2u);
+    options[OPT_LIFETIME].value = saved_option;
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
+TEST(Migrate, LifetimeIsLearnedButNotAppliedByDefault)
+{
+    long saved_option = options[OPT_LIFETIME].value;
+    options[OPT_LIFETIME].value = 0;
+    kmem_cache *c = &kmalloc_caches[kmalloc_index(2000)];
+    kmem_cache_free_bulk(c, kmem_cache_alloc(c), 1);
+    std::vector<std::pair<void *, unsigned>> chains;
+    unsigned long window = std::max<unsigned long>(512, (unsigned long)SLAB_LIFE_WINDOW * c->objects);
+    for (unsigned long left = 6 * window; left;) {
+        unsigned got = 0;
+        void *chain = kmem_cache_alloc_bulk(c, left > 64 ? 64 : (unsigned)left, &got, 0);
+        ASSERT_GT(got, 0u);
+        chains.push_back({chain, got});
+        left -= got;
+    }
+    EXPECT_LT(c->life_ratio, SLAB_LIFE_LONG) << "the growth was seen";
+    EXPECT_EQ(c->migratetype, MIGRATE_RECLAIMABLE) << "but new slabs stay short-lived";
+    for (auto &[chain, n] : chains)
+        kmem_cache_free_bulk(c, chain, n);
+    options[OPT_LIFETIME].value = saved_option;
 }
