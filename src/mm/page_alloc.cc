@@ -11,12 +11,18 @@
  * (pfn ^ 2^order) as long as the buddy is free and of the same order
  * (__free_one_page).
  *
+ * An allocated block's head page keeps the migrate type it was asked for
+ * (pg->migratetype), so pagetypeinfo can count mixed pageblocks.  Before a
+ * zone grows for a costly order (> 3), direct compaction may drain the
+ * per-CPU lists and retry (try_to_compact_pages, compaction.h).
+ *
  * Reclaim, minimal for now: when a free produces a whole MAX_ORDER block
  * and the zone holds more free resident memory than free_high, the block is
  * given back to the OS (madvise) and marked PG_reported.
  *
  * Locking: zone->lock around every free-list operation; the __functions
- * expect it held.  Lock order: kmem_cache.lock -> zone.lock -> zone_list_lock.
+ * expect it held.  Lock order: (compact_lock ->) kmem_cache.lock ->
+ * zone.lock -> zone_list_lock.
  */
 #include "mm/page_alloc.h"
 
@@ -235,7 +241,7 @@ static unsigned long pageblock_free_pages(zone *z, unsigned long pfn)
  * Take the largest free block of a fallback type and, when the kernel's
  * rules allow, claim its whole pageblock for start_mt: always for blocks of
  * a pageblock or more; for large requests (order >= pageblock_order / 2) and
- * for long-lived types (unmovable, reclaimable) when at least half of the
+ * for the slab and metadata types (all but movable) when at least half of the
  * pageblock is free.
  */
 static page *__rmqueue_fallback(zone *z, unsigned order, migratetype start_mt, bool *zeroed)
