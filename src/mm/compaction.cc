@@ -162,16 +162,23 @@ page *try_to_compact_pages(unsigned order, migratetype mt, bool *zeroed)
  * ------------------------------------------------------------------------- */
 
 /*
- * Count the free pages of every pageblock into z->pageblock_nr_free, then
- * order each free list: resident blocks first (the lists' invariant), those
- * in the fullest pageblocks (fewest free pages) first, lowest address first;
- * reported blocks after, lowest address first.  Allocation takes the head
- * of a list, so it fills the holes of the fullest pageblocks at the low end
- * of the zone, and the emptier pageblocks, and the top, drain.  Returns the
- * free blocks ordered.  Caller holds z->lock and has drained the per-CPU
- * lists.
+ * The free scanner.  Count the free pages of every pageblock into
+ * z->pageblock_nr_free, then order each free list: resident blocks first
+ * (the lists' invariant), those in the fullest pageblocks (fewest free
+ * pages) first; reported blocks after.  Allocation takes the head of a
+ * list, so it fills the holes of the fullest pageblocks, and the emptier
+ * pageblocks drain.
+ *   exact   (full compaction) a merge sort: within a fullness, lowest
+ *           address first, so allocation also works up from the bottom of
+ *           the zone and the top drains (zone_shrink_all trims it);
+ *   coarse  (proactive compaction) one pass that buckets blocks by their
+ *           pageblock's free pages in 64-page steps, keeping the order
+ *           within a bucket: O(n), one touch per block (an exact sort of
+ *           40,000 scattered blocks costs about 20 ms, a pass about 2 ms).
+ * Returns the free blocks ordered.  Caller holds z->lock and has drained
+ * the per-CPU lists.
  */
-static unsigned long __isolate_free_scan(zone *z)
+unsigned long __isolate_free_scan(zone *z, bool exact)
 {
     unsigned long nr_blocks = (z->spanned_pages + pageblock_nr_pages - 1) >> pageblock_order;
     uint16_t *nr_free = z->pageblock_nr_free;
@@ -189,6 +196,30 @@ static unsigned long __isolate_free_scan(zone *z)
                     nr_free[pfn >> pageblock_order] = (uint16_t)(nr_free[pfn >> pageblock_order] + (1u << o));
                 scanned++;
             }
+    if (!exact) {
+        /* Buckets 0..7: resident, by free pages / 64; bucket 8: reported. */
+        constexpr unsigned NR_BUCKETS = pageblock_nr_pages / 64 + 1;
+        for (unsigned o = 0; o < pageblock_order; o++)     /* larger blocks fill whole pageblocks */
+            for (auto &l : z->free_area[o].free_list) {
+                list_head bucket[NR_BUCKETS];
+                for (auto &b : bucket)
+                    INIT_LIST_HEAD(&b);
+                while (!list_empty(&l)) {
+                    page *pg = list_first_entry(&l, page, lru);
+                    unsigned k = (pg->flags & PG_reported)
+                                     ? NR_BUCKETS - 1
+                                     : nr_free[page_to_pfn(pg) >> pageblock_order] / 64u;
+                    if (k > NR_BUCKETS - 1)
+                        k = NR_BUCKETS - 1;
+                    if (!(pg->flags & PG_reported) && k == NR_BUCKETS - 1)
+                        k = NR_BUCKETS - 2;     /* 512 free: only for blocks >= a pageblock */
+                    list_move_tail(&pg->lru, &bucket[k]);
+                }
+                for (auto &b : bucket)
+                    list_splice_tail_init(&b, &l);
+            }
+        return scanned;
+    }
     auto less = [nr_free](list_head *a, list_head *b) {
         page *pa = list_entry(a, page, lru), *pb = list_entry(b, page, lru);
         bool ra = pa->flags & PG_reported, rb = pb->flags & PG_reported;
@@ -218,10 +249,15 @@ static unsigned long __compact_run(compact_mode mode)
     for (unsigned i = 0; i < n; i++) {
         zone *z = zones[i];
         spin_lock(&z->lock);
-        count_compact_event(&compact_stats.compact_free_scanned, __isolate_free_scan(z));
+        count_compact_event(&compact_stats.compact_free_scanned,
+                            __isolate_free_scan(z, mode == COMPACT_FULL));
         spin_unlock(&z->lock);
     }
-    count_compact_event(&compact_stats.compact_slabs_ordered, kmem_cache_order_partial_all());
+    /* Ordering every partial slab costs O(n log n) with a cache miss per
+     * slab (about 70 ms for 140,000 slabs): only on demand.  Between full
+     * compactions, the partial lists stay roughly fullest first (slub.cc). */
+    if (mode == COMPACT_FULL)
+        count_compact_event(&compact_stats.compact_slabs_ordered, kmem_cache_order_partial_all());
     unsigned long released = zone_reclaim_all(mode == COMPACT_FULL ? 0 : pageblock_order);
     if (mode == COMPACT_FULL)
         zone_shrink_all();

@@ -10,12 +10,15 @@
  *      free pages merge with their buddies) and every cache's spare empty
  *      slab is freed;
  *   2. the free scanner: each zone's free lists are ordered so that the
- *      next allocations fill the holes of the fullest pageblocks first, at
- *      the low end of the zone (kalloc's zones shrink from the top, so the
- *      scanner starts from the bottom: the mirror image of the kernel's);
- *      every cache's partial slabs are ordered the same way (fullest slab,
- *      in the fullest pageblock, lowest address first), so new objects go
- *      where objects already live and the other slabs and pageblocks drain;
+ *      next allocations fill the holes of the fullest pageblocks first
+ *      (coarsely in a proactive compaction), and in a full compaction at
+ *      the low end of the zone first (kalloc's zones shrink from the top,
+ *      so the scanner starts from the bottom: the mirror image of the
+ *      kernel's);
+ *      in a full compaction, every cache's partial slabs are ordered the
+ *      same way (fullest slab, in the fullest pageblock, lowest address
+ *      first), so new objects go where objects already live and the other
+ *      slabs and pageblocks drain;
  *   3. give back: free pageblocks are returned to the OS through the
  *      reclaim path (zone_reclaim_all); a full compaction (kalloc_compact)
  *      returns every free page and unmaps the zones' free tops.
@@ -67,8 +70,9 @@ constexpr unsigned long COMPACT_MIN_FRAGMENTED = 1024;  /* 4 MiB of free pages i
 
 enum compact_mode : uint8_t {
     COMPACT_DIRECT,     /* an allocation about to grow a zone: drain and retry */
-    COMPACT_PROACTIVE,  /* the score is high: drain, order, give back free pageblocks */
-    COMPACT_FULL,       /* kalloc_compact(): drain, order, give back every free page */
+    COMPACT_PROACTIVE,  /* the score is high: drain, order free blocks, give back free pageblocks */
+    COMPACT_FULL,       /* kalloc_compact(): drain, order free blocks and partial slabs,
+                           give back every free page */
 };
 
 /* The kernel's struct contig_page_info. */
@@ -114,6 +118,12 @@ void compaction_slab_pages_freed(unsigned long nr);
 /* Run a proactive or full compaction of every zone now.  Returns the pages
  * given back to the OS.  Takes compact_lock; call without allocator locks. */
 unsigned long compact_memory(compact_mode mode);
+
+/* The free scanner on zone z (see compaction.cc): fills
+ * z->pageblock_nr_free and orders z's free lists, exactly (merge sort) or
+ * coarsely (one bucketing pass).  Returns the free blocks seen.  Caller
+ * holds z->lock.  Exposed for tests. */
+unsigned long __isolate_free_scan(zone *z, bool exact);
 
 /* Counters (vmstat names), updated with relaxed atomics. */
 struct compact_event_stats {

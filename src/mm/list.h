@@ -45,6 +45,20 @@ static inline void list_move_tail(list_head *e, list_head *head)
     list_add_tail(e, head);
 }
 
+/* Move every entry of `from` to the tail of `head`, in order; `from` ends
+ * empty. */
+static inline void list_splice_tail_init(list_head *from, list_head *head)
+{
+    if (list_empty(from))
+        return;
+    list_head *first = from->next, *last = from->prev;
+    first->prev = head->prev;
+    head->prev->next = first;
+    last->next = head;
+    head->prev = last;
+    INIT_LIST_HEAD(from);
+}
+
 #define list_entry(ptr, type, member) \
     ((type *)((char *)(ptr) - offsetof(type, member)))
 #define list_first_entry(head, type, member) list_entry((head)->next, type, member)
