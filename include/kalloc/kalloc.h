@@ -146,12 +146,106 @@ struct kalloc_stats {
 KALLOC_EXPORT int kalloc_stats_get(struct kalloc_stats *out);
 
 /** Print kernel-style views to stderr: buddyinfo (free blocks per order and
- *  migrate type, per zone), slabinfo (per size class) and totals.  Also what
+ *  migrate type, per zone), pagetypeinfo (pageblocks per type, mixed
+ *  pageblocks), extfrag (fragmentation index and score), vmstat counters
+ *  (page allocator, compaction, reclaim), hugepage coverage, slabinfo (per
+ *  size class) and totals.  Also what
  *  malloc_stats() prints, and what KALLOC_STATS=1 prints at exit. */
 KALLOC_EXPORT void kalloc_stats_print(void);
 
 /** Same as kalloc_stats_print, written to file descriptor `fd`. */
 KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
+
+/* ---------------------------------------------------------------------------
+ * Memory management views and compaction
+ * ------------------------------------------------------------------------- */
+
+/** Version of struct kalloc_vmstat this header describes. */
+#define KALLOC_VMSTAT_VERSION 1
+
+/** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
+#define KALLOC_MIGRATE_TYPES_MAX 8
+/** Indices of the per-migrate-type arrays (see docs/architecture.md). */
+#define KALLOC_MIGRATE_UNMOVABLE 0   /**< allocator metadata */
+#define KALLOC_MIGRATE_MOVABLE 1     /**< large blocks */
+#define KALLOC_MIGRATE_RECLAIMABLE 2 /**< slabs of short-lived size classes */
+#define KALLOC_MIGRATE_LONGLIVED 3   /**< slabs of long-lived size classes */
+
+/** A vmstat-style snapshot of the page allocator, pageblock grouping,
+ *  fragmentation, compaction and reclaim, with /proc/self/smaps_rollup's
+ *  hugepage figures.  Pages are 4 KiB pages; counts of events are totals
+ *  since start-up.
+ *
+ *  ABI rule: the caller sets `size` to sizeof(struct kalloc_vmstat) as it
+ *  was compiled (and should zero the rest).  kalloc fills at most `size`
+ *  bytes, then sets `size` to the bytes it filled and `version` to its
+ *  KALLOC_VMSTAT_VERSION.  Fields are only ever appended, never moved or
+ *  removed, so a program built against an older header keeps working with
+ *  a newer kalloc, and fields a older kalloc does not know are left as the
+ *  caller set them. */
+struct kalloc_vmstat {
+    uint32_t size;                /**< in: the caller's sizeof; out: bytes filled */
+    uint32_t version;             /**< out: KALLOC_VMSTAT_VERSION of the library */
+    /* --- page allocator --- */
+    uint64_t nr_spanned_pages;    /**< pages mapped by the zones */
+    uint64_t nr_free_pages;       /**< free pages in the buddy allocator */
+    uint64_t nr_free_resident;    /**< of those, still backed by memory */
+    uint64_t pgalloc;             /**< blocks allocated from the buddy lists */
+    uint64_t pgfree;              /**< blocks freed */
+    uint64_t pgfallback;          /**< allocations served from another migrate type */
+    uint64_t pageblock_claims;    /**< fallbacks that claimed a whole pageblock */
+    uint64_t zone_grow;           /**< times a zone was grown */
+    uint64_t pgreclaim;           /**< pages given back to the OS (madvise) so far */
+    /* --- pagetypeinfo (pageblocks are 2 MiB) --- */
+    uint64_t nr_migrate_types;    /**< entries used in the arrays below */
+    uint64_t nr_pageblocks[KALLOC_MIGRATE_TYPES_MAX];       /**< pageblocks tagged with each type */
+    uint64_t nr_mixed_pageblocks[KALLOC_MIGRATE_TYPES_MAX]; /**< of those, holding allocations of >1 type */
+    uint64_t nr_free_pages_type[KALLOC_MIGRATE_TYPES_MAX];  /**< free pages on each type's lists */
+    uint64_t nr_mixed_total;      /**< pageblocks holding allocations of more than one type */
+    uint64_t nr_empty_pageblocks; /**< pageblocks holding no allocation */
+    /* --- fragmentation --- */
+    uint64_t fragmentation_score; /**< 0..100: share of free pages not in free 2 MiB blocks */
+    int64_t fragmentation_index;  /**< the kernel's extfrag index for order 9, highest zone's:
+                                       -1000 (a free 2 MiB block exists) or 0..1000 */
+    /* --- compaction --- */
+    uint64_t compact_stall;       /**< direct compactions (an allocation about to grow a zone) */
+    uint64_t compact_success;     /**< compactions that helped */
+    uint64_t compact_fail;        /**< compactions that did not */
+    uint64_t compact_deferred;    /**< compactions skipped by the backoff */
+    uint64_t compact_wake;        /**< proactive compactions run */
+    uint64_t compact_full;        /**< kalloc_compact() calls */
+    uint64_t compact_free_scanned;  /**< free blocks ordered by the free scanner */
+    uint64_t compact_slabs_ordered; /**< partial slabs ordered for allocation */
+    uint64_t compact_released;    /**< pages given back to the OS by compaction */
+    /* --- slab lifetimes --- */
+    uint64_t slab_classes_shortlived; /**< size classes whose new slabs are short-lived */
+    uint64_t slab_classes_longlived;  /**< size classes whose new slabs are long-lived */
+    uint64_t slab_lifetime_changes;   /**< times a class changed between the two */
+    /* --- hugepages (from /proc/self/smaps_rollup; 0 when unreadable) --- */
+    uint64_t rss_bytes;           /**< Rss of the whole process */
+    uint64_t anon_huge_bytes;     /**< AnonHugePages: of Rss, backed by transparent hugepages */
+    /* --- reclaim (the watermark reclaimer; 0 where it does not run) --- */
+    uint64_t kswapd_wake;         /**< background / watermark reclaim runs */
+    uint64_t kswapd_reclaimed;    /**< pages they gave back */
+    uint64_t decay_runs;          /**< time-based decay passes */
+    uint64_t thp_collapse;        /**< hugepage collapses requested */
+    uint64_t reclaim_reserved[8]; /**< reserved for further reclaim counters (0) */
+};
+
+/** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or
+ *  -1 with errno = EINVAL when out is NULL or out->size is smaller than the
+ *  two header fields.  Takes the allocator's locks briefly; walks every
+ *  pageblock's descriptors, so it costs about a microsecond per 2 MiB of
+ *  heap. */
+KALLOC_EXPORT int kalloc_vmstat_get(struct kalloc_vmstat *out);
+
+/** Compact now (the kernel's mm/compaction, on free memory: objects never
+ *  move): flush the calling thread's cache, drain the per-CPU page lists,
+ *  free empty slabs, order free pages and partial slabs so new allocations
+ *  fill the fullest slabs and 2 MiB pageblocks first, and give every free
+ *  page back to the operating system.  Returns the bytes given back (whose
+ *  memory was resident before the call). */
+KALLOC_EXPORT size_t kalloc_compact(void);
 
 /** Flush the calling thread's cache back to the slab layer (as done when a
  *  thread exits).  Useful before measuring. */

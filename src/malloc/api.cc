@@ -7,6 +7,7 @@
 
 #include "malloc/malloc.h"
 #include "malloc/stats.h"
+#include "mm/compaction.h"
 #include "platform/options.h"
 
 using namespace kalloc;
@@ -36,6 +37,13 @@ __export int kalloc_stats_get(struct kalloc_stats *out)
 {
     stats_get(out);
     return 0;
+}
+__export int kalloc_vmstat_get(struct kalloc_vmstat *out) { return stats_vmstat_get(out); }
+__export size_t kalloc_compact(void)
+{
+    if (tcache_state == TCACHE_ACTIVE)
+        tcache_flush_all(tcache_current);
+    return (size_t)compact_memory(COMPACT_FULL) << PAGE_SHIFT;
 }
 __export void kalloc_stats_print(void) { stats_print(2); }
 __export void kalloc_stats_print_fd(int fd) { stats_print(fd); }

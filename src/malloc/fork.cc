@@ -2,7 +2,7 @@
  * malloc/fork.cc - pthread_atfork handlers (see fork.h).
  *
  * Nothing is locked when the process is single-threaded (see prepare).
- * Lock order taken in prepare: tcache_list_lock, every kmem_cache.lock
+ * Lock order taken in prepare: compact_lock, tcache_list_lock, every kmem_cache.lock
  * (by class), vmap_lock, zone_list_lock, every per_cpu_pages.lock (by zone,
  * then CPU), every zone.lock (by zone id).
  */
@@ -12,6 +12,7 @@
 #include <sys/single_threaded.h>
 
 #include "malloc/tcache.h"
+#include "mm/compaction.h"
 #include "mm/mmzone.h"
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
@@ -32,6 +33,7 @@ void kalloc_fork_prepare()
     fork_locked = !__libc_single_threaded;
     if (!fork_locked)
         return;
+    spin_lock(&compact_lock);
     tcache_lock_for_fork();
     kmem_cache_lock_all();
     vmap_lock_for_fork();
@@ -58,6 +60,7 @@ void kalloc_fork_parent()
     vmap_unlock_for_fork();
     kmem_cache_unlock_all();
     tcache_unlock_for_fork();
+    spin_unlock(&compact_lock);
 }
 
 void kalloc_fork_child()
@@ -65,6 +68,7 @@ void kalloc_fork_child()
     if (!fork_locked)
         return;
     spin_lock_bypass = false;
+    spin_lock_init(&compact_lock);
     spin_lock_init(&zone_list_lock);
     for (unsigned i = 0; i < fork_nr_zones; i++)
         spin_lock_init(&zones[i]->lock);

@@ -8,9 +8,11 @@
 #include "malloc/stats.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "malloc/large.h"
 #include "malloc/tcache.h"
+#include "mm/compaction.h"
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
 #include "mm/vmalloc.h"
@@ -60,6 +62,79 @@ void stats_get(kalloc_stats *out)
     out->nr_huge_allocs = vs.nr_allocs;
 }
 
+int stats_vmstat_get(kalloc_vmstat *out)
+{
+    if (!out || out->size < offsetof(kalloc_vmstat, nr_spanned_pages)) {
+        errno = EINVAL;
+        return -1;
+    }
+    static_assert(MIGRATE_TYPES <= KALLOC_MIGRATE_TYPES_MAX, "room for every migrate type");
+    static_assert(KALLOC_MIGRATE_LONGLIVED == MIGRATE_LONGLIVED, "public indices match");
+    kalloc_vmstat v = {};
+    zone_totals zt = get_zone_totals();
+    v.nr_spanned_pages = zt.spanned_pages;
+    v.nr_free_pages = zt.free_pages;
+    v.nr_free_resident = zt.free_resident;
+    v.pgalloc = READ_ONCE(pa_stats.pgalloc);
+    v.pgfree = READ_ONCE(pa_stats.pgfree);
+    v.pgfallback = READ_ONCE(pa_stats.pgfallback);
+    v.pageblock_claims = READ_ONCE(pa_stats.pageblock_claims);
+    v.zone_grow = READ_ONCE(pa_stats.zone_grow);
+    v.pgreclaim = zt.reported;
+    static pagetype_counts pc;     /* ~500 bytes, under vmstat_lock */
+    static spinlock_t vmstat_lock = SPINLOCK_INIT;
+    spin_lock(&vmstat_lock);
+    get_pagetype_counts(&pc);
+    v.nr_migrate_types = MIGRATE_TYPES;
+    for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++) {
+        v.nr_pageblocks[mt] = pc.nr_pageblocks[mt];
+        v.nr_mixed_pageblocks[mt] = pc.nr_mixed[mt];
+        v.nr_free_pages_type[mt] = pc.free_pages[mt];
+    }
+    v.nr_mixed_total = pc.nr_mixed_total;
+    v.nr_empty_pageblocks = pc.nr_empty_pageblocks;
+    spin_unlock(&vmstat_lock);
+    v.fragmentation_score = fragmentation_score();
+    v.fragmentation_index = -1000;
+    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+        spin_lock(&zones[i]->lock);
+        int idx = __fragmentation_index(zones[i], pageblock_order);
+        spin_unlock(&zones[i]->lock);
+        if (idx > v.fragmentation_index)
+            v.fragmentation_index = idx;
+    }
+    const compact_event_stats &cs = compact_stats;
+    v.compact_stall = READ_ONCE(cs.compact_stall);
+    v.compact_success = READ_ONCE(cs.compact_success);
+    v.compact_fail = READ_ONCE(cs.compact_fail);
+    v.compact_deferred = READ_ONCE(cs.compact_deferred);
+    v.compact_wake = READ_ONCE(cs.compact_wake);
+    v.compact_full = READ_ONCE(cs.compact_full);
+    v.compact_free_scanned = READ_ONCE(cs.compact_free_scanned);
+    v.compact_slabs_ordered = READ_ONCE(cs.compact_slabs_ordered);
+    v.compact_released = READ_ONCE(cs.compact_released);
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        kmem_cache *c = &kmalloc_caches[i];
+        spin_lock(&c->lock);
+        if (c->initialized) {
+            if (c->migratetype == MIGRATE_LONGLIVED)
+                v.slab_classes_longlived++;
+            else
+                v.slab_classes_shortlived++;
+            v.slab_lifetime_changes += c->nr_life_changes;
+        }
+        spin_unlock(&c->lock);
+    }
+    os_smaps_rollup(&v.rss_bytes, &v.anon_huge_bytes);
+    /* kswapd_wake .. reclaim_reserved: wired by the watermark reclaimer. */
+    size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
+    v.size = (uint32_t)len;
+    v.version = KALLOC_VMSTAT_VERSION;
+    memcpy(out, &v, len);
+    return 0;
+}
+
 void stats_print(int fd)
 {
     static printbuf out;          /* 4 KiB: not on the (possibly small) stack */
@@ -73,6 +148,13 @@ void stats_print(int fd)
     stats_get(&s);
     out.printf("----- kalloc %s statistics -----\n", kalloc_version());
     print_buddyinfo(out);
+    print_pagetypeinfo(out);
+    print_extfrag(out);
+    print_vmstat(out);
+    uint64_t rss, anon_huge;
+    if (os_smaps_rollup(&rss, &anon_huge))
+        out.printf("hugepages: AnonHugePages %lu kB of Rss %lu kB (%lu%%)\n", anon_huge >> 10,
+                   rss >> 10, rss ? anon_huge * 100 / rss : 0);
     print_slabinfo(out, cached);
     out.printf("page allocator: pgalloc %lu pgfree %lu fallbacks %lu pageblock claims %lu "
                "zone grows %lu zone lock holds %lu\n",

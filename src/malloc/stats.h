@@ -12,6 +12,7 @@
 namespace kalloc {
 
 void stats_get(kalloc_stats *out);
+int stats_vmstat_get(kalloc_vmstat *out);
 void stats_print(int fd);
 struct mallinfo2 stats_mallinfo2();
 int stats_malloc_info(int options, FILE *fp);

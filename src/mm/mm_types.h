@@ -48,7 +48,7 @@ enum pageflags : uint16_t {
 struct page {
     uint16_t flags;          /* pageflags */
     uint8_t order;           /* PG_buddy: order of the free block; slab: slab order */
-    uint8_t migratetype;     /* PG_buddy: the free list (migrate type) the block is on */
+    uint8_t migratetype;     /* PG_buddy: the free list (migrate type) the block is on; an allocated head: the type asked for */
     uint32_t compound_head;  /* PG_tail: pages back to the head page (0 on a head) */
     struct zone *zone;       /* the zone this page belongs to (set when the zone grows) */
     list_head lru;           /* free_area list when PG_buddy; slab partial/full list when PG_slab */

@@ -27,7 +27,8 @@ zone *zones[MAX_NR_ZONES];
 unsigned nr_zones;
 spinlock_t zone_list_lock = SPINLOCK_INIT;
 
-const char *const migratetype_names[MIGRATE_TYPES] = {"Unmovable", "Movable", "Reclaimable"};
+const char *const migratetype_names[MIGRATE_TYPES] = {"Unmovable", "Movable", "Reclaimable",
+                                                       "LongLived"};
 
 namespace {
 
@@ -149,6 +150,7 @@ zone *zone_create(unsigned long min_pages)
         z->id = (uint16_t)nr_zones;
         z->max_pages = ZONE_MAX_PAGES;
         z->free_high = (unsigned long)option_get(OPT_FREE_HIGH) >> PAGE_SHIFT;
+        z->compact_order_failed = MAX_ORDER + 1;
         for (auto &fa : z->free_area)
             for (auto &l : fa.free_list)
                 INIT_LIST_HEAD(&l);

@@ -67,18 +67,38 @@ constexpr size_t NR_ZONE_SLOTS = 1ul << (ADDRESS_BITS - ZONE_SLOT_SHIFT);
 
 /*
  * Migrate types: what kalloc groups together so whole pageblocks empty.
- * A program's objects never move, so "mobility" here means when memory will
- * be free again; the kernel's names are kept for the kernel's meaning:
+ *
+ * Mobility in kalloc.  A program's objects never move (it holds raw
+ * pointers), so the kernel's question "can this page be moved?" becomes
+ * "when will this memory become free again?".  Memory that will be free at
+ * about the same time is kept in the same 2 MiB pageblocks, so that whole
+ * pageblocks empty together and can be given back (or backed by one
+ * hugepage).  The kernel's names are kept, with this meaning:
  *   MIGRATE_UNMOVABLE    allocator metadata: never freed
- *   MIGRATE_RECLAIMABLE  slab pages: freed when all their objects are
- *   MIGRATE_MOVABLE      large blocks handed to the program (page granular);
- *                        in a memory-file backed zone their physical pages
- *                        can be moved without changing their address
+ *   MIGRATE_MOVABLE      large blocks handed to the program (page granular):
+ *                        freed whole, one call frees them; in a memory-file
+ *                        backed zone their physical pages can be moved
+ *                        without changing their address
+ *   MIGRATE_RECLAIMABLE  slabs of short-lived size classes: their objects
+ *                        come back soon, so their slabs empty quickly
+ *   MIGRATE_LONGLIVED    slabs of long-lived size classes: objects stay, so
+ *                        their slabs stay occupied (kalloc's own type; the
+ *                        kernel has none, its long-lived kernel objects are
+ *                        unmovable)
+ * Which of the last two a size class's new slabs get is learned from what
+ * the program does (kmem_cache.migratetype, slub.cc: the share of objects
+ * handed out that came back within a window of the class's own
+ * allocations).  A slab keeps the type it was allocated with.  The split is
+ * applied only with KALLOC_LIFETIME=1: on bench/frag-churn it raised peak
+ * RSS by 7% (survivors of one class end up spread over two sets of
+ * pageblocks), so by default every slab is MIGRATE_RECLAIMABLE and the
+ * lifetimes are only measured.
  */
 enum migratetype : uint8_t {
     MIGRATE_UNMOVABLE,
     MIGRATE_MOVABLE,
     MIGRATE_RECLAIMABLE,
+    MIGRATE_LONGLIVED,
     MIGRATE_TYPES
 };
 
@@ -135,6 +155,13 @@ struct zone {
     unsigned long flags;          /* zone_flags; written under lock, read with READ_ONCE */
     unsigned long pcp_high_wmark; /* free pages under which ZONE_BELOW_HIGH is set (the kernel's
                                    * default high watermark, set with the pagesets' sizes) */
+    /* --- compaction (mm/compaction.h), under lock --- */
+    unsigned compact_considered;  /* compactions asked for since the last deferral */
+    unsigned compact_defer_shift; /* skip up to 2^shift compactions after failures */
+    int compact_order_failed;     /* lowest order a compaction failed for */
+    /* Free pages per pageblock, as the last compaction's scan saw them (a
+     * snapshot: steering sorts slabs and free blocks by it). */
+    uint16_t pageblock_nr_free[ZONE_MAX_PAGEBLOCKS];
     /* followed (at ZONE_HDR_SIZE) by the slab maps: class then owner, ZONE_SLOT_PAGES bytes each */
 };
 

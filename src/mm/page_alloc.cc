@@ -15,17 +15,23 @@
  * allocations of 9..512 pages (alloc_pages_exact / free_pages_exact: runs,
  * see per_cpu_pages.h); a miss takes a buddy block and gives its tail back
  * under one hold of the zone lock (rmqueue_buddy).
+ * An allocated block's head page keeps the migrate type it was asked for
+ * (pg->migratetype), so pagetypeinfo can count mixed pageblocks.  Before a
+ * zone grows for a costly order (> 3), direct compaction may drain the
+ * per-CPU lists and retry (try_to_compact_pages, compaction.h).
  *
  * Reclaim, minimal for now: when a free produces a whole MAX_ORDER block
  * and the zone holds more free resident memory than free_high, the block is
  * given back to the OS (madvise) and marked PG_reported.
  *
  * Locking: zone->lock around every free-list operation; the __functions
- * expect it held.  Lock order: kmem_cache.lock -> per_cpu_pages.lock ->
+ * expect it held.  Lock order: (compact_lock ->) kmem_cache.lock ->
+ * per_cpu_pages.lock ->
  * zone.lock -> zone_list_lock.
  */
 #include "mm/page_alloc.h"
 
+#include "mm/compaction.h"
 #include "mm/per_cpu_pages.h"
 
 #include "platform/os.h"
@@ -36,14 +42,21 @@ namespace kalloc {
 page_alloc_stats pa_stats;
 
 /*
- * When a type's lists are empty, try the others in this order (as the
- * kernel's table): metadata prefers slab blocks (both long-lived) to large
- * blocks; large blocks prefer slab blocks; slabs prefer metadata blocks.
+ * When a type's lists are empty, try the others in this order (the kernel's
+ * table, extended with kalloc's long-lived slabs; see mmzone.h for what the
+ * types mean).  The rule is "nearest lifetime first":
+ *   metadata (never freed) goes next to long-lived slabs, then short-lived
+ *   slabs, and only last into large-block pageblocks;
+ *   long-lived slabs go next to metadata, then short-lived slabs;
+ *   short-lived slabs go next to large blocks (both come back soon), then
+ *   long-lived slabs, metadata last;
+ *   large blocks go next to short-lived slabs, metadata last.
  */
 const migratetype fallbacks[MIGRATE_TYPES][MIGRATE_TYPES - 1] = {
-    [MIGRATE_UNMOVABLE] = {MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE},
-    [MIGRATE_MOVABLE] = {MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE},
-    [MIGRATE_RECLAIMABLE] = {MIGRATE_UNMOVABLE, MIGRATE_MOVABLE},
+    [MIGRATE_UNMOVABLE] = {MIGRATE_LONGLIVED, MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE},
+    [MIGRATE_MOVABLE] = {MIGRATE_RECLAIMABLE, MIGRATE_LONGLIVED, MIGRATE_UNMOVABLE},
+    [MIGRATE_RECLAIMABLE] = {MIGRATE_MOVABLE, MIGRATE_LONGLIVED, MIGRATE_UNMOVABLE},
+    [MIGRATE_LONGLIVED] = {MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE},
 };
 
 /* ---------------------------------------------------------------------------
@@ -233,7 +246,7 @@ static unsigned long pageblock_free_pages(zone *z, unsigned long pfn)
  * Take the largest free block of a fallback type and, when the kernel's
  * rules allow, claim its whole pageblock for start_mt: always for blocks of
  * a pageblock or more; for large requests (order >= pageblock_order / 2) and
- * for long-lived types (unmovable, reclaimable) when at least half of the
+ * for the slab and metadata types (all but movable) when at least half of the
  * pageblock is free.
  */
 static page *__rmqueue_fallback(zone *z, unsigned order, migratetype start_mt, bool *zeroed)
@@ -315,6 +328,16 @@ static page *get_page_from_freelist(unsigned order, migratetype mt, bool *zeroed
         if (pg)
             return pg;
     }
+    /* 1b. Costly orders: the memory may be free but in pieces (some on the
+     * per-CPU lists): direct compaction before growing (compaction.h). */
+    if (order > PAGE_ALLOC_COSTLY_ORDER) {
+        page *pg = try_to_compact_pages(order, mt, zeroed);
+        if (pg) {
+            if (nr_pages < need)
+                free_pages_exact(pg + nr_pages, need - nr_pages);
+            return pg;
+        }
+    }
     /* 2. Grow a zone that still can. */
     for (unsigned i = n; i-- > 0;) {
         zone *z = zones[i];
@@ -330,8 +353,19 @@ static page *get_page_from_freelist(unsigned order, migratetype mt, bool *zeroed
         return nullptr;
     return rmqueue_buddy(z, order, mt, zeroed, nr_pages, false);
 }
+static page *__alloc_pages(unsigned order, migratetype mt, bool *zeroed);
 
 page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
+{
+    page *pg = __alloc_pages(order, mt, zeroed);
+    /* An allocated head remembers the type it was asked for (pagetypeinfo
+     * counts pageblocks holding allocations of several types). */
+    if (pg)
+        pg->migratetype = mt;
+    return pg;
+}
+
+static page *__alloc_pages(unsigned order, migratetype mt, bool *zeroed)
 {
     if (order > MAX_ORDER)
         return nullptr;
@@ -386,7 +420,17 @@ void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr, bool repor
  * given back in the same hold of the zone lock.  Either way the allocation
  * costs exactly nr_pages pages.
  */
+static page *__alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed);
+
 page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed)
+{
+    page *pg = __alloc_pages_exact(nr_pages, mt, zeroed);
+    if (pg)
+        pg->migratetype = mt;      /* see alloc_pages */
+    return pg;
+}
+
+static page *__alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed)
 {
     unsigned order = ceil_log2(nr_pages);
     if (order > MAX_ORDER)

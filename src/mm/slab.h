@@ -30,12 +30,27 @@
  *            further ones become unowned, so free objects do not pile up in
  *            slabs only an idle thread may use.  When a cache goes away
  *            (thread exit), its slabs become unowned.
+ *            Each list is kept roughly fullest first: a slab that comes
+ *            back from full goes to the head, one that falls to a quarter
+ *            full goes to the tail (it may drain and empty), and compaction
+ *            sorts the lists (fullest slab, in the fullest pageblock,
+ *            lowest address first: kmem_cache_order_partial_all)
  *   full     slabs with no free object
  *   one empty slab is kept as a spare (empty_slab) so a cache that empties
  *   and refills does not bounce pages through the buddy allocator; further
  *   empty slabs go back to the buddy allocator at once.
  *
- * Lock order: kmem_cache.lock -> zone.lock.
+ * Lifetime (what migrate type new slabs get, see mmzone.h): per cache,
+ * the objects handed out and given back are counted over windows of
+ * SLAB_LIFE_WINDOW slabs' worth of allocations (at least 512 objects);
+ * life_ratio is the running average (halved each window) of the share that
+ * came back, in 1/1024.  Below 256 the class is long-lived
+ * (MIGRATE_LONGLIVED), above 768 short-lived again (MIGRATE_RECLAIMABLE,
+ * where every class starts), when KALLOC_LIFETIME=1 (otherwise only
+ * life_ratio is kept, see mmzone.h).  Counted on the slow paths only (bulk
+ * refills and flushes of the thread caches).
+ *
+ * Lock order: (compact_lock ->) kmem_cache.lock -> zone.lock.
  */
 #pragma once
 
@@ -67,7 +82,16 @@ struct kmem_cache {
     unsigned long nr_refills;    /* bulk allocations (thread cache refills) */
     unsigned long nr_flushes;    /* bulk frees (thread cache flushes) */
     bool initialized;            /* lists set up (lazily, on first use) */
+    uint8_t migratetype;         /* what new slabs ask for: MIGRATE_RECLAIMABLE or MIGRATE_LONGLIVED */
+    uint16_t life_ratio;         /* running share of objects given back per window, in 1/1024 */
+    unsigned long life_allocs;   /* objects handed out in the current window */
+    unsigned long life_frees;    /* objects given back in the current window */
+    unsigned long nr_life_changes; /* times migratetype changed (a count) */
 };
+
+constexpr unsigned SLAB_LIFE_WINDOW = 4;        /* slabs' worth of objects per window */
+constexpr uint16_t SLAB_LIFE_LONG = 256;        /* life_ratio below this: long-lived */
+constexpr uint16_t SLAB_LIFE_SHORT = 768;       /* life_ratio above this: short-lived */
 
 extern kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
 
@@ -99,6 +123,16 @@ bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj);
 
 /* Give every spare empty slab back to the buddy allocator (malloc_trim). */
 void kmem_cache_shrink_all();
+
+/* Compaction's steering: sort every cache's partial list so allocation
+ * takes the fullest slab first, then the one in the fullest pageblock (the
+ * zones' pageblock_nr_free, filled by the compaction scan), then the lowest
+ * address.  Returns the slabs sorted. */
+unsigned long kmem_cache_order_partial_all();
+
+/* The end of a lifetime window of cache c (under c->lock): update
+ * life_ratio and migratetype (exposed for tests). */
+void __slab_lifetime_update(kmem_cache *c);
 
 /* For fork(): take / release / reset every cache lock. */
 void kmem_cache_lock_all();

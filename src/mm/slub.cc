@@ -14,7 +14,9 @@
  */
 #include "mm/slab.h"
 
+#include "mm/compaction.h"
 #include "mm/page_alloc.h"
+#include "platform/options.h"
 #include "platform/printk.h"
 
 namespace kalloc {
@@ -31,6 +33,8 @@ static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
     for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
         INIT_LIST_HEAD(&c->partial[o]);
     INIT_LIST_HEAD(&c->full);
+    c->migratetype = MIGRATE_RECLAIMABLE;
+    c->life_ratio = 1024;
     c->initialized = true;
 }
 
@@ -45,7 +49,7 @@ static inline kmem_cache *cache_lock(kmem_cache *c)
 /* A new slab from the buddy allocator, every page tagged with the class. */
 static page *allocate_slab(kmem_cache *c)
 {
-    page *pg = alloc_pages(c->order, MIGRATE_RECLAIMABLE, nullptr);
+    page *pg = alloc_pages(c->order, (migratetype)c->migratetype, nullptr);
     if (!pg)
         return nullptr;
     unsigned long n = 1ul << c->order;
@@ -260,6 +264,10 @@ void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, uns
     }
     c->active_objects += got;
     c->nr_refills++;
+    c->life_allocs += got;
+    unsigned long window = (unsigned long)SLAB_LIFE_WINDOW * c->objects;
+    if (c->life_allocs >= (window > 512 ? window : 512))
+        __slab_lifetime_update(c);
     spin_unlock(&c->lock);
     *got_out = got;
     return head;
@@ -290,16 +298,75 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
                     to_free[nr_to_free++] = pg;
                 }
             }
+        } else if (pg->slab_list == SLAB_PARTIAL) {
+            /* Falling to a quarter full: last in line for allocation, so
+             * it may drain and empty. */
+            if (pg->inuse == pg->objects / 4)
+                list_move_tail(&pg->lru, &c->partial[slab_owner(pg)]);
         } else {
-            set_slab_list(c, pg, SLAB_PARTIAL);
+            set_slab_list(c, pg, SLAB_PARTIAL);     /* from full: the head */
         }
         obj = next;
     }
     c->active_objects -= n;
     c->nr_flushes++;
+    c->life_frees += n;
     spin_unlock(&c->lock);
     for (unsigned i = 0; i < nr_to_free; i++)
         discard_slab(c, to_free[i]);
+    if (nr_to_free)
+        compaction_slab_pages_freed((unsigned long)nr_to_free << c->order);
+}
+
+void __slab_lifetime_update(kmem_cache *c)
+{
+    unsigned long r = c->life_allocs ? c->life_frees * 1024 / c->life_allocs : 1024;
+    if (r > 1024)
+        r = 1024;
+    c->life_ratio = (uint16_t)((c->life_ratio + r) / 2);
+    c->life_allocs = c->life_frees = 0;
+    migratetype mt = (migratetype)c->migratetype;
+    if (!option_get(OPT_LIFETIME))
+        return;                     /* learned (life_ratio) but not applied */
+    if (mt == MIGRATE_RECLAIMABLE && c->life_ratio < SLAB_LIFE_LONG)
+        mt = MIGRATE_LONGLIVED;
+    else if (mt == MIGRATE_LONGLIVED && c->life_ratio > SLAB_LIFE_SHORT)
+        mt = MIGRATE_RECLAIMABLE;
+    if (mt != c->migratetype) {
+        c->migratetype = mt;
+        c->nr_life_changes++;
+    }
+}
+
+unsigned long kmem_cache_order_partial_all()
+{
+    unsigned long sorted = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        kmem_cache *c = &kmalloc_caches[i];
+        cache_lock(c);
+        /* Fullness in eighths, so near-equal slabs are ordered by pageblock
+         * and address instead. */
+        auto less = [c](list_head *a, list_head *b) {
+            page *pa = list_entry(a, page, lru), *pb = list_entry(b, page, lru);
+            unsigned ua = pa->inuse * 8u / c->objects, ub = pb->inuse * 8u / c->objects;
+            if (ua != ub)
+                return ua > ub;                 /* fullest slab first */
+            unsigned long fa = page_to_pfn(pa), fb = page_to_pfn(pb);
+            uint16_t na = READ_ONCE(pa->zone->pageblock_nr_free[fa >> pageblock_order]);
+            uint16_t nb = READ_ONCE(pb->zone->pageblock_nr_free[fb >> pageblock_order]);
+            if (pa->zone != pb->zone)
+                return pa->zone->id < pb->zone->id;
+            if (na != nb)
+                return na < nb;                 /* fullest pageblock first */
+            return fa < fb;                     /* lowest address first */
+        };
+        for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
+            if (c->partial_owners[o / 64] & (1ull << (o % 64)))
+                list_sort(&c->partial[o], less);
+        sorted += c->nr_partial;
+        spin_unlock(&c->lock);
+    }
+    return sorted;
 }
 
 void slab_owner_set_live(unsigned owner, bool live)

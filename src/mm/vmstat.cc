@@ -1,8 +1,10 @@
 /*
- * mm/vmstat.cc - buddyinfo / pagetypeinfo / slabinfo views (see vmstat.h).
+ * mm/vmstat.cc - buddyinfo / pagetypeinfo / extfrag / vmstat / slabinfo
+ * views (see vmstat.h).
  */
 #include "mm/vmstat.h"
 
+#include "mm/compaction.h"
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
@@ -34,10 +36,10 @@ void print_buddyinfo(printbuf &out)
         unsigned long blocks[MIGRATE_TYPES] = {};
         for (unsigned long pfn = 0; pfn < z->spanned_pages; pfn += pageblock_nr_pages)
             blocks[get_pageblock_migratetype(z, pfn)]++;
-        out.printf("  zone %3u pageblocks: %lu unmovable, %lu movable, %lu reclaimable;"
-                   " spanned %lu pages, free %lu (resident %lu), reported %lu\n",
+        out.printf("  zone %3u pageblocks: %lu unmovable, %lu movable, %lu reclaimable,"
+                   " %lu long-lived; spanned %lu pages, free %lu (resident %lu), reported %lu\n",
                    i, blocks[MIGRATE_UNMOVABLE], blocks[MIGRATE_MOVABLE],
-                   blocks[MIGRATE_RECLAIMABLE], z->spanned_pages, z->nr_free_pages,
+                   blocks[MIGRATE_RECLAIMABLE], blocks[MIGRATE_LONGLIVED], z->spanned_pages, z->nr_free_pages,
                    z->nr_free_resident, z->nr_reported);
         for (unsigned c = 0; c < z->nr_pcp; c++) {
             per_cpu_pages *pcp = &z->per_cpu_pageset[c];
@@ -50,6 +52,151 @@ void print_buddyinfo(printbuf &out)
         }
         spin_unlock(&z->lock);
     }
+}
+
+void __zone_pagetype_counts(zone *z, pagetype_counts *c)
+{
+    for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
+        for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++) {
+            list_head *l = &z->free_area[o].free_list[mt];
+            for (list_head *e = l->next; e != l; e = e->next) {
+                c->free_blocks[o][mt]++;
+                c->free_pages[mt] += 1ul << o;
+            }
+        }
+    /* Which types of allocation each pageblock holds: walk the blocks. */
+    unsigned long spanned = z->spanned_pages;
+    unsigned long nr_blocks = (spanned + pageblock_nr_pages - 1) >> pageblock_order;
+    uint8_t held[ZONE_MAX_PAGEBLOCKS];   /* a bit per migrate type */
+    for (unsigned long b = 0; b < nr_blocks; b++)
+        held[b] = 0;
+    for (unsigned long pfn = 0; pfn < spanned;) {
+        page *pg = pfn_to_page(z, pfn);
+        uint16_t flags = READ_ONCE(pg->flags);
+        unsigned long n = 1;
+        if (flags & (PG_buddy | PG_pcp)) {
+            n = 1ul << READ_ONCE(pg->order);
+        } else if (flags & PG_head) {
+            n = (flags & PG_slab) ? 1ul << READ_ONCE(pg->order) : READ_ONCE(pg->nr_pages);
+            unsigned mt = READ_ONCE(pg->migratetype);
+            if (n == 0 || n > spanned - pfn)
+                n = 1;      /* being set up by another thread: look again page by page */
+            if (mt < MIGRATE_TYPES)
+                for (unsigned long b = pfn >> pageblock_order; b <= (pfn + n - 1) >> pageblock_order; b++)
+                    held[b] = (uint8_t)(held[b] | (1u << mt));
+        }
+        if (n > spanned - pfn)
+            n = spanned - pfn;
+        pfn += n;
+    }
+    for (unsigned long b = 0; b < nr_blocks; b++) {
+        unsigned mt = z->pageblock_mt[b];
+        c->nr_pageblocks[mt]++;
+        if (!held[b]) {
+            c->nr_empty_pageblocks++;
+        } else if (held[b] & (held[b] - 1)) {
+            c->nr_mixed[mt]++;
+            c->nr_mixed_total++;
+        }
+    }
+}
+
+void get_pagetype_counts(pagetype_counts *c)
+{
+    *c = {};
+    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < n; i++) {
+        zone *z = zones[i];
+        spin_lock(&z->lock);
+        __zone_pagetype_counts(z, c);
+        spin_unlock(&z->lock);
+    }
+}
+
+void print_pagetypeinfo(printbuf &out)
+{
+    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    out.printf("pagetypeinfo (pageblock order %u, %lu pages per block):\n", pageblock_order,
+               pageblock_nr_pages);
+    out.printf("  free pages count per migrate type at order");
+    for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
+        out.printf(" %6u", o);
+    out.printf("\n");
+    for (unsigned i = 0; i < n; i++) {
+        zone *z = zones[i];
+        static pagetype_counts c;    /* 500 bytes: under print_lock (stats.cc), not on the stack */
+        c = {};
+        spin_lock(&z->lock);
+        __zone_pagetype_counts(z, &c);
+        spin_unlock(&z->lock);
+        for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++) {
+            out.printf("  zone %3u, type %12s                           ", i, migratetype_names[mt]);
+            for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
+                out.printf(" %6lu", c.free_blocks[o][mt]);
+            out.printf("\n");
+        }
+        out.printf("  zone %3u number of blocks type ", i);
+        for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++)
+            out.printf(" %s %lu", migratetype_names[mt], c.nr_pageblocks[mt]);
+        out.printf("\n  zone %3u number of mixed blocks ", i);
+        for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++)
+            out.printf(" %s %lu", migratetype_names[mt], c.nr_mixed[mt]);
+        out.printf(" (total %lu; %lu blocks hold no allocation)\n", c.nr_mixed_total,
+                   c.nr_empty_pageblocks);
+    }
+}
+
+void print_extfrag(printbuf &out)
+{
+    unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    out.printf("extfrag_index (per order; -1.000: a free block of the order exists):\n");
+    for (unsigned i = 0; i < n; i++) {
+        zone *z = zones[i];
+        spin_lock(&z->lock);
+        out.printf("  zone %3u", i);
+        for (unsigned o = 0; o < NR_PAGE_ORDERS; o++) {
+            int idx = __fragmentation_index(z, o);
+            out.printf(" %s%d.%03d", idx < 0 ? "-" : "", (idx < 0 ? -idx : idx) / 1000,
+                       (idx < 0 ? -idx : idx) % 1000);
+        }
+        unsigned score = __fragmentation_score_zone(z);
+        out.printf("  score %u (compact_defer_shift %u)\n", score, z->compact_defer_shift);
+        spin_unlock(&z->lock);
+    }
+    out.printf("  fragmentation score (all zones, 0..100: free memory not in free 2 MiB blocks): %u\n",
+               fragmentation_score());
+}
+
+void print_vmstat(printbuf &out)
+{
+    unsigned long life[MIGRATE_TYPES] = {}, changes = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        kmem_cache *c = &kmalloc_caches[i];
+        spin_lock(&c->lock);
+        if (c->initialized) {
+            life[c->migratetype]++;
+            changes += c->nr_life_changes;
+        }
+        spin_unlock(&c->lock);
+    }
+    zone_totals t = get_zone_totals();
+    const compact_event_stats &cs = compact_stats;
+    out.printf("vmstat:\n");
+    out.printf("  nr_free_pages %lu\n  nr_free_resident %lu\n  pgalloc %lu\n  pgfree %lu\n"
+               "  pgfallback %lu\n  pageblock_claims %lu\n  zone_grow %lu\n  pgreclaim %lu\n",
+               t.free_pages, t.free_resident, pa_stats.pgalloc, pa_stats.pgfree,
+               pa_stats.pgfallback, pa_stats.pageblock_claims, pa_stats.zone_grow, t.reported);
+    out.printf("  compact_stall %lu\n  compact_success %lu\n  compact_fail %lu\n"
+               "  compact_deferred %lu\n  compact_wake %lu\n  compact_full %lu\n"
+               "  compact_free_scanned %lu\n  compact_slabs_ordered %lu\n  compact_released %lu\n",
+               READ_ONCE(cs.compact_stall), READ_ONCE(cs.compact_success),
+               READ_ONCE(cs.compact_fail), READ_ONCE(cs.compact_deferred),
+               READ_ONCE(cs.compact_wake), READ_ONCE(cs.compact_full),
+               READ_ONCE(cs.compact_free_scanned), READ_ONCE(cs.compact_slabs_ordered),
+               READ_ONCE(cs.compact_released));
+    out.printf("  slab_classes_shortlived %lu\n  slab_classes_longlived %lu\n"
+               "  slab_lifetime_changes %lu\n",
+               life[MIGRATE_RECLAIMABLE], life[MIGRATE_LONGLIVED], changes);
 }
 
 void print_slabinfo(printbuf &out, const unsigned long cached[NR_KMALLOC_CLASSES])

@@ -17,6 +17,7 @@ option_desc options[OPT_COUNT] = {
     {"TCACHE", 1, "per-thread object caches (0 = every malloc/free takes the locked path)"},
     {"FREE_HIGH", 32l << 20, "bytes of free resident memory per zone before reclaim (madvise)"},
     {"VERBOSE", 0, "print warnings for unusual events"},
+    {"LIFETIME", 0, "group slabs of size classes learned to be long-lived in their own pageblocks"},
 };
 
 namespace {

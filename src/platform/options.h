@@ -24,6 +24,8 @@ enum option_id {
     OPT_FREE_HIGH,      /* KALLOC_FREE_HIGH=bytes: free-but-resident memory a zone keeps before
                            returning whole MAX_ORDER blocks to the OS (default 32M) */
     OPT_VERBOSE,        /* KALLOC_VERBOSE=1: warnings for unusual events (mmap failures) */
+    OPT_LIFETIME,       /* KALLOC_LIFETIME=1: slabs of size classes learned to be long-lived
+                           go to MIGRATE_LONGLIVED pageblocks (default 0: measured, not applied) */
     OPT_COUNT
 };
 

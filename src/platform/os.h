@@ -53,6 +53,12 @@ void os_write(int fd, const char *buf, size_t len);
  * unknown. */
 uint64_t os_resident_bytes();
 
+/* Resident set and the part of it backed by transparent hugepages, in
+ * bytes, from /proc/self/smaps_rollup (Rss, AnonHugePages), read into a
+ * stack buffer without allocating.  False (both 0) when the file cannot be
+ * read (kernels before 4.14, no /proc). */
+bool os_smaps_rollup(uint64_t *rss, uint64_t *anon_huge);
+
 /* A 64-bit random seed (AT_RANDOM bytes mixed with the clock). */
 uint64_t os_random_seed();
 

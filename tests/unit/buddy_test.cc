@@ -45,14 +45,23 @@ struct model {
 
 } // namespace
 
-TEST(Buddy, FallbacksTableIsTheKernels)
+TEST(Buddy, FallbacksTableIsNearestLifetimeFirst)
 {
-    EXPECT_EQ(fallbacks[MIGRATE_UNMOVABLE][0], MIGRATE_RECLAIMABLE);
-    EXPECT_EQ(fallbacks[MIGRATE_UNMOVABLE][1], MIGRATE_MOVABLE);
-    EXPECT_EQ(fallbacks[MIGRATE_MOVABLE][0], MIGRATE_RECLAIMABLE);
-    EXPECT_EQ(fallbacks[MIGRATE_MOVABLE][1], MIGRATE_UNMOVABLE);
-    EXPECT_EQ(fallbacks[MIGRATE_RECLAIMABLE][0], MIGRATE_UNMOVABLE);
-    EXPECT_EQ(fallbacks[MIGRATE_RECLAIMABLE][1], MIGRATE_MOVABLE);
+    // The kernel's table, extended with kalloc's long-lived slabs (mmzone.h).
+    const migratetype expect[MIGRATE_TYPES][MIGRATE_TYPES - 1] = {
+        {MIGRATE_LONGLIVED, MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE},   // unmovable
+        {MIGRATE_RECLAIMABLE, MIGRATE_LONGLIVED, MIGRATE_UNMOVABLE}, // movable
+        {MIGRATE_MOVABLE, MIGRATE_LONGLIVED, MIGRATE_UNMOVABLE},     // reclaimable
+        {MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE},   // long-lived
+    };
+    for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++) {
+        unsigned seen = 1u << mt;
+        for (unsigned i = 0; i < MIGRATE_TYPES - 1; i++) {
+            EXPECT_EQ(fallbacks[mt][i], expect[mt][i]) << migratetype_names[mt] << " #" << i;
+            seen |= 1u << fallbacks[mt][i];
+        }
+        EXPECT_EQ(seen, (1u << MIGRATE_TYPES) - 1) << "every other type once";
+    }
 }
 
 TEST(Buddy, BlocksAreAlignedToTheirOrder)
@@ -74,13 +83,14 @@ TEST(Buddy, RandomSequenceAgainstReferenceModel)
     std::mt19937_64 rng(12345);
     std::vector<block> live;
     model m;
-    const migratetype types[] = {MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE};
+    const migratetype types[] = {MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE,
+                                 MIGRATE_LONGLIVED};
     for (int step = 0; step < 20000; step++) {
         bool do_alloc = live.empty() || (rng() % 100) < 55;
         if (do_alloc && live.size() < 3000) {
             block b{};
             b.exact = rng() % 3 == 0;
-            migratetype mt = types[rng() % 3];
+            migratetype mt = types[rng() % 4];
             // Mostly small orders, as real use; sometimes large.
             unsigned r = rng() % 100;
             b.order = r < 60 ? 0 : r < 80 ? 1 + rng() % 3 : r < 97 ? 4 + rng() % 4 : 8 + rng() % 3;

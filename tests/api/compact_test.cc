@@ -1,0 +1,276 @@
+// Compaction through the public API (libkalloc.so is this process's malloc):
+// kalloc_compact after a fragmenting pattern gives memory back without
+// touching a live block; compaction under concurrent allocation and free
+// from several threads and across fork(); the kalloc_vmstat snapshot is
+// consistent and follows its ABI rule; the stats report shows the views.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstddef>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "api_test_util.h"
+#include "kalloc/kalloc.h"
+
+namespace {
+
+struct blk {
+  void *p;
+  size_t n;
+  uint32_t seed;
+};
+
+kalloc_vmstat vmstat_now() {
+  kalloc_vmstat v;
+  memset(&v, 0, sizeof(v));
+  v.size = sizeof(v);
+  EXPECT_EQ(kalloc_vmstat_get(&v), 0);
+  return v;
+}
+
+// Allocate, fill and check blocks of random sizes (mostly small, some large),
+// freeing at random, for `ops` operations.  Returns false on corruption.
+bool churn(uint64_t seed, int ops, std::atomic<bool> *stop) {
+  std::mt19937_64 rng(seed);
+  std::vector<blk> live;
+  live.reserve(4096);
+  bool ok = true;
+  for (int i = 0; i < ops && ok && !(stop && stop->load()); i++) {
+    if (live.size() < 3000 && (live.empty() || rng() % 100 < 55)) {
+      unsigned r = rng() % 100;
+      size_t n = r < 85 ? 16 + rng() % 497 : r < 98 ? 512 + rng() % 8192 : 40000 + rng() % 200000;
+      void *p = malloc(n);
+      if (!p) return false;
+      uint32_t s = (uint32_t)rng();
+      kt::fill_sparse(p, n, s);
+      live.push_back({p, n, s});
+    } else {
+      size_t k = rng() % live.size();
+      blk b = live[k];
+      live[k] = live.back();
+      live.pop_back();
+      if (kt::check_sparse(b.p, b.n, b.seed) != b.n) ok = false;
+      free(b.p);
+    }
+  }
+  for (blk &b : live) {
+    if (kt::check_sparse(b.p, b.n, b.seed) != b.n) ok = false;
+    free(b.p);
+  }
+  return ok;
+}
+
+}  // namespace
+
+TEST(Compact, FragmentingPatternGivesMemoryBack) {
+  // Many small objects (16..512 B), then a random 90% freed: most slabs keep
+  // a few objects, some empty.  kalloc_compact must give memory back (RSS
+  // and the free-resident figure go down) and leave every survivor intact.
+  const size_t N = 400000;
+  std::mt19937_64 rng(2026);
+  std::vector<blk> objs(N);
+  for (size_t i = 0; i < N; i++) {
+    size_t n = 16 + rng() % 497;
+    objs[i].p = malloc(n);
+    ASSERT_NE(objs[i].p, nullptr);
+    objs[i].n = n;
+    objs[i].seed = (uint32_t)i;
+    kt::fill(objs[i].p, n, objs[i].seed);
+  }
+  std::shuffle(objs.begin(), objs.end(), rng);
+  size_t keep = N / 10;
+  for (size_t i = keep; i < N; i++) free(objs[i].p);
+  objs.resize(keep);
+  kalloc_vmstat before = vmstat_now();
+  kalloc_stats s0;
+  kalloc_stats_get(&s0);
+  size_t released = kalloc_compact();
+  kalloc_vmstat after = vmstat_now();
+  kalloc_stats s1;
+  kalloc_stats_get(&s1);
+  printf("[ figures  ] %zu objects of 16..512 B, 90%% freed: score %llu -> %llu, "
+         "RSS %llu -> %llu KiB, free resident %llu -> %llu KiB, kalloc_compact gave back %zu KiB\n",
+         N, (unsigned long long)before.fragmentation_score,
+         (unsigned long long)after.fragmentation_score, (unsigned long long)s0.resident >> 10,
+         (unsigned long long)s1.resident >> 10, (unsigned long long)before.nr_free_resident * 4,
+         (unsigned long long)after.nr_free_resident * 4, released >> 10);
+  EXPECT_GT(released, 0u);
+  EXPECT_LT(s1.resident, s0.resident) << "RSS did not go down";
+  EXPECT_LT(after.nr_free_resident, before.nr_free_resident);
+  EXPECT_EQ(after.compact_full, before.compact_full + 1);
+  EXPECT_GE(after.compact_released, before.compact_released + released / 4096);
+  EXPECT_GE(after.pgreclaim, before.pgreclaim + released / 4096);
+  for (blk &b : objs) ASSERT_EQ(kt::check(b.p, b.n, b.seed), b.n) << "a live object was touched";
+  for (blk &b : objs) free(b.p);
+}
+
+TEST(Compact, ConcurrentAllocationAndFreeFromSeveralThreads) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; t++)
+    workers.emplace_back([t, &bad] {
+      if (!churn(100 + t, 150000, nullptr)) bad++;
+    });
+  std::thread compactor([&] {
+    while (!stop.load()) {
+      kalloc_compact();
+      kalloc_vmstat v;
+      memset(&v, 0, sizeof(v));
+      v.size = sizeof(v);
+      kalloc_vmstat_get(&v);
+    }
+  });
+  for (auto &w : workers) w.join();
+  stop = true;
+  compactor.join();
+  EXPECT_EQ(bad.load(), 0) << "a live block changed under compaction";
+  kalloc_vmstat v = vmstat_now();
+  EXPECT_GT(v.compact_full, 0u);
+}
+
+TEST(Compact, ForkWhileOtherThreadsAllocateAndCompact) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<blk> mine;
+  for (int i = 0; i < 2000; i++) {
+    size_t n = 16 + (size_t)(i * 37) % 3000;
+    void *p = malloc(n);
+    ASSERT_NE(p, nullptr);
+    kt::fill(p, n, (uint32_t)i);
+    mine.push_back({p, n, (uint32_t)i});
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; t++)
+    threads.emplace_back([t, &stop, &bad] {
+      if (!churn(700 + t, 1 << 30, &stop)) bad++;
+    });
+  threads.emplace_back([&stop] {
+    while (!stop.load()) kalloc_compact();
+  });
+  for (int f = 0; f < 20; f++) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      // The child: compaction works, the parent's blocks are intact, and
+      // allocation goes on.
+      int rc = 0;
+      kalloc_compact();
+      for (blk &b : mine)
+        if (kt::check(b.p, b.n, b.seed) != b.n) rc = 1;
+      if (!churn(9000 + f, 20000, nullptr)) rc = 2;
+      kalloc_compact();
+      for (blk &b : mine)
+        if (kt::check(b.p, b.n, b.seed) != b.n) rc = 3;
+      _exit(rc);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "child died";
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "fork " << f;
+  }
+  stop = true;
+  for (auto &t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  for (blk &b : mine) {
+    EXPECT_EQ(kt::check(b.p, b.n, b.seed), b.n);
+    free(b.p);
+  }
+}
+
+TEST(Compact, VmstatSnapshotIsConsistent) {
+  // Some of each kind of memory.
+  std::vector<void *> ps;
+  for (int i = 0; i < 5000; i++) ps.push_back(malloc(16 + i % 700));
+  for (int i = 0; i < 20; i++) ps.push_back(malloc(100000 + i * 4096));
+  kalloc_thread_flush();
+  kalloc_vmstat v = vmstat_now();
+  EXPECT_EQ(v.size, sizeof(v));
+  EXPECT_EQ(v.version, (uint32_t)KALLOC_VMSTAT_VERSION);
+  EXPECT_EQ(v.nr_migrate_types, 4u);
+  uint64_t blocks = 0, mixed = 0, free_by_type = 0;
+  for (unsigned mt = 0; mt < KALLOC_MIGRATE_TYPES_MAX; mt++) {
+    blocks += v.nr_pageblocks[mt];
+    mixed += v.nr_mixed_pageblocks[mt];
+    free_by_type += v.nr_free_pages_type[mt];
+    EXPECT_LE(v.nr_mixed_pageblocks[mt], v.nr_pageblocks[mt]);
+    if (mt >= v.nr_migrate_types) {
+      EXPECT_EQ(v.nr_pageblocks[mt], 0u);
+    }
+  }
+  EXPECT_EQ(blocks * 512, v.nr_spanned_pages) << "every 2 MiB pageblock has one type";
+  EXPECT_EQ(mixed, v.nr_mixed_total);
+  EXPECT_LE(v.nr_mixed_total + v.nr_empty_pageblocks, blocks);
+  EXPECT_EQ(free_by_type, v.nr_free_pages);
+  EXPECT_LE(v.nr_free_resident, v.nr_free_pages);
+  EXPECT_LE(v.nr_free_pages, v.nr_spanned_pages);
+  EXPECT_GT(v.nr_pageblocks[KALLOC_MIGRATE_MOVABLE] + v.nr_pageblocks[KALLOC_MIGRATE_RECLAIMABLE] +
+                v.nr_pageblocks[KALLOC_MIGRATE_LONGLIVED],
+            0u);
+  EXPECT_LE(v.fragmentation_score, 100u);
+  EXPECT_TRUE(v.fragmentation_index == -1000 ||
+              (v.fragmentation_index >= 0 && v.fragmentation_index <= 1000));
+  EXPECT_GE(v.pgalloc, 1u);
+  EXPECT_EQ(v.slab_classes_shortlived + v.slab_classes_longlived > 0, true);
+  if (v.rss_bytes) {
+    EXPECT_LE(v.anon_huge_bytes, v.rss_bytes);
+    kalloc_stats s;
+    kalloc_stats_get(&s);
+    EXPECT_GT(v.rss_bytes, s.in_use / 2) << "Rss should cover what is in use";
+  }
+  for (void *p : ps) free(p);
+
+  // The ABI rule: an older, shorter struct gets only its bytes filled.
+  unsigned char buf[sizeof(kalloc_vmstat) + 64];
+  memset(buf, 0xEE, sizeof(buf));
+  kalloc_vmstat *old = (kalloc_vmstat *)buf;
+  uint32_t short_size = (uint32_t)offsetof(kalloc_vmstat, compact_stall);
+  old->size = short_size;
+  ASSERT_EQ(kalloc_vmstat_get(old), 0);
+  EXPECT_EQ(old->size, short_size);
+  EXPECT_EQ(old->version, (uint32_t)KALLOC_VMSTAT_VERSION);
+  for (size_t i = short_size; i < sizeof(buf); i++) ASSERT_EQ(buf[i], 0xEE) << "byte " << i;
+  // A newer, longer struct: kalloc fills what it knows and says so.
+  memset(buf, 0xEE, sizeof(buf));
+  old->size = sizeof(buf);
+  ASSERT_EQ(kalloc_vmstat_get(old), 0);
+  EXPECT_EQ(old->size, sizeof(kalloc_vmstat));
+  for (size_t i = sizeof(kalloc_vmstat); i < sizeof(buf); i++) ASSERT_EQ(buf[i], 0xEE);
+  // Too small or NULL: EINVAL.
+  old->size = 4;
+  errno = 0;
+  EXPECT_EQ(kalloc_vmstat_get(old), -1);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(kalloc_vmstat_get(nullptr), -1);
+  EXPECT_EQ(errno, EINVAL);
+}
+
+TEST(Compact, StatsPrintShowsTheViews) {
+  char path[] = "/tmp/kalloc_compact_statsXXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  kalloc_compact();
+  kalloc_stats_print_fd(fd);
+  std::string out;
+  char buf[4096];
+  lseek(fd, 0, SEEK_SET);
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, (size_t)n);
+  close(fd);
+  for (const char *want : {"pagetypeinfo", "number of blocks type", "number of mixed blocks",
+                           "LongLived", "extfrag_index", "fragmentation score", "compact_stall ",
+                           "compact_success ", "compact_fail ", "compact_deferred ", "pgreclaim ",
+                           "pgfallback ", "pageblock_claims ", "compact_full ", "slabinfo"})
+    EXPECT_NE(out.find(want), std::string::npos) << "missing: " << want << "\n" << out;
+  if (access("/proc/self/smaps_rollup", R_OK) == 0) {
+    EXPECT_NE(out.find("hugepages: AnonHugePages"), std::string::npos);
+  }
+}
