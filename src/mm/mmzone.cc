@@ -14,8 +14,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include "mm/khugepaged.h"
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
+#include "mm/vmscan.h"
 #include "platform/cpu.h"
 #include "platform/options.h"
 #include "platform/os.h"
@@ -90,7 +92,9 @@ bool __zone_grow(zone *z, unsigned long min_pages)
         return false;
     uintptr_t addr = z->zone_start + (z->spanned_pages << PAGE_SHIFT);
     int saved = errno;
-    void *p = os_map_fixed((void *)addr, step << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
+    void *p = z->backing_fd < 0 ? zone_map_hugetlb(z, (void *)addr, step << PAGE_SHIFT) : nullptr;
+    if (!p)
+        p = os_map_fixed((void *)addr, step << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
     /* The descriptors of the new pages that have none yet (a zone that shrank
      * kept them): step is a multiple of 1024 pages, so this range (64 bytes a
      * page) is page aligned. */
@@ -105,6 +109,12 @@ bool __zone_grow(zone *z, unsigned long min_pages)
         bool full = errno == EEXIST;
         if (p)
             os_unmap(p, step << PAGE_SHIFT);
+        for (unsigned long pb = z->spanned_pages >> pageblock_order;
+             pb < (z->spanned_pages + step) >> pageblock_order; pb++) {
+            if (z->pageblock_thp[pb] & PB_HUGETLB)
+                z->nr_hugetlb_pages -= pageblock_nr_pages;
+            z->pageblock_thp[pb] = 0;
+        }
         if (full)
             z->full = true;
         errno = saved;
@@ -124,6 +134,7 @@ bool __zone_grow(zone *z, unsigned long min_pages)
     /* Fresh anonymous memory is zero and not resident: PG_reported. */
     for (unsigned long pfn = first; pfn < first + step; pfn += 1ul << MAX_ORDER)
         __free_one_page(z, pfn, MAX_ORDER, true);
+    __setup_zone_wmarks(z);
     pa_stats.zone_grow++;
     return true;
 }
@@ -132,6 +143,7 @@ zone *zone_create(unsigned long min_pages)
 {
     spin_lock(&zone_list_lock);
     options_init();
+    vmscan_init();
     zone *z = nullptr;
     if (nr_zones >= MAX_NR_ZONES)
         goto out;
@@ -148,7 +160,7 @@ zone *zone_create(unsigned long min_pages)
         z->backing_fd = -1;
         z->id = (uint16_t)nr_zones;
         z->max_pages = ZONE_MAX_PAGES;
-        z->free_high = (unsigned long)option_get(OPT_FREE_HIGH) >> PAGE_SHIFT;
+        INIT_LIST_HEAD(&z->free_lru);
         for (auto &fa : z->free_area)
             for (auto &l : fa.free_list)
                 INIT_LIST_HEAD(&l);

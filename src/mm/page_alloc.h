@@ -44,7 +44,8 @@ void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags);
 
 /* Drain the per-CPU pagesets, then give every free, still-resident block of
  * at least `min_order` back to the OS (madvise); returns pages released.
- * For malloc_trim. */
+ * For malloc_trim.  Takes vmscan_lock (so no reclaim pass runs meanwhile);
+ * hugetlb-backed blocks stay. */
 unsigned long zone_reclaim_all(unsigned min_order);
 
 /* Give address space back: unmap whole free MAX_ORDER blocks at the top of
@@ -53,6 +54,16 @@ unsigned long zone_reclaim_all(unsigned min_order);
  * the pages unmapped.  Descriptors stay mapped, so lock-free readers never
  * fault. */
 unsigned long zone_shrink_all();
+
+/* --- for reclaim (mm/vmscan.cc); caller holds z->lock --- */
+
+/* Take free block pg off the free lists (and free_lru) for reclaim: it
+ * becomes PG_isolated, neither free nor allocated, until put back. */
+void __isolate_free_block(zone *z, page *pg);
+
+/* Return an isolated block whose memory was given back: freed as
+ * PG_reported (merging with its buddies). */
+void __putback_reported_block(zone *z, page *pg, unsigned order);
 
 /* --- internals, exposed for unit tests --- */
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported);
