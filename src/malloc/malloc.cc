@@ -163,8 +163,7 @@ void *__kmalloc_slow(size_t size)
 {
     /* A background reclaimer to start, or cache decay hooks due: only here,
      * where no allocator lock is held, and only once kalloc_init is done. */
-    if (unlikely(READ_ONCE(kswapd_start_pending) || vmscan_pcp_decay_hook ||
-                 vmscan_tcache_decay_hook) && kalloc_init())
+    if (unlikely(vmscan_malloc_slowpath_due()) && kalloc_init())
         vmscan_malloc_slowpath();
     if (size <= KMALLOC_MAX_SIZE)
         return alloc_class(kmalloc_index(size)) ?: enomem();

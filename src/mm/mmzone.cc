@@ -124,7 +124,10 @@ bool __zone_grow(zone *z, unsigned long min_pages)
     unsigned long first = z->spanned_pages;
     if (mm_to > z->mem_map_pages)
         z->mem_map_pages = mm_to;
-    for (unsigned long pfn = first; pfn < first + step; pfn++)
+    /* Only each MAX_ORDER block's head descriptor is set up: the rest stay
+     * untouched (not resident) until the block is first split or taken
+     * (PG_desc_off, page_alloc.cc). */
+    for (unsigned long pfn = first; pfn < first + step; pfn += 1ul << MAX_ORDER)
         z->mem_map[pfn].zone = z;
     for (unsigned long pfn = first; pfn < first + step; pfn += pageblock_nr_pages)
         set_pageblock_migratetype(z, pfn, MIGRATE_MOVABLE);
@@ -133,7 +136,7 @@ bool __zone_grow(zone *z, unsigned long min_pages)
         pcp_update_batch_high(z);
     /* Fresh anonymous memory is zero and not resident: PG_reported. */
     for (unsigned long pfn = first; pfn < first + step; pfn += 1ul << MAX_ORDER)
-        __free_one_page(z, pfn, MAX_ORDER, true);
+        __free_one_page_fresh(z, pfn, MAX_ORDER, true, true);
     __setup_zone_wmarks(z);
     pa_stats.zone_grow++;
     return true;

@@ -109,8 +109,36 @@ static inline void del_from_lru(zone *z, page *pg, unsigned order)
     }
 }
 
+/* Descriptors per page of mem_map (64), and how many of a MAX_ORDER block's
+ * descriptors live outside its head's descriptor page. */
+constexpr unsigned long DESC_PER_PAGE = PAGE_SIZE / sizeof(page);
+
+/* A MAX_ORDER block just became free and reported: give its descriptors
+ * back too, all but the head's page (descriptors of pages inside a free
+ * block carry nothing but their zone pointer).  Fresh blocks from growth
+ * have never been touched (fresh = true: no madvise needed). */
+static void __block_descriptors_off(zone *z, page *pg, bool fresh)
+{
+    if (!fresh)
+        os_decommit(pg + DESC_PER_PAGE, (PAGE_SIZE << MAX_ORDER) / PAGE_SIZE * sizeof(page) -
+                                            DESC_PER_PAGE * sizeof(page));
+    pg->flags |= PG_desc_off;
+}
+
+/* A PG_desc_off block leaves the free lists: its descriptors come back
+ * (zero: only the zone pointer needs setting). */
+static void __block_descriptors_on(zone *z, page *pg)
+{
+    for (unsigned long i = DESC_PER_PAGE; i < (1ul << MAX_ORDER); i++)
+        pg[i].zone = z;
+    for (unsigned long i = 1; i < DESC_PER_PAGE; i++)
+        pg[i].zone = z;          /* fresh blocks from growth have none at all */
+}
+
 static inline void del_from_free_list(zone *z, page *pg, unsigned order)
 {
+    if (unlikely(pg->flags & PG_desc_off))
+        __block_descriptors_on(z, pg);
     list_del(&pg->lru);
     del_from_lru(z, pg, order);
     z->free_area[order].nr_free--;
@@ -142,6 +170,8 @@ static void report_free_block(zone *z, page *pg, unsigned order)
     list_move_tail(&pg->lru, &z->free_area[order].free_list[pg->migratetype]);
     z->nr_free_resident -= 1ul << order;
     z->nr_reported += 1ul << order;
+    if (order == MAX_ORDER)
+        __block_descriptors_off(z, pg, false);
 }
 
 void __isolate_free_block(zone *z, page *pg)
@@ -162,10 +192,15 @@ void __putback_reported_block(zone *z, page *pg, unsigned order)
 
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
 {
+    __free_one_page_fresh(z, pfn, order, reported, false);
+}
+
+void __free_one_page_fresh(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh)
+{
     /* The block's head forgets what it was (slab, large...): a later free of
      * the same pointer must see a free page, not a live block. */
     pfn_to_page(z, pfn)->flags = 0;
-    uint32_t now = reported ? 0 : vmscan_now();
+    uint32_t now = vmscan_now();
     while (order < MAX_ORDER) {
         unsigned long buddy_pfn = pfn ^ (1ul << order);
         if (buddy_pfn + (1ul << order) > z->spanned_pages)
@@ -186,6 +221,8 @@ void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
     add_to_free_list(z, pg, order, mt, reported, now);
     if (!reported)
         __zone_watermark_check(z);
+    else if (order == MAX_ORDER)
+        __block_descriptors_off(z, pg, fresh);
 }
 
 /* ---------------------------------------------------------------------------
@@ -540,6 +577,39 @@ unsigned long zone_reclaim_all(unsigned min_order)
     return released;
 }
 
+unsigned long __zone_shrink_top(zone *z, bool idle_reported_only, uint32_t now, uint32_t min_age)
+{
+    unsigned long released = 0;
+    while (z->spanned_pages >= (1ul << MAX_ORDER)) {
+        unsigned long top = z->spanned_pages - (1ul << MAX_ORDER);
+        page *pg = pfn_to_page(z, top);
+        if (!page_is_buddy(pg, MAX_ORDER))
+            break;
+        if (idle_reported_only) {
+            int32_t age = (int32_t)(now - pg->free_time);
+            if (!(pg->flags & PG_reported) || age < 0 || (uint32_t)age < min_age)
+                break;
+        }
+        pg->flags &= (uint16_t)~PG_desc_off;   /* zeroed below anyway */
+        del_from_free_list(z, pg, MAX_ORDER);
+        os_unmap((void *)(z->zone_start + (top << PAGE_SHIFT)), PAGE_SIZE << MAX_ORDER);
+        WRITE_ONCE(z->spanned_pages, top);
+        /* The descriptors stay mapped (lock-free readers never fault) but
+         * are zeroed, no longer resident: growth sets them up again.  1024
+         * descriptors are 64 KiB, page aligned. */
+        os_decommit(pfn_to_page(z, top), sizeof(page) << MAX_ORDER);
+        for (unsigned long b = top; b < top + (1ul << MAX_ORDER); b += pageblock_nr_pages) {
+            if (z->pageblock_thp[b >> pageblock_order] & PB_HUGETLB)
+                z->nr_hugetlb_pages -= pageblock_nr_pages;
+            z->pageblock_thp[b >> pageblock_order] = 0;   /* a regrown block starts afresh */
+        }
+        released += 1ul << MAX_ORDER;
+    }
+    if (released)
+        pcp_update_batch_high(z);
+    return released;
+}
+
 unsigned long zone_shrink_all()
 {
     drain_all_pages();
@@ -548,22 +618,7 @@ unsigned long zone_shrink_all()
     for (unsigned i = 0; i < n; i++) {
         zone *z = zones[i];
         spin_lock(&z->lock);
-        while (z->spanned_pages >= (1ul << MAX_ORDER)) {
-            unsigned long top = z->spanned_pages - (1ul << MAX_ORDER);
-            page *pg = pfn_to_page(z, top);
-            if (!page_is_buddy(pg, MAX_ORDER))
-                break;
-            del_from_free_list(z, pg, MAX_ORDER);
-            os_unmap((void *)(z->zone_start + (top << PAGE_SHIFT)), PAGE_SIZE << MAX_ORDER);
-            WRITE_ONCE(z->spanned_pages, top);
-            for (unsigned long b = top; b < top + (1ul << MAX_ORDER); b += pageblock_nr_pages) {
-                if (z->pageblock_thp[b >> pageblock_order] & PB_HUGETLB)
-                    z->nr_hugetlb_pages -= pageblock_nr_pages;
-                z->pageblock_thp[b >> pageblock_order] = 0;   /* a regrown block starts afresh */
-            }
-            released += 1ul << MAX_ORDER;
-        }
-        pcp_update_batch_high(z);
+        released += __zone_shrink_top(z, false, 0, 0);
         spin_unlock(&z->lock);
     }
     return released;

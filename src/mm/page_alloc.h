@@ -65,8 +65,17 @@ void __isolate_free_block(zone *z, page *pg);
  * PG_reported (merging with its buddies). */
 void __putback_reported_block(zone *z, page *pg, unsigned order);
 
+/* Unmap the whole free MAX_ORDER blocks at the top of z (the brk trim):
+ * every one, or (idle_reported_only) only blocks already given back and
+ * free for at least min_age ms at `now` (decay: a zone that grew for a burst
+ * shrinks back, descriptors included).  Returns the pages unmapped. */
+unsigned long __zone_shrink_top(zone *z, bool idle_reported_only, uint32_t now, uint32_t min_age);
+
 /* --- internals, exposed for unit tests --- */
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported);
+/* Zone growth: fresh memory whose descriptors (but the head's) were never
+ * set up (only the head's zone pointer is). */
+void __free_one_page_fresh(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh);
 page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed);
 
 /* Walk the zone and check the buddy invariants listed in mmzone.h.

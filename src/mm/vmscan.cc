@@ -7,6 +7,7 @@
 
 #include "mm/khugepaged.h"
 #include "mm/page_alloc.h"
+#include "mm/slab.h"
 #include "platform/cgroup.h"
 #include "platform/kthread.h"
 #include "platform/options.h"
@@ -32,6 +33,7 @@ bool vmscan_inited;                      /* vmscan_init ran */
 cgroup_limits cg_limits;                 /* the process's cgroup limits */
 uint64_t cg_limit_override;              /* tests: a limit instead of the cgroup's (bytes) */
 unsigned cg_pressure;                    /* 0 .. 1024, recomputed by timed passes */
+unsigned long last_timed_work = 1;       /* pages the last timed pass gave back */
 
 /* kswapd */
 enum { KSWAPD_OFF, KSWAPD_STARTING, KSWAPD_RUNNING };
@@ -157,7 +159,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait)
     if (timed)
         update_cgroup_pressure();
     long decay = option_get(OPT_DECAY_MS);
-    unsigned long reclaimed = 0, decayed = 0;
+    unsigned long reclaimed = 0, decayed = 0, shrunk = 0;
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
@@ -167,16 +169,27 @@ bool vmscan_run(uint32_t now, bool timed, bool wait)
         unsigned long high = z->_watermark[WMARK_HIGH];
         bool any = z->nr_free_lru != 0;
         spin_unlock(&z->lock);
-        if (!any || (!over && !timed))
-            continue;
-        scan_control sc = {};
-        sc.target = over ? high : ~0ul;
-        sc.decay_age = timed && decay > 0 ? (uint32_t)decay : UINT32_MAX;
-        sc.now = now;
-        shrink_zone(z, &sc);
-        reclaimed += sc.nr_reclaimed;
-        decayed += sc.nr_decayed;
+        if (any && (over || timed)) {
+            scan_control sc = {};
+            sc.target = over ? high : ~0ul;
+            sc.decay_age = timed && decay > 0 ? (uint32_t)decay : UINT32_MAX;
+            sc.now = now;
+            shrink_zone(z, &sc);
+            reclaimed += sc.nr_reclaimed;
+            decayed += sc.nr_decayed;
+        }
+        if (timed && decay > 0) {
+            /* A zone that grew for a burst gives the address space and the
+             * descriptors back once the top has been idle for a period. */
+            spin_lock(&z->lock);
+            unsigned long unmapped = __zone_shrink_top(z, true, now, (uint32_t)decay);
+            spin_unlock(&z->lock);
+            stat_add(vm_reclaim_stats.pgshrink, unmapped);
+            shrunk += unmapped;
+        }
     }
+    if (timed)
+        WRITE_ONCE(last_timed_work, reclaimed + decayed + shrunk);
     if (timed) {
         khugepaged_scan();
         stat_add(vm_reclaim_stats.decay_runs, 1);
@@ -191,25 +204,26 @@ bool vmscan_run(uint32_t now, bool timed, bool wait)
  * that come before vmscan_lock (tcache_list_lock, kmem_cache.lock). */
 static void run_decay_hooks(uint32_t now)
 {
+    /* The slab caches' spare empty slabs (one per class): a busy class
+     * makes a new spare at once, an idle one gives its pages back. */
+    kmem_cache_shrink_all();
     if (auto h = READ_ONCE(vmscan_pcp_decay_hook))
         h(now);
     if (auto h = READ_ONCE(vmscan_tcache_decay_hook))
         h(now);
 }
 
-static uint32_t hooks_next;     /* clock value of the next slow-path hook run */
+uint32_t vmscan_hooks_next;
 
 void vmscan_malloc_slowpath()
 {
     kswapd_run_if_wanted();
     if (kswapd_running() || spin_lock_bypass)
         return;                 /* kswapd runs the hooks */
-    if (!READ_ONCE(vmscan_pcp_decay_hook) && !READ_ONCE(vmscan_tcache_decay_hook))
-        return;
     uint32_t now = vmscan_now();
-    if ((int32_t)(now - READ_ONCE(hooks_next)) < 0)
+    if ((int32_t)(now - READ_ONCE(vmscan_hooks_next)) < 0)
         return;
-    WRITE_ONCE(hooks_next, now + tick_period());
+    WRITE_ONCE(vmscan_hooks_next, now + tick_period());
     run_decay_hooks(now);
 }
 
@@ -228,11 +242,10 @@ static bool any_zone_over_min()
 void __vmscan_tick_slow(uint32_t now)
 {
     bool timed = (int32_t)(now - READ_ONCE(vmscan_next_tick)) >= 0;
-    if (timed)
-        WRITE_ONCE(vmscan_next_tick, now + tick_period());   /* no stampede */
     if (READ_ONCE(kswapd_state) == KSWAPD_RUNNING) {
-        /* kswapd does the timed work; a crossing wakes it, and only a zone
-         * above WMARK_MIN makes this thread reclaim itself. */
+        /* kswapd does the timed work (and moves vmscan_next_tick); a
+         * crossing wakes it, and only a zone above WMARK_MIN makes this
+         * thread reclaim itself. */
         if (READ_ONCE(vmscan_pending)) {
             wakeup_kswapd();
             if (any_zone_over_min() && vmscan_run(now, false, false))
@@ -240,6 +253,8 @@ void __vmscan_tick_slow(uint32_t now)
         }
         return;
     }
+    if (timed)
+        WRITE_ONCE(vmscan_next_tick, now + tick_period());   /* no stampede */
     bool pending = READ_ONCE(vmscan_pending);
     if (vmscan_run(now, timed, false) && pending)
         stat_add(vm_reclaim_stats.direct_reclaim, 1);
@@ -255,6 +270,8 @@ static bool nothing_to_decay()
         return false;      /* their caches may need time-driven passes */
     if (vmscan_cgroup_limit())
         return false;      /* the RSS check is periodic */
+    if (READ_ONCE(last_timed_work))
+        return false;      /* the last pass found work: more may come due (zone tops) */
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++)
         if (READ_ONCE(zones[i]->nr_free_lru))
@@ -408,9 +425,10 @@ void vmscan_reread_cgroup()
 void print_reclaim_stats(printbuf &out)
 {
     const reclaim_stats &s = vm_reclaim_stats;
-    out.printf("reclaim: pgreclaim %lu pgdecay %lu pgtrim %lu pgscan %lu wmark_low_hits %lu "
-               "direct_reclaim %lu kswapd_wake %lu kswapd_runs %lu decay_runs %lu kswapd %s\n",
-               s.pgreclaim, s.pgdecay, s.pgtrim, s.pgscan, s.wmark_low_hits, s.direct_reclaim,
+    out.printf("reclaim: pgreclaim %lu pgdecay %lu pgtrim %lu pgshrink %lu pgscan %lu "
+               "wmark_low_hits %lu direct_reclaim %lu kswapd_wake %lu kswapd_runs %lu "
+               "decay_runs %lu kswapd %s\n",
+               s.pgreclaim, s.pgdecay, s.pgtrim, s.pgshrink, s.pgscan, s.wmark_low_hits, s.direct_reclaim,
                s.kswapd_wake, s.kswapd_runs, s.decay_runs, kswapd_running() ? "on" : "off");
     uint64_t limit = vmscan_cgroup_limit();
     out.printf("reclaim: cgroup v%d limit_kb %lu pressure %u/1024 (passes under pressure %lu)\n",

@@ -73,6 +73,7 @@ struct reclaim_stats {
     unsigned long pgreclaim;        /* pages given back by watermark reclaim */
     unsigned long pgdecay;          /* pages given back because they were idle (decay) */
     unsigned long pgtrim;           /* pages given back by malloc_trim (zone_reclaim_all) */
+    unsigned long pgshrink;         /* idle reported pages unmapped from the top of zones */
     unsigned long pgscan;           /* free blocks isolated by reclaim or decay */
     unsigned long wmark_low_hits;   /* frees that pushed a zone above WMARK_LOW */
     unsigned long direct_reclaim;   /* passes run by an allocating / freeing thread */
@@ -201,6 +202,12 @@ void kswapd_set_wanted(bool on);
  * kalloc_init done): starts kswapd when wanted, and runs the decay hooks
  * when they are due and there is no kswapd. */
 void vmscan_malloc_slowpath();
+extern uint32_t vmscan_hooks_next;   /* clock value when vmscan_malloc_slowpath next acts */
+static inline bool vmscan_malloc_slowpath_due()
+{
+    return READ_ONCE(kswapd_start_pending) ||
+           (int32_t)(vmscan_now() - READ_ONCE(vmscan_hooks_next)) >= 0;
+}
 
 /* Whether kswapd is running (a thread exists and has not been told to stop). */
 bool kswapd_running();
