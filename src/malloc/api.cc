@@ -34,8 +34,10 @@ __export size_t kalloc_usable_size(const void *p) { return ksize(p); }
 __export int kalloc_trim(size_t pad) { return ktrim(pad); }
 __export int kalloc_background(int enable)
 {
-    kalloc_init();
-    kswapd_set_wanted(enable != 0);
+    if (enable >= 0) {
+        kalloc_init();
+        kswapd_set_wanted(enable != 0);
+    }
     return kswapd_running() ? 1 : 0;
 }
 __export int kalloc_owns(const void *p) { return kowns(p) ? 1 : 0; }
