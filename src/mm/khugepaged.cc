@@ -56,7 +56,7 @@ void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
             z->pageblock_thp[pb] |= PB_THP_RECLAIMED;
 }
 
-void khugepaged_scan()
+void khugepaged_scan(unsigned max_collapse)
 {
     if (thp_enabled <= THP_NEVER || !option_get(OPT_THP))
         return;
@@ -80,7 +80,7 @@ void khugepaged_scan()
                 /* Build the hugepage now: when the block first became dense
                  * and once it has refilled after reclaim. */
                 bool want = !(f & PB_THP_COLLAPSED) || (f & PB_THP_RECLAIMED);
-                if (want && collapse_works && collapses < KHUGEPAGED_COLLAPSE_BATCH) {
+                if (want && collapse_works && collapses < max_collapse) {
                     collapses++;
                     int err = os_collapse(pageblock_address(z, pb), PAGEBLOCK_BYTES);
                     if (err == 0) {

@@ -18,7 +18,8 @@
  * `always` (read once; `never`: nothing is done) and KALLOC_THP is on.
  * MADV_COLLAPSE failing with EINVAL (older kernel) turns collapsing off
  * silently.  The scan runs with the timed reclaim pass (kswapd or the slow
- * path decay), at most KHUGEPAGED_COLLAPSE_BATCH collapses per pass.
+ * path decay), at most one collapse per pass on the program's thread and
+ * KHUGEPAGED_COLLAPSE_BATCH per pass on kswapd.
  *
  * KALLOC_HUGETLB=1: zone growth maps from reserved hugetlbfs pages
  * (MAP_HUGETLB) when /proc/meminfo shows enough free ones, and falls back to
@@ -40,14 +41,18 @@ extern thp_mode thp_enabled;        /* the system's transparent_hugepage/enabled
 
 constexpr unsigned KHUGEPAGED_DENSE_FREE = pageblock_nr_pages / 8;   /* at most this free: dense */
 constexpr unsigned KHUGEPAGED_SPARSE_FREE = pageblock_nr_pages / 2;  /* at least this free: sparse */
-constexpr unsigned KHUGEPAGED_COLLAPSE_BATCH = 16;                   /* collapses per scan (32 MiB) */
+/* MADV_COLLAPSE calls per scan: each copies 2 MiB under the mm's lock
+ * (3-5 ms measured), so a slow-path scan (on the program's own thread) does
+ * one, kswapd up to this many. */
+constexpr unsigned KHUGEPAGED_COLLAPSE_BATCH = 16;
 
 /* Read the THP mode (idempotent). */
 void khugepaged_init();
 
 /* Walk every zone's pageblocks and madvise those that changed between dense
- * and sparse; collapse newly dense ones.  Caller holds vmscan_lock. */
-void khugepaged_scan();
+ * and sparse; collapse up to max_collapse newly dense (or refilled) ones.
+ * Caller holds vmscan_lock. */
+void khugepaged_scan(unsigned max_collapse);
 
 /* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer
  * whole hugepages.  Caller holds vmscan_lock. */

@@ -149,7 +149,7 @@ void shrink_zone(zone *z, scan_control *sc)
     }
 }
 
-bool vmscan_run(uint32_t now, bool timed, bool wait)
+bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
 {
     if (wait)
         spin_lock(&vmscan_lock);
@@ -191,7 +191,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait)
     if (timed)
         WRITE_ONCE(last_timed_work, reclaimed + decayed + shrunk);
     if (timed) {
-        khugepaged_scan();
+        khugepaged_scan(from_kswapd ? KHUGEPAGED_COLLAPSE_BATCH : 1);
         stat_add(vm_reclaim_stats.decay_runs, 1);
     }
     spin_unlock(&vmscan_lock);
@@ -288,7 +288,7 @@ static void *kswapd(void *arg)
         if (timed || READ_ONCE(vmscan_pending)) {
             if (timed)
                 WRITE_ONCE(vmscan_next_tick, now + tick_period());
-            vmscan_run(now, timed, true);
+            vmscan_run(now, timed, true, true);
             stat_add(vm_reclaim_stats.kswapd_runs, 1);
             if (timed)
                 run_decay_hooks(now);

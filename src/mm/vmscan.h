@@ -158,8 +158,10 @@ void shrink_zone(zone *z, scan_control *sc);
 
 /* One pass over every zone: watermarks (every zone over WMARK_LOW goes down
  * to WMARK_HIGH) and, when `timed`, decay, the cgroup check and the THP
- * scan.  Takes vmscan_lock (trylock when !wait; returns false if busy). */
-bool vmscan_run(uint32_t now, bool timed, bool wait);
+ * scan.  Takes vmscan_lock (trylock when !wait; returns false if busy).
+ * from_kswapd: the background thread, which may spend longer (more
+ * MADV_COLLAPSE calls per pass, each 3-5 ms of copying). */
+bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd = false);
 
 /* The slow-path hook (page allocation and free, with no zone lock held):
  * cheap unless a zone crossed WMARK_LOW or the decay period has passed; then
