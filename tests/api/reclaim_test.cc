@@ -144,8 +144,8 @@ TEST(Reclaim, ForkWhileTheReclaimerAndOtherThreadsWork)
 // Run by BackgroundEnv.* below with KALLOC_BACKGROUND=1 in a fresh process.
 TEST(BackgroundEnvChild, ThreadStartsFromTheOption)
 {
-    if (!getenv("KALLOC_BACKGROUND"))
-        GTEST_SKIP() << "only run with KALLOC_BACKGROUND=1";
+    if (!getenv("KALLOC_RECLAIM_TEST_CHILD"))
+        GTEST_SKIP() << "only run by BackgroundEnv.OptionStartsTheThread, in a fresh process";
     burst(8 << 20);
     void *p = malloc(100);      // a slow path after init starts the thread
     free(p);
@@ -157,12 +157,11 @@ TEST(BackgroundEnvChild, ThreadStartsFromTheOption)
 
 TEST(BackgroundEnv, OptionStartsTheThread)
 {
-    if (getenv("KALLOC_BACKGROUND"))
-        GTEST_SKIP() << "this is the child run";
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         setenv("KALLOC_BACKGROUND", "1", 1);
+        setenv("KALLOC_RECLAIM_TEST_CHILD", "1", 1);
         execl("/proc/self/exe", "reclaim_test", "--gtest_filter=BackgroundEnvChild.*",
               (char *)nullptr);
         _exit(127);
