@@ -187,20 +187,27 @@ void __putback_reported_block(zone *z, page *pg, unsigned order)
 {
     z->nr_isolated -= 1ul << order;
     z->nr_reported += 1ul << order;
-    __free_one_page(z, page_to_pfn(pg), order, true);
+    __free_one_page_at(z, page_to_pfn(pg), order, true, false, pg->free_time);
 }
 
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
 {
-    __free_one_page_fresh(z, pfn, order, reported, false);
+    __free_one_page_at(z, pfn, order, reported, false, vmscan_now());
 }
 
 void __free_one_page_fresh(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh)
 {
+    __free_one_page_at(z, pfn, order, reported, fresh, vmscan_now());
+}
+
+/* Free a block that has been free since `now` (a reclaimed block keeps the
+ * time it became free): a merged block is as young as its youngest part. */
+void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh,
+                        uint32_t now)
+{
     /* The block's head forgets what it was (slab, large...): a later free of
      * the same pointer must see a free page, not a live block. */
     pfn_to_page(z, pfn)->flags = 0;
-    uint32_t now = vmscan_now();
     while (order < MAX_ORDER) {
         unsigned long buddy_pfn = pfn ^ (1ul << order);
         if (buddy_pfn + (1ul << order) > z->spanned_pages)
@@ -209,6 +216,8 @@ void __free_one_page_fresh(zone *z, unsigned long pfn, unsigned order, bool repo
         if (!page_is_buddy(buddy, order))
             break;
         reported = reported && (buddy->flags & PG_reported);
+        if ((int32_t)(buddy->free_time - now) > 0)
+            now = buddy->free_time;
         del_from_free_list(z, buddy, order);
         pfn &= buddy_pfn;
         order++;

@@ -76,6 +76,10 @@ void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported);
 /* Zone growth: fresh memory whose descriptors (but the head's) were never
  * set up (only the head's zone pointer is). */
 void __free_one_page_fresh(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh);
+/* The same, for a block free since `free_time` (reclaim puts blocks back
+ * with the time they became free). */
+void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh,
+                        uint32_t free_time);
 page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed);
 
 /* Walk the zone and check the buddy invariants listed in mmzone.h.

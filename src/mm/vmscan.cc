@@ -81,7 +81,7 @@ uint32_t vmscan_now() { return (uint32_t)ktime_get_coarse_ms() + READ_ONCE(vmsca
 
 void __setup_zone_wmarks(zone *z)
 {
-    constexpr unsigned long floor = (1ul << 20) >> PAGE_SHIFT;     /* 1 MiB */
+    constexpr unsigned long floor = (4ul << 20) >> PAGE_SHIFT;     /* 4 MiB */
     constexpr unsigned long ceiling = (32ul << 20) >> PAGE_SHIFT;  /* 32 MiB */
     unsigned long low;
     long fixed = option_get(OPT_FREE_HIGH);

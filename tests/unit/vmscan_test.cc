@@ -108,10 +108,10 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     EXPECT_EQ(wmark_pages(z, WMARK_LOW), (8ul << 20) >> PAGE_SHIFT);
     EXPECT_LE(wmark_pages(z, WMARK_HIGH), wmark_pages(z, WMARK_LOW));
     EXPECT_GE(wmark_pages(z, WMARK_MIN), wmark_pages(z, WMARK_LOW));
-    // Auto: in-use / 8, between 1 MiB and 32 MiB.
+    // Auto: in-use / 8, between 4 MiB and 32 MiB.
     options[OPT_FREE_HIGH].value = 0;
     __setup_zone_wmarks(z);
-    EXPECT_GE(wmark_pages(z, WMARK_LOW), (1ul << 20) >> PAGE_SHIFT);
+    EXPECT_GE(wmark_pages(z, WMARK_LOW), (4ul << 20) >> PAGE_SHIFT);
     EXPECT_LE(wmark_pages(z, WMARK_LOW), (32ul << 20) >> PAGE_SHIFT);
     spin_unlock(&z->lock);
 }
