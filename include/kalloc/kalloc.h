@@ -116,6 +116,14 @@ KALLOC_EXPORT size_t kalloc_usable_size(const void *ptr);
  *  Returns 1 if any memory was released, 0 otherwise. */
 KALLOC_EXPORT int kalloc_trim(size_t pad);
 
+/** Start (enable = 1) or stop (enable = 0) the background reclaimer, a
+ *  thread that gives idle free memory back to the operating system even
+ *  while the program makes no calls (the kernel's kswapd; also
+ *  KALLOC_BACKGROUND=1).  enable < 0 only asks.  A forked child has no
+ *  such thread until it calls this again.  Returns 1 if the thread is
+ *  running afterwards, else 0. */
+KALLOC_EXPORT int kalloc_background(int enable);
+
 /** Whether `ptr` lies in memory kalloc manages (1) or not (0).  Never
  *  faults, whatever the pointer. */
 KALLOC_EXPORT int kalloc_owns(const void *ptr);

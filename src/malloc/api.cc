@@ -8,6 +8,7 @@
 #include "malloc/malloc.h"
 #include "malloc/stats.h"
 #include "mm/compaction.h"
+#include "mm/vmscan.h"
 #include "platform/options.h"
 
 using namespace kalloc;
@@ -32,6 +33,14 @@ __export void kalloc_free_sized(void *p, size_t size) { kfree_sized(p, size); }
 __export void kalloc_free_aligned_sized(void *p, size_t align, size_t size) { kfree_sized(p, size); }
 __export size_t kalloc_usable_size(const void *p) { return ksize(p); }
 __export int kalloc_trim(size_t pad) { return ktrim(pad); }
+__export int kalloc_background(int enable)
+{
+    if (enable >= 0) {
+        kalloc_init();
+        kswapd_set_wanted(enable != 0);
+    }
+    return kswapd_running() ? 1 : 0;
+}
 __export int kalloc_owns(const void *p) { return kowns(p) ? 1 : 0; }
 __export int kalloc_stats_get(struct kalloc_stats *out)
 {

@@ -2,9 +2,9 @@
  * malloc/fork.cc - pthread_atfork handlers (see fork.h).
  *
  * Nothing is locked when the process is single-threaded (see prepare).
- * Lock order taken in prepare: compact_lock, tcache_list_lock, every kmem_cache.lock
- * (by class), vmap_lock, zone_list_lock, every per_cpu_pages.lock (by zone,
- * then CPU), every zone.lock (by zone id).
+ * Lock order taken in prepare: compact_lock, tcache_list_lock, every
+ * kmem_cache.lock (by class), vmap_lock, vmscan_lock, zone_list_lock, every
+ * per_cpu_pages.lock (by zone, then CPU), every zone.lock (by zone id).
  */
 #include "malloc/fork.h"
 
@@ -17,6 +17,7 @@
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
 #include "mm/vmalloc.h"
+#include "mm/vmscan.h"
 
 namespace kalloc {
 
@@ -37,6 +38,7 @@ void kalloc_fork_prepare()
     tcache_lock_for_fork();
     kmem_cache_lock_all();
     vmap_lock_for_fork();
+    vmscan_lock_for_fork();     /* no free block isolated by reclaim across fork */
     /* zone_list_lock before counting the zones, so none is created between
      * the count and the locks (nothing takes zone_list_lock while holding a
      * pageset or zone lock, so this order is safe). */
@@ -57,6 +59,7 @@ void kalloc_fork_parent()
         spin_unlock(&zones[i]->lock);
     pcp_unlock_all(fork_nr_zones);
     spin_unlock(&zone_list_lock);
+    vmscan_unlock_for_fork();
     vmap_unlock_for_fork();
     kmem_cache_unlock_all();
     tcache_unlock_for_fork();
@@ -65,14 +68,17 @@ void kalloc_fork_parent()
 
 void kalloc_fork_child()
 {
-    if (!fork_locked)
+    if (!fork_locked) {
+        vmscan_after_fork_child(false);     /* no kswapd in the child unless asked */
         return;
+    }
     spin_lock_bypass = false;
     spin_lock_init(&compact_lock);
     spin_lock_init(&zone_list_lock);
     for (unsigned i = 0; i < fork_nr_zones; i++)
         spin_lock_init(&zones[i]->lock);
     pcp_reinit_locks(fork_nr_zones);
+    vmscan_after_fork_child(true);
     vmap_reinit_lock();
     kmem_cache_reinit_locks();
     tcache_after_fork_child();

@@ -21,6 +21,7 @@
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
 #include "mm/vmalloc.h"
+#include "mm/vmscan.h"
 #include "platform/printk.h"
 
 namespace kalloc {
@@ -160,6 +161,10 @@ void free_block(block_info &bi, void *p, const char *call)
 
 void *__kmalloc_slow(size_t size)
 {
+    /* A background reclaimer to start, or cache decay hooks due: only here,
+     * where no allocator lock is held, and only once kalloc_init is done. */
+    if (unlikely(vmscan_malloc_slowpath_due()) && kalloc_init())
+        vmscan_malloc_slowpath();
     if (size <= KMALLOC_MAX_SIZE)
         return alloc_class(kmalloc_index(size)) ?: enomem();
     if (size > MAX_REQUEST)

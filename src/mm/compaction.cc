@@ -162,8 +162,8 @@ page *try_to_compact_pages(unsigned order, migratetype mt, bool *zeroed)
  * ------------------------------------------------------------------------- */
 
 /*
- * The free scanner.  Count the free pages of every pageblock into
- * z->pageblock_nr_free, then order each free list: resident blocks first
+ * The free scanner.  With the free pages of every pageblock
+ * (z->pageblock_nr_free, kept by the free lists), order each free list: resident blocks first
  * (the lists' invariant), those in the fullest pageblocks (fewest free
  * pages) first; reported blocks after.  Allocation takes the head of a
  * list, so it fills the holes of the fullest pageblocks, and the emptier
@@ -181,21 +181,13 @@ page *try_to_compact_pages(unsigned order, migratetype mt, bool *zeroed)
 unsigned long __isolate_free_scan(zone *z, bool exact)
 {
     unsigned long nr_blocks = (z->spanned_pages + pageblock_nr_pages - 1) >> pageblock_order;
-    uint16_t *nr_free = z->pageblock_nr_free;
-    for (unsigned long b = 0; b < nr_blocks; b++)
-        nr_free[b] = 0;
+    /* z->pageblock_nr_free is kept by the free lists themselves
+     * (page_alloc.cc: account_pageblock_free), so it is exact here. */
+    const uint16_t *nr_free = z->pageblock_nr_free;
+    (void)nr_blocks;
     unsigned long scanned = 0;
     for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
-        for (auto &l : z->free_area[o].free_list)
-            for (list_head *e = l.next; e != &l; e = e->next) {
-                unsigned long pfn = page_to_pfn(list_entry(e, page, lru));
-                if (o >= pageblock_order)
-                    for (unsigned long b = pfn; b < pfn + (1ul << o); b += pageblock_nr_pages)
-                        nr_free[b >> pageblock_order] = (uint16_t)pageblock_nr_pages;
-                else
-                    nr_free[pfn >> pageblock_order] = (uint16_t)(nr_free[pfn >> pageblock_order] + (1u << o));
-                scanned++;
-            }
+        scanned += z->free_area[o].nr_free;
     if (!exact) {
         /* Buckets 0..7: resident, by free pages / 64; bucket 8: reported. */
         constexpr unsigned NR_BUCKETS = pageblock_nr_pages / 64 + 1;

@@ -19,6 +19,15 @@
  *   PG_reported      (free blocks) the memory was given back to the OS with
  *                    madvise: it reads as zero and is not resident.  Named
  *                    after the kernel's free page reporting.
+ *   PG_lru           (free blocks) on the zone's age list of reclaimable
+ *                    resident blocks (zone->free_lru, mm/vmscan.h)
+ *   PG_desc_off      (free MAX_ORDER blocks, PG_reported) the descriptors of
+ *                    its pages past the head's descriptor page were given
+ *                    back too (zero, not resident): 60 KiB of mem_map per
+ *                    4 MiB; they are set up again when the block is taken
+ *   PG_isolated      head of a free block that reclaim took off the free
+ *                    lists to madvise it without the zone lock (the kernel's
+ *                    isolated pages); it goes back as PG_reported.
  * A page inside a free block that is not its head has no meaningful state.
  *
  * 64 bytes, like the kernel's: one cache line per page.
@@ -43,6 +52,10 @@ enum pageflags : uint16_t {
     PG_reported = 1u << 5,
     PG_head = 1u << 6,    /* head of an allocated block (slab, large or meta) */
     PG_pcp = 1u << 7,     /* head of a free block on a per-CPU pageset (order in `order`) */
+    PG_isolated = 1u << 8,/* head of a free block being reclaimed (off the lists, see vmscan.h) */
+    PG_lru = 1u << 9,     /* (PG_buddy) the block is on zone->free_lru (resident, reclaimable) */
+    PG_desc_off = 1u << 10, /* (PG_buddy, MAX_ORDER, reported) descriptors past the head's
+                               page are zero and not resident; set up again on allocation */
 };
 
 struct page {
@@ -53,9 +66,16 @@ struct page {
     struct zone *zone;       /* the zone this page belongs to (set when the zone grows) */
     list_head lru;           /* free_area list when PG_buddy; slab partial/full list when PG_slab */
 
-    /* --- slab pages (valid on the head page of a slab) --- */
-    void *freelist;          /* first free object in the slab, linked through each object's first word */
-    struct kmem_cache *slab_cache; /* the cache (size class) the slab belongs to */
+    union {
+        /* --- slab pages (valid on the head page of a slab) --- */
+        struct {
+            void *freelist;  /* first free object in the slab, linked through each object's first word */
+            struct kmem_cache *slab_cache; /* the cache (size class) the slab belongs to */
+        };
+        /* --- PG_buddy, resident, order >= VMSCAN_MIN_ORDER: the zone's
+         * age list of reclaimable free blocks (zone->free_lru, newest first) */
+        list_head free_lru;
+    };
     uint16_t inuse;          /* objects handed out of this slab (to thread caches or the program) */
     uint16_t objects;        /* objects the slab holds */
     uint16_t carved;         /* objects carved so far; the rest were never touched (bump area) */
@@ -64,6 +84,7 @@ struct page {
 
     /* --- large allocations (valid on the head page) --- */
     uint32_t nr_pages;       /* PG_large: pages in the allocation; PG_slab: pages in the slab */
+    uint32_t free_time;      /* PG_buddy: when the block became free (vmscan_now(), ms, wraps) */
 };
 
 static_assert(sizeof(page) == 64, "struct page is one cache line");

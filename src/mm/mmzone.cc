@@ -14,8 +14,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include "mm/khugepaged.h"
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
+#include "mm/vmscan.h"
 #include "platform/cpu.h"
 #include "platform/options.h"
 #include "platform/os.h"
@@ -91,7 +93,9 @@ bool __zone_grow(zone *z, unsigned long min_pages)
         return false;
     uintptr_t addr = z->zone_start + (z->spanned_pages << PAGE_SHIFT);
     int saved = errno;
-    void *p = os_map_fixed((void *)addr, step << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
+    void *p = z->backing_fd < 0 ? zone_map_hugetlb(z, (void *)addr, step << PAGE_SHIFT) : nullptr;
+    if (!p)
+        p = os_map_fixed((void *)addr, step << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
     /* The descriptors of the new pages that have none yet (a zone that shrank
      * kept them): step is a multiple of 1024 pages, so this range (64 bytes a
      * page) is page aligned. */
@@ -106,6 +110,12 @@ bool __zone_grow(zone *z, unsigned long min_pages)
         bool full = errno == EEXIST;
         if (p)
             os_unmap(p, step << PAGE_SHIFT);
+        for (unsigned long pb = z->spanned_pages >> pageblock_order;
+             pb < (z->spanned_pages + step) >> pageblock_order; pb++) {
+            if (z->pageblock_thp[pb] & PB_HUGETLB)
+                z->nr_hugetlb_pages -= pageblock_nr_pages;
+            z->pageblock_thp[pb] = 0;
+        }
         if (full)
             z->full = true;
         errno = saved;
@@ -115,7 +125,10 @@ bool __zone_grow(zone *z, unsigned long min_pages)
     unsigned long first = z->spanned_pages;
     if (mm_to > z->mem_map_pages)
         z->mem_map_pages = mm_to;
-    for (unsigned long pfn = first; pfn < first + step; pfn++)
+    /* Only each MAX_ORDER block's head descriptor is set up: the rest stay
+     * untouched (not resident) until the block is first split or taken
+     * (PG_desc_off, page_alloc.cc). */
+    for (unsigned long pfn = first; pfn < first + step; pfn += 1ul << MAX_ORDER)
         z->mem_map[pfn].zone = z;
     for (unsigned long pfn = first; pfn < first + step; pfn += pageblock_nr_pages)
         set_pageblock_migratetype(z, pfn, MIGRATE_MOVABLE);
@@ -124,7 +137,8 @@ bool __zone_grow(zone *z, unsigned long min_pages)
         pcp_update_batch_high(z);
     /* Fresh anonymous memory is zero and not resident: PG_reported. */
     for (unsigned long pfn = first; pfn < first + step; pfn += 1ul << MAX_ORDER)
-        __free_one_page(z, pfn, MAX_ORDER, true);
+        __free_one_page_fresh(z, pfn, MAX_ORDER, true, true);
+    __setup_zone_wmarks(z);
     pa_stats.zone_grow++;
     return true;
 }
@@ -133,6 +147,7 @@ zone *zone_create(unsigned long min_pages)
 {
     spin_lock(&zone_list_lock);
     options_init();
+    vmscan_init();
     zone *z = nullptr;
     if (nr_zones >= MAX_NR_ZONES)
         goto out;
@@ -149,8 +164,8 @@ zone *zone_create(unsigned long min_pages)
         z->backing_fd = -1;
         z->id = (uint16_t)nr_zones;
         z->max_pages = ZONE_MAX_PAGES;
-        z->free_high = (unsigned long)option_get(OPT_FREE_HIGH) >> PAGE_SHIFT;
         z->compact_order_failed = MAX_ORDER + 1;
+        INIT_LIST_HEAD(&z->free_lru);
         for (auto &fa : z->free_area)
             for (auto &l : fa.free_list)
                 INIT_LIST_HEAD(&l);

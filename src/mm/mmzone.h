@@ -33,9 +33,12 @@
  *     (__free_one_page merges them);
  *   - zone->free_area[k].nr_free counts the blocks on its lists;
  *   - on every free list, resident blocks come before PG_reported ones
- *     (allocation reuses backed memory first; reclaim stops at the first
- *     reported block);
- *     zone->nr_free_pages = sum(nr_free * 2^k).
+ *     (allocation reuses backed memory first);
+ *     zone->nr_free_pages = sum(nr_free * 2^k);
+ *   - zone->free_lru holds exactly the resident free blocks of order >=
+ *     VMSCAN_MIN_ORDER outside hugetlb pageblocks (PG_lru), newest first,
+ *     and nr_free_lru counts their pages (mm/vmscan.h);
+ *   - pageblock_nr_free[b] = free-list pages inside pageblock b.
  *
  * Lock order: kmem_cache.lock -> per_cpu_pages.lock -> zone.lock -> zone_list_lock.
  */
@@ -122,6 +125,29 @@ enum zone_type : uint8_t {
     ZONE_VMALLOC,    /* a region of huge (direct mmap) allocations, see vmalloc.h */
 };
 
+/* Watermarks on free-but-resident pages (see mm/vmscan.h).  The kernel
+ * keeps free memory above its watermarks; kalloc keeps free resident memory
+ * below them, so the roles, not the values, carry the names:
+ *   WMARK_LOW   above it, reclaim starts (kswapd is woken)
+ *   WMARK_HIGH  reclaim stops when free resident memory is back under it
+ *   WMARK_MIN   above it, the freeing thread reclaims itself (direct reclaim)
+ * high <= low <= min. */
+enum zone_watermarks : uint8_t {
+    WMARK_MIN,
+    WMARK_LOW,
+    WMARK_HIGH,
+    NR_WMARK
+};
+
+/* Transparent-hugepage state of a pageblock (mm/khugepaged.h). */
+enum pageblock_thp_flags : uint8_t {
+    PB_THP_HUGE = 1u << 0,      /* madvised MADV_HUGEPAGE (dense) */
+    PB_THP_NOHUGE = 1u << 1,    /* madvised MADV_NOHUGEPAGE (sparse) */
+    PB_THP_RECLAIMED = 1u << 2, /* part of it was given back since it was last made huge */
+    PB_THP_COLLAPSED = 1u << 3, /* MADV_COLLAPSE succeeded since it was last made huge */
+    PB_HUGETLB = 1u << 4,       /* mapped from hugetlbfs pages: never reclaimed */
+};
+
 struct per_cpu_pages;
 
 /* zone->flags bits (the kernel's enum zone_flags). */
@@ -142,13 +168,19 @@ struct zone {
     bool full;                    /* growth failed (address space taken or exhausted) */
     unsigned long nr_free_pages;  /* pages in free blocks */
     unsigned long nr_free_resident; /* of those, pages not PG_reported (still backed) */
-    unsigned long free_high;      /* reclaim threshold for nr_free_resident, in pages */
+    unsigned long _watermark[NR_WMARK]; /* on nr_free_resident, in pages (mm/vmscan.h) */
+    list_head free_lru;           /* resident free blocks >= VMSCAN_MIN_ORDER, newest first (PG_lru) */
+    unsigned long nr_free_lru;    /* pages on free_lru */
+    unsigned long nr_isolated;    /* pages reclaim took off the lists to madvise (PG_isolated) */
+    unsigned long nr_hugetlb_pages; /* pages mapped from hugetlbfs (KALLOC_HUGETLB) */
     unsigned long nr_reported;    /* pages given back to the OS (a count, ever) */
     unsigned long nr_large_pages; /* pages in large allocations */
     unsigned long nr_slab_pages;  /* pages in slabs */
     unsigned long nr_meta_pages;  /* pages of allocator metadata */
     struct free_area free_area[NR_PAGE_ORDERS]; /* the buddy allocator's free lists */
     uint8_t pageblock_mt[ZONE_MAX_PAGEBLOCKS]; /* migrate type of each 2 MiB pageblock */
+    uint8_t pageblock_thp[ZONE_MAX_PAGEBLOCKS]; /* pageblock_thp_flags of each pageblock */
+    uint16_t pageblock_nr_free[ZONE_MAX_PAGEBLOCKS]; /* free-list pages in each pageblock */
     struct page *mem_map;         /* descriptors of pages [0, spanned_pages), top of the slot */
     struct per_cpu_pages *per_cpu_pageset; /* one pageset per CPU (per_cpu_pages.h) */
     unsigned nr_pcp;              /* entries in per_cpu_pageset */
@@ -159,9 +191,6 @@ struct zone {
     unsigned compact_considered;  /* compactions asked for since the last deferral */
     unsigned compact_defer_shift; /* skip up to 2^shift compactions after failures */
     int compact_order_failed;     /* lowest order a compaction failed for */
-    /* Free pages per pageblock, as the last compaction's scan saw them (a
-     * snapshot: steering sorts slabs and free blocks by it). */
-    uint16_t pageblock_nr_free[ZONE_MAX_PAGEBLOCKS];
     /* followed (at ZONE_HDR_SIZE) by the slab maps: class then owner, ZONE_SLOT_PAGES bytes each */
 };
 

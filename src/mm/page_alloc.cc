@@ -20,9 +20,13 @@
  * zone grows for a costly order (> 3), direct compaction may drain the
  * per-CPU lists and retry (try_to_compact_pages, compaction.h).
  *
- * Reclaim, minimal for now: when a free produces a whole MAX_ORDER block
- * and the zone holds more free resident memory than free_high, the block is
- * given back to the OS (madvise) and marked PG_reported.
+ * Every free block carries when it became free (free_time); resident ones of
+ * order >= VMSCAN_MIN_ORDER are also on the zone's age list (free_lru), and
+ * each pageblock counts its free pages (pageblock_nr_free): reclaim and
+ * decay (mm/vmscan.h) and the hugepage policy (mm/khugepaged.h) work from
+ * these.  A free that pushes the zone over its low watermark flags reclaim;
+ * the page allocator's entry points call vmscan_tick() once they have
+ * dropped the zone lock.
  *
  * Locking: zone->lock around every free-list operation; the __functions
  * expect it held.  Lock order: (compact_lock ->) kmem_cache.lock ->
@@ -33,6 +37,8 @@
 
 #include "mm/compaction.h"
 #include "mm/per_cpu_pages.h"
+#include "mm/khugepaged.h"
+#include "mm/vmscan.h"
 
 #include "platform/os.h"
 #include "platform/printk.h"
@@ -63,13 +69,36 @@ const migratetype fallbacks[MIGRATE_TYPES][MIGRATE_TYPES - 1] = {
  * Free lists
  * ------------------------------------------------------------------------- */
 
-static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratetype mt,
-                                    bool reported)
+/* Pages of a free block of `order` at pfn enter (+) or leave (-) the free
+ * lists: the pageblock free counts. */
+static inline void account_pageblock_free(zone *z, unsigned long pfn, unsigned order, int sign)
 {
+    if (order < pageblock_order) {
+        z->pageblock_nr_free[pfn >> pageblock_order] += (uint16_t)(sign * (1 << order));
+        return;
+    }
+    for (unsigned long b = pfn >> pageblock_order; b < (pfn + (1ul << order)) >> pageblock_order; b++)
+        z->pageblock_nr_free[b] += (uint16_t)(sign * (int)pageblock_nr_pages);
+}
+
+/* Whether a resident free block goes on the zone's age list: big enough to
+ * be worth a madvise, and not hugetlb memory (never reclaimed). */
+static inline bool block_reclaimable(const zone *z, unsigned long pfn, unsigned order)
+{
+    if (order < VMSCAN_MIN_ORDER)
+        return false;
+    return !z->nr_hugetlb_pages || !(z->pageblock_thp[pfn >> pageblock_order] & PB_HUGETLB);
+}
+
+static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratetype mt,
+                                    bool reported, uint32_t free_time)
+{
+    unsigned long pfn = page_to_pfn(pg);
     pg->flags = PG_buddy | (reported ? PG_reported : 0);
     pg->order = (uint8_t)order;
     pg->migratetype = mt;
     pg->compound_head = 0;
+    pg->free_time = free_time;
     /* Resident blocks at the head, reported ones at the tail: allocation
      * reuses memory that is still backed before faulting in fresh pages. */
     if (reported)
@@ -78,15 +107,62 @@ static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratety
         list_add(&pg->lru, &z->free_area[order].free_list[mt]);
     z->free_area[order].nr_free++;
     z->nr_free_pages += 1ul << order;
-    if (!reported)
+    account_pageblock_free(z, pfn, order, 1);
+    if (!reported) {
         z->nr_free_resident += 1ul << order;
+        if (block_reclaimable(z, pfn, order)) {
+            pg->flags |= PG_lru;
+            list_add(&pg->free_lru, &z->free_lru);
+            z->nr_free_lru += 1ul << order;
+        }
+    }
+}
+
+/* Take a block off the age list (it is being reported or allocated). */
+static inline void del_from_lru(zone *z, page *pg, unsigned order)
+{
+    if (pg->flags & PG_lru) {
+        list_del(&pg->free_lru);
+        z->nr_free_lru -= 1ul << order;
+        pg->flags &= (uint16_t)~PG_lru;
+    }
+}
+
+/* Descriptors per page of mem_map (64), and how many of a MAX_ORDER block's
+ * descriptors live outside its head's descriptor page. */
+constexpr unsigned long DESC_PER_PAGE = PAGE_SIZE / sizeof(page);
+
+/* A MAX_ORDER block just became free and reported: give its descriptors
+ * back too, all but the head's page (descriptors of pages inside a free
+ * block carry nothing but their zone pointer).  Fresh blocks from growth
+ * have never been touched (fresh = true: no madvise needed). */
+static void __block_descriptors_off(zone *z, page *pg, bool fresh)
+{
+    if (!fresh)
+        os_decommit(pg + DESC_PER_PAGE, (PAGE_SIZE << MAX_ORDER) / PAGE_SIZE * sizeof(page) -
+                                            DESC_PER_PAGE * sizeof(page));
+    pg->flags |= PG_desc_off;
+}
+
+/* A PG_desc_off block leaves the free lists: its descriptors come back
+ * (zero: only the zone pointer needs setting). */
+static void __block_descriptors_on(zone *z, page *pg)
+{
+    for (unsigned long i = DESC_PER_PAGE; i < (1ul << MAX_ORDER); i++)
+        pg[i].zone = z;
+    for (unsigned long i = 1; i < DESC_PER_PAGE; i++)
+        pg[i].zone = z;          /* fresh blocks from growth have none at all */
 }
 
 static inline void del_from_free_list(zone *z, page *pg, unsigned order)
 {
+    if (unlikely(pg->flags & PG_desc_off))
+        __block_descriptors_on(z, pg);
     list_del(&pg->lru);
+    del_from_lru(z, pg, order);
     z->free_area[order].nr_free--;
     z->nr_free_pages -= 1ul << order;
+    account_pageblock_free(z, page_to_pfn(pg), order, -1);
     if (!(pg->flags & PG_reported))
         z->nr_free_resident -= 1ul << order;
     pg->flags = 0;
@@ -102,38 +178,51 @@ static inline bool page_is_buddy(const page *pg, unsigned order)
  * Freeing
  * ------------------------------------------------------------------------- */
 
+/* Give a free block on the lists back to the OS in place (malloc_trim:
+ * madvise under the zone lock).  Resident blocks go after reported ones, so
+ * the block moves to its list's tail. */
 static void report_free_block(zone *z, page *pg, unsigned order)
 {
     os_decommit(page_address(pg), PAGE_SIZE << order);
+    del_from_lru(z, pg, order);
     pg->flags |= PG_reported;
+    list_move_tail(&pg->lru, &z->free_area[order].free_list[pg->migratetype]);
     z->nr_free_resident -= 1ul << order;
     z->nr_reported += 1ul << order;
+    if (order == MAX_ORDER)
+        __block_descriptors_off(z, pg, false);
 }
 
-/*
- * Too much free memory is still resident: give whole MAX_ORDER blocks back
- * until it is down to 3/4 of free_high.  The hysteresis keeps a workload that
- * frees and reallocates around the threshold from paying an madvise and a
- * refault per block.  Resident blocks sit at the head of each list and
- * reported ones at the tail, so the walk stops at the first reported block:
- * its cost is the blocks it reclaims, however many are already reported.
- * (Which resident blocks go first, by age, is the decay of the memory issue.)
- */
-static void __zone_reclaim(zone *z)
+void __isolate_free_block(zone *z, page *pg)
 {
-    unsigned long target = z->free_high - z->free_high / 4;
-    for (auto &l : z->free_area[MAX_ORDER].free_list) {
-        while (!list_empty(&l) && z->nr_free_resident > target) {
-            page *pg = list_first_entry(&l, page, lru);
-            if (pg->flags & PG_reported)
-                break;
-            report_free_block(z, pg, MAX_ORDER);
-            list_move_tail(&pg->lru, &l);   /* reported blocks live at the tail */
-        }
-    }
+    unsigned order = pg->order;
+    del_from_free_list(z, pg, order);
+    pg->flags = PG_isolated;
+    pg->order = (uint8_t)order;
+    z->nr_isolated += 1ul << order;
+}
+
+void __putback_reported_block(zone *z, page *pg, unsigned order)
+{
+    z->nr_isolated -= 1ul << order;
+    z->nr_reported += 1ul << order;
+    __free_one_page_at(z, page_to_pfn(pg), order, true, false, pg->free_time);
 }
 
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
+{
+    __free_one_page_at(z, pfn, order, reported, false, vmscan_now());
+}
+
+void __free_one_page_fresh(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh)
+{
+    __free_one_page_at(z, pfn, order, reported, fresh, vmscan_now());
+}
+
+/* Free a block that has been free since `now` (a reclaimed block keeps the
+ * time it became free): a merged block is as young as its youngest part. */
+void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh,
+                        uint32_t now)
 {
     /* The block's head forgets what it was (slab, large...): a later free of
      * the same pointer must see a free page, not a live block. */
@@ -146,6 +235,8 @@ void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
         if (!page_is_buddy(buddy, order))
             break;
         reported = reported && (buddy->flags & PG_reported);
+        if ((int32_t)(buddy->free_time - now) > 0)
+            now = buddy->free_time;
         del_from_free_list(z, buddy, order);
         pfn &= buddy_pfn;
         order++;
@@ -155,9 +246,11 @@ void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
     if (order > pageblock_order)      /* spans pageblocks: one type for all */
         for (unsigned long b = pfn; b < pfn + (1ul << order); b += pageblock_nr_pages)
             set_pageblock_migratetype(z, b, mt);
-    add_to_free_list(z, pg, order, mt, reported);
-    if (order == MAX_ORDER && !reported && z->nr_free_resident > z->free_high)
-        __zone_reclaim(z);
+    add_to_free_list(z, pg, order, mt, reported, now);
+    if (!reported)
+        __zone_watermark_check(z);
+    else if (order == MAX_ORDER)
+        __block_descriptors_off(z, pg, fresh);
 }
 
 /* ---------------------------------------------------------------------------
@@ -167,24 +260,25 @@ void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
 /* Split a block of order `high` down to `low`, giving the upper halves back
  * to the free lists of type mt (they keep the block's reported state). */
 static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migratetype mt,
-                          bool reported)
+                          bool reported, uint32_t free_time)
 {
     unsigned long pfn = page_to_pfn(pg);
     while (high > low) {
         high--;
-        add_to_free_list(z, pfn_to_page(z, pfn + (1ul << high)), high, mt, reported);
+        add_to_free_list(z, pfn_to_page(z, pfn + (1ul << high)), high, mt, reported, free_time);
     }
 }
 
 /* Take free block pg of order o off its list and split it down to `order`,
- * the rest going back to the same list's type; *zeroed tells whether the
- * block was reported (reads as zero). */
+ * the rest going back to the same list's type (free since the block was);
+ * *zeroed tells whether the block was reported (reads as zero). */
 static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool *zeroed)
 {
     migratetype mt = (migratetype)pg->migratetype;
     bool reported = pg->flags & PG_reported;
+    uint32_t free_time = pg->free_time;
     del_from_free_list(z, pg, o);
-    expand(z, pg, order, o, mt, reported);
+    expand(z, pg, order, o, mt, reported, free_time);
     if (zeroed)
         *zeroed = reported;
     return pg;
@@ -362,6 +456,9 @@ page *alloc_pages(unsigned order, migratetype mt, bool *zeroed)
      * counts pageblocks holding allocations of several types). */
     if (pg)
         pg->migratetype = mt;
+    /* Every entry point ends with the reclaim tick, with the zone lock
+     * dropped (callers may hold a kmem_cache lock: the tick only trylocks). */
+    vmscan_tick();
     return pg;
 }
 
@@ -390,13 +487,14 @@ void free_pages(page *pg, unsigned order)
     zone *z = pg->zone;
     if (order <= PAGE_ALLOC_COSTLY_ORDER) {
         free_unref_page(z, pg, order);
-        return;
+    } else {
+        spin_lock(&z->lock);
+        pa_stats.zone_lock++;
+        __free_one_page(z, page_to_pfn(pg), order, false);
+        pa_stats.pgfree++;
+        spin_unlock(&z->lock);
     }
-    spin_lock(&z->lock);
-    pa_stats.zone_lock++;
-    __free_one_page(z, page_to_pfn(pg), order, false);
-    pa_stats.pgfree++;
-    spin_unlock(&z->lock);
+    vmscan_tick();
 }
 
 void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr, bool reported)
@@ -427,6 +525,7 @@ page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed)
     page *pg = __alloc_pages_exact(nr_pages, mt, zeroed);
     if (pg)
         pg->migratetype = mt;      /* see alloc_pages */
+    vmscan_tick();
     return pg;
 }
 
@@ -477,6 +576,7 @@ void free_pages_exact(page *pg, unsigned long nr_pages)
     __free_pages_range(z, page_to_pfn(pg), nr_pages, false);
     pa_stats.pgfree++;
     spin_unlock(&z->lock);
+    vmscan_tick();
 }
 
 /* The free block (buddy head) containing pfn, or nullptr.  Caller holds
@@ -496,7 +596,7 @@ static page *__free_block_containing(zone *z, unsigned long pfn)
  * type mt and reported state `reported`, without merging (they are the
  * leftovers of one free block whose middle was taken).  Caller holds z->lock. */
 static void __add_free_range(zone *z, unsigned long from, unsigned long to, migratetype mt,
-                             bool reported)
+                             bool reported, uint32_t free_time)
 {
     while (from < to) {
         unsigned order = from ? __builtin_ctzl(from) : MAX_ORDER;
@@ -504,7 +604,7 @@ static void __add_free_range(zone *z, unsigned long from, unsigned long to, migr
             order = MAX_ORDER;
         while ((1ul << order) > to - from)
             order--;
-        add_to_free_list(z, pfn_to_page(z, from), order, mt, reported);
+        add_to_free_list(z, pfn_to_page(z, from), order, mt, reported, free_time);
         from += 1ul << order;
     }
 }
@@ -536,10 +636,11 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
         unsigned long bstart = page_to_pfn(b), bend = bstart + (1ul << b->order);
         migratetype mt = (migratetype)b->migratetype;
         bool reported = b->flags & PG_reported;
+        uint32_t free_time = b->free_time;
         del_from_free_list(z, b, b->order);
-        __add_free_range(z, bstart, p, mt, reported);
+        __add_free_range(z, bstart, p, mt, reported, free_time);
         unsigned long taken_end = bend < end ? bend : end;
-        __add_free_range(z, taken_end, bend, mt, reported);
+        __add_free_range(z, taken_end, bend, mt, reported, free_time);
         p = taken_end;
     }
     spin_unlock(&z->lock);
@@ -558,6 +659,7 @@ void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags)
 
 unsigned long zone_reclaim_all(unsigned min_order)
 {
+    vmscan_lock_for_fork();          /* vmscan_lock: no reclaim pass isolates meanwhile */
     drain_all_pages();
     unsigned long released = 0;
     unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
@@ -565,16 +667,58 @@ unsigned long zone_reclaim_all(unsigned min_order)
         zone *z = zones[i];
         spin_lock(&z->lock);
         for (unsigned o = min_order; o < NR_PAGE_ORDERS; o++)
-            for (auto &l : z->free_area[o].free_list)
-                for (list_head *e = l.next; e != &l; e = e->next) {
+            for (auto &l : z->free_area[o].free_list) {
+                /* Resident blocks are at the head; each reported one moves
+                 * to the tail, so stop at the first reported block. */
+                for (list_head *e = l.next; e != &l;) {
                     page *pg = list_entry(e, page, lru);
-                    if (!(pg->flags & PG_reported)) {
-                        report_free_block(z, pg, o);
-                        released += 1ul << o;
-                    }
+                    if (pg->flags & PG_reported)
+                        break;
+                    e = e->next;
+                    if (!block_reclaimable(z, page_to_pfn(pg), VMSCAN_MIN_ORDER))
+                        continue;               /* hugetlb: stays resident */
+                    report_free_block(z, pg, o);
+                    khugepaged_note_reclaim(z, page_to_pfn(pg), o);
+                    released += 1ul << o;
                 }
+            }
         spin_unlock(&z->lock);
     }
+    vmscan_unlock_for_fork();
+    __atomic_fetch_add(&vm_reclaim_stats.pgtrim, released, __ATOMIC_RELAXED);
+    return released;
+}
+
+unsigned long __zone_shrink_top(zone *z, bool idle_reported_only, uint32_t now, uint32_t min_age)
+{
+    unsigned long released = 0;
+    while (z->spanned_pages >= (1ul << MAX_ORDER)) {
+        unsigned long top = z->spanned_pages - (1ul << MAX_ORDER);
+        page *pg = pfn_to_page(z, top);
+        if (!page_is_buddy(pg, MAX_ORDER))
+            break;
+        if (idle_reported_only) {
+            int32_t age = (int32_t)(now - pg->free_time);
+            if (!(pg->flags & PG_reported) || age < 0 || (uint32_t)age < min_age)
+                break;
+        }
+        pg->flags &= (uint16_t)~PG_desc_off;   /* zeroed below anyway */
+        del_from_free_list(z, pg, MAX_ORDER);
+        os_unmap((void *)(z->zone_start + (top << PAGE_SHIFT)), PAGE_SIZE << MAX_ORDER);
+        WRITE_ONCE(z->spanned_pages, top);
+        /* The descriptors stay mapped (lock-free readers never fault) but
+         * are zeroed, no longer resident: growth sets them up again.  1024
+         * descriptors are 64 KiB, page aligned. */
+        os_decommit(pfn_to_page(z, top), sizeof(page) << MAX_ORDER);
+        for (unsigned long b = top; b < top + (1ul << MAX_ORDER); b += pageblock_nr_pages) {
+            if (z->pageblock_thp[b >> pageblock_order] & PB_HUGETLB)
+                z->nr_hugetlb_pages -= pageblock_nr_pages;
+            z->pageblock_thp[b >> pageblock_order] = 0;   /* a regrown block starts afresh */
+        }
+        released += 1ul << MAX_ORDER;
+    }
+    if (released)
+        pcp_update_batch_high(z);
     return released;
 }
 
@@ -586,17 +730,7 @@ unsigned long zone_shrink_all()
     for (unsigned i = 0; i < n; i++) {
         zone *z = zones[i];
         spin_lock(&z->lock);
-        while (z->spanned_pages >= (1ul << MAX_ORDER)) {
-            unsigned long top = z->spanned_pages - (1ul << MAX_ORDER);
-            page *pg = pfn_to_page(z, top);
-            if (!page_is_buddy(pg, MAX_ORDER))
-                break;
-            del_from_free_list(z, pg, MAX_ORDER);
-            os_unmap((void *)(z->zone_start + (top << PAGE_SHIFT)), PAGE_SIZE << MAX_ORDER);
-            WRITE_ONCE(z->spanned_pages, top);
-            released += 1ul << MAX_ORDER;
-        }
-        pcp_update_batch_high(z);
+        released += __zone_shrink_top(z, false, 0, 0);
         spin_unlock(&z->lock);
     }
     return released;
@@ -609,7 +743,8 @@ unsigned long zone_shrink_all()
 const char *__zone_verify(zone *z)
 {
     unsigned long counted[NR_PAGE_ORDERS] = {};
-    unsigned long free_pages = 0, resident = 0;
+    unsigned long free_pages = 0, resident = 0, on_lru = 0;
+    uint16_t pb_free[ZONE_MAX_PAGEBLOCKS] = {};       /* expected pageblock_nr_free */
     for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
         for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++) {
             list_head *l = &z->free_area[o].free_list[mt];
@@ -629,8 +764,18 @@ const char *__zone_verify(zone *z)
                     return "a free block extends past the zone";
                 counted[o]++;
                 free_pages += 1ul << o;
+                if (o < pageblock_order)
+                    pb_free[pfn >> pageblock_order] += (uint16_t)(1u << o);
+                else
+                    for (unsigned long b = pfn; b < pfn + (1ul << o); b += pageblock_nr_pages)
+                        pb_free[b >> pageblock_order] += (uint16_t)pageblock_nr_pages;
                 if (!(pg->flags & PG_reported))
                     resident += 1ul << o;
+                if (!(pg->flags & PG_reported) != !!(pg->flags & PG_lru) &&
+                    block_reclaimable(z, pfn, o))
+                    return "a resident reclaimable block is not on free_lru (or a reported one is)";
+                if ((pg->flags & PG_lru) && !block_reclaimable(z, pfn, o))
+                    return "a block on free_lru that reclaim may not take";
                 if (o < MAX_ORDER) {
                     unsigned long b = pfn ^ (1ul << o);
                     if (b + (1ul << o) <= z->spanned_pages && page_is_buddy(pfn_to_page(z, b), o))
@@ -645,10 +790,23 @@ const char *__zone_verify(zone *z)
         return "nr_free_pages does not match the free lists";
     if (resident != z->nr_free_resident)
         return "nr_free_resident does not match the free lists";
+    /* The age list: exactly the PG_lru blocks, with their pages counted
+     * (not strictly ordered: split remainders keep their block's age). */
+    for (list_head *e = z->free_lru.next; e != &z->free_lru; e = e->next) {
+        page *pg = list_entry(e, page, free_lru);
+        if ((pg->flags & (PG_buddy | PG_lru | PG_reported)) != (PG_buddy | PG_lru))
+            return "a block on free_lru is not a resident PG_lru free block";
+        on_lru += 1ul << pg->order;
+    }
+    if (on_lru != z->nr_free_lru)
+        return "nr_free_lru does not match free_lru";
+    for (unsigned long b = 0; b < (z->spanned_pages >> pageblock_order); b++)
+        if (z->pageblock_nr_free[b] != pb_free[b])
+            return "pageblock_nr_free does not match the free lists";
     /* Every page is in exactly one free block or one allocated block. */
     for (unsigned long pfn = 0; pfn < z->spanned_pages;) {
         page *pg = pfn_to_page(z, pfn);
-        if (pg->flags & PG_buddy) {
+        if (pg->flags & (PG_buddy | PG_isolated)) {
             pfn += 1ul << pg->order;
         } else if (pg->flags & PG_pcp) {
             /* A block (2^order pages) or a run (nr_pages) on a pageset. */
@@ -665,7 +823,7 @@ const char *__zone_verify(zone *z)
                     if (!(pg[i].flags & PG_tail) || pg[i].compound_head != i)
                         return "a slab's tail page does not point to its head";
             for (unsigned long i = 1; i < n; i++)
-                if (pg[i].flags & (PG_head | PG_buddy | PG_pcp))
+                if (pg[i].flags & (PG_head | PG_buddy | PG_pcp | PG_isolated))
                     return "a head or free page inside an allocated block";
             pfn += n;
         } else {

@@ -47,7 +47,8 @@ void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags);
 
 /* Drain the per-CPU pagesets, then give every free, still-resident block of
  * at least `min_order` back to the OS (madvise); returns pages released.
- * For malloc_trim. */
+ * For malloc_trim.  Takes vmscan_lock (so no reclaim pass runs meanwhile);
+ * hugetlb-backed blocks stay. */
 unsigned long zone_reclaim_all(unsigned min_order);
 
 /* Give address space back: unmap whole free MAX_ORDER blocks at the top of
@@ -57,8 +58,31 @@ unsigned long zone_reclaim_all(unsigned min_order);
  * fault. */
 unsigned long zone_shrink_all();
 
+/* --- for reclaim (mm/vmscan.cc); caller holds z->lock --- */
+
+/* Take free block pg off the free lists (and free_lru) for reclaim: it
+ * becomes PG_isolated, neither free nor allocated, until put back. */
+void __isolate_free_block(zone *z, page *pg);
+
+/* Return an isolated block whose memory was given back: freed as
+ * PG_reported (merging with its buddies). */
+void __putback_reported_block(zone *z, page *pg, unsigned order);
+
+/* Unmap the whole free MAX_ORDER blocks at the top of z (the brk trim):
+ * every one, or (idle_reported_only) only blocks already given back and
+ * free for at least min_age ms at `now` (decay: a zone that grew for a burst
+ * shrinks back, descriptors included).  Returns the pages unmapped. */
+unsigned long __zone_shrink_top(zone *z, bool idle_reported_only, uint32_t now, uint32_t min_age);
+
 /* --- internals, exposed for unit tests --- */
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported);
+/* Zone growth: fresh memory whose descriptors (but the head's) were never
+ * set up (only the head's zone pointer is). */
+void __free_one_page_fresh(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh);
+/* The same, for a block free since `free_time` (reclaim puts blocks back
+ * with the time they became free). */
+void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh,
+                        uint32_t free_time);
 page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed);
 /* Free [pfn, pfn + nr) as the largest aligned blocks that fit (merging).
  * Caller holds z->lock. */

@@ -7,7 +7,9 @@
 #include "mm/compaction.h"
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
+#include "mm/khugepaged.h"
 #include "mm/slab.h"
+#include "mm/vmscan.h"
 
 namespace kalloc {
 
@@ -41,6 +43,10 @@ void print_buddyinfo(printbuf &out)
                    i, blocks[MIGRATE_UNMOVABLE], blocks[MIGRATE_MOVABLE],
                    blocks[MIGRATE_RECLAIMABLE], blocks[MIGRATE_LONGLIVED], z->spanned_pages, z->nr_free_pages,
                    z->nr_free_resident, z->nr_reported);
+        out.printf("  zone %3u watermarks (free resident pages): min %lu low %lu high %lu;"
+                   " reclaimable %lu isolated %lu hugetlb %lu\n",
+                   i, z->_watermark[WMARK_MIN], z->_watermark[WMARK_LOW],
+                   z->_watermark[WMARK_HIGH], z->nr_free_lru, z->nr_isolated, z->nr_hugetlb_pages);
         for (unsigned c = 0; c < z->nr_pcp; c++) {
             per_cpu_pages *pcp = &z->per_cpu_pageset[c];
             out.printf("  zone %3u pcp cpu %u: count %d high %d (min %d max %d) batch %d "
@@ -52,6 +58,14 @@ void print_buddyinfo(printbuf &out)
         }
         spin_unlock(&z->lock);
     }
+    print_reclaim_stats(out);
+    thp_coverage zc, pc;
+    if (get_thp_coverage(&zc, true) && get_thp_coverage(&pc, false))
+        out.printf("hugepages: zones rss_kb %lu anon_huge_kb %lu hugetlb_kb %lu; process rss_kb %lu "
+                   "anon_huge_kb %lu\n",
+                   (unsigned long)(zc.rss >> 10), (unsigned long)(zc.anon_huge >> 10),
+                   (unsigned long)(zc.hugetlb >> 10), (unsigned long)(pc.rss >> 10),
+                   (unsigned long)(pc.anon_huge >> 10));
 }
 
 void __zone_pagetype_counts(zone *z, pagetype_counts *c)

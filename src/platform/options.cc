@@ -15,7 +15,11 @@ namespace kalloc {
 option_desc options[OPT_COUNT] = {
     {"STATS", 0, "print kernel-style statistics on stderr at exit"},
     {"TCACHE", 1, "per-thread object caches (0 = every malloc/free takes the locked path)"},
-    {"FREE_HIGH", 32l << 20, "bytes of free resident memory per zone before reclaim (madvise)"},
+    {"FREE_HIGH", 0, "low watermark: free resident bytes per zone before reclaim (0 = auto)"},
+    {"DECAY_MS", 1000, "free memory idle for this many ms is given back to the OS (0 = never)"},
+    {"BACKGROUND", 0, "background reclaimer thread (kswapd)"},
+    {"THP", 1, "madvise dense pageblocks into transparent hugepages, sparse ones out"},
+    {"HUGETLB", 0, "map zones from reserved hugetlbfs pages (MAP_HUGETLB) when available"},
     {"VERBOSE", 0, "print warnings for unusual events"},
     {"LIFETIME", 0, "group slabs of size classes learned to be long-lived in their own pageblocks"},
 };

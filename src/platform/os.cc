@@ -181,3 +181,196 @@ uint64_t os_random_seed()
 }
 
 } // namespace kalloc
+
+/* ---------------------------------------------------------------------------
+ * Hugepages and /proc readers (appended: reclaim and THP support)
+ * ------------------------------------------------------------------------- */
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+namespace kalloc {
+
+void os_nohugepage(void *addr, size_t len)
+{
+    int saved = errno;
+    madvise(addr, len, MADV_NOHUGEPAGE);
+    errno = saved;
+}
+
+int os_collapse(void *addr, size_t len)
+{
+    int saved = errno;
+    int r = madvise(addr, len, MADV_COLLAPSE) == 0 ? 0 : errno;
+    errno = saved;
+    return r;
+}
+
+void *os_map_fixed_hugetlb(void *addr, size_t len)
+{
+    int saved = errno;
+    void *p = mmap(addr, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED) {
+        errno = saved;
+        return nullptr;
+    }
+    if (p != addr) {
+        munmap(p, len);
+        errno = saved;
+        return nullptr;
+    }
+    errno = saved;
+    return p;
+}
+
+long os_read_file(const char *path, char *buf, size_t len)
+{
+    int saved = errno;
+    long total = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        total = 0;
+        while ((size_t)total < len - 1) {
+            ssize_t n = read(fd, buf + total, len - 1 - (size_t)total);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            total += n;
+        }
+        buf[total] = 0;
+        close(fd);
+    }
+    errno = saved;
+    return total;
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    while (*prefix)
+        if (*s++ != *prefix++)
+            return false;
+    return true;
+}
+
+static uint64_t parse_u64(const char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    uint64_t v = 0;
+    while (*s >= '0' && *s <= '9')
+        v = v * 10 + (uint64_t)(*s++ - '0');
+    return v;
+}
+
+uint64_t os_parse_field(const char *buf, const char *key, uint64_t dflt)
+{
+    for (const char *line = buf; line && *line;) {
+        if (starts_with(line, key))
+            return parse_u64(line + __builtin_strlen(key));
+        while (*line && *line != '\n')
+            line++;
+        if (*line)
+            line++;
+    }
+    return dflt;
+}
+
+static uint64_t parse_hex(const char **sp)
+{
+    const char *s = *sp;
+    uint64_t v = 0;
+    for (;; s++) {
+        char c = *s;
+        if (c >= '0' && c <= '9')
+            v = v * 16 + (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v * 16 + (uint64_t)(c - 'a' + 10);
+        else
+            break;
+    }
+    *sp = s;
+    return v;
+}
+
+/* One line of smaps: a mapping header "lo-hi perms ..." decides whether the
+ * following field lines ("Rss:  12 kB") count. */
+static void smaps_line(char *line, const uintptr_t (*ranges)[2], unsigned nr, bool *counting,
+                       smaps_usage *out)
+{
+    if ((*line >= '0' && *line <= '9') || (*line >= 'a' && *line <= 'f')) {
+        const char *s = line;
+        uint64_t lo = parse_hex(&s);
+        uint64_t hi = *s == '-' ? (s++, parse_hex(&s)) : lo;
+        if (nr) {
+            *counting = false;
+            for (unsigned i = 0; i < nr; i++)
+                if (lo >= ranges[i][0] && hi <= ranges[i][1])
+                    *counting = true;
+        }
+        return;
+    }
+    if (!*counting)
+        return;
+    if (starts_with(line, "Rss:"))
+        out->rss += parse_u64(line + 4) << 10;
+    else if (starts_with(line, "AnonHugePages:"))
+        out->anon_huge += parse_u64(line + 14) << 10;
+    else if (starts_with(line, "Private_Hugetlb:"))
+        out->hugetlb += parse_u64(line + 16) << 10;
+    else if (starts_with(line, "Shared_Hugetlb:"))
+        out->hugetlb += parse_u64(line + 15) << 10;
+}
+
+bool os_smaps_usage(const uintptr_t (*ranges)[2], unsigned nr, smaps_usage *out)
+{
+    *out = {};
+    int saved = errno;
+    int fd = open(nr ? "/proc/self/smaps" : "/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = saved;
+        return false;
+    }
+    char buf[4096];
+    size_t have = 0;
+    bool counting = nr == 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        bool eof = n <= 0;
+        if (n > 0)
+            have += (size_t)n;
+        size_t start = 0;
+        for (;;) {
+            size_t nl = start;
+            while (nl < have && buf[nl] != '\n')
+                nl++;
+            if (nl == have) {
+                /* No newline: a last line at EOF, or a line longer than the
+                 * buffer (a long path), taken as it is. */
+                if (start < have && (eof || (start == 0 && have == sizeof(buf) - 1))) {
+                    buf[have] = 0;
+                    smaps_line(buf + start, ranges, nr, &counting, out);
+                    start = have;
+                }
+                break;
+            }
+            buf[nl] = 0;
+            smaps_line(buf + start, ranges, nr, &counting, out);
+            start = nl + 1;
+        }
+        for (size_t i = start; i < have; i++)
+            buf[i - start] = buf[i];
+        have -= start;
+        if (eof)
+            break;
+    }
+    close(fd);
+    errno = saved;
+    return true;
+}
+
+} // namespace kalloc

@@ -46,6 +46,39 @@ void os_decommit(void *addr, size_t len);
 /* Ask for transparent hugepages on a 2 MiB aligned range (MADV_HUGEPAGE). */
 void os_hugepage(void *addr, size_t len);
 
+/* Ask for no transparent hugepages on a range (MADV_NOHUGEPAGE), so a fault
+ * in a sparse, reclaimed range maps 4 KiB, not 2 MiB. */
+void os_nohugepage(void *addr, size_t len);
+
+/* Collapse a 2 MiB aligned range into a hugepage now (MADV_COLLAPSE, Linux
+ * >= 6.1).  Returns 0 on success, else the errno (EINVAL: the kernel does not
+ * know MADV_COLLAPSE; EAGAIN/ENOMEM: no hugepage available now). */
+int os_collapse(void *addr, size_t len);
+
+/* Like os_map_fixed (anonymous) but backed by reserved hugetlbfs pages
+ * (MAP_HUGETLB, 2 MiB pages); addr and len 2 MiB aligned.  nullptr when no
+ * hugepages are reserved or free (the caller falls back to os_map_fixed). */
+void *os_map_fixed_hugetlb(void *addr, size_t len);
+
+/* Read up to len - 1 bytes of a (small, /proc or /sys) file into buf, NUL
+ * terminated.  Returns the bytes read, or -1.  errno preserved. */
+long os_read_file(const char *path, char *buf, size_t len);
+
+/* A number after `key` (e.g. "HugePages_Free:") in a buffer read from a
+ * /proc file; `dflt` when the key is absent. */
+uint64_t os_parse_field(const char *buf, const char *key, uint64_t dflt);
+
+/* Resident memory, from /proc/self/smaps, of the mappings inside the given
+ * address ranges ([lo, hi) pairs), or of the whole process when nr == 0
+ * (/proc/self/smaps_rollup).  Streams the file through a stack buffer: no
+ * allocation.  Fields in bytes; false when the file cannot be read. */
+struct smaps_usage {
+    uint64_t rss;             /* Rss */
+    uint64_t anon_huge;       /* AnonHugePages: anonymous memory mapped by 2 MiB THPs */
+    uint64_t hugetlb;         /* Private_Hugetlb + Shared_Hugetlb (MAP_HUGETLB pages) */
+};
+bool os_smaps_usage(const uintptr_t (*ranges)[2], unsigned nr, smaps_usage *out);
+
 /* write(2) all of buf, retrying on EINTR / short writes; errno preserved. */
 void os_write(int fd, const char *buf, size_t len);
 

@@ -1,0 +1,169 @@
+/*
+ * mm/khugepaged.cc - the hugepage policy for pageblocks (see khugepaged.h).
+ */
+#include "mm/khugepaged.h"
+
+#include <errno.h>
+
+#include "mm/vmscan.h"
+#include "platform/options.h"
+#include "platform/os.h"
+
+namespace kalloc {
+
+thp_mode thp_enabled;
+
+namespace {
+
+bool collapse_works = true;    /* MADV_COLLAPSE is known (cleared on EINVAL) */
+
+inline void stat_add(unsigned long &c, unsigned long v) { __atomic_fetch_add(&c, v, __ATOMIC_RELAXED); }
+
+void *pageblock_address(zone *z, unsigned long pb)
+{
+    return (void *)(z->zone_start + ((pb << pageblock_order) << PAGE_SHIFT));
+}
+
+constexpr size_t PAGEBLOCK_BYTES = pageblock_nr_pages << PAGE_SHIFT;
+
+} // namespace
+
+void khugepaged_init()
+{
+    if (thp_enabled != THP_UNKNOWN)
+        return;
+    char buf[128];
+    thp_mode m = THP_NEVER;     /* no THP support at all reads as never */
+    if (os_read_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof(buf)) > 0) {
+        /* "always [madvise] never": the bracketed word is the mode. */
+        for (const char *s = buf; *s; s++)
+            if (*s == '[') {
+                if (s[1] == 'a')
+                    m = THP_ALWAYS;
+                else if (s[1] == 'm')
+                    m = THP_MADVISE;
+                break;
+            }
+    }
+    thp_enabled = m;
+}
+
+void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
+{
+    unsigned long last = (pfn + (1ul << order) - 1) >> pageblock_order;
+    for (unsigned long pb = pfn >> pageblock_order; pb <= last; pb++)
+        if (z->pageblock_thp[pb] & (PB_THP_HUGE | PB_THP_COLLAPSED))
+            z->pageblock_thp[pb] |= PB_THP_RECLAIMED;
+}
+
+void khugepaged_scan(unsigned max_collapse)
+{
+    if (thp_enabled <= THP_NEVER || !option_get(OPT_THP))
+        return;
+    unsigned collapses = 0;
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nz; i++) {
+        zone *z = zones[i];
+        unsigned long nr_pb = READ_ONCE(z->spanned_pages) >> pageblock_order;
+        for (unsigned long pb = 0; pb < nr_pb; pb++) {
+            uint8_t f = READ_ONCE(z->pageblock_thp[pb]);
+            if (f & PB_HUGETLB)
+                continue;
+            unsigned nfree = READ_ONCE(z->pageblock_nr_free[pb]);   /* racy: a hint */
+            if (nfree <= KHUGEPAGED_DENSE_FREE) {
+                if (!(f & PB_THP_HUGE)) {
+                    os_hugepage(pageblock_address(z, pb), PAGEBLOCK_BYTES);
+                    f = (uint8_t)((f | PB_THP_HUGE) & ~PB_THP_NOHUGE);
+                    f &= (uint8_t)~PB_THP_COLLAPSED;
+                    stat_add(vm_reclaim_stats.thp_madvised, 1);
+                }
+                /* Build the hugepage now: when the block first became dense
+                 * and once it has refilled after reclaim. */
+                bool want = !(f & PB_THP_COLLAPSED) || (f & PB_THP_RECLAIMED);
+                if (want && collapse_works && collapses < max_collapse) {
+                    collapses++;
+                    int err = os_collapse(pageblock_address(z, pb), PAGEBLOCK_BYTES);
+                    if (err == 0) {
+                        stat_add(vm_reclaim_stats.thp_collapsed, 1);
+                    } else if (err == EINVAL) {
+                        collapse_works = false;     /* kernel < 6.1: silently off */
+                    } else {
+                        stat_add(vm_reclaim_stats.thp_collapse_failed, 1);
+                    }
+                    /* Tried either way: do not retry every pass. */
+                    f = (uint8_t)((f | PB_THP_COLLAPSED) & ~PB_THP_RECLAIMED);
+                }
+                WRITE_ONCE(z->pageblock_thp[pb], f);
+            } else if (nfree >= KHUGEPAGED_SPARSE_FREE && !(f & PB_THP_NOHUGE) &&
+                       ((f & PB_THP_HUGE) || thp_enabled == THP_ALWAYS)) {
+                /* Sparse: small pages, so reclaim is not undone by a 2 MiB
+                 * fault.  In `always` mode every sparse block needs it; in
+                 * `madvise` mode only the ones kalloc made huge. */
+                os_nohugepage(pageblock_address(z, pb), PAGEBLOCK_BYTES);
+                f = (uint8_t)((f | PB_THP_NOHUGE) & ~(PB_THP_HUGE | PB_THP_COLLAPSED |
+                                                      PB_THP_RECLAIMED));
+                WRITE_ONCE(z->pageblock_thp[pb], f);
+                stat_add(vm_reclaim_stats.thp_nohuge, 1);
+            }
+        }
+    }
+}
+
+void *zone_map_hugetlb(zone *z, void *addr, size_t len)
+{
+    if (!option_get(OPT_HUGETLB))
+        return nullptr;
+    if (((uintptr_t)addr | len) & (PAGEBLOCK_BYTES - 1))
+        return nullptr;
+    char buf[2048];
+    if (os_read_file("/proc/meminfo", buf, sizeof(buf)) <= 0)
+        return nullptr;
+    uint64_t free_huge = os_parse_field(buf, "HugePages_Free:", 0);
+    uint64_t rsvd = os_parse_field(buf, "HugePages_Rsvd:", 0);
+    uint64_t hsize = os_parse_field(buf, "Hugepagesize:", 0) << 10;
+    void *p = nullptr;
+    if (hsize == PAGEBLOCK_BYTES && free_huge > rsvd && (free_huge - rsvd) * hsize >= len)
+        p = os_map_fixed_hugetlb(addr, len);
+    if (!p) {
+        stat_add(vm_reclaim_stats.hugetlb_fallbacks, 1);
+        return nullptr;
+    }
+    unsigned long first = ((uintptr_t)addr - z->zone_start) >> PAGE_SHIFT;
+    for (unsigned long pfn = first; pfn < first + (len >> PAGE_SHIFT); pfn += pageblock_nr_pages)
+        z->pageblock_thp[pfn >> pageblock_order] = PB_HUGETLB;
+    z->nr_hugetlb_pages += len >> PAGE_SHIFT;
+    stat_add(vm_reclaim_stats.hugetlb_pages, len >> PAGE_SHIFT);
+    return p;
+}
+
+bool get_thp_coverage(thp_coverage *out, bool zones_only)
+{
+    *out = {};
+    smaps_usage u;
+    bool ok;
+    if (!zones_only) {
+        ok = os_smaps_usage(nullptr, 0, &u);
+    } else {
+        constexpr unsigned MAX_RANGES = 64;
+        uintptr_t ranges[MAX_RANGES][2];
+        unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE), n = 0;
+        for (unsigned i = 0; i < nz; i++) {
+            uintptr_t lo = zones[i]->zone_start, hi = lo + ZONE_SLOT_SIZE;
+            if (n && ranges[n - 1][1] == lo)
+                ranges[n - 1][1] = hi;          /* adjacent slots: one range */
+            else if (n < MAX_RANGES)
+                ranges[n][0] = lo, ranges[n++][1] = hi;
+        }
+        if (!n)
+            return true;
+        ok = os_smaps_usage(ranges, n, &u);
+    }
+    if (!ok)
+        return false;
+    out->rss = u.rss;
+    out->anon_huge = u.anon_huge;
+    out->hugetlb = u.hugetlb;
+    return true;
+}
+
+} // namespace kalloc

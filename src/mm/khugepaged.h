@@ -1,0 +1,76 @@
+/*
+ * mm/khugepaged.h - transparent hugepages for dense pageblocks, none for
+ * sparse ones; hugetlbfs-backed zones; hugepage coverage.
+ *
+ * Mirrors mm/khugepaged.c (collapsing ranges into hugepages) and the
+ * madvise side of mm/huge_memory.c.  Pageblocks are 2 MiB and 2 MiB
+ * aligned, the x86-64 hugepage, so each is either worth a hugepage or not:
+ *   dense   (at most 1/8 of its pages on the free lists: slab or large
+ *           memory that is mostly allocated) -> MADV_HUGEPAGE, and
+ *           MADV_COLLAPSE (Linux >= 6.1) to build the hugepage now instead
+ *           of waiting for the kernel's khugepaged; a block is collapsed when
+ *           it first becomes dense and again once it has refilled after
+ *           reclaim gave part of it back;
+ *   sparse  (at least half free) -> MADV_NOHUGEPAGE, so a fault in a range
+ *           reclaim gave back maps 4 KiB, not 2 MiB (THP would otherwise undo
+ *           reclaim).
+ * Only when /sys/kernel/mm/transparent_hugepage/enabled is `madvise` or
+ * `always` (read once; `never`: nothing is done) and KALLOC_THP is on.
+ * MADV_COLLAPSE failing with EINVAL (older kernel) turns collapsing off
+ * silently.  The scan runs with the timed reclaim pass (kswapd or the slow
+ * path decay), at most one collapse per pass on the program's thread and
+ * KHUGEPAGED_COLLAPSE_BATCH per pass on kswapd.
+ *
+ * KALLOC_HUGETLB=1: zone growth maps from reserved hugetlbfs pages
+ * (MAP_HUGETLB) when /proc/meminfo shows enough free ones, and falls back to
+ * ordinary pages when not (or when the mmap fails).  Such pageblocks are
+ * PB_HUGETLB: never reclaimed (a hugetlb page given back might not be
+ * available again, and a fault would then be SIGBUS).
+ *
+ * Locking: the pageblock_thp flags are written with vmscan_lock held (the
+ * scan, reclaim) or the zone lock (growth); readers are racy by design.
+ */
+#pragma once
+
+#include "mm/mmzone.h"
+
+namespace kalloc {
+
+enum thp_mode : uint8_t { THP_UNKNOWN, THP_NEVER, THP_MADVISE, THP_ALWAYS };
+extern thp_mode thp_enabled;        /* the system's transparent_hugepage/enabled */
+
+constexpr unsigned KHUGEPAGED_DENSE_FREE = pageblock_nr_pages / 8;   /* at most this free: dense */
+constexpr unsigned KHUGEPAGED_SPARSE_FREE = pageblock_nr_pages / 2;  /* at least this free: sparse */
+/* MADV_COLLAPSE calls per scan: each copies 2 MiB under the mm's lock
+ * (3-5 ms measured), so a slow-path scan (on the program's own thread) does
+ * one, kswapd up to this many. */
+constexpr unsigned KHUGEPAGED_COLLAPSE_BATCH = 16;
+
+/* Read the THP mode (idempotent). */
+void khugepaged_init();
+
+/* Walk every zone's pageblocks and madvise those that changed between dense
+ * and sparse; collapse up to max_collapse newly dense (or refilled) ones.
+ * Caller holds vmscan_lock. */
+void khugepaged_scan(unsigned max_collapse);
+
+/* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer
+ * whole hugepages.  Caller holds vmscan_lock. */
+void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order);
+
+/* Map [addr, addr + len) of z from hugetlbfs pages when KALLOC_HUGETLB asks
+ * for it and enough are free; nullptr otherwise (the caller maps ordinary
+ * memory).  Zone growth, z->lock held. */
+void *zone_map_hugetlb(zone *z, void *addr, size_t len);
+
+/* Hugepage coverage: Rss, AnonHugePages and hugetlb bytes of kalloc's zones
+ * (zones_only) or the whole process, from /proc/self/smaps(_rollup).
+ * False when the file cannot be read. */
+struct thp_coverage {
+    uint64_t rss;          /* resident bytes */
+    uint64_t anon_huge;    /* of which in transparent hugepages */
+    uint64_t hugetlb;      /* hugetlbfs bytes (not in rss) */
+};
+bool get_thp_coverage(thp_coverage *out, bool zones_only);
+
+} // namespace kalloc

@@ -1,0 +1,444 @@
+/*
+ * mm/vmscan.cc - watermarks, decay and kswapd (see vmscan.h).
+ *
+ * Lock order: vmscan_lock -> per_cpu_pages.lock -> zone.lock.
+ */
+#include "mm/vmscan.h"
+
+#include "mm/khugepaged.h"
+#include "mm/page_alloc.h"
+#include "mm/slab.h"
+#include "platform/cgroup.h"
+#include "platform/kthread.h"
+#include "platform/options.h"
+#include "platform/os.h"
+#include "platform/printk.h"
+#include "platform/time.h"
+
+namespace kalloc {
+
+reclaim_stats vm_reclaim_stats;
+uint32_t vmscan_clock_skew;
+int vmscan_pending;
+uint32_t vmscan_next_tick;
+int kswapd_start_pending;
+int kswapd_idle;
+void (*vmscan_pcp_decay_hook)(uint32_t now);
+void (*vmscan_tcache_decay_hook)(uint32_t now);
+
+namespace {
+
+spinlock_t vmscan_lock = SPINLOCK_INIT;  /* one reclaim pass at a time (see vmscan.h) */
+bool vmscan_inited;                      /* vmscan_init ran */
+cgroup_limits cg_limits;                 /* the process's cgroup limits */
+uint64_t cg_limit_override;              /* tests: a limit instead of the cgroup's (bytes) */
+unsigned cg_pressure;                    /* 0 .. 1024, recomputed by timed passes */
+unsigned long last_timed_work = 1;       /* pages the last timed pass gave back */
+
+/* kswapd */
+enum { KSWAPD_OFF, KSWAPD_STARTING, KSWAPD_RUNNING };
+int kswapd_state;               /* KSWAPD_* */
+int kswapd_wanted;              /* asked for (option or kalloc_background) */
+unsigned kswapd_gen;            /* the running thread's generation; bumped to stop it */
+int kswapd_wait_word;           /* futex: 0 sleeping, 1 woken */
+
+inline void stat_add(unsigned long &c, unsigned long v) { __atomic_fetch_add(&c, v, __ATOMIC_RELAXED); }
+
+/* Timed passes run every decay period / 4 (250 ms by default). */
+uint32_t tick_period()
+{
+    long d = option_get(OPT_DECAY_MS);
+    if (d <= 0)
+        return 250;
+    return d / 4 < 10 ? 10 : (uint32_t)(d / 4);
+}
+
+void update_cgroup_pressure()
+{
+    uint64_t limit = vmscan_cgroup_limit();
+    unsigned p = 0;
+    if (limit) {
+        uint64_t rss = os_resident_bytes();
+        uint64_t ratio = rss * 1024 / limit;          /* 1024 = at the limit */
+        constexpr uint64_t start = 768, full = 922;   /* 75% .. 90% of the limit */
+        if (ratio >= full)
+            p = 1024;
+        else if (ratio > start)
+            p = (unsigned)((ratio - start) * 1024 / (full - start));
+        if (p)
+            stat_add(vm_reclaim_stats.cgroup_pressure, 1);
+    }
+    WRITE_ONCE(cg_pressure, p);
+}
+
+} // namespace
+
+uint32_t vmscan_now() { return (uint32_t)ktime_get_coarse_ms() + READ_ONCE(vmscan_clock_skew); }
+
+/* ---------------------------------------------------------------------------
+ * Watermarks
+ * ------------------------------------------------------------------------- */
+
+void __setup_zone_wmarks(zone *z)
+{
+    constexpr unsigned long floor = (4ul << 20) >> PAGE_SHIFT;     /* 4 MiB */
+    constexpr unsigned long ceiling = (32ul << 20) >> PAGE_SHIFT;  /* 32 MiB */
+    unsigned long low;
+    long fixed = option_get(OPT_FREE_HIGH);
+    if (fixed > 0) {
+        low = (unsigned long)fixed >> PAGE_SHIFT;
+    } else {
+        unsigned long in_use = z->spanned_pages - z->nr_free_pages;
+        low = in_use / 8;
+        if (low < floor)
+            low = floor;
+        if (low > ceiling)
+            low = ceiling;
+    }
+    unsigned p = READ_ONCE(cg_pressure);
+    low = low * (1024 - p) / 1024;
+    z->_watermark[WMARK_LOW] = low;
+    z->_watermark[WMARK_HIGH] = low - low / 4;
+    z->_watermark[WMARK_MIN] = low + low / 4;
+}
+
+/* ---------------------------------------------------------------------------
+ * Reclaim
+ * ------------------------------------------------------------------------- */
+
+void shrink_zone(zone *z, scan_control *sc)
+{
+    struct victim {
+        page *pg;          /* isolated block head */
+        unsigned order;    /* its order */
+        bool decayed;      /* taken for its age, not for the watermark */
+    } batch[VMSCAN_BATCH];
+    for (unsigned rounds = 0; rounds < 4096; rounds++) {
+        unsigned n = 0;
+        spin_lock(&z->lock);
+        unsigned long resident = z->nr_free_resident;
+        while (n < VMSCAN_BATCH && !list_empty(&z->free_lru)) {
+            page *pg = list_entry(z->free_lru.prev, page, free_lru);
+            bool over = resident > sc->target;
+            int32_t age = (int32_t)(sc->now - pg->free_time);
+            bool old = sc->decay_age != UINT32_MAX && age >= 0 && (uint32_t)age >= sc->decay_age;
+            if (!over && !old)
+                break;       /* the tail is the coldest: nothing older behind it */
+            unsigned order = pg->order;
+            __isolate_free_block(z, pg);
+            resident -= 1ul << order;
+            batch[n++] = {pg, order, !over};
+        }
+        spin_unlock(&z->lock);
+        if (!n)
+            break;
+        for (unsigned i = 0; i < n; i++) {
+            os_decommit(page_address(batch[i].pg), PAGE_SIZE << batch[i].order);
+            khugepaged_note_reclaim(z, page_to_pfn(batch[i].pg), batch[i].order);
+        }
+        spin_lock(&z->lock);
+        for (unsigned i = 0; i < n; i++) {
+            __putback_reported_block(z, batch[i].pg, batch[i].order);
+            if (batch[i].decayed)
+                sc->nr_decayed += 1ul << batch[i].order;
+            else
+                sc->nr_reclaimed += 1ul << batch[i].order;
+        }
+        spin_unlock(&z->lock);
+        stat_add(vm_reclaim_stats.pgscan, n);
+    }
+}
+
+bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
+{
+    if (wait)
+        spin_lock(&vmscan_lock);
+    else if (!spin_trylock(&vmscan_lock))
+        return false;
+    WRITE_ONCE(vmscan_pending, 0);   /* crossings from here on flag a new pass */
+    if (timed)
+        update_cgroup_pressure();
+    long decay = option_get(OPT_DECAY_MS);
+    unsigned long reclaimed = 0, decayed = 0, shrunk = 0;
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nz; i++) {
+        zone *z = zones[i];
+        spin_lock(&z->lock);
+        __setup_zone_wmarks(z);
+        bool over = z->nr_free_resident > z->_watermark[WMARK_LOW];
+        unsigned long high = z->_watermark[WMARK_HIGH];
+        bool any = z->nr_free_lru != 0;
+        spin_unlock(&z->lock);
+        if (any && (over || timed)) {
+            scan_control sc = {};
+            sc.target = over ? high : ~0ul;
+            sc.decay_age = timed && decay > 0 ? (uint32_t)decay : UINT32_MAX;
+            sc.now = now;
+            shrink_zone(z, &sc);
+            reclaimed += sc.nr_reclaimed;
+            decayed += sc.nr_decayed;
+        }
+        if (timed && decay > 0) {
+            /* A zone that grew for a burst gives the address space and the
+             * descriptors back once the top has been idle for a period. */
+            spin_lock(&z->lock);
+            unsigned long unmapped = __zone_shrink_top(z, true, now, (uint32_t)decay);
+            spin_unlock(&z->lock);
+            stat_add(vm_reclaim_stats.pgshrink, unmapped);
+            shrunk += unmapped;
+        }
+    }
+    if (timed)
+        WRITE_ONCE(last_timed_work, reclaimed + decayed + shrunk);
+    if (timed) {
+        khugepaged_scan(from_kswapd ? KHUGEPAGED_COLLAPSE_BATCH : 1);
+        stat_add(vm_reclaim_stats.decay_runs, 1);
+    }
+    spin_unlock(&vmscan_lock);
+    stat_add(vm_reclaim_stats.pgreclaim, reclaimed);
+    stat_add(vm_reclaim_stats.pgdecay, decayed);
+    return true;
+}
+
+/* Other layers' caches.  Only with no allocator lock held: they take locks
+ * that come before vmscan_lock (tcache_list_lock, kmem_cache.lock). */
+static void run_decay_hooks(uint32_t now)
+{
+    /* The slab caches' spare empty slabs (one per class): a busy class
+     * makes a new spare at once, an idle one gives its pages back. */
+    kmem_cache_shrink_all();
+    if (auto h = READ_ONCE(vmscan_pcp_decay_hook))
+        h(now);
+    if (auto h = READ_ONCE(vmscan_tcache_decay_hook))
+        h(now);
+}
+
+uint32_t vmscan_hooks_next;
+
+void vmscan_malloc_slowpath()
+{
+    kswapd_run_if_wanted();
+    if (kswapd_running() || spin_lock_bypass)
+        return;                 /* kswapd runs the hooks */
+    uint32_t now = vmscan_now();
+    if ((int32_t)(now - READ_ONCE(vmscan_hooks_next)) < 0)
+        return;
+    WRITE_ONCE(vmscan_hooks_next, now + tick_period());
+    run_decay_hooks(now);
+}
+
+static bool any_zone_over_min()
+{
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nz; i++) {
+        zone *z = zones[i];
+        if (READ_ONCE(z->nr_free_resident) > READ_ONCE(z->_watermark[WMARK_MIN]) &&
+            READ_ONCE(z->nr_free_lru))
+            return true;
+    }
+    return false;
+}
+
+void __vmscan_tick_slow(uint32_t now)
+{
+    bool timed = (int32_t)(now - READ_ONCE(vmscan_next_tick)) >= 0;
+    if (READ_ONCE(kswapd_state) == KSWAPD_RUNNING) {
+        /* kswapd does the timed work (and moves vmscan_next_tick); a
+         * crossing wakes it, and only a zone above WMARK_MIN makes this
+         * thread reclaim itself. */
+        if (READ_ONCE(vmscan_pending)) {
+            wakeup_kswapd();
+            if (any_zone_over_min() && vmscan_run(now, false, false))
+                stat_add(vm_reclaim_stats.direct_reclaim, 1);
+        }
+        return;
+    }
+    if (timed)
+        WRITE_ONCE(vmscan_next_tick, now + tick_period());   /* no stampede */
+    bool pending = READ_ONCE(vmscan_pending);
+    if (vmscan_run(now, timed, false) && pending)
+        stat_add(vm_reclaim_stats.direct_reclaim, 1);
+}
+
+/* ---------------------------------------------------------------------------
+ * kswapd
+ * ------------------------------------------------------------------------- */
+
+static bool nothing_to_decay()
+{
+    if (READ_ONCE(vmscan_pcp_decay_hook) || READ_ONCE(vmscan_tcache_decay_hook))
+        return false;      /* their caches may need time-driven passes */
+    if (vmscan_cgroup_limit())
+        return false;      /* the RSS check is periodic */
+    if (READ_ONCE(last_timed_work))
+        return false;      /* the last pass found work: more may come due (zone tops) */
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nz; i++)
+        if (READ_ONCE(zones[i]->nr_free_lru))
+            return false;
+    return true;
+}
+
+static void *kswapd(void *arg)
+{
+    unsigned gen = (unsigned)(uintptr_t)arg;
+    while (READ_ONCE(kswapd_gen) == gen) {
+        uint32_t now = vmscan_now();
+        bool timed = (int32_t)(now - READ_ONCE(vmscan_next_tick)) >= 0;
+        if (timed || READ_ONCE(vmscan_pending)) {
+            if (timed)
+                WRITE_ONCE(vmscan_next_tick, now + tick_period());
+            vmscan_run(now, timed, true, true);
+            stat_add(vm_reclaim_stats.kswapd_runs, 1);
+            if (timed)
+                run_decay_hooks(now);
+        }
+        /* Sleep.  The word is cleared before pending is checked, so a
+         * waker that sets pending and then the word is never lost. */
+        WRITE_ONCE(kswapd_wait_word, 0);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (READ_ONCE(vmscan_pending))
+            continue;
+        bool idle = nothing_to_decay();
+        if (idle) {
+            WRITE_ONCE(kswapd_idle, 1);
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            if (!nothing_to_decay()) {      /* a free raced with going idle */
+                WRITE_ONCE(kswapd_idle, 0);
+                idle = false;
+            }
+        }
+        int32_t left = (int32_t)(READ_ONCE(vmscan_next_tick) - vmscan_now());
+        unsigned timeout = left <= 0 ? 1 : (unsigned)left;
+        kthread_wait(&kswapd_wait_word, 0, idle ? 0 : timeout);
+        WRITE_ONCE(kswapd_idle, 0);
+    }
+    return nullptr;
+}
+
+void wakeup_kswapd()
+{
+    stat_add(vm_reclaim_stats.kswapd_wake, 1);
+    WRITE_ONCE(kswapd_wait_word, 1);
+    kthread_wake(&kswapd_wait_word);
+}
+
+void kswapd_run_if_wanted()
+{
+    if (!READ_ONCE(kswapd_start_pending) || spin_lock_bypass)
+        return;
+    int expected = KSWAPD_OFF;
+    if (!__atomic_compare_exchange_n(&kswapd_state, &expected, KSWAPD_STARTING, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return;
+    WRITE_ONCE(kswapd_start_pending, 0);
+    if (!READ_ONCE(kswapd_wanted)) {
+        WRITE_ONCE(kswapd_state, KSWAPD_OFF);
+        return;
+    }
+    unsigned gen = __atomic_add_fetch(&kswapd_gen, 1, __ATOMIC_ACQ_REL);
+    /* pthread_create may call malloc: that call sees KSWAPD_STARTING and
+     * no pending start, so it does not recurse here. */
+    bool ok = kthread_run(kswapd, (void *)(uintptr_t)gen);
+    WRITE_ONCE(kswapd_state, ok ? KSWAPD_RUNNING : KSWAPD_OFF);
+    if (!ok && option_get(OPT_VERBOSE))
+        fdprintk(2, "kalloc: warning: cannot start the background reclaimer\n");
+}
+
+void kswapd_set_wanted(bool on)
+{
+    vmscan_init();
+    WRITE_ONCE(kswapd_wanted, on ? 1 : 0);
+    if (on) {
+        WRITE_ONCE(kswapd_start_pending, 1);
+        kswapd_run_if_wanted();
+        return;
+    }
+    WRITE_ONCE(kswapd_start_pending, 0);
+    int expected = KSWAPD_RUNNING;
+    if (__atomic_compare_exchange_n(&kswapd_state, &expected, KSWAPD_OFF, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        __atomic_add_fetch(&kswapd_gen, 1, __ATOMIC_ACQ_REL);   /* the thread exits */
+        WRITE_ONCE(kswapd_wait_word, 1);
+        kthread_wake(&kswapd_wait_word);
+    }
+}
+
+bool kswapd_running() { return READ_ONCE(kswapd_state) == KSWAPD_RUNNING; }
+
+void vmscan_lock_for_fork() { spin_lock(&vmscan_lock); }
+void vmscan_unlock_for_fork() { spin_unlock(&vmscan_lock); }
+
+void vmscan_after_fork_child(bool locks_taken)
+{
+    if (locks_taken)
+        spin_lock_init(&vmscan_lock);
+    /* The parent's thread does not exist here, and is not restarted unless
+     * the child asks (kalloc_background(1)). */
+    kswapd_state = KSWAPD_OFF;
+    kswapd_wanted = 0;
+    kswapd_start_pending = 0;
+    kswapd_idle = 0;
+    kswapd_wait_word = 0;
+    kswapd_gen++;
+}
+
+/* ---------------------------------------------------------------------------
+ * Init, cgroup
+ * ------------------------------------------------------------------------- */
+
+void vmscan_init()
+{
+    if (READ_ONCE(vmscan_inited))
+        return;
+    options_init();
+    cgroup_read_limits(&cg_limits, "/sys/fs/cgroup");
+    khugepaged_init();
+    vmscan_next_tick = vmscan_now() + tick_period();
+    if (option_get(OPT_BACKGROUND)) {
+        kswapd_wanted = 1;
+        WRITE_ONCE(kswapd_start_pending, 1);   /* started by a later malloc slow path */
+    }
+    WRITE_ONCE(vmscan_inited, true);
+}
+
+uint64_t vmscan_cgroup_limit()
+{
+    uint64_t o = READ_ONCE(cg_limit_override);
+    return o ? o : cgroup_limit(cg_limits);
+}
+
+unsigned vmscan_cgroup_pressure() { return READ_ONCE(cg_pressure); }
+
+void vmscan_set_cgroup_limit(uint64_t bytes)
+{
+    WRITE_ONCE(cg_limit_override, bytes);
+    update_cgroup_pressure();
+}
+
+void vmscan_reread_cgroup()
+{
+    cgroup_read_limits(&cg_limits, "/sys/fs/cgroup");
+    update_cgroup_pressure();
+}
+
+void print_reclaim_stats(printbuf &out)
+{
+    const reclaim_stats &s = vm_reclaim_stats;
+    out.printf("reclaim: pgreclaim %lu pgdecay %lu pgtrim %lu pgshrink %lu pgscan %lu "
+               "wmark_low_hits %lu direct_reclaim %lu kswapd_wake %lu kswapd_runs %lu "
+               "decay_runs %lu kswapd %s\n",
+               s.pgreclaim, s.pgdecay, s.pgtrim, s.pgshrink, s.pgscan, s.wmark_low_hits, s.direct_reclaim,
+               s.kswapd_wake, s.kswapd_runs, s.decay_runs, kswapd_running() ? "on" : "off");
+    uint64_t limit = vmscan_cgroup_limit();
+    out.printf("reclaim: cgroup v%d limit_kb %lu pressure %u/1024 (passes under pressure %lu)\n",
+               cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),
+               s.cgroup_pressure);
+    static const char *const modes[] = {"unknown", "never", "madvise", "always"};
+    out.printf("thp: mode %s thp_madvised %lu thp_nohuge %lu thp_collapsed %lu "
+               "thp_collapse_failed %lu hugetlb_pages %lu hugetlb_fallbacks %lu\n",
+               modes[thp_enabled], s.thp_madvised, s.thp_nohuge, s.thp_collapsed,
+               s.thp_collapse_failed, s.hugetlb_pages, s.hugetlb_fallbacks);
+}
+
+} // namespace kalloc

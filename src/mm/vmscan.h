@@ -1,0 +1,241 @@
+/*
+ * mm/vmscan.h - giving free memory back to the OS: watermarks, decay, and
+ * the background reclaimer (kswapd).
+ *
+ * Mirrors mm/vmscan.c (kswapd, balance_pgdat, shrink_zone) and the
+ * watermark set-up of mm/page_alloc.c (__setup_per_zone_wmarks).  What the
+ * kernel reclaims is in-use pages; what kalloc reclaims is free pages that
+ * are still resident: they cost the program RSS and nothing else, so they
+ * are given back with madvise(MADV_DONTNEED) and become PG_reported.
+ *
+ * MADV_DONTNEED, not MADV_FREE: the RSS drops at once (MADV_FREE pages stay
+ * in the resident set and in the cgroup's usage until the kernel is short of
+ * memory, which is exactly what the watermarks and the cgroup policy are
+ * meant to avoid), and a reported block is known to read as zero, which
+ * calloc relies on (a MADV_FREE page may keep its old contents).
+ *
+ * Three things give memory back:
+ *   1. Watermarks (zone->_watermark, per zone, on nr_free_resident).  A free
+ *      that pushes a zone above WMARK_LOW flags reclaim; the next slow path
+ *      (or kswapd) gives the coldest resident free blocks back until the
+ *      zone is under WMARK_HIGH.  The watermarks follow the zone's in-use
+ *      memory (in-use / 8, clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes
+ *      low instead) and fall to zero as the process nears its cgroup's
+ *      memory.high / memory.max.
+ *   2. Decay: a resident free block idle for KALLOC_DECAY_MS (1 s) is given
+ *      back whatever the watermarks say, so an idle program drifts down to
+ *      what it uses (jemalloc's dirty decay).  Without a background thread,
+ *      decay runs from allocator slow paths (page allocation and free,
+ *      vmscan_tick), at most every DECAY_MS / 4; a program that makes no
+ *      call at all keeps its memory until its next call - that is what the
+ *      background thread is for.
+ *   3. kswapd (KALLOC_BACKGROUND=1 or kalloc_background(1)): a thread that
+ *      sleeps on a futex and runs the same pass every DECAY_MS / 4, or when a
+ *      zone crosses WMARK_LOW; with nothing left to decay it sleeps until
+ *      woken.  It is created from a malloc slow path after kalloc_init, never
+ *      during it, never in a forked child (the child asks again with
+ *      kalloc_background(1)).
+ *
+ * Age: every free block carries free_time (when it became free, coarse
+ * ms).  Resident blocks of order >= VMSCAN_MIN_ORDER are also on the zone's
+ * free_lru, newest at the head, so reclaim takes the coldest in O(1) from
+ * the tail, of any order.  Smaller blocks are left to the per-CPU pagesets
+ * and to malloc_trim (a 4 KiB madvise costs more than the page is worth).
+ *
+ * Reclaim isolates a batch of blocks (off the lists, PG_isolated), drops the
+ * zone lock for the madvise calls, and puts them back as PG_reported, so
+ * allocation never waits for a madvise.
+ *
+ * Hooks other layers fill in later (function pointers, null by default):
+ * vmscan_pcp_decay_hook (per-CPU pagesets) and vmscan_tcache_decay_hook
+ * (thread caches), called by kswapd and the slow-path decay with no lock
+ * held.
+ *
+ * Lock order: vmscan_lock -> per_cpu_pages.lock -> zone.lock.  vmscan_lock
+ * serialises reclaim passes (only one isolates at a time, and fork's prepare
+ * handler takes it so no block is isolated in the child).  Slow paths take
+ * it with trylock only (they may hold a kmem_cache lock); hooks run without
+ * it (they take tcache_list_lock / kmem_cache locks, which come before it).
+ */
+#pragma once
+
+#include "mm/mmzone.h"
+
+namespace kalloc {
+
+/* Smallest order reclaim and decay give back (16 KiB). */
+constexpr unsigned VMSCAN_MIN_ORDER = 2;
+/* Blocks isolated per hold of the zone lock. */
+constexpr unsigned VMSCAN_BATCH = 32;
+
+/* Counters (vmstat-style names); relaxed atomic adds, approximate totals. */
+struct reclaim_stats {
+    unsigned long pgreclaim;        /* pages given back by watermark reclaim */
+    unsigned long pgdecay;          /* pages given back because they were idle (decay) */
+    unsigned long pgtrim;           /* pages given back by malloc_trim (zone_reclaim_all) */
+    unsigned long pgshrink;         /* idle reported pages unmapped from the top of zones */
+    unsigned long pgscan;           /* free blocks isolated by reclaim or decay */
+    unsigned long wmark_low_hits;   /* frees that pushed a zone above WMARK_LOW */
+    unsigned long direct_reclaim;   /* passes run by an allocating / freeing thread */
+    unsigned long kswapd_wake;      /* wake-ups sent to kswapd */
+    unsigned long kswapd_runs;      /* passes run by kswapd */
+    unsigned long decay_runs;       /* timed passes (decay, cgroup check, THP scan) */
+    unsigned long cgroup_pressure;  /* timed passes that found RSS near the cgroup limit */
+    unsigned long thp_madvised;     /* pageblocks madvised MADV_HUGEPAGE */
+    unsigned long thp_nohuge;       /* pageblocks madvised MADV_NOHUGEPAGE */
+    unsigned long thp_collapsed;    /* pageblocks collapsed with MADV_COLLAPSE */
+    unsigned long thp_collapse_failed; /* MADV_COLLAPSE attempts that failed (EAGAIN...) */
+    unsigned long hugetlb_pages;    /* pages mapped from hugetlbfs */
+    unsigned long hugetlb_fallbacks;/* zone growths that wanted hugetlb pages and fell back */
+};
+extern reclaim_stats vm_reclaim_stats;
+
+/* ---------------------------------------------------------------------------
+ * Time
+ * ------------------------------------------------------------------------- */
+
+/* Tests move time forward with this (added to the clock). */
+extern uint32_t vmscan_clock_skew;
+
+/* Now, in coarse milliseconds (wraps; compare with signed differences). */
+uint32_t vmscan_now();
+
+static inline uint32_t block_age(uint32_t now, uint32_t t) { return now - t; }
+
+/* ---------------------------------------------------------------------------
+ * Watermarks
+ * ------------------------------------------------------------------------- */
+
+/* Recompute z's watermarks from its in-use memory, the options and the
+ * cgroup pressure (the kernel's __setup_per_zone_wmarks).  Caller holds
+ * z->lock. */
+void __setup_zone_wmarks(zone *z);
+
+static inline unsigned long wmark_pages(const zone *z, zone_watermarks w)
+{
+    return z->_watermark[w];
+}
+
+/* Set when a zone crossed WMARK_LOW (or kswapd sleeps and there is new
+ * reclaimable memory): the next vmscan_tick acts.  Written under a zone
+ * lock, read racily. */
+extern int vmscan_pending;
+/* Set while kswapd sleeps with nothing to decay (no timeout): new
+ * reclaimable memory must wake it. */
+extern int kswapd_idle;
+
+/* Called by the page allocator, z->lock held, after a free added resident
+ * memory: notes a WMARK_LOW crossing (or new work for an idle kswapd) for
+ * the next tick. */
+static inline void __zone_watermark_check(zone *z)
+{
+    if (!z->nr_free_lru || READ_ONCE(vmscan_pending))
+        return;
+    if (unlikely(z->nr_free_resident > z->_watermark[WMARK_LOW])) {
+        WRITE_ONCE(vmscan_pending, 1);
+        vm_reclaim_stats.wmark_low_hits++;
+    } else if (unlikely(READ_ONCE(kswapd_idle))) {
+        WRITE_ONCE(vmscan_pending, 1);
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Reclaim
+ * ------------------------------------------------------------------------- */
+
+/* What one shrink_zone pass may give back. */
+struct scan_control {
+    unsigned long target;   /* reclaim while nr_free_resident > target (ULONG_MAX: no watermark work) */
+    uint32_t decay_age;     /* also reclaim blocks idle at least this long (UINT32_MAX: none) */
+    uint32_t now;           /* the pass's clock */
+    unsigned long nr_reclaimed;  /* out: pages given back for the watermark */
+    unsigned long nr_decayed;    /* out: pages given back because they were idle */
+};
+
+/* Give back the coldest resident free blocks of z per sc.  Takes z->lock,
+ * dropping it around the madvise calls.  Caller holds vmscan_lock. */
+void shrink_zone(zone *z, scan_control *sc);
+
+/* One pass over every zone: watermarks (every zone over WMARK_LOW goes down
+ * to WMARK_HIGH) and, when `timed`, decay, the cgroup check and the THP
+ * scan.  Takes vmscan_lock (trylock when !wait; returns false if busy).
+ * from_kswapd: the background thread, which may spend longer (more
+ * MADV_COLLAPSE calls per pass, each 3-5 ms of copying). */
+bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd = false);
+
+/* The slow-path hook (page allocation and free, with no zone lock held):
+ * cheap unless a zone crossed WMARK_LOW or the decay period has passed; then
+ * wakes kswapd or runs the pass itself. */
+void __vmscan_tick_slow(uint32_t now);
+extern uint32_t vmscan_next_tick;   /* clock value of the next timed pass */
+static inline void vmscan_tick()
+{
+    uint32_t now = vmscan_now();
+    if (unlikely(READ_ONCE(vmscan_pending) || (int32_t)(now - READ_ONCE(vmscan_next_tick)) >= 0))
+        __vmscan_tick_slow(now);
+}
+
+/* Hooks for other layers (null until they register): give back what their
+ * caches have held idle since `now - decay`.  Called with no lock held: by
+ * kswapd after each timed pass, else by vmscan_malloc_slowpath at most once
+ * per tick period (never from the page allocator's tick, whose callers may
+ * hold kmem_cache or tcache locks). */
+extern void (*vmscan_pcp_decay_hook)(uint32_t now);     /* TODO(pcp): pcp_decay_all */
+extern void (*vmscan_tcache_decay_hook)(uint32_t now);  /* TODO(tcache): thread-cache trim */
+
+/* ---------------------------------------------------------------------------
+ * kswapd
+ * ------------------------------------------------------------------------- */
+
+/* Set when a background thread is wanted but not running (option or
+ * kalloc_background); malloc slow paths then call kswapd_run_if_wanted. */
+extern int kswapd_start_pending;
+
+/* Start kswapd if it is wanted and not running.  The caller holds no
+ * allocator lock and kalloc_init has completed (pthread_create may
+ * allocate). */
+void kswapd_run_if_wanted();
+
+/* kalloc_background(): want (1) or stop wanting (0) the thread; starting
+ * happens here (the caller is the program, holding nothing). */
+void kswapd_set_wanted(bool on);
+
+/* The malloc layer's slow paths call this (no allocator lock held,
+ * kalloc_init done): starts kswapd when wanted, and runs the decay hooks
+ * when they are due and there is no kswapd. */
+void vmscan_malloc_slowpath();
+extern uint32_t vmscan_hooks_next;   /* clock value when vmscan_malloc_slowpath next acts */
+static inline bool vmscan_malloc_slowpath_due()
+{
+    return READ_ONCE(kswapd_start_pending) ||
+           (int32_t)(vmscan_now() - READ_ONCE(vmscan_hooks_next)) >= 0;
+}
+
+/* Whether kswapd is running (a thread exists and has not been told to stop). */
+bool kswapd_running();
+
+/* Wake kswapd now (a zone crossed a watermark). */
+void wakeup_kswapd();
+
+/* fork(): prepare takes vmscan_lock (no block isolated across fork);
+ * the child has no kswapd and does not start one unless asked again. */
+void vmscan_lock_for_fork();
+void vmscan_unlock_for_fork();
+void vmscan_after_fork_child(bool locks_taken);
+
+/* Options and cgroup limits, read once (first zone creation; idempotent). */
+void vmscan_init();
+
+/* The cgroup limit in bytes the watermarks react to (0: none) and the
+ * current pressure, 0 (none) .. 1024 (watermarks at zero). */
+uint64_t vmscan_cgroup_limit();
+unsigned vmscan_cgroup_pressure();
+/* Tests: re-read the cgroup (after moving the process) or set a limit. */
+void vmscan_set_cgroup_limit(uint64_t bytes);
+void vmscan_reread_cgroup();
+
+/* One line per counter, for the stats report. */
+struct printbuf;
+void print_reclaim_stats(printbuf &out);
+
+} // namespace kalloc

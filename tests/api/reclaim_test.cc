@@ -1,0 +1,173 @@
+// Giving memory back through the public surface: malloc_trim(0) returns
+// every free page, the background reclaimer (kalloc_background,
+// KALLOC_BACKGROUND=1) starts only when asked, is absent in a forked child
+// until asked again, and fork stays safe while it runs.
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <kalloc/kalloc.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <atomic>
+#include <vector>
+
+namespace {
+
+int nr_threads()
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    while (struct dirent *e = readdir(d))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+// A burst of mixed sizes, filled, then freed.
+void burst(size_t bytes)
+{
+    std::vector<void *> v;
+    size_t total = 0;
+    unsigned x = 12345;
+    while (total < bytes) {
+        x = x * 1103515245 + 12345;
+        size_t n = 64ul << (x >> 16) % 12;      // 64 B .. 128 KiB
+        void *p = malloc(n);
+        ASSERT_NE(p, nullptr);
+        memset(p, 0x5c, n);
+        v.push_back(p);
+        total += n;
+    }
+    for (void *p : v)
+        free(p);
+}
+
+} // namespace
+
+TEST(Reclaim, TrimReturnsEveryFreePage)
+{
+    void *keep = malloc(1000);
+    memset(keep, 1, 1000);
+    burst(64 << 20);
+    malloc_trim(0);
+    kalloc_stats s;
+    ASSERT_EQ(kalloc_stats_get(&s), 0);
+    EXPECT_EQ(s.free_resident_pages, 0u) << "malloc_trim(0) left free memory resident";
+    EXPECT_EQ(((char *)keep)[999], 1);
+    free(keep);
+}
+
+TEST(Reclaim, NoBackgroundThreadUnlessAsked)
+{
+    if (getenv("KALLOC_BACKGROUND"))
+        GTEST_SKIP() << "KALLOC_BACKGROUND is set in the environment";
+    int before = nr_threads();
+    burst(16 << 20);
+    EXPECT_EQ(kalloc_background(-1), 0);
+    EXPECT_EQ(nr_threads(), before) << "kalloc started a thread nobody asked for";
+}
+
+TEST(Reclaim, BackgroundThreadStartsWhenAskedAndChildHasNone)
+{
+    int before = nr_threads();
+    bool running = kalloc_background(-1);       // KALLOC_BACKGROUND=1 in the environment
+    ASSERT_EQ(kalloc_background(1), 1);
+    EXPECT_EQ(nr_threads(), before + (running ? 0 : 1)) << "kalloc_background(1) starts one thread";
+    burst(32 << 20);
+    for (int i = 0; i < 8; i++) {
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            // The child: no reclaimer, allocation works, and one starts
+            // when asked.
+            if (kalloc_background(-1) != 0)
+                _exit(2);
+            if (nr_threads() != 1)
+                _exit(3);
+            void *p = malloc(1 << 20);
+            memset(p, 7, 1 << 20);
+            free(p);
+            if (kalloc_background(1) != 1)
+                _exit(4);
+            if (nr_threads() != 2)
+                _exit(5);
+            burst(4 << 20);
+            _exit(0);
+        }
+        int status = 0;
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status));
+        EXPECT_EQ(WEXITSTATUS(status), 0) << "2: the child inherited a running reclaimer; "
+                                             "3: the child has extra threads; 4/5: it could "
+                                             "not start one";
+    }
+    EXPECT_EQ(kalloc_background(0), 0);
+}
+
+TEST(Reclaim, ForkWhileTheReclaimerAndOtherThreadsWork)
+{
+    ASSERT_EQ(kalloc_background(1), 1);
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < 2; t++)
+        workers.emplace_back([&] {
+            while (!stop.load())
+                burst(8 << 20);
+        });
+    for (int i = 0; i < 40; i++) {
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            alarm(20);                  // a deadlock fails the test, not the run
+            burst(2 << 20);
+            _exit(kalloc_background(-1) == 0 ? 0 : 2);
+        }
+        int status = 0;
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT_TRUE(WIFEXITED(status)) << "the child was killed (deadlock: alarm)";
+        EXPECT_EQ(WEXITSTATUS(status), 0);
+    }
+    stop = true;
+    for (auto &w : workers)
+        w.join();
+    EXPECT_EQ(kalloc_background(0), 0);
+}
+
+// Run by BackgroundEnv.* below with KALLOC_BACKGROUND=1 in a fresh process.
+TEST(BackgroundEnvChild, ThreadStartsFromTheOption)
+{
+    if (!getenv("KALLOC_RECLAIM_TEST_CHILD"))
+        GTEST_SKIP() << "only run by BackgroundEnv.OptionStartsTheThread, in a fresh process";
+    burst(8 << 20);
+    void *p = malloc(100);      // a slow path after init starts the thread
+    free(p);
+    p = malloc(200000);
+    free(p);
+    EXPECT_EQ(kalloc_background(-1), 1);
+    EXPECT_EQ(nr_threads(), 2);
+}
+
+TEST(BackgroundEnv, OptionStartsTheThread)
+{
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        setenv("KALLOC_BACKGROUND", "1", 1);
+        setenv("KALLOC_RECLAIM_TEST_CHILD", "1", 1);
+        execl("/proc/self/exe", "reclaim_test", "--gtest_filter=BackgroundEnvChild.*",
+              (char *)nullptr);
+        _exit(127);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+}
