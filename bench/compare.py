@@ -1239,7 +1239,7 @@ def markdown_rss(rs, allocs):
         L.append("VmRSS read by the program itself (`rss_phase` lines; for *redis-expiry* read "
                  "by the driver from `/proc/<pid>/status` of the server) at the end of each "
                  "phase. *live* = the bytes the program holds then (its bookkeeping included). "
-                 "Phases: *fragmentation* fill / free (a random 90%%) / refill (other sizes) / "
+                 "Phases: *fragmentation* fill / free (a random 90%) / refill (other sizes) / "
                  "end; *kv-ttl*, *redis-expiry* warm / spike / calm / idle; *idle-drift* burst "
                  "/ t0 … t2 (seconds after the free); *sleeping-threads* asleep / asleep_1s. "
                  "The geometric mean of kalloc/best peer is over every phase but `start`.")
