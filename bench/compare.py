@@ -19,14 +19,24 @@ geometric means of those ratios.
 
 Besides the workloads of bench/workloads/ (built into <build>/bench/) it runs
 real programs: python3 (PYTHONMALLOC=malloc), sqlite3 (in-memory database),
-redis-server (driven by redis-benchmark on 127.0.0.1, a free port), and a g++
-compile of a mid-sized C++ file.
+redis-server (driven by redis-benchmark on 127.0.0.1, a free port), a g++
+compile of a mid-sized C++ file, and redis-expiry (redis-server with key
+expiry, driven by bench/programs/redis_expiry.py, its RSS sampled from
+/proc/<pid>/status every 100 ms).
 
-Outputs (in --out, default bench/results/):
+Issue 4's memory workloads (fragmentation, kv-ttl, idle-drift[-scattered],
+sleeping-threads, redis-expiry) also report RSS per phase and RSS over time
+(rss_phase / live_kib / rss_sample / phase_mark lines, see
+bench/workloads/common.h); the report has a table for each, and a line chart
+of RSS over time per server-like workload.
+
+Outputs (in --out, default bench/results/; the base name is --prefix,
+default "latest", "quick" in --quick mode):
   latest.md    Markdown report: machine, allocator versions, tables
   latest.json  every run (raw) and the medians
   time.svg     median wall time per workload, normalised to system = 1.0
   rss.svg      median peak RSS per workload, normalised to system = 1.0
+  rss-time-<bench>.svg  RSS over time of kv-ttl and redis-expiry
 
 Modes: --quick (2 rounds, small sizes: a few minutes) or full (default: 5
 rounds, full sizes: well under 30 minutes on 2 cores).  --micro also runs the
@@ -988,11 +998,19 @@ def rss_summaries(runs, benches, allocs):
                 continue
             smp = rep["rss_samples"]
             med = lambda f: statistics.median(f(r) for r in rs)
+
+            def busy_mean(r):
+                # mean over the samples while requests were served (up to the
+                # end of the last request phase; the idle tail is "last")
+                ends = [ms for ms, name in r.get("phase_marks", []) if name != "idle"]
+                cut = max(ends) if ends else None
+                vals = [v for ms, v in r["rss_samples"] if cut is None or ms <= cut]
+                vals = vals or [v for _, v in r["rss_samples"]]
+                return sum(vals) / len(vals)
             out["series"][b][a] = dict(
                 round=rep["round"], samples=smp, marks=rep.get("phase_marks", []),
                 peak_mib=med(lambda r: max(v for _, v in r["rss_samples"])) / 1024.0,
-                mean_mib=med(lambda r: sum(v for _, v in r["rss_samples"]) /
-                             len(r["rss_samples"])) / 1024.0,
+                mean_mib=med(busy_mean) / 1024.0,
                 last_mib=med(lambda r: r["rss_samples"][-1][1]) / 1024.0)
     return out
 
@@ -1138,7 +1156,7 @@ def markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems, r
           "cc1plus; for redis that of the server). Ratios below 1.0 = kalloc uses less memory.")
 
     if rs:
-        L.extend(markdown_rss(rs, allocs))
+        L.extend(markdown_rss(rs, allocs, meta.get("svg_suffix", "")))
 
     # noise
     L.append("## Noise")
@@ -1215,13 +1233,16 @@ def markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems, r
              "object goes to the allocator under test.")
     L.append("- The *redis* time is redis-benchmark's wall time for a fixed number of "
              "requests (pipelined, loopback); requests per second are in latest.json.")
+    L.append("- *redis-expiry* is the same redis-server (so its `system` is jemalloc too), "
+             "driven by a Python client with per-key value sizes and TTLs; its time is the "
+             "client's. Its RSS figures are the server's VmRSS, sampled by the driver.")
     L.append("- Plots: `time.svg` and `rss.svg` (normalised to system = 1.0). "
              "Raw runs: `latest.json`.")
     L.append("")
     return "\n".join(L)
 
 
-def markdown_rss(rs, allocs):
+def markdown_rss(rs, allocs, sfx=""):
     """The sections of issue 4's memory figures (see rss_summaries)."""
     L = []
     peers = [a for a in allocs if a != "kalloc"]
@@ -1316,10 +1337,10 @@ def markdown_rss(rs, allocs):
         L.append("## RSS over time (server-like churn)")
         L.append("")
         L.append("VmRSS sampled every 100 ms (by *kv-ttl* itself; by the driver for the "
-                 "*redis-expiry* server). Peak, mean and last sample (after the idle tail), "
-                 "MiB, medians over the rounds; the plots show one run per allocator (the run "
-                 "with the median peak): " +
-                 ", ".join("`rss-time-%s.svg`" % b for b in rs["series"]) + ".")
+                 "*redis-expiry* server). Peak, mean (while requests are served) and last "
+                 "sample (after the idle tail), MiB, medians over the rounds; the plots show "
+                 "one run per allocator (the run with the median peak): " +
+                 ", ".join("`rss-time-%s%s.svg`" % (b, sfx) for b in rs["series"]) + ".")
         L.append("")
         L.append("| benchmark | figure | " + " | ".join(allocs) +
                  (" | kalloc/best peer |" if has_k else " |"))
@@ -1723,6 +1744,7 @@ def main():
         os.makedirs(args.out, exist_ok=True)
         rs = rss_summaries(runs, benches, allocs)
         meta["rss_time_excluded_from_time_geomean"] = sorted(TIME_EXCLUDED & set(benches))
+        meta["svg_suffix"] = "" if args.prefix == "latest" else "-" + args.prefix
         md = markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems, rs)
         prefix = args.prefix
         with open(os.path.join(args.out, prefix + ".md"), "w") as f:
