@@ -1415,8 +1415,15 @@ def svg_lines(path, title, per_alloc, allocs):
         o.append('<polyline fill="none" stroke="%s" stroke-width="1.8" points="%s">'
                  '<title>%s</title></polyline>' % (PEER_COLOURS.get(a, "#444"), pts, esc(a)))
         for ms, name in per_alloc[a].get("marks", []):
-            # a small tick on the allocator's line where each phase ended
-            kib = min(smp, key=lambda s: abs(s[0] - ms))[1] if smp else 0
+            # a dot on the allocator's line where each phase ended
+            if not smp:
+                continue
+            ms = min(max(ms, smp[0][0]), smp[-1][0])
+            kib = smp[-1][1]
+            for (m0, v0), (m1, v1) in zip(smp, smp[1:]):
+                if m0 <= ms <= m1:
+                    kib = v0 + (v1 - v0) * ((ms - m0) / (m1 - m0) if m1 > m0 else 0.0)
+                    break
             o.append('<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"><title>%s: end of %s'
                      '</title></circle>' % (X(ms / 1000.0), Y(kib / 1024.0),
                                             PEER_COLOURS.get(a, "#444"), esc(a), esc(name)))
