@@ -73,8 +73,8 @@ int main(int argc, char** argv) {
     std::free(pop.ptrs[i]);
     pop.ptrs[i] = nullptr;
   };
-  // the bookkeeping (pointer arrays) is reported as live too
-  auto live_kib = [&] { return (long)((live + (fill.ptrs.capacity() + refill.ptrs.capacity()) * 8) >> 10); };
+  // the bookkeeping (the used part of the pointer arrays) is reported as live too
+  auto live_kib = [&] { return (long)((live + (fill.ptrs.size() + refill.ptrs.size()) * 8) >> 10); };
 
   kb::print_phase("start", kb::vmrss_kib(), live_kib());
   while (live < target) make(fill);

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   size_t live = 0;
   uint64_t sum = 0;
   double got[3] = {0, 0, 0};
-  auto make = [&](size_t budget, uint32_t keep) {
+  auto make = [&](uint32_t keep) {
     // the class furthest below its share of the bytes
     int c = 0;
     for (int k = 1; k < 3; ++k)
@@ -81,18 +81,17 @@ int main(int argc, char** argv) {
     got[c] += b.size;
     live += b.size;
     blocks.push_back(b);
-    (void)budget;
   };
   auto live_kib = [&] { return (long)((live + blocks.size() * sizeof(Block)) >> 10); };
 
   const long rss_start = kb::vmrss_kib();
   kb::print_phase("start", rss_start, live_kib());
   if (!scattered) {
-    while (live < keep_bytes) make(keep_bytes, 1);
+    while (live < keep_bytes) make(1);
     got[0] = got[1] = got[2] = 0;
   }
   const size_t before = live;
-  while (live - before < burst) make(burst, 0);
+  while (live - before < burst) make(0);
   if (scattered) {
     // a random keep_pct% of the objects (by count, about the same by bytes)
     for (auto& b : blocks) b.keep = rng.below(100) < (uint64_t)keep_pct;
