@@ -130,10 +130,12 @@ def missing_rss(bench, r):
 MODES = {
     # reps, scale of the workloads, sqlite rows, redis requests per test,
     # redis-expiry commands, its idle tail (s), micro min time, per-run timeout (s)
-    "quick": dict(reps=2, scale=0.3, sqlite_rows=120000, redis_requests=20000,
+    # mem_reps: rounds of issue 4's memory workloads (REQUIRED_RSS), whose
+    # figures are RSS (steadier than time) and whose runs are long (idle periods)
+    "quick": dict(reps=2, mem_reps=2, scale=0.3, sqlite_rows=120000, redis_requests=20000,
                   expiry_requests=100000, expiry_tail=2.0,
                   micro_min_time=0.01, timeout=120),
-    "full": dict(reps=5, scale=1.0, sqlite_rows=400000, redis_requests=100000,
+    "full": dict(reps=5, mem_reps=3, scale=1.0, sqlite_rows=400000, redis_requests=100000,
                  expiry_requests=300000, expiry_tail=2.0,
                  micro_min_time=0.2, timeout=300),
 }
@@ -1077,11 +1079,14 @@ def markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems, r
     L = []
     L.append("# kalloc benchmark results")
     L.append("")
-    L.append("Mode: **%s** — %d round(s), workload scale %g, interleaved runs "
+    L.append("Mode: **%s** — %d round(s)%s, workload scale %g, interleaved runs "
              "(every round runs each benchmark under every allocator in turn). "
              "Wall-clock seconds and peak RSS (MiB) are medians over the rounds. "
              "Total time of this comparison: %.0f s." %
-             (meta["mode"], meta["reps"], meta["scale"], meta["elapsed"]))
+             (meta["mode"], meta["reps"],
+              " (the memory workloads of issue 4: the first %d)" % meta["mem_reps"]
+              if meta.get("mem_reps", meta["reps"]) < meta["reps"] else "",
+              meta["scale"], meta["elapsed"]))
     L.append("")
     L.append("## Machine")
     L.append("")
@@ -1578,6 +1583,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="2 rounds, small sizes (a few minutes)")
     ap.add_argument("--full", action="store_true", help="5 rounds, full sizes (the default)")
     ap.add_argument("--reps", type=int, help="rounds (repetitions); overrides the mode's")
+    ap.add_argument("--mem-reps", type=int,
+                    help="rounds of the memory workloads (fragmentation, kv-ttl, idle-drift*, "
+                         "sleeping-threads, redis-expiry); default 3 full, 2 quick, at most --reps")
     ap.add_argument("--scale", type=float, help="workload scale; overrides the mode's")
     ap.add_argument("--allocators", help="comma-separated subset of " + ",".join(ALLOCATOR_ORDER))
     ap.add_argument("--only", help="comma-separated subset of the benchmarks: " +
@@ -1617,6 +1625,10 @@ def main():
         if args.reps < 1:
             ap.error("--reps must be at least 1")
         mode["reps"] = args.reps
+    if args.mem_reps is not None:
+        if args.mem_reps < 1:
+            ap.error("--mem-reps must be at least 1")
+        mode["mem_reps"] = args.mem_reps
     if args.bin_dir is None:
         cands = []
         if args.kalloc:
@@ -1666,10 +1678,16 @@ def main():
             log("  %-9s %s" % (a, p or "(no preload: glibc malloc)"))
 
         runs = []
-        total = mode["reps"] * len(suite.benches) * len(allocs_paths)
+        mem_reps = min(mode["reps"], mode["mem_reps"])
+
+        def rounds_of(b):
+            return mem_reps if b in REQUIRED_RSS else mode["reps"]
+        total = sum(rounds_of(b) for b, _, _ in suite.benches) * len(allocs_paths)
         k = 0
         for rnd in range(1, mode["reps"] + 1):
             for bname, kind, runner in suite.benches:
+                if rnd > rounds_of(bname):
+                    continue
                 for a, path in allocs_paths:
                     k += 1
                     try:
@@ -1743,7 +1761,8 @@ def main():
         med = summarise(runs, benches, allocs)
         rt = ratios(med, benches, allocs, "time", TIME_EXCLUDED)
         rr = ratios(med, benches, allocs, "rss_mib")
-        meta = dict(mode=mode_name, reps=mode["reps"], scale=suite.scale, elapsed=elapsed,
+        meta = dict(mode=mode_name, reps=mode["reps"], mem_reps=mem_reps,
+                    scale=suite.scale, elapsed=elapsed,
                     machine=machine_info(), micro_min_time=mode["micro_min_time"],
                     allocators={a: dict(path=p, version=allocator_version(a, p))
                                 for a, p in allocs_paths},
