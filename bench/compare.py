@@ -19,14 +19,24 @@ geometric means of those ratios.
 
 Besides the workloads of bench/workloads/ (built into <build>/bench/) it runs
 real programs: python3 (PYTHONMALLOC=malloc), sqlite3 (in-memory database),
-redis-server (driven by redis-benchmark on 127.0.0.1, a free port), and a g++
-compile of a mid-sized C++ file.
+redis-server (driven by redis-benchmark on 127.0.0.1, a free port), a g++
+compile of a mid-sized C++ file, and redis-expiry (redis-server with key
+expiry, driven by bench/programs/redis_expiry.py, its RSS sampled from
+/proc/<pid>/status every 100 ms).
 
-Outputs (in --out, default bench/results/):
+Issue 4's memory workloads (fragmentation, kv-ttl, idle-drift[-scattered],
+sleeping-threads, redis-expiry) also report RSS per phase and RSS over time
+(rss_phase / live_kib / rss_sample / phase_mark lines, see
+bench/workloads/common.h); the report has a table for each, and a line chart
+of RSS over time per server-like workload.
+
+Outputs (in --out, default bench/results/; the base name is --prefix,
+default "latest", "quick" in --quick mode):
   latest.md    Markdown report: machine, allocator versions, tables
   latest.json  every run (raw) and the medians
   time.svg     median wall time per workload, normalised to system = 1.0
   rss.svg      median peak RSS per workload, normalised to system = 1.0
+  rss-time-<bench>.svg  RSS over time of kv-ttl and redis-expiry
 
 Modes: --quick (2 rounds, small sizes: a few minutes) or full (default: 5
 rounds, full sizes: well under 30 minutes on 2 cores).  --micro also runs the
@@ -72,15 +82,61 @@ PEER_COLOURS = {
 WORKLOADS = [
     "larson", "xmalloc", "cache-scratch", "cache-thrash", "alloc-test",
     "frag-churn", "many-threads", "realloc-string", "containers",
+    # issue 4's memory workloads (they print rss_phase / rss_sample lines)
+    "fragmentation", "kv-ttl", "idle-drift", "idle-drift-scattered", "sleeping-threads",
 ]
-PROGRAMS = ["python3", "sqlite3", "redis", "g++"]
+PROGRAMS = ["python3", "sqlite3", "redis", "g++", "redis-expiry"]
+
+# Benchmarks run by another benchmark's executable with extra arguments.
+WORKLOAD_EXE = {
+    "idle-drift-scattered": ("idle-drift", ["--survivors=scattered"]),
+}
+
+# Benchmarks whose wall time is mostly a fixed idle period (a sleep, an idle
+# tail) or a Python client: their time is shown but left out of the time
+# geometric means, which stay comparable with the suite before issue 4.
+TIME_EXCLUDED = {"kv-ttl", "idle-drift", "idle-drift-scattered", "sleeping-threads",
+                 "redis-expiry"}
+
+# Benchmarks sampled for RSS over time (one SVG line chart each).
+RSS_TIME_BENCHES = ["kv-ttl", "redis-expiry"]
+
+# Phases that are a baseline, not a result: shown, left out of the geomean.
+BASELINE_PHASES = {"start"}
+
+# What each memory workload must report (a run without it is a failed run):
+# rss_phase names, and "samples" for an RSS time series.
+REQUIRED_RSS = {
+    "fragmentation": ["start", "fill", "free", "refill", "end"],
+    "kv-ttl": ["warm", "spike", "calm", "idle", "samples"],
+    "idle-drift": ["start", "burst", "t0", "t0.5", "t1", "t2"],
+    "idle-drift-scattered": ["start", "burst", "t0", "t0.5", "t1", "t2"],
+    "sleeping-threads": ["start", "asleep", "asleep_1s", "end"],
+    "redis-expiry": ["warm", "spike", "calm", "idle", "samples"],
+}
+
+
+def missing_rss(bench, r):
+    """The figures REQUIRED_RSS[bench] that run r lacks (a list, maybe empty)."""
+    miss = []
+    for k in REQUIRED_RSS.get(bench, []):
+        if k == "samples":
+            if not r.get("rss_samples"):
+                miss.append("rss_sample lines")
+        elif k not in r.get("rss_phases", {}):
+            miss.append("rss_phase " + k)
+    return miss
 
 MODES = {
     # reps, scale of the workloads, sqlite rows, redis requests per test,
-    # micro min time, per-run timeout (s)
-    "quick": dict(reps=2, scale=0.3, sqlite_rows=120000, redis_requests=20000,
+    # redis-expiry commands, its idle tail (s), micro min time, per-run timeout (s)
+    # mem_reps: rounds of issue 4's memory workloads (REQUIRED_RSS), whose
+    # figures are RSS (steadier than time) and whose runs are long (idle periods)
+    "quick": dict(reps=2, mem_reps=2, scale=0.3, sqlite_rows=120000, redis_requests=20000,
+                  expiry_requests=100000, expiry_tail=2.0,
                   micro_min_time=0.01, timeout=120),
-    "full": dict(reps=5, scale=1.0, sqlite_rows=400000, redis_requests=100000,
+    "full": dict(reps=5, mem_reps=3, scale=1.0, sqlite_rows=400000, redis_requests=100000,
+                 expiry_requests=300000, expiry_tail=2.0,
                  micro_min_time=0.2, timeout=300),
 }
 
@@ -318,6 +374,80 @@ def checksum_from_output(text):
     return m.group(1) if m else None
 
 
+def parse_rss_lines(text):
+    """The machine-readable lines of the memory workloads (bench/workloads/
+    common.h): rss_phase <name> <KiB>, live_kib <name> <KiB>,
+    rss_sample <ms> <KiB>, phase_mark <ms> <name>.  Returns a dict with the
+    keys that occur: rss_phases {name: KiB} (in order), live_kib {name: KiB},
+    rss_samples [[ms, KiB]], phase_marks [[ms, name]]."""
+    phases, live, samples, marks = {}, {}, [], []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) != 3:
+            continue
+        try:
+            if f[0] == "rss_phase":
+                phases[f[1]] = int(f[2])
+            elif f[0] == "live_kib":
+                live[f[1]] = int(f[2])
+            elif f[0] == "rss_sample":
+                samples.append([int(f[1]), int(f[2])])
+            elif f[0] == "phase_mark":
+                marks.append([int(f[1]), f[2]])
+        except ValueError:
+            continue
+    out = {}
+    if phases:
+        out["rss_phases"] = phases
+    if live:
+        out["live_kib"] = live
+    if samples:
+        out["rss_samples"] = samples
+    if marks:
+        out["phase_marks"] = marks
+    return out
+
+
+def vmrss_of(pid):
+    """VmRSS of a process in KiB (from /proc/<pid>/status), None if gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class RssSampler:
+    """Samples a process's VmRSS every period_s seconds in a thread:
+    samples = [[ms since start, KiB]]."""
+
+    def __init__(self, pid, period_s=0.1):
+        self.pid, self.period = pid, period_s
+        self.samples = []
+        self.t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def now_ms(self):
+        return int((time.perf_counter() - self.t0) * 1000)
+
+    def _run(self):
+        while True:
+            v = vmrss_of(self.pid)
+            if v is not None:
+                self.samples.append([self.now_ms(), v])
+            if self._stop.wait(self.period):
+                break
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
 # ---------------------------------------------------------------------------
 # The benchmarks: each is a callable(alloc_name, alloc_path) -> run dict
 # ---------------------------------------------------------------------------
@@ -331,6 +461,10 @@ class Suite:
         self.timeout = args.timeout or mode["timeout"]
         self.scale = args.scale if args.scale is not None else mode["scale"]
         self.benches = []  # (name, kind, runner)
+        self.workload_args = {}  # bench -> extra arguments (--workload-args)
+        for spec in args.workload_args or []:
+            name, _, rest = spec.partition(":")
+            self.workload_args.setdefault(name, []).extend(rest.split())
 
     def cleanup(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -340,19 +474,22 @@ class Suite:
         for w in WORKLOADS:
             if only and w not in only:
                 continue
-            exe = os.path.join(self.bin_dir, w)
+            name, extra = WORKLOAD_EXE.get(w, (w, []))
+            extra = list(extra) + self.workload_args.get(w, [])
+            exe = os.path.join(self.bin_dir, name)
             if not os.access(exe, os.X_OK):
                 warn("workload %s not built (%s missing): skipped" % (w, exe))
                 continue
-            self.benches.append((w, "workload", self._workload_runner(exe)))
+            self.benches.append((w, "workload", self._workload_runner(exe, extra)))
 
-    def _workload_runner(self, exe):
+    def _workload_runner(self, exe, extra=()):
         def run(alloc, path):
-            r = run_measured([exe, "--scale=%g" % self.scale], alloc_env(path), self.timeout,
-                             self.tmp)
+            r = run_measured([exe, "--scale=%g" % self.scale] + list(extra), alloc_env(path),
+                             self.timeout, self.tmp)
             r["checksum"] = checksum_from_output(r["out"])
             if r["rc"] == 0 and r["checksum"] is None:
                 r["problem"] = "no checksum line in the output"
+            r.update(parse_rss_lines(r["out"]))
             return r
         return run
 
@@ -362,7 +499,8 @@ class Suite:
             if only and prog not in only:
                 continue
             maker = {"python3": self._python, "sqlite3": self._sqlite,
-                     "redis": self._redis, "g++": self._gxx}[prog]
+                     "redis": self._redis, "g++": self._gxx,
+                     "redis-expiry": self._redis_expiry}[prog]
             runner = maker()
             if runner:
                 self.benches.append((prog, "program", runner))
@@ -435,6 +573,21 @@ class Suite:
 
         def run(alloc, path):
             return run_redis(server, client, cli, alloc_env(path), n, self.timeout, self.tmp)
+        return run
+
+    def _redis_expiry(self):
+        server = shutil.which("redis-server")
+        cli = shutil.which("redis-cli")
+        if not (server and cli):
+            warn("redis-server / redis-cli not found (apt-get install redis-server "
+                 "redis-tools): the redis-expiry workload is skipped")
+            return None
+        n = max(2000, int(self.args.expiry_requests or
+                          self.mode["expiry_requests"] * min(1.0, self.scale / self.mode["scale"])))
+        tail = self.args.expiry_tail if self.args.expiry_tail is not None else self.mode["expiry_tail"]
+
+        def run(alloc, path):
+            return run_redis_expiry(server, cli, alloc_env(path), n, tail, self.timeout, self.tmp)
         return run
 
 
@@ -577,6 +730,121 @@ def run_redis(server, client, cli, env, requests, timeout, tmp):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def run_redis_expiry(server, cli, env, requests, tail, timeout, tmp):
+    """redis-expiry: start redis-server (allocator preloaded) on a free
+    loopback port, drive it with bench/programs/redis_expiry.py (in this
+    process: keys with SET PX / SETEX / PEXPIRE, value sizes per key), leave
+    it idle for `tail` seconds so the active expire cycle runs, stop it by its
+    PID.  The server's VmRSS is sampled every 100 ms from /proc/<pid>/status
+    throughout.  wall = the client's time; maxrss = the server's peak RSS."""
+    sys.path.insert(0, os.path.join(HERE, "programs"))
+    try:
+        import redis_expiry  # bench/programs/redis_expiry.py
+    finally:
+        sys.path.pop(0)
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="redis-", dir=tmp)
+    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "no", "--dir", workdir, "--daemonize", "no",
+           "--logfile", os.path.join(workdir, "redis.log"), "--databases", "1"]
+    cmd, env, time_file = measured_cmd(cmd, env, tmp)
+    p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    plain = alloc_env(None)
+    reaped = False
+    sampler = None
+    res = dict(wall=float("nan"), maxrss_kib=0, rc=None, out="", err="", timed_out=False,
+               checksum=None)
+    try:
+        deadline = time.monotonic() + 15
+        while not redis_ping(port):
+            if p.poll() is not None:
+                reaped = True
+                res.update(rc=p.returncode, problem="redis-server exited at start-up")
+                return res
+            if time.monotonic() > deadline:
+                res.update(rc=-1, timed_out=True, problem="redis-server did not start")
+                return res
+            time.sleep(0.05)
+        info = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "INFO", "server"],
+                              env=plain, capture_output=True, text=True, timeout=30)
+        m = re.search(r"^process_id:(\d+)", info.stdout, re.M)
+        if not m:
+            res.update(rc=-1, problem="no process_id in INFO server")
+            return res
+        server_pid = int(m.group(1))
+        res["server_pid"] = server_pid
+        sampler = RssSampler(server_pid, 0.1)
+        phases, marks = {}, []
+
+        def on_phase(name):
+            marks.append([sampler.now_ms(), name])
+            phases[name] = vmrss_of(server_pid) or 0
+
+        phases["start"] = vmrss_of(server_pid) or 0
+        t0 = time.perf_counter()
+        try:
+            stats = redis_expiry.drive(port, requests, seed=1, on_phase=on_phase)
+        except (OSError, RuntimeError, ValueError) as e:
+            res.update(rc=-1, problem="redis-expiry client: %s" % e)
+            return res
+        res["wall"] = time.perf_counter() - t0
+        if res["wall"] > timeout:
+            res["timed_out"] = True
+        time.sleep(tail)
+        marks.append([sampler.now_ms(), "idle"])
+        phases["idle"] = vmrss_of(server_pid) or 0
+        sampler.stop()
+        res["out"] = "redis-expiry: " + " ".join("%s=%d" % kv for kv in stats.items())
+        c3 = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "DBSIZE"],
+                            env=plain, capture_output=True, text=True, timeout=30)
+        res["dbsize"] = c3.stdout.strip()
+        if not c3.stdout.strip().isdigit():
+            res["problem"] = "redis-server did not answer DBSIZE"
+        elif stats["hits"] == 0 or stats["sets"] == 0:
+            res["problem"] = "redis-expiry: no hit (%r)" % stats
+        res.update(rss_phases=phases, rss_samples=sampler.samples, phase_marks=marks)
+        os.kill(server_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                reaped = True
+                p.returncode = os.waitstatus_to_exitcode(status)
+                res["rc"] = p.returncode
+                res["maxrss_kib"] = ru.ru_maxrss
+                if time_file:
+                    rss, note = read_time_file(time_file)
+                    if rss is not None:
+                        res["maxrss_kib"] = rss
+                    if note and p.returncode != 0:
+                        res["err"] += "\n" + note
+                break
+            if time.monotonic() > deadline:
+                res.update(rc=-1, problem="redis-server did not stop on SIGTERM")
+                break
+            time.sleep(0.02)
+        if res["rc"] == 0 and "problem" not in res:
+            res["checksum"] = "ok"
+        return res
+    except subprocess.TimeoutExpired:
+        res.update(rc=-1, timed_out=True, problem="redis-cli timed out")
+        return res
+    finally:
+        if sampler:
+            sampler.stop()
+        if not reaped:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                os.waitpid(p.pid, 0)
+            except OSError:
+                pass
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------
 # Statistics
 # ---------------------------------------------------------------------------
@@ -615,8 +883,9 @@ def summarise(runs, benches, allocs):
     return med
 
 
-def ratios(med, benches, allocs, key):
-    """kalloc's ratio to each peer and to the best peer, per bench, + geomeans."""
+def ratios(med, benches, allocs, key, exclude=()):
+    """kalloc's ratio to each peer and to the best peer, per bench, + geomeans
+    (over the benches not in exclude)."""
     if "kalloc" not in allocs:
         return None
     peers = [a for a in allocs if a != "kalloc"]
@@ -631,8 +900,121 @@ def ratios(med, benches, allocs, key):
         best = min(vals) if vals else None
         row["best"] = (k / best) if (k and best) else None
         per[b] = row
-    gm = {c: geomean([per[b][c] for b in benches if per[b][c]]) for c in peers + ["best"]}
-    return dict(per=per, geomean=gm, peers=peers)
+    gm = {c: geomean([per[b][c] for b in benches if per[b][c] and b not in exclude])
+          for c in peers + ["best"]}
+    return dict(per=per, geomean=gm, peers=peers, excluded=sorted(set(exclude) & set(benches)))
+
+
+def representative_run(rs, key):
+    """The run whose key(run) is the median (the lower middle for an even
+    count): a real run to plot, not a mixture."""
+    rs = sorted((r for r in rs if key(r) is not None), key=key)
+    return rs[(len(rs) - 1) // 2] if rs else None
+
+
+def rss_summaries(runs, benches, allocs):
+    """Issue 4's memory figures, from the rss_phase/live_kib/rss_sample data.
+
+    phases:   {bench: {"phases": [names], "live_mib": {phase: MiB},
+                       "mib": {phase: {alloc: median MiB}},
+                       "ratio_best": {phase: kalloc / best peer}}}
+    phase_geomean: geomean of kalloc/best peer over every non-baseline phase
+    idle:     {bench: {alloc: {live_mib, above_mib: {t: MiB}, ratio_t2, within}}}
+    threads:  {alloc: {threads, start_mib, asleep_mib, asleep_1s_mib, per_thread_kib}}
+    series:   {bench: {alloc: {samples, marks, peak_mib, mean_mib, last_mib}}}
+    """
+    out = dict(phases={}, phase_geomean=None, idle={}, threads={}, series={})
+    peers = [a for a in allocs if a != "kalloc"]
+    geo = []
+    for b in benches:
+        names = []
+        for r in runs:
+            if r["bench"] == b and r["ok"]:
+                for ph in r.get("rss_phases", {}):
+                    if ph not in names:
+                        names.append(ph)
+        if not names:
+            continue
+        ent = dict(phases=names, mib={}, live_mib={}, ratio_best={})
+        for ph in names:
+            ent["mib"][ph] = {}
+            for a in allocs:
+                vals = [r["rss_phases"][ph] for r in ok_runs(runs, b, a)
+                        if ph in r.get("rss_phases", {})]
+                ent["mib"][ph][a] = statistics.median(vals) / 1024.0 if vals else None
+            lives = [r["live_kib"][ph] for r in runs
+                     if r["bench"] == b and r["ok"] and ph in r.get("live_kib", {})]
+            ent["live_mib"][ph] = statistics.median(lives) / 1024.0 if lives else None
+            k = ent["mib"][ph].get("kalloc")
+            pv = [ent["mib"][ph][p] for p in peers if ent["mib"][ph][p]]
+            rb = (k / min(pv)) if (k and pv) else None
+            ent["ratio_best"][ph] = rb
+            if rb and ph not in BASELINE_PHASES:
+                geo.append(rb)
+        out["phases"][b] = ent
+    out["phase_geomean"] = geomean(geo)
+
+    for b in ("idle-drift", "idle-drift-scattered"):
+        if b not in benches:
+            continue
+        out["idle"][b] = {}
+        for a in allocs:
+            rs = [r for r in ok_runs(runs, b, a) if "start" in r.get("rss_phases", {})]
+            if not rs:
+                continue
+            above = {}
+            for t in ("t0", "t0.5", "t1", "t2"):
+                vals = [r["rss_phases"][t] - r["rss_phases"]["start"] for r in rs
+                        if t in r["rss_phases"]]
+                above[t] = statistics.median(vals) / 1024.0 if vals else None
+            live = statistics.median(r["live_kib"].get("t2", 0) for r in rs) / 1024.0
+            a2 = above.get("t2")
+            out["idle"][b][a] = dict(
+                live_mib=live, above_mib=above,
+                ratio_t2=(a2 / live) if (a2 is not None and live) else None,
+                within=(a2 is not None and a2 <= 1.1 * live + 2.0))
+
+    if "sleeping-threads" in benches:
+        for a in allocs:
+            rs = [r for r in ok_runs(runs, "sleeping-threads", a)
+                  if "asleep" in r.get("rss_phases", {})]
+            if not rs:
+                continue
+            n = rs[0].get("threads") or 1000
+            med = lambda f: statistics.median(f(r) for r in rs)
+            st = med(lambda r: r["rss_phases"].get("start", 0))
+            asl = med(lambda r: r["rss_phases"]["asleep"])
+            asl1 = med(lambda r: r["rss_phases"].get("asleep_1s", r["rss_phases"]["asleep"]))
+            out["threads"][a] = dict(threads=n, start_mib=st / 1024.0, asleep_mib=asl / 1024.0,
+                                     asleep_1s_mib=asl1 / 1024.0,
+                                     per_thread_kib=(asl1 - st) / n)
+
+    for b in RSS_TIME_BENCHES:
+        if b not in benches:
+            continue
+        out["series"][b] = {}
+        for a in allocs:
+            rs = [r for r in ok_runs(runs, b, a) if r.get("rss_samples")]
+            rep = representative_run(rs, lambda r: max(v for _, v in r["rss_samples"]))
+            if not rep:
+                continue
+            smp = rep["rss_samples"]
+            med = lambda f: statistics.median(f(r) for r in rs)
+
+            def busy_mean(r):
+                # mean over the samples while requests were served (up to the
+                # end of the last request phase; the idle tail is "last")
+                ends = [ms for ms, name in r.get("phase_marks", []) if name != "idle"]
+                cut = max(ends) if ends else None
+                vals = [v for ms, v in r["rss_samples"] if cut is None or ms <= cut]
+                vals = vals or [v for _, v in r["rss_samples"]]
+                return sum(vals) / len(vals)
+            out["series"][b][a] = dict(
+                round=rep["round"], samples=smp, marks=rep.get("phase_marks", []),
+                peak_mib=med(lambda r: max(v for _, v in r["rss_samples"])) / 1024.0,
+                mean_mib=med(busy_mean) / 1024.0,
+                last_mib=med(lambda r: r["rss_samples"][-1][1]) / 1024.0)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -693,15 +1075,18 @@ def fmt_ratio(x):
     return s
 
 
-def markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems):
+def markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems, rs=None):
     L = []
     L.append("# kalloc benchmark results")
     L.append("")
-    L.append("Mode: **%s** — %d round(s), workload scale %g, interleaved runs "
+    L.append("Mode: **%s** — %d round(s)%s, workload scale %g, interleaved runs "
              "(every round runs each benchmark under every allocator in turn). "
              "Wall-clock seconds and peak RSS (MiB) are medians over the rounds. "
              "Total time of this comparison: %.0f s." %
-             (meta["mode"], meta["reps"], meta["scale"], meta["elapsed"]))
+             (meta["mode"], meta["reps"],
+              " (the memory workloads of issue 4: the first %d)" % meta["mem_reps"]
+              if meta.get("mem_reps", meta["reps"]) < meta["reps"] else "",
+              meta["scale"], meta["elapsed"]))
     L.append("")
     L.append("## Machine")
     L.append("")
@@ -736,7 +1121,8 @@ def markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems):
         L.append("| " + " | ".join(head) + " |")
         L.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
         for b in benches:
-            cells = [b + (" *(program)*" if kinds[b] == "program" else "")]
+            cells = [b + (" *(program)*" if kinds[b] == "program" else "") +
+                     (" †" if rat and b in rat.get("excluded", ()) else "")]
             best = None
             vals = [med[b][a][key] for a in allocs if med[b][a][key]]
             if vals:
@@ -766,10 +1152,16 @@ def markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems):
 
     table("Wall time (s, median; lower is better)", "time", ".3f", rt,
           "Bold value: the fastest allocator for that benchmark. Ratios are kalloc's "
-          "median divided by the peer's (below 1.0 = kalloc faster; bold when ≤ 0.95).")
+          "median divided by the peer's (below 1.0 = kalloc faster; bold when ≤ 0.95)." +
+          (" † = mostly a fixed idle period or a Python client (the memory workloads of "
+           "issue 4): shown, but left out of the geometric means." if rt and rt.get("excluded")
+           else ""))
     table("Peak RSS (MiB, median; lower is better)", "rss_mib", ".1f", rr,
           "Peak resident set size (ru_maxrss; for g++ that of the largest process, "
           "cc1plus; for redis that of the server). Ratios below 1.0 = kalloc uses less memory.")
+
+    if rs:
+        L.extend(markdown_rss(rs, allocs, meta.get("svg_suffix", "")))
 
     # noise
     L.append("## Noise")
@@ -846,10 +1238,211 @@ def markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems):
              "object goes to the allocator under test.")
     L.append("- The *redis* time is redis-benchmark's wall time for a fixed number of "
              "requests (pipelined, loopback); requests per second are in latest.json.")
+    L.append("- *redis-expiry* is the same redis-server (so its `system` is jemalloc too), "
+             "driven by a Python client with per-key value sizes and TTLs; its time is the "
+             "client's. Its RSS figures are the server's VmRSS, sampled by the driver.")
     L.append("- Plots: `time.svg` and `rss.svg` (normalised to system = 1.0). "
              "Raw runs: `latest.json`.")
     L.append("")
     return "\n".join(L)
+
+
+def markdown_rss(rs, allocs, sfx=""):
+    """The sections of issue 4's memory figures (see rss_summaries)."""
+    L = []
+    peers = [a for a in allocs if a != "kalloc"]
+    has_k = "kalloc" in allocs and peers
+
+    def cell(v, best, spec=".1f"):
+        if v is None:
+            return "—"
+        t = format(v, spec)
+        return "**%s**" % t if best is not None and v == best else t
+
+    if rs["phases"]:
+        L.append("## RSS per phase (MiB, median; lower is better)")
+        L.append("")
+        L.append("VmRSS read by the program itself (`rss_phase` lines; for *redis-expiry* read "
+                 "by the driver from `/proc/<pid>/status` of the server) at the end of each "
+                 "phase. *live* = the bytes the program holds then (its bookkeeping included). "
+                 "Phases: *fragmentation* fill / free (a random 90%) / refill (other sizes) / "
+                 "end; *kv-ttl*, *redis-expiry* warm / spike / calm / idle; *idle-drift* burst "
+                 "/ t0 … t2 (seconds after the free); *sleeping-threads* asleep / asleep_1s. "
+                 "The geometric mean of kalloc/best peer is over every phase but `start`.")
+        L.append("")
+        head = ["benchmark", "phase", "live"] + allocs + (["kalloc/best peer"] if has_k else [])
+        L.append("| " + " | ".join(head) + " |")
+        L.append("|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2)) + "|")
+        for b, ent in rs["phases"].items():
+            for ph in ent["phases"]:
+                vals = [ent["mib"][ph][a] for a in allocs if ent["mib"][ph][a] is not None]
+                best = min(vals) if len(vals) > 1 else None
+                cells = [b, ph, fmt(ent["live_mib"].get(ph), ".1f")]
+                cells += [cell(ent["mib"][ph][a], best) for a in allocs]
+                if has_k:
+                    cells.append(fmt_ratio(ent["ratio_best"][ph]))
+                L.append("| " + " | ".join(cells) + " |")
+        if has_k:
+            L.append("| **geometric mean** | | | " + " | ".join([""] * len(allocs)) +
+                     " | **%s** |" % fmt(rs["phase_geomean"], ".3f"))
+        L.append("")
+
+    if rs["idle"]:
+        L.append("## Idle drift: RSS after a freed burst (MiB above the start RSS, median)")
+        L.append("")
+        L.append("A burst (256 MiB × scale, mixed sizes) is freed but for ~5%, then the program "
+                 "makes no allocator call for 2 s. Columns: the RSS growth over the RSS before "
+                 "the burst at 0, 0.5, 1 and 2 s after the last free, the live bytes, "
+                 "RSS(2 s)/live, and whether RSS(2 s) ≤ 1.1 × live + 2 MiB (issue 4's target). "
+                 "*idle-drift*: the survivors were allocated before the burst; "
+                 "*idle-drift-scattered*: they are a random 5% of the burst's objects.")
+        L.append("")
+        L.append("| benchmark | allocator | live | t0 | t0.5 | t1 | t2 | t2 / live | "
+                 "≤ 1.1 × live + 2 MiB |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        for b, per in rs["idle"].items():
+            for a in allocs:
+                if a not in per:
+                    continue
+                e = per[a]
+                ab = e["above_mib"]
+                L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    b, a, fmt(e["live_mib"], ".1f"), fmt(ab.get("t0"), ".1f"),
+                    fmt(ab.get("t0.5"), ".1f"), fmt(ab.get("t1"), ".1f"),
+                    fmt(ab.get("t2"), ".1f"), fmt(e["ratio_t2"], ".2f"),
+                    "yes" if e["within"] else "no"))
+        L.append("")
+
+    if rs["threads"]:
+        n = next(iter(rs["threads"].values()))["threads"]
+        L.append("## %d sleeping threads (RSS while they all sleep, MiB, median)" % n)
+        L.append("")
+        L.append("Every thread allocated and freed about 1 MiB of small objects, then sleeps. "
+                 "*per thread* = (RSS after 1 s asleep − RSS before the threads) / threads, "
+                 "in KiB; the threads' stacks (256 KiB, a few pages touched) are in it too.")
+        L.append("")
+        head = ["", *allocs] + (["kalloc/best peer"] if has_k else [])
+        L.append("| " + " | ".join(head) + " |")
+        L.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+        for key, label, spec in [("start_mib", "before the threads", ".1f"),
+                                 ("asleep_mib", "all asleep", ".1f"),
+                                 ("asleep_1s_mib", "asleep, 1 s later", ".1f"),
+                                 ("per_thread_kib", "per thread (KiB)", ".0f")]:
+            vals = {a: rs["threads"][a][key] for a in allocs if a in rs["threads"]}
+            best = min(vals.values()) if len(vals) > 1 else None
+            cells = [label] + [cell(vals.get(a), best, spec) for a in allocs]
+            if has_k:
+                pv = [vals[p] for p in peers if p in vals and vals[p] > 0]
+                k = vals.get("kalloc")
+                cells.append(fmt_ratio(k / min(pv) if (k is not None and pv) else None))
+            L.append("| " + " | ".join(cells) + " |")
+        L.append("")
+
+    if rs["series"]:
+        L.append("## RSS over time (server-like churn)")
+        L.append("")
+        L.append("VmRSS sampled every 100 ms (by *kv-ttl* itself; by the driver for the "
+                 "*redis-expiry* server). Peak, mean (while requests are served) and last "
+                 "sample (after the idle tail), MiB, medians over the rounds; the plots show "
+                 "one run per allocator (the run with the median peak): " +
+                 ", ".join("`rss-time-%s%s.svg`" % (b, sfx) for b in rs["series"]) + ".")
+        L.append("")
+        L.append("| benchmark | figure | " + " | ".join(allocs) +
+                 (" | kalloc/best peer |" if has_k else " |"))
+        L.append("|---|---|" + "|".join(["---:"] * (len(allocs) + (1 if has_k else 0))) + "|")
+        for b, per in rs["series"].items():
+            for key, label in [("peak_mib", "peak"), ("mean_mib", "mean"),
+                               ("last_mib", "last (idle)")]:
+                vals = {a: per[a][key] for a in allocs if a in per}
+                best = min(vals.values()) if len(vals) > 1 else None
+                cells = [b, label] + [cell(vals.get(a), best) for a in allocs]
+                if has_k:
+                    pv = [vals[p] for p in peers if p in vals and vals[p] > 0]
+                    k = vals.get("kalloc")
+                    cells.append(fmt_ratio(k / min(pv) if (k is not None and pv) else None))
+                L.append("| " + " | ".join(cells) + " |")
+        L.append("")
+    return L
+
+
+def svg_lines(path, title, per_alloc, allocs):
+    """A line chart of RSS over time: one line per allocator.
+    per_alloc = {alloc: {"samples": [[ms, KiB]], "marks": [[ms, name]]}}."""
+    series = [(a, per_alloc[a]["samples"]) for a in allocs if a in per_alloc]
+    xmax = max((s[-1][0] for _, s in series if s), default=1000) / 1000.0
+    ymax_mib = max((v for _, s in series for _, v in s), default=1024) / 1024.0
+    xmax = max(xmax, 0.5)
+    # a round y step: 1, 2, 5 × 10^k, about 6 lines
+    raw = ymax_mib / 6.0
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    ystep = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    ymax = math.ceil(ymax_mib * 1.05 / ystep) * ystep
+    xstep = next(m for m in (0.5, 1, 2, 5, 10, 20, 30, 60) if xmax / m <= 10)
+    left, right, top_m, bottom, plot_w, plot_h = 70, 150, 50, 50, 640, 320
+    W, H = left + plot_w + right, top_m + plot_h + bottom
+
+    def X(sec):
+        return left + sec / xmax * plot_w
+
+    def Y(mib):
+        return top_m + plot_h - mib / ymax * plot_h
+
+    def esc(t):
+        return (str(t).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+
+    o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
+         'font-family="sans-serif" font-size="11">' % (W, H, W, H),
+         '<rect x="0" y="0" width="%d" height="%d" fill="white"/>' % (W, H),
+         '<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>' % (left, esc(title)),
+         '<text x="%d" y="38" fill="#555">VmRSS sampled every 100 ms; one run per allocator '
+         '(the median peak); lower is better</text>' % left]
+    v = 0.0
+    while v <= ymax + 1e-9:
+        o.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#e5e5e5"/>' %
+                 (left, Y(v), left + plot_w, Y(v)))
+        o.append('<text x="%d" y="%.1f" text-anchor="end">%g</text>' % (left - 6, Y(v) + 4, v))
+        v += ystep
+    t = 0.0
+    while t <= xmax + 1e-9:
+        o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#f0f0f0"/>' %
+                 (X(t), top_m, X(t), top_m + plot_h))
+        o.append('<text x="%.1f" y="%d" text-anchor="middle">%g</text>' %
+                 (X(t), top_m + plot_h + 16, t))
+        t += xstep
+    o.append('<text x="%d" y="%d" text-anchor="middle">seconds</text>' %
+             (left + plot_w // 2, top_m + plot_h + 36))
+    o.append('<text transform="translate(18,%d) rotate(-90)" text-anchor="middle">RSS (MiB)'
+             '</text>' % (top_m + plot_h // 2))
+    o.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>' %
+             (left, top_m, plot_w, plot_h))
+    for a, smp in series:
+        pts = " ".join("%.1f,%.1f" % (X(ms / 1000.0), Y(kib / 1024.0)) for ms, kib in smp)
+        o.append('<polyline fill="none" stroke="%s" stroke-width="1.8" points="%s">'
+                 '<title>%s</title></polyline>' % (PEER_COLOURS.get(a, "#444"), pts, esc(a)))
+        for ms, name in per_alloc[a].get("marks", []):
+            # a dot on the allocator's line where each phase ended
+            if not smp:
+                continue
+            ms = min(max(ms, smp[0][0]), smp[-1][0])
+            kib = smp[-1][1]
+            for (m0, v0), (m1, v1) in zip(smp, smp[1:]):
+                if m0 <= ms <= m1:
+                    kib = v0 + (v1 - v0) * ((ms - m0) / (m1 - m0) if m1 > m0 else 0.0)
+                    break
+            o.append('<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"><title>%s: end of %s'
+                     '</title></circle>' % (X(ms / 1000.0), Y(kib / 1024.0),
+                                            PEER_COLOURS.get(a, "#444"), esc(a), esc(name)))
+    lx = left + plot_w + 20
+    for i, (a, _) in enumerate(series):
+        ly = top_m + 10 + i * 20
+        o.append('<rect x="%d" y="%d" width="14" height="4" fill="%s"/>' %
+                 (lx, ly + 5, PEER_COLOURS.get(a, "#444")))
+        o.append('<text x="%d" y="%d">%s</text>' % (lx + 20, ly + 11, esc(a)))
+    o.append('<text x="%d" y="%d" fill="#555">dots: ends of</text>' % (lx, top_m + 130))
+    o.append('<text x="%d" y="%d" fill="#555">the phases</text>' % (lx, top_m + 144))
+    o.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
 
 
 def svg_chart(path, title, benches, allocs, med, key, ylabel):
@@ -990,6 +1583,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="2 rounds, small sizes (a few minutes)")
     ap.add_argument("--full", action="store_true", help="5 rounds, full sizes (the default)")
     ap.add_argument("--reps", type=int, help="rounds (repetitions); overrides the mode's")
+    ap.add_argument("--mem-reps", type=int,
+                    help="rounds of the memory workloads (fragmentation, kv-ttl, idle-drift*, "
+                         "sleeping-threads, redis-expiry); default 3 full, 2 quick, at most --reps")
     ap.add_argument("--scale", type=float, help="workload scale; overrides the mode's")
     ap.add_argument("--allocators", help="comma-separated subset of " + ",".join(ALLOCATOR_ORDER))
     ap.add_argument("--only", help="comma-separated subset of the benchmarks: " +
@@ -1001,6 +1597,16 @@ def main():
                     help="also run the Google Benchmark binary under every allocator")
     ap.add_argument("--micro-filter", help="--benchmark_filter for --micro")
     ap.add_argument("--redis-requests", type=int, help="redis-benchmark -n (per test)")
+    ap.add_argument("--expiry-requests", type=int,
+                    help="commands sent by the redis-expiry client (default: the mode's)")
+    ap.add_argument("--expiry-tail", type=float,
+                    help="seconds redis-expiry leaves the server idle after the commands")
+    ap.add_argument("--workload-args", action="append", metavar="NAME:ARGS",
+                    help="extra arguments for one workload, e.g. 'sleeping-threads:--threads=50' "
+                         "(repeatable; the smoke tests use it to make the runs tiny)")
+    ap.add_argument("--prefix", default=None,
+                    help="base name of the result files (default latest; quick-mode runs "
+                         "default to quick: quick.md, quick.json, *-quick.svg)")
     ap.add_argument("--timeout", type=float, help="seconds before a run is killed")
     ap.add_argument("--bin-dir", help="where the workload binaries are "
                     "(default: <dir of --kalloc>/bench, else build/bench)")
@@ -1010,11 +1616,19 @@ def main():
     if args.quick and args.full:
         ap.error("--quick and --full together")
     mode_name = "quick" if args.quick else "full"
+    if args.prefix is None:
+        args.prefix = "quick" if args.quick else "latest"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.prefix):
+        ap.error("--prefix: letters, digits, '.', '_' and '-' only")
     mode = dict(MODES[mode_name])
     if args.reps is not None:
         if args.reps < 1:
             ap.error("--reps must be at least 1")
         mode["reps"] = args.reps
+    if args.mem_reps is not None:
+        if args.mem_reps < 1:
+            ap.error("--mem-reps must be at least 1")
+        mode["mem_reps"] = args.mem_reps
     if args.bin_dir is None:
         cands = []
         if args.kalloc:
@@ -1064,10 +1678,16 @@ def main():
             log("  %-9s %s" % (a, p or "(no preload: glibc malloc)"))
 
         runs = []
-        total = mode["reps"] * len(suite.benches) * len(allocs_paths)
+        mem_reps = min(mode["reps"], mode["mem_reps"])
+
+        def rounds_of(b):
+            return mem_reps if b in REQUIRED_RSS else mode["reps"]
+        total = sum(rounds_of(b) for b, _, _ in suite.benches) * len(allocs_paths)
         k = 0
         for rnd in range(1, mode["reps"] + 1):
             for bname, kind, runner in suite.benches:
+                if rnd > rounds_of(bname):
+                    continue
                 for a, path in allocs_paths:
                     k += 1
                     try:
@@ -1081,11 +1701,19 @@ def main():
                                checksum=r.get("checksum"), problem=r.get("problem"))
                     if "rps" in r:
                         rec["redis_rps"] = r["rps"]
+                    for key in ("rss_phases", "live_kib", "rss_samples", "phase_marks"):
+                        if key in r:
+                            rec[key] = r[key]
+                    m = re.search(r"\bthreads=(\d+)", r.get("out") or "")
+                    if m and bname == "sleeping-threads":
+                        rec["threads"] = int(m.group(1))
                     if r["rc"] != 0:
                         rec["problem"] = rec["problem"] or (
                             "timed out" if rec["timed_out"] else "exit status %s" % r["rc"])
                         tail = (r["err"] or r["out"]).strip().splitlines()[-3:]
                         rec["stderr_tail"] = "\n".join(tail)
+                    if rec["problem"] is None and r["rc"] == 0 and missing_rss(bname, r):
+                        rec["problem"] = "missing " + ", ".join(missing_rss(bname, r))
                     rec["ok"] = rec["problem"] is None
                     runs.append(rec)
                     status = "ok" if rec["ok"] else "FAIL: " + rec["problem"]
@@ -1131,26 +1759,39 @@ def main():
 
         elapsed = time.perf_counter() - t_start
         med = summarise(runs, benches, allocs)
-        rt = ratios(med, benches, allocs, "time")
+        rt = ratios(med, benches, allocs, "time", TIME_EXCLUDED)
         rr = ratios(med, benches, allocs, "rss_mib")
-        meta = dict(mode=mode_name, reps=mode["reps"], scale=suite.scale, elapsed=elapsed,
+        meta = dict(mode=mode_name, reps=mode["reps"], mem_reps=mem_reps,
+                    scale=suite.scale, elapsed=elapsed,
                     machine=machine_info(), micro_min_time=mode["micro_min_time"],
                     allocators={a: dict(path=p, version=allocator_version(a, p))
                                 for a, p in allocs_paths},
                     skipped=skipped)
         os.makedirs(args.out, exist_ok=True)
-        md = markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems)
-        with open(os.path.join(args.out, "latest.md"), "w") as f:
+        rs = rss_summaries(runs, benches, allocs)
+        meta["rss_time_excluded_from_time_geomean"] = sorted(TIME_EXCLUDED & set(benches))
+        meta["svg_suffix"] = "" if args.prefix == "latest" else "-" + args.prefix
+        md = markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems, rs)
+        prefix = args.prefix
+        with open(os.path.join(args.out, prefix + ".md"), "w") as f:
             f.write(md)
-        with open(os.path.join(args.out, "latest.json"), "w") as f:
+        with open(os.path.join(args.out, prefix + ".json"), "w") as f:
             json.dump(dict(meta=meta, benchmarks=benches, allocators=allocs, runs=runs,
-                           medians=med, time_ratios=rt, rss_ratios=rr, micro=micro,
+                           medians=med, time_ratios=rt, rss_ratios=rr, rss=rs, micro=micro,
                            problems=problems), f, indent=1, default=str)
+        svgs = []
+        sfx = "" if prefix == "latest" else "-" + prefix
         if benches:
-            svg_chart(os.path.join(args.out, "time.svg"), "kalloc benchmarks: wall time",
+            svg_chart(os.path.join(args.out, "time%s.svg" % sfx), "kalloc benchmarks: wall time",
                       benches, allocs, med, "time", "time relative to system")
-            svg_chart(os.path.join(args.out, "rss.svg"), "kalloc benchmarks: peak RSS",
+            svg_chart(os.path.join(args.out, "rss%s.svg" % sfx), "kalloc benchmarks: peak RSS",
                       benches, allocs, med, "rss_mib", "peak RSS relative to system")
+            svgs += ["time%s.svg" % sfx, "rss%s.svg" % sfx]
+        for b, per in rs["series"].items():
+            if per:
+                name = "rss-time-%s%s.svg" % (b, sfx)
+                svg_lines(os.path.join(args.out, name), "%s: RSS over time" % b, per, allocs)
+                svgs.append(name)
 
         # Console summary
         log("")
@@ -1169,9 +1810,18 @@ def main():
                 "vs %s %s" % (p, fmt(rt["geomean"][p], ".3f")) for p in rt["peers"] + ["best"]))
             log("kalloc geometric-mean ratios (RSS):   " + "  ".join(
                 "vs %s %s" % (p, fmt(rr["geomean"][p], ".3f")) for p in rr["peers"] + ["best"]))
+        if rs["phase_geomean"]:
+            log("kalloc/best peer, RSS per phase (geometric mean): %.3f" % rs["phase_geomean"])
+        for b, per in rs["idle"].items():
+            log("%s: RSS(2 s) above start / live: " % b + "  ".join(
+                "%s %s%s" % (a, fmt(e["ratio_t2"], ".2f"), "" if e["within"] else " (miss)")
+                for a, e in per.items()))
+        if rs["threads"]:
+            log("sleeping-threads: RSS asleep (MiB): " + "  ".join(
+                "%s %.1f" % (a, e["asleep_1s_mib"]) for a, e in rs["threads"].items()))
         log("")
-        log("wrote %s/latest.md, latest.json, time.svg, rss.svg (%.0f s in all)" %
-            (args.out, elapsed))
+        log("wrote %s/%s.md, %s.json, %s (%.0f s in all)" %
+            (args.out, prefix, prefix, ", ".join(svgs), elapsed))
         if problems:
             log("%d problem(s):" % len(problems))
             for p in problems:

@@ -3,10 +3,12 @@
 # (tests/deps.sh), configures and builds kalloc and the benchmarks (Release),
 # then compares kalloc with glibc, jemalloc, mimalloc and tcmalloc.
 #   bench/run.sh                 # full comparison (5 rounds; well under 30 min)
-#   bench/run.sh --quick         # quick comparison (2 rounds, small sizes; < 5 min)
+#   bench/run.sh --quick         # quick comparison (2 rounds, small sizes; < 5 min;
+#                                # results in bench/results/quick.*, not latest.*)
 #   bench/run.sh --quick --micro # ... plus the Google Benchmark microbenchmarks
 # Extra arguments go to bench/compare.py (see: python3 bench/compare.py --help).
-# Results: bench/results/latest.md, latest.json, time.svg, rss.svg.
+# Results: bench/results/latest.md, latest.json, time.svg, rss.svg,
+# rss-time-kv-ttl.svg, rss-time-redis-expiry.svg.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

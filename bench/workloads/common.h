@@ -17,6 +17,10 @@
 // On any failed check it prints "<name>: FAILED ..." to stderr and exits 1.
 #pragma once
 
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cinttypes>
 #include <cstdint>
@@ -104,6 +108,13 @@ class Args {
     used_.push_back(key);
     return std::strtod(it->second.c_str(), nullptr);
   }
+  std::string str(const char* key, const char* def, const char* what) {
+    doc(key, def, what);
+    auto it = kv_.find(key);
+    if (it == kv_.end()) return def;
+    used_.push_back(key);
+    return it->second;
+  }
   // An iteration count: default * scale, at least `min`.
   int64_t iters(const char* key, int64_t def, double scale, const char* what, int64_t min = 1) {
     int64_t v = num(key, def, what);
@@ -156,6 +167,39 @@ inline long current_rss_kib() {
   if (std::fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
   std::fclose(f);
   return rss * 4;  // 4 KiB pages on x86-64
+}
+
+// VmRSS of this process in KiB, from /proc/self/status, 0 if unknown.  Read
+// with open/read into a stack buffer: no malloc, so it can be called from a
+// sampler thread without giving that thread an allocator cache.
+inline long vmrss_kib() {
+  int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[4096];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  const char* p = std::strstr(buf, "VmRSS:");
+  if (!p) return 0;
+  return std::strtol(p + 6, nullptr, 10);
+}
+
+// Machine-readable lines that compare.py parses (before the "ok" line):
+//   rss_phase <name> <KiB>     the VmRSS at the end of a named phase
+//   live_kib <name> <KiB>      the bytes the program holds at that point
+//   rss_sample <ms> <KiB>      one VmRSS sample of a time series
+inline void print_phase(const char* phase, long rss_kib, long live_kib = -1) {
+  std::printf("rss_phase %s %ld\n", phase, rss_kib);
+  if (live_kib >= 0) std::printf("live_kib %s %ld\n", phase, live_kib);
+  std::fflush(stdout);
+}
+
+// Sleep for `ms` milliseconds (nanosleep: no allocator call).
+inline void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
 }
 
 // Stamp a block of `size` bytes with a tag: first 8 bytes (or fewer), last
