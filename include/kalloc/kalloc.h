@@ -232,12 +232,22 @@ struct kalloc_vmstat {
     /* --- hugepages (from /proc/self/smaps_rollup; 0 when unreadable) --- */
     uint64_t rss_bytes;           /**< Rss of the whole process */
     uint64_t anon_huge_bytes;     /**< AnonHugePages: of Rss, backed by transparent hugepages */
-    /* --- reclaim (the watermark reclaimer; 0 where it does not run) --- */
-    uint64_t kswapd_wake;         /**< background / watermark reclaim runs */
-    uint64_t kswapd_reclaimed;    /**< pages they gave back */
-    uint64_t decay_runs;          /**< time-based decay passes */
-    uint64_t thp_collapse;        /**< hugepage collapses requested */
-    uint64_t reclaim_reserved[8]; /**< reserved for further reclaim counters (0) */
+    /* --- reclaim (mm/vmscan: watermarks, decay, kswapd) and hugepages --- */
+    uint64_t pgreclaim_wmark;     /**< pages given back by watermark reclaim (crossing low) */
+    uint64_t pgdecay;             /**< pages given back because they stayed free ~1 s (decay) */
+    uint64_t pgtrim;              /**< pages given back by malloc_trim / kalloc_trim */
+    uint64_t pgshrink;            /**< idle pages unmapped from the tops of zones */
+    uint64_t pgscan;              /**< free blocks isolated by reclaim or decay */
+    uint64_t wmark_low_hits;      /**< frees that pushed a zone over its low watermark */
+    uint64_t direct_reclaim;      /**< reclaim passes run by the program's own threads */
+    uint64_t kswapd_wake;         /**< wake-ups sent to the background reclaimer */
+    uint64_t kswapd_runs;         /**< passes run by the background reclaimer */
+    uint64_t decay_runs;          /**< timed passes (decay, cgroup check, THP scan) */
+    uint64_t cgroup_pressure;     /**< timed passes that found RSS near the cgroup limit */
+    uint64_t thp_madvised;        /**< pageblocks marked MADV_HUGEPAGE (dense) */
+    uint64_t thp_nohuge;          /**< pageblocks marked MADV_NOHUGEPAGE (sparse) */
+    uint64_t thp_collapsed;       /**< pageblocks collapsed with MADV_COLLAPSE */
+    uint64_t hugetlb_pages;       /**< 4 KiB pages mapped from hugetlbfs (KALLOC_HUGETLB=1) */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

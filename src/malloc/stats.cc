@@ -16,6 +16,7 @@
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
 #include "mm/vmalloc.h"
+#include "mm/vmscan.h"
 #include "mm/vmstat.h"
 #include "platform/options.h"
 #include "platform/os.h"
@@ -127,7 +128,22 @@ int stats_vmstat_get(kalloc_vmstat *out)
         spin_unlock(&c->lock);
     }
     os_smaps_rollup(&v.rss_bytes, &v.anon_huge_bytes);
-    /* kswapd_wake .. reclaim_reserved: wired by the watermark reclaimer. */
+    const reclaim_stats &r = vm_reclaim_stats;
+    v.pgreclaim_wmark = READ_ONCE(r.pgreclaim);
+    v.pgdecay = READ_ONCE(r.pgdecay);
+    v.pgtrim = READ_ONCE(r.pgtrim);
+    v.pgshrink = READ_ONCE(r.pgshrink);
+    v.pgscan = READ_ONCE(r.pgscan);
+    v.wmark_low_hits = READ_ONCE(r.wmark_low_hits);
+    v.direct_reclaim = READ_ONCE(r.direct_reclaim);
+    v.kswapd_wake = READ_ONCE(r.kswapd_wake);
+    v.kswapd_runs = READ_ONCE(r.kswapd_runs);
+    v.decay_runs = READ_ONCE(r.decay_runs);
+    v.cgroup_pressure = READ_ONCE(r.cgroup_pressure);
+    v.thp_madvised = READ_ONCE(r.thp_madvised);
+    v.thp_nohuge = READ_ONCE(r.thp_nohuge);
+    v.thp_collapsed = READ_ONCE(r.thp_collapsed);
+    v.hugetlb_pages = READ_ONCE(r.hugetlb_pages);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

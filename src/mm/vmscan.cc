@@ -13,7 +13,8 @@
 #include "platform/options.h"
 #include "platform/os.h"
 #include "platform/printk.h"
-#include "platform/time.h"
+#include "mm/per_cpu_pages.h"
+#include "platform/timekeeping.h"
 
 namespace kalloc {
 
@@ -23,7 +24,6 @@ int vmscan_pending;
 uint32_t vmscan_next_tick;
 int kswapd_start_pending;
 int kswapd_idle;
-void (*vmscan_pcp_decay_hook)(uint32_t now);
 void (*vmscan_tcache_decay_hook)(uint32_t now);
 
 namespace {
@@ -207,8 +207,8 @@ static void run_decay_hooks(uint32_t now)
     /* The slab caches' spare empty slabs (one per class): a busy class
      * makes a new spare at once, an idle one gives its pages back. */
     kmem_cache_shrink_all();
-    if (auto h = READ_ONCE(vmscan_pcp_decay_hook))
-        h(now);
+    /* The per-CPU pagesets: drain the idle ones, decay high (mm/per_cpu_pages). */
+    pcp_decay_all(ktime_get_coarse_ms());
     if (auto h = READ_ONCE(vmscan_tcache_decay_hook))
         h(now);
 }
@@ -266,8 +266,12 @@ void __vmscan_tick_slow(uint32_t now)
 
 static bool nothing_to_decay()
 {
-    if (READ_ONCE(vmscan_pcp_decay_hook) || READ_ONCE(vmscan_tcache_decay_hook))
-        return false;      /* their caches may need time-driven passes */
+    if (READ_ONCE(vmscan_tcache_decay_hook))
+        return false;      /* its caches may need time-driven passes */
+    unsigned nzp = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nzp; i++)
+        if (zone_pcp_pages(zones[i]))
+            return false;  /* pagesets hold pages: their idle drain is time-driven */
     if (vmscan_cgroup_limit())
         return false;      /* the RSS check is periodic */
     if (READ_ONCE(last_timed_work))

@@ -46,10 +46,10 @@
  * zone lock for the madvise calls, and puts them back as PG_reported, so
  * allocation never waits for a madvise.
  *
- * Hooks other layers fill in later (function pointers, null by default):
- * vmscan_pcp_decay_hook (per-CPU pagesets) and vmscan_tcache_decay_hook
- * (thread caches), called by kswapd and the slow-path decay with no lock
- * held.
+ * Timed passes (kswapd, or the slow-path decay) also drain idle per-CPU
+ * pagesets (pcp_decay_all) and shrink the slab caches' spare slabs; an upper
+ * layer may add its own pass through vmscan_tcache_decay_hook (null by
+ * default), called with no lock held.
  *
  * Lock order: vmscan_lock -> per_cpu_pages.lock -> zone.lock.  vmscan_lock
  * serialises reclaim passes (only one isolates at a time, and fork's prepare
@@ -180,8 +180,7 @@ static inline void vmscan_tick()
  * kswapd after each timed pass, else by vmscan_malloc_slowpath at most once
  * per tick period (never from the page allocator's tick, whose callers may
  * hold kmem_cache or tcache locks). */
-extern void (*vmscan_pcp_decay_hook)(uint32_t now);     /* TODO(pcp): pcp_decay_all */
-extern void (*vmscan_tcache_decay_hook)(uint32_t now);  /* TODO(tcache): thread-cache trim */
+extern void (*vmscan_tcache_decay_hook)(uint32_t now);  /* set by an upper layer, or null */
 
 /* ---------------------------------------------------------------------------
  * kswapd

@@ -57,7 +57,19 @@ TEST(Reclaim, TrimReturnsEveryFreePage)
     void *keep = malloc(1000);
     memset(keep, 1, 1000);
     burst(64 << 20);
+    kalloc_vmstat v0{};
+    v0.size = sizeof v0;
+    ASSERT_EQ(kalloc_vmstat_get(&v0), 0);
     malloc_trim(0);
+    kalloc_vmstat v1{};
+    v1.size = sizeof v1;
+    ASSERT_EQ(kalloc_vmstat_get(&v1), 0);
+    // The snapshot shows what the trim gave back (pgtrim), and the other
+    // reclaim counters never go backwards.
+    EXPECT_GT(v1.pgtrim, v0.pgtrim) << "malloc_trim(0) after a 64 MiB burst gave nothing back";
+    EXPECT_GE(v1.pgdecay, v0.pgdecay);
+    EXPECT_GE(v1.pgreclaim_wmark, v0.pgreclaim_wmark);
+    EXPECT_GE(v1.decay_runs, v0.decay_runs);
     kalloc_stats s;
     ASSERT_EQ(kalloc_stats_get(&s), 0);
     EXPECT_EQ(s.free_resident_pages, 0u) << "malloc_trim(0) left free memory resident";
