@@ -188,19 +188,22 @@ void __kfree_slow(void *p)
 /* kfree's fast path found p to be an object of class idx with no double-
  * free key, but the slab is another cache's (a remote free) or the bin is
  * full. */
-void __kfree_object_slow(void *p, unsigned idx)
+/* A full bin of this thread's own slab: flush half, then push. */
+__slowpath static void kfree_flush_push(tcache *tc, unsigned idx, void *p)
+{
+    int saved = errno;
+    tcache_flush_push(tc, idx, p);
+    errno = saved;
+}
+
+void __kfree_object_slow(void *p, unsigned idx, unsigned owner)
 {
     if (unlikely(tcache_state != TCACHE_ACTIVE))
         return __kfree_slow(p);
-    int saved = errno;
     tcache *tc = tcache_current;
-    zone *z = page_zone_of((uintptr_t)p);
-    unsigned long pfn = ((uintptr_t)p >> PAGE_SHIFT) & (ZONE_SLOT_PAGES - 1);
-    if (zone_slab_owner_map(z)[pfn] != tc->owner_id)
-        tcache_remote_free(tc, idx, p);
-    else
-        tcache_flush_push(tc, idx, p);
-    errno = saved;
+    if (owner != tc->owner_id)
+        return tcache_remote_free(tc, idx, p);   /* keeps errno itself */
+    return kfree_flush_push(tc, idx, p);
 }
 
 void *kcalloc(size_t n, size_t size)

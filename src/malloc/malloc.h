@@ -31,7 +31,7 @@ namespace kalloc {
 
 __slowpath void *__kmalloc_slow(size_t size);
 __slowpath void __kfree_slow(void *p);
-__slowpath void __kfree_object_slow(void *p, unsigned idx);
+__slowpath void __kfree_object_slow(void *p, unsigned idx, unsigned owner);
 
 /* malloc: a block of at least `size` bytes, 16-byte aligned. */
 static __fastpath void *kmalloc(size_t size)
@@ -71,7 +71,8 @@ static __fastpath void kfree(void *p)
             if (likely(off < k->limit && (uint64_t)off * k->divc < k->divc &&
                        (uint64_t)obj[1] != tcache_key)) {
                 tcache_bin *b = &tc->bins[idx];
-                if (likely(zone_slab_owner_map(z)[pfn] == tc->owner_id && b->avail != 0)) {
+                unsigned owner = zone_slab_owner_map(z)[pfn];
+                if (likely(owner == tc->owner_id && b->avail != 0)) {
                     obj[0] = (uint64_t *)b->head;
                     obj[1] = (uint64_t *)tcache_key;
                     b->head = obj;
@@ -79,7 +80,7 @@ static __fastpath void kfree(void *p)
                     return;
                 }
                 /* A valid object: a remote free or a full bin. */
-                return __kfree_object_slow(p, idx);
+                return __kfree_object_slow(p, idx, owner);
             }
         }
     }

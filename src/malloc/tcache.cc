@@ -6,6 +6,7 @@
  */
 #include "malloc/tcache.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -47,12 +48,13 @@ unsigned tcache_start_cap(unsigned idx)
     return cap < 1 ? 1 : cap > max ? max : cap;
 }
 
-/* A remote list's capacity: batches of up to 16 objects whatever the bin's
- * capacity (a thread that only frees others' objects has empty bins). */
+/* A remote list's capacity: batches of up to 64 objects whatever the bin's
+ * capacity (a thread that only frees others' objects has empty bins); its
+ * bytes count against the budget (remote_bytes). */
 unsigned tcache_remote_cap(unsigned idx)
 {
     unsigned max = kmalloc_info[idx].tcache_max;
-    return max < 16 ? max : 16;
+    return max < 64 ? max : 64;
 }
 
 /* Carve a tcache from allocator metadata pages (MIGRATE_UNMOVABLE). */
@@ -180,7 +182,7 @@ tcache *tcache_get()
         memset(tc->remote, 0, sizeof(tc->remote));
         /* Bins start with no room: the first refill of a class gives it
          * some (tcache_refill), so unused classes cost no budget. */
-        tc->cap_bytes = 0;
+        tc->cap_bytes = tc->remote_bytes = 0;
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
             tc->remote[i].avail = tc->remote[i].cap = tcache_remote_cap(i);
         tc->owner_id = tcache_pick_owner_locked();
@@ -307,7 +309,12 @@ void tcache_bin_give_back(tcache_bin *b, unsigned idx)
 }
 
 /* Give the whole remote list of class idx back to the slabs. */
-void tcache_remote_flush(tcache *tc, unsigned idx) { tcache_bin_give_back(&tc->remote[idx], idx); }
+void tcache_remote_flush(tcache *tc, unsigned idx)
+{
+    tcache_bin *r = &tc->remote[idx];
+    tc->remote_bytes -= (size_t)(r->cap - r->avail) * kmalloc_info[idx].size;
+    tcache_bin_give_back(r, idx);
+}
 
 /* This thread's share of TCACHE_TOTAL_BYTES (racy read of the count of
  * live caches: a stale count only moves the share for one slow path). */
@@ -338,7 +345,8 @@ void tcache_enforce_budget(tcache *tc)
             tc->cap_bytes -= (size_t)cut * kmalloc_info[i].size;
         }
     }
-    if (tcache_bytes(tc) <= budget)
+    /* What the bins hold is at most cap_bytes, now within the budget. */
+    if (tc->cap_bytes + tc->remote_bytes <= budget || tcache_bytes(tc) <= budget)
         return;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         tcache_remote_flush(tc, i);
@@ -364,15 +372,12 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
     }
 }
 
-void tcache_remote_free(tcache *tc, unsigned idx, void *obj)
+void tcache_remote_free_full(tcache *tc, unsigned idx, void *obj)
 {
-    tcache_bin *r = &tc->remote[idx];
-    if (!r->avail)
-        tcache_remote_flush(tc, idx);
-    ((void **)obj)[0] = r->head;
-    ((uint64_t *)obj)[1] = tcache_key;
-    r->head = obj;
-    r->avail--;
+    int saved = errno;                /* free never changes errno */
+    tcache_remote_flush(tc, idx);
+    errno = saved;
+    tcache_remote_free(tc, idx, obj);
 }
 
 void tcache_flush_all(tcache *tc)

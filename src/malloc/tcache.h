@@ -71,6 +71,7 @@ struct tcache {
     tcache_bin bins[NR_KMALLOC_CLASSES]; /* per size class; bins[0] unused */
     tcache_bin remote[NR_KMALLOC_CLASSES]; /* remote frees waiting for a batch (cap as the bin's when emptied) */
     size_t cap_bytes;                    /* sum of bins[i].cap * size: what the bins may hold */
+    size_t remote_bytes;                 /* bytes on the remote lists */
     tcache *next;                        /* registry of live caches (tcache_list) */
     tcache *prev;
     unsigned long tid;                   /* owning thread (pthread_self) */
@@ -94,9 +95,23 @@ void *tcache_refill(tcache *tc, unsigned idx);
 /* Bin idx is full: flush half of it to the slabs, then push obj. */
 void tcache_flush_push(tcache *tc, unsigned idx, void *obj);
 
+/* The remote list of class idx is full: give it back to the slabs, then
+ * put obj on it. */
+__slowpath void tcache_remote_free_full(tcache *tc, unsigned idx, void *obj);
+
 /* A remote free of obj (class idx): onto the remote list, flushed to the
  * slabs in a batch when full. */
-void tcache_remote_free(tcache *tc, unsigned idx, void *obj);
+static inline void tcache_remote_free(tcache *tc, unsigned idx, void *obj)
+{
+    tcache_bin *r = &tc->remote[idx];
+    if (unlikely(!r->avail))
+        return tcache_remote_free_full(tc, idx, obj);
+    tc->remote_bytes += kmalloc_info[idx].size;
+    ((void **)obj)[0] = r->head;
+    ((uint64_t *)obj)[1] = tcache_key;
+    r->head = obj;
+    r->avail--;
+}
 
 /* Return every cached object to the slabs. */
 void tcache_flush_all(tcache *tc);

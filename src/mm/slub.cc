@@ -273,41 +273,65 @@ void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, uns
     return head;
 }
 
+/* `run` objects just went back on slab pg's freelist: update its count
+ * and lists.  Caller holds c->lock. */
+static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, page **to_free,
+                                      unsigned *nr_to_free, unsigned max_to_free)
+{
+    unsigned old = pg->inuse;
+    pg->inuse = (uint16_t)(old - run);
+    if (pg->inuse == 0) {
+        set_slab_list(c, pg, SLAB_NONE);
+        if (!c->empty_slab) {
+            c->empty_slab = pg;
+        } else {
+            c->nr_slabs--;
+            if (*nr_to_free == max_to_free)
+                discard_slab(c, pg);               /* rare: many slabs emptied at once */
+            else
+                to_free[(*nr_to_free)++] = pg;
+        }
+    } else if (pg->slab_list == SLAB_PARTIAL) {
+        /* Falling to a quarter full: last in line for allocation, so it
+         * may drain and empty. */
+        unsigned q = pg->objects / 4u;
+        if (old > q && pg->inuse <= q)
+            list_move_tail(&pg->lru, &c->partial[slab_owner(pg)]);
+    } else {
+        set_slab_list(c, pg, SLAB_PARTIAL);         /* from full: the head */
+    }
+}
+
+/* Consecutive objects of one slab (the usual case: a thread cache gives
+ * back what it took together) cost one range check each; the slab's page
+ * is looked up and its count and lists updated once per run. */
 void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
 {
     page *to_free[8];
     unsigned nr_to_free = 0;
+    const uintptr_t slab_bytes = PAGE_SIZE << c->order;
+    page *pg = nullptr;
+    uintptr_t base = 0;
+    unsigned run = 0;
     cache_lock(c);
     void *obj = head;
     for (unsigned i = 0; i < n; i++) {
         void *next = *(void **)obj;
-        zone *z = page_zone_of((uintptr_t)obj);
-        page *pg = compound_head(virt_to_page(z, (uintptr_t)obj));
+        if ((uintptr_t)obj - base >= slab_bytes) {
+            if (pg)
+                slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free));
+            zone *z = page_zone_of((uintptr_t)obj);
+            pg = compound_head(virt_to_page(z, (uintptr_t)obj));
+            base = (uintptr_t)page_address(pg);
+            run = 0;
+        }
         *(void **)obj = pg->freelist;
         pg->freelist = obj;
-        pg->inuse--;
-        if (pg->inuse == 0) {
-            set_slab_list(c, pg, SLAB_NONE);
-            if (!c->empty_slab) {
-                c->empty_slab = pg;
-            } else {
-                c->nr_slabs--;
-                if (nr_to_free == ARRAY_SIZE(to_free)) {
-                    discard_slab(c, pg);           /* rare: many slabs emptied at once */
-                } else {
-                    to_free[nr_to_free++] = pg;
-                }
-            }
-        } else if (pg->slab_list == SLAB_PARTIAL) {
-            /* Falling to a quarter full: last in line for allocation, so
-             * it may drain and empty. */
-            if (pg->inuse == pg->objects / 4)
-                list_move_tail(&pg->lru, &c->partial[slab_owner(pg)]);
-        } else {
-            set_slab_list(c, pg, SLAB_PARTIAL);     /* from full: the head */
-        }
+        run++;
         obj = next;
     }
+    if (pg)
+        slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free));
     c->active_objects -= n;
     c->nr_flushes++;
     c->life_frees += n;
