@@ -39,22 +39,22 @@ uint16_t owner_users[256];           /* live caches per owner id (an "arena" of 
 
 void tcache_thread_exit(void *arg);
 
-/* A bin's capacity the first time it is refilled: about 1 KiB of objects
- * (one object from 1 KiB up), within the class's maximum. */
+/* A bin's capacity the first time it is refilled: about 4 KiB of objects
+ * (one object from 4 KiB up), within the class's maximum. */
 unsigned tcache_start_cap(unsigned idx)
 {
-    unsigned cap = (unsigned)(1024 / kmalloc_info[idx].size);
+    unsigned cap = (unsigned)(4096 / kmalloc_info[idx].size);
     unsigned max = kmalloc_info[idx].tcache_max;
     return cap < 1 ? 1 : cap > max ? max : cap;
 }
 
-/* A remote list's capacity: batches of up to 64 objects whatever the bin's
+/* A remote list's capacity: batches of up to 32 objects whatever the bin's
  * capacity (a thread that only frees others' objects has empty bins); its
  * bytes count against the budget (remote_bytes). */
 unsigned tcache_remote_cap(unsigned idx)
 {
     unsigned max = kmalloc_info[idx].tcache_max;
-    return max < 64 ? max : 64;
+    return max < 32 ? max : 32;
 }
 
 /* Carve a tcache from allocator metadata pages (MIGRATE_UNMOVABLE). */
@@ -282,16 +282,6 @@ void tcache_bin_flush_half(tcache *tc, unsigned idx)
     tcache_bin_flush_to(tc, idx, (b->cap - b->avail) / 2);
 }
 
-/* Bytes of free objects the cache holds (slow paths only: 68 bins). */
-size_t tcache_bytes(const tcache *tc)
-{
-    size_t bytes = 0;
-    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
-        bytes += (size_t)(tc->bins[i].cap - tc->bins[i].avail + tc->remote[i].cap -
-                          tc->remote[i].avail) * kmalloc_info[i].size;
-    return bytes;
-}
-
 /* Detach a whole list from its bin and give it back to the slabs.  The
  * list is detached *before* the slabs get it: if another thread forks in
  * between, the child's orphan recovery (tcache_recover_bin) must not find
@@ -327,9 +317,9 @@ size_t tcache_budget()
 }
 
 /* Keep the cache within its budget: capacities are halved while they add up
- * to more than the budget (the excess objects go back), and if the objects
- * held (remote lists included) are still over it, remote lists go back and
- * every bin gives back its colder half. */
+ * to more than the budget (the excess objects go back), so the bins never
+ * hold more than the budget; the remote lists go back when they hold more
+ * than the budget too.  Both checks are O(1) unless they act. */
 void tcache_enforce_budget(tcache *tc)
 {
     size_t budget = tcache_budget();
@@ -345,13 +335,10 @@ void tcache_enforce_budget(tcache *tc)
             tc->cap_bytes -= (size_t)cut * kmalloc_info[i].size;
         }
     }
-    /* What the bins hold is at most cap_bytes, now within the budget. */
-    if (tc->cap_bytes + tc->remote_bytes <= budget || tcache_bytes(tc) <= budget)
-        return;
-    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
-        tcache_remote_flush(tc, i);
-        tcache_bin_flush_half(tc, i);
-    }
+    if (tc->remote_bytes > budget)
+        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+            if (tc->remote[i].avail != tc->remote[i].cap)
+                tcache_remote_flush(tc, i);
 }
 
 } // namespace
