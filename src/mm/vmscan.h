@@ -19,7 +19,7 @@
  *      that pushes a zone above WMARK_LOW flags reclaim; the next slow path
  *      (or kswapd) gives the coldest resident free blocks back until the
  *      zone is under WMARK_HIGH.  The watermarks follow the zone's in-use
- *      memory (in-use / 8, clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes
+ *      memory (in-use / 4, clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes
  *      low instead) and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
  *   2. Decay: a resident free block idle for KALLOC_DECAY_MS (1 s) is given

@@ -112,58 +112,13 @@ uint64_t os_resident_bytes()
     return rss;
 }
 
-/* The value in kB of field `name` ("Rss:") in buf, in bytes; 0 if absent. */
-static uint64_t smaps_field(const char *buf, const char *name)
-{
-    size_t len = 0;
-    while (name[len])
-        len++;
-    for (const char *s = buf; *s; s++) {
-        if ((s == buf || s[-1] == '\n')) {
-            size_t i = 0;
-            while (i < len && s[i] == name[i])
-                i++;
-            if (i == len) {
-                s += len;
-                while (*s == ' ')
-                    s++;
-                uint64_t kb = 0;
-                while (*s >= '0' && *s <= '9')
-                    kb = kb * 10 + (uint64_t)(*s++ - '0');
-                return kb << 10;
-            }
-        }
-    }
-    return 0;
-}
-
 bool os_smaps_rollup(uint64_t *rss, uint64_t *anon_huge)
 {
-    int saved = errno;
-    char buf[2048];     /* smaps_rollup is about 1 KiB */
-    *rss = *anon_huge = 0;
-    ssize_t n = -1;
-    int fd = open("/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        size_t got = 0;
-        while (got < sizeof(buf) - 1) {
-            ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - got);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0)
-                break;
-            got += (size_t)r;
-        }
-        close(fd);
-        n = (ssize_t)got;
-    }
-    errno = saved;
-    if (n <= 0)
-        return false;
-    buf[n] = 0;
-    *rss = smaps_field(buf, "Rss:");
-    *anon_huge = smaps_field(buf, "AnonHugePages:");
-    return true;
+    smaps_usage u{};
+    bool ok = os_smaps_usage(nullptr, 0, &u);
+    *rss = ok ? u.rss : 0;
+    *anon_huge = ok ? u.anon_huge : 0;
+    return ok;
 }
 
 uint64_t os_random_seed()

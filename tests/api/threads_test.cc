@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -501,8 +502,9 @@ TEST(Threads, ConcurrentLargeAndHuge) {
 // objects, then sleep: their caches must hold a share of a global budget,
 // not a full cache each (tcache.h: TCACHE_TOTAL_BYTES shared by the live
 // caches).  Measured on 2026-11-23: with a fixed 512 KiB per thread, 400
-// such threads kept 185 MB of slab pages; with the shared budget, 46 MB
-// (each thread keeps ~40 KiB of objects, which pin ~115 KiB of slab pages).
+// such threads kept 185 MB of slab pages; with the shared budget, 20-30 MB
+// when all threads exist before their bursts (as here), up to ~70 MB when
+// early threads finish before later ones are created (bigger shares).
 // The bound below is 400 x 160 KiB = 62.5 MiB.
 TEST(Threads, SleepingThreadsDoNotHoldFullCaches) {
   constexpr int kThreads = 400;
@@ -510,9 +512,16 @@ TEST(Threads, SleepingThreadsDoNotHoldFullCaches) {
   std::mutex m;
   std::condition_variable cv;
   bool release = false;
+  std::atomic<int> started{0};
   std::vector<std::thread> ts;
   for (int t = 0; t < kThreads; t++) {
     ts.emplace_back([&, t] {
+      // Every thread has its cache before any starts its burst (a thread
+      // pool), so the shares do not depend on how the threads interleave.
+      free(malloc(16));
+      started++;
+      while (started.load() < kThreads)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       uint32_t s = 2654435761u * (uint32_t)(t + 1);
       std::vector<void *> ps;
       ps.reserve(4096);
@@ -545,6 +554,8 @@ TEST(Threads, SleepingThreadsDoNotHoldFullCaches) {
   cv.notify_all();
   for (auto &th : ts)
     th.join();
+  std::printf("slab memory while %d threads sleep: %llu KiB\n", kThreads,
+              (unsigned long long)(st.slab_bytes / KiB));
   EXPECT_GE(st.nr_thread_caches, (uint64_t)kThreads);
   EXPECT_LT(st.slab_bytes, (uint64_t)kThreads * 160 * KiB)
       << "slab memory held while " << kThreads << " threads sleep: " << st.slab_bytes / KiB << " KiB";
