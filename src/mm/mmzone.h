@@ -196,9 +196,9 @@ struct zone {
 
 /* The slab maps sit right after the zone descriptor, in the same mapping.
  * slab_class[pfn]: the size class of the slab page pfn belongs to (0: not a
- * slab page).  slab_owner[pfn]: the id of the thread cache that last
- * refilled from that slab (0: none); a free of an object whose slab another
- * thread owns is a remote free (malloc/tcache.h).  Two byte maps, not one of
+ * slab page).  slab_owner[pfn]: the owner id of that slab (0: none), an
+ * arena-like id shared by thread caches (mm/slab.h); a free of an object
+ * whose slab has another owner id is a remote free (malloc/tcache.h).  Two byte maps, not one of
  * pairs, so the free fast path reads each with a single instruction. */
 constexpr size_t ZONE_HDR_SIZE = (sizeof(zone) + 63) & ~size_t(63);
 constexpr size_t ZONE_SLAB_MAPS_SIZE = 2 * ZONE_SLOT_PAGES;
