@@ -121,8 +121,9 @@ void free_slab_object(block_info &bi, void *p)
             panic("free(): double free detected %p", p);
     }
     if (tc) {
-        if (zone_slab_owner_map(bi.head->zone)[page_to_pfn(bi.head)] != tc->owner_id) {
-            tcache_remote_free(tc, bi.idx, p);    /* another thread's slab */
+        unsigned owner = zone_slab_owner_map(bi.head->zone)[page_to_pfn(bi.head)];
+        if (owner != tc->owner_id) {
+            tcache_remote_free(tc, bi.idx, p, owner);    /* another thread's slab */
             return;
         }
         tcache_bin *b = &tc->bins[bi.idx];
@@ -202,7 +203,7 @@ void __kfree_object_slow(void *p, unsigned idx, unsigned owner)
         return __kfree_slow(p);
     tcache *tc = tcache_current;
     if (owner != tc->owner_id)
-        return tcache_remote_free(tc, idx, p);   /* keeps errno itself */
+        return tcache_remote_free(tc, idx, p, owner);   /* keeps errno itself */
     return kfree_flush_push(tc, idx, p);
 }
 

@@ -31,7 +31,7 @@ void stats_get(kalloc_stats *out)
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
         spin_lock(&c->lock);
-        unsigned long active = c->active_objects, slabs = c->nr_slabs;
+        unsigned long active = c->active_objects - c->barn_objects, slabs = c->nr_slabs;
         refills += c->nr_refills;
         flushes += c->nr_flushes;
         spin_unlock(&c->lock);

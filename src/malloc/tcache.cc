@@ -225,8 +225,12 @@ void *tcache_refill(tcache *tc, unsigned idx)
     unsigned want = b->cap / 2;     /* plus the one returned */
     if (want > b->avail)
         want = b->avail;
-    unsigned got;
-    void *chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got, tc->owner_id);
+    unsigned got = 0;
+    /* A sheaf of our own objects that other threads freed, if one fits. */
+    void *chain = b->head ? nullptr
+                          : kmem_cache_barn_take(&kmalloc_caches[idx], tc->owner_id, b->avail + 1, &got);
+    if (!chain)
+        chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got, tc->owner_id);
     if (!chain)
         return nullptr;
     void *obj = chain;
@@ -302,7 +306,18 @@ void tcache_bin_give_back(tcache_bin *b, unsigned idx)
 void tcache_remote_flush(tcache *tc, unsigned idx)
 {
     tcache_bin *r = &tc->remote[idx];
-    tc->remote_bytes -= (size_t)(r->cap - r->avail) * kmalloc_info[idx].size;
+    unsigned n = r->cap - r->avail;
+    tc->remote_bytes -= (size_t)n * kmalloc_info[idx].size;
+    if (n && !r->mixed && r->owner) {
+        /* One owner: park the list whole in the barn (mm/slab.h).  Detached
+         * first, as in tcache_bin_give_back. */
+        void *chain = r->head;
+        WRITE_ONCE(r->head, nullptr);
+        WRITE_ONCE(r->avail, r->cap);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        kmem_cache_barn_put(&kmalloc_caches[idx], chain, n, r->owner);
+        return;
+    }
     tcache_bin_give_back(r, idx);
 }
 
@@ -359,12 +374,12 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
     }
 }
 
-void tcache_remote_free_full(tcache *tc, unsigned idx, void *obj)
+void tcache_remote_free_full(tcache *tc, unsigned idx, void *obj, unsigned owner)
 {
     int saved = errno;                /* free never changes errno */
     tcache_remote_flush(tc, idx);
     errno = saved;
-    tcache_remote_free(tc, idx, obj);
+    tcache_remote_free(tc, idx, obj, owner);
 }
 
 void tcache_flush_all(tcache *tc)

@@ -62,7 +62,9 @@ constexpr size_t TCACHE_TOTAL_BYTES = 16 * 1024 * 1024; /* shared by all live ca
 struct tcache_bin {
     void *head;       /* first free object, or nullptr */
     uint32_t avail;   /* room left: cap - objects on the list (the fast paths' counter) */
-    uint32_t cap;     /* capacity, 1..tcache_max (0 in tcache_boot); slow paths only */
+    uint16_t cap;     /* capacity, 0..tcache_max (0 in tcache_boot); slow paths only */
+    uint8_t owner;    /* remote lists: owner id of the objects' slabs (the first one's) */
+    uint8_t mixed;    /* remote lists: objects of more than one owner id */
 };
 
 struct tcache {
@@ -97,15 +99,22 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj);
 
 /* The remote list of class idx is full: give it back to the slabs, then
  * put obj on it. */
-__slowpath void tcache_remote_free_full(tcache *tc, unsigned idx, void *obj);
+__slowpath void tcache_remote_free_full(tcache *tc, unsigned idx, void *obj, unsigned owner);
 
-/* A remote free of obj (class idx): onto the remote list, flushed to the
- * slabs in a batch when full. */
-static inline void tcache_remote_free(tcache *tc, unsigned idx, void *obj)
+/* A remote free of obj (class idx, its slab owned by `owner`): onto the
+ * remote list, which goes back in a batch when full: to the cache's barn as
+ * one sheaf when all its objects have one owner, else to the slabs. */
+static inline void tcache_remote_free(tcache *tc, unsigned idx, void *obj, unsigned owner)
 {
     tcache_bin *r = &tc->remote[idx];
     if (unlikely(!r->avail))
-        return tcache_remote_free_full(tc, idx, obj);
+        return tcache_remote_free_full(tc, idx, obj, owner);
+    if (r->avail == r->cap) {
+        r->owner = (uint8_t)owner;
+        r->mixed = 0;
+    } else if (r->owner != owner) {
+        r->mixed = 1;
+    }
     tc->remote_bytes += kmalloc_info[idx].size;
     ((void **)obj)[0] = r->head;
     ((uint64_t *)obj)[1] = tcache_key;

@@ -62,6 +62,15 @@ namespace kalloc {
 enum slab_list_id : uint8_t { SLAB_NONE, SLAB_PARTIAL, SLAB_FULL };
 
 constexpr unsigned NR_SLAB_OWNERS = 256;   /* owner ids are bytes; 0 = nobody */
+constexpr unsigned SLAB_BARN_SHEAVES = 8;  /* full sheaves a cache's barn holds */
+
+/* A sheaf: a chain of free objects, all from slabs of one owner id, moved
+ * whole (SLUB's sheaves and barn, Linux 6.18). */
+struct slab_sheaf {
+    void *head;        /* the objects, linked through their first words, null-terminated */
+    uint16_t nr;       /* how many */
+    uint8_t owner;     /* the owner id of their slabs */
+};
 constexpr unsigned SLAB_OWNER_PARTIAL_MAX = 4096; /* partial slabs one owner keeps per cache */
 
 struct kmem_cache {
@@ -76,6 +85,9 @@ struct kmem_cache {
     unsigned long nr_partial;    /* slabs on all partial lists */
     uint16_t nr_owner_partial[NR_SLAB_OWNERS]; /* slabs on partial[o] */
     uint64_t partial_owners[NR_SLAB_OWNERS / 64]; /* bit o: partial[o] is not empty */
+    slab_sheaf barn[SLAB_BARN_SHEAVES]; /* full sheaves of remote-freed objects, by owner */
+    unsigned nr_barn;            /* sheaves in barn[] */
+    unsigned long barn_objects;  /* objects in the barn (counted in active_objects) */
     unsigned long nr_full;       /* slabs on full */
     unsigned long nr_slabs;      /* slabs owned, including the spare */
     unsigned long active_objects;/* objects handed out (to thread caches or the program) */
@@ -121,7 +133,21 @@ static inline void kmem_cache_free(kmem_cache *c, void *obj) { kmem_cache_free_b
  * in the slab: on its freelist or never carved.  Takes c->lock. */
 bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj);
 
-/* Give every spare empty slab back to the buddy allocator (malloc_trim). */
+/* The barn (SLUB's, Linux 6.18): remote frees come back in sheaves, chains
+ * of objects that all belong to one owner's slabs.  Instead of putting each
+ * object back on its slab (a page lookup and a freelist write per object,
+ * under the lock), a sheaf is parked whole in the cache's barn, and the next
+ * refill by a thread cache of that owner takes it whole: O(1) under the lock
+ * both ways.  Objects only go back to their owner's threads, so the barn
+ * keeps remote frees' false-sharing protection.  A full barn sends the sheaf
+ * to the slabs as before; kmem_cache_shrink_all empties the barns.
+ * barn_put: n objects of owner `owner` (n >= 1).  barn_take: a sheaf of
+ * owner `owner` of at most `max` objects, or nullptr; *got its size. */
+void kmem_cache_barn_put(kmem_cache *c, void *head, unsigned n, unsigned owner);
+void *kmem_cache_barn_take(kmem_cache *c, unsigned owner, unsigned max, unsigned *got);
+
+/* Give every spare empty slab back to the buddy allocator, and the barns'
+ * sheaves to their slabs (malloc_trim, timed reclaim passes). */
 void kmem_cache_shrink_all();
 
 /* Compaction's steering: sort every cache's partial list so allocation

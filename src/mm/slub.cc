@@ -431,22 +431,69 @@ bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj)
     for (void *o = head->freelist; o && !found; o = *(void **)o)
         if (o == obj)
             found = true;
+    for (unsigned i = 0; i < c->nr_barn && !found; i++)       /* parked in the barn */
+        for (void *o = c->barn[i].head; o && !found; o = *(void **)o)
+            if (o == obj)
+                found = true;
     spin_unlock(&c->lock);
     return found;
+}
+
+void kmem_cache_barn_put(kmem_cache *c, void *head, unsigned n, unsigned owner)
+{
+    cache_lock(c);
+    if (c->nr_barn < SLAB_BARN_SHEAVES) {
+        c->barn[c->nr_barn++] = slab_sheaf{head, (uint16_t)n, (uint8_t)owner};
+        c->barn_objects += n;
+        c->nr_flushes++;
+        spin_unlock(&c->lock);
+        return;
+    }
+    spin_unlock(&c->lock);
+    kmem_cache_free_bulk(c, head, n);
+}
+
+void *kmem_cache_barn_take(kmem_cache *c, unsigned owner, unsigned max, unsigned *got)
+{
+    if (!READ_ONCE(c->nr_barn))
+        return nullptr;                 /* racy peek: the common miss takes no lock */
+    void *head = nullptr;
+    cache_lock(c);
+    for (unsigned i = 0; i < c->nr_barn; i++) {
+        slab_sheaf &sh = c->barn[i];
+        if (sh.owner == owner && sh.nr <= max) {
+            head = sh.head;
+            *got = sh.nr;
+            c->barn_objects -= sh.nr;
+            sh = c->barn[--c->nr_barn];
+            c->nr_refills++;
+            break;
+        }
+    }
+    spin_unlock(&c->lock);
+    return head;
 }
 
 void kmem_cache_shrink_all()
 {
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
+        slab_sheaf sheaves[SLAB_BARN_SHEAVES];
         cache_lock(c);
         page *pg = c->empty_slab;
         c->empty_slab = nullptr;
         if (pg)
             c->nr_slabs--;
+        unsigned nr = c->nr_barn;
+        for (unsigned k = 0; k < nr; k++)
+            sheaves[k] = c->barn[k];
+        c->nr_barn = 0;
+        c->barn_objects = 0;
         spin_unlock(&c->lock);
         if (pg)
             discard_slab(c, pg);
+        for (unsigned k = 0; k < nr; k++)
+            kmem_cache_free_bulk(c, sheaves[k].head, sheaves[k].nr);
     }
 }
 

@@ -220,7 +220,7 @@ void print_slabinfo(printbuf &out, const unsigned long cached[NR_KMALLOC_CLASSES
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
         spin_lock(&c->lock);
-        unsigned long active = c->active_objects, slabs = c->nr_slabs;
+        unsigned long active = c->active_objects - c->barn_objects, slabs = c->nr_slabs;
         spin_unlock(&c->lock);
         const kmalloc_class &k = kmalloc_info[i];
         if (!slabs && !active)

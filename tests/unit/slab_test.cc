@@ -134,3 +134,58 @@ TEST(Slab, ShrinkGivesSparesBack)
     spin_unlock(&c->lock);
     check_cache(c);
 }
+
+TEST(Slab, BarnParksWholeSheavesForTheirOwner)
+{
+    // A sheaf of owner 7's objects is parked whole and handed back whole, only
+    // to owner 7 and only when it fits; parked objects stay counted as in use
+    // from the slabs' side, count as free for the double-free check, and
+    // shrink_all sends them back to their slabs with the books balanced.
+    kmem_cache *c = &kmalloc_caches[6];   // 96-byte objects
+    kmem_cache_shrink_all();
+    unsigned got = 0;
+    void *chain = kmem_cache_alloc_bulk(c, 20, &got, 7);
+    ASSERT_EQ(got, 20u);
+    std::vector<void *> objs;
+    for (void *p = chain; p; p = *(void **)p)
+        objs.push_back(p);
+    ASSERT_EQ(objs.size(), 20u);
+    spin_lock(&c->lock);
+    unsigned long active = c->active_objects;
+    spin_unlock(&c->lock);
+
+    kmem_cache_barn_put(c, chain, 20, 7);
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->nr_barn, 1u);
+    EXPECT_EQ(c->barn_objects, 20u);
+    EXPECT_EQ(c->active_objects, active);
+    spin_unlock(&c->lock);
+    check_cache(c);
+    zone *z = page_zone_of((uintptr_t)objs[3]);
+    page *head = compound_head(virt_to_page(z, (uintptr_t)objs[3]));
+    EXPECT_TRUE(kmem_cache_obj_is_free(c, head, objs[3])) << "a parked object must count as free";
+
+    EXPECT_EQ(kmem_cache_barn_take(c, 8, 64, &got), nullptr) << "another owner took the sheaf";
+    EXPECT_EQ(kmem_cache_barn_take(c, 7, 19, &got), nullptr) << "a sheaf larger than the room was taken";
+    got = 0;
+    void *back = kmem_cache_barn_take(c, 7, 20, &got);
+    ASSERT_EQ(back, chain);
+    EXPECT_EQ(got, 20u);
+    unsigned n = 0;
+    for (void *p = back; p; p = *(void **)p)
+        n++;
+    EXPECT_EQ(n, 20u);
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->nr_barn, 0u);
+    EXPECT_EQ(c->barn_objects, 0u);
+    spin_unlock(&c->lock);
+
+    kmem_cache_barn_put(c, back, 20, 7);
+    kmem_cache_shrink_all();
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->nr_barn, 0u);
+    EXPECT_EQ(c->active_objects, active - 20);
+    spin_unlock(&c->lock);
+    check_cache(c);
+    EXPECT_TRUE(kmem_cache_obj_is_free(c, head, objs[3]));
+}
