@@ -14,6 +14,7 @@
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
 #include "mm/vmstat.h"
+#include "slab_check.h"
 #include "zone_check.h"
 
 using namespace kalloc;
@@ -34,30 +35,6 @@ bool intact(const void *obj, size_t size)
         if (((const uint8_t *)obj)[i] != pattern(obj, i))
             return false;
     return true;
-}
-
-void check_slab_books(kmem_cache *c)
-{
-    spin_lock(&c->lock);
-    unsigned long inuse = 0, slabs = 0;
-    std::vector<list_head *> lists{&c->full};
-    for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
-        lists.push_back(&c->partial[o]);
-    for (list_head *l : lists)
-        for (list_head *e = l->next; e != l; e = e->next) {
-            page *pg = list_entry(e, page, lru);
-            unsigned long fl = 0;
-            for (void *o = pg->freelist; o; o = *(void **)o)
-                fl++;
-            EXPECT_EQ(pg->inuse + fl + (pg->objects - pg->carved), pg->objects);
-            inuse += pg->inuse;
-            slabs++;
-        }
-    if (c->empty_slab)
-        slabs++;
-    EXPECT_EQ(inuse, c->active_objects);
-    EXPECT_EQ(slabs, c->nr_slabs);
-    spin_unlock(&c->lock);
 }
 
 } // namespace
@@ -156,7 +133,7 @@ TEST(Compaction, KeepsPagesAccountedAndLiveObjectsIntact)
         ASSERT_TRUE(intact(o.p, o.c->size)) << "a live object was touched";
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
     for (unsigned idx : classes)
-        check_slab_books(&kmalloc_caches[idx]);
+        check_cache(&kmalloc_caches[idx]);
     // Partial slabs are in allocation order: fullest (in eighths) first.
     for (unsigned idx : classes) {
         kmem_cache *c = &kmalloc_caches[idx];

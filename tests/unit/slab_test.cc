@@ -10,49 +10,10 @@
 
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
+#include "slab_check.h"
 
 using namespace kalloc;
 
-namespace {
-
-unsigned long freelist_len(page *pg)
-{
-    unsigned long n = 0;
-    for (void *o = pg->freelist; o; o = *(void **)o)
-        n++;
-    return n;
-}
-
-void check_cache(kmem_cache *c)
-{
-    spin_lock(&c->lock);
-    unsigned long inuse = 0, slabs = 0;
-    std::vector<list_head *> lists{&c->full};
-    for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
-        lists.push_back(&c->partial[o]);
-    for (list_head *l : lists)
-        for (list_head *e = l->next; e != l; e = e->next) {
-            page *pg = list_entry(e, page, lru);
-            EXPECT_TRUE(pg->flags & PG_slab);
-            EXPECT_EQ(pg->slab_cache, c);
-            EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved), pg->objects);
-            if (l == &c->full)
-                EXPECT_EQ(pg->inuse, pg->objects);
-            else
-                EXPECT_LT(pg->inuse, pg->objects);
-            inuse += pg->inuse;
-            slabs++;
-        }
-    if (c->empty_slab) {
-        EXPECT_EQ(c->empty_slab->inuse, 0);
-        slabs++;
-    }
-    EXPECT_EQ(inuse, c->active_objects);
-    EXPECT_EQ(slabs, c->nr_slabs);
-    spin_unlock(&c->lock);
-}
-
-} // namespace
 
 TEST(Slab, BulkAllocFreeKeepsBooksBalanced)
 {

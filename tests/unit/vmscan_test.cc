@@ -108,7 +108,7 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     EXPECT_EQ(wmark_pages(z, WMARK_LOW), (8ul << 20) >> PAGE_SHIFT);
     EXPECT_LE(wmark_pages(z, WMARK_HIGH), wmark_pages(z, WMARK_LOW));
     EXPECT_GE(wmark_pages(z, WMARK_MIN), wmark_pages(z, WMARK_LOW));
-    // Auto: in-use / 8, between 4 MiB and 32 MiB.
+    // Auto: in-use / 4, between 4 MiB and 32 MiB.
     options[OPT_FREE_HIGH].value = 0;
     __setup_zone_wmarks(z);
     EXPECT_GE(wmark_pages(z, WMARK_LOW), (4ul << 20) >> PAGE_SHIFT);

@@ -1,0 +1,54 @@
+// Shared by the unit tests: check a slab cache's books under its lock.
+// Every slab is on exactly one list (full, or the partial list of its owner),
+// its objects add up (inuse + free + never carved == objects), full slabs
+// are full and partial ones are not, and the totals match the cache's
+// counters (objects parked in the barn count as in use).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "mm/slab.h"
+
+inline unsigned long freelist_len(kalloc::page *pg)
+{
+    using namespace kalloc;
+    unsigned long n = 0;
+    for (void *o = pg->freelist; o; o = *(void **)o)
+        n++;
+    return n;
+}
+
+inline void check_cache(kalloc::kmem_cache *c)
+{
+    using namespace kalloc;
+    spin_lock(&c->lock);
+    unsigned long inuse = 0, slabs = 0;
+    std::vector<list_head *> lists{&c->full};
+    for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
+        lists.push_back(&c->partial[o]);
+    for (list_head *l : lists)
+        for (list_head *e = l->next; e != l; e = e->next) {
+            page *pg = list_entry(e, page, lru);
+            EXPECT_TRUE(pg->flags & PG_slab);
+            if (l != &c->full)   /* a slab on partial[o] is owned by o */
+                EXPECT_EQ(&c->partial[zone_slab_owner_map(pg->zone)[page_to_pfn(pg)]], l);
+            EXPECT_EQ(pg->slab_cache, c);
+            EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved), pg->objects);
+            if (l == &c->full)
+                EXPECT_EQ(pg->inuse, pg->objects);
+            else
+                EXPECT_LT(pg->inuse, pg->objects);
+            inuse += pg->inuse;
+            slabs++;
+        }
+    if (c->empty_slab) {
+        EXPECT_EQ(c->empty_slab->inuse, 0);
+        slabs++;
+    }
+    EXPECT_EQ(inuse, c->active_objects);
+    EXPECT_EQ(slabs, c->nr_slabs);
+    spin_unlock(&c->lock);
+}
+
