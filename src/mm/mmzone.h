@@ -249,6 +249,17 @@ static inline void *page_address(const page *pg)
 static inline page *virt_to_page(zone *z, uintptr_t p) { return z->mem_map + zone_pfn(z, p); }
 /* The head page of the allocated block containing pg. */
 static inline page *compound_head(page *pg) { return pg - pg->compound_head; }
+/* The first page of the naturally aligned block of block_bytes (PAGE_SIZE << order) holding p,
+ * p inside a buddy zone (trusted: an object the allocator handed out).
+ * Buddy blocks are aligned to their size and zones start on a slot
+ * boundary, so a slab is found with a mask and one table load, without
+ * page_zone_of's checks or compound_head. */
+static inline page *virt_to_block_head(uintptr_t p, uintptr_t block_bytes)
+{
+    zone *z = (zone *)zone_table[p >> ZONE_SLOT_SHIFT];
+    uint32_t off = (uint32_t)(p & ~(block_bytes - 1));
+    return z->mem_map + (off >> PAGE_SHIFT);
+}
 
 static inline migratetype get_pageblock_migratetype(const zone *z, unsigned long pfn)
 {

@@ -320,9 +320,8 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
         if ((uintptr_t)obj - base >= slab_bytes) {
             if (pg)
                 slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free));
-            zone *z = page_zone_of((uintptr_t)obj);
-            pg = compound_head(virt_to_page(z, (uintptr_t)obj));
-            base = (uintptr_t)page_address(pg);
+            pg = virt_to_block_head((uintptr_t)obj, slab_bytes);
+            base = (uintptr_t)obj & ~(slab_bytes - 1);
             run = 0;
         }
         *(void **)obj = pg->freelist;

@@ -83,6 +83,38 @@ TEST(Slab, SlabPagesAreTaggedWithTheirClass)
     check_cache(c);
 }
 
+// kmem_cache_free_bulk finds an object's slab with a mask (virt_to_block_head):
+// every slab must be a naturally aligned buddy block, also after large
+// allocations of odd page counts have split blocks around it.
+TEST(Slab, SlabsAreAlignedToTheirSize)
+{
+    std::vector<std::pair<page *, unsigned>> odd;
+    for (unsigned n = 9; n < 40; n += 3) {
+        bool zeroed;
+        page *pg = alloc_pages_exact(n, MIGRATE_RECLAIMABLE, &zeroed);
+        ASSERT_NE(pg, nullptr);
+        odd.push_back({pg, n});
+    }
+    for (unsigned idx = 1; idx < NR_KMALLOC_CLASSES; idx++) {
+        kmem_cache *c = &kmalloc_caches[idx];
+        unsigned got;
+        void *o = kmem_cache_alloc_bulk(c, 3 * kmalloc_info[idx].objects, &got, 0);
+        ASSERT_GT(got, 0u);
+        const uintptr_t bytes = PAGE_SIZE << kmalloc_info[idx].order;
+        for (void *p = o; p; p = *(void **)p) {
+            zone *z = page_zone_of((uintptr_t)p);
+            ASSERT_NE(z, nullptr);
+            page *head = compound_head(virt_to_page(z, (uintptr_t)p));
+            EXPECT_EQ((uintptr_t)page_address(head) & (bytes - 1), 0u) << "class " << idx;
+            EXPECT_EQ(virt_to_block_head((uintptr_t)p, bytes), head) << "class " << idx;
+        }
+        kmem_cache_free_bulk(c, o, got);
+        check_cache(c);
+    }
+    for (auto [pg, n] : odd)
+        free_pages_exact(pg, n);
+}
+
 TEST(Slab, ShrinkGivesSparesBack)
 {
     kmem_cache *c = &kmalloc_caches[20];
