@@ -82,6 +82,8 @@ vm_region *region_create(unsigned long min_chunks)
     }
     r->next = regions;
     regions = r;
+    vstats.nr_regions++;
+    vstats.region_bytes += (size_t)nr_slots << ZONE_SLOT_SHIFT;
     return r;
 }
 
@@ -147,8 +149,20 @@ void *__vmap_range(unsigned long n, unsigned long align_chunks, size_t bytes, vm
                 return addr;
             }
         }
-        if (attempt == 0 && !region_create(n + align_chunks))
-            return nullptr;
+        /* No region has room: before reserving address space and chunk
+         * tables for a new one, check the kernel would map this much at all
+         * (an accounted mapping anywhere, given back at once), so a request
+         * that can never succeed (malloc(1ul << 46)) fails in one system
+         * call, not after scanning and leaking tables sized for it. */
+        if (attempt == 0) {
+            void *probe = map ? os_map(bytes, false) : (void *)1;
+            if (!probe)
+                return nullptr;                 /* ENOMEM from mmap */
+            if (map)
+                os_unmap(probe, bytes);
+            if (!region_create(n + align_chunks))
+                return nullptr;
+        }
     }
     return nullptr;
 }

@@ -70,6 +70,8 @@ struct vmalloc_stats {
     unsigned long nr_allocs;    /* huge allocations made (a count) */
     unsigned long cached_bytes; /* bytes of freed areas kept mapped for reuse */
     unsigned long nr_cache_hits;/* allocations served from the cache (a count) */
+    unsigned long nr_regions;   /* regions of reserved address space (never given back) */
+    unsigned long region_bytes; /* address space those regions reserve */
 };
 vmalloc_stats vmalloc_get_stats();
 

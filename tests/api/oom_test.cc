@@ -304,3 +304,36 @@ TEST(OutOfMemory, ReallocGrowthFailsCleanly) {
 }
 
 }  // namespace
+
+// A size no machine maps (64 TiB; the kernel's overcommit check refuses it)
+// fails at once with ENOMEM, and leaves no trace: no address space reserved
+// and no tables touched for it (they once were: each attempt reserved 64 TiB
+// of slots and scanned a 128 MiB chunk table).
+static long StatusKiB(const char *field) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long v = -1;
+  size_t n = strlen(field);
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, field, n) && line[n] == ':') v = atol(line + n + 1);
+  if (f) fclose(f);
+  return v;
+}
+
+TEST(OutOfMemory, ImpossibleSizeFailsWithoutATrace) {
+  const size_t huge = size_t(1) << 46;
+  void *warm = malloc(64);   // the allocator is set up before the baseline
+  const long rss0 = StatusKiB("VmRSS"), vsz0 = StatusKiB("VmSize");
+  for (int i = 0; i < 4; ++i) {
+    errno = 0;
+    void *p = malloc(huge + (size_t)i * 4096);
+    EXPECT_EQ(p, nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    EXPECT_THROW((void)::operator new(huge), std::bad_alloc);
+    EXPECT_EQ(::operator new(huge, std::nothrow), nullptr);
+  }
+  const long rss1 = StatusKiB("VmRSS"), vsz1 = StatusKiB("VmSize");
+  EXPECT_LT(rss1 - rss0, 8 * 1024) << "KiB of RSS added by failed requests";
+  EXPECT_LT(vsz1 - vsz0, 1024 * 1024) << "KiB of address space kept by failed requests";
+  free(warm);
+}

@@ -1,6 +1,7 @@
 // Huge allocations: placement, alignment, lookup, in-place and moving resize.
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -86,4 +87,23 @@ TEST(Vmalloc, ReallocKeepsContentsGrowingAndShrinking)
     }
     vfree(p);
     vfree(blocker);
+}
+
+// A size the kernel will never map (64 TiB) fails in one mmap: no region is
+// reserved for it (it once reserved 64 TiB of zone slots and scanned a
+// 128 MiB chunk table on every attempt).
+TEST(Vmalloc, ImpossibleSizeReservesNothing)
+{
+    void *small = vmalloc(4 << 20, 4096);
+    ASSERT_NE(small, nullptr);
+    vmalloc_stats before = vmalloc_get_stats();
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        EXPECT_EQ(vmalloc(size_t(1) << 46, 4096), nullptr);
+        EXPECT_EQ(errno, ENOMEM);
+    }
+    vmalloc_stats after = vmalloc_get_stats();
+    EXPECT_EQ(after.nr_regions, before.nr_regions);
+    EXPECT_EQ(after.region_bytes, before.region_bytes);
+    vfree(small);
 }
