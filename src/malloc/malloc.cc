@@ -160,6 +160,12 @@ void free_block(block_info &bi, void *p, const char *call)
 
 } // namespace
 
+__cold __noreturn void knew_oom_no_runtime(size_t size)
+{
+    panic("operator new: out of memory (%lu bytes) and no C++ runtime loaded to throw std::bad_alloc",
+          (unsigned long)size);
+}
+
 void *__kmalloc_slow(size_t size)
 {
     /* A background reclaimer to start, or cache decay hooks due: only here,

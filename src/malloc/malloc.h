@@ -100,5 +100,8 @@ size_t ksize(const void *p);                          /* malloc_usable_size */
 void kfree_sized(void *p, size_t size);
 int ktrim(size_t pad);
 bool kowns(const void *p);
+/* operator new failed in a process without the C++ runtime to throw
+ * std::bad_alloc (preload/new_delete.cc): report and abort. */
+__cold __noreturn void knew_oom_no_runtime(size_t size);
 
 } // namespace kalloc
