@@ -366,6 +366,8 @@ unsigned long kmem_cache_order_partial_all()
     unsigned long sorted = 0;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
+        if (!READ_ONCE(c->initialized))
+            continue;
         cache_lock(c);
         /* Fullness in eighths, so near-equal slabs are ordered by pageblock
          * and address instead. */
@@ -477,6 +479,8 @@ void kmem_cache_shrink_all()
 {
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
+        if (!READ_ONCE(c->initialized))
+            continue;       /* never used: nothing to give back (and its pages stay untouched) */
         slab_sheaf sheaves[SLAB_BARN_SHEAVES];
         cache_lock(c);
         page *pg = c->empty_slab;
