@@ -129,14 +129,33 @@ extern int kswapd_idle;
  * the next tick. */
 static inline void __zone_watermark_check(zone *z)
 {
-    if (!z->nr_free_lru || READ_ONCE(vmscan_pending))
+    if (!z->nr_free_lru)
         return;
     if (unlikely(z->nr_free_resident > z->_watermark[WMARK_LOW])) {
-        WRITE_ONCE(vmscan_pending, 1);
-        vm_reclaim_stats.wmark_low_hits++;
-    } else if (unlikely(READ_ONCE(kswapd_idle))) {
+        /* The program is freeing: the pagesets hold little until the zone
+         * next allocates (the kernel's ZONE_RECLAIM_ACTIVE, nr_pcp_high). */
+        if (!(z->flags & ZONE_RECLAIM_ACTIVE))
+            WRITE_ONCE(z->flags, z->flags | ZONE_RECLAIM_ACTIVE);
+        if (!READ_ONCE(vmscan_pending)) {
+            WRITE_ONCE(vmscan_pending, 1);
+            vm_reclaim_stats.wmark_low_hits++;
+        }
+    } else if (unlikely(READ_ONCE(kswapd_idle)) && !READ_ONCE(vmscan_pending)) {
         WRITE_ONCE(vmscan_pending, 1);
     }
+}
+
+/* Workingset (the kernel's mm/workingset.c, for free memory): an allocation
+ * took nr pages of a block that reclaim had given back, so the program
+ * reuses free memory reclaim took from it: raise the zone's workingset,
+ * which the low watermark follows (__setup_zone_wmarks).  Caller holds
+ * z->lock. */
+constexpr unsigned long WORKINGSET_MAX_PAGES = (32ul << 20) >> PAGE_SHIFT;
+static inline void __workingset_refault(zone *z, unsigned long nr)
+{
+    z->nr_refault += nr;
+    z->workingset = z->workingset + nr < WORKINGSET_MAX_PAGES ? z->workingset + nr
+                                                              : WORKINGSET_MAX_PAGES;
 }
 
 /* ---------------------------------------------------------------------------
