@@ -365,14 +365,17 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
     tcache_bin *b = &tc->bins[idx];
     if (tc->nr_flush_runs[idx] < 255)
         tc->nr_flush_runs[idx]++;
-    if (tc->nr_flush_runs[idx] >= 2 && b->cap > TCACHE_DRAIN_CAP) {
-        /* Only frees since the last refill: halve the room (see tcache.h). */
-        unsigned keep = b->cap / 2 > TCACHE_DRAIN_CAP ? b->cap / 2 : TCACHE_DRAIN_CAP;
-        unsigned cut = b->cap - keep;
-        tcache_bin_flush_to(tc, idx, keep / 2);
-        b->cap = (uint16_t)keep;
-        b->avail -= cut;          /* objects <= keep / 2 now, so avail stays > 0 */
-        tc->cap_bytes -= (size_t)cut * kmalloc_info[idx].size;
+    if (tc->nr_flush_runs[idx] >= 2) {
+        /* Only frees since the last refill: nothing here is hot.  Give the
+         * whole bin back and halve its room (see tcache.h). */
+        tcache_bin_flush_to(tc, idx, 0);
+        if (b->cap > TCACHE_DRAIN_CAP) {
+            unsigned keep = b->cap / 2 > TCACHE_DRAIN_CAP ? b->cap / 2 : TCACHE_DRAIN_CAP;
+            unsigned cut = b->cap - keep;
+            b->cap = (uint16_t)keep;
+            b->avail -= cut;      /* the bin is empty: avail was cap */
+            tc->cap_bytes -= (size_t)cut * kmalloc_info[idx].size;
+        }
     } else {
         tcache_bin_flush_half(tc, idx);
     }
