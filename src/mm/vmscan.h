@@ -19,8 +19,11 @@
  *      that pushes a zone above WMARK_LOW flags reclaim; the next slow path
  *      (or kswapd) gives the coldest resident free blocks back until the
  *      zone is under WMARK_HIGH.  The watermarks follow the zone's in-use
- *      memory (in-use / 4, clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes
- *      low instead) and fall to zero as the process nears its cgroup's
+ *      memory the program has been seen to reuse (the workingset: refaults of
+ *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB and at
+ *      most in-use / 4 clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
+ *      instead); while a zone is over WMARK_LOW and has not allocated since
+ *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
  *   2. Decay: a resident free block idle for KALLOC_DECAY_MS (1 s) is given
  *      back whatever the watermarks say, so an idle program drifts down to
