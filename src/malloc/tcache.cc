@@ -180,6 +180,7 @@ tcache *tcache_get()
     if (tc) {
         memset(tc->bins, 0, sizeof(tc->bins));
         memset(tc->remote, 0, sizeof(tc->remote));
+        memset(tc->nr_flush_runs, 0, sizeof(tc->nr_flush_runs));
         /* Bins start with no room: the first refill of a class gives it
          * some (tcache_refill), so unused classes cost no budget. */
         tc->cap_bytes = tc->remote_bytes = 0;
@@ -212,6 +213,7 @@ size_t tcache_budget();
 void *tcache_refill(tcache *tc, unsigned idx)
 {
     tcache_bin *b = &tc->bins[idx];
+    tc->nr_flush_runs[idx] = 0;
     tcache_enforce_budget(tc);
     /* The bin ran dry: let it hold more next time, within the budget. */
     size_t size = kmalloc_info[idx].size;
@@ -361,7 +363,22 @@ void tcache_enforce_budget(tcache *tc)
 void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
 {
     tcache_bin *b = &tc->bins[idx];
-    tcache_bin_flush_half(tc, idx);
+    if (tc->nr_flush_runs[idx] < 255)
+        tc->nr_flush_runs[idx]++;
+    if (tc->nr_flush_runs[idx] >= 2) {
+        /* Only frees since the last refill: nothing here is hot.  Give the
+         * whole bin back and halve its room (see tcache.h). */
+        tcache_bin_flush_to(tc, idx, 0);
+        if (b->cap > TCACHE_DRAIN_CAP) {
+            unsigned keep = b->cap / 2 > TCACHE_DRAIN_CAP ? b->cap / 2 : TCACHE_DRAIN_CAP;
+            unsigned cut = b->cap - keep;
+            b->cap = (uint16_t)keep;
+            b->avail -= cut;      /* the bin is empty: avail was cap */
+            tc->cap_bytes -= (size_t)cut * kmalloc_info[idx].size;
+        }
+    } else {
+        tcache_bin_flush_half(tc, idx);
+    }
     tcache_enforce_budget(tc);
     if (b->avail) {
         ((void **)obj)[0] = b->head;

@@ -43,7 +43,12 @@
  * (tcache_budget()): up to 32 threads get 512 KiB each, a thousand get
  * 16 KiB each.  When a slow path finds cap_bytes over the budget (more
  * threads appeared), capacities are halved and the excess objects go back to
- * the slabs.  A cache is only trimmed by its own thread, so a thread that
+ * the slabs.  A bin that overflows twice with no refill in between belongs to
+ * a thread that is only freeing that class (a burst being freed): from then
+ * on each overflow gives the whole bin back (nothing in it is hot) and
+ * halves its capacity, down to TCACHE_DRAIN_CAP, so the few objects it holds
+ * pin few otherwise empty slabs when the thread stops; the next refills double it again (jemalloc's tcache GC shrinks
+ * bins that go unused in the same way).  A cache is only trimmed by its own thread, so a thread that
  * goes to sleep keeps what it held at its last slow path; with many threads
  * that is the small share, so a thousand sleeping threads do not hold a
  * thousand full caches.
@@ -58,6 +63,7 @@ namespace kalloc {
 constexpr size_t TCACHE_MAX_BYTES = 512 * 1024;        /* per thread, at most */
 constexpr size_t TCACHE_MIN_BYTES = 16 * 1024;         /* per thread, at least */
 constexpr size_t TCACHE_TOTAL_BYTES = 16 * 1024 * 1024; /* shared by all live caches */
+constexpr unsigned TCACHE_DRAIN_CAP = 8;   /* objects a bin that only frees shrinks to */
 
 struct tcache_bin {
     void *head;       /* first free object, or nullptr */
@@ -72,6 +78,7 @@ struct tcache {
     uint8_t _pad[15];                    /* keeps bins 16-byte aligned */
     tcache_bin bins[NR_KMALLOC_CLASSES]; /* per size class; bins[0] unused */
     tcache_bin remote[NR_KMALLOC_CLASSES]; /* remote frees waiting for a batch (cap as the bin's when emptied) */
+    uint8_t nr_flush_runs[NR_KMALLOC_CLASSES]; /* flushes of bins[i] since its last refill (saturates) */
     size_t cap_bytes;                    /* sum of bins[i].cap * size: what the bins may hold */
     size_t remote_bytes;                 /* bytes on the remote lists */
     tcache *next;                        /* registry of live caches (tcache_list) */

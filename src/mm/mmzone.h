@@ -153,6 +153,8 @@ struct per_cpu_pages;
 /* zone->flags bits (the kernel's enum zone_flags). */
 enum zone_flags : unsigned long {
     ZONE_BELOW_HIGH = 1ul << 0,   /* free pages under the high watermark: pagesets shrink */
+    ZONE_RECLAIM_ACTIVE = 1ul << 1, /* free resident memory crossed WMARK_LOW and the zone has
+                                     * not allocated since: pagesets hold at most 4 batches */
 };
 
 struct zone {
@@ -169,6 +171,10 @@ struct zone {
     unsigned long nr_free_pages;  /* pages in free blocks */
     unsigned long nr_free_resident; /* of those, pages not PG_reported (still backed) */
     unsigned long _watermark[NR_WMARK]; /* on nr_free_resident, in pages (mm/vmscan.h) */
+    unsigned long workingset;     /* free memory the program has been seen to reuse, in pages:
+                                   * raised by refaults, decayed by timed passes; the low
+                                   * watermark follows it (mm/vmscan.h, workingset) */
+    unsigned long nr_refault;     /* pages allocated again from reclaimed blocks (a count, ever) */
     list_head free_lru;           /* resident free blocks >= VMSCAN_MIN_ORDER, newest first (PG_lru) */
     unsigned long nr_free_lru;    /* pages on free_lru */
     unsigned long nr_isolated;    /* pages reclaim took off the lists to madvise (PG_isolated) */

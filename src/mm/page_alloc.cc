@@ -91,10 +91,10 @@ static inline bool block_reclaimable(const zone *z, unsigned long pfn, unsigned 
 }
 
 static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratetype mt,
-                                    bool reported, uint32_t free_time)
+                                    bool reported, uint32_t free_time, bool reclaimed = false)
 {
     unsigned long pfn = page_to_pfn(pg);
-    pg->flags = PG_buddy | (reported ? PG_reported : 0);
+    pg->flags = PG_buddy | (reported ? PG_reported : 0) | (reported && reclaimed ? PG_reclaimed : 0);
     pg->order = (uint8_t)order;
     pg->migratetype = mt;
     pg->compound_head = 0;
@@ -185,13 +185,16 @@ static void report_free_block(zone *z, page *pg, unsigned order)
 {
     os_decommit(page_address(pg), PAGE_SIZE << order);
     del_from_lru(z, pg, order);
-    pg->flags |= PG_reported;
+    pg->flags |= PG_reported | PG_reclaimed;
     list_move_tail(&pg->lru, &z->free_area[order].free_list[pg->migratetype]);
     z->nr_free_resident -= 1ul << order;
     z->nr_reported += 1ul << order;
     if (order == MAX_ORDER)
         __block_descriptors_off(z, pg, false);
 }
+
+static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool reported,
+                             bool reclaimed, bool fresh, uint32_t now);
 
 void __isolate_free_block(zone *z, page *pg)
 {
@@ -206,7 +209,7 @@ void __putback_reported_block(zone *z, page *pg, unsigned order)
 {
     z->nr_isolated -= 1ul << order;
     z->nr_reported += 1ul << order;
-    __free_one_page_at(z, page_to_pfn(pg), order, true, false, pg->free_time);
+    __free_one_block(z, page_to_pfn(pg), order, true, true, false, pg->free_time);
 }
 
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
@@ -224,6 +227,14 @@ void __free_one_page_fresh(zone *z, unsigned long pfn, unsigned order, bool repo
 void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh,
                         uint32_t now)
 {
+    __free_one_block(z, pfn, order, reported, false, fresh, now);
+}
+
+/* reclaimed: the block (reported) was given back by reclaim, not fresh from
+ * growth; a merged block is reclaimed when any reported part was. */
+static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool reported,
+                             bool reclaimed, bool fresh, uint32_t now)
+{
     /* The block's head forgets what it was (slab, large...): a later free of
      * the same pointer must see a free page, not a live block. */
     pfn_to_page(z, pfn)->flags = 0;
@@ -235,6 +246,7 @@ void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reporte
         if (!page_is_buddy(buddy, order))
             break;
         reported = reported && (buddy->flags & PG_reported);
+        reclaimed = reclaimed || (buddy->flags & PG_reclaimed);
         if ((int32_t)(buddy->free_time - now) > 0)
             now = buddy->free_time;
         del_from_free_list(z, buddy, order);
@@ -246,7 +258,7 @@ void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reporte
     if (order > pageblock_order)      /* spans pageblocks: one type for all */
         for (unsigned long b = pfn; b < pfn + (1ul << order); b += pageblock_nr_pages)
             set_pageblock_migratetype(z, b, mt);
-    add_to_free_list(z, pg, order, mt, reported, now);
+    add_to_free_list(z, pg, order, mt, reported, now, reclaimed);
     if (!reported)
         __zone_watermark_check(z);
     else if (order == MAX_ORDER)
@@ -260,12 +272,13 @@ void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reporte
 /* Split a block of order `high` down to `low`, giving the upper halves back
  * to the free lists of type mt (they keep the block's reported state). */
 static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migratetype mt,
-                          bool reported, uint32_t free_time)
+                          bool reported, uint32_t free_time, bool reclaimed)
 {
     unsigned long pfn = page_to_pfn(pg);
     while (high > low) {
         high--;
-        add_to_free_list(z, pfn_to_page(z, pfn + (1ul << high)), high, mt, reported, free_time);
+        add_to_free_list(z, pfn_to_page(z, pfn + (1ul << high)), high, mt, reported, free_time,
+                         reclaimed);
     }
 }
 
@@ -276,9 +289,12 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
 {
     migratetype mt = (migratetype)pg->migratetype;
     bool reported = pg->flags & PG_reported;
+    bool reclaimed = pg->flags & PG_reclaimed;
     uint32_t free_time = pg->free_time;
     del_from_free_list(z, pg, o);
-    expand(z, pg, order, o, mt, reported, free_time);
+    expand(z, pg, order, o, mt, reported, free_time, reclaimed);
+    if (reclaimed)
+        __workingset_refault(z, 1ul << order);
     if (zeroed)
         *zeroed = reported;
     return pg;
@@ -375,6 +391,8 @@ static page *__rmqueue_fallback(zone *z, unsigned order, migratetype start_mt, b
 
 page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed)
 {
+    if (unlikely(z->flags & ZONE_RECLAIM_ACTIVE))
+        WRITE_ONCE(z->flags, z->flags & ~ZONE_RECLAIM_ACTIVE);   /* allocating again */
     page *pg = __rmqueue_smallest(z, order, mt, zeroed);
     if (!pg)
         pg = __rmqueue_fallback(z, order, mt, zeroed);
@@ -596,7 +614,7 @@ static page *__free_block_containing(zone *z, unsigned long pfn)
  * type mt and reported state `reported`, without merging (they are the
  * leftovers of one free block whose middle was taken).  Caller holds z->lock. */
 static void __add_free_range(zone *z, unsigned long from, unsigned long to, migratetype mt,
-                             bool reported, uint32_t free_time)
+                             bool reported, uint32_t free_time, bool reclaimed)
 {
     while (from < to) {
         unsigned order = from ? __builtin_ctzl(from) : MAX_ORDER;
@@ -604,7 +622,7 @@ static void __add_free_range(zone *z, unsigned long from, unsigned long to, migr
             order = MAX_ORDER;
         while ((1ul << order) > to - from)
             order--;
-        add_to_free_list(z, pfn_to_page(z, from), order, mt, reported, free_time);
+        add_to_free_list(z, pfn_to_page(z, from), order, mt, reported, free_time, reclaimed);
         from += 1ul << order;
     }
 }
@@ -636,11 +654,12 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
         unsigned long bstart = page_to_pfn(b), bend = bstart + (1ul << b->order);
         migratetype mt = (migratetype)b->migratetype;
         bool reported = b->flags & PG_reported;
+        bool reclaimed = b->flags & PG_reclaimed;
         uint32_t free_time = b->free_time;
         del_from_free_list(z, b, b->order);
-        __add_free_range(z, bstart, p, mt, reported, free_time);
+        __add_free_range(z, bstart, p, mt, reported, free_time, reclaimed);
         unsigned long taken_end = bend < end ? bend : end;
-        __add_free_range(z, taken_end, bend, mt, reported, free_time);
+        __add_free_range(z, taken_end, bend, mt, reported, free_time, reclaimed);
         p = taken_end;
     }
     spin_unlock(&z->lock);

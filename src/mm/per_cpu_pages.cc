@@ -238,6 +238,13 @@ static int nr_pcp_high(per_cpu_pages *pcp, zone *z, int batch)
     int high = pcp->high = clamp_int(pcp->high, high_min, high_max);
     if (high_min == high_max)
         return high;
+    if (READ_ONCE(z->flags) & ZONE_RECLAIM_ACTIVE) {
+        /* Reclaim is giving free memory back: hold little (the kernel's
+         * nr_pcp_high under ZONE_RECLAIM_ACTIVE). */
+        int free_count = max_int(pcp->free_count, batch);
+        pcp->high = max_int(high - free_count, high_min);
+        return min_int(batch << 2, pcp->high);
+    }
     if (READ_ONCE(z->flags) & ZONE_BELOW_HIGH) {
         /* The zone is short: come down, and give back at once. */
         int free_count = max_int(pcp->free_count, batch);
@@ -464,6 +471,24 @@ void drain_all_pages()
             spin_unlock(&pcp->lock);
         }
     }
+}
+
+unsigned long drain_zone_pages(zone *z)
+{
+    unsigned long drained = 0;
+    for (unsigned c = 0; c < z->nr_pcp; c++) {
+        per_cpu_pages *pcp = &z->per_cpu_pageset[c];
+        int keep = READ_ONCE(pcp->batch) << 2;
+        if (READ_ONCE(pcp->count) <= keep)
+            continue;                   /* racy peek */
+        spin_lock(&pcp->lock);
+        if (pcp->count > keep) {
+            drained += (unsigned long)(pcp->count - keep);
+            free_pcppages_bulk(z, pcp->count - keep, pcp, 0);
+        }
+        spin_unlock(&pcp->lock);
+    }
+    return drained;
 }
 
 int decay_pcp_high(zone *z, per_cpu_pages *pcp)

@@ -158,6 +158,12 @@ bool free_unref_run(zone *z, page *pg, unsigned long nr_pages);
  * drain_all_pages): before reclaim, for malloc_trim, in tests. */
 void drain_all_pages();
 
+/* Reclaim is active in z (ZONE_RECLAIM_ACTIVE): give back what each of its
+ * pagesets holds above 4 batches, the most nr_pcp_high lets them keep then,
+ * so reclaim can take it (the kernel's drain_zone_pages).  Takes the
+ * pagesets' locks and z->lock; returns the pages given back. */
+unsigned long drain_zone_pages(zone *z);
+
 /* One housekeeping pass at time now_ms (ktime_get_coarse_ms(), or a test's
  * clock): stamp the pagesets used since the last pass with now_ms, drain
  * every pageset unused since now_ms - PCP_IDLE_MS, and, if

@@ -38,7 +38,11 @@
  *   full     slabs with no free object
  *   one empty slab is kept as a spare (empty_slab) so a cache that empties
  *   and refills does not bounce pages through the buddy allocator; further
- *   empty slabs go back to the buddy allocator at once.
+ *   empty slabs go back to the buddy allocator at once.  A cache that is
+ *   draining (SLAB_DRAIN_EMPTIES slabs empty with no refill in between: the
+ *   program is freeing this class, not cycling through it) keeps no spare:
+ *   the spare goes back with the slab that emptied (the kernel's SLUB keeps
+ *   empty slabs only below min_partial; kalloc keeps one while it cycles).
  *
  * Lifetime (what migrate type new slabs get, see mmzone.h): per cache,
  * the objects handed out and given back are counted over windows of
@@ -93,6 +97,9 @@ struct kmem_cache {
     unsigned long active_objects;/* objects handed out (to thread caches or the program) */
     unsigned long nr_refills;    /* bulk allocations (thread cache refills) */
     unsigned long nr_flushes;    /* bulk frees (thread cache flushes) */
+    unsigned long empty_refills; /* nr_refills when a slab last became empty */
+    unsigned nr_empty_run;       /* slabs emptied since the last refill: SLAB_DRAIN_EMPTIES or
+                                  * more means the cache is draining, and keeps no spare */
     bool initialized;            /* lists set up (lazily, on first use) */
     uint8_t migratetype;         /* what new slabs ask for: MIGRATE_RECLAIMABLE or MIGRATE_LONGLIVED */
     uint16_t life_ratio;         /* running share of objects given back per window, in 1/1024 */
@@ -101,6 +108,7 @@ struct kmem_cache {
     unsigned long nr_life_changes; /* times migratetype changed (a count) */
 };
 
+constexpr unsigned SLAB_DRAIN_EMPTIES = 4;      /* slabs emptied with no refill: draining */
 constexpr unsigned SLAB_LIFE_WINDOW = 4;        /* slabs' worth of objects per window */
 constexpr uint16_t SLAB_LIFE_LONG = 256;        /* life_ratio below this: long-lived */
 constexpr uint16_t SLAB_LIFE_SHORT = 768;       /* life_ratio above this: short-lived */

@@ -282,7 +282,22 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
     pg->inuse = (uint16_t)(old - run);
     if (pg->inuse == 0) {
         set_slab_list(c, pg, SLAB_NONE);
-        if (!c->empty_slab) {
+        if (c->empty_refills != c->nr_refills)
+            c->nr_empty_run = 0;          /* a refill since the last empty */
+        c->empty_refills = c->nr_refills;
+        if (c->nr_empty_run < SLAB_DRAIN_EMPTIES)
+            c->nr_empty_run++;
+        bool draining = c->nr_empty_run >= SLAB_DRAIN_EMPTIES;
+        if (draining && c->empty_slab) {
+            page *spare = c->empty_slab;      /* not needed: goes back too */
+            c->empty_slab = nullptr;
+            c->nr_slabs--;
+            if (*nr_to_free == max_to_free)
+                discard_slab(c, spare);
+            else
+                to_free[(*nr_to_free)++] = spare;
+        }
+        if (!c->empty_slab && !draining) {
             c->empty_slab = pg;
         } else {
             c->nr_slabs--;

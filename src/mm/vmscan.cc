@@ -79,6 +79,9 @@ uint32_t vmscan_now() { return (uint32_t)ktime_get_coarse_ms() + READ_ONCE(vmsca
  * Watermarks
  * ------------------------------------------------------------------------- */
 
+/* The low watermark before any refault (1 MiB). */
+constexpr unsigned long WMARK_LOW_MIN_PAGES = (1ul << 20) >> PAGE_SHIFT;
+
 void __setup_zone_wmarks(zone *z)
 {
     constexpr unsigned long floor = (4ul << 20) >> PAGE_SHIFT;     /* 4 MiB */
@@ -93,11 +96,19 @@ void __setup_zone_wmarks(zone *z)
          * faults: reclaimed pages refaulted) and 1.51 s with 32 MiB, for
          * 6% more peak RSS. */
         unsigned long in_use = z->spanned_pages - z->nr_free_pages;
-        low = in_use / 4;
-        if (low < floor)
-            low = floor;
-        if (low > ceiling)
-            low = ceiling;
+        unsigned long cap = in_use / 4;
+        if (cap < floor)
+            cap = floor;
+        if (cap > ceiling)
+            cap = ceiling;
+        /* Up to that, only as much as the program has been seen to reuse
+         * (refaults: z->workingset): a program that frees memory and never
+         * takes it back keeps little, whatever it used before. */
+        low = z->workingset;
+        if (low < WMARK_LOW_MIN_PAGES)
+            low = WMARK_LOW_MIN_PAGES;
+        if (low > cap)
+            low = cap;
     }
     unsigned p = READ_ONCE(cg_pressure);
     low = low * (1024 - p) / 1024;
@@ -167,7 +178,11 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
+        if (READ_ONCE(z->flags) & ZONE_RECLAIM_ACTIVE)
+            drain_zone_pages(z);   /* the pagesets' surplus first, so it can be reclaimed */
         spin_lock(&z->lock);
+        if (timed)
+            z->workingset -= z->workingset / 8;   /* forgotten over a few seconds */
         __setup_zone_wmarks(z);
         bool over = z->nr_free_resident > z->_watermark[WMARK_LOW];
         unsigned long high = z->_watermark[WMARK_HIGH];
@@ -182,6 +197,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
             reclaimed += sc.nr_reclaimed;
             decayed += sc.nr_decayed;
         }
+
         if (timed && decay > 0) {
             /* A zone that grew for a burst gives the address space and the
              * descriptors back once the top has been idle for a period. */

@@ -19,8 +19,11 @@
  *      that pushes a zone above WMARK_LOW flags reclaim; the next slow path
  *      (or kswapd) gives the coldest resident free blocks back until the
  *      zone is under WMARK_HIGH.  The watermarks follow the zone's in-use
- *      memory (in-use / 4, clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes
- *      low instead) and fall to zero as the process nears its cgroup's
+ *      memory the program has been seen to reuse (the workingset: refaults of
+ *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB and at
+ *      most in-use / 4 clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
+ *      instead); while a zone is over WMARK_LOW and has not allocated since
+ *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
  *   2. Decay: a resident free block idle for KALLOC_DECAY_MS (1 s) is given
  *      back whatever the watermarks say, so an idle program drifts down to
@@ -129,14 +132,33 @@ extern int kswapd_idle;
  * the next tick. */
 static inline void __zone_watermark_check(zone *z)
 {
-    if (!z->nr_free_lru || READ_ONCE(vmscan_pending))
+    if (!z->nr_free_lru)
         return;
     if (unlikely(z->nr_free_resident > z->_watermark[WMARK_LOW])) {
-        WRITE_ONCE(vmscan_pending, 1);
-        vm_reclaim_stats.wmark_low_hits++;
-    } else if (unlikely(READ_ONCE(kswapd_idle))) {
+        /* The program is freeing: the pagesets hold little until the zone
+         * next allocates (the kernel's ZONE_RECLAIM_ACTIVE, nr_pcp_high). */
+        if (!(z->flags & ZONE_RECLAIM_ACTIVE))
+            WRITE_ONCE(z->flags, z->flags | ZONE_RECLAIM_ACTIVE);
+        if (!READ_ONCE(vmscan_pending)) {
+            WRITE_ONCE(vmscan_pending, 1);
+            vm_reclaim_stats.wmark_low_hits++;
+        }
+    } else if (unlikely(READ_ONCE(kswapd_idle)) && !READ_ONCE(vmscan_pending)) {
         WRITE_ONCE(vmscan_pending, 1);
     }
+}
+
+/* Workingset (the kernel's mm/workingset.c, for free memory): an allocation
+ * took nr pages of a block that reclaim had given back, so the program
+ * reuses free memory reclaim took from it: raise the zone's workingset,
+ * which the low watermark follows (__setup_zone_wmarks).  Caller holds
+ * z->lock. */
+constexpr unsigned long WORKINGSET_MAX_PAGES = (32ul << 20) >> PAGE_SHIFT;
+static inline void __workingset_refault(zone *z, unsigned long nr)
+{
+    z->nr_refault += nr;
+    z->workingset = z->workingset + nr < WORKINGSET_MAX_PAGES ? z->workingset + nr
+                                                              : WORKINGSET_MAX_PAGES;
 }
 
 /* ---------------------------------------------------------------------------

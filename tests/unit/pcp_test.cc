@@ -15,6 +15,8 @@
 
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
+#include "mm/vmscan.h"
+#include "platform/options.h"
 #include "platform/cpu.h"
 #include "platform/timekeeping.h"
 #include "zone_check.h"
@@ -356,6 +358,15 @@ TEST(PerCpuPages, IdlePagesetsAreDrainedToTheBuddyAllocator)
     // A pass on the test clock first: the slow paths' own passes (real
     // time) wait PCP_DECAY_CHECK_MS after it, so they stay out of the way.
     pcp_decay_all(advance_test_clock(PCP_DECAY_CHECK_MS));
+    // Watermarks well above what the test frees: no reclaim pass, so no
+    // ZONE_RECLAIM_ACTIVE trimming of the pagesets (tested in vmscan_test).
+    long saved_free_high = options[OPT_FREE_HIGH].value;
+    options[OPT_FREE_HIGH].value = 256l << 20;
+    for (unsigned i = 0; i < nr_zones; i++) {
+        spin_lock(&zones[i]->lock);
+        __setup_zone_wmarks(zones[i]);
+        spin_unlock(&zones[i]->lock);
+    }
     std::vector<page *> small, large;
     for (int i = 0; i < 200; i++)
         small.push_back(alloc_marked(i % 3));
@@ -384,6 +395,7 @@ TEST(PerCpuPages, IdlePagesetsAreDrainedToTheBuddyAllocator)
     EXPECT_EQ(t2.spanned, t0.spanned);
     EXPECT_EQ(t2.buddy, t0.buddy + t0.pcp) << "pages lost or double counted by the idle drain";
     verify_all_zones();
+    options[OPT_FREE_HIGH].value = saved_free_high;
 }
 
 // Large allocations through the pageset: a 9-page allocation costs 9 pages

@@ -5,6 +5,8 @@
 // invariants hold (zone_check.h) after reclaim.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <fcntl.h>
 #include <random>
@@ -108,11 +110,24 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     EXPECT_EQ(wmark_pages(z, WMARK_LOW), (8ul << 20) >> PAGE_SHIFT);
     EXPECT_LE(wmark_pages(z, WMARK_HIGH), wmark_pages(z, WMARK_LOW));
     EXPECT_GE(wmark_pages(z, WMARK_MIN), wmark_pages(z, WMARK_LOW));
-    // Auto: in-use / 4, between 4 MiB and 32 MiB.
+    // Auto: the workingset (refaulted pages), at least 1 MiB, at most
+    // in-use / 4 clamped to 4..32 MiB.
     options[OPT_FREE_HIGH].value = 0;
+    unsigned long saved_ws = z->workingset;
+    z->workingset = 0;                 // no refault: 1 MiB
     __setup_zone_wmarks(z);
+    EXPECT_EQ(wmark_pages(z, WMARK_LOW), (1ul << 20) >> PAGE_SHIFT);
+    unsigned long in_use = z->spanned_pages - z->nr_free_pages;
+    unsigned long cap = std::clamp(in_use / 4, (4ul << 20) >> PAGE_SHIFT, (32ul << 20) >> PAGE_SHIFT);
+    z->workingset = (3ul << 20) >> PAGE_SHIFT;   // 3 MiB reused: followed up to the cap
+    __setup_zone_wmarks(z);
+    EXPECT_EQ(wmark_pages(z, WMARK_LOW), std::min(cap, (3ul << 20) >> PAGE_SHIFT));
+    z->workingset = WORKINGSET_MAX_PAGES;        // reuses everything: the cap
+    __setup_zone_wmarks(z);
+    EXPECT_EQ(wmark_pages(z, WMARK_LOW), cap);
     EXPECT_GE(wmark_pages(z, WMARK_LOW), (4ul << 20) >> PAGE_SHIFT);
     EXPECT_LE(wmark_pages(z, WMARK_LOW), (32ul << 20) >> PAGE_SHIFT);
+    z->workingset = saved_ws;
     spin_unlock(&z->lock);
 }
 
