@@ -107,11 +107,14 @@ constexpr uint16_t SLAB_LIFE_SHORT = 768;       /* life_ratio above this: short-
 
 extern kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
 
-/* Take up to `want` objects of cache `c`, linked through their first words;
- * returns the first (nullptr when out of memory) and stores how many in *got.
+/* Take up to `want` objects of cache `c`, linked through their first words
+ * (the last link nullptr); returns the first (nullptr when out of memory) and
+ * stores how many in *got.  With max > want, a slab's whole freelist is taken
+ * (in O(1), see take_from_slab) when it fits in max: up to max objects.
  * The slabs they come from become owned by thread cache `owner` (0: none),
  * in the zone's slab map. */
-void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned owner);
+void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned owner,
+                            unsigned max = 0);
 
 /* The malloc layer tells which thread-cache owner ids are alive.  When an
  * id dies, the partial slabs it owned become unowned (partial[0]) in every
