@@ -6,7 +6,9 @@
  * state lives in the head page's struct page (freelist, inuse, carved), never
  * in the slab's own memory.  Free objects are linked through their first word.
  * Objects past `carved` were never handed out: new slabs are carved lazily,
- * so untouched memory stays untouched (not resident).
+ * so untouched memory stays untouched (not resident).  The head page also
+ * keeps where the freelist ends (freelist_tail), so a whole freelist joins
+ * a refill's chain in O(1), without reading the (cold) objects under the lock.
  *
  * The slab layer hands out and takes back objects in bulk (a linked chain),
  * for the thread caches above it (malloc layer); kmem_cache_alloc/free move
@@ -18,9 +20,9 @@
  *            map; list 0 for slabs nobody owns).  A refill by thread cache
  *            o takes from partial[o], then claims a slab from partial[0],
  *            then the spare empty slab, then borrows free objects from
- *            another owner's partial slab (without taking the slab: its
- *            owner's objects stay local frees for it), and only then
- *            allocates a new slab.  So threads with
+ *            another owner's partial slab if it is at least half free
+ *            (without taking the slab: its owner's objects stay local
+ *            frees for it), and only then allocates a new slab.  So threads with
  *            different ids rarely share a slab (little false sharing between
  *            them, as with jemalloc's arenas), an object freed by its
  *            allocating thread is almost always a local free, and free

@@ -8,6 +8,8 @@
  *     (o == 0: nobody), and o is 0 or a live owner;
  *   - for every slab: inuse + (objects on freelist) + (objects - carved)
  *     == objects;
+ *   - a slab with a non-empty freelist has its last object at byte offset
+ *     freelist_tail (whose link is nullptr);
  *   - a slab on full has inuse == objects; on partial 0 < inuse < objects
  *     (or inuse < objects while it is being filled);
  *   - active_objects == sum of inuse.
