@@ -232,7 +232,8 @@ void *tcache_refill(tcache *tc, unsigned idx)
     void *chain = b->head ? nullptr
                           : kmem_cache_barn_take(&kmalloc_caches[idx], tc->owner_id, b->avail + 1, &got);
     if (!chain)
-        chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got, tc->owner_id);
+        chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got, tc->owner_id,
+                                      b->avail + 1);   /* whole slab freelists up to the room */
     if (!chain)
         return nullptr;
     void *obj = chain;

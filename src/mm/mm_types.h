@@ -88,7 +88,12 @@ struct page {
 
     /* --- large allocations (valid on the head page) --- */
     uint32_t nr_pages;       /* PG_large: pages in the allocation; PG_slab: pages in the slab */
-    uint32_t free_time;      /* PG_buddy: when the block became free (vmscan_now(), ms, wraps) */
+    union {
+        uint32_t free_time;  /* PG_buddy: when the block became free (vmscan_now(), ms, wraps) */
+        uint32_t freelist_tail; /* PG_slab head, freelist not empty: byte offset in the slab of
+                                   the freelist's last object, so a whole freelist is spliced
+                                   onto a chain in O(1) */
+    };
 };
 
 static_assert(sizeof(page) == 64, "struct page is one cache line");

@@ -6,7 +6,9 @@
  * state lives in the head page's struct page (freelist, inuse, carved), never
  * in the slab's own memory.  Free objects are linked through their first word.
  * Objects past `carved` were never handed out: new slabs are carved lazily,
- * so untouched memory stays untouched (not resident).
+ * so untouched memory stays untouched (not resident).  The head page also
+ * keeps where the freelist ends (freelist_tail), so a whole freelist joins
+ * a refill's chain in O(1), without reading the (cold) objects under the lock.
  *
  * The slab layer hands out and takes back objects in bulk (a linked chain),
  * for the thread caches above it (malloc layer); kmem_cache_alloc/free move
@@ -18,9 +20,9 @@
  *            map; list 0 for slabs nobody owns).  A refill by thread cache
  *            o takes from partial[o], then claims a slab from partial[0],
  *            then the spare empty slab, then borrows free objects from
- *            another owner's partial slab (without taking the slab: its
- *            owner's objects stay local frees for it), and only then
- *            allocates a new slab.  So threads with
+ *            another owner's partial slab if it is at least half free
+ *            (without taking the slab: its owner's objects stay local
+ *            frees for it), and only then allocates a new slab.  So threads with
  *            different ids rarely share a slab (little false sharing between
  *            them, as with jemalloc's arenas), an object freed by its
  *            allocating thread is almost always a local free, and free
@@ -115,11 +117,14 @@ constexpr uint16_t SLAB_LIFE_SHORT = 768;       /* life_ratio above this: short-
 
 extern kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
 
-/* Take up to `want` objects of cache `c`, linked through their first words;
- * returns the first (nullptr when out of memory) and stores how many in *got.
+/* Take up to `want` objects of cache `c`, linked through their first words
+ * (the last link nullptr); returns the first (nullptr when out of memory) and
+ * stores how many in *got.  With max > want, a slab's whole freelist is taken
+ * (in O(1), see take_from_slab) when it fits in max: up to max objects.
  * The slabs they come from become owned by thread cache `owner` (0: none),
  * in the zone's slab map. */
-void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned owner);
+void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned owner,
+                            unsigned max = 0);
 
 /* The malloc layer tells which thread-cache owner ids are alive.  When an
  * id dies, the partial slabs it owned become unowned (partial[0]) in every

@@ -8,6 +8,8 @@
  *     (o == 0: nobody), and o is 0 or a live owner;
  *   - for every slab: inuse + (objects on freelist) + (objects - carved)
  *     == objects;
+ *   - a slab with a non-empty freelist has its last object at byte offset
+ *     freelist_tail (whose link is nullptr);
  *   - a slab on full has inuse == objects; on partial 0 < inuse < objects
  *     (or inuse < objects while it is being filled);
  *   - active_objects == sum of inuse.
@@ -142,18 +144,24 @@ static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner)
         owners[i] = (uint8_t)owner;
 }
 
-/* Take up to `want` objects from slab pg onto the front of *chain.  A slab
- * whose whole freelist fits is emptied in O(1) (its length is carved -
- * inuse), without touching the objects under the lock; otherwise objects are
- * popped one by one.  Carved objects are pushed highest first, so the chain
- * hands them out in address order. */
-static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, void **chain)
+/* Take objects from slab pg onto the front of *chain: up to `want`, or its
+ * whole freelist when that fits in `max` (max >= want).  A whole freelist
+ * (its length is carved - inuse) is spliced in O(1) through its tail
+ * (freelist_tail), without touching the objects under the lock: objects a
+ * slab got back from other threads are cold in this CPU's cache, and
+ * walking them one by one cost a cache miss each with the lock held (the
+ * thread takes that miss when it hands the object out instead, outside any
+ * lock).  Otherwise objects are popped one by one.  Carved objects are
+ * pushed highest first, so the chain hands them out in address order. */
+static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned max, void **chain)
 {
     unsigned got = 0;
     if (pg->freelist) {
         unsigned nfree = (unsigned)(pg->carved - pg->inuse);
-        if (nfree <= want && !*chain) {
-            *chain = pg->freelist;             /* null-terminated */
+        if (nfree <= max) {
+            void *tail = (char *)page_address(pg) + pg->freelist_tail;
+            *(void **)tail = *chain;           /* was nullptr: the freelist's end */
+            *chain = pg->freelist;
             pg->freelist = nullptr;
             got = nfree;
         } else {
@@ -166,9 +174,9 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, void **ch
             }
         }
     }
-    unsigned carve = pg->objects - pg->carved;
-    if (carve > want - got)
-        carve = want - got;
+    unsigned carve = pg->objects - pg->carved, left = got < want ? want - got : 0;
+    if (carve > left)
+        carve = left;
     if (carve) {
         char *base = (char *)page_address(pg);
         for (unsigned i = pg->carved + carve; i-- > pg->carved;) {
@@ -194,11 +202,17 @@ static inline page *claim_slab(kmem_cache *c, page *pg, unsigned owner)
 /* Before a new slab is allocated: another owner's partial slab to borrow
  * free objects from, so free objects are not stranded in the slabs of owners
  * that do not need them: the coldest (list tail) of an owner that has at
- * least two, with the most free objects.  (An owner's only partial slab is
- * where its next objects come from: borrowing it would put two threads'
- * objects in one cache line, the false sharing remote frees avoid.)
+ * least two, with the most free objects, if at least half its objects are
+ * free.  (An owner's only partial slab is where its next objects come from:
+ * borrowing it would put two threads' objects in one cache line, the false
+ * sharing remote frees avoid.)
  * The slab stays its owner's: the objects borrowed become remote frees for
- * the borrower, the owner's own objects stay local frees for it. */
+ * the borrower, the owner's own objects stay local frees for it.  Hence the
+ * half-free rule: borrowing nearly full slabs (a few objects each) fed a
+ * cycle on many-threads, where the borrowed objects came back as remote
+ * frees, scattered over the owners' slabs a few at a time, whose refills
+ * then found only nearly full slabs and borrowed in turn: 10 slabs visited
+ * per refill, a third of all frees going back to the slabs. */
 static page *borrow_partial(kmem_cache *c, unsigned owner)
 {
     page *best = nullptr;
@@ -216,6 +230,8 @@ static page *borrow_partial(kmem_cache *c, unsigned owner)
                 best = pg;
         }
     }
+    if (best && 2u * best->inuse > best->objects)
+        return nullptr;                 /* more than half full: a new slab instead */
     return best;
 }
 
@@ -249,17 +265,20 @@ static page *get_partial_or_new(kmem_cache *c, unsigned owner)
     return claim_slab(c, pg, owner);
 }
 
-void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, unsigned owner)
+void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, unsigned owner,
+                            unsigned max)
 {
     void *head = nullptr;
     unsigned got = 0;
     owner &= NR_SLAB_OWNERS - 1;
+    if (max < want)
+        max = want;
     cache_lock(c);
     while (got < want) {
         page *pg = get_partial_or_new(c, owner);
         if (!pg)
             break;
-        got += take_from_slab(c, pg, want - got, &head);
+        got += take_from_slab(c, pg, want - got, max - got, &head);
         set_slab_list(c, pg, pg->inuse == pg->objects ? SLAB_FULL : SLAB_PARTIAL);
     }
     c->active_objects += got;
@@ -339,6 +358,8 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
             base = (uintptr_t)obj & ~(slab_bytes - 1);
             run = 0;
         }
+        if (!pg->freelist)
+            pg->freelist_tail = (uint32_t)((uintptr_t)obj - base);
         *(void **)obj = pg->freelist;
         pg->freelist = obj;
         run++;

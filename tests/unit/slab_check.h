@@ -1,6 +1,7 @@
 // Shared by the unit tests: check a slab cache's books under its lock.
 // Every slab is on exactly one list (full, or the partial list of its owner),
-// its objects add up (inuse + free + never carved == objects), full slabs
+// its objects add up (inuse + free + never carved == objects), a freelist's
+// tail is where freelist_tail says, full slabs
 // are full and partial ones are not, and the totals match the cache's
 // counters (objects parked in the barn count as in use).
 #pragma once
@@ -20,6 +21,14 @@ inline unsigned long freelist_len(kalloc::page *pg)
     return n;
 }
 
+inline void *freelist_last(kalloc::page *pg)
+{
+    void *last = nullptr;
+    for (void *o = pg->freelist; o; o = *(void **)o)
+        last = o;
+    return last;
+}
+
 inline void check_cache(kalloc::kmem_cache *c)
 {
     using namespace kalloc;
@@ -36,6 +45,8 @@ inline void check_cache(kalloc::kmem_cache *c)
                 EXPECT_EQ(&c->partial[zone_slab_owner_map(pg->zone)[page_to_pfn(pg)]], l);
             EXPECT_EQ(pg->slab_cache, c);
             EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved), pg->objects);
+            if (pg->freelist)   /* freelist_tail names the freelist's last object */
+                EXPECT_EQ(freelist_last(pg), (char *)page_address(pg) + pg->freelist_tail);
             if (l == &c->full)
                 EXPECT_EQ(pg->inuse, pg->objects);
             else

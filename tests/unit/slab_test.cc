@@ -182,3 +182,155 @@ TEST(Slab, BarnParksWholeSheavesForTheirOwner)
     check_cache(c);
     EXPECT_TRUE(kmem_cache_obj_is_free(c, head, objs[3]));
 }
+
+namespace {
+
+// The objects of a chain, checked: null-terminated, no repeats, all in c.
+std::vector<void *> chain_objects(kmem_cache *c, void *chain)
+{
+    std::vector<void *> v;
+    std::set<void *> seen;
+    for (void *o = chain; o; o = *(void **)o) {
+        zone *z = page_zone_of((uintptr_t)o);
+        EXPECT_NE(z, nullptr);
+        if (!z)
+            break;
+        EXPECT_EQ(compound_head(virt_to_page(z, (uintptr_t)o))->slab_cache, c);
+        EXPECT_TRUE(seen.insert(o).second) << "an object twice in a chain";
+        v.push_back(o);
+        if (v.size() > 100000)
+            break;
+    }
+    return v;
+}
+
+page *slab_of(void *o)
+{
+    return compound_head(virt_to_page(page_zone_of((uintptr_t)o), (uintptr_t)o));
+}
+
+void free_chain(kmem_cache *c, std::vector<void *> &objs)
+{
+    if (objs.empty())
+        return;
+    for (size_t i = 0; i + 1 < objs.size(); i++)
+        *(void **)objs[i] = objs[i + 1];
+    kmem_cache_free_bulk(c, objs[0], (unsigned)objs.size());
+    objs.clear();
+}
+
+} // namespace
+
+TEST(Slab, WholeFreelistsAreSplicedUpToMax)
+{
+    // Two full slabs of owner 0 get every other object back (freelists of
+    // objects/2 each, in a scattered order).  A refill with room for a
+    // freelist takes it whole (beyond `want`), a chain with every object
+    // once and a null end; with want beyond the first slab, both freelists
+    // come whole, spliced; one with less room pops only `want`.
+    kmem_cache *c = &kmalloc_caches[30];
+    kmem_cache_shrink_all();
+    unsigned per = kmalloc_info[30].objects, got = 0;
+    std::vector<void *> all = chain_objects(c, kmem_cache_alloc_bulk(c, 2 * per, &got, 0));
+    ASSERT_EQ(got, 2 * per);
+    ASSERT_EQ(all.size(), 2u * per);
+    std::vector<void *> keep, back;
+    for (size_t i = 0; i < all.size(); i++)
+        (i % 2 ? back : keep).push_back(all[i]);
+    std::shuffle(back.begin(), back.end(), std::mt19937(3));
+    unsigned nback = (unsigned)back.size();
+    free_chain(c, back);
+    check_cache(c);
+
+    // Room for everything: one freelist whole, although want is 1.
+    void *chain = kmem_cache_alloc_bulk(c, 1, &got, 0, 2 * per);
+    std::vector<void *> taken = chain_objects(c, chain);
+    EXPECT_EQ(got, nback / 2);
+    EXPECT_EQ(taken.size(), (size_t)got);
+    check_cache(c);
+    free_chain(c, taken);
+    check_cache(c);
+
+    // want beyond one freelist: both whole, the second spliced before the first.
+    chain = kmem_cache_alloc_bulk(c, nback / 2 + 1, &got, 0, 2 * per);
+    taken = chain_objects(c, chain);
+    EXPECT_EQ(got, nback);
+    EXPECT_EQ(taken.size(), (size_t)got);
+    check_cache(c);
+    free_chain(c, taken);
+    check_cache(c);
+
+    // Room for less than one freelist: exactly want, popped one by one.
+    chain = kmem_cache_alloc_bulk(c, 3, &got, 0, per / 2 - 1);
+    taken = chain_objects(c, chain);
+    EXPECT_EQ(got, 3u);
+    EXPECT_EQ(taken.size(), 3u);
+    check_cache(c);
+    free_chain(c, taken);
+    free_chain(c, keep);
+    check_cache(c);
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->active_objects, 0u);
+    spin_unlock(&c->lock);
+}
+
+TEST(Slab, BorrowsOnlySlabsAtLeastHalfFree)
+{
+    // Owner 5 has two partial slabs with one free object each: a refill by
+    // owner 6 (no slabs of its own, none unowned, no spare) takes a new slab
+    // instead of borrowing a nearly full one.  Once one of owner 5's slabs
+    // is mostly free, owner 7 borrows from it, and the slab stays owner 5's.
+    kmem_cache *c = &kmalloc_caches[31];
+    kmem_cache_shrink_all();
+    for (unsigned o : {5u, 6u, 7u})
+        slab_owner_set_live(o, true);
+    unsigned per = kmalloc_info[31].objects, got = 0;
+    ASSERT_GE(per, 4u);
+    std::vector<void *> a = chain_objects(c, kmem_cache_alloc_bulk(c, per, &got, 5));
+    std::vector<void *> b = chain_objects(c, kmem_cache_alloc_bulk(c, per, &got, 5));
+    ASSERT_EQ(a.size(), (size_t)per);
+    ASSERT_EQ(b.size(), (size_t)per);
+    page *sa = slab_of(a[0]), *sb = slab_of(b[0]);
+    ASSERT_NE(sa, sb);
+    std::vector<void *> one{a.back()};
+    a.pop_back();
+    free_chain(c, one);
+    one.push_back(b.back());
+    b.pop_back();
+    free_chain(c, one);
+    check_cache(c);
+    spin_lock(&c->lock);
+    ASSERT_EQ(c->nr_owner_partial[5], 2u);
+    ASSERT_TRUE(list_empty(&c->partial[0]));
+    ASSERT_EQ(c->empty_slab, nullptr);
+    spin_unlock(&c->lock);
+
+    std::vector<void *> six = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 6));
+    ASSERT_EQ(six.size(), 1u);
+    page *s6 = slab_of(six[0]);
+    EXPECT_NE(s6, sa);
+    EXPECT_NE(s6, sb) << "borrowed from a nearly full slab";
+    EXPECT_EQ(zone_slab_owner_map(s6->zone)[page_to_pfn(s6)], 6);
+
+    // Slab a becomes mostly free (and goes to the tail of owner 5's list).
+    std::vector<void *> most(a.begin() + 1, a.end());
+    a.resize(1);
+    free_chain(c, most);
+    check_cache(c);
+    std::vector<void *> seven = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 7));
+    ASSERT_EQ(seven.size(), 1u);
+    EXPECT_EQ(slab_of(seven[0]), sa) << "did not borrow a mostly free slab";
+    EXPECT_EQ(zone_slab_owner_map(sa->zone)[page_to_pfn(sa)], 5) << "a borrowed slab changed owner";
+    check_cache(c);
+
+    free_chain(c, seven);
+    free_chain(c, six);
+    free_chain(c, a);
+    free_chain(c, b);
+    for (unsigned o : {5u, 6u, 7u})
+        slab_owner_set_live(o, false);
+    check_cache(c);
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->active_objects, 0u);
+    spin_unlock(&c->lock);
+}
