@@ -8,6 +8,7 @@
 #include "mm/vmscan.h"
 #include "platform/options.h"
 #include "platform/os.h"
+#include "platform/timekeeping.h"
 
 namespace kalloc {
 
@@ -86,11 +87,12 @@ void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
     }
 }
 
-void khugepaged_scan(unsigned max_collapse)
+void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
 {
     if (thp_enabled <= THP_NEVER || !option_get(OPT_THP))
         return;
     unsigned collapses = 0;
+    unsigned long start_ns = budget_ns ? ktime_get_ns() : 0;
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
@@ -110,7 +112,8 @@ void khugepaged_scan(unsigned max_collapse)
                 /* Build the hugepage now: when the block first became dense
                  * and once it has refilled after reclaim. */
                 bool want = !(f & PB_THP_COLLAPSED) || (f & PB_THP_RECLAIMED);
-                if (want && collapse_works && collapses < max_collapse) {
+                if (want && collapse_works && collapses < max_collapse &&
+                    (!budget_ns || !collapses || ktime_get_ns() - start_ns < budget_ns)) {
                     collapses++;
                     int err = os_collapse(pageblock_address(z, pb), PAGEBLOCK_BYTES);
                     if (err == 0) {

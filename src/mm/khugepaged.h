@@ -34,8 +34,9 @@
  * `always` (read once; `never`: nothing is done) and KALLOC_THP is on.
  * MADV_COLLAPSE failing with EINVAL (older kernel) turns collapsing off
  * silently.  The scan runs with the timed reclaim pass (kswapd or the slow
- * path decay), at most one collapse per pass on the program's thread and
- * KHUGEPAGED_COLLAPSE_BATCH per pass on kswapd.
+ * path decay), collapsing for at most KHUGEPAGED_SLOWPATH_BUDGET_NS per pass
+ * on the program's thread and KHUGEPAGED_COLLAPSE_BATCH blocks per pass on
+ * kswapd.
  *
  * KALLOC_HUGETLB=1: zone growth maps from reserved hugetlbfs pages
  * (MAP_HUGETLB) when /proc/meminfo shows enough free ones, and falls back to
@@ -61,9 +62,13 @@ extern thp_mode thp_enabled;        /* the system's transparent_hugepage/enabled
 constexpr unsigned KHUGEPAGED_DENSE_FREE = pageblock_nr_pages / 8;   /* at most this free: dense */
 constexpr unsigned KHUGEPAGED_SPARSE_FREE = pageblock_nr_pages / 2;  /* at least this free: sparse */
 /* MADV_COLLAPSE calls per scan: each copies 2 MiB under the mm's lock
- * (3-5 ms measured), so a slow-path scan (on the program's own thread) does
- * one, kswapd up to this many. */
+ * (0.6 ms measured on an idle machine, 3-5 ms on a loaded one), so a scan
+ * on the program's own thread collapses while it has spent less than
+ * KHUGEPAGED_SLOWPATH_BUDGET_NS (at least one block; a pass runs every
+ * 250 ms, so at most 0.8% of the thread's time), kswapd up to
+ * KHUGEPAGED_COLLAPSE_BATCH. */
 constexpr unsigned KHUGEPAGED_COLLAPSE_BATCH = 16;
+constexpr unsigned long KHUGEPAGED_SLOWPATH_BUDGET_NS = 2000000;
 
 /* In use (allocated) pages a zone must hold before fresh pageblocks are
  * advised at their first fill (16 MiB: the bench's small programs, 3-10 MiB
@@ -74,9 +79,10 @@ constexpr unsigned long KHUGEPAGED_FAULT_MIN_INUSE = 8 * pageblock_nr_pages;
 void khugepaged_init();
 
 /* Walk every zone's pageblocks and madvise those that changed between dense
- * and sparse; collapse up to max_collapse newly dense (or refilled) ones.
+ * and sparse; collapse up to max_collapse newly dense (or refilled) ones,
+ * and no more once budget_ns has been spent on collapses (0: no time limit).
  * Caller holds vmscan_lock. */
-void khugepaged_scan(unsigned max_collapse);
+void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns);
 
 /* The allocator takes 2^order pages at pfn out of a free block of at least
  * a pageblock that is wholly PG_reported (not resident): advise the

@@ -195,7 +195,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
     if (timed)
         WRITE_ONCE(last_timed_work, reclaimed + decayed + shrunk);
     if (timed) {
-        khugepaged_scan(from_kswapd ? KHUGEPAGED_COLLAPSE_BATCH : 1);
+        khugepaged_scan(KHUGEPAGED_COLLAPSE_BATCH, from_kswapd ? 0 : KHUGEPAGED_SLOWPATH_BUDGET_NS);
         stat_add(vm_reclaim_stats.decay_runs, 1);
     }
     spin_unlock(&vmscan_lock);
