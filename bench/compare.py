@@ -994,7 +994,8 @@ def rss_summaries(runs, benches, allocs):
                     if ph not in names:
                         names.append(ph)
         steady = THP_STEADY.get(b, [])
-        names.sort(key=lambda ph: (ph not in steady, names.index(ph)))
+        order = list(names)
+        names.sort(key=lambda ph: (ph not in steady, order.index(ph)))
         if names:
             out["thp"][b] = {}
         for ph in names:
@@ -1387,7 +1388,7 @@ def markdown_rss(rs, allocs, sfx=""):
             for ph, vals in per.items():
                 steady = ph in THP_STEADY.get(b, [])
                 got = [v for v in vals.values() if v is not None]
-                best = max(got) if len(got) > 1 else None
+                best = max(got) if len(got) > 1 and max(got) > 0 else None
                 cells = [b, ph, "yes" if steady else "no"]
                 cells += [cell(None if vals[a] is None else 100.0 * vals[a],
                                None if best is None else 100.0 * best, ".0f") for a in allocs]
@@ -1812,7 +1813,7 @@ def main():
                                checksum=r.get("checksum"), problem=r.get("problem"))
                     if "rps" in r:
                         rec["redis_rps"] = r["rps"]
-                    for key in ("rss_phases", "live_kib", "rss_samples", "phase_marks"):
+                    for key in ("rss_phases", "live_kib", "rss_samples", "phase_marks", "thp"):
                         if key in r:
                             rec[key] = r[key]
                     m = re.search(r"\bthreads=(\d+)", r.get("out") or "")
@@ -1923,6 +1924,11 @@ def main():
                 "vs %s %s" % (p, fmt(rr["geomean"][p], ".3f")) for p in rr["peers"] + ["best"]))
         if rs["phase_geomean"]:
             log("kalloc/best peer, RSS per phase (geometric mean): %.3f" % rs["phase_geomean"])
+        for b, per in rs.get("thp", {}).items():
+            log("%s: hugepage coverage: " % b + "  ".join(
+                "%s%s %s" % (ph, "*" if ph in THP_STEADY.get(b, []) else "", "  ".join(
+                    "%s %s%%" % (a, fmt(None if v is None else 100 * v, ".0f"))
+                    for a, v in vals.items())) for ph, vals in per.items()))
         for b, per in rs["idle"].items():
             log("%s: RSS(2 s) above start / live: " % b + "  ".join(
                 "%s %s%s" % (a, fmt(e["ratio_t2"], ".2f"), "" if e["within"] else " (miss)")
