@@ -49,8 +49,14 @@ void khugepaged_init()
     thp_enabled = m;
 }
 
-bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order)
+bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, migratetype mt)
 {
+    /* Large blocks under 2 MiB are cut from power-of-two blocks whose tails
+     * wait on the free lists for a smaller request: in a hugepage those
+     * tails are resident (idle-drift's burst peaked 22 MiB higher, 7 MiB
+     * without them).  Their pageblocks are left to the dense-block collapse. */
+    if (mt == MIGRATE_MOVABLE && order < pageblock_order)
+        return false;
     /* In `always` mode the fault makes hugepages anyway; `never`: nothing. */
     if (thp_enabled != THP_MADVISE || !option_get(OPT_THP))
         return false;

@@ -89,7 +89,7 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns);
  * pageblocks they touch MADV_HUGEPAGE before the first fault when the zone
  * is busy (see above), and mark them PB_THP_FAULT: their free pieces are
  * resident from now on.  True when it did.  Caller holds z->lock. */
-bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order);
+bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, migratetype mt);
 
 /* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer
  * whole hugepages.  Caller holds vmscan_lock. */

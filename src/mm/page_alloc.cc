@@ -286,7 +286,7 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
      * policy may advise it before its first touch (mm/khugepaged.h); then
      * the rest of it goes back resident (add_to_free_list), free from now. */
     if (reported && o >= pageblock_order &&
-        __khugepaged_fresh_pageblocks(z, page_to_pfn(pg), order))
+        __khugepaged_fresh_pageblocks(z, page_to_pfn(pg), order, mt))
         free_time = vmscan_now();
     expand(z, pg, order, o, mt, reported, free_time);
     if (zeroed)

@@ -293,7 +293,8 @@ TEST(Compact, GrowingHeapGetsHugepagesAtTheFirstFault) {
   if (thp && thp[0] == '0') GTEST_SKIP() << "KALLOC_THP=0";
   kalloc_vmstat before = vmstat_now();
   std::vector<void *> ps;
-  const size_t block = 128 << 10;
+  ps.reserve((96u << 20) / 1024);
+  const size_t block = 1024;          // slab objects: their pageblocks are filled densely
   for (size_t got = 0; got < (96u << 20); got += block) {
     void *p = malloc(block);
     ASSERT_NE(p, nullptr);
@@ -302,7 +303,7 @@ TEST(Compact, GrowingHeapGetsHugepagesAtTheFirstFault) {
   }
   kalloc_vmstat after = vmstat_now();
   EXPECT_GT(after.thp_fault_advised, before.thp_fault_advised)
-      << "96 MiB of new large blocks: some fresh pageblocks were made huge";
+      << "96 MiB of new small objects: some fresh pageblocks were made huge";
   // Most of what was filled is in hugepages (they may have been lacking:
   // then the kernel counted thp_fault_fallback).
   EXPECT_GT(after.anon_huge_bytes, before.anon_huge_bytes + (32u << 20))

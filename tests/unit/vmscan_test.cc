@@ -538,7 +538,8 @@ void fill_zone(zone *z, unsigned long pages, std::vector<page *> *held)
 }
 
 // The cheap route to hugepages: a fresh pageblock the allocator starts to
-// fill, in a zone already busy, is MADV_HUGEPAGE before its first touch, so
+// fill with slabs (or with a large block of 2 MiB or more), in a zone
+// already busy, is MADV_HUGEPAGE before its first touch, so
 // the first fault maps a whole hugepage; its rest becomes resident free
 // memory (not PG_reported), and once it is sparse it turns MADV_NOHUGEPAGE.
 TEST(Khugepaged, FreshPageblocksOfABusyZoneAreHugeAtTheirFirstFault)
@@ -593,6 +594,15 @@ TEST(Khugepaged, FreshPageblocksOfABusyZoneAreHugeAtTheirFirstFault)
     ASSERT_TRUE(smaps_of(addr, &flags, &huge_kib));
     if (vmstat_counter("thp_fault_fallback") == fallbacks)
         EXPECT_GE(huge_kib, 2048) << "the first fault of an advised pageblock maps 2 MiB";
+    // A large block under 2 MiB from a fresh pageblock is not advised (the
+    // tail of its power-of-two block would be resident in the hugepage).
+    page *large = take_block(z, 4, MIGRATE_MOVABLE, &zeroed);
+    ASSERT_NE(large, nullptr);
+    unsigned long large_pb = page_to_pfn(large) >> pageblock_order;
+    EXPECT_NE(large_pb, pb);
+    EXPECT_FALSE(z->pageblock_thp[large_pb] & (PB_THP_HUGE | PB_THP_FAULT));
+    EXPECT_TRUE(pageblock_has_reported(z, large_pb));
+    free_pages(large, 4);
     // Freed again: the pageblock is sparse, so the scan turns it
     // MADV_NOHUGEPAGE and it is an ordinary (reclaimable) block again.
     free_pages(pg, 0);
