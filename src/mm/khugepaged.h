@@ -19,8 +19,10 @@
  * its first page fault (no collapse, no copy; 0.1 ms measured on 6.18, where
  * the 4 KiB faults of 2 MiB cost 0.4 ms).  So when the allocator starts to
  * fill a pageblock that is wholly free and not resident (fresh from zone
- * growth, or wholly given back) and the zone already holds
- * KHUGEPAGED_FAULT_MIN_INUSE pages in use (sustained demand: a small
+ * growth, or wholly given back) with slabs or metadata, or with a large
+ * block of 2 MiB or more (smaller ones leave the tail of their power-of-two
+ * block free, which a hugepage would make resident), and the zone already
+ * holds KHUGEPAGED_FAULT_MIN_INUSE pages in use (sustained demand: a small
  * program keeps small pages, a hugepage makes all 2 MiB resident), the
  * pageblock is advised at once (__khugepaged_fresh_pageblocks, under the
  * zone lock) and marked PB_THP_FAULT: the fault makes all 2 MiB resident, so
