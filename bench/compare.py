@@ -104,6 +104,18 @@ RSS_TIME_BENCHES = ["kv-ttl", "redis-expiry"]
 # Phases that are a baseline, not a result: shown, left out of the geomean.
 BASELINE_PHASES = {"start"}
 
+# Issue 4's hugepage target: AnonHugePages >= 80% of Rss at the steady phases
+# of these workloads (thp_coverage lines; redis-expiry: the driver reads the
+# server's /proc/<pid>/smaps_rollup at the end of each phase).  Other phases
+# that report coverage are shown for information.
+THP_STEADY = {
+    "kv-ttl": ["warm", "spike", "calm"],
+    "frag-churn": ["churn"],
+    "fragmentation": ["fill"],
+    "redis-expiry": ["spike", "calm"],
+}
+THP_TARGET = 0.80
+
 # What each memory workload must report (a run without it is a failed run):
 # rss_phase names, and "samples" for an RSS time series.
 REQUIRED_RSS = {
@@ -377,12 +389,22 @@ def checksum_from_output(text):
 def parse_rss_lines(text):
     """The machine-readable lines of the memory workloads (bench/workloads/
     common.h): rss_phase <name> <KiB>, live_kib <name> <KiB>,
-    rss_sample <ms> <KiB>, phase_mark <ms> <name>.  Returns a dict with the
+    rss_sample <ms> <KiB>, phase_mark <ms> <name>, and
+    thp_coverage <name> <AnonHugePages KiB> <Rss KiB>.  Returns a dict with the
     keys that occur: rss_phases {name: KiB} (in order), live_kib {name: KiB},
-    rss_samples [[ms, KiB]], phase_marks [[ms, name]]."""
-    phases, live, samples, marks = {}, {}, [], []
+    rss_samples [[ms, KiB]], phase_marks [[ms, name]], thp {name: [AnonHuge
+    KiB, Rss KiB]} (lines with one name summed)."""
+    phases, live, samples, marks, thp = {}, {}, [], [], {}
     for line in text.splitlines():
         f = line.split()
+        if len(f) == 4 and f[0] == "thp_coverage":
+            try:
+                cur = thp.setdefault(f[1], [0, 0])
+                cur[0] += int(f[2])
+                cur[1] += int(f[3])
+            except ValueError:
+                pass
+            continue
         if len(f) != 3:
             continue
         try:
@@ -405,7 +427,38 @@ def parse_rss_lines(text):
         out["rss_samples"] = samples
     if marks:
         out["phase_marks"] = marks
+    if thp:
+        out["thp"] = thp
     return out
+
+
+def thp_of(pid):
+    """[AnonHugePages KiB, Rss KiB] of a process, from /proc/<pid>/smaps_rollup;
+    None if it cannot be read."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            text = f.read()
+    except OSError:
+        return None
+    rss = re.search(r"^Rss:\s+(\d+)", text, re.M)
+    ahp = re.search(r"^AnonHugePages:\s+(\d+)", text, re.M)
+    if not rss or not ahp:
+        return None
+    return [int(ahp.group(1)), int(rss.group(1))]
+
+
+def thp_mode():
+    """The machine's transparent_hugepage enabled and defrag modes (the
+    bracketed words), e.g. ("madvise", "madvise"); "?" when unknown."""
+    modes = []
+    for name in ("enabled", "defrag"):
+        try:
+            with open("/sys/kernel/mm/transparent_hugepage/" + name) as f:
+                m = re.search(r"\[(\S+)\]", f.read())
+            modes.append(m.group(1) if m else "?")
+        except OSError:
+            modes.append("?")
+    return tuple(modes)
 
 
 def vmrss_of(pid):
@@ -777,9 +830,14 @@ def run_redis_expiry(server, cli, env, requests, tail, timeout, tmp):
         sampler = RssSampler(server_pid, 0.1)
         phases, marks = {}, []
 
+        thp = {}
+
         def on_phase(name):
             marks.append([sampler.now_ms(), name])
             phases[name] = vmrss_of(server_pid) or 0
+            cov = thp_of(server_pid)
+            if cov:
+                thp[name] = cov
 
         phases["start"] = vmrss_of(server_pid) or 0
         t0 = time.perf_counter()
@@ -804,6 +862,8 @@ def run_redis_expiry(server, cli, env, requests, tail, timeout, tmp):
         elif stats["hits"] == 0 or stats["sets"] == 0:
             res["problem"] = "redis-expiry: no hit (%r)" % stats
         res.update(rss_phases=phases, rss_samples=sampler.samples, phase_marks=marks)
+        if thp:
+            res["thp"] = thp
         os.kill(server_pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
         while True:
@@ -923,8 +983,27 @@ def rss_summaries(runs, benches, allocs):
     threads:  {alloc: {threads, start_mib, asleep_mib, asleep_1s_mib, per_thread_kib}}
     series:   {bench: {alloc: {samples, marks, peak_mib, mean_mib, last_mib}}}
     """
-    out = dict(phases={}, phase_geomean=None, idle={}, threads={}, series={})
+    out = dict(phases={}, phase_geomean=None, idle={}, threads={}, series={}, thp={})
     peers = [a for a in allocs if a != "kalloc"]
+    # Hugepage coverage: {bench: {phase: {alloc: median AnonHugePages/Rss}}}
+    for b in benches:
+        names = []
+        for r in runs:
+            if r["bench"] == b and r["ok"]:
+                for ph in r.get("thp", {}):
+                    if ph not in names:
+                        names.append(ph)
+        steady = THP_STEADY.get(b, [])
+        order = list(names)
+        names.sort(key=lambda ph: (ph not in steady, order.index(ph)))
+        if names:
+            out["thp"][b] = {}
+        for ph in names:
+            out["thp"][b][ph] = {}
+            for a in allocs:
+                vals = [r["thp"][ph][0] / r["thp"][ph][1] for r in ok_runs(runs, b, a)
+                        if ph in r.get("thp", {}) and r["thp"][ph][1] > 0]
+                out["thp"][b][ph][a] = statistics.median(vals) if vals else None
     geo = []
     for b in benches:
         names = []
@@ -1285,6 +1364,39 @@ def markdown_rss(rs, allocs, sfx=""):
         if has_k:
             L.append("| **geometric mean** | | | " + " | ".join([""] * len(allocs)) +
                      " | **%s** |" % fmt(rs["phase_geomean"], ".3f"))
+        L.append("")
+
+    if rs.get("thp"):
+        enabled, defrag = thp_mode()
+        L.append("## Hugepage coverage (AnonHugePages / Rss, %, median; higher is better)")
+        L.append("")
+        L.append("Read from `/proc/self/smaps_rollup` by the program (`thp_coverage` lines; for "
+                 "*redis-expiry* by the driver from the server's `/proc/<pid>/smaps_rollup`) at "
+                 "the end of each phase; *frag-churn* sums every phase's figures after its "
+                 "churn, the first cycle left out. This machine: "
+                 "`transparent_hugepage/enabled` = %s, `defrag` = %s. Issue 4's target: "
+                 "kalloc at least %d%% at the steady phases (*steady* = yes), with its default "
+                 "settings." % (enabled, defrag, round(THP_TARGET * 100)))
+        L.append("")
+        head = ["benchmark", "phase", "steady"] + allocs
+        if "kalloc" in allocs:
+            head.append("kalloc ≥ %d%%" % round(THP_TARGET * 100))
+        L.append("| " + " | ".join(head) + " |")
+        L.append("|" + "|".join(["---", "---", "---"] + ["---:"] * len(allocs) +
+                                (["---"] if "kalloc" in allocs else [])) + "|")
+        for b, per in rs["thp"].items():
+            for ph, vals in per.items():
+                steady = ph in THP_STEADY.get(b, [])
+                got = [v for v in vals.values() if v is not None]
+                best = max(got) if len(got) > 1 and max(got) > 0 else None
+                cells = [b, ph, "yes" if steady else "no"]
+                cells += [cell(None if vals[a] is None else 100.0 * vals[a],
+                               None if best is None else 100.0 * best, ".0f") for a in allocs]
+                if "kalloc" in allocs:
+                    k = vals.get("kalloc")
+                    cells.append("—" if (k is None or not steady) else
+                                 ("yes" if k >= THP_TARGET else "**no**"))
+                L.append("| " + " | ".join(cells) + " |")
         L.append("")
 
     if rs["idle"]:
@@ -1701,7 +1813,7 @@ def main():
                                checksum=r.get("checksum"), problem=r.get("problem"))
                     if "rps" in r:
                         rec["redis_rps"] = r["rps"]
-                    for key in ("rss_phases", "live_kib", "rss_samples", "phase_marks"):
+                    for key in ("rss_phases", "live_kib", "rss_samples", "phase_marks", "thp"):
                         if key in r:
                             rec[key] = r[key]
                     m = re.search(r"\bthreads=(\d+)", r.get("out") or "")
@@ -1812,6 +1924,11 @@ def main():
                 "vs %s %s" % (p, fmt(rr["geomean"][p], ".3f")) for p in rr["peers"] + ["best"]))
         if rs["phase_geomean"]:
             log("kalloc/best peer, RSS per phase (geometric mean): %.3f" % rs["phase_geomean"])
+        for b, per in rs.get("thp", {}).items():
+            log("%s: hugepage coverage: " % b + "  ".join(
+                "%s%s %s" % (ph, "*" if ph in THP_STEADY.get(b, []) else "", "  ".join(
+                    "%s %s%%" % (a, fmt(None if v is None else 100 * v, ".0f"))
+                    for a, v in vals.items())) for ph, vals in per.items()))
         for b, per in rs["idle"].items():
             log("%s: RSS(2 s) above start / live: " % b + "  ".join(
                 "%s %s%s" % (a, fmt(e["ratio_t2"], ".2f"), "" if e["within"] else " (miss)")

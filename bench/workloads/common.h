@@ -185,13 +185,56 @@ inline long vmrss_kib() {
   return std::strtol(p + 6, nullptr, 10);
 }
 
+// Hugepage coverage of this process: AnonHugePages and Rss in KiB, from
+// /proc/self/smaps_rollup (open/read into a stack buffer: no malloc).  False
+// when the file cannot be read (no THP support, or an old kernel).
+inline bool thp_usage(long* anon_huge_kib, long* rss_kib) {
+  int fd = ::open("/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[8192];
+  ssize_t n = 0, r;
+  while (n < (ssize_t)sizeof buf - 1 && (r = ::read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += r;
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = 0;
+  const char* rss = std::strstr(buf, "\nRss:");
+  const char* ahp = std::strstr(buf, "\nAnonHugePages:");
+  if (!rss || !ahp) return false;
+  *rss_kib = std::strtol(rss + 5, nullptr, 10);
+  *anon_huge_kib = std::strtol(ahp + 15, nullptr, 10);
+  return true;
+}
+
 // Machine-readable lines that compare.py parses (before the "ok" line):
 //   rss_phase <name> <KiB>     the VmRSS at the end of a named phase
 //   live_kib <name> <KiB>      the bytes the program holds at that point
 //   rss_sample <ms> <KiB>      one VmRSS sample of a time series
+//   thp_coverage <name> <AnonHugePages KiB> <Rss KiB>
+//                              hugepage coverage at a steady phase (issue 4:
+//                              >= 80% of Rss in hugepages); several lines with
+//                              one name are summed
 inline void print_phase(const char* phase, long rss_kib, long live_kib = -1) {
   std::printf("rss_phase %s %ld\n", phase, rss_kib);
   if (live_kib >= 0) std::printf("live_kib %s %ld\n", phase, live_kib);
+  std::fflush(stdout);
+}
+
+// A hugepage coverage sample, taken now and printed later (print_thp), so a
+// phase boundary inside threads or a timed loop does not print.
+struct ThpSample {
+  long anon_huge_kib = 0, rss_kib = 0;
+  bool ok = false;
+  void take() { ok = thp_usage(&anon_huge_kib, &rss_kib); }
+  void add(const ThpSample& o) {
+    anon_huge_kib += o.anon_huge_kib;
+    rss_kib += o.rss_kib;
+    ok = ok || o.ok;
+  }
+};
+
+inline void print_thp(const char* phase, const ThpSample& s) {
+  if (!s.ok) return;
+  std::printf("thp_coverage %s %ld %ld\n", phase, s.anon_huge_kib, s.rss_kib);
   std::fflush(stdout);
 }
 

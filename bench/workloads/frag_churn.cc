@@ -12,6 +12,9 @@
 //
 // Measures: time, and mainly peak RSS against the live bytes (both printed;
 // the final RSS after everything is freed is printed too).
+// Hugepage coverage: after the churn of each phase of every cycle but the
+// first (the heap at its steady size), AnonHugePages and Rss are summed and
+// printed as one `thp_coverage churn <KiB> <KiB>` line.
 // Checked work: every block is stamped and verified before it is freed.
 #include <vector>
 
@@ -73,6 +76,7 @@ int main(int argc, char** argv) {
   };
   const size_t budget = (size_t)budget_mib << 20;
   int64_t nphases = 0;
+  kb::ThpSample churn_thp;
   for (int64_t c = 0; c < cycles; ++c) {
     for (const Phase& ph : kPhases) {
       ++nphases;
@@ -90,6 +94,11 @@ int main(int argc, char** argv) {
           release(b);
           b = make(ph.lo, ph.hi);
         }
+      if (c > 0 || cycles == 1) {
+        kb::ThpSample now;
+        now.take();
+        churn_thp.add(now);
+      }
       // End of phase: free most blocks in random order, keep a scattered few.
       for (size_t k = cur.size(); k > 1; --k) std::swap(cur[k - 1], cur[rng.below(k)]);
       for (auto& b : cur) {
@@ -111,6 +120,7 @@ int main(int argc, char** argv) {
   for (auto& b : survivors) survivor_bytes += b.size;
   long rss_with_survivors = kb::current_rss_kib();
   for (auto& b : survivors) release(b);
+  kb::print_thp("churn", churn_thp);
   char d[200];
   std::snprintf(d, sizeof d,
                 "phases=%ld peak_live_kib=%lu survivor_kib=%lu rss_with_survivors_kib=%ld",

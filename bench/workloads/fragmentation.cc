@@ -16,6 +16,8 @@
 //           at the fill level: an allocator that reuses its holes stays near
 //           the fill RSS
 //   end     everything freed
+// The fill and refill phases also print `thp_coverage <phase> <AnonHugePages>
+// <Rss>` (KiB): hugepage coverage of a heap at its steady size.
 // Peak RSS is measured outside (compare.py: GNU time's maximum RSS).
 // Checked work: every block is stamped and verified before it is freed.
 #include <vector>
@@ -80,6 +82,9 @@ int main(int argc, char** argv) {
   while (live < target) make(fill);
   const size_t nfill = fill.ptrs.size();
   kb::print_phase("fill", kb::vmrss_kib(), live_kib());
+  kb::ThpSample fill_thp;
+  fill_thp.take();
+  kb::print_thp("fill", fill_thp);
 
   // Free a random free_pct% in a scattered order: k -> (k * P + off) mod n
   // is a permutation of 0..n-1 when P is prime and does not divide n.
@@ -98,6 +103,9 @@ int main(int argc, char** argv) {
   // refill with other sizes until the live bytes are back at the fill level
   while (live < target) make(refill);
   kb::print_phase("refill", kb::vmrss_kib(), live_kib());
+  kb::ThpSample refill_thp;
+  refill_thp.take();
+  kb::print_thp("refill", refill_thp);
 
   for (size_t i = 0; i < nfill; ++i)
     if (fill.ptrs[i]) release(fill, i);

@@ -19,7 +19,8 @@
 // A sampler thread (which never allocates) reads VmRSS every --sample ms;
 // printed at the end as `rss_sample <ms> <KiB>` lines, with
 // `phase_mark <ms> <phase>` lines and `rss_phase <phase> <KiB>` + `live_kib`
-// at the end of each phase.
+// at the end of each phase, and `thp_coverage <phase> <AnonHugePages> <Rss>`
+// (KiB) there and after the tail.
 // Checked work: every value is stamped and verified on GET and before free.
 #include <atomic>
 #include <barrier>
@@ -123,11 +124,13 @@ int main(int argc, char** argv) {
   long phase_rss[kNumPhases] = {0, 0, 0};
   long phase_live[kNumPhases] = {0, 0, 0};
   uint32_t phase_ms[kNumPhases] = {0, 0, 0};
+  kb::ThpSample phase_thp[kNumPhases];
   int phase_done = 0;
   auto on_phase_end = [&]() noexcept {
     uint64_t live = 0;
     for (auto& s : shards) live += s.live;
     phase_rss[phase_done] = kb::vmrss_kib();
+    phase_thp[phase_done].take();
     phase_live[phase_done] = (long)(live >> 10);
     phase_ms[phase_done] = (uint32_t)(t.secs() * 1000.0);
     ++phase_done;
@@ -214,6 +217,8 @@ int main(int argc, char** argv) {
   // the idle tail: the store keeps its keys, nothing is requested
   kb::sleep_ms(tail_ms);
   const long rss_idle = kb::vmrss_kib();
+  kb::ThpSample idle_thp;
+  idle_thp.take();
   g_stop.store(true, std::memory_order_release);
   sampler.join();
   for (auto& s : shards) {
@@ -225,8 +230,10 @@ int main(int argc, char** argv) {
   for (int p = 0; p < kNumPhases; ++p) {
     std::printf("phase_mark %u %s\n", phase_ms[p], kPhases[p].name);
     kb::print_phase(kPhases[p].name, phase_rss[p], phase_live[p]);
+    kb::print_thp(kPhases[p].name, phase_thp[p]);
   }
   kb::print_phase("idle", rss_idle, (long)(live >> 10));
+  kb::print_thp("idle", idle_thp);
   const size_t ns = g_nsamples.load(std::memory_order_acquire);
   for (size_t i = 0; i < ns; ++i) std::printf("rss_sample %u %u\n", g_samples[i].ms, g_samples[i].kib);
   char d[200];

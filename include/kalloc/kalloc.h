@@ -169,7 +169,7 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 1
+#define KALLOC_VMSTAT_VERSION 2   /* 2: thp_fault_advised */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -248,6 +248,9 @@ struct kalloc_vmstat {
     uint64_t thp_nohuge;          /**< pageblocks marked MADV_NOHUGEPAGE (sparse) */
     uint64_t thp_collapsed;       /**< pageblocks collapsed with MADV_COLLAPSE */
     uint64_t hugetlb_pages;       /**< 4 KiB pages mapped from hugetlbfs (KALLOC_HUGETLB=1) */
+    /* --- version 2 --- */
+    uint64_t thp_fault_advised;   /**< fresh pageblocks of a busy zone marked MADV_HUGEPAGE before
+                                       their first touch (their first fault maps a hugepage) */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

@@ -144,6 +144,7 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.thp_nohuge = READ_ONCE(r.thp_nohuge);
     v.thp_collapsed = READ_ONCE(r.thp_collapsed);
     v.hugetlb_pages = READ_ONCE(r.hugetlb_pages);
+    v.thp_fault_advised = READ_ONCE(r.thp_fault_advised);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

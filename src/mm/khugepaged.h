@@ -14,12 +14,31 @@
  *   sparse  (at least half free) -> MADV_NOHUGEPAGE, so a fault in a range
  *           reclaim gave back maps 4 KiB, not 2 MiB (THP would otherwise undo
  *           reclaim).
+ * Hugepages at the first fault (the cheap route, `madvise` mode): a range
+ * that is MADV_HUGEPAGE before it is first touched gets a whole hugepage at
+ * its first page fault (no collapse, no copy; 0.1 ms measured on 6.18, where
+ * the 4 KiB faults of 2 MiB cost 0.4 ms).  So when the allocator starts to
+ * fill a pageblock that is wholly free and not resident (fresh from zone
+ * growth, or wholly given back) with slabs or metadata, or with a large
+ * block of 2 MiB or more (smaller ones leave the tail of their power-of-two
+ * block free, which a hugepage would make resident), and the zone already
+ * holds KHUGEPAGED_FAULT_MIN_INUSE pages in use (sustained demand: a small
+ * program keeps small pages, a hugepage makes all 2 MiB resident), the
+ * pageblock is advised at once (__khugepaged_fresh_pageblocks, under the
+ * zone lock) and marked PB_THP_FAULT: the fault makes all 2 MiB resident, so
+ * its free pieces are resident free memory (not PG_reported) that reclaim
+ * and decay see, until reclaim gives a piece back (which splits the
+ * hugepage: the flag goes) or the block turns sparse.  Such a block counts
+ * as collapsed: it is collapsed again only after reclaim gave part of it
+ * back and it refilled, and turns MADV_NOHUGEPAGE like any other once
+ * sparse.
  * Only when /sys/kernel/mm/transparent_hugepage/enabled is `madvise` or
  * `always` (read once; `never`: nothing is done) and KALLOC_THP is on.
  * MADV_COLLAPSE failing with EINVAL (older kernel) turns collapsing off
  * silently.  The scan runs with the timed reclaim pass (kswapd or the slow
- * path decay), at most one collapse per pass on the program's thread and
- * KHUGEPAGED_COLLAPSE_BATCH per pass on kswapd.
+ * path decay), collapsing for at most KHUGEPAGED_SLOWPATH_BUDGET_NS per pass
+ * on the program's thread and KHUGEPAGED_COLLAPSE_BATCH blocks per pass on
+ * kswapd.
  *
  * KALLOC_HUGETLB=1: zone growth maps from reserved hugetlbfs pages
  * (MAP_HUGETLB) when /proc/meminfo shows enough free ones, and falls back to
@@ -28,7 +47,10 @@
  * available again, and a fault would then be SIGBUS).
  *
  * Locking: the pageblock_thp flags are written with vmscan_lock held (the
- * scan, reclaim) or the zone lock (growth); readers are racy by design.
+ * scan, reclaim) or the zone lock (growth, a fresh pageblock's first fill:
+ * then the block is wholly free, so the scan, which only changes dense or
+ * sparse-and-huge blocks, does not write it at the same time); readers are
+ * racy by design.
  */
 #pragma once
 
@@ -42,17 +64,34 @@ extern thp_mode thp_enabled;        /* the system's transparent_hugepage/enabled
 constexpr unsigned KHUGEPAGED_DENSE_FREE = pageblock_nr_pages / 8;   /* at most this free: dense */
 constexpr unsigned KHUGEPAGED_SPARSE_FREE = pageblock_nr_pages / 2;  /* at least this free: sparse */
 /* MADV_COLLAPSE calls per scan: each copies 2 MiB under the mm's lock
- * (3-5 ms measured), so a slow-path scan (on the program's own thread) does
- * one, kswapd up to this many. */
+ * (0.6 ms measured on an idle machine, 3-5 ms on a loaded one), so a scan
+ * on the program's own thread collapses while it has spent less than
+ * KHUGEPAGED_SLOWPATH_BUDGET_NS (at least one block; a pass runs every
+ * 250 ms, so at most 0.8% of the thread's time), kswapd up to
+ * KHUGEPAGED_COLLAPSE_BATCH. */
 constexpr unsigned KHUGEPAGED_COLLAPSE_BATCH = 16;
+constexpr unsigned long KHUGEPAGED_SLOWPATH_BUDGET_NS = 2000000;
+
+/* In use (allocated) pages a zone must hold before fresh pageblocks are
+ * advised at their first fill (16 MiB: the bench's small programs, 3-10 MiB
+ * of RSS, keep small pages). */
+constexpr unsigned long KHUGEPAGED_FAULT_MIN_INUSE = 8 * pageblock_nr_pages;
 
 /* Read the THP mode (idempotent). */
 void khugepaged_init();
 
 /* Walk every zone's pageblocks and madvise those that changed between dense
- * and sparse; collapse up to max_collapse newly dense (or refilled) ones.
+ * and sparse; collapse up to max_collapse newly dense (or refilled) ones,
+ * and no more once budget_ns has been spent on collapses (0: no time limit).
  * Caller holds vmscan_lock. */
-void khugepaged_scan(unsigned max_collapse);
+void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns);
+
+/* The allocator takes 2^order pages at pfn out of a free block of at least
+ * a pageblock that is wholly PG_reported (not resident): advise the
+ * pageblocks they touch MADV_HUGEPAGE before the first fault when the zone
+ * is busy (see above), and mark them PB_THP_FAULT: their free pieces are
+ * resident from now on.  True when it did.  Caller holds z->lock. */
+bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, migratetype mt);
 
 /* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer
  * whole hugepages.  Caller holds vmscan_lock. */

@@ -38,7 +38,9 @@
  *   - zone->free_lru holds exactly the resident free blocks of order >=
  *     VMSCAN_MIN_ORDER outside hugetlb pageblocks (PG_lru), newest first,
  *     and nr_free_lru counts their pages (mm/vmscan.h);
- *   - pageblock_nr_free[b] = free-list pages inside pageblock b.
+ *   - pageblock_nr_free[b] = free-list pages inside pageblock b;
+ *   - no PG_reported free block lies in a PB_THP_FAULT pageblock (the
+ *     pageblock's first fault made all of it resident).
  *
  * Lock order: kmem_cache.lock -> per_cpu_pages.lock -> zone.lock -> zone_list_lock.
  */
@@ -146,6 +148,8 @@ enum pageblock_thp_flags : uint8_t {
     PB_THP_RECLAIMED = 1u << 2, /* part of it was given back since it was last made huge */
     PB_THP_COLLAPSED = 1u << 3, /* MADV_COLLAPSE succeeded since it was last made huge */
     PB_HUGETLB = 1u << 4,       /* mapped from hugetlbfs pages: never reclaimed */
+    PB_THP_FAULT = 1u << 5,     /* made huge before its first touch (mm/khugepaged.h): a fault
+                                 * maps all 2 MiB, so none of its free blocks is PG_reported */
 };
 
 struct per_cpu_pages;

@@ -94,6 +94,10 @@ static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratety
                                     bool reported, uint32_t free_time, bool reclaimed = false)
 {
     unsigned long pfn = page_to_pfn(pg);
+    /* A pageblock made huge before its first touch is resident whole: its
+     * pieces that were never handed out are backed (and still zero). */
+    if (reported && unlikely(z->pageblock_thp[pfn >> pageblock_order] & PB_THP_FAULT))
+        reported = false;
     pg->flags = PG_buddy | (reported ? PG_reported : 0) | (reported && reclaimed ? PG_reclaimed : 0);
     pg->order = (uint8_t)order;
     pg->migratetype = mt;
@@ -292,6 +296,12 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     bool reclaimed = pg->flags & PG_reclaimed;
     uint32_t free_time = pg->free_time;
     del_from_free_list(z, pg, o);
+    /* A wholly free, not resident pageblock starts to fill: the hugepage
+     * policy may advise it before its first touch (mm/khugepaged.h); then
+     * the rest of it goes back resident (add_to_free_list), free from now. */
+    if (reported && o >= pageblock_order &&
+        __khugepaged_fresh_pageblocks(z, page_to_pfn(pg), order, mt))
+        free_time = vmscan_now();
     expand(z, pg, order, o, mt, reported, free_time, reclaimed);
     if (reclaimed)
         __workingset_refault(z, 1ul << order);
@@ -790,6 +800,8 @@ const char *__zone_verify(zone *z)
                         pb_free[b >> pageblock_order] += (uint16_t)pageblock_nr_pages;
                 if (!(pg->flags & PG_reported))
                     resident += 1ul << o;
+                else if (z->pageblock_thp[pfn >> pageblock_order] & PB_THP_FAULT)
+                    return "a reported block in a pageblock made huge at its first fault";
                 if (!(pg->flags & PG_reported) != !!(pg->flags & PG_lru) &&
                     block_reclaimable(z, pfn, o))
                     return "a resident reclaimable block is not on free_lru (or a reported one is)";

@@ -211,7 +211,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
     if (timed)
         WRITE_ONCE(last_timed_work, reclaimed + decayed + shrunk);
     if (timed) {
-        khugepaged_scan(from_kswapd ? KHUGEPAGED_COLLAPSE_BATCH : 1);
+        khugepaged_scan(KHUGEPAGED_COLLAPSE_BATCH, from_kswapd ? 0 : KHUGEPAGED_SLOWPATH_BUDGET_NS);
         stat_add(vm_reclaim_stats.decay_runs, 1);
     }
     spin_unlock(&vmscan_lock);
@@ -459,10 +459,11 @@ void print_reclaim_stats(printbuf &out)
                cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),
                s.cgroup_pressure);
     static const char *const modes[] = {"unknown", "never", "madvise", "always"};
-    out.printf("thp: mode %s thp_madvised %lu thp_nohuge %lu thp_collapsed %lu "
-               "thp_collapse_failed %lu hugetlb_pages %lu hugetlb_fallbacks %lu\n",
-               modes[thp_enabled], s.thp_madvised, s.thp_nohuge, s.thp_collapsed,
-               s.thp_collapse_failed, s.hugetlb_pages, s.hugetlb_fallbacks);
+    out.printf("thp: mode %s thp_madvised %lu thp_fault_advised %lu thp_nohuge %lu "
+               "thp_collapsed %lu thp_collapse_failed %lu hugetlb_pages %lu "
+               "hugetlb_fallbacks %lu\n",
+               modes[thp_enabled], s.thp_madvised, s.thp_fault_advised, s.thp_nohuge,
+               s.thp_collapsed, s.thp_collapse_failed, s.hugetlb_pages, s.hugetlb_fallbacks);
 }
 
 } // namespace kalloc

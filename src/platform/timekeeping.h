@@ -17,4 +17,8 @@ namespace kalloc {
 /* Milliseconds since an arbitrary fixed point (boot); never goes back. */
 unsigned long ktime_get_coarse_ms();
 
+/* Nanoseconds, CLOCK_MONOTONIC (vDSO, ~20 ns): for budgets of work that
+ * costs milliseconds (the hugepage collapses of a reclaim pass). */
+unsigned long ktime_get_ns();
+
 } // namespace kalloc

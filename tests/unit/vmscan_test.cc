@@ -467,6 +467,201 @@ TEST(Khugepaged, DensePageblocksAreMadeHugeAndSparseOnesNot)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
+// The smaps entry of the mapping holding addr: its VmFlags line and its
+// AnonHugePages (KiB).  False when smaps cannot be read.
+bool smaps_of(uintptr_t addr, std::string *vmflags, long *anon_huge_kib)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return false;
+    char line[512];
+    bool in = false, found = false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        char dash;
+        if (sscanf(line, "%lx%c%lx", &lo, &dash, &hi) == 3 && dash == '-') {
+            in = lo <= addr && addr < hi;
+            found |= in;
+            continue;
+        }
+        if (!in)
+            continue;
+        sscanf(line, "AnonHugePages: %ld", anon_huge_kib);
+        if (!strncmp(line, "VmFlags:", 8))
+            *vmflags = line + 8;
+    }
+    fclose(f);
+    return found;
+}
+
+bool has_vmflag(const std::string &flags, const char *flag)
+{
+    return (" " + flags + " ").find(std::string(" ") + flag + " ") != std::string::npos;
+}
+
+unsigned long vmstat_counter(const char *name)
+{
+    char buf[16384];
+    if (os_read_file("/proc/vmstat", buf, sizeof(buf)) <= 0)
+        return 0;
+    std::string key = std::string(name) + " ";
+    return os_parse_field(buf, key.c_str(), 0);
+}
+
+// The zone's free blocks inside pageblock pb: are any of them PG_reported?
+bool pageblock_has_reported(zone *z, unsigned long pb)
+{
+    spin_lock(&z->lock);
+    bool any = false;
+    unsigned long start = pb << pageblock_order;
+    for (unsigned long p = start; p < start + pageblock_nr_pages;) {
+        page *pg = pfn_to_page(z, p);
+        if (pg->flags & PG_buddy) {
+            any |= (pg->flags & PG_reported) != 0;
+            p += 1ul << pg->order;
+        } else {
+            p++;
+        }
+    }
+    spin_unlock(&z->lock);
+    return any;
+}
+
+// A block of `order` from zone z (not touched), as a large allocation.
+page *take_block(zone *z, unsigned order, migratetype mt, bool *zeroed)
+{
+    spin_lock(&z->lock);
+    page *pg = __rmqueue(z, order, mt, zeroed);
+    spin_unlock(&z->lock);
+    if (pg) {
+        prep_compound_page(pg, 1ul << order, PG_large);
+        pg->nr_pages = 1u << order;
+    }
+    return pg;
+}
+
+// Take MAX_ORDER blocks from z until it has `pages` in use.
+void fill_zone(zone *z, unsigned long pages, std::vector<page *> *held)
+{
+    bool zeroed;
+    while (z->spanned_pages - z->nr_free_pages < pages) {
+        page *pg = take_block(z, MAX_ORDER, MIGRATE_MOVABLE, &zeroed);
+        if (!pg)
+            break;
+        held->push_back(pg);
+    }
+}
+
+// The cheap route to hugepages: a fresh pageblock the allocator starts to
+// fill with slabs (or with a large block of 2 MiB or more), in a zone
+// already busy, is MADV_HUGEPAGE before its first touch, so
+// the first fault maps a whole hugepage; its rest becomes resident free
+// memory (not PG_reported), and once it is sparse it turns MADV_NOHUGEPAGE.
+TEST(Khugepaged, FreshPageblocksOfABusyZoneAreHugeAtTheirFirstFault)
+{
+    option_guard og;
+    options[OPT_THP].value = 1;
+    options[OPT_DECAY_MS].value = 0;       // no decay: this test's free memory stays
+    khugepaged_init();
+    if (thp_enabled != THP_MADVISE)
+        GTEST_SKIP() << "transparent_hugepage/enabled is not madvise here (never: no THP; "
+                        "always: every fault is huge anyway)";
+    // A zone of its own, 64 MiB, all fresh (reported).
+    zone *z = zone_create(16ul << MAX_ORDER);
+    ASSERT_NE(z, nullptr);
+    bool zeroed = false;
+    // Under KHUGEPAGED_FAULT_MIN_INUSE in use: fresh blocks keep small pages.
+    page *small = take_block(z, pageblock_order, MIGRATE_RECLAIMABLE, &zeroed);
+    ASSERT_NE(small, nullptr);
+    EXPECT_TRUE(zeroed);
+    unsigned long small_pb = page_to_pfn(small) >> pageblock_order;
+    EXPECT_FALSE(z->pageblock_thp[small_pb] & (PB_THP_HUGE | PB_THP_FAULT))
+        << "a zone with less than 16 MiB in use keeps small pages";
+    // Fill the zone to 16 MiB in use (untouched: nothing resident).
+    std::vector<page *> held;
+    fill_zone(z, KHUGEPAGED_FAULT_MIN_INUSE, &held);
+    ASSERT_GE(z->spanned_pages - z->nr_free_pages, KHUGEPAGED_FAULT_MIN_INUSE);
+    unsigned long advised = vm_reclaim_stats.thp_fault_advised;
+    unsigned long resident = z->nr_free_resident;
+    // The next fresh pageblock (the other half of small's 4 MiB block):
+    // advised before its first touch.
+    page *pg = take_block(z, 0, MIGRATE_RECLAIMABLE, &zeroed);
+    ASSERT_NE(pg, nullptr);
+    EXPECT_TRUE(zeroed) << "fresh memory reads as zero";
+    unsigned long pb = page_to_pfn(pg) >> pageblock_order;
+    ASSERT_NE(pb, small_pb);
+    uint8_t f = z->pageblock_thp[pb];
+    EXPECT_TRUE(f & PB_THP_HUGE);
+    EXPECT_TRUE(f & PB_THP_FAULT);
+    EXPECT_EQ(vm_reclaim_stats.thp_fault_advised, advised + 1);
+    EXPECT_FALSE(pageblock_has_reported(z, pb)) << "the rest of the pageblock is resident free memory";
+    EXPECT_EQ(z->nr_free_resident, resident + pageblock_nr_pages - 1);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    uintptr_t addr = (uintptr_t)page_address(pg);
+    std::string flags;
+    long huge_kib = -1;
+    ASSERT_TRUE(smaps_of(addr, &flags, &huge_kib));
+    EXPECT_TRUE(has_vmflag(flags, "hg")) << "VmFlags:" << flags;
+    // The first touch maps the whole pageblock as one hugepage (unless the
+    // kernel had none to give: thp_fault_fallback counts that).
+    unsigned long fallbacks = vmstat_counter("thp_fault_fallback");
+    *(volatile char *)addr = 1;
+    ASSERT_TRUE(smaps_of(addr, &flags, &huge_kib));
+    if (vmstat_counter("thp_fault_fallback") == fallbacks)
+        EXPECT_GE(huge_kib, 2048) << "the first fault of an advised pageblock maps 2 MiB";
+    // A large block under 2 MiB from a fresh pageblock is not advised (the
+    // tail of its power-of-two block would be resident in the hugepage).
+    page *large = take_block(z, 4, MIGRATE_MOVABLE, &zeroed);
+    ASSERT_NE(large, nullptr);
+    unsigned long large_pb = page_to_pfn(large) >> pageblock_order;
+    EXPECT_NE(large_pb, pb);
+    EXPECT_FALSE(z->pageblock_thp[large_pb] & (PB_THP_HUGE | PB_THP_FAULT));
+    EXPECT_TRUE(pageblock_has_reported(z, large_pb));
+    free_pages(large, 4);
+    // Freed again: the pageblock is sparse, so the scan turns it
+    // MADV_NOHUGEPAGE and it is an ordinary (reclaimable) block again.
+    free_pages(pg, 0);
+    drain_all_pages();
+    ASSERT_TRUE(vmscan_run(vmscan_now(), true, true));
+    f = z->pageblock_thp[pb];
+    EXPECT_FALSE(f & (PB_THP_HUGE | PB_THP_FAULT));
+    EXPECT_TRUE(f & PB_THP_NOHUGE);
+    ASSERT_TRUE(smaps_of(addr, &flags, &huge_kib));
+    EXPECT_TRUE(has_vmflag(flags, "nh")) << "VmFlags:" << flags;
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    for (page *h : held)
+        free_pages(h, MAX_ORDER);
+    free_pages(small, pageblock_order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
+// KALLOC_THP=0: fresh pageblocks are left alone however busy the zone.
+TEST(Khugepaged, FreshPageblocksAreLeftAloneWithThpOff)
+{
+    option_guard og;
+    options[OPT_THP].value = 0;
+    khugepaged_init();
+    zone *z = zone_create(16ul << MAX_ORDER);
+    ASSERT_NE(z, nullptr);
+    bool zeroed = false;
+    page *first = take_block(z, pageblock_order, MIGRATE_RECLAIMABLE, &zeroed);
+    ASSERT_NE(first, nullptr);
+    std::vector<page *> held;
+    fill_zone(z, KHUGEPAGED_FAULT_MIN_INUSE, &held);
+    ASSERT_GE(z->spanned_pages - z->nr_free_pages, KHUGEPAGED_FAULT_MIN_INUSE);
+    page *pg = take_block(z, 0, MIGRATE_RECLAIMABLE, &zeroed);
+    ASSERT_NE(pg, nullptr);
+    unsigned long pb = page_to_pfn(pg) >> pageblock_order;
+    EXPECT_EQ(z->pageblock_thp[pb], 0u);
+    EXPECT_TRUE(pageblock_has_reported(z, pb)) << "its rest is still not resident";
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    free_pages(pg, 0);
+    free_pages(first, pageblock_order);
+    for (page *h : held)
+        free_pages(h, MAX_ORDER);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 TEST(Khugepaged, CoverageIsReadFromSmaps)
 {
     blk b = alloc_filled(MAX_ORDER, 0x17);
