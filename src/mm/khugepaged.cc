@@ -58,8 +58,8 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
     if (mt == MIGRATE_MOVABLE && order < pageblock_order)
         return false;
     /* In `always` mode the fault makes hugepages anyway; `never`: nothing. */
-    if (thp_enabled != THP_MADVISE || !option_get(OPT_THP))
-        return false;
+    if (thp_enabled != THP_MADVISE || option_get(OPT_THP) < 2)
+        return false;           /* KALLOC_THP=2 only: see the header */
     if (z->spanned_pages - z->nr_free_pages < KHUGEPAGED_FAULT_MIN_INUSE)
         return false;
     if (z->nr_hugetlb_pages)

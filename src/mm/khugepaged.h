@@ -14,7 +14,10 @@
  *   sparse  (at least half free) -> MADV_NOHUGEPAGE, so a fault in a range
  *           reclaim gave back maps 4 KiB, not 2 MiB (THP would otherwise undo
  *           reclaim).
- * Hugepages at the first fault (the cheap route, `madvise` mode): a range
+ * Hugepages at the first fault (KALLOC_THP=2 only, `madvise` mode; not the
+ * default: on a VM whose kernel reports free 2 MiB blocks to the host, every
+ * such hugepage is faulted in again by the host: sqlite3 ran 20% slower,
+ * docs/architecture.md has the figures): a range
  * that is MADV_HUGEPAGE before it is first touched gets a whole hugepage at
  * its first page fault (no collapse, no copy; 0.1 ms measured on 6.18, where
  * the 4 KiB faults of 2 MiB cost 0.4 ms).  So when the allocator starts to

@@ -18,7 +18,7 @@ option_desc options[OPT_COUNT] = {
     {"FREE_HIGH", 0, "low watermark: free resident bytes per zone before reclaim (0 = auto)"},
     {"DECAY_MS", 1000, "free memory idle for this many ms is given back to the OS (0 = never)"},
     {"BACKGROUND", 0, "background reclaimer thread (kswapd)"},
-    {"THP", 1, "madvise dense pageblocks into transparent hugepages, sparse ones out"},
+    {"THP", 1, "transparent hugepages: 0 none, 1 dense pageblocks collapsed and sparse ones out, 2 also fresh pageblocks huge at their first fault"},
     {"HUGETLB", 0, "map zones from reserved hugetlbfs pages (MAP_HUGETLB) when available"},
     {"VERBOSE", 0, "print warnings for unusual events"},
     {"LIFETIME", 0, "group slabs of size classes learned to be long-lived in their own pageblocks"},

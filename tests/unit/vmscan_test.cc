@@ -560,7 +560,7 @@ void fill_zone(zone *z, unsigned long pages, std::vector<page *> *held)
 TEST(Khugepaged, FreshPageblocksOfABusyZoneAreHugeAtTheirFirstFault)
 {
     option_guard og;
-    options[OPT_THP].value = 1;
+    options[OPT_THP].value = 2;
     options[OPT_DECAY_MS].value = 0;       // no decay: this test's free memory stays
     khugepaged_init();
     if (thp_enabled != THP_MADVISE)
