@@ -21,10 +21,11 @@
  *                    after the kernel's free page reporting.
  *   PG_lru           (free blocks) on the zone's age list of reclaimable
  *                    resident blocks (zone->free_lru, mm/vmscan.h)
- *   PG_desc_off      (free MAX_ORDER blocks, PG_reported) the descriptors of
- *                    its pages past the head's descriptor page were given
- *                    back too (zero, not resident): 60 KiB of mem_map per
- *                    4 MiB; they are set up again when the block is taken
+ *   PG_desc_off      (free blocks of order >= 7, PG_reported) the descriptors
+ *                    of its pages past the head's descriptor page were given
+ *                    back too (zero, not resident): 4 KiB of mem_map per
+ *                    512 KiB, 60 KiB per 4 MiB; they are set up again when
+ *                    the block leaves the free lists
  *   PG_isolated      head of a free block that reclaim took off the free
  *                    lists to madvise it without the zone lock (the kernel's
  *                    isolated pages); it goes back as PG_reported.
@@ -58,7 +59,7 @@ enum pageflags : uint16_t {
     PG_isolated = 1u << 8,/* head of a free block being reclaimed (off the lists, see vmscan.h) */
     PG_lru = 1u << 9,     /* (PG_buddy) the block is on zone->free_lru (resident, reclaimable) */
     PG_reclaimed = 1u << 11, /* (PG_buddy, PG_reported) reclaim gave it back: taking it again is a refault */
-    PG_desc_off = 1u << 10, /* (PG_buddy, MAX_ORDER, reported) descriptors past the head's
+    PG_desc_off = 1u << 10, /* (PG_buddy, order >= 7, reported) descriptors past the head's
                                page are zero and not resident; set up again on allocation */
 };
 

@@ -132,36 +132,37 @@ static inline void del_from_lru(zone *z, page *pg, unsigned order)
     }
 }
 
-/* Descriptors per page of mem_map (64), and how many of a MAX_ORDER block's
- * descriptors live outside its head's descriptor page. */
+/* Descriptors per page of mem_map (64). */
 constexpr unsigned long DESC_PER_PAGE = PAGE_SIZE / sizeof(page);
+/* The smallest free block whose descriptors are given back: order 7 spans
+ * two descriptor pages, the head's and one more. */
+constexpr unsigned DESC_OFF_MIN_ORDER = 7;
+static_assert((1ul << DESC_OFF_MIN_ORDER) >= 2 * DESC_PER_PAGE, "a whole descriptor page past the head's");
 
-/* A MAX_ORDER block just became free and reported: give its descriptors
- * back too, all but the head's page (descriptors of pages inside a free
- * block carry nothing but their zone pointer).  Fresh blocks from growth
- * have never been touched (fresh = true: no madvise needed). */
-static void __block_descriptors_off(zone *z, page *pg, bool fresh)
+/* A free block of order >= DESC_OFF_MIN_ORDER was just given back to the OS
+ * (reported): give its descriptors back too, all but the head's page
+ * (descriptors of pages inside a free block carry nothing but their zone
+ * pointer; walkers skip a free block by its head's order).  Fresh blocks
+ * from growth have never been touched (fresh = true: no madvise needed). */
+static void __block_descriptors_off(zone *z, page *pg, unsigned order, bool fresh)
 {
     if (!fresh)
-        os_decommit(pg + DESC_PER_PAGE, (PAGE_SIZE << MAX_ORDER) / PAGE_SIZE * sizeof(page) -
-                                            DESC_PER_PAGE * sizeof(page));
+        os_decommit(pg + DESC_PER_PAGE, ((1ul << order) - DESC_PER_PAGE) * sizeof(page));
     pg->flags |= PG_desc_off;
 }
 
 /* A PG_desc_off block leaves the free lists: its descriptors come back
  * (zero: only the zone pointer needs setting). */
-static void __block_descriptors_on(zone *z, page *pg)
+static void __block_descriptors_on(zone *z, page *pg, unsigned order)
 {
-    for (unsigned long i = DESC_PER_PAGE; i < (1ul << MAX_ORDER); i++)
-        pg[i].zone = z;
-    for (unsigned long i = 1; i < DESC_PER_PAGE; i++)
+    for (unsigned long i = 1; i < (1ul << order); i++)
         pg[i].zone = z;          /* fresh blocks from growth have none at all */
 }
 
 static inline void del_from_free_list(zone *z, page *pg, unsigned order)
 {
     if (unlikely(pg->flags & PG_desc_off))
-        __block_descriptors_on(z, pg);
+        __block_descriptors_on(z, pg, order);
     list_del(&pg->lru);
     del_from_lru(z, pg, order);
     z->free_area[order].nr_free--;
@@ -193,8 +194,8 @@ static void report_free_block(zone *z, page *pg, unsigned order)
     list_move_tail(&pg->lru, &z->free_area[order].free_list[pg->migratetype]);
     z->nr_free_resident -= 1ul << order;
     z->nr_reported += 1ul << order;
-    if (order == MAX_ORDER)
-        __block_descriptors_off(z, pg, false);
+    if (order >= DESC_OFF_MIN_ORDER)
+        __block_descriptors_off(z, pg, order, false);
 }
 
 static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool reported,
@@ -265,8 +266,8 @@ static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool re
     add_to_free_list(z, pg, order, mt, reported, now, reclaimed);
     if (!reported)
         __zone_watermark_check(z);
-    else if (order == MAX_ORDER)
-        __block_descriptors_off(z, pg, fresh);
+    else if (order >= DESC_OFF_MIN_ORDER)
+        __block_descriptors_off(z, pg, order, fresh);
 }
 
 /* ---------------------------------------------------------------------------

@@ -309,6 +309,61 @@ TEST(Vmscan, TrimReturnsEveryFreePage)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
+// Reported free blocks of order 7 and up give back their descriptors past
+// the head's page (PG_desc_off); taken again, every page of them has a
+// working descriptor (its zone), and what is carved from them is intact.
+TEST(Vmscan, ReportedBlocksGiveTheirDescriptorsBack)
+{
+    std::vector<blk> v;
+    for (unsigned o = 7; o < MAX_ORDER; o++)
+        for (int i = 0; i < 3; i++)
+            v.push_back(alloc_filled(o, (uint8_t)(o * 3 + i)));
+    // Keep every other block, so the freed ones cannot all merge upwards.
+    std::vector<blk> kept, freed;
+    for (size_t i = 0; i < v.size(); i++)
+        (i % 2 ? kept : freed).push_back(v[i]);
+    for (blk &b : freed)
+        free_pages(b.pg, b.order);
+    zone_reclaim_all(0);
+    unsigned long off = 0;
+    for (blk &b : freed) {
+        zone *z = b.pg->zone;
+        spin_lock(&z->lock);
+        // The head of the free block now holding b (b itself, or a merge).
+        for (unsigned o = b.order; o <= MAX_ORDER; o++) {
+            unsigned long pfn = page_to_pfn(b.pg) & ~((1ul << o) - 1);
+            page *h = pfn_to_page(z, pfn);
+            if ((h->flags & PG_buddy) && h->order >= b.order) {
+                off += (h->flags & PG_desc_off) != 0;
+                EXPECT_TRUE(h->flags & PG_reported);
+                break;
+            }
+        }
+        spin_unlock(&z->lock);
+    }
+    EXPECT_GT(off, 0u) << "no reported block of order >= 7 gave its descriptors back";
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    // Take small and large pieces of them again.
+    std::vector<blk> again;
+    for (int i = 0; i < 40; i++) {
+        blk b = alloc_filled((unsigned)(i % 9), (uint8_t)(0x40 + i));
+        ASSERT_NE(b.pg, nullptr);
+        for (unsigned long k = 0; k < (1ul << b.order); k++)
+            ASSERT_EQ(b.pg[k].zone, page_zone_of((uintptr_t)page_address(b.pg))) << "page " << k;
+        again.push_back(b);
+    }
+    for (blk &b : kept)
+        ASSERT_NO_FATAL_FAILURE(expect_filled(b));
+    for (blk &b : again)
+        ASSERT_NO_FATAL_FAILURE(expect_filled(b));
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    for (blk &b : again)
+        free_pages(b.pg, b.order);
+    for (blk &b : kept)
+        free_pages(b.pg, b.order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 TEST(Vmscan, IdleZoneTopIsUnmappedAndDescriptorsGiveBack)
 {
     option_guard og;
