@@ -680,15 +680,73 @@ def redis_ping(port, timeout=0.5):
         return False
 
 
+def redis_server_cmd(server, port, workdir):
+    """redis-server on a loopback port, no persistence, logging to workdir."""
+    return [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", workdir, "--daemonize", "no",
+            "--logfile", os.path.join(workdir, "redis.log"), "--databases", "1"]
+
+
+def redis_wait_up(p, port, res):
+    """Wait (15 s at most) until the server answers PING; on failure record
+    the problem in res and return False (p.returncode is set if it exited)."""
+    deadline = time.monotonic() + 15
+    while not redis_ping(port):
+        if p.poll() is not None:
+            res.update(rc=p.returncode, problem="redis-server exited at start-up")
+            return False
+        if time.monotonic() > deadline:
+            res.update(rc=-1, timed_out=True, problem="redis-server did not start")
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def redis_stop(p, server_pid, res, time_file):
+    """Stop the server by its PID (p may be GNU time around it) and reap p:
+    its exit status and peak RSS go into res.  Returns whether p was reaped."""
+    os.kill(server_pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            p.returncode = os.waitstatus_to_exitcode(status)
+            res["rc"] = p.returncode
+            res["maxrss_kib"] = ru.ru_maxrss
+            if time_file:
+                rss, note = read_time_file(time_file)
+                if rss is not None:
+                    res["maxrss_kib"] = rss
+                if note and p.returncode != 0:
+                    res["err"] += "\n" + note
+            return True
+        if time.monotonic() > deadline:
+            res.update(rc=-1, problem="redis-server did not stop on SIGTERM")
+            return False
+        time.sleep(0.02)
+
+
+def redis_kill(p, workdir, reaped):
+    """Clean-up: kill and reap a server that was not stopped; remove workdir."""
+    if not reaped:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(p.pid, 0)
+        except OSError:
+            pass
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def run_redis(server, client, cli, env, requests, timeout, tmp):
     """Start redis-server with the allocator preloaded on a free loopback port,
     drive it with redis-benchmark (plain, no preload), stop it by its PID.
     wall = redis-benchmark's wall time; maxrss = the server's peak RSS."""
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="redis-", dir=tmp)
-    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-           "--appendonly", "no", "--dir", workdir, "--daemonize", "no",
-           "--logfile", os.path.join(workdir, "redis.log"), "--databases", "1"]
+    cmd = redis_server_cmd(server, port, workdir)
     # Under GNU time (see measured_cmd): p is time, the server is its child.
     cmd, env, time_file = measured_cmd(cmd, env, tmp)
     p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -697,16 +755,9 @@ def run_redis(server, client, cli, env, requests, timeout, tmp):
     res = dict(wall=float("nan"), maxrss_kib=0, rc=None, out="", err="", timed_out=False,
                checksum=None)
     try:
-        deadline = time.monotonic() + 15
-        while not redis_ping(port):
-            if p.poll() is not None:
-                reaped = True
-                res.update(rc=p.returncode, problem="redis-server exited at start-up")
-                return res
-            if time.monotonic() > deadline:
-                res.update(rc=-1, timed_out=True, problem="redis-server did not start")
-                return res
-            time.sleep(0.05)
+        if not redis_wait_up(p, port, res):
+            reaped = p.returncode is not None
+            return res
         plain = alloc_env(None)
         bench = [client, "-h", "127.0.0.1", "-p", str(port), "-n", str(requests), "-q",
                  "-c", "16", "-P", "16", "-r", "200000", "-d", "200",
@@ -744,26 +795,7 @@ def run_redis(server, client, cli, env, requests, timeout, tmp):
         m = re.search(r"^process_id:(\d+)", c4.stdout, re.M)
         server_pid = int(m.group(1)) if m else p.pid
         res["server_pid"] = server_pid
-        os.kill(server_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                reaped = True
-                p.returncode = os.waitstatus_to_exitcode(status)
-                res["rc"] = p.returncode
-                res["maxrss_kib"] = ru.ru_maxrss
-                if time_file:
-                    rss, note = read_time_file(time_file)
-                    if rss is not None:
-                        res["maxrss_kib"] = rss
-                    if note and p.returncode != 0:
-                        res["err"] += "\n" + note
-                break
-            if time.monotonic() > deadline:
-                res.update(rc=-1, problem="redis-server did not stop on SIGTERM")
-                break
-            time.sleep(0.02)
+        reaped = redis_stop(p, server_pid, res, time_file)
         if res["rc"] == 0 and "problem" not in res:
             res["checksum"] = "ok"
         return res
@@ -771,16 +803,7 @@ def run_redis(server, client, cli, env, requests, timeout, tmp):
         res.update(rc=-1, timed_out=True, problem="redis-benchmark timed out")
         return res
     finally:
-        if not reaped:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            try:
-                os.waitpid(p.pid, 0)
-            except OSError:
-                pass
-        shutil.rmtree(workdir, ignore_errors=True)
+        redis_kill(p, workdir, reaped)
 
 
 def run_redis_expiry(server, cli, env, requests, tail, timeout, tmp):
@@ -797,9 +820,7 @@ def run_redis_expiry(server, cli, env, requests, tail, timeout, tmp):
         sys.path.pop(0)
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="redis-", dir=tmp)
-    cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-           "--appendonly", "no", "--dir", workdir, "--daemonize", "no",
-           "--logfile", os.path.join(workdir, "redis.log"), "--databases", "1"]
+    cmd = redis_server_cmd(server, port, workdir)
     cmd, env, time_file = measured_cmd(cmd, env, tmp)
     p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
@@ -809,16 +830,9 @@ def run_redis_expiry(server, cli, env, requests, tail, timeout, tmp):
     res = dict(wall=float("nan"), maxrss_kib=0, rc=None, out="", err="", timed_out=False,
                checksum=None)
     try:
-        deadline = time.monotonic() + 15
-        while not redis_ping(port):
-            if p.poll() is not None:
-                reaped = True
-                res.update(rc=p.returncode, problem="redis-server exited at start-up")
-                return res
-            if time.monotonic() > deadline:
-                res.update(rc=-1, timed_out=True, problem="redis-server did not start")
-                return res
-            time.sleep(0.05)
+        if not redis_wait_up(p, port, res):
+            reaped = p.returncode is not None
+            return res
         info = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "INFO", "server"],
                               env=plain, capture_output=True, text=True, timeout=30)
         m = re.search(r"^process_id:(\d+)", info.stdout, re.M)
@@ -864,26 +878,7 @@ def run_redis_expiry(server, cli, env, requests, tail, timeout, tmp):
         res.update(rss_phases=phases, rss_samples=sampler.samples, phase_marks=marks)
         if thp:
             res["thp"] = thp
-        os.kill(server_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                reaped = True
-                p.returncode = os.waitstatus_to_exitcode(status)
-                res["rc"] = p.returncode
-                res["maxrss_kib"] = ru.ru_maxrss
-                if time_file:
-                    rss, note = read_time_file(time_file)
-                    if rss is not None:
-                        res["maxrss_kib"] = rss
-                    if note and p.returncode != 0:
-                        res["err"] += "\n" + note
-                break
-            if time.monotonic() > deadline:
-                res.update(rc=-1, problem="redis-server did not stop on SIGTERM")
-                break
-            time.sleep(0.02)
+        reaped = redis_stop(p, server_pid, res, time_file)
         if res["rc"] == 0 and "problem" not in res:
             res["checksum"] = "ok"
         return res
@@ -893,16 +888,7 @@ def run_redis_expiry(server, cli, env, requests, tail, timeout, tmp):
     finally:
         if sampler:
             sampler.stop()
-        if not reaped:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            try:
-                os.waitpid(p.pid, 0)
-            except OSError:
-                pass
-        shutil.rmtree(workdir, ignore_errors=True)
+        redis_kill(p, workdir, reaped)
 
 
 # ---------------------------------------------------------------------------
