@@ -19,10 +19,10 @@
  *            owner (the thread cache whose id is in the zone's slab owner
  *            map; list 0 for slabs nobody owns).  A refill by thread cache
  *            o takes from partial[o], then claims a slab from partial[0],
- *            then the spare empty slab, then borrows free objects from
- *            another owner's partial slab if it is at least half free
- *            (without taking the slab: its owner's objects stay local
- *            frees for it), and only then allocates a new slab.  So threads with
+ *            then the spare empty slab, then takes over the coldest
+ *            partial slab of another owner that has at least two (the
+ *            kernel's get_any_partial), and only then allocates a new
+ *            slab.  So threads with
  *            different ids rarely share a slab (little false sharing between
  *            them, as with jemalloc's arenas), an object freed by its
  *            allocating thread is almost always a local free, and free
