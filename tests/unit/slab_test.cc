@@ -326,6 +326,42 @@ TEST(Slab, TakesOverAnotherOwnersColdPartialSlab)
     EXPECT_EQ(zone_slab_owner_map(s7->zone)[page_to_pfn(s7)], 7);
     check_cache(c);
 
+    // No exchange: owner 6 took slab a from owner 5, so owner 5 does not
+    // take back one of owner 6's nearly full slabs (a new slab instead).
+    // Owner 6 gets two partial slabs with one free object each: a, and a
+    // new one c2 after a's last free object.
+    std::vector<void *> one{six.back()};
+    six.pop_back();
+    free_chain(c, one);
+    std::vector<void *> more = chain_objects(c, kmem_cache_alloc_bulk(c, per, &got, 6));
+    ASSERT_EQ(more.size(), (size_t)per);
+    page *c2 = slab_of(more.front());     // the chain's front: taken last
+    ASSERT_NE(c2, sa);
+    one.assign(1, more.front());
+    more.erase(more.begin());
+    free_chain(c, one);
+    one.assign(1, a.back());
+    a.pop_back();
+    free_chain(c, one);
+    check_cache(c);
+    spin_lock(&c->lock);
+    ASSERT_EQ(c->nr_owner_partial[6], 2u);
+    ASSERT_EQ(c->empty_slab, nullptr);
+    spin_unlock(&c->lock);
+    // Owner 5 uses up its own partial slab b, then refills again.
+    std::vector<void *> five = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 5));
+    ASSERT_EQ(five.size(), 1u);
+    ASSERT_EQ(slab_of(five[0]), sb);
+    std::vector<void *> five2 = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 5));
+    ASSERT_EQ(five2.size(), 1u);
+    page *s5 = slab_of(five2[0]);
+    EXPECT_NE(s5, sa) << "owner 5 took back a nearly full slab from the owner that took one of its";
+    EXPECT_NE(s5, c2) << "owner 5 took back a nearly full slab from the owner that took one of its";
+    check_cache(c);
+    free_chain(c, five);
+    free_chain(c, five2);
+    free_chain(c, more);
+
     free_chain(c, seven);
     free_chain(c, six);
     free_chain(c, a);
