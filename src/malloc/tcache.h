@@ -15,7 +15,8 @@
  * from their own id's slabs or unowned ones.
  * A free of an object whose slab another cache owns is a remote free: it
  * goes on the freeing thread's remote list for that class (never reused by
- * this thread) and back to the slab in a batch when the list is full.  So a
+ * this thread) and back to the slab in a batch when the list is full
+ * (32 objects, fewer for classes over 256 B: at most TCACHE_REMOTE_BYTES).  So a
  * thread never recycles another thread's object into its own allocations:
  * objects handed between threads do not make threads write to one cache
  * line (the false sharing of Hoard's cache-scratch), and remote frees are
@@ -64,6 +65,7 @@ constexpr size_t TCACHE_MAX_BYTES = 512 * 1024;        /* per thread, at most */
 constexpr size_t TCACHE_MIN_BYTES = 16 * 1024;         /* per thread, at least */
 constexpr size_t TCACHE_TOTAL_BYTES = 16 * 1024 * 1024; /* shared by all live caches */
 constexpr unsigned TCACHE_DRAIN_CAP = 8;   /* objects a bin that only frees shrinks to */
+constexpr size_t TCACHE_REMOTE_BYTES = 8 * 1024; /* a remote list's batch, at most (4..32 objects) */
 
 struct tcache_bin {
     void *head;       /* first free object, or nullptr */

@@ -19,10 +19,11 @@
  *            owner (the thread cache whose id is in the zone's slab owner
  *            map; list 0 for slabs nobody owns).  A refill by thread cache
  *            o takes from partial[o], then claims a slab from partial[0],
- *            then the spare empty slab, then borrows free objects from
- *            another owner's partial slab if it is at least half free
- *            (without taking the slab: its owner's objects stay local
- *            frees for it), and only then allocates a new slab.  So threads with
+ *            then the spare empty slab, then takes over the coldest
+ *            partial slab of another owner that has at least two (the
+ *            kernel's get_any_partial; not a slab more than three quarters
+ *            in use of the owner that last took one from it: took_from),
+ *            and only then allocates a new slab.  So threads with
  *            different ids rarely share a slab (little false sharing between
  *            them, as with jemalloc's arenas), an object freed by its
  *            allocating thread is almost always a local free, and free
@@ -91,6 +92,7 @@ struct kmem_cache {
     unsigned long nr_partial;    /* slabs on all partial lists */
     uint16_t nr_owner_partial[NR_SLAB_OWNERS]; /* slabs on partial[o] */
     uint64_t partial_owners[NR_SLAB_OWNERS / 64]; /* bit o: partial[o] is not empty */
+    uint8_t took_from[NR_SLAB_OWNERS]; /* per owner: whose partial slab it last took over (0: none) */
     slab_sheaf barn[SLAB_BARN_SHEAVES]; /* full sheaves of remote-freed objects, by owner */
     unsigned nr_barn;            /* sheaves in barn[] */
     unsigned long barn_objects;  /* objects in the barn (counted in active_objects) */

@@ -68,3 +68,38 @@ TEST(RemoteFree, RemoteFreesAreReturnedToTheSlabs)
     EXPECT_LT(after.in_use, before.in_use + (1u << 20))
         << "remote frees did not reach the slabs";
 }
+
+TEST(RemoteFree, RemoteListsOfLargerClassesGoBackInSmallBatches)
+{
+    // A thread that frees another thread's 2 KiB objects now and then holds
+    // at most 8 KiB of them (TCACHE_REMOTE_BYTES): after 8 remote frees,
+    // while it is still alive, at least 4 objects are back where their
+    // owner's next refill finds them.  (Batches of 32 objects kept all 8.)
+    constexpr int N = 8;
+    std::vector<void *> given(N);
+    for (auto &p : given)
+        p = malloc(2000);
+    std::set<void *> freed(given.begin(), given.end());
+    std::atomic<int> stage{0};
+    std::thread t([&] {
+        for (void *p : given)
+            free(p);
+        stage.store(1);
+        while (stage.load() != 2)
+            std::this_thread::yield();
+    });
+    while (stage.load() != 1)
+        std::this_thread::yield();
+    kalloc_thread_flush();      // the owner's bin is empty: its next malloc refills
+    std::vector<void *> again;
+    for (int i = 0; i < 4 * N; i++)
+        again.push_back(malloc(2000));
+    int back = 0;
+    for (void *p : again)
+        back += (int)freed.count(p);
+    stage.store(2);
+    t.join();
+    for (void *p : again)
+        free(p);
+    EXPECT_GE(back, 4) << "remote frees of 2 KiB objects stayed on the freeing thread's list";
+}

@@ -274,12 +274,13 @@ TEST(Slab, WholeFreelistsAreSplicedUpToMax)
     spin_unlock(&c->lock);
 }
 
-TEST(Slab, BorrowsOnlySlabsAtLeastHalfFree)
+TEST(Slab, TakesOverAnotherOwnersColdPartialSlab)
 {
-    // Owner 5 has two partial slabs with one free object each: a refill by
-    // owner 6 (no slabs of its own, none unowned, no spare) takes a new slab
-    // instead of borrowing a nearly full one.  Once one of owner 5's slabs
-    // is mostly free, owner 7 borrows from it, and the slab stays owner 5's.
+    // Owner 5 has two partial slabs, one free object each.  A refill by
+    // owner 6 (no slabs of its own, none unowned, no spare) takes over the
+    // one of owner 5's slabs with the fewest objects in use instead of
+    // allocating a new slab (get_any_partial); the slab becomes owner 6's.
+    // Owner 5 keeps its last partial slab: owner 7 gets a new slab.
     kmem_cache *c = &kmalloc_caches[31];
     kmem_cache_shrink_all();
     for (unsigned o : {5u, 6u, 7u})
@@ -292,36 +293,74 @@ TEST(Slab, BorrowsOnlySlabsAtLeastHalfFree)
     ASSERT_EQ(b.size(), (size_t)per);
     page *sa = slab_of(a[0]), *sb = slab_of(b[0]);
     ASSERT_NE(sa, sb);
-    std::vector<void *> one{a.back()};
-    a.pop_back();
-    free_chain(c, one);
-    one.push_back(b.back());
-    b.pop_back();
-    free_chain(c, one);
+    // Slab a: two objects free, slab b: one (a has fewer in use).
+    std::vector<void *> back{a[per - 1], a[per - 2], b[per - 1]};
+    a.resize(per - 2);
+    b.resize(per - 1);
+    free_chain(c, back);
     check_cache(c);
     spin_lock(&c->lock);
     ASSERT_EQ(c->nr_owner_partial[5], 2u);
     ASSERT_TRUE(list_empty(&c->partial[0]));
     ASSERT_EQ(c->empty_slab, nullptr);
+    unsigned long slabs = c->nr_slabs;
     spin_unlock(&c->lock);
 
-    std::vector<void *> six = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 6));
-    ASSERT_EQ(six.size(), 1u);
-    page *s6 = slab_of(six[0]);
-    EXPECT_NE(s6, sa);
-    EXPECT_NE(s6, sb) << "borrowed from a nearly full slab";
-    EXPECT_EQ(zone_slab_owner_map(s6->zone)[page_to_pfn(s6)], 6);
-
-    // Slab a becomes mostly free (and goes to the tail of owner 5's list).
-    std::vector<void *> most(a.begin() + 1, a.end());
-    a.resize(1);
-    free_chain(c, most);
+    std::vector<void *> six = chain_objects(c, kmem_cache_alloc_bulk(c, 2, &got, 6));
+    ASSERT_EQ(six.size(), 2u);
+    EXPECT_EQ(slab_of(six[0]), sa) << "did not take over owner 5's emptier slab";
+    EXPECT_EQ(slab_of(six[1]), sa);
+    EXPECT_EQ(zone_slab_owner_map(sa->zone)[page_to_pfn(sa)], 6) << "the slab taken over kept its owner";
     check_cache(c);
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->nr_slabs, slabs) << "a new slab while another owner's held free objects";
+    EXPECT_EQ(c->nr_owner_partial[5], 1u);
+    spin_unlock(&c->lock);
+
+    // Owner 5's last partial slab stays its own.
     std::vector<void *> seven = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 7));
     ASSERT_EQ(seven.size(), 1u);
-    EXPECT_EQ(slab_of(seven[0]), sa) << "did not borrow a mostly free slab";
-    EXPECT_EQ(zone_slab_owner_map(sa->zone)[page_to_pfn(sa)], 5) << "a borrowed slab changed owner";
+    EXPECT_NE(slab_of(seven[0]), sb) << "took an owner's last partial slab";
+    EXPECT_EQ(zone_slab_owner_map(sb->zone)[page_to_pfn(sb)], 5);
+    page *s7 = slab_of(seven[0]);
+    EXPECT_EQ(zone_slab_owner_map(s7->zone)[page_to_pfn(s7)], 7);
     check_cache(c);
+
+    // No exchange: owner 6 took slab a from owner 5, so owner 5 does not
+    // take back one of owner 6's nearly full slabs (a new slab instead).
+    // Owner 6 gets two partial slabs with one free object each: a, and a
+    // new one c2 after a's last free object.
+    std::vector<void *> one{six.back()};
+    six.pop_back();
+    free_chain(c, one);
+    std::vector<void *> more = chain_objects(c, kmem_cache_alloc_bulk(c, per, &got, 6));
+    ASSERT_EQ(more.size(), (size_t)per);
+    page *c2 = slab_of(more.front());     // the chain's front: taken last
+    ASSERT_NE(c2, sa);
+    one.assign(1, more.front());
+    more.erase(more.begin());
+    free_chain(c, one);
+    one.assign(1, a.back());
+    a.pop_back();
+    free_chain(c, one);
+    check_cache(c);
+    spin_lock(&c->lock);
+    ASSERT_EQ(c->nr_owner_partial[6], 2u);
+    ASSERT_EQ(c->empty_slab, nullptr);
+    spin_unlock(&c->lock);
+    // Owner 5 uses up its own partial slab b, then refills again.
+    std::vector<void *> five = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 5));
+    ASSERT_EQ(five.size(), 1u);
+    ASSERT_EQ(slab_of(five[0]), sb);
+    std::vector<void *> five2 = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 5));
+    ASSERT_EQ(five2.size(), 1u);
+    page *s5 = slab_of(five2[0]);
+    EXPECT_NE(s5, sa) << "owner 5 took back a nearly full slab from the owner that took one of its";
+    EXPECT_NE(s5, c2) << "owner 5 took back a nearly full slab from the owner that took one of its";
+    check_cache(c);
+    free_chain(c, five);
+    free_chain(c, five2);
+    free_chain(c, more);
 
     free_chain(c, seven);
     free_chain(c, six);
