@@ -80,6 +80,16 @@ constexpr unsigned long KHUGEPAGED_SLOWPATH_BUDGET_NS = 2000000;
  * of RSS, keep small pages). */
 constexpr unsigned long KHUGEPAGED_FAULT_MIN_INUSE = 8 * pageblock_nr_pages;
 
+/* KALLOC_THP values (platform/options.h). */
+constexpr long THP_OPT_FIRST_FAULT = 2;   /* fresh pageblocks huge at their first fault */
+constexpr long THP_OPT_MEASURED = 3;      /* the same, backing off while that fault is slow */
+
+/* KALLOC_THP=3: fresh pageblocks kept small after a slow probe: the first
+ * time, then 4 times more after each further slow probe in a row, at most
+ * KHUGEPAGED_FAULT_BACKOFF_MAX (a cheap probe starts over). */
+constexpr unsigned long KHUGEPAGED_FAULT_BACKOFF_MIN = 16;
+constexpr unsigned long KHUGEPAGED_FAULT_BACKOFF_MAX = 1024;
+
 /* Read the THP mode (idempotent). */
 void khugepaged_init();
 

@@ -459,10 +459,10 @@ void print_reclaim_stats(printbuf &out)
                cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),
                s.cgroup_pressure);
     static const char *const modes[] = {"unknown", "never", "madvise", "always"};
-    out.printf("thp: mode %s thp_madvised %lu thp_fault_advised %lu thp_nohuge %lu "
+    out.printf("thp: mode %s thp_madvised %lu thp_fault_advised %lu thp_fault_slow %lu thp_nohuge %lu "
                "thp_collapsed %lu thp_collapse_failed %lu hugetlb_pages %lu "
                "hugetlb_fallbacks %lu\n",
-               modes[thp_enabled], s.thp_madvised, s.thp_fault_advised, s.thp_nohuge,
+               modes[thp_enabled], s.thp_madvised, s.thp_fault_advised, s.thp_fault_slow, s.thp_nohuge,
                s.thp_collapsed, s.thp_collapse_failed, s.hugetlb_pages, s.hugetlb_fallbacks);
 }
 
