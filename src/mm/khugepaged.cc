@@ -135,6 +135,18 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
     return true;
 }
 
+bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order)
+{
+    if (order >= pageblock_order || option_get(OPT_THP) < THP_OPT_FIRST_FAULT)
+        return false;
+    unsigned long pb = pfn >> pageblock_order;
+    uint8_t f = z->pageblock_thp[pb];
+    bool huge = (f & PB_THP_FAULT) ||
+                (f & (PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_RECLAIMED)) ==
+                    (PB_THP_HUGE | PB_THP_COLLAPSED);
+    return huge && z->pageblock_nr_free[pb] < KHUGEPAGED_SPARSE_FREE;
+}
+
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
 {
     unsigned long last = (pfn + (1ul << order) - 1) >> pageblock_order;

@@ -106,6 +106,17 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns);
  * resident from now on.  True when it did.  Caller holds z->lock. */
 bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, migratetype mt);
 
+/* Reclaim would give back the free block [pfn, pfn + 2^order) of z: true
+ * when that would split a hugepage worth keeping, so reclaim leaves the
+ * block resident: its pageblock is still one whole hugepage (made huge at its
+ * first fault, or collapsed, and nothing of it given back since) and less
+ * than half of it is free (KHUGEPAGED_SPARSE_FREE; past that the scan turns
+ * it MADV_NOHUGEPAGE and reclaim takes its free pieces again).  Giving back a
+ * piece splits the hugepage (thp_split_pmd) and the pageblock's next faults
+ * are small: kv-ttl's spike kept 0% of its hugepages without this.  Only
+ * with KALLOC_THP >= 2.  Caller holds z->lock. */
+bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order);
+
 /* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer
  * whole hugepages.  Caller holds vmscan_lock. */
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order);

@@ -128,11 +128,12 @@ void shrink_zone(zone *z, scan_control *sc)
         unsigned order;    /* its order */
         bool decayed;      /* taken for its age, not for the watermark */
     } batch[VMSCAN_BATCH];
+    unsigned long kept = 0;        /* pages left resident in hugepages (rotated to the head) */
     for (unsigned rounds = 0; rounds < 4096; rounds++) {
         unsigned n = 0;
         spin_lock(&z->lock);
         unsigned long resident = z->nr_free_resident;
-        while (n < VMSCAN_BATCH && !list_empty(&z->free_lru)) {
+        while (n < VMSCAN_BATCH && !list_empty(&z->free_lru) && kept < z->nr_free_lru) {
             page *pg = list_entry(z->free_lru.prev, page, free_lru);
             bool over = resident > sc->target;
             int32_t age = (int32_t)(sc->now - pg->free_time);
@@ -140,6 +141,11 @@ void shrink_zone(zone *z, scan_control *sc)
             if (!over && !old)
                 break;       /* the tail is the coldest: nothing older behind it */
             unsigned order = pg->order;
+            if (khugepaged_keep_resident(z, page_to_pfn(pg), order)) {
+                list_move(&pg->free_lru, &z->free_lru);   /* giving it back splits a hugepage */
+                kept += 1ul << order;
+                continue;
+            }
             __isolate_free_block(z, pg);
             resident -= 1ul << order;
             batch[n++] = {pg, order, !over};
