@@ -42,9 +42,10 @@
  * order 9) a hugepage is a 2 MiB block the host has dropped and faults in
  * again: 1.7-4 ms, where one freed less than ~2 s ago costs 0.1 ms and the
  * 512 small faults it replaces 0.75 ms (docs/architecture.md has the
- * figures).  Reclaim (KALLOC_THP >= 2) leaves the free pieces of a pageblock
- * that is still one whole hugepage resident until half of it is free
- * (khugepaged_keep_resident): giving one back would split it.
+ * figures).  Watermark reclaim (KALLOC_THP >= 2) leaves the free pieces of
+ * a pageblock that is still one whole hugepage resident until half of it is
+ * free (khugepaged_keep_resident): giving one back would split it.  Decay
+ * (a piece idle for KALLOC_DECAY_MS) still gives it back.
  * Only when /sys/kernel/mm/transparent_hugepage/enabled is `madvise` or
  * `always` (read once; `never`: nothing is done) and KALLOC_THP is on.
  * MADV_COLLAPSE failing with EINVAL (older kernel) turns collapsing off
@@ -119,9 +120,9 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns);
  * resident from now on.  True when it did.  Caller holds z->lock. */
 bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, migratetype mt);
 
-/* Reclaim would give back the free block [pfn, pfn + 2^order) of z: true
- * when that would split a hugepage worth keeping, so reclaim leaves the
- * block resident: its pageblock is still one whole hugepage (made huge at its
+/* Watermark reclaim would give back the free block [pfn, pfn + 2^order) of
+ * z: true when that would split a hugepage worth keeping, so reclaim leaves
+ * the block resident (decay, for blocks idle KALLOC_DECAY_MS, does not ask): its pageblock is still one whole hugepage (made huge at its
  * first fault, or collapsed, and nothing of it given back since) and less
  * than half of it is free (KHUGEPAGED_SPARSE_FREE; past that the scan turns
  * it MADV_NOHUGEPAGE and reclaim takes its free pieces again).  Giving back a

@@ -141,7 +141,7 @@ void shrink_zone(zone *z, scan_control *sc)
             if (!over && !old)
                 break;       /* the tail is the coldest: nothing older behind it */
             unsigned order = pg->order;
-            if (khugepaged_keep_resident(z, page_to_pfn(pg), order)) {
+            if (!old && khugepaged_keep_resident(z, page_to_pfn(pg), order)) {
                 list_move(&pg->free_lru, &z->free_lru);   /* giving it back splits a hugepage */
                 kept += 1ul << order;
                 continue;

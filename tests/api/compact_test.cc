@@ -357,15 +357,16 @@ TEST(CompactThpChild, FirstFaultMeasuredSlowBacksOff) {
 }
 
 // KALLOC_THP=3 with cheap faults, then 1/8 of every pageblock freed (whole
-// slabs, so the buddy allocator gets free blocks of 16 KiB and more) and left
-// idle past the 1 s decay: neither watermark reclaim (during the frees) nor
-// the decay gives those pieces back, because that would split the
-// pageblock's hugepage.  Without that, 80 MiB of hugepages went down to 4.
+// slabs, so the buddy allocator gets free blocks of 16 KiB and more): the
+// watermark reclaim that runs during the frees leaves those pieces resident,
+// because giving one back would split the pageblock's hugepage.  Without
+// that, 82 MiB of hugepages went down to 4.
 TEST(CompactThpChild, ReclaimKeepsDenseHugepagesWhole) {
   THP_CHILD("ReclaimKeepsDenseHugepagesWhole");
   thp_fill f;
   ASSERT_GE(f.advised(), 24u);
-  if (f.after.anon_huge_bytes < f.before.anon_huge_bytes + (32u << 20))
+  uint64_t huge_filled = f.after.anon_huge_bytes;
+  if (huge_filled < f.before.anon_huge_bytes + (32u << 20))
     GTEST_SKIP() << "the kernel had no hugepages at hand";
   std::vector<void *> keep;
   size_t freed = 0;
@@ -380,25 +381,13 @@ TEST(CompactThpChild, ReclaimKeepsDenseHugepagesWhole) {
   f.ps.swap(keep);
   kalloc_thread_flush();
   ASSERT_GT(freed, (size_t)(8u << 20) / 1024) << "at least 8 MiB freed";
-  // Freeing already ran watermark reclaim (a freed burst goes back during
-  // the frees), so compare with the hugepages of the filled heap.
-  uint64_t huge_before = f.after.anon_huge_bytes;
-  // Past the decay age, with slow-path calls so timed passes run (every
-  // 250 ms).
-  for (int i = 0; i < 8; i++) {
-    usleep(250 * 1000);
-    std::vector<void *> tmp;
-    for (int j = 0; j < 2048; j++) tmp.push_back(malloc(4096 + 64 * (j % 8)));
-    for (void *p : tmp) free(p);
-    kalloc_thread_flush();
-  }
   kalloc_vmstat v = vmstat_now();
-  printf("freed %zu KiB; hugepages %lu -> %lu MiB; pgdecay %lu pgreclaim %lu\n", freed,
-         (unsigned long)(huge_before >> 20), (unsigned long)(v.anon_huge_bytes >> 20),
-         (unsigned long)v.pgdecay, (unsigned long)v.pgreclaim_wmark);
-  EXPECT_GT(v.pgdecay + v.pgreclaim_wmark, 0u) << "reclaim ran";
-  EXPECT_GE(v.anon_huge_bytes, huge_before - huge_before / 8)
-      << "hugepages split by reclaim: " << (huge_before >> 20) << " -> "
+  printf("freed %zu KiB; hugepages %lu -> %lu MiB; pgreclaim %lu -> %lu\n", freed,
+         (unsigned long)(huge_filled >> 20), (unsigned long)(v.anon_huge_bytes >> 20),
+         (unsigned long)f.after.pgreclaim_wmark, (unsigned long)v.pgreclaim_wmark);
+  EXPECT_GT(v.wmark_low_hits, f.after.wmark_low_hits) << "the frees crossed the low watermark";
+  EXPECT_GE(v.anon_huge_bytes, huge_filled - huge_filled / 8)
+      << "hugepages split by reclaim: " << (huge_filled >> 20) << " -> "
       << (v.anon_huge_bytes >> 20) << " MiB";
 }
 
