@@ -112,9 +112,12 @@ void __setup_zone_wmarks(zone *z)
     }
     unsigned p = READ_ONCE(cg_pressure);
     low = low * (1024 - p) / 1024;
-    z->_watermark[WMARK_LOW] = low;
-    z->_watermark[WMARK_HIGH] = low - low / 4;
-    z->_watermark[WMARK_MIN] = low + low / 4;
+    /* Free memory reclaim must leave in whole hugepages does not count:
+     * else every free above the mark would run a pass that finds only it. */
+    unsigned long kept = z->nr_thp_kept;
+    z->_watermark[WMARK_LOW] = low + kept;
+    z->_watermark[WMARK_HIGH] = low - low / 4 + kept;
+    z->_watermark[WMARK_MIN] = low + low / 4 + kept;
 }
 
 /* ---------------------------------------------------------------------------
@@ -168,6 +171,16 @@ void shrink_zone(zone *z, scan_control *sc)
         spin_unlock(&z->lock);
         stat_add(vm_reclaim_stats.pgscan, n);
     }
+    if (kept && sc->target != ~0ul) {
+        spin_lock(&z->lock);
+        /* A block met again after the list wrapped was counted twice. */
+        if (kept > z->nr_free_lru)
+            kept = z->nr_free_lru;
+        if (kept > z->nr_thp_kept)
+            z->nr_thp_kept = kept;
+        __setup_zone_wmarks(z);
+        spin_unlock(&z->lock);
+    }
 }
 
 bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
@@ -187,8 +200,10 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         if (READ_ONCE(z->flags) & ZONE_RECLAIM_ACTIVE)
             drain_zone_pages(z);   /* the pagesets' surplus first, so it can be reclaimed */
         spin_lock(&z->lock);
-        if (timed)
+        if (timed) {
             z->workingset -= z->workingset / 8;   /* forgotten over a few seconds */
+            z->nr_thp_kept = 0;                   /* counted again by the next watermark pass */
+        }
         __setup_zone_wmarks(z);
         bool over = z->nr_free_resident > z->_watermark[WMARK_LOW];
         unsigned long high = z->_watermark[WMARK_HIGH];
