@@ -169,7 +169,7 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 2   /* 2: thp_fault_advised */
+#define KALLOC_VMSTAT_VERSION 3   /* 2: thp_fault_advised; 3: thp_fault_slow */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -251,6 +251,10 @@ struct kalloc_vmstat {
     /* --- version 2 --- */
     uint64_t thp_fault_advised;   /**< fresh pageblocks of a busy zone marked MADV_HUGEPAGE before
                                        their first touch (their first fault maps a hugepage) */
+    /* --- version 3 --- */
+    uint64_t thp_fault_slow;      /**< of those, the ones whose first fault was measured slow
+                                       (KALLOC_THP=3: fresh pageblocks then keep small pages
+                                       for a while) */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

@@ -145,6 +145,7 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.thp_collapsed = READ_ONCE(r.thp_collapsed);
     v.hugetlb_pages = READ_ONCE(r.hugetlb_pages);
     v.thp_fault_advised = READ_ONCE(r.thp_fault_advised);
+    v.thp_fault_slow = READ_ONCE(r.thp_fault_slow);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

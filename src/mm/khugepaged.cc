@@ -17,6 +17,13 @@ thp_mode thp_enabled;
 namespace {
 
 bool collapse_works = true;    /* MADV_COLLAPSE is known (cleared on EINVAL) */
+bool populate_works = true;    /* MADV_POPULATE_WRITE is known (cleared on EINVAL) */
+
+/* KALLOC_THP=3's state, shared by all zones.  Written under whichever zone
+ * lock the caller holds, so two zones may race: a lost update costs one
+ * probe more or less, never a wrong mapping. */
+unsigned long fault_skip;      /* fresh pageblocks left to keep small before the next probe */
+unsigned long fault_backoff;   /* the last skip after a slow probe (0: the last probe was cheap) */
 
 inline void stat_add(unsigned long &c, unsigned long v) { __atomic_fetch_add(&c, v, __ATOMIC_RELAXED); }
 
@@ -49,6 +56,24 @@ void khugepaged_init()
     thp_enabled = m;
 }
 
+/* Make the first page of [addr, 2 MiB) resident now, the pageblock having
+ * just been advised MADV_HUGEPAGE, and tell whether that fault was slow: it
+ * cost this thread more CPU time than KALLOC_THP_FAULT_US.  On this
+ * machine's VM a hugepage whose 2 MiB the guest kernel had reported to the
+ * host costs 1.7-4 ms to fault (the host faults it in again), one freed
+ * less than ~2 s ago 0.1 ms, and 512 small faults 0.75 ms. */
+static bool thp_fault_probe_slow(void *addr)
+{
+    unsigned long t0 = ktime_get_thread_cpu_ns();
+    int err = os_populate_write(addr, PAGE_SIZE);
+    unsigned long dt = ktime_get_thread_cpu_ns() - t0;
+    if (err == EINVAL) {
+        populate_works = false;     /* kernel < 5.14: no probe, no more advice */
+        return false;
+    }
+    return dt > (unsigned long)option_get(OPT_THP_FAULT_US) * 1000;
+}
+
 bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, migratetype mt)
 {
     /* Large blocks under 2 MiB are cut from power-of-two blocks whose tails
@@ -58,26 +83,68 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
     if (mt == MIGRATE_MOVABLE && order < pageblock_order)
         return false;
     /* In `always` mode the fault makes hugepages anyway; `never`: nothing. */
-    if (thp_enabled != THP_MADVISE || option_get(OPT_THP) < 2)
-        return false;           /* KALLOC_THP=2 only: see the header */
+    long mode = option_get(OPT_THP);
+    if (thp_enabled != THP_MADVISE || mode < THP_OPT_FIRST_FAULT)
+        return false;
     if (z->spanned_pages - z->nr_free_pages < KHUGEPAGED_FAULT_MIN_INUSE)
         return false;
     if (z->nr_hugetlb_pages)
         return false;           /* KALLOC_HUGETLB: hugetlbfs pages, or ordinary ones by choice */
-    unsigned long last = (pfn + (1ul << order) - 1) >> pageblock_order;
-    for (unsigned long pb = pfn >> pageblock_order; pb <= last; pb++) {
-        uint8_t f = z->pageblock_thp[pb];
-        if (!(f & PB_THP_HUGE)) {
-            os_hugepage(pageblock_address(z, pb), PAGEBLOCK_BYTES);
-            stat_add(vm_reclaim_stats.thp_fault_advised, 1);
+    bool measured = mode >= THP_OPT_MEASURED;
+    if (measured) {
+        if (!populate_works)
+            return false;
+        unsigned long skip = READ_ONCE(fault_skip);
+        if (skip) {
+            WRITE_ONCE(fault_skip, skip - 1);
+            return false;       /* backing off after a slow probe */
         }
+    }
+    unsigned long first = pfn >> pageblock_order;
+    unsigned long last = (pfn + (1ul << order) - 1) >> pageblock_order;
+    for (unsigned long pb = first; pb <= last; pb++) {
+        uint8_t f = z->pageblock_thp[pb];
+        if (!(f & PB_THP_HUGE))
+            os_hugepage(pageblock_address(z, pb), PAGEBLOCK_BYTES);
+        stat_add(vm_reclaim_stats.thp_fault_advised, 1);
         /* Not resident at all, so the next fault maps a whole hugepage (also
          * when the block was made huge before and then given back whole). */
         WRITE_ONCE(z->pageblock_thp[pb],
                    (uint8_t)((f | PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_FAULT) &
                              ~(PB_THP_NOHUGE | PB_THP_RECLAIMED)));
+        if (!measured)
+            continue;
+        /* Probe the fault now, on the page the caller uses first. */
+        void *addr = pb == first ? (void *)(z->zone_start + (pfn << PAGE_SHIFT))
+                                 : pageblock_address(z, pb);
+        if (thp_fault_probe_slow(addr)) {
+            /* Keep the next fresh pageblocks small: 16, then 64, 256, 1024
+             * of them (2 GiB) after each slow probe in a row, so slow probes
+             * are O(log) of the heap's growth (3 for fragmentation's
+             * 200 MiB).  The rest of this request stays small too. */
+            unsigned long b = READ_ONCE(fault_backoff);
+            b = b ? (b * 4 > KHUGEPAGED_FAULT_BACKOFF_MAX ? KHUGEPAGED_FAULT_BACKOFF_MAX : b * 4)
+                  : KHUGEPAGED_FAULT_BACKOFF_MIN;
+            WRITE_ONCE(fault_backoff, b);
+            WRITE_ONCE(fault_skip, b);
+            stat_add(vm_reclaim_stats.thp_fault_slow, 1);
+            break;
+        }
+        WRITE_ONCE(fault_backoff, 0ul);
     }
     return true;
+}
+
+bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order)
+{
+    if (order >= pageblock_order || option_get(OPT_THP) < THP_OPT_FIRST_FAULT)
+        return false;
+    unsigned long pb = pfn >> pageblock_order;
+    uint8_t f = z->pageblock_thp[pb];
+    bool huge = (f & PB_THP_FAULT) ||
+                (f & (PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_RECLAIMED)) ==
+                    (PB_THP_HUGE | PB_THP_COLLAPSED);
+    return huge && z->pageblock_nr_free[pb] < KHUGEPAGED_SPARSE_FREE;
 }
 
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)

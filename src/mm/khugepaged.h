@@ -14,10 +14,9 @@
  *   sparse  (at least half free) -> MADV_NOHUGEPAGE, so a fault in a range
  *           reclaim gave back maps 4 KiB, not 2 MiB (THP would otherwise undo
  *           reclaim).
- * Hugepages at the first fault (KALLOC_THP=2 only, `madvise` mode; not the
- * default: on a VM whose kernel reports free 2 MiB blocks to the host, every
- * such hugepage is faulted in again by the host: sqlite3 ran 20% slower,
- * docs/architecture.md has the figures): a range
+ * Hugepages at the first fault (`madvise` mode; KALLOC_THP=2 always,
+ * KALLOC_THP=3, the default, while that fault is measured cheap, see
+ * below): a range
  * that is MADV_HUGEPAGE before it is first touched gets a whole hugepage at
  * its first page fault (no collapse, no copy; 0.1 ms measured on 6.18, where
  * the 4 KiB faults of 2 MiB cost 0.4 ms).  So when the allocator starts to
@@ -35,6 +34,18 @@
  * as collapsed: it is collapsed again only after reclaim gave part of it
  * back and it refilled, and turns MADV_NOHUGEPAGE like any other once
  * sparse.
+ * Measured (KALLOC_THP=3): each advised fresh pageblock is faulted in at
+ * once (MADV_POPULATE_WRITE of the caller's first page) and timed with the
+ * thread's CPU clock; a fault over KALLOC_THP_FAULT_US (1 ms) is slow, and
+ * the next 16, then 64, 256, 1024 fresh pageblocks keep small pages.  On a
+ * VM with free page reporting (this machine: virtio_balloon, reporting
+ * order 9) a hugepage is a 2 MiB block the host has dropped and faults in
+ * again: 1.7-4 ms, where one freed less than ~2 s ago costs 0.1 ms and the
+ * 512 small faults it replaces 0.75 ms (docs/architecture.md has the
+ * figures).  Watermark reclaim (KALLOC_THP >= 2) leaves the free pieces of
+ * a pageblock that is still one whole hugepage resident until half of it is
+ * free (khugepaged_keep_resident): giving one back would split it.  Decay
+ * (a piece idle for KALLOC_DECAY_MS) still gives it back.
  * Only when /sys/kernel/mm/transparent_hugepage/enabled is `madvise` or
  * `always` (read once; `never`: nothing is done) and KALLOC_THP is on.
  * MADV_COLLAPSE failing with EINVAL (older kernel) turns collapsing off
@@ -53,7 +64,10 @@
  * scan, reclaim) or the zone lock (growth, a fresh pageblock's first fill:
  * then the block is wholly free, so the scan, which only changes dense or
  * sparse-and-huge blocks, does not write it at the same time); readers are
- * racy by design.
+ * racy by design.  KALLOC_THP=3's probe faults a page in under the zone lock
+ * (the kernel's fault takes no kalloc lock); its backoff state is shared by
+ * the zones and written under whichever zone lock is held (a lost update
+ * costs a probe more or less).
  */
 #pragma once
 
@@ -80,6 +94,16 @@ constexpr unsigned long KHUGEPAGED_SLOWPATH_BUDGET_NS = 2000000;
  * of RSS, keep small pages). */
 constexpr unsigned long KHUGEPAGED_FAULT_MIN_INUSE = 8 * pageblock_nr_pages;
 
+/* KALLOC_THP values (platform/options.h). */
+constexpr long THP_OPT_FIRST_FAULT = 2;   /* fresh pageblocks huge at their first fault */
+constexpr long THP_OPT_MEASURED = 3;      /* the same, backing off while that fault is slow */
+
+/* KALLOC_THP=3: fresh pageblocks kept small after a slow probe: the first
+ * time, then 4 times more after each further slow probe in a row, at most
+ * KHUGEPAGED_FAULT_BACKOFF_MAX (a cheap probe starts over). */
+constexpr unsigned long KHUGEPAGED_FAULT_BACKOFF_MIN = 16;
+constexpr unsigned long KHUGEPAGED_FAULT_BACKOFF_MAX = 1024;
+
 /* Read the THP mode (idempotent). */
 void khugepaged_init();
 
@@ -95,6 +119,17 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns);
  * is busy (see above), and mark them PB_THP_FAULT: their free pieces are
  * resident from now on.  True when it did.  Caller holds z->lock. */
 bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, migratetype mt);
+
+/* Watermark reclaim would give back the free block [pfn, pfn + 2^order) of
+ * z: true when that would split a hugepage worth keeping, so reclaim leaves
+ * the block resident (decay, for blocks idle KALLOC_DECAY_MS, does not ask): its pageblock is still one whole hugepage (made huge at its
+ * first fault, or collapsed, and nothing of it given back since) and less
+ * than half of it is free (KHUGEPAGED_SPARSE_FREE; past that the scan turns
+ * it MADV_NOHUGEPAGE and reclaim takes its free pieces again).  Giving back a
+ * piece splits the hugepage (thp_split_pmd) and the pageblock's next faults
+ * are small: kv-ttl's spike kept 0% of its hugepages without this.  Only
+ * with KALLOC_THP >= 2.  Caller holds z->lock. */
+bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order);
 
 /* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer
  * whole hugepages.  Caller holds vmscan_lock. */

@@ -182,6 +182,9 @@ struct zone {
     list_head free_lru;           /* resident free blocks >= VMSCAN_MIN_ORDER, newest first (PG_lru) */
     unsigned long nr_free_lru;    /* pages on free_lru */
     unsigned long nr_isolated;    /* pages reclaim took off the lists to madvise (PG_isolated) */
+    unsigned long nr_thp_kept;    /* free resident pages the watermark passes since the last timed
+                                   * one left in whole hugepages (khugepaged_keep_resident): the
+                                   * watermarks sit this much higher (mm/vmscan.cc) */
     unsigned long nr_hugetlb_pages; /* pages mapped from hugetlbfs (KALLOC_HUGETLB) */
     unsigned long nr_reported;    /* pages given back to the OS (a count, ever) */
     unsigned long nr_large_pages; /* pages in large allocations */

@@ -112,9 +112,12 @@ void __setup_zone_wmarks(zone *z)
     }
     unsigned p = READ_ONCE(cg_pressure);
     low = low * (1024 - p) / 1024;
-    z->_watermark[WMARK_LOW] = low;
-    z->_watermark[WMARK_HIGH] = low - low / 4;
-    z->_watermark[WMARK_MIN] = low + low / 4;
+    /* Free memory reclaim must leave in whole hugepages does not count:
+     * else every free above the mark would run a pass that finds only it. */
+    unsigned long kept = z->nr_thp_kept;
+    z->_watermark[WMARK_LOW] = low + kept;
+    z->_watermark[WMARK_HIGH] = low - low / 4 + kept;
+    z->_watermark[WMARK_MIN] = low + low / 4 + kept;
 }
 
 /* ---------------------------------------------------------------------------
@@ -128,11 +131,12 @@ void shrink_zone(zone *z, scan_control *sc)
         unsigned order;    /* its order */
         bool decayed;      /* taken for its age, not for the watermark */
     } batch[VMSCAN_BATCH];
+    unsigned long kept = 0;        /* pages left resident in hugepages (rotated to the head) */
     for (unsigned rounds = 0; rounds < 4096; rounds++) {
         unsigned n = 0;
         spin_lock(&z->lock);
         unsigned long resident = z->nr_free_resident;
-        while (n < VMSCAN_BATCH && !list_empty(&z->free_lru)) {
+        while (n < VMSCAN_BATCH && !list_empty(&z->free_lru) && kept < z->nr_free_lru) {
             page *pg = list_entry(z->free_lru.prev, page, free_lru);
             bool over = resident > sc->target;
             int32_t age = (int32_t)(sc->now - pg->free_time);
@@ -140,6 +144,11 @@ void shrink_zone(zone *z, scan_control *sc)
             if (!over && !old)
                 break;       /* the tail is the coldest: nothing older behind it */
             unsigned order = pg->order;
+            if (!old && khugepaged_keep_resident(z, page_to_pfn(pg), order)) {
+                list_move(&pg->free_lru, &z->free_lru);   /* giving it back splits a hugepage */
+                kept += 1ul << order;
+                continue;
+            }
             __isolate_free_block(z, pg);
             resident -= 1ul << order;
             batch[n++] = {pg, order, !over};
@@ -162,6 +171,16 @@ void shrink_zone(zone *z, scan_control *sc)
         spin_unlock(&z->lock);
         stat_add(vm_reclaim_stats.pgscan, n);
     }
+    if (kept && sc->target != ~0ul) {
+        spin_lock(&z->lock);
+        /* A block met again after the list wrapped was counted twice. */
+        if (kept > z->nr_free_lru)
+            kept = z->nr_free_lru;
+        if (kept > z->nr_thp_kept)
+            z->nr_thp_kept = kept;
+        __setup_zone_wmarks(z);
+        spin_unlock(&z->lock);
+    }
 }
 
 bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
@@ -181,8 +200,10 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         if (READ_ONCE(z->flags) & ZONE_RECLAIM_ACTIVE)
             drain_zone_pages(z);   /* the pagesets' surplus first, so it can be reclaimed */
         spin_lock(&z->lock);
-        if (timed)
+        if (timed) {
             z->workingset -= z->workingset / 8;   /* forgotten over a few seconds */
+            z->nr_thp_kept = 0;                   /* counted again by the next watermark pass */
+        }
         __setup_zone_wmarks(z);
         bool over = z->nr_free_resident > z->_watermark[WMARK_LOW];
         unsigned long high = z->_watermark[WMARK_HIGH];
@@ -459,10 +480,10 @@ void print_reclaim_stats(printbuf &out)
                cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),
                s.cgroup_pressure);
     static const char *const modes[] = {"unknown", "never", "madvise", "always"};
-    out.printf("thp: mode %s thp_madvised %lu thp_fault_advised %lu thp_nohuge %lu "
+    out.printf("thp: mode %s thp_madvised %lu thp_fault_advised %lu thp_fault_slow %lu thp_nohuge %lu "
                "thp_collapsed %lu thp_collapse_failed %lu hugetlb_pages %lu "
                "hugetlb_fallbacks %lu\n",
-               modes[thp_enabled], s.thp_madvised, s.thp_fault_advised, s.thp_nohuge,
+               modes[thp_enabled], s.thp_madvised, s.thp_fault_advised, s.thp_fault_slow, s.thp_nohuge,
                s.thp_collapsed, s.thp_collapse_failed, s.hugetlb_pages, s.hugetlb_fallbacks);
 }
 

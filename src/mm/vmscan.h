@@ -89,6 +89,7 @@ struct reclaim_stats {
     unsigned long thp_collapsed;    /* pageblocks collapsed with MADV_COLLAPSE */
     unsigned long thp_collapse_failed; /* MADV_COLLAPSE attempts that failed (EAGAIN...) */
     unsigned long thp_fault_advised; /* fresh pageblocks made huge before their first fault */
+    unsigned long thp_fault_slow;   /* of those, probed and found slow (KALLOC_THP=3 backed off) */
     unsigned long hugetlb_pages;    /* pages mapped from hugetlbfs */
     unsigned long hugetlb_fallbacks;/* zone growths that wanted hugetlb pages and fell back */
 };

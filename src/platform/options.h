@@ -25,7 +25,11 @@ enum option_id {
                            per zone (reclaim starts above it); 0 = auto (the refaulted workingset, 1M .. in-use / 4 clamped to 4M .. 32M) */
     OPT_DECAY_MS,       /* KALLOC_DECAY_MS=ms: free memory idle this long is given back (0 = never) */
     OPT_BACKGROUND,     /* KALLOC_BACKGROUND=1: a background reclaimer thread (kswapd) */
-    OPT_THP,            /* KALLOC_THP=0: leave transparent hugepages alone (no madvise) */
+    OPT_THP,            /* KALLOC_THP=0: leave transparent hugepages alone (no madvise); 1 dense
+                           pageblocks collapsed; 2 also fresh pageblocks huge at their first
+                           fault; 3 (default) the same while such faults are measured cheap */
+    OPT_THP_FAULT_US,   /* KALLOC_THP_FAULT_US: a hugepage's first fault costing more thread
+                           CPU time than this is slow (KALLOC_THP=3 backs off) */
     OPT_HUGETLB,        /* KALLOC_HUGETLB=1: map zones from reserved hugetlbfs pages when there are some */
     OPT_VERBOSE,        /* KALLOC_VERBOSE=1: warnings for unusual events (mmap failures) */
     OPT_LIFETIME,       /* KALLOC_LIFETIME=1: slabs of size classes learned to be long-lived

@@ -162,6 +162,17 @@ int os_collapse(void *addr, size_t len)
     return r;
 }
 
+int os_populate_write(void *addr, size_t len)
+{
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+    int saved = errno;
+    int r = madvise(addr, len, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
+    errno = saved;
+    return r;
+}
+
 void *os_map_fixed_hugetlb(void *addr, size_t len)
 {
     int saved = errno;

@@ -55,6 +55,11 @@ void os_nohugepage(void *addr, size_t len);
  * know MADV_COLLAPSE; EAGAIN/ENOMEM: no hugepage available now). */
 int os_collapse(void *addr, size_t len);
 
+/* Fault [addr, addr + len) in for writing now (MADV_POPULATE_WRITE, Linux
+ * >= 5.14) without changing its contents.  Returns 0, else the errno
+ * (EINVAL: the kernel does not know MADV_POPULATE_WRITE). */
+int os_populate_write(void *addr, size_t len);
+
 /* Like os_map_fixed (anonymous) but backed by reserved hugetlbfs pages
  * (MAP_HUGETLB, 2 MiB pages); addr and len 2 MiB aligned.  nullptr when no
  * hugepages are reserved or free (the caller falls back to os_map_fixed). */

@@ -21,4 +21,10 @@ unsigned long ktime_get_coarse_ms();
  * costs milliseconds (the hugepage collapses of a reclaim pass). */
 unsigned long ktime_get_ns();
 
+/* CPU time of the calling thread in nanoseconds (CLOCK_THREAD_CPUTIME_ID, a
+ * system call, ~0.3 us): what a page fault cost this thread, waits for the
+ * CPU left out (the hugepage policy's fault probe, mm/khugepaged.h).  Like
+ * the kernel's task_sched_runtime(). */
+unsigned long ktime_get_thread_cpu_ns();
+
 } // namespace kalloc

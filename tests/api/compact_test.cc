@@ -276,52 +276,174 @@ TEST(Compact, StatsPrintShowsTheViews) {
   }
 }
 
-// Hugepages at the first fault (KALLOC_THP=2): a heap that grows past 16 MiB
-// gets its new pageblocks MADV_HUGEPAGE before they are touched
-// (transparent_hugepage `madvise` mode), so the memory it fills is backed by
-// hugepages without a collapse.  Run in a fresh process by the test below.
-TEST(CompactThpChild, GrowingHeapGetsHugepagesAtTheFirstFault) {
+// Hugepages at the first fault.  Each CompactThpChild test runs in a fresh
+// process started by the Compact test after it, with its options in the
+// environment and KALLOC_TEST_THP_CHILD naming it (a heap that has not grown
+// yet, and the policy's state as a program starts); run directly, they skip.
+bool thp_child_setup(const char *name) {
+  const char *child = getenv("KALLOC_TEST_THP_CHILD");
+  if (!child || strcmp(child, name) != 0) return false;
   char mode[128] = {};
   int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY);
   if (fd >= 0) {
     if (read(fd, mode, sizeof(mode) - 1) < 0) mode[0] = 0;
     close(fd);
   }
-  if (!strstr(mode, "[madvise]"))
-    GTEST_SKIP() << "transparent_hugepage/enabled is not madvise: " << mode;
-  const char *thp = getenv("KALLOC_THP");
-  if (!thp || thp[0] != '2')
-    GTEST_SKIP() << "only run by Compact.FirstFaultHugepagesWithTheOption, with KALLOC_THP=2";
-  kalloc_vmstat before = vmstat_now();
-  std::vector<void *> ps;
-  ps.reserve((96u << 20) / 1024);
-  const size_t block = 1024;          // slab objects: their pageblocks are filled densely
-  for (size_t got = 0; got < (96u << 20); got += block) {
-    void *p = malloc(block);
-    ASSERT_NE(p, nullptr);
-    memset(p, 0x5a, block);
-    ps.push_back(p);
-  }
-  kalloc_vmstat after = vmstat_now();
-  EXPECT_GT(after.thp_fault_advised, before.thp_fault_advised)
-      << "96 MiB of new small objects: some fresh pageblocks were made huge";
-  // Most of what was filled is in hugepages (they may have been lacking:
-  // then the kernel counted thp_fault_fallback).
-  EXPECT_GT(after.anon_huge_bytes, before.anon_huge_bytes + (32u << 20))
-      << "thp_fault_advised " << after.thp_fault_advised - before.thp_fault_advised;
-  for (void *p : ps) free(p);
+  return strstr(mode, "[madvise]") != nullptr;
 }
 
-TEST(Compact, FirstFaultHugepagesWithTheOption) {
+// Fill 96 MiB with 1 KiB objects (slab pageblocks filled densely): about 40
+// fresh pageblocks past the 16 MiB a zone holds before any is advised.
+struct thp_fill {
+  kalloc_vmstat before, after;
+  std::vector<void *> ps;
+  thp_fill() {
+    before = vmstat_now();
+    ps.reserve((96u << 20) / 1024);
+    for (size_t got = 0; got < (96u << 20); got += 1024) {
+      void *p = malloc(1024);
+      EXPECT_NE(p, nullptr);
+      if (!p) break;
+      memset(p, 0x5a, 1024);
+      ps.push_back(p);
+    }
+    after = vmstat_now();
+  }
+  ~thp_fill() {
+    for (void *p : ps) free(p);
+  }
+  uint64_t advised() const { return after.thp_fault_advised - before.thp_fault_advised; }
+  uint64_t slow() const { return after.thp_fault_slow - before.thp_fault_slow; }
+};
+
+#define THP_CHILD(name)                                                             \
+  if (!thp_child_setup(name))                                                       \
+    GTEST_SKIP() << "run by the Compact test of the same name, in a fresh process, " \
+                    "when transparent_hugepage/enabled is madvise";
+
+// KALLOC_THP=2: every fresh pageblock of a busy zone is advised, so the heap
+// that grows past 16 MiB fills hugepages without a collapse.
+TEST(CompactThpChild, FirstFaultAlways) {
+  THP_CHILD("FirstFaultAlways");
+  thp_fill f;
+  EXPECT_GE(f.advised(), 24u) << "96 MiB of new small objects: the fresh pageblocks were made huge";
+  EXPECT_EQ(f.slow(), 0u) << "KALLOC_THP=2 does not probe";
+  // Most of what was filled is in hugepages (they may have been lacking:
+  // then the kernel counted thp_fault_fallback).
+  EXPECT_GT(f.after.anon_huge_bytes, f.before.anon_huge_bytes + (32u << 20))
+      << "thp_fault_advised " << f.advised();
+}
+
+// KALLOC_THP=3 (the default) when every probed fault is cheap (a limit of
+// 100 s): the same as KALLOC_THP=2, each fresh pageblock probed.
+TEST(CompactThpChild, FirstFaultMeasuredCheap) {
+  THP_CHILD("FirstFaultMeasuredCheap");
+  thp_fill f;
+  EXPECT_GE(f.advised(), 24u) << "cheap faults: every fresh pageblock is made huge";
+  EXPECT_EQ(f.slow(), 0u);
+  EXPECT_GT(f.after.anon_huge_bytes, f.before.anon_huge_bytes + (32u << 20))
+      << "thp_fault_advised " << f.advised();
+}
+
+// KALLOC_THP=3 when every probed fault is slow (a limit of 0 us): after the
+// first slow probe the next 16 fresh pageblocks stay small, after the second
+// 64, so a 40-pageblock growth makes 2 hugepages, not 40.
+TEST(CompactThpChild, FirstFaultMeasuredSlowBacksOff) {
+  THP_CHILD("FirstFaultMeasuredSlowBacksOff");
+  thp_fill f;
+  EXPECT_GE(f.advised(), 1u) << "the first fresh pageblock past 16 MiB is probed";
+  EXPECT_EQ(f.slow(), f.advised()) << "each probe is slow with a 0 us limit";
+  EXPECT_LE(f.advised(), 3u) << "slow faults: fresh pageblocks keep small pages";
+}
+
+// KALLOC_THP=3 with cheap faults, then 1/8 of every pageblock freed (whole
+// slabs, so the buddy allocator gets free blocks of 16 KiB and more): the
+// watermark reclaim that runs during the frees leaves those pieces resident,
+// because giving one back would split the pageblock's hugepage.  Without
+// that, 82 MiB of hugepages went down to 4.
+TEST(CompactThpChild, ReclaimKeepsDenseHugepagesWhole) {
+  THP_CHILD("ReclaimKeepsDenseHugepagesWhole");
+  thp_fill f;
+  ASSERT_GE(f.advised(), 24u);
+  uint64_t huge_filled = f.after.anon_huge_bytes;
+  if (huge_filled < f.before.anon_huge_bytes + (32u << 20))
+    GTEST_SKIP() << "the kernel had no hugepages at hand";
+  std::vector<void *> keep;
+  size_t freed = 0;
+  for (void *p : f.ps) {
+    if (((uintptr_t)p & ((2u << 20) - 1)) < (256u << 10)) {
+      free(p);
+      freed++;
+    } else {
+      keep.push_back(p);
+    }
+  }
+  f.ps.swap(keep);
+  kalloc_thread_flush();
+  ASSERT_GT(freed, (size_t)(8u << 20) / 1024) << "at least 8 MiB freed";
+  kalloc_vmstat v = vmstat_now();
+  printf("freed %zu KiB; hugepages %lu -> %lu MiB; pgreclaim %lu -> %lu\n", freed,
+         (unsigned long)(huge_filled >> 20), (unsigned long)(v.anon_huge_bytes >> 20),
+         (unsigned long)f.after.pgreclaim_wmark, (unsigned long)v.pgreclaim_wmark);
+  EXPECT_GT(v.wmark_low_hits, f.after.wmark_low_hits) << "the frees crossed the low watermark";
+  EXPECT_GE(v.anon_huge_bytes, huge_filled - huge_filled / 8)
+      << "hugepages split by reclaim: " << (huge_filled >> 20) << " -> "
+      << (v.anon_huge_bytes >> 20) << " MiB";
+}
+
+// KALLOC_THP=1: dense pageblocks are collapsed, none is advised at its first
+// fault.
+TEST(CompactThpChild, CollapseOnlyAdvisesNoFreshPageblock) {
+  THP_CHILD("CollapseOnlyAdvisesNoFreshPageblock");
+  thp_fill f;
+  EXPECT_EQ(f.advised(), 0u);
+  EXPECT_EQ(f.slow(), 0u);
+}
+
+// No KALLOC_THP: the default is KALLOC_THP=3, so fresh pageblocks are probed.
+TEST(CompactThpChild, DefaultProbesFreshPageblocks) {
+  THP_CHILD("DefaultProbesFreshPageblocks");
+  thp_fill f;
+  EXPECT_GE(f.advised(), 1u) << "the default advises (and probes) fresh pageblocks";
+  EXPECT_LE(f.slow(), f.advised());
+}
+
+void run_thp_child(const char *name, const char *thp, const char *fault_us) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    setenv("KALLOC_THP", "2", 1);
-    execl("/proc/self/exe", "compact_test", "--gtest_filter=CompactThpChild.*", (char *)nullptr);
+    if (thp)
+      setenv("KALLOC_THP", thp, 1);
+    else
+      unsetenv("KALLOC_THP");
+    if (fault_us)
+      setenv("KALLOC_THP_FAULT_US", fault_us, 1);
+    else
+      unsetenv("KALLOC_THP_FAULT_US");
+    setenv("KALLOC_TEST_THP_CHILD", name, 1);
+    std::string filter = std::string("--gtest_filter=CompactThpChild.") + name;
+    execl("/proc/self/exe", "compact_test", filter.c_str(), (char *)nullptr);
     _exit(127);
   }
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "CompactThpChild." << name << " failed";
+}
+
+TEST(Compact, FirstFaultAlways) { run_thp_child("FirstFaultAlways", "2", nullptr); }
+TEST(Compact, FirstFaultMeasuredCheap) {
+  run_thp_child("FirstFaultMeasuredCheap", "3", "100000000");
+}
+TEST(Compact, FirstFaultMeasuredSlowBacksOff) {
+  run_thp_child("FirstFaultMeasuredSlowBacksOff", "3", "0");
+}
+TEST(Compact, ReclaimKeepsDenseHugepagesWhole) {
+  run_thp_child("ReclaimKeepsDenseHugepagesWhole", "3", "100000000");
+}
+TEST(Compact, CollapseOnlyAdvisesNoFreshPageblock) {
+  run_thp_child("CollapseOnlyAdvisesNoFreshPageblock", "1", nullptr);
+}
+TEST(Compact, DefaultProbesFreshPageblocks) {
+  run_thp_child("DefaultProbesFreshPageblocks", nullptr, nullptr);
 }
