@@ -187,9 +187,11 @@ extern slab_hole_stats slab_holes;
 /* Look for pages of slab pg whose objects are all free and give them back
  * (park their objects, madvise the pages).  Caller holds c->lock.  Returns
  * the pages given back.  Exposed for tests; the slab layer calls it itself:
- *   - when a slab of a draining cache (see above) falls to half full or
- *     less and has lost a page's worth of objects since it was last looked at
- *     (the frees give memory back, with no background thread);
+ *   - when a slab of a cache being freed (draining, see above, or 16 bulk
+ *     frees with no refill) falls to half full or less and has lost a
+ *     page's worth of objects since it was last looked at, and on the spare
+ *     empty slab of such a cache (the frees give memory back, with no
+ *     background thread);
  *   - kmem_cache_punch_holes_all. */
 unsigned long __slab_punch_holes(kmem_cache *c, page *pg);
 

@@ -196,18 +196,20 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
     for (unsigned i = 0; i < objects; i++)
         if (i >= carved || (old_mask & obj_page_mask(c, i)))
             free_bits[i / 64] |= 1ull << (i % 64);
-    /* Pages all of whose objects are free (a page past the last object
-     * has none). */
+    /* Pages all of whose objects are free.  A page past the last object
+     * (the slab's unused tail) is never written: not worth a call. */
     uint32_t new_mask = 0;
     for (unsigned p = 0; p < npages; p++) {
         if (old_mask & (1u << p))
             continue;
         unsigned long lo = ((unsigned long)p << PAGE_SHIFT) / c->size;
         unsigned long hi = (((unsigned long)(p + 1) << PAGE_SHIFT) - 1) / c->size;
+        if (lo >= objects)
+            break;
         if (hi >= objects)
             hi = objects - 1;
         bool all_free = true;
-        for (unsigned long i = lo; i <= hi && lo < objects; i++)
+        for (unsigned long i = lo; i <= hi; i++)
             if (!(free_bits[i / 64] & (1ull << (i % 64)))) {
                 all_free = false;
                 break;
@@ -239,8 +241,9 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
     pg->freelist = head;
     if (last)
         pg->freelist_tail = (uint32_t)((char *)last - base);
+    /* (Not khugepaged_note_reclaim: that marks a collapsed pageblock for a
+     * new collapse, which would fault the holes in again.) */
     slab_decommit_mask(pg, new_mask);
-    khugepaged_note_reclaim(z, pfn, c->order);
     unsigned added = (unsigned)__builtin_popcount(new_mask);
     pg[1].slab_parked = (uint16_t)((pg->nr_holes ? pg[1].slab_parked : 0) + parked);
     pg[1].slab_hole_mask = mask;
