@@ -116,7 +116,7 @@ static page *allocate_slab(kmem_cache *c)
     return pg;
 }
 
-static void free_slab_with_holes(kmem_cache *c, page *pg);
+static __cold void free_slab_with_holes(kmem_cache *c, page *pg);
 
 static void discard_slab(kmem_cache *c, page *pg)
 {
@@ -256,7 +256,7 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
 /* Slab pg needs objects its freelist does not have: thread every parked
  * object back onto it, in address order, before the listed ones (so the
  * freelist's tail stays where it is).  Caller holds c->lock. */
-static void slab_unpark_locked(kmem_cache *c, page *pg)
+static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
 {
     const uint32_t mask = pg[1].slab_hole_mask;
     char *base = (char *)page_address(pg);
@@ -285,7 +285,7 @@ static void slab_unpark_locked(kmem_cache *c, page *pg)
  * straight to the zone (the per-CPU lists hold resident blocks).  Otherwise
  * it is freed as usual, resident (the hole pages read zero, which is
  * allowed; reclaim may madvise them again later). */
-static void free_slab_with_holes(kmem_cache *c, page *pg)
+static __cold void free_slab_with_holes(kmem_cache *c, page *pg)
 {
     unsigned holes = pg->nr_holes, npages = 1u << c->order;
     uint32_t mask = pg[1].slab_hole_mask;
@@ -537,7 +537,7 @@ static inline bool slab_punch_due(const kmem_cache *c, const page *pg, bool all)
     unsigned step = (unsigned)(PAGE_SIZE / c->size);
     if (!step)
         step = 1;
-    return pg->inuse + step <= pg[1].slab_punch_inuse && option_get(OPT_SLAB_HOLES);
+    return pg->inuse + step <= pg[1].slab_punch_inuse;
 }
 
 /* Whether cache c is being freed rather than cycled through: slabs emptied
@@ -550,9 +550,10 @@ static inline bool cache_freeing(const kmem_cache *c)
 }
 
 /* `run` objects just went back on slab pg's freelist: update its count
- * and lists.  Caller holds c->lock. */
+ * and lists; `holes`: the cache is being freed, look for holes.  Caller
+ * holds c->lock. */
 static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, page **to_free,
-                                      unsigned *nr_to_free, unsigned max_to_free)
+                                      unsigned *nr_to_free, unsigned max_to_free, bool holes)
 {
     unsigned old = pg->inuse;
     pg->inuse = (uint16_t)(old - run);
@@ -577,7 +578,7 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
             c->empty_slab = pg;
             /* The spare of a class being freed: kept, but its pages given
              * back (it may never be needed again). */
-            if (c->order && cache_freeing(c) && option_get(OPT_SLAB_HOLES))
+            if (holes)
                 __slab_punch_holes(c, pg);
         } else {
             c->nr_slabs--;
@@ -598,7 +599,7 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
         }
         /* A draining cache: its sparse slabs give their free pages back now
          * (the program may make no further call). */
-        if (c->order && unlikely(cache_freeing(c)) && slab_punch_due(c, pg, false))
+        if (unlikely(holes) && slab_punch_due(c, pg, false))
             __slab_punch_holes(c, pg);
     }
 }
@@ -615,12 +616,14 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     uintptr_t base = 0;
     unsigned run = 0;
     cache_lock(c);
+    /* Once per call: whether this class is being freed (slab holes). */
+    const bool holes = c->order && cache_freeing(c) && option_get(OPT_SLAB_HOLES);
     void *obj = head;
     for (unsigned i = 0; i < n; i++) {
         void *next = *(void **)obj;
         if ((uintptr_t)obj - base >= slab_bytes) {
             if (pg)
-                slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free));
+                slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
             pg = virt_to_block_head((uintptr_t)obj, slab_bytes);
             base = (uintptr_t)obj & ~(slab_bytes - 1);
             run = 0;
@@ -633,7 +636,7 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
         obj = next;
     }
     if (pg)
-        slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free));
+        slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
     c->active_objects -= n;
     c->nr_flushes++;
     c->life_frees += n;
