@@ -312,3 +312,56 @@ TEST(SlabHoles, FreesOfADrainingClassPunch)
     kmem_cache_shrink_all();
     check_cache(c);
 }
+
+// The timed pass punches only classes that got frees and no refill since the
+// previous pass (their free objects have been idle a tick period); the frees
+// themselves did not (too few to call the class "being freed").
+// malloc_trim's pass punches whatever the state.
+TEST(SlabHoles, TimedPassPunchesIdleClassesOnly)
+{
+    kmem_cache *c = &kmalloc_caches[57];   // 13312 B, 9 per 32-page slab; no other test uses it
+    auto slabs = whole_slabs(c, 2);
+    auto it = slabs.begin();
+    page *a = it->first;
+    auto &objs_a = it->second;
+    ++it;
+    page *b = it->first;
+    auto &objs_b = it->second;
+    kmem_cache_punch_holes_all(true);      // the previous pass
+    for (unsigned i = 4; i < objs_a.size(); i++)
+        kmem_cache_free(c, objs_a[i]);
+    spin_lock(&c->lock);
+    EXPECT_EQ(a->nr_holes, 0u) << "5 frees after a refill punched already";
+    spin_unlock(&c->lock);
+    // A refill between the passes: not idle, nothing punched.
+    void *o = kmem_cache_alloc(c);
+    kmem_cache_free(c, o);
+    kmem_cache_punch_holes_all(true);
+    EXPECT_EQ(a->nr_holes, 0u) << "a class that refilled since the last pass was punched";
+    // Frees, no refill, next pass: punched.
+    o = kmem_cache_alloc(c);
+    kmem_cache_punch_holes_all(true);
+    kmem_cache_free(c, o);
+    kmem_cache_punch_holes_all(true);
+    std::set<unsigned> live_a{0, 1, 2, 3};
+    EXPECT_EQ(a->nr_holes, (unsigned)__builtin_popcount(expected_holes(c, live_a)));
+    EXPECT_GT(a->nr_holes, 0u);
+    // Slab b, at most half free after these frees, is left to malloc_trim's pass.
+    for (unsigned i = 6; i < objs_b.size(); i++)
+        kmem_cache_free(c, objs_b[i]);
+    kmem_cache_punch_holes_all(true);
+    EXPECT_EQ(b->nr_holes, 0u) << "a slab more than half full was punched by the timed pass";
+    kmem_cache_punch_holes_all(false);
+    std::set<unsigned> live_b{0, 1, 2, 3, 4, 5};
+    EXPECT_EQ(b->nr_holes, (unsigned)__builtin_popcount(expected_holes(c, live_b)));
+    EXPECT_GT(b->nr_holes, 0u);
+    EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+    check_cache(c);
+    for (unsigned i = 0; i < 4; i++)
+        kmem_cache_free(c, objs_a[i]);
+    for (unsigned i = 0; i < 6; i++)
+        kmem_cache_free(c, objs_b[i]);
+    kmem_cache_shrink_all();
+    check_cache(c);
+    EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+}
