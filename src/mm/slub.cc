@@ -34,13 +34,19 @@
  * (PG_reported, straight to the zone); otherwise it goes back resident as
  * usual (its holes read zero, which a resident block need not).
  * Holes are only looked for in slabs of order 1..SLAB_HOLES_MAX_ORDER
- * (the mask has 32 bits), not in hugetlb memory (no 4 KiB madvise there),
- * when the cache is draining (slabs emptying with no refill in between:
- * the program is freeing this class, and the slab will not be refilled
- * soon), or from the timed pass for caches idle a tick period, or from
- * malloc_trim / kalloc_compact.  A cache that churns (larson, frag-churn's
- * mixed phases) refills between empties, is not draining, and never pays a
- * madvise and a refault for a page it would use again at once.
+ * (the mask has 32 bits), not in hugetlb memory (no 4 KiB madvise there):
+ *   - by the frees of a cache being freed (cache_freeing: draining, i.e.
+ *     slabs emptying with no refill in between, or SLAB_HOLES_FLUSH_STREAK
+ *     bulk frees with no refill): a slab half free or less that lost a
+ *     page's worth of objects since it was last looked at, and the spare
+ *     empty slab.  The program may make no further call, so the frees
+ *     themselves give the memory back;
+ *   - by the timed pass, in caches with frees and no refill since the
+ *     previous pass (kmem_cache_punch_holes_all(true));
+ *   - by malloc_trim / kalloc_compact, in every partial slab.
+ * A cache that churns (larson, frag-churn's mixed phases) refills between
+ * its frees, is not being freed, and does not pay a madvise and a refault
+ * for a page it would use again at once.
  * Lock: c->lock is held across the madvise calls of a slab (a few pages),
  * so nobody unparks an object of a page being given back.  The zone lock
  * is taken under it to free an empty slab with holes (cache -> zone).
@@ -261,7 +267,6 @@ static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
     const uint32_t mask = pg[1].slab_hole_mask;
     char *base = (char *)page_address(pg);
     void *head = pg->freelist;
-    unsigned n = 0;
     for (unsigned i = pg->carved; i-- > 0;) {
         if (!(obj_page_mask(c, i) & mask))
             continue;
@@ -270,14 +275,12 @@ static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
             pg->freelist_tail = (uint32_t)((size_t)i * c->size);
         *(void **)obj = head;
         head = obj;
-        n++;
     }
     pg->freelist = head;
     pg[1].slab_punch_inuse = pg->objects;   /* may be looked at again as it drains */
     hole_stat_add(slab_holes.refaulted, pg->nr_holes);
     hole_stat_add(slab_holes.hole_pages, -(long)pg->nr_holes);
     pg->nr_holes = 0;
-    (void)n;
 }
 
 /* An empty slab with holes goes back to the buddy allocator.  Mostly holes:
