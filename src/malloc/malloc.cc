@@ -373,7 +373,8 @@ int ktrim(size_t pad)
     if (tc)
         tcache_flush_all(tc);
     kmem_cache_shrink_all();
-    bool released = vmalloc_drain_cache() > 0;     /* bytes */
+    bool released = kmem_cache_punch_holes_all(false) > 0;  /* pages (slab holes) */
+    released |= vmalloc_drain_cache() > 0;         /* bytes */
     released |= zone_shrink_all() > 0;              /* pages */
     released |= zone_reclaim_all(0) > 0;            /* pages */
     return released ? 1 : 0;

@@ -251,6 +251,10 @@ static unsigned long __compact_run(compact_mode mode)
     if (mode == COMPACT_FULL)
         count_compact_event(&compact_stats.compact_slabs_ordered, kmem_cache_order_partial_all());
     unsigned long released = zone_reclaim_all(mode == COMPACT_FULL ? 0 : pageblock_order);
+    if (mode == COMPACT_FULL)   /* free pages inside partial slabs (slab holes: counted
+                                   in slab_holes_punched, not here, whose pages are
+                                   free blocks of the zones) */
+        kmem_cache_punch_holes_all(false);
     if (mode == COMPACT_FULL)
         zone_shrink_all();
     count_compact_event(&compact_stats.compact_released, released);

@@ -32,6 +32,12 @@
  *   PG_reclaimed     (free blocks, PG_reported) reclaim or trim gave it back,
  *                    as opposed to fresh pages from zone growth: allocating
  *                    from it again is a refault (mm/vmscan.h, workingset)
+ * A slab of 2 or more pages may have holes (mm/slub.cc, "slab holes"): pages
+ * the slab still owns whose memory was given back because every object
+ * overlapping them is free.  The head's nr_holes counts them; the second
+ * page's descriptor (a PG_tail page, whose other fields are unused) keeps
+ * which pages (slab_hole_mask) and how many free objects they hold off the
+ * freelist (slab_parked).
  * A page inside a free block that is not its head has no meaningful state.
  *
  * 64 bytes, like the kernel's: one cache line per page.
@@ -80,12 +86,22 @@ struct page {
         /* --- PG_buddy, resident, order >= VMSCAN_MIN_ORDER: the zone's
          * age list of reclaimable free blocks (zone->free_lru, newest first) */
         list_head free_lru;
+        /* --- the second page of a slab of order >= 1 (PG_tail) --- */
+        struct {
+            uint32_t slab_hole_mask;  /* head->nr_holes != 0: bit i set when page i of the
+                                       * slab is a hole (given back with madvise, reads zero) */
+            uint16_t slab_parked;     /* head->nr_holes != 0: free objects overlapping a
+                                       * hole page, kept off the freelist (parked) */
+            uint16_t slab_punch_inuse;/* the head's inuse when holes were last looked for
+                                       * (set when the slab is allocated: objects) */
+        };
     };
     uint16_t inuse;          /* objects handed out of this slab (to thread caches or the program) */
     uint16_t objects;        /* objects the slab holds */
     uint16_t carved;         /* objects carved so far; the rest were never touched (bump area) */
     uint8_t slab_list;       /* which kmem_cache list the slab is on (SLAB_PARTIAL, SLAB_FULL, SLAB_NONE) */
-    uint8_t _unused;         /* (a slab page's size class is in the zone's slab_class map) */
+    uint8_t nr_holes;        /* PG_slab head: pages of the slab that are holes (0 for most;
+                              * a slab page's size class is in the zone's slab_class map) */
 
     /* --- large allocations (valid on the head page) --- */
     uint32_t nr_pages;       /* PG_large: pages in the allocation; PG_slab: pages in the slab */

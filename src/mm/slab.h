@@ -57,7 +57,14 @@
  * life_ratio is kept, see mmzone.h).  Counted on the slow paths only (bulk
  * refills and flushes of the thread caches).
  *
- * Lock order: (compact_lock ->) kmem_cache.lock -> zone.lock.
+ * Slab holes (slub.cc): a page of a slab of 2 or more pages whose objects
+ * are all free (on the slab's freelist, or never carved) is given back with
+ * madvise(MADV_DONTNEED) while the slab stays in use; its free objects are
+ * parked off the freelist until the slab needs them (then they are threaded
+ * back and the pages fault in again as zero pages).
+ *
+ * Lock order: (compact_lock ->) kmem_cache.lock -> zone.lock.  Holes are
+ * punched (the madvise calls included) and filled under kmem_cache.lock.
  */
 #pragma once
 
@@ -110,6 +117,10 @@ struct kmem_cache {
     unsigned long life_allocs;   /* objects handed out in the current window */
     unsigned long life_frees;    /* objects given back in the current window */
     unsigned long nr_life_changes; /* times migratetype changed (a count) */
+    unsigned long flushes_at_refill; /* nr_flushes at the last refill (bulk frees since: a
+                                  * class being freed, see slub.cc cache_freeing) */
+    unsigned long punch_refills; /* nr_refills at the last timed hole pass (idle: unchanged) */
+    unsigned long punch_flushes; /* nr_flushes at the last timed hole pass (nothing new: unchanged) */
 };
 
 constexpr unsigned SLAB_DRAIN_EMPTIES = 4;      /* slabs emptied with no refill: draining */
@@ -164,6 +175,35 @@ void *kmem_cache_barn_take(kmem_cache *c, unsigned owner, unsigned max, unsigned
 /* Give every spare empty slab back to the buddy allocator, and the barns'
  * sheaves to their slabs (malloc_trim, timed reclaim passes). */
 void kmem_cache_shrink_all();
+
+/* Slab holes (see slub.cc).  Counters, relaxed atomic adds. */
+struct slab_hole_stats {
+    unsigned long punched;      /* pages given back from slabs in use (slab_holes_punched) */
+    unsigned long refaulted;    /* hole pages whose objects went back on a freelist because
+                                 * the slab needed them (slab_holes_refaulted) */
+    unsigned long hole_pages;   /* pages that are holes now (a gauge) */
+    unsigned long madvise_calls;/* madvise calls made for them */
+};
+extern slab_hole_stats slab_holes;
+
+/* Look for pages of slab pg whose objects are all free and give them back
+ * (park their objects, madvise the pages).  Caller holds c->lock.  Returns
+ * the pages given back.  Exposed for tests; the slab layer calls it itself:
+ *   - when a slab of a cache being freed (draining, see above, or 16 bulk
+ *     frees with no refill) falls to half full or less and has lost a
+ *     page's worth of objects since it was last looked at, and on the spare
+ *     empty slab of such a cache (the frees give memory back, with no
+ *     background thread);
+ *   - kmem_cache_punch_holes_all. */
+unsigned long __slab_punch_holes(kmem_cache *c, page *pg);
+
+/* Punch holes in the partial slabs of every cache (slabs of 2 or more
+ * pages, at least half free).  idle_only: only caches that took no refill
+ * since the previous such pass and got frees since (timed passes: their free
+ * objects have been idle a tick period); otherwise every cache (malloc_trim,
+ * kalloc_compact).  Takes each cache lock in turn.  Returns the pages given
+ * back. */
+unsigned long kmem_cache_punch_holes_all(bool idle_only);
 
 /* Compaction's steering: sort every cache's partial list so allocation
  * takes the fullest slab first, then the one in the fullest pageblock (the

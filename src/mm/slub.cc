@@ -7,23 +7,69 @@
  *     empty_slab; a slab on partial[o] has owner o in the slab owner map
  *     (o == 0: nobody), and o is 0 or a live owner;
  *   - for every slab: inuse + (objects on freelist) + (objects - carved)
- *     == objects;
+ *     + parked == objects (parked: slab_parked on the second page when
+ *     nr_holes != 0, else 0);
  *   - a slab with a non-empty freelist has its last object at byte offset
  *     freelist_tail (whose link is nullptr);
  *   - a slab on full has inuse == objects; on partial 0 < inuse < objects
  *     (or inuse < objects while it is being filled);
  *   - active_objects == sum of inuse.
+ *
+ * Slab holes.  Objects never move, but a page of a slab whose every
+ * overlapping object is free belongs to nobody: it is given back with
+ * madvise(MADV_DONTNEED) while the slab stays in use (a hole).  Its free
+ * objects (those overlapping any hole page, an object may straddle pages)
+ * are taken off the freelist and parked: counted free for the slab
+ * (slab_parked), so a slab whose other objects all come back is empty and
+ * freed as before.  When the slab needs objects its freelist no longer has,
+ * every parked object goes back on the freelist (slab_unpark_locked: the
+ * pages fault in again as zero pages when written) before any object is
+ * carved, so while nr_holes != 0:
+ *   - every object overlapping a hole page is parked (index < carved) or
+ *     not carved yet: none is in use, on the freelist, in a thread cache,
+ *     in a remote-free list or in the barn (those are all counted in
+ *     inuse: only the freelist and the uncarved tail are free for the slab);
+ *   - a hole page has not been written since its madvise: it reads zero.
+ * An empty slab with holes mostly made of holes is given back whole
+ * (PG_reported, straight to the zone); otherwise it goes back resident as
+ * usual (its holes read zero, which a resident block need not).
+ * Holes are only looked for in slabs of order 1..SLAB_HOLES_MAX_ORDER
+ * (the mask has 32 bits), not in hugetlb memory (no 4 KiB madvise there):
+ *   - by the frees of a cache being freed (cache_freeing: draining, i.e.
+ *     slabs emptying with no refill in between, or SLAB_HOLES_FLUSH_STREAK
+ *     bulk frees with no refill): a slab half free or less that lost a
+ *     page's worth of objects since it was last looked at, and the spare
+ *     empty slab.  The program may make no further call, so the frees
+ *     themselves give the memory back;
+ *   - by the timed pass, in caches with frees and no refill since the
+ *     previous pass (kmem_cache_punch_holes_all(true));
+ *   - by malloc_trim / kalloc_compact, in every partial slab.
+ * A cache that churns (larson, frag-churn's mixed phases) refills between
+ * its frees, is not being freed, and does not pay a madvise and a refault
+ * for a page it would use again at once.
+ * Lock: c->lock is held across the madvise calls of a slab (a few pages),
+ * so nobody unparks an object of a page being given back.  The zone lock
+ * is taken under it to free an empty slab with holes (cache -> zone).
  */
 #include "mm/slab.h"
 
 #include "mm/compaction.h"
+#include "mm/khugepaged.h"
 #include "mm/page_alloc.h"
+#include "mm/vmscan.h"
 #include "platform/options.h"
+#include "platform/os.h"
 #include "platform/printk.h"
 
 namespace kalloc {
 
 kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
+slab_hole_stats slab_holes;
+
+constexpr unsigned SLAB_HOLES_MAX_ORDER = 5;   /* slab_hole_mask has a bit per page */
+/* Bulk frees of a class with no refill in between after which its slabs
+ * are looked at for holes as they fall (see cache_freeing). */
+constexpr unsigned long SLAB_HOLES_FLUSH_STREAK = 16;
 
 static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
 {
@@ -70,8 +116,13 @@ static page *allocate_slab(kmem_cache *c)
     pg->objects = c->objects;
     pg->carved = 0;
     pg->slab_list = SLAB_NONE;
+    pg->nr_holes = 0;
+    if (c->order)
+        pg[1].slab_punch_inuse = c->objects;
     return pg;
 }
+
+static __cold void free_slab_with_holes(kmem_cache *c, page *pg);
 
 static void discard_slab(kmem_cache *c, page *pg)
 {
@@ -80,7 +131,184 @@ static void discard_slab(kmem_cache *c, page *pg)
     uint8_t *owners = zone_slab_owner_map(pg->zone) + page_to_pfn(pg);
     for (unsigned long i = 0; i < n; i++)
         classes[i] = owners[i] = 0;
+    if (unlikely(pg->nr_holes)) {
+        free_slab_with_holes(c, pg);
+        return;
+    }
     free_pages(pg, c->order);
+}
+
+/* ---------------------------------------------------------------------------
+ * Slab holes (see the file comment)
+ * ------------------------------------------------------------------------- */
+
+static inline void hole_stat_add(unsigned long &v, long d)
+{
+    __atomic_fetch_add(&v, (unsigned long)d, __ATOMIC_RELAXED);
+}
+
+/* Objects of slab pg on its freelist. */
+static inline unsigned slab_nr_listed(const page *pg)
+{
+    unsigned parked = pg->nr_holes ? pg[1].slab_parked : 0;
+    return (unsigned)(pg->carved - pg->inuse) - parked;
+}
+
+/* Pages first..last of the slab that object i overlaps, as a mask. */
+static inline uint32_t obj_page_mask(const kmem_cache *c, unsigned i)
+{
+    unsigned long off = (unsigned long)i * c->size;
+    unsigned first = (unsigned)(off >> PAGE_SHIFT), last = (unsigned)((off + c->size - 1) >> PAGE_SHIFT);
+    return (uint32_t)(((2ull << last) - 1) & ~((1ull << first) - 1));
+}
+
+/* madvise the pages of `mask` (a run of adjacent pages in one call). */
+static void slab_decommit_mask(page *pg, uint32_t mask)
+{
+    char *base = (char *)page_address(pg);
+    uint64_t m = mask;
+    while (m) {
+        unsigned start = (unsigned)__builtin_ctzll(m);
+        unsigned len = (unsigned)__builtin_ctzll(~(m >> start));   /* <= 32 */
+        os_decommit(base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
+        hole_stat_add(slab_holes.madvise_calls, 1);
+        m &= ~(((1ull << len) - 1) << start);
+    }
+}
+
+unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
+{
+    if (c->order == 0 || c->order > SLAB_HOLES_MAX_ORDER)
+        return 0;
+    zone *z = pg->zone;
+    unsigned long pfn = page_to_pfn(pg);
+    if (z->nr_hugetlb_pages && (z->pageblock_thp[pfn >> pageblock_order] & PB_HUGETLB))
+        return 0;                       /* hugetlbfs: no 4 KiB madvise */
+    pg[1].slab_punch_inuse = pg->inuse;
+    const unsigned npages = 1u << c->order, objects = pg->objects, carved = pg->carved;
+    const uint32_t old_mask = pg->nr_holes ? pg[1].slab_hole_mask : 0;
+    /* Which objects are free: on the freelist, parked, or never carved.
+     * The freelist is walked at most as far as its length. */
+    uint64_t free_bits[(((PAGE_SIZE << SLAB_HOLES_MAX_ORDER) / KMALLOC_MIN_ALIGN) + 63) / 64];
+    const unsigned words = (objects + 63) / 64;
+    for (unsigned w = 0; w < words; w++)
+        free_bits[w] = 0;
+    char *base = (char *)page_address(pg);
+    unsigned listed = slab_nr_listed(pg), walked = 0;
+    for (void *o = pg->freelist; o && walked < listed; o = *(void **)o, walked++) {
+        unsigned i = (unsigned)((size_t)((char *)o - base) / c->size);
+        free_bits[i / 64] |= 1ull << (i % 64);
+    }
+    for (unsigned i = 0; i < objects; i++)
+        if (i >= carved || (old_mask & obj_page_mask(c, i)))
+            free_bits[i / 64] |= 1ull << (i % 64);
+    /* Pages all of whose objects are free.  A page past the last object
+     * (the slab's unused tail) is never written: not worth a call. */
+    uint32_t new_mask = 0;
+    for (unsigned p = 0; p < npages; p++) {
+        if (old_mask & (1u << p))
+            continue;
+        unsigned long lo = ((unsigned long)p << PAGE_SHIFT) / c->size;
+        unsigned long hi = (((unsigned long)(p + 1) << PAGE_SHIFT) - 1) / c->size;
+        if (lo >= objects)
+            break;
+        if (hi >= objects)
+            hi = objects - 1;
+        bool all_free = true;
+        for (unsigned long i = lo; i <= hi; i++)
+            if (!(free_bits[i / 64] & (1ull << (i % 64)))) {
+                all_free = false;
+                break;
+            }
+        if (all_free)
+            new_mask |= 1u << p;
+    }
+    if (!new_mask)
+        return 0;
+    const uint32_t mask = old_mask | new_mask;
+    /* Park the listed objects that overlap a new hole: rebuild the
+     * freelist without them, in the same order. */
+    unsigned parked = 0;
+    void *head = nullptr, **link = &head, *last = nullptr;
+    walked = 0;
+    for (void *o = pg->freelist; o && walked < listed; walked++) {
+        void *next = *(void **)o;
+        unsigned i = (unsigned)((size_t)((char *)o - base) / c->size);
+        if (obj_page_mask(c, i) & new_mask) {
+            parked++;
+        } else {
+            *link = o;
+            link = (void **)o;
+            last = o;
+        }
+        o = next;
+    }
+    *link = nullptr;
+    pg->freelist = head;
+    if (last)
+        pg->freelist_tail = (uint32_t)((char *)last - base);
+    /* (Not khugepaged_note_reclaim: that marks a collapsed pageblock for a
+     * new collapse, which would fault the holes in again.) */
+    slab_decommit_mask(pg, new_mask);
+    unsigned added = (unsigned)__builtin_popcount(new_mask);
+    pg[1].slab_parked = (uint16_t)((pg->nr_holes ? pg[1].slab_parked : 0) + parked);
+    pg[1].slab_hole_mask = mask;
+    pg->nr_holes = (uint8_t)(pg->nr_holes + added);
+    hole_stat_add(slab_holes.punched, added);
+    hole_stat_add(slab_holes.hole_pages, added);
+    return added;
+}
+
+/* Slab pg needs objects its freelist does not have: thread every parked
+ * object back onto it, in address order, before the listed ones (so the
+ * freelist's tail stays where it is).  Caller holds c->lock. */
+static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
+{
+    const uint32_t mask = pg[1].slab_hole_mask;
+    char *base = (char *)page_address(pg);
+    void *head = pg->freelist;
+    for (unsigned i = pg->carved; i-- > 0;) {
+        if (!(obj_page_mask(c, i) & mask))
+            continue;
+        void *obj = base + (size_t)i * c->size;
+        if (!head)
+            pg->freelist_tail = (uint32_t)((size_t)i * c->size);
+        *(void **)obj = head;
+        head = obj;
+    }
+    pg->freelist = head;
+    pg[1].slab_punch_inuse = pg->objects;   /* may be looked at again as it drains */
+    hole_stat_add(slab_holes.refaulted, pg->nr_holes);
+    hole_stat_add(slab_holes.hole_pages, -(long)pg->nr_holes);
+    pg->nr_holes = 0;
+}
+
+/* An empty slab with holes goes back to the buddy allocator.  Mostly holes:
+ * its other pages are given back too and the block is freed PG_reported,
+ * straight to the zone (the per-CPU lists hold resident blocks).  Otherwise
+ * it is freed as usual, resident (the hole pages read zero, which is
+ * allowed; reclaim may madvise them again later). */
+static __cold void free_slab_with_holes(kmem_cache *c, page *pg)
+{
+    unsigned holes = pg->nr_holes, npages = 1u << c->order;
+    uint32_t mask = pg[1].slab_hole_mask;
+    pg->nr_holes = 0;
+    hole_stat_add(slab_holes.hole_pages, -(long)holes);
+    if (2 * holes < npages) {
+        free_pages(pg, c->order);
+        return;
+    }
+    uint32_t all = npages >= 32 ? ~0u : (1u << npages) - 1;
+    slab_decommit_mask(pg, all & ~mask);
+    zone *z = pg->zone;
+    unsigned long pfn = page_to_pfn(pg);
+    khugepaged_note_reclaim(z, pfn, c->order);
+    spin_lock(&z->lock);
+    pa_stats.zone_lock++;
+    __free_one_page(z, pfn, c->order, true);
+    pa_stats.pgfree++;
+    spin_unlock(&z->lock);
+    vmscan_tick();
 }
 
 /* Owner ids whose thread cache is alive (set by the malloc layer). */
@@ -156,8 +384,10 @@ static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner)
 static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned max, void **chain)
 {
     unsigned got = 0;
+    if (unlikely(pg->nr_holes) && slab_nr_listed(pg) < want)
+        slab_unpark_locked(c, pg);      /* before carving: see the file comment */
     if (pg->freelist) {
-        unsigned nfree = (unsigned)(pg->carved - pg->inuse);
+        unsigned nfree = slab_nr_listed(pg);
         if (nfree <= max) {
             void *tail = (char *)page_address(pg) + pg->freelist_tail;
             *(void **)tail = *chain;           /* was nullptr: the freelist's end */
@@ -175,6 +405,8 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
         }
     }
     unsigned carve = pg->objects - pg->carved, left = got < want ? want - got : 0;
+    if (unlikely(pg->nr_holes))
+        carve = 0;                      /* (then the freelist had enough) */
     if (carve > left)
         carve = left;
     if (carve) {
@@ -294,6 +526,7 @@ void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, uns
     }
     c->active_objects += got;
     c->nr_refills++;
+    c->flushes_at_refill = c->nr_flushes;
     c->life_allocs += got;
     unsigned long window = (unsigned long)SLAB_LIFE_WINDOW * c->objects;
     if (c->life_allocs >= (window > 512 ? window : 512))
@@ -303,10 +536,38 @@ void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, uns
     return head;
 }
 
+/* Whether slab pg (order >= 1) is worth looking at for holes: a page's
+ * worth of free objects; unless `all` (malloc_trim), also half free or more
+ * and a page's worth of objects freed since it was last looked at (so a
+ * draining slab is looked at a few times, not at every free). */
+static inline bool slab_punch_due(const kmem_cache *c, const page *pg, bool all)
+{
+    if ((size_t)(pg->objects - pg->inuse) * c->size < PAGE_SIZE)
+        return false;
+    if (all)
+        return true;
+    if (2u * pg->inuse > pg->objects)
+        return false;
+    unsigned step = (unsigned)(PAGE_SIZE / c->size);
+    if (!step)
+        step = 1;
+    return pg->inuse + step <= pg[1].slab_punch_inuse;
+}
+
+/* Whether cache c is being freed rather than cycled through: slabs emptied
+ * with no refill in between (draining), or SLAB_HOLES_FLUSH_STREAK bulk
+ * frees with no refill (a class with few slabs never empties four). */
+static inline bool cache_freeing(const kmem_cache *c)
+{
+    return c->nr_empty_run >= SLAB_DRAIN_EMPTIES ||
+           c->nr_flushes - c->flushes_at_refill >= SLAB_HOLES_FLUSH_STREAK;
+}
+
 /* `run` objects just went back on slab pg's freelist: update its count
- * and lists.  Caller holds c->lock. */
+ * and lists; `holes`: the cache is being freed, look for holes.  Caller
+ * holds c->lock. */
 static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, page **to_free,
-                                      unsigned *nr_to_free, unsigned max_to_free)
+                                      unsigned *nr_to_free, unsigned max_to_free, bool holes)
 {
     unsigned old = pg->inuse;
     pg->inuse = (uint16_t)(old - run);
@@ -329,6 +590,10 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
         }
         if (!c->empty_slab && !draining) {
             c->empty_slab = pg;
+            /* The spare of a class being freed: kept, but its pages given
+             * back (it may never be needed again). */
+            if (holes)
+                __slab_punch_holes(c, pg);
         } else {
             c->nr_slabs--;
             if (*nr_to_free == max_to_free)
@@ -336,14 +601,20 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
             else
                 to_free[(*nr_to_free)++] = pg;
         }
-    } else if (pg->slab_list == SLAB_PARTIAL) {
-        /* Falling to a quarter full: last in line for allocation, so it
-         * may drain and empty. */
-        unsigned q = pg->objects / 4u;
-        if (old > q && pg->inuse <= q)
-            list_move_tail(&pg->lru, &c->partial[slab_owner(pg)]);
     } else {
-        set_slab_list(c, pg, SLAB_PARTIAL);         /* from full: the head */
+        if (pg->slab_list == SLAB_PARTIAL) {
+            /* Falling to a quarter full: last in line for allocation, so it
+             * may drain and empty. */
+            unsigned q = pg->objects / 4u;
+            if (old > q && pg->inuse <= q)
+                list_move_tail(&pg->lru, &c->partial[slab_owner(pg)]);
+        } else {
+            set_slab_list(c, pg, SLAB_PARTIAL);     /* from full: the head */
+        }
+        /* A draining cache: its sparse slabs give their free pages back now
+         * (the program may make no further call). */
+        if (unlikely(holes) && slab_punch_due(c, pg, false))
+            __slab_punch_holes(c, pg);
     }
 }
 
@@ -359,12 +630,14 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     uintptr_t base = 0;
     unsigned run = 0;
     cache_lock(c);
+    /* Once per call: whether this class is being freed (slab holes). */
+    const bool holes = c->order && cache_freeing(c) && option_get(OPT_SLAB_HOLES);
     void *obj = head;
     for (unsigned i = 0; i < n; i++) {
         void *next = *(void **)obj;
         if ((uintptr_t)obj - base >= slab_bytes) {
             if (pg)
-                slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free));
+                slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
             pg = virt_to_block_head((uintptr_t)obj, slab_bytes);
             base = (uintptr_t)obj & ~(slab_bytes - 1);
             run = 0;
@@ -377,7 +650,7 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
         obj = next;
     }
     if (pg)
-        slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free));
+        slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
     c->active_objects -= n;
     c->nr_flushes++;
     c->life_frees += n;
@@ -475,8 +748,11 @@ bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj)
     bool found = false;
     cache_lock(c);
     char *base = (char *)page_address(head);
-    if ((size_t)((char *)obj - base) / c->size >= head->carved)
+    size_t idx = (size_t)((char *)obj - base) / c->size;
+    if (idx >= head->carved)
         found = true;
+    else if (head->nr_holes && (obj_page_mask(c, (unsigned)idx) & head[1].slab_hole_mask))
+        found = true;                   /* parked in a hole */
     for (void *o = head->freelist; o && !found; o = *(void **)o)
         if (o == obj)
             found = true;
@@ -516,6 +792,7 @@ void *kmem_cache_barn_take(kmem_cache *c, unsigned owner, unsigned max, unsigned
             c->barn_objects -= sh.nr;
             sh = c->barn[--c->nr_barn];
             c->nr_refills++;
+            c->flushes_at_refill = c->nr_flushes;
             break;
         }
     }
@@ -546,6 +823,42 @@ void kmem_cache_shrink_all()
         for (unsigned k = 0; k < nr; k++)
             kmem_cache_free_bulk(c, sheaves[k].head, sheaves[k].nr);
     }
+}
+
+unsigned long kmem_cache_punch_holes_all(bool idle_only)
+{
+    if (!option_get(OPT_SLAB_HOLES))
+        return 0;
+    unsigned long punched = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        kmem_cache *c = &kmalloc_caches[i];
+        if (!READ_ONCE(c->initialized) || !c->order || c->order > SLAB_HOLES_MAX_ORDER)
+            continue;
+        if (!READ_ONCE(c->nr_partial))
+            continue;
+        cache_lock(c);
+        bool idle = c->nr_refills == c->punch_refills;
+        bool freed = c->nr_flushes != c->punch_flushes;
+        c->punch_refills = c->nr_refills;
+        c->punch_flushes = c->nr_flushes;
+        if (!idle_only || (idle && freed)) {
+            for (unsigned w = 0; w < NR_SLAB_OWNERS / 64; w++) {
+                uint64_t bits = c->partial_owners[w];
+                while (bits) {
+                    unsigned o = w * 64 + (unsigned)__builtin_ctzll(bits);
+                    bits &= bits - 1;
+                    list_head *l = &c->partial[o];
+                    for (list_head *e = l->next; e != l; e = e->next) {
+                        page *pg = list_entry(e, page, lru);
+                        if (slab_punch_due(c, pg, !idle_only))
+                            punched += __slab_punch_holes(c, pg);
+                    }
+                }
+            }
+        }
+        spin_unlock(&c->lock);
+    }
+    return punched;
 }
 
 void kmem_cache_lock_all()

@@ -248,6 +248,9 @@ static void run_decay_hooks(uint32_t now)
     /* The slab caches' spare empty slabs (one per class): a busy class
      * makes a new spare at once, an idle one gives its pages back. */
     kmem_cache_shrink_all();
+    /* Free pages inside the partial slabs of classes idle since the last
+     * pass (slab holes, mm/slub.cc). */
+    kmem_cache_punch_holes_all(true);
     /* The per-CPU pagesets: drain the idle ones, decay high (mm/per_cpu_pages). */
     pcp_decay_all(ktime_get_coarse_ms());
     if (auto h = READ_ONCE(vmscan_tcache_decay_hook))

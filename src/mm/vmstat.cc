@@ -211,6 +211,10 @@ void print_vmstat(printbuf &out)
     out.printf("  slab_classes_shortlived %lu\n  slab_classes_longlived %lu\n"
                "  slab_lifetime_changes %lu\n",
                life[MIGRATE_RECLAIMABLE], life[MIGRATE_LONGLIVED], changes);
+    out.printf("  slab_holes_punched %lu\n  slab_holes_refaulted %lu\n  slab_hole_pages %lu\n"
+               "  slab_hole_madvise %lu\n",
+               READ_ONCE(slab_holes.punched), READ_ONCE(slab_holes.refaulted),
+               READ_ONCE(slab_holes.hole_pages), READ_ONCE(slab_holes.madvise_calls));
 }
 
 void print_slabinfo(printbuf &out, const unsigned long cached[NR_KMALLOC_CLASSES])

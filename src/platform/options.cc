@@ -23,6 +23,7 @@ option_desc options[OPT_COUNT] = {
     {"HUGETLB", 0, "map zones from reserved hugetlbfs pages (MAP_HUGETLB) when available"},
     {"VERBOSE", 0, "print warnings for unusual events"},
     {"LIFETIME", 0, "group slabs of size classes learned to be long-lived in their own pageblocks"},
+    {"SLAB_HOLES", 1, "give back the free pages of partly used slabs (0 = only whole empty slabs)"},
 };
 
 namespace {

@@ -34,6 +34,8 @@ enum option_id {
     OPT_VERBOSE,        /* KALLOC_VERBOSE=1: warnings for unusual events (mmap failures) */
     OPT_LIFETIME,       /* KALLOC_LIFETIME=1: slabs of size classes learned to be long-lived
                            go to MIGRATE_LONGLIVED pageblocks (default 0: measured, not applied) */
+    OPT_SLAB_HOLES,     /* KALLOC_SLAB_HOLES=0: never give back pages of slabs still in use
+                           (default 1: mm/slub.cc, slab holes) */
     OPT_COUNT
 };
 

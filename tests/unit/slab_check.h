@@ -1,6 +1,7 @@
 // Shared by the unit tests: check a slab cache's books under its lock.
 // Every slab is on exactly one list (full, or the partial list of its owner),
-// its objects add up (inuse + free + never carved == objects), a freelist's
+// its objects add up (inuse + free + never carved + parked in holes ==
+// objects), a freelist's
 // tail is where freelist_tail says, full slabs
 // are full and partial ones are not, and the totals match the cache's
 // counters (objects parked in the barn count as in use).
@@ -44,7 +45,9 @@ inline void check_cache(kalloc::kmem_cache *c)
             if (l != &c->full)   /* a slab on partial[o] is owned by o */
                 EXPECT_EQ(&c->partial[zone_slab_owner_map(pg->zone)[page_to_pfn(pg)]], l);
             EXPECT_EQ(pg->slab_cache, c);
-            EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved), pg->objects);
+            unsigned parked = pg->nr_holes ? pg[1].slab_parked : 0;
+            EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved) + parked,
+                      pg->objects);
             if (pg->freelist)   /* freelist_tail names the freelist's last object */
                 EXPECT_EQ(freelist_last(pg), (char *)page_address(pg) + pg->freelist_tail);
             if (l == &c->full)
@@ -55,7 +58,10 @@ inline void check_cache(kalloc::kmem_cache *c)
             slabs++;
         }
     if (c->empty_slab) {
-        EXPECT_EQ(c->empty_slab->inuse, 0);
+        page *pg = c->empty_slab;
+        EXPECT_EQ(pg->inuse, 0);
+        unsigned parked = pg->nr_holes ? pg[1].slab_parked : 0;
+        EXPECT_EQ(freelist_len(pg) + (pg->objects - pg->carved) + parked, pg->objects);
         slabs++;
     }
     EXPECT_EQ(inuse, c->active_objects);

@@ -1,0 +1,137 @@
+// Slab holes through the public API (libkalloc.so is this process's malloc):
+// 8 KiB objects (multi-page slabs), those at 16 KiB-aligned addresses kept
+// live (one in two, in every slab whatever its order), the rest freed.
+// Without holes every slab stays whole; with them the process's RSS drops by
+// about the freed objects' pages, by the
+// frees alone (the class is being freed) and by malloc_trim(0), and the
+// live objects keep their contents, the memory is usable again, and
+// KALLOC_SLAB_HOLES=0 (a child) gives nothing back this way.
+#include <gtest/gtest.h>
+
+#include <malloc.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <vector>
+
+#include "api_test_util.h"
+#include "kalloc/kalloc.h"
+
+using kt::check;
+using kt::fill;
+
+namespace {
+
+long rss_kib()
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &size, &res) != 2)
+        res = -1;
+    fclose(f);
+    return res * (long)(sysconf(_SC_PAGESIZE) / 1024);
+}
+
+constexpr size_t kObj = 8000;      // kmalloc-8192: slabs of 2 or more objects
+constexpr size_t kCount = 4096;    // 32 MiB of slabs
+
+// Allocate kCount objects, keep those at 16 KiB boundaries, free the rest;
+// returns the RSS drop from before the frees to after `then` (KiB).  Checks
+// the kept objects.
+std::vector<uint32_t> kept_seeds;   // the kept objects' fill seeds
+
+template <class F>
+long punch_pattern(std::vector<void *> &kept, F then)
+{
+    std::vector<void *> objs(kCount);
+    std::vector<uint32_t> seeds;
+    for (size_t i = 0; i < kCount; i++) {
+        objs[i] = malloc(kObj);
+        EXPECT_NE(objs[i], nullptr);
+        fill(objs[i], kObj, (uint32_t)i);
+    }
+    long before = rss_kib();
+    for (size_t i = 0; i < kCount; i++) {
+        if ((uintptr_t)objs[i] % 16384 == 0) {
+            kept.push_back(objs[i]);
+            seeds.push_back((uint32_t)i);
+        } else
+            free(objs[i]);
+    }
+    then();
+    long after = rss_kib();
+    for (size_t k = 0; k < kept.size(); k++)
+        EXPECT_EQ(check(kept[k], kObj, seeds[k]), kObj) << "kept object " << k << " changed";
+    kept_seeds = seeds;
+    return before - after;
+}
+
+} // namespace
+
+TEST(SlabHoles, FreesOfOneInFourGiveTheirPagesBack)
+{
+    std::vector<void *> kept;
+    long drop = punch_pattern(kept, [] {});
+    // Half of 32 MiB freed, in whole pages.
+    std::printf("[ figures  ] %zu x %zu B, %zu kept: RSS dropped %ld KiB by the frees\n",
+                kCount, kObj, kept.size(), drop);
+    EXPECT_GE(kept.size(), kCount / 2 - 16);
+    EXPECT_GE(drop, 12 * 1024) << "the frees gave little back";
+    long drop2 = rss_kib();
+    EXPECT_EQ(malloc_trim(0), 1);
+    drop2 -= rss_kib();
+    long total = drop + drop2;
+    std::printf("[ figures  ] and %ld KiB more by malloc_trim(0) (total %ld KiB)\n", drop2, total);
+    EXPECT_GE(total, 14 * 1024) << "malloc_trim left the free pages of partly used slabs";
+    // The memory is usable again: allocate the freed ones again, check everything.
+    std::vector<void *> again;
+    for (size_t i = 0; i < kCount - kept.size(); i++) {
+        void *p = malloc(kObj);
+        ASSERT_NE(p, nullptr);
+        fill(p, kObj, (uint32_t)(100000 + i));
+        again.push_back(p);
+    }
+    for (size_t k = 0; k < kept.size(); k++)
+        ASSERT_EQ(check(kept[k], kObj, kept_seeds[k]), kObj) << "kept object " << k;
+    for (size_t i = 0; i < again.size(); i++)
+        ASSERT_EQ(check(again[i], kObj, (uint32_t)(100000 + i)), kObj) << "new object " << i;
+    for (void *p : again)
+        free(p);
+    for (void *p : kept)
+        free(p);
+}
+
+TEST(SlabHoles, OptionOffKeepsPartlyUsedSlabsWhole)
+{
+    // In a child started with KALLOC_SLAB_HOLES=0: the same pattern gives
+    // (almost) nothing back, so the figure above is the holes' doing.
+    if (getenv("SLAB_HOLES_CHILD")) {
+        std::vector<void *> kept;
+        long drop = punch_pattern(kept, [] { malloc_trim(0); });
+        std::printf("[ figures  ] KALLOC_SLAB_HOLES=0: RSS dropped %ld KiB\n", drop);
+        std::fflush(stdout);
+        _exit(drop < 4 * 1024 ? 0 : 3);
+    }
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        setenv("SLAB_HOLES_CHILD", "1", 1);
+        setenv("KALLOC_SLAB_HOLES", "0", 1);
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n <= 0)
+            _exit(2);
+        self[n] = 0;
+        execl(self, self, "--gtest_filter=SlabHoles.OptionOffKeepsPartlyUsedSlabsWhole",
+              (char *)nullptr);
+        _exit(2);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), 0) << "with the option off, RSS still dropped (or the child failed)";
+}

@@ -1,0 +1,367 @@
+// Slab holes (mm/slub.cc): pages of a slab in use whose objects are all free
+// are given back (madvise) and their objects parked; the live objects keep
+// their contents, the parked ones come back when the slab needs them, and a
+// slab with holes that empties goes back to the buddy allocator correctly.
+#include <gtest/gtest.h>
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "mm/page_alloc.h"
+#include "mm/per_cpu_pages.h"
+#include "mm/slab.h"
+#include "slab_check.h"
+
+using namespace kalloc;
+
+namespace {
+
+bool resident(const void *addr)
+{
+    unsigned char v = 0;
+    void *pg = (void *)((uintptr_t)addr & ~(uintptr_t)(PAGE_SIZE - 1));
+    EXPECT_EQ(mincore(pg, PAGE_SIZE, &v), 0);
+    return v & 1;
+}
+
+page *head_of(void *obj)
+{
+    zone *z = page_zone_of((uintptr_t)obj);
+    return compound_head(virt_to_page(z, (uintptr_t)obj));
+}
+
+void fill(void *obj, size_t n, unsigned seed)
+{
+    unsigned char *b = (unsigned char *)obj;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(seed * 31 + i * 7 + 1);
+}
+
+bool check(const void *obj, size_t n, unsigned seed)
+{
+    const unsigned char *b = (const unsigned char *)obj;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != (unsigned char)(seed * 31 + i * 7 + 1))
+            return false;
+    return true;
+}
+
+// Allocate `nslabs` whole new slabs of cache c: returns their objects by slab
+// (index order).  Objects from slabs the cache had before are given back.
+std::map<page *, std::vector<void *>> whole_slabs(kmem_cache *c, unsigned nslabs)
+{
+    std::vector<void *> all;
+    const kmalloc_class &k = kmalloc_info[c - kmalloc_caches];
+    unsigned want = (nslabs + 1) * k.objects;
+    unsigned got = 0;
+    void *chain = kmem_cache_alloc_bulk(c, want, &got, 0);
+    EXPECT_EQ(got, want);
+    for (void *o = chain; o; o = *(void **)o)
+        all.push_back(o);
+    std::map<page *, std::vector<void *>> by;
+    for (void *o : all)
+        by[head_of(o)].push_back(o);
+    std::map<page *, std::vector<void *>> out;
+    for (auto &[pg, v] : by) {
+        if (v.size() == k.objects && out.size() < nslabs) {
+            std::sort(v.begin(), v.end());
+            out[pg] = v;
+        } else {
+            for (void *o : v)
+                kmem_cache_free(c, o);
+        }
+    }
+    EXPECT_EQ(out.size(), nslabs);
+    return out;
+}
+
+// The pages of a slab that some object overlaps and whose overlapping
+// objects are all outside `live` (the test's own model of what must become
+// a hole).
+uint32_t expected_holes(kmem_cache *c, const std::set<unsigned> &live)
+{
+    uint32_t m = 0;
+    for (unsigned p = 0; p < (1u << c->order); p++) {
+        bool free = true, any = false;   // (a page past the last object is left alone)
+        for (unsigned i = 0; i < c->objects; i++) {
+            size_t a = (size_t)i * c->size, b = a + c->size - 1;
+            if ((a >> PAGE_SHIFT) <= p && p <= (b >> PAGE_SHIFT)) {
+                any = true;
+                if (live.count(i))
+                    free = false;
+            }
+        }
+        if (free && any)
+            m |= 1u << p;
+    }
+    return m;
+}
+
+// Hole pages of every slab of every cache (the slab_holes.hole_pages gauge
+// must say the same).
+unsigned long total_hole_pages()
+{
+    unsigned long n = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        kmem_cache *c = &kmalloc_caches[i];
+        spin_lock(&c->lock);
+        std::vector<list_head *> lists{&c->full};
+        for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
+            lists.push_back(&c->partial[o]);
+        for (list_head *l : lists)
+            for (list_head *e = l->next; e && e != l; e = e->next)
+                n += list_entry(e, page, lru)->nr_holes;
+        if (c->empty_slab)
+            n += c->empty_slab->nr_holes;
+        spin_unlock(&c->lock);
+    }
+    return n;
+}
+
+} // namespace
+
+// Live objects keep their contents through punching and refaulting; the
+// pages that become holes are exactly those whose objects are all free
+// (objects straddling pages included), are no longer resident, and the
+// parked objects come back as usable objects distinct from the live ones.
+TEST(SlabHoles, PatternsSurvivePunchAndRefault)
+{
+    // 640 B (2 pages, objects straddle), 1664 B (8 pages), 4096 B, 6656 B
+    // (32 pages), 8192 B (objects of two pages each).
+    for (unsigned idx : {22u, 33u, 44u, 49u, 52u}) {
+        SCOPED_TRACE(idx);
+        kmem_cache *c = &kmalloc_caches[idx];
+        ASSERT_GE(kmalloc_info[idx].order, 1u);
+        kmem_cache_shrink_all();
+        auto slabs = whole_slabs(c, 3);
+        // Live: object 0 of every slab, and the last one of the second
+        // (when the slab has more than 2 pages).
+        std::map<void *, unsigned> live;
+        std::vector<void *> to_free;
+        std::map<page *, std::set<unsigned>> live_idx;
+        unsigned k = 0;
+        for (auto &[pg, objs] : slabs) {
+            for (unsigned i = 0; i < objs.size(); i++) {
+                bool keep = i == 0 || (k == 1 && i + 1 == objs.size() && c->order >= 2);
+                fill(objs[i], c->size, (unsigned)(uintptr_t)objs[i]);
+                if (keep) {
+                    live[objs[i]] = (unsigned)(uintptr_t)objs[i];
+                    live_idx[pg].insert(i);
+                } else {
+                    to_free.push_back(objs[i]);
+                }
+            }
+            k++;
+        }
+        unsigned long punched_before = slab_holes.punched;
+        for (void *o : to_free)
+            kmem_cache_free(c, o);
+        spin_lock(&c->lock);
+        for (auto &[pg, objs] : slabs)
+            __slab_punch_holes(c, pg);      // whatever the frees did not punch already
+        spin_unlock(&c->lock);
+        check_cache(c);
+        for (auto &[pg, objs] : slabs) {
+            uint32_t want = expected_holes(c, live_idx[pg]);
+            ASSERT_NE(want, 0u);
+            ASSERT_EQ(pg->nr_holes, (unsigned)__builtin_popcount(want));
+            EXPECT_EQ(pg[1].slab_hole_mask, want);
+            for (unsigned p = 0; p < (1u << c->order); p++) {
+                const char *a = (const char *)page_address(pg) + ((size_t)p << PAGE_SHIFT);
+                if (want & (1u << p))
+                    EXPECT_FALSE(resident(a)) << "hole page " << p << " still resident";
+            }
+            // A parked object is free for the double-free check; a live one is not.
+            for (unsigned i = 0; i < objs.size(); i++) {
+                bool is_live = live_idx[pg].count(i);
+                EXPECT_EQ(kmem_cache_obj_is_free(c, pg, objs[i]), !is_live) << "object " << i;
+            }
+        }
+        EXPECT_GT(slab_holes.punched, punched_before);
+        EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+        for (auto &[o, seed] : live)
+            ASSERT_TRUE(check(o, c->size, seed)) << "live object changed by punching";
+
+        // Refault: allocate until the three slabs are full again.
+        unsigned long refaulted_before = slab_holes.refaulted;
+        std::set<void *> fresh;
+        std::vector<void *> others;
+        size_t need = to_free.size();
+        for (int guard = 0; fresh.size() < need && guard < 10000; guard++) {
+            void *o = kmem_cache_alloc(c);
+            ASSERT_NE(o, nullptr);
+            if (slabs.count(head_of(o))) {
+                ASSERT_FALSE(live.count(o)) << "a live object handed out again";
+                ASSERT_TRUE(fresh.insert(o).second) << "an object handed out twice";
+                fill(o, c->size, 99);
+            } else {
+                others.push_back(o);
+            }
+        }
+        ASSERT_EQ(fresh.size(), need);
+        EXPECT_GT(slab_holes.refaulted, refaulted_before);
+        EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+        for (auto &[pg, objs] : slabs) {
+            EXPECT_EQ(pg->nr_holes, 0u);
+            EXPECT_EQ(pg->inuse, c->objects);
+        }
+        for (auto &[o, seed] : live)
+            ASSERT_TRUE(check(o, c->size, seed)) << "live object changed by the refault";
+        for (void *o : fresh)
+            ASSERT_TRUE(check(o, c->size, 99)) << "new objects overlap";
+        check_cache(c);
+        for (void *o : fresh)
+            kmem_cache_free(c, o);
+        for (void *o : others)
+            kmem_cache_free(c, o);
+        for (auto &[o, seed] : live)
+            kmem_cache_free(c, o);
+        kmem_cache_shrink_all();
+        check_cache(c);
+    }
+}
+
+// A slab with holes whose last object comes back is empty like any other,
+// and goes back to the buddy allocator: mostly holes, given back whole
+// (not resident); otherwise resident.  The zone's books stay right.
+TEST(SlabHoles, EmptySlabWithHolesIsFreed)
+{
+    for (unsigned idx : {52u, 33u}) {
+        SCOPED_TRACE(idx);
+        kmem_cache *c = &kmalloc_caches[idx];
+        kmem_cache_shrink_all();
+        auto slabs = whole_slabs(c, 1);
+        page *pg = slabs.begin()->first;
+        auto &objs = slabs.begin()->second;
+        // 8192 B: keep object 0 (pages 0-1), 6 of 8 pages become holes;
+        // 1664 B: keep objects 0-9 (pages 0-4), 3 of 8 pages become holes.
+        std::vector<void *> keep;
+        std::set<unsigned> live;
+        for (unsigned i = 0; i < objs.size(); i++) {
+            if (idx == 52 ? i == 0 : i < 10) {
+                keep.push_back(objs[i]);
+                live.insert(i);
+            } else {
+                kmem_cache_free(c, objs[i]);
+            }
+        }
+        spin_lock(&c->lock);
+        __slab_punch_holes(c, pg);
+        unsigned holes = pg->nr_holes;
+        spin_unlock(&c->lock);
+        ASSERT_EQ(holes, (unsigned)__builtin_popcount(expected_holes(c, live)));
+        ASSERT_GT(holes, 0u);
+        EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+        zone *z = pg->zone;
+        unsigned long pfn = page_to_pfn(pg);
+        char *base = (char *)page_address(pg);
+        for (void *o : keep)
+            kmem_cache_free(c, o);
+        kmem_cache_shrink_all();    // the spare, if it became one, goes back too
+        check_cache(c);
+        EXPECT_FALSE(pfn_to_page(z, pfn)->flags & PG_slab) << "the empty slab was not freed";
+        EXPECT_EQ(zone_slab_class_map(z)[pfn], 0);
+        EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+        if (2 * holes >= (1u << c->order))
+            for (unsigned p = 0; p < (1u << c->order); p++)
+                EXPECT_FALSE(resident(base + ((size_t)p << PAGE_SHIFT))) << "page " << p;
+        drain_all_pages();
+        spin_lock(&z->lock);
+        const char *err = __zone_verify(z);
+        spin_unlock(&z->lock);
+        EXPECT_EQ(err, nullptr) << err;
+        // The memory is usable again, as a slab or anything else.
+        auto again = whole_slabs(c, 2);
+        for (auto &[p2, v] : again)
+            for (void *o : v) {
+                fill(o, c->size, 5);
+                ASSERT_TRUE(check(o, c->size, 5));
+            }
+        for (auto &[p2, v] : again)
+            for (void *o : v)
+                kmem_cache_free(c, o);
+        kmem_cache_shrink_all();
+    }
+}
+
+// Frees alone give pages back when a class is being freed (no refill in
+// between): a slab that keeps one object loses its other pages without any
+// explicit call.
+TEST(SlabHoles, FreesOfADrainingClassPunch)
+{
+    kmem_cache *c = &kmalloc_caches[52];   // 8192 B, 4 per 8-page slab
+    kmem_cache_shrink_all();
+    auto slabs = whole_slabs(c, 24);
+    unsigned long before = slab_holes.punched;
+    std::vector<void *> keep;
+    for (auto &[pg, objs] : slabs)
+        for (unsigned i = 0; i < objs.size(); i++) {
+            if (i == 0)
+                keep.push_back(objs[i]);
+            else
+                kmem_cache_free(c, objs[i]);
+        }
+    EXPECT_GE(slab_holes.punched - before, 24u * 6 / 2) << "frees of a draining class gave back little";
+    check_cache(c);
+    for (void *o : keep)
+        kmem_cache_free(c, o);
+    kmem_cache_shrink_all();
+    check_cache(c);
+}
+
+// The timed pass punches only classes that got frees and no refill since the
+// previous pass (their free objects have been idle a tick period); the frees
+// themselves did not (too few to call the class "being freed").
+// malloc_trim's pass punches whatever the state.
+TEST(SlabHoles, TimedPassPunchesIdleClassesOnly)
+{
+    kmem_cache *c = &kmalloc_caches[57];   // 13312 B, 9 per 32-page slab; no other test uses it
+    auto slabs = whole_slabs(c, 2);
+    auto it = slabs.begin();
+    page *a = it->first;
+    auto &objs_a = it->second;
+    ++it;
+    page *b = it->first;
+    auto &objs_b = it->second;
+    kmem_cache_punch_holes_all(true);      // the previous pass
+    for (unsigned i = 4; i < objs_a.size(); i++)
+        kmem_cache_free(c, objs_a[i]);
+    spin_lock(&c->lock);
+    EXPECT_EQ(a->nr_holes, 0u) << "5 frees after a refill punched already";
+    spin_unlock(&c->lock);
+    // A refill between the passes: not idle, nothing punched.
+    void *o = kmem_cache_alloc(c);
+    kmem_cache_free(c, o);
+    kmem_cache_punch_holes_all(true);
+    EXPECT_EQ(a->nr_holes, 0u) << "a class that refilled since the last pass was punched";
+    // Frees, no refill, next pass: punched.
+    o = kmem_cache_alloc(c);
+    kmem_cache_punch_holes_all(true);
+    kmem_cache_free(c, o);
+    kmem_cache_punch_holes_all(true);
+    std::set<unsigned> live_a{0, 1, 2, 3};
+    EXPECT_EQ(a->nr_holes, (unsigned)__builtin_popcount(expected_holes(c, live_a)));
+    EXPECT_GT(a->nr_holes, 0u);
+    // Slab b, at most half free after these frees, is left to malloc_trim's pass.
+    for (unsigned i = 6; i < objs_b.size(); i++)
+        kmem_cache_free(c, objs_b[i]);
+    kmem_cache_punch_holes_all(true);
+    EXPECT_EQ(b->nr_holes, 0u) << "a slab more than half full was punched by the timed pass";
+    kmem_cache_punch_holes_all(false);
+    std::set<unsigned> live_b{0, 1, 2, 3, 4, 5};
+    EXPECT_EQ(b->nr_holes, (unsigned)__builtin_popcount(expected_holes(c, live_b)));
+    EXPECT_GT(b->nr_holes, 0u);
+    EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+    check_cache(c);
+    for (unsigned i = 0; i < 4; i++)
+        kmem_cache_free(c, objs_a[i]);
+    for (unsigned i = 0; i < 6; i++)
+        kmem_cache_free(c, objs_b[i]);
+    kmem_cache_shrink_all();
+    check_cache(c);
+    EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+}
