@@ -135,16 +135,21 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
     return true;
 }
 
+bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn)
+{
+    if (option_get(OPT_THP) < THP_OPT_FIRST_FAULT)
+        return false;
+    uint8_t f = READ_ONCE(z->pageblock_thp[pfn >> pageblock_order]);
+    return (f & PB_THP_FAULT) ||
+           (f & (PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_RECLAIMED)) ==
+               (PB_THP_HUGE | PB_THP_COLLAPSED);
+}
+
 bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order)
 {
-    if (order >= pageblock_order || option_get(OPT_THP) < THP_OPT_FIRST_FAULT)
+    if (order >= pageblock_order || !khugepaged_pageblock_whole(z, pfn))
         return false;
-    unsigned long pb = pfn >> pageblock_order;
-    uint8_t f = z->pageblock_thp[pb];
-    bool huge = (f & PB_THP_FAULT) ||
-                (f & (PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_RECLAIMED)) ==
-                    (PB_THP_HUGE | PB_THP_COLLAPSED);
-    return huge && z->pageblock_nr_free[pb] < KHUGEPAGED_SPARSE_FREE;
+    return z->pageblock_nr_free[pfn >> pageblock_order] < KHUGEPAGED_SPARSE_FREE;
 }
 
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)

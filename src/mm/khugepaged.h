@@ -129,6 +129,10 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
  * piece splits the hugepage (thp_split_pmd) and the pageblock's next faults
  * are small: kv-ttl's spike kept 0% of its hugepages without this.  Only
  * with KALLOC_THP >= 2.  Caller holds z->lock. */
+/* Whether pfn's pageblock is still one whole hugepage (faulted in huge, or
+ * collapsed and never split by a reclaim since) while KALLOC_THP >= 2: a
+ * 4 KiB madvise inside it would split it.  Used by the frees' slab holes. */
+bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn);
 bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order);
 
 /* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer

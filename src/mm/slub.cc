@@ -176,6 +176,54 @@ static void slab_decommit_mask(page *pg, uint32_t mask)
     }
 }
 
+/* The frees' holes leave a slab in a whole hugepage alone: punching one
+ * 4 KiB page would split the 2 MiB mapping (the same rule as the frees'
+ * watermark reclaim, khugepaged_keep_resident).  The timed pass, trim and
+ * compaction still punch it. */
+/* Whether at least half of the pageblock at pfn is free: free blocks
+ * plus the free objects of its slabs (their other caches' counts read
+ * racily: an estimate).  A whole hugepage that sparse is split by the
+ * frees' holes and marked so (khugepaged_note_reclaim): the kernel's
+ * deferred split of underused hugepages.  Walks the block's heads (free
+ * blocks and allocated blocks skip their tails, whose descriptors may be
+ * off) under the zone lock, taken inside the cache lock (the lock order
+ * above). */
+static bool slab_pageblock_sparse(zone *z, unsigned long start)
+{
+    const unsigned long end = start + pageblock_nr_pages;
+    unsigned long free_bytes = 0;
+    spin_lock(&z->lock);
+    for (unsigned long pfn = start; pfn < end;) {
+        const page *p = pfn_to_page(z, pfn);
+        unsigned flags = p->flags;
+        unsigned order = p->order <= MAX_ORDER ? p->order : 0;
+        if (flags & (PG_buddy | PG_pcp | PG_isolated)) {
+            free_bytes += PAGE_SIZE << order;
+        } else if ((flags & (PG_head | PG_slab)) == (PG_head | PG_slab)) {
+            const kmem_cache *sc = p->slab_cache;
+            if (sc && p->objects >= p->inuse)
+                free_bytes += (size_t)(p->objects - p->inuse) * sc->size;
+        } else if (!(flags & PG_head)) {
+            order = 0;
+        }
+        pfn += 1ul << order;
+    }
+    spin_unlock(&z->lock);
+    bool sparse = free_bytes >= (PAGE_SIZE << pageblock_order) / 2;
+    if (sparse)
+        khugepaged_note_reclaim(z, start, 0);
+    return sparse;
+}
+
+static bool slab_in_whole_hugepage(page *pg)
+{
+    zone *z = pg->zone;
+    unsigned long pfn = page_to_pfn(pg);
+    if (!khugepaged_pageblock_whole(z, pfn))
+        return false;
+    return !slab_pageblock_sparse(z, pfn & ~(pageblock_nr_pages - 1));
+}
+
 unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
 {
     if (c->order == 0 || c->order > SLAB_HOLES_MAX_ORDER)
@@ -592,7 +640,7 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
             c->empty_slab = pg;
             /* The spare of a class being freed: kept, but its pages given
              * back (it may never be needed again). */
-            if (holes)
+            if (holes && !slab_in_whole_hugepage(pg))
                 __slab_punch_holes(c, pg);
         } else {
             c->nr_slabs--;
@@ -613,7 +661,7 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
         }
         /* A draining cache: its sparse slabs give their free pages back now
          * (the program may make no further call). */
-        if (unlikely(holes) && slab_punch_due(c, pg, false))
+        if (unlikely(holes) && slab_punch_due(c, pg, false) && !slab_in_whole_hugepage(pg))
             __slab_punch_holes(c, pg);
     }
 }
