@@ -275,15 +275,28 @@ static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool re
  * ------------------------------------------------------------------------- */
 
 /* Split a block of order `high` down to `low`, giving the upper halves back
- * to the free lists of type mt (they keep the block's reported state). */
+ * to the free lists of type mt (they keep the block's reported state).
+ * desc_off: the block's descriptors past its head's page were off
+ * (PG_desc_off); the halves that can stay so (order >= DESC_OFF_MIN_ORDER,
+ * still reported) keep them off and get only their head's zone pointer, the
+ * others get theirs back.  So the first split of a fresh 4 MiB block
+ * touches 5 pages of mem_map, not 16. */
 static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migratetype mt,
-                          bool reported, uint32_t free_time, bool reclaimed)
+                          bool reported, uint32_t free_time, bool reclaimed, bool desc_off)
 {
     unsigned long pfn = page_to_pfn(pg);
     while (high > low) {
         high--;
-        add_to_free_list(z, pfn_to_page(z, pfn + (1ul << high)), high, mt, reported, free_time,
-                         reclaimed);
+        page *half = pfn_to_page(z, pfn + (1ul << high));
+        if (desc_off)
+            half->zone = z;
+        add_to_free_list(z, half, high, mt, reported, free_time, reclaimed);
+        if (desc_off) {
+            if (high >= DESC_OFF_MIN_ORDER && (half->flags & PG_reported))
+                half->flags |= PG_desc_off;
+            else
+                __block_descriptors_on(z, half, high);
+        }
     }
 }
 
@@ -296,14 +309,18 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     bool reported = pg->flags & PG_reported;
     bool reclaimed = pg->flags & PG_reclaimed;
     uint32_t free_time = pg->free_time;
+    bool desc_off = pg->flags & PG_desc_off;
+    pg->flags &= (uint16_t)~PG_desc_off;    /* expand sets up what it needs */
     del_from_free_list(z, pg, o);
+    if (desc_off)
+        __block_descriptors_on(z, pg, order);
     /* A wholly free, not resident pageblock starts to fill: the hugepage
      * policy may advise it before its first touch (mm/khugepaged.h); then
      * the rest of it goes back resident (add_to_free_list), free from now. */
     if (reported && o >= pageblock_order &&
         __khugepaged_fresh_pageblocks(z, page_to_pfn(pg), order, mt))
         free_time = vmscan_now();
-    expand(z, pg, order, o, mt, reported, free_time, reclaimed);
+    expand(z, pg, order, o, mt, reported, free_time, reclaimed, desc_off);
     if (reclaimed)
         __workingset_refault(z, 1ul << order);
     if (zeroed)

@@ -87,17 +87,50 @@ struct slab_sheaf {
 };
 constexpr unsigned SLAB_OWNER_PARTIAL_MAX = 4096; /* partial slabs one owner keeps per cache */
 
+/* One owner id's part of one cache (the kernel's struct kmem_cache_node,
+ * with owner ids for nodes).  They live apart from struct kmem_cache, in
+ * kmem_cache_node_table[owner][class]: a row per owner id, so the memory
+ * touched grows with the owner ids in use (4 per CPU), not with the 256 an
+ * owner byte can name.  Inside struct kmem_cache, these lists took 4.6 KiB
+ * per class, 340 KiB of BSS resident in a program using every class. */
+struct kmem_cache_node {
+    list_head partial;           /* this owner's slabs with some free objects */
+    uint16_t nr_partial;         /* slabs on partial */
+};
+
+extern kmem_cache_node kmem_cache_node_table[NR_SLAB_OWNERS][NR_KMALLOC_CLASSES];
+
+/* c->partial[o] and c->nr_owner_partial[o] read as arrays of the cache but
+ * index its column of kmem_cache_node_table (get_node(c, o) in the kernel).
+ * A list is set up on first use (a zero head is an unused one), so the rows
+ * of owner ids never used stay untouched BSS.  Caller holds c->lock. */
+struct kmem_cache_partial_lists {
+    uint8_t index;               /* the cache's size class (its column) */
+    list_head &operator[](unsigned o) const
+    {
+        list_head &l = kmem_cache_node_table[o][index].partial;
+        if (unlikely(!l.next))
+            INIT_LIST_HEAD(&l);
+        return l;
+    }
+};
+struct kmem_cache_partial_counts {
+    uint8_t index;               /* the cache's size class (its column) */
+    uint16_t &operator[](unsigned o) const { return kmem_cache_node_table[o][index].nr_partial; }
+};
+
 struct kmem_cache {
-    spinlock_t lock;             /* protects the lists and counters below */
+    spinlock_t lock;             /* protects the lists and counters below, and the
+                                  * cache's column of kmem_cache_node_table */
     uint32_t size;               /* object size */
     uint16_t objects;            /* objects per slab */
     uint8_t order;               /* pages per slab = 2^order */
     uint8_t index;               /* size class index */
-    list_head partial[NR_SLAB_OWNERS]; /* slabs with some free objects, per owner id */
+    kmem_cache_partial_lists partial; /* partial[o]: slabs with some free objects, of owner id o */
     list_head full;              /* slabs with none */
     page *empty_slab;            /* one spare empty slab, or nullptr */
     unsigned long nr_partial;    /* slabs on all partial lists */
-    uint16_t nr_owner_partial[NR_SLAB_OWNERS]; /* slabs on partial[o] */
+    kmem_cache_partial_counts nr_owner_partial; /* nr_owner_partial[o]: slabs on partial[o] */
     uint64_t partial_owners[NR_SLAB_OWNERS / 64]; /* bit o: partial[o] is not empty */
     uint8_t took_from[NR_SLAB_OWNERS]; /* per owner: whose partial slab it last took over (0: none) */
     slab_sheaf barn[SLAB_BARN_SHEAVES]; /* full sheaves of remote-freed objects, by owner */

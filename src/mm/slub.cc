@@ -64,6 +64,7 @@
 namespace kalloc {
 
 kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
+kmem_cache_node kmem_cache_node_table[NR_SLAB_OWNERS][NR_KMALLOC_CLASSES];
 slab_hole_stats slab_holes;
 
 constexpr unsigned SLAB_HOLES_MAX_ORDER = 5;   /* slab_hole_mask has a bit per page */
@@ -78,8 +79,7 @@ static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
     c->objects = k.objects;
     c->order = k.order;
     c->index = (uint8_t)idx;
-    for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
-        INIT_LIST_HEAD(&c->partial[o]);
+    c->partial.index = c->nr_owner_partial.index = (uint8_t)idx;  /* lists set up on use */
     INIT_LIST_HEAD(&c->full);
     c->migratetype = MIGRATE_RECLAIMABLE;
     c->life_ratio = 1024;

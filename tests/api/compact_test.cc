@@ -294,15 +294,6 @@ bool thp_child_setup(const char *name) {
 
 // Fill 96 MiB with 1 KiB objects (slab pageblocks filled densely): about 40
 // fresh pageblocks past the 16 MiB a zone holds before any is advised.
-static long kt_rss_kib() {
-  FILE *f = fopen("/proc/self/statm", "r");
-  long size = 0, res = 0;
-  if (!f) return -1;
-  if (fscanf(f, "%ld %ld", &size, &res) != 2) res = -1;
-  fclose(f);
-  return res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 struct thp_fill {
   kalloc_vmstat before, after;
   std::vector<void *> ps;
@@ -400,39 +391,6 @@ TEST(CompactThpChild, ReclaimKeepsDenseHugepagesWhole) {
       << (v.anon_huge_bytes >> 20) << " MiB";
 }
 
-// ... but hugepages that the frees leave mostly empty are not kept whole:
-// one object in eight stays (those at 8 KiB boundaries), so about half of
-// the slabs keep a live object.  The emptied slabs' pages go back through
-// the buddy allocator's reclaim, the others' through the frees' slab holes
-// (which split a whole hugepage only once its pageblock is at least half
-// free); the live objects keep their contents.
-TEST(CompactThpChild, FreesSplitSparseHugepages) {
-  THP_CHILD("FreesSplitSparseHugepages");
-  thp_fill f;
-  uint64_t huge_filled = f.after.anon_huge_bytes;
-  if (huge_filled < f.before.anon_huge_bytes + (32u << 20))
-    GTEST_SKIP() << "the kernel had no hugepages at hand";
-  long rss0 = kt_rss_kib();
-  std::vector<void *> keep;
-  for (void *p : f.ps) {
-    if (((uintptr_t)p & 8191) == 0)
-      keep.push_back(p);
-    else
-      free(p);
-  }
-  f.ps.swap(keep);
-  kalloc_thread_flush();
-  kalloc_vmstat v = vmstat_now();
-  long dropped = rss0 - kt_rss_kib();
-  printf("kept %zu objects; hugepages %lu -> %lu MiB; RSS dropped %ld KiB\n", f.ps.size(),
-         (unsigned long)(huge_filled >> 20), (unsigned long)(v.anon_huge_bytes >> 20), dropped);
-  for (void *p : f.ps)
-    for (size_t i = 0; i < 1024; i++)
-      ASSERT_EQ(((unsigned char *)p)[i], 0x5a) << "a kept object changed";
-  EXPECT_LT(v.anon_huge_bytes, huge_filled / 2) << "the sparse hugepages were kept whole";
-  EXPECT_GT(dropped, 8l << 10) << "96 MiB filled, 7/8 freed: the frees gave nothing back";
-}
-
 // KALLOC_THP=1: dense pageblocks are collapsed, none is advised at its first
 // fault.
 TEST(CompactThpChild, CollapseOnlyAdvisesNoFreshPageblock) {
@@ -482,9 +440,6 @@ TEST(Compact, FirstFaultMeasuredSlowBacksOff) {
 }
 TEST(Compact, ReclaimKeepsDenseHugepagesWhole) {
   run_thp_child("ReclaimKeepsDenseHugepagesWhole", "3", "100000000");
-}
-TEST(Compact, FreesSplitSparseHugepages) {
-  run_thp_child("FreesSplitSparseHugepages", "2", nullptr);
 }
 TEST(Compact, CollapseOnlyAdvisesNoFreshPageblock) {
   run_thp_child("CollapseOnlyAdvisesNoFreshPageblock", "1", nullptr);

@@ -75,6 +75,35 @@ TEST(SizeClasses, SlabGeometry)
     }
 }
 
+// Every class takes the smallest slab that holds two objects and wastes
+// little (1/16 of itself below 4 KiB, 1/8 above): small slabs fit the single
+// free pages of a heap with scattered survivors, and pin less for a class
+// with few live objects (fragmentation peak RSS 368.0 -> 349.7 MiB,
+// frag-churn 194.8 -> 186.0).  The rule until then asked for 8 objects below
+// 4 KiB and 4 up to 16 KiB: 640 B objects in 8 KiB slabs, 8 KiB ones in 32.
+TEST(SizeClasses, ClassesTakeTheSmallestGoodSlab)
+{
+    unsigned small = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        const kmalloc_class &k = kmalloc_info[i];
+        for (unsigned o = 0; o < k.order; o++) {
+            size_t bytes = PAGE_SIZE << o;
+            size_t waste = bytes % k.size;
+            bool good = bytes / k.size >= 2 && waste * (k.size >= 4096 ? 8 : 16) <= bytes;
+            EXPECT_FALSE(good) << "class " << k.size << " takes order " << (unsigned)k.order
+                               << " where order " << o << " would do";
+        }
+        small += k.size > 512 && k.size < 4096 && k.order == 0;
+    }
+    EXPECT_EQ(kmalloc_info[kmalloc_index(640)].order, 0u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index(2048)].order, 0u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index(3840)].order, 1u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index(7168)].order, 2u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index(8192)].order, 2u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index(14336)].order, 3u);
+    EXPECT_GE(small, 6u);
+}
+
 TEST(SizeClasses, ReciprocalDivisionIsExactForEveryOffset)
 {
     // Slow paths divide by a multiply; it must agree with real division for

@@ -364,6 +364,56 @@ TEST(Vmscan, ReportedBlocksGiveTheirDescriptorsBack)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
+// A block whose descriptors are off, split to hand out a smaller piece,
+// keeps them off in its halves of order 7 and up (only their heads are set
+// up): the first split of a fresh 4 MiB block touched all 64 KiB of its
+// mem_map, and every program paid for it at start-up.
+TEST(Vmscan, SplitKeepsTheHalvesDescriptorsOff)
+{
+    blk b = alloc_filled(MAX_ORDER, 0x5e);
+    ASSERT_NE(b.pg, nullptr);
+    zone *z = b.pg->zone;
+    unsigned long start = page_to_pfn(b.pg);
+    free_pages(b.pg, b.order);
+    zone_reclaim_all(0);
+    spin_lock(&z->lock);
+    bool off = (b.pg->flags & PG_buddy) && b.pg->order == MAX_ORDER && (b.pg->flags & PG_desc_off);
+    spin_unlock(&z->lock);
+    ASSERT_TRUE(off) << "the freed 4 MiB block is not reported with its descriptors off";
+    // Take order-6 pieces until one comes from the block (other free
+    // blocks are taken first when there are some).
+    std::vector<blk> taken;
+    bool inside = false;
+    for (int i = 0; i < 64 && !inside; i++) {
+        taken.push_back(alloc_filled(6, (uint8_t)(0x60 + i)));
+        ASSERT_NE(taken.back().pg, nullptr);
+        unsigned long pfn = page_to_pfn(taken.back().pg);
+        inside = taken.back().pg->zone == z && pfn >= start && pfn < start + (1ul << MAX_ORDER);
+    }
+    ASSERT_TRUE(inside);
+    unsigned long halves = 0;
+    spin_lock(&z->lock);
+    for (unsigned o = 7u; o < MAX_ORDER; o++)
+        for (unsigned long pfn = start; pfn < start + (1ul << MAX_ORDER); pfn += 1ul << o) {
+            page *h = pfn_to_page(z, pfn);
+            if ((h->flags & PG_buddy) && h->order == o && (h->flags & PG_reported)) {
+                halves++;
+                EXPECT_TRUE(h->flags & PG_desc_off) << "a reported half of order " << o;
+                EXPECT_EQ(h->zone, z);
+            }
+        }
+    spin_unlock(&z->lock);
+    EXPECT_GE(halves, 3u);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    for (blk &t : taken) {
+        ASSERT_NO_FATAL_FAILURE(expect_filled(t));
+        for (unsigned long k = 0; k < (1ul << t.order); k++)
+            ASSERT_EQ(t.pg[k].zone, t.pg->zone) << "page " << k;
+        free_pages(t.pg, t.order);
+    }
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 TEST(Vmscan, IdleZoneTopIsUnmappedAndDescriptorsGiveBack)
 {
     option_guard og;
