@@ -171,13 +171,15 @@ void shrink_zone(zone *z, scan_control *sc)
         spin_unlock(&z->lock);
         stat_add(vm_reclaim_stats.pgscan, n);
     }
-    if (kept && sc->target != ~0ul) {
+    if (sc->target != ~0ul && (kept || z->nr_thp_kept)) {
         spin_lock(&z->lock);
         /* A block met again after the list wrapped was counted twice. */
         if (kept > z->nr_free_lru)
             kept = z->nr_free_lru;
-        if (kept > z->nr_thp_kept)
-            z->nr_thp_kept = kept;
+        /* What this pass met, not the most ever met: hugepages split or
+         * taken since then no longer hold the watermark up (a freed burst
+         * kept 4.6 MiB free and resident behind a stale count). */
+        z->nr_thp_kept = kept;
         __setup_zone_wmarks(z);
         spin_unlock(&z->lock);
     }
