@@ -135,6 +135,28 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
     return true;
 }
 
+/* Set once by the slab layer; null: only the free lists count. */
+static pageblock_free_bytes_fn pageblock_free_bytes = nullptr;
+
+void khugepaged_register_free_bytes(pageblock_free_bytes_fn fn)
+{
+    if (READ_ONCE(pageblock_free_bytes) != fn)
+        WRITE_ONCE(pageblock_free_bytes, fn);
+}
+
+/* A pageblock the free lists call dense (at most 1/8 free) may still be
+ * mostly free objects in slabs, or holes: collapsing it would make all of
+ * that resident (alloc-test's peak RSS went 30 -> 42-51 MiB in one run in
+ * three, 11 collapses against 5).  Asked only before a block is made huge
+ * or collapsed, not at every pass. */
+static bool pageblock_dense(zone *z, unsigned long pb)
+{
+    pageblock_free_bytes_fn fn = READ_ONCE(pageblock_free_bytes);
+    if (!fn)
+        return true;
+    return fn(z, pb << pageblock_order) <= ((unsigned long)KHUGEPAGED_DENSE_FREE << PAGE_SHIFT);
+}
+
 bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn)
 {
     if (option_get(OPT_THP) < THP_OPT_FIRST_FAULT)
@@ -181,6 +203,10 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
                 continue;
             unsigned nfree = READ_ONCE(z->pageblock_nr_free[pb]);   /* racy: a hint */
             if (nfree <= KHUGEPAGED_DENSE_FREE) {
+                bool want = !(f & PB_THP_COLLAPSED) || (f & PB_THP_RECLAIMED);
+                if ((!(f & PB_THP_HUGE) || (want && collapse_works && collapses < max_collapse)) &&
+                    !pageblock_dense(z, pb))
+                    continue;      /* dense pages, sparse contents */
                 if (!(f & PB_THP_HUGE)) {
                     os_hugepage(pageblock_address(z, pb), PAGEBLOCK_BYTES);
                     f = (uint8_t)((f | PB_THP_HUGE) & ~PB_THP_NOHUGE);
@@ -189,7 +215,7 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
                 }
                 /* Build the hugepage now: when the block first became dense
                  * and once it has refilled after reclaim. */
-                bool want = !(f & PB_THP_COLLAPSED) || (f & PB_THP_RECLAIMED);
+                want = !(f & PB_THP_COLLAPSED) || (f & PB_THP_RECLAIMED);
                 if (want && collapse_works && collapses < max_collapse &&
                     (!budget_ns || !collapses || ktime_get_ns() - start_ns < budget_ns)) {
                     collapses++;

@@ -107,6 +107,14 @@ constexpr unsigned long KHUGEPAGED_FAULT_BACKOFF_MAX = 1024;
 /* Read the THP mode (idempotent). */
 void khugepaged_init();
 
+/* The free bytes of the pageblock starting at start_pfn, counted by the
+ * layer that knows what its allocated blocks hold (the slab allocator: its
+ * slabs' free objects and holes, which the free lists cannot see).  Takes
+ * the zone lock.  The page allocator cannot include the slab layer, so the
+ * slab layer registers it (the kernel's shrinker-style inversion). */
+typedef unsigned long (*pageblock_free_bytes_fn)(zone *z, unsigned long start_pfn);
+void khugepaged_register_free_bytes(pageblock_free_bytes_fn fn);
+
 /* Walk every zone's pageblocks and madvise those that changed between dense
  * and sparse; collapse up to max_collapse newly dense (or refilled) ones,
  * and no more once budget_ns has been spent on collapses (0: no time limit).

@@ -72,6 +72,8 @@ constexpr unsigned SLAB_HOLES_MAX_ORDER = 5;   /* slab_hole_mask has a bit per p
  * are looked at for holes as they fall (see cache_freeing). */
 constexpr unsigned long SLAB_HOLES_FLUSH_STREAK = 16;
 
+static unsigned long slab_pageblock_free_bytes(zone *z, unsigned long start);
+
 static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
 {
     const kmalloc_class &k = kmalloc_info[idx];
@@ -84,6 +86,7 @@ static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
     c->migratetype = MIGRATE_RECLAIMABLE;
     c->life_ratio = 1024;
     c->initialized = true;
+    khugepaged_register_free_bytes(slab_pageblock_free_bytes);
 }
 
 static inline kmem_cache *cache_lock(kmem_cache *c)
@@ -176,19 +179,14 @@ static void slab_decommit_mask(page *pg, uint32_t mask)
     }
 }
 
-/* The frees' holes leave a slab in a whole hugepage alone: punching one
- * 4 KiB page would split the 2 MiB mapping (the same rule as the frees'
- * watermark reclaim, khugepaged_keep_resident).  The timed pass, trim and
- * compaction still punch it. */
-/* Whether at least half of the pageblock at pfn is free: free blocks
- * plus the free objects of its slabs (their other caches' counts read
- * racily: an estimate).  A whole hugepage that sparse is split by the
- * frees' holes and marked so (khugepaged_note_reclaim): the kernel's
- * deferred split of underused hugepages.  Walks the block's heads (free
- * blocks and allocated blocks skip their tails, whose descriptors may be
- * off) under the zone lock, taken inside the cache lock (the lock order
- * above). */
-static bool slab_pageblock_sparse(zone *z, unsigned long start)
+/* The free bytes of the pageblock at start: free blocks plus the free
+ * objects of its slabs, parked ones (holes) included; other caches' counts
+ * are read racily: an estimate.  Walks the block's heads (free blocks and
+ * allocated blocks skip their tails, whose descriptors may be off) under
+ * the zone lock, taken inside the cache lock (the lock order above) or
+ * under vmscan_lock (khugepaged asks it before a collapse, through
+ * khugepaged_register_free_bytes). */
+static unsigned long slab_pageblock_free_bytes(zone *z, unsigned long start)
 {
     const unsigned long end = start + pageblock_nr_pages;
     unsigned long free_bytes = 0;
@@ -209,12 +207,26 @@ static bool slab_pageblock_sparse(zone *z, unsigned long start)
         pfn += 1ul << order;
     }
     spin_unlock(&z->lock);
+    return free_bytes;
+}
+
+/* Whether at least half of the pageblock at start is free.  A whole
+ * hugepage that sparse is split by the frees' holes and marked so
+ * (khugepaged_note_reclaim): the kernel's deferred split of underused
+ * hugepages. */
+static bool slab_pageblock_sparse(zone *z, unsigned long start)
+{
+    unsigned long free_bytes = slab_pageblock_free_bytes(z, start);
     bool sparse = free_bytes >= (PAGE_SIZE << pageblock_order) / 2;
     if (sparse)
         khugepaged_note_reclaim(z, start, 0);
     return sparse;
 }
 
+/* The frees' holes leave a slab in a whole hugepage alone: punching one
+ * 4 KiB page would split the 2 MiB mapping (the same rule as the frees'
+ * watermark reclaim, khugepaged_keep_resident), unless the pageblock is
+ * sparse.  The timed pass, trim and compaction still punch it. */
 static bool slab_in_whole_hugepage(page *pg)
 {
     zone *z = pg->zone;
