@@ -572,6 +572,38 @@ TEST(Khugepaged, DensePageblocksAreMadeHugeAndSparseOnesNot)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
+// A pageblock the free lists call dense (none of its pages free) whose
+// contents the layer above says are mostly free (slabs of free objects, or
+// holes) is not made huge: collapsing it would make all of that resident.
+// The same block is made huge once its contents are said to be dense.
+unsigned long fake_free_bytes;
+unsigned long fake_pageblock_free_bytes(zone *, unsigned long) { return fake_free_bytes; }
+
+TEST(Khugepaged, DenseFreeListsButSparseContentsStaySmall)
+{
+    option_guard og;
+    options[OPT_THP].value = 1;
+    khugepaged_init();
+    if (thp_enabled == THP_NEVER)
+        GTEST_SKIP() << "transparent hugepages are off on this machine";
+    blk b = alloc_filled(pageblock_order, 0x42);
+    ASSERT_NE(b.pg, nullptr);
+    zone *z = b.pg->zone;
+    unsigned long pb = page_to_pfn(b.pg) >> pageblock_order;
+    EXPECT_EQ(z->pageblock_nr_free[pb], 0u);
+    khugepaged_register_free_bytes(fake_pageblock_free_bytes);
+    fake_free_bytes = (pageblock_nr_pages << PAGE_SHIFT) * 3 / 4;
+    ASSERT_TRUE(vmscan_run(vmscan_now(), true, true));
+    EXPECT_FALSE(z->pageblock_thp[pb] & PB_THP_HUGE) << "sparse contents were made huge";
+    fake_free_bytes = 0;
+    ASSERT_TRUE(vmscan_run(vmscan_now(), true, true));
+    EXPECT_TRUE(z->pageblock_thp[pb] & PB_THP_HUGE) << "dense contents were left small";
+    khugepaged_register_free_bytes(nullptr);
+    ASSERT_NO_FATAL_FAILURE(expect_filled(b));
+    free_pages(b.pg, b.order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 // The smaps entry of the mapping holding addr: its VmFlags line and its
 // AnonHugePages (KiB).  False when smaps cannot be read.
 bool smaps_of(uintptr_t addr, std::string *vmflags, long *anon_huge_kib)
