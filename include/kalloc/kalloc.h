@@ -169,7 +169,7 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 3   /* 2: thp_fault_advised; 3: thp_fault_slow */
+#define KALLOC_VMSTAT_VERSION 4   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -255,6 +255,10 @@ struct kalloc_vmstat {
     uint64_t thp_fault_slow;      /**< of those, the ones whose first fault was measured slow
                                        (KALLOC_THP=3: fresh pageblocks then keep small pages
                                        for a while) */
+    /* --- version 4 --- */
+    uint64_t thp_split_underused; /**< whole hugepages reclaim split because at least half of
+                                       them was free, counting the free objects of their slabs
+                                       (the kernel's split of underused hugepages) */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

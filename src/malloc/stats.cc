@@ -146,6 +146,7 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.hugetlb_pages = READ_ONCE(r.hugetlb_pages);
     v.thp_fault_advised = READ_ONCE(r.thp_fault_advised);
     v.thp_fault_slow = READ_ONCE(r.thp_fault_slow);
+    v.thp_split_underused = READ_ONCE(r.thp_split_underused);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

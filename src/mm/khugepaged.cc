@@ -174,6 +174,19 @@ bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order)
     return z->pageblock_nr_free[pfn >> pageblock_order] < KHUGEPAGED_SPARSE_FREE;
 }
 
+bool khugepaged_split_underused(zone *z, unsigned long pb)
+{
+    const unsigned long pfn = pb << pageblock_order;
+    pageblock_free_bytes_fn fn = READ_ONCE(pageblock_free_bytes);
+    if (!fn || !khugepaged_pageblock_whole(z, pfn))
+        return false;
+    if (fn(z, pfn) < ((unsigned long)KHUGEPAGED_SPARSE_FREE << PAGE_SHIFT))
+        return false;
+    khugepaged_note_reclaim(z, pfn, 0);
+    __atomic_fetch_add(&vm_reclaim_stats.thp_split_underused, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
 {
     unsigned long last = (pfn + (1ul << order) - 1) >> pageblock_order;

@@ -143,6 +143,16 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
 bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn);
 bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order);
 
+/* Reclaim kept a free block of pageblock pb of z in place to leave its
+ * hugepage whole (khugepaged_keep_resident, which sees only the free lists).
+ * If the block is still one whole hugepage and at least half of it is free
+ * counting its slabs' free and parked objects (the slab layer's count,
+ * khugepaged_register_free_bytes), mark it split (khugepaged_note_reclaim),
+ * so reclaim takes its free blocks, and return true: the kernel's split of
+ * underused hugepages (thp_underused, deferred_split_scan).  Caller holds
+ * vmscan_lock, not z->lock (the count takes it). */
+bool khugepaged_split_underused(zone *z, unsigned long pb);
+
 /* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer
  * whole hugepages.  Caller holds vmscan_lock. */
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order);

@@ -203,6 +203,9 @@ static unsigned long slab_pageblock_free_bytes(zone *z, unsigned long start)
                 free_bytes += (size_t)(p->objects - p->inuse) * sc->size;
         } else if (!(flags & PG_head)) {
             order = 0;
+        } else if ((flags & PG_large) && p->nr_pages) {
+            pfn += p->nr_pages;   /* exact pages: its rounded-up order's tail may be free */
+            continue;
         }
         pfn += 1ul << order;
     }

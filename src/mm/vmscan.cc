@@ -132,6 +132,13 @@ void shrink_zone(zone *z, scan_control *sc)
         bool decayed;      /* taken for its age, not for the watermark */
     } batch[VMSCAN_BATCH];
     unsigned long kept = 0;        /* pages left resident in hugepages (rotated to the head) */
+    /* The pageblocks of the blocks kept, to ask after the lock is dropped
+     * whether they are underused (khugepaged_split_underused); asked once
+     * per call, and the scan runs again if one was split. */
+    unsigned long underused[VMSCAN_UNDERUSED_CHECK];
+    unsigned nr_underused = 0;
+    bool underused_checked = false;
+again:
     for (unsigned rounds = 0; rounds < 4096; rounds++) {
         unsigned n = 0;
         spin_lock(&z->lock);
@@ -147,6 +154,15 @@ void shrink_zone(zone *z, scan_control *sc)
             if (!old && khugepaged_keep_resident(z, page_to_pfn(pg), order)) {
                 list_move(&pg->free_lru, &z->free_lru);   /* giving it back splits a hugepage */
                 kept += 1ul << order;
+                unsigned long pb = page_to_pfn(pg) >> pageblock_order;
+                if (!underused_checked && nr_underused < VMSCAN_UNDERUSED_CHECK &&
+                    (!nr_underused || underused[nr_underused - 1] != pb)) {
+                    unsigned k = 0;
+                    while (k < nr_underused && underused[k] != pb)
+                        k++;
+                    if (k == nr_underused)
+                        underused[nr_underused++] = pb;
+                }
                 continue;
             }
             __isolate_free_block(z, pg);
@@ -170,6 +186,20 @@ void shrink_zone(zone *z, scan_control *sc)
         }
         spin_unlock(&z->lock);
         stat_add(vm_reclaim_stats.pgscan, n);
+    }
+    /* Kept for their hugepage, but a hugepage that is mostly free objects
+     * in slabs (which the free lists do not show) is split, as the kernel
+     * splits underused hugepages (deferred_split_scan), and the scan runs
+     * again to give back its free blocks. */
+    if (nr_underused && !underused_checked) {
+        underused_checked = true;
+        unsigned split = 0;
+        for (unsigned k = 0; k < nr_underused; k++)
+            split += khugepaged_split_underused(z, underused[k]);
+        if (split) {
+            kept = 0;
+            goto again;
+        }
     }
     if (sc->target != ~0ul && (kept || z->nr_thp_kept)) {
         spin_lock(&z->lock);
@@ -486,10 +516,11 @@ void print_reclaim_stats(printbuf &out)
                s.cgroup_pressure);
     static const char *const modes[] = {"unknown", "never", "madvise", "always"};
     out.printf("thp: mode %s thp_madvised %lu thp_fault_advised %lu thp_fault_slow %lu thp_nohuge %lu "
-               "thp_collapsed %lu thp_collapse_failed %lu hugetlb_pages %lu "
+               "thp_collapsed %lu thp_collapse_failed %lu thp_split_underused %lu hugetlb_pages %lu "
                "hugetlb_fallbacks %lu\n",
                modes[thp_enabled], s.thp_madvised, s.thp_fault_advised, s.thp_fault_slow, s.thp_nohuge,
-               s.thp_collapsed, s.thp_collapse_failed, s.hugetlb_pages, s.hugetlb_fallbacks);
+               s.thp_collapsed, s.thp_collapse_failed, s.thp_split_underused, s.hugetlb_pages,
+               s.hugetlb_fallbacks);
 }
 
 } // namespace kalloc

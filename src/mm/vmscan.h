@@ -70,6 +70,9 @@ namespace kalloc {
 constexpr unsigned VMSCAN_MIN_ORDER = 2;
 /* Blocks isolated per hold of the zone lock. */
 constexpr unsigned VMSCAN_BATCH = 32;
+/* Pageblocks a shrink_zone call asks, after dropping the zone lock, whether
+ * their kept hugepage is underused (khugepaged_split_underused). */
+constexpr unsigned VMSCAN_UNDERUSED_CHECK = 16;
 
 /* Counters (vmstat-style names); relaxed atomic adds, approximate totals. */
 struct reclaim_stats {
@@ -90,6 +93,7 @@ struct reclaim_stats {
     unsigned long thp_collapse_failed; /* MADV_COLLAPSE attempts that failed (EAGAIN...) */
     unsigned long thp_fault_advised; /* fresh pageblocks made huge before their first fault */
     unsigned long thp_fault_slow;   /* of those, probed and found slow (KALLOC_THP=3 backed off) */
+    unsigned long thp_split_underused; /* whole hugepages reclaim split: half free, slabs' free objects counted */
     unsigned long hugetlb_pages;    /* pages mapped from hugetlbfs */
     unsigned long hugetlb_fallbacks;/* zone growths that wanted hugetlb pages and fell back */
 };

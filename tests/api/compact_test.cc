@@ -391,6 +391,49 @@ TEST(CompactThpChild, ReclaimKeepsDenseHugepagesWhole) {
       << (v.anon_huge_bytes >> 20) << " MiB";
 }
 
+// KALLOC_THP=3 with cheap faults, then every pageblock left mostly free
+// objects: the 1 KiB objects' slabs are single pages (4 objects); of every 16
+// pages the last 4 (an aligned 16 KiB buddy block, which reclaim may take) are
+// freed whole, so the buddy allocator sees a quarter of each pageblock free
+// (under the keep rule's half), and the other 12 keep one object each (13/16
+// of every pageblock free in all).  Watermark reclaim counts the slabs'
+// free objects too and splits such hugepages, as the kernel splits underused
+// ones, so the free pages are given back.  Without that count they stayed
+// resident in whole hugepages until decay.
+TEST(CompactThpChild, ReclaimSplitsHugepagesOfMostlyFreeObjects) {
+  THP_CHILD("ReclaimSplitsHugepagesOfMostlyFreeObjects");
+  thp_fill f;
+  ASSERT_GE(f.advised(), 24u);
+  uint64_t huge_filled = f.after.anon_huge_bytes;
+  if (huge_filled < f.before.anon_huge_bytes + (32u << 20))
+    GTEST_SKIP() << "the kernel had no hugepages at hand";
+  std::vector<void *> keep;
+  size_t freed = 0;
+  for (void *p : f.ps) {
+    uintptr_t a = (uintptr_t)p;
+    if (((a >> 12) & 15) < 12 && (a & 4095) == 0) {
+      keep.push_back(p);
+    } else {
+      free(p);
+      freed++;
+    }
+  }
+  f.ps.swap(keep);
+  kalloc_thread_flush();
+  ASSERT_GT(freed, (size_t)(64u << 20) / 1024) << "at least 64 MiB freed";
+  kalloc_vmstat v = vmstat_now();
+  printf("freed %zu KiB; hugepages %lu -> %lu MiB; pgreclaim %lu -> %lu\n", freed,
+         (unsigned long)(huge_filled >> 20), (unsigned long)(v.anon_huge_bytes >> 20),
+         (unsigned long)f.after.pgreclaim_wmark, (unsigned long)v.pgreclaim_wmark);
+  EXPECT_GT(v.wmark_low_hits, f.after.wmark_low_hits) << "the frees crossed the low watermark";
+  EXPECT_LE(v.anon_huge_bytes, f.before.anon_huge_bytes + huge_filled / 4)
+      << "hugepages of mostly free objects kept whole: " << (huge_filled >> 20) << " -> "
+      << (v.anon_huge_bytes >> 20) << " MiB";
+  EXPECT_GE(v.pgreclaim_wmark - f.after.pgreclaim_wmark, (uint64_t)(16u << 20) / 4096)
+      << "the free quarter of the filled pageblocks was given back";
+  for (void *p : f.ps) EXPECT_EQ(*(volatile unsigned char *)p, 0x5a);
+}
+
 // KALLOC_THP=1: dense pageblocks are collapsed, none is advised at its first
 // fault.
 TEST(CompactThpChild, CollapseOnlyAdvisesNoFreshPageblock) {
@@ -440,6 +483,9 @@ TEST(Compact, FirstFaultMeasuredSlowBacksOff) {
 }
 TEST(Compact, ReclaimKeepsDenseHugepagesWhole) {
   run_thp_child("ReclaimKeepsDenseHugepagesWhole", "3", "100000000");
+}
+TEST(Compact, ReclaimSplitsHugepagesOfMostlyFreeObjects) {
+  run_thp_child("ReclaimSplitsHugepagesOfMostlyFreeObjects", "3", "100000000");
 }
 TEST(Compact, CollapseOnlyAdvisesNoFreshPageblock) {
   run_thp_child("CollapseOnlyAdvisesNoFreshPageblock", "1", nullptr);
