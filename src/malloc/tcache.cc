@@ -374,12 +374,20 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
     tcache_bin *b = &tc->bins[idx];
     if (tc->nr_flush_runs[idx] < 255)
         tc->nr_flush_runs[idx]++;
+    if (!b->cap && tc->nr_flush_runs[idx] >= 2) {
+        /* A draining bin with no room left (tcache_drain_cap): straight to
+         * the slab, nothing to flush or to budget. */
+        ((uint64_t *)obj)[1] = tcache_key;   /* as on the bin: a double free is checked */
+        kmem_cache_free(&kmalloc_caches[idx], obj);
+        return;
+    }
     if (tc->nr_flush_runs[idx] >= 2) {
         /* Only frees since the last refill: nothing here is hot.  Give the
          * whole bin back and halve its room (see tcache.h). */
         tcache_bin_flush_to(tc, idx, 0);
-        if (b->cap > TCACHE_DRAIN_CAP) {
-            unsigned keep = b->cap / 2 > TCACHE_DRAIN_CAP ? b->cap / 2 : TCACHE_DRAIN_CAP;
+        const unsigned drain_cap = tcache_drain_cap(idx);
+        if (b->cap > drain_cap) {
+            unsigned keep = b->cap / 2 > drain_cap ? b->cap / 2 : drain_cap;
             unsigned cut = b->cap - keep;
             b->cap = (uint16_t)keep;
             b->avail -= cut;      /* the bin is empty: avail was cap */
