@@ -83,7 +83,8 @@ TEST(Reclaim, TrimReturnsEveryFreePage)
 // given back by the frees themselves: the program never refaulted, so the
 // low watermark stays at its 1 MiB minimum; the pagesets were trimmed while
 // reclaim was active; the draining slab caches kept no spare slab and the
-// draining thread-cache bins hold at most 8 objects each.
+// draining thread-cache bins hold nothing of classes above 64 B and at most 8
+// objects of the tiny ones.
 TEST(Reclaim, AFreedBurstIsGivenBackByTheFreesThemselves)
 {
     struct kalloc_stats s0 {};
