@@ -47,10 +47,11 @@
  * the slabs.  A bin that overflows twice with no refill in between belongs to
  * a thread that is only freeing that class (a burst being freed): from then
  * on each overflow gives the whole bin back (nothing in it is hot) and
- * halves its capacity, down to tcache_drain_cap(): 0 for classes above 64 B
- * (then each free goes straight to the slab), TCACHE_DRAIN_CAP objects for
- * the tiny ones, so when the thread stops its cache pins no (or few)
- * otherwise empty slabs; the next refills grow it again (jemalloc's tcache GC shrinks
+ * halves its capacity, down to TCACHE_DRAIN_CAP objects; for a class above
+ * 64 B whose population fell under an eighth of its peak (the end of a
+ * burst), down to 0 at once, and each free goes straight to its slab
+ * (tcache.cc, tcache_drain_cap), so when the thread stops its cache pins no
+ * (or few) otherwise empty slabs; the next refills grow it again (jemalloc's tcache GC shrinks
  * bins that go unused in the same way).  A cache is only trimmed by its own thread, so a thread that
  * goes to sleep keeps what it held at its last slow path; with many threads
  * that is the small share, so a thousand sleeping threads do not hold a
@@ -67,17 +68,8 @@ constexpr size_t TCACHE_MAX_BYTES = 512 * 1024;        /* per thread, at most */
 constexpr size_t TCACHE_MIN_BYTES = 16 * 1024;         /* per thread, at least */
 constexpr size_t TCACHE_TOTAL_BYTES = 16 * 1024 * 1024; /* shared by all live caches */
 constexpr unsigned TCACHE_DRAIN_CAP = 8;   /* objects a bin of a tiny class that only frees shrinks to */
-constexpr size_t TCACHE_DRAIN_TINY = 64;  /* classes up to this size keep TCACHE_DRAIN_CAP; larger ones 0 */
-
-/* The room a bin that only frees shrinks to: 0 for classes above 64 B, whose
- * frees then go straight to the slabs, so a burst's last frees leave no
- * object in the cache to pin an otherwise empty slab; TCACHE_DRAIN_CAP for
- * the tiny classes, where a lock per free would cost the most (frag-churn's
- * tiny phase: +18% instructions with 0 for every class). */
-static inline unsigned tcache_drain_cap(unsigned idx)
-{
-    return kmalloc_info[idx].size > TCACHE_DRAIN_TINY ? 0 : TCACHE_DRAIN_CAP;
-}
+constexpr size_t TCACHE_DRAIN_TINY = 64;  /* classes up to this size keep TCACHE_DRAIN_CAP; larger ones
+                                           * go to 0 at the end of a burst (tcache_drain_cap) */
 constexpr size_t TCACHE_REMOTE_BYTES = 8 * 1024; /* a remote list's batch, at most (4..32 objects) */
 
 struct tcache_bin {
