@@ -47,8 +47,11 @@
  * the slabs.  A bin that overflows twice with no refill in between belongs to
  * a thread that is only freeing that class (a burst being freed): from then
  * on each overflow gives the whole bin back (nothing in it is hot) and
- * halves its capacity, down to TCACHE_DRAIN_CAP, so the few objects it holds
- * pin few otherwise empty slabs when the thread stops; the next refills double it again (jemalloc's tcache GC shrinks
+ * halves its capacity, down to TCACHE_DRAIN_CAP objects; for a class above
+ * 64 B whose population fell under an eighth of its peak (the end of a
+ * burst), down to 0 at once, and each free goes straight to its slab
+ * (tcache.cc, tcache_drain_cap), so when the thread stops its cache pins no
+ * (or few) otherwise empty slabs; the next refills grow it again (jemalloc's tcache GC shrinks
  * bins that go unused in the same way).  A cache is only trimmed by its own thread, so a thread that
  * goes to sleep keeps what it held at its last slow path; with many threads
  * that is the small share, so a thousand sleeping threads do not hold a
@@ -64,7 +67,9 @@ namespace kalloc {
 constexpr size_t TCACHE_MAX_BYTES = 512 * 1024;        /* per thread, at most */
 constexpr size_t TCACHE_MIN_BYTES = 16 * 1024;         /* per thread, at least */
 constexpr size_t TCACHE_TOTAL_BYTES = 16 * 1024 * 1024; /* shared by all live caches */
-constexpr unsigned TCACHE_DRAIN_CAP = 8;   /* objects a bin that only frees shrinks to */
+constexpr unsigned TCACHE_DRAIN_CAP = 8;   /* objects a bin of a tiny class that only frees shrinks to */
+constexpr size_t TCACHE_DRAIN_TINY = 64;  /* classes up to this size keep TCACHE_DRAIN_CAP; larger ones
+                                           * go to 0 at the end of a burst (tcache_drain_cap) */
 constexpr size_t TCACHE_REMOTE_BYTES = 8 * 1024; /* a remote list's batch, at most (4..32 objects) */
 
 struct tcache_bin {

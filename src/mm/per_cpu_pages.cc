@@ -478,7 +478,7 @@ unsigned long drain_zone_pages(zone *z)
     unsigned long drained = 0;
     for (unsigned c = 0; c < z->nr_pcp; c++) {
         per_cpu_pages *pcp = &z->per_cpu_pageset[c];
-        int keep = READ_ONCE(pcp->batch) << 2;
+        int keep = 0;                   /* see per_cpu_pages.h */
         if (READ_ONCE(pcp->count) <= keep)
             continue;                   /* racy peek */
         spin_lock(&pcp->lock);

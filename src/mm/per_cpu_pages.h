@@ -158,10 +158,14 @@ bool free_unref_run(zone *z, page *pg, unsigned long nr_pages);
  * drain_all_pages): before reclaim, for malloc_trim, in tests. */
 void drain_all_pages();
 
-/* Reclaim is active in z (ZONE_RECLAIM_ACTIVE): give back what each of its
- * pagesets holds above 4 batches, the most nr_pcp_high lets them keep then,
- * so reclaim can take it (the kernel's drain_zone_pages).  Takes the
- * pagesets' locks and z->lock; returns the pages given back. */
+/* Reclaim is active in z (ZONE_RECLAIM_ACTIVE): give back everything its
+ * pagesets hold (nr_pcp_high lets them keep at most 4 batches then), so the
+ * blocks merge with their free buddies and reclaim can take them (the
+ * kernel's drain_zone_pages).  Keeping 4 batches left, after a freed burst,
+ * up to 60 resident pages scattered over the zone, each keeping its free
+ * buddies from merging: smaller, resident free blocks and more free block
+ * heads (a descriptor page each).  Takes the pagesets' locks and z->lock;
+ * returns the pages given back. */
 unsigned long drain_zone_pages(zone *z);
 
 /* One housekeeping pass at time now_ms (ktime_get_coarse_ms(), or a test's

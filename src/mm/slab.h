@@ -139,6 +139,8 @@ struct kmem_cache {
     unsigned long nr_full;       /* slabs on full */
     unsigned long nr_slabs;      /* slabs owned, including the spare */
     unsigned long active_objects;/* objects handed out (to thread caches or the program) */
+    unsigned long active_peak;   /* the most active_objects at a refill since a refill last
+                                  * found them under an eighth of it (set at refills) */
     unsigned long nr_refills;    /* bulk allocations (thread cache refills) */
     unsigned long nr_flushes;    /* bulk frees (thread cache flushes) */
     unsigned long empty_refills; /* nr_refills when a slab last became empty */

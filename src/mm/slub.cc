@@ -587,7 +587,13 @@ void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, uns
         got += take_from_slab(c, pg, want - got, max - got, &head);
         set_slab_list(c, pg, pg->inuse == pg->objects ? SLAB_FULL : SLAB_PARTIAL);
     }
+    /* The population's peak since it last fell to an eighth of it (the
+     * thread caches' drain room, malloc/tcache.cc). */
+    if (c->active_objects * 8 < c->active_peak)
+        c->active_peak = 0;
     c->active_objects += got;
+    if (c->active_objects > c->active_peak)
+        c->active_peak = c->active_objects;
     c->nr_refills++;
     c->flushes_at_refill = c->nr_flushes;
     c->life_allocs += got;

@@ -23,7 +23,7 @@
  *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB and at
  *      most in-use / 4 clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
  *      instead); while a zone is over WMARK_LOW and has not allocated since
- *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches and fall to zero as the process nears its cgroup's
+ *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches between passes, none after a pass, and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
  *   2. Decay: a resident free block idle for KALLOC_DECAY_MS (1 s) is given
  *      back whatever the watermarks say, so an idle program drifts down to

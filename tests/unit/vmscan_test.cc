@@ -179,6 +179,42 @@ TEST(Vmscan, CrossingLowReclaimsColdestDownToHigh)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
+// While reclaim is active (a free crossed WMARK_LOW and the zone has not
+// allocated since), a pass drains the per-CPU pagesets whole, not down to 4
+// batches: pages a pageset keeps are resident and keep their free buddies
+// from merging, which after a freed burst left up to 60 pages scattered over
+// the zone, with resident order-0/1 fragments beside them and more free
+// block heads (a descriptor page each).  Fails with the former keep of
+// 4 batches (the pageset below holds fewer than that).
+TEST(Vmscan, APassWithReclaimActiveDrainsThePagesetsWhole)
+{
+    option_guard og;
+    options[OPT_FREE_HIGH].value = 1l << 20;
+    options[OPT_DECAY_MS].value = 0;
+    reclaim_everything();
+    drain_all_pages();
+    // Live pages, and a few freed order-0 pages the CPU's pageset keeps.
+    std::vector<blk> live, freed;
+    for (int i = 0; i < 64; i++)
+        (i % 4 == 3 ? freed : live).push_back(alloc_filled(0, (uint8_t)(i + 1)));
+    zone *z = live[0].pg->zone;
+    for (blk &b : freed)
+        free_pages(b.pg, 0);
+    ASSERT_GT(zone_pcp_pages(z), 0u) << "the pageset holds the freed pages";
+    ASSERT_LE(zone_pcp_pages(z), 16u);
+    spin_lock(&z->lock);
+    WRITE_ONCE(z->flags, z->flags | ZONE_RECLAIM_ACTIVE);
+    spin_unlock(&z->lock);
+    ASSERT_TRUE(vmscan_run(vmscan_now(), false, true));
+    EXPECT_EQ(zone_pcp_pages(z), 0u) << "a pass with reclaim active leaves pages on the pagesets";
+    for (blk &b : live)
+        ASSERT_NO_FATAL_FAILURE(expect_filled(b));
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    for (blk &b : live)
+        free_pages(b.pg, b.order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 TEST(Vmscan, ReclaimTakesTheColdestBlocksFirst)
 {
     option_guard og;
