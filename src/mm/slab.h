@@ -22,7 +22,7 @@
  *            then the spare empty slab, then takes over the coldest
  *            partial slab of another owner that has at least two (the
  *            kernel's get_any_partial; not a slab more than three quarters
- *            in use of the owner that last took one from it: took_from),
+ *            in use of the owner that last took one from it: kmem_cache_node.took_from),
  *            and only then allocates a new slab.  So threads with
  *            different ids rarely share a slab (little false sharing between
  *            them, as with jemalloc's arenas), an object freed by its
@@ -96,6 +96,9 @@ constexpr unsigned SLAB_OWNER_PARTIAL_MAX = 4096; /* partial slabs one owner kee
 struct kmem_cache_node {
     list_head partial;           /* this owner's slabs with some free objects */
     uint16_t nr_partial;         /* slabs on partial */
+    uint8_t took_from;           /* whose partial slab this owner last took over (0: none);
+                                  * here, not a 256-byte array in kmem_cache, so a cache
+                                  * used at start-up touches fewer pages */
 };
 
 extern kmem_cache_node kmem_cache_node_table[NR_SLAB_OWNERS][NR_KMALLOC_CLASSES];
@@ -132,7 +135,6 @@ struct kmem_cache {
     unsigned long nr_partial;    /* slabs on all partial lists */
     kmem_cache_partial_counts nr_owner_partial; /* nr_owner_partial[o]: slabs on partial[o] */
     uint64_t partial_owners[NR_SLAB_OWNERS / 64]; /* bit o: partial[o] is not empty */
-    uint8_t took_from[NR_SLAB_OWNERS]; /* per owner: whose partial slab it last took over (0: none) */
     slab_sheaf barn[SLAB_BARN_SHEAVES]; /* full sheaves of remote-freed objects, by owner */
     unsigned nr_barn;            /* sheaves in barn[] */
     unsigned long barn_objects;  /* objects in the barn (counted in active_objects) */

@@ -505,7 +505,7 @@ static inline page *claim_slab(kmem_cache *c, page *pg, unsigned owner)
  * local frees for it, and its next refills find it on its own list.  The
  * objects still in use in it become remote frees for their threads, so a
  * slab more than three quarters in use is not taken from the owner that
- * last took one from the taker (took_from): on alloc-test (2 threads, one
+ * last took one from the taker (kmem_cache_node.took_from): on alloc-test (2 threads, one
  * id each) two owners took each other's nearly full slabs in turn, each
  * take-over making the other's frees remote (+7% instructions, 2-4x as
  * many in the slab layer and remote frees); a new slab ends the exchange.
@@ -530,7 +530,7 @@ static page *get_any_partial(kmem_cache *c, unsigned owner)
             if (c->nr_owner_partial[o] < 2)
                 continue;               /* leave an owner its last slab */
             page *pg = list_entry(c->partial[o].prev, page, lru);   /* its coldest */
-            if (c->took_from[o] == owner && 4u * pg->inuse > 3u * pg->objects)
+            if (kmem_cache_node_table[o][c->index].took_from == owner && 4u * pg->inuse > 3u * pg->objects)
                 continue;               /* o took one of ours: no exchange */
             if (!best || pg->inuse < best->inuse)
                 best = pg;
@@ -556,7 +556,7 @@ static page *get_partial_or_new(kmem_cache *c, unsigned owner)
         c->empty_slab = nullptr;
         return claim_slab(c, pg, owner);
     } else if (c->nr_partial && (pg = get_any_partial(c, owner))) {
-        c->took_from[owner] = slab_owner(pg);
+        kmem_cache_node_table[owner][c->index].took_from = (uint8_t)slab_owner(pg);
         set_slab_list(c, pg, SLAB_NONE);
         return claim_slab(c, pg, owner);
     } else {
@@ -807,7 +807,7 @@ void slab_owner_set_live(unsigned owner, bool live)
         }
         c->nr_owner_partial[owner] = 0;
         c->partial_owners[owner / 64] &= ~(1ull << (owner % 64));
-        c->took_from[owner] = 0;
+        kmem_cache_node_table[owner][c->index].took_from = 0;
         spin_unlock(&c->lock);
     }
 }

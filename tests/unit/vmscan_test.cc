@@ -582,6 +582,31 @@ TEST(Vmscan, ReadsTheLimitOfARealCgroup)
                                          "5: high not read; 6: vmscan did not pick it up";
 }
 
+// Pages held (allocated, never touched: not resident) so the zone is not a
+// small heap, whose pageblocks khugepaged leaves small
+// (KHUGEPAGED_FAULT_MIN_INUSE).
+struct thp_ballast {
+    page *pg[KHUGEPAGED_FAULT_MIN_INUSE >> MAX_ORDER] = {};
+    thp_ballast()
+    {
+        for (auto &p : pg) {
+            p = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
+            EXPECT_NE(p, nullptr);
+            if (p) {
+                prep_compound_page(p, 1ul << MAX_ORDER, PG_large);
+                p->nr_pages = 1u << MAX_ORDER;
+            }
+        }
+    }
+    ~thp_ballast()
+    {
+        for (auto p : pg)
+            if (p)
+                free_pages(p, MAX_ORDER);
+        vmscan_run(vmscan_now(), true, true);   /* its free blocks back to small pages */
+    }
+};
+
 TEST(Khugepaged, DensePageblocksAreMadeHugeAndSparseOnesNot)
 {
     option_guard og;
@@ -589,6 +614,7 @@ TEST(Khugepaged, DensePageblocksAreMadeHugeAndSparseOnesNot)
     khugepaged_init();
     if (thp_enabled == THP_NEVER)
         GTEST_SKIP() << "transparent hugepages are off on this machine";
+    thp_ballast ballast;
     // A whole pageblock allocated: dense.
     blk b = alloc_filled(pageblock_order, 0x42);
     ASSERT_NE(b.pg, nullptr);
@@ -622,6 +648,7 @@ TEST(Khugepaged, DenseFreeListsButSparseContentsStaySmall)
     khugepaged_init();
     if (thp_enabled == THP_NEVER)
         GTEST_SKIP() << "transparent hugepages are off on this machine";
+    thp_ballast ballast;
     blk b = alloc_filled(pageblock_order, 0x42);
     ASSERT_NE(b.pg, nullptr);
     zone *z = b.pg->zone;
@@ -635,6 +662,35 @@ TEST(Khugepaged, DenseFreeListsButSparseContentsStaySmall)
     ASSERT_TRUE(vmscan_run(vmscan_now(), true, true));
     EXPECT_TRUE(z->pageblock_thp[pb] & PB_THP_HUGE) << "dense contents were left small";
     khugepaged_register_free_bytes(nullptr);
+    ASSERT_NO_FATAL_FAILURE(expect_filled(b));
+    free_pages(b.pg, b.order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
+// A small heap (under KHUGEPAGED_FAULT_MIN_INUSE in use) keeps small pages:
+// its dense pageblock is not made huge until the heap has grown.
+TEST(Khugepaged, SmallHeapsKeepSmallPages)
+{
+    option_guard og;
+    options[OPT_THP].value = 1;
+    khugepaged_init();
+    if (thp_enabled == THP_NEVER)
+        GTEST_SKIP() << "transparent hugepages are off on this machine";
+    blk b = alloc_filled(pageblock_order, 0x42);
+    ASSERT_NE(b.pg, nullptr);
+    zone *z = b.pg->zone;
+    unsigned long pb = page_to_pfn(b.pg) >> pageblock_order;
+    if (z->spanned_pages - z->nr_free_pages >= KHUGEPAGED_FAULT_MIN_INUSE)
+        GTEST_SKIP() << "the test zone is not small";
+    ASSERT_TRUE(vmscan_run(vmscan_now(), true, true));
+    EXPECT_FALSE(z->pageblock_thp[pb] & PB_THP_HUGE) << "a small heap's block was made huge";
+    {
+        thp_ballast ballast;
+        if (ballast.pg[0] && ballast.pg[0]->zone == z) {
+            ASSERT_TRUE(vmscan_run(vmscan_now(), true, true));
+            EXPECT_TRUE(z->pageblock_thp[pb] & PB_THP_HUGE) << "a large heap's block was left small";
+        }
+    }
     ASSERT_NO_FATAL_FAILURE(expect_filled(b));
     free_pages(b.pg, b.order);
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
