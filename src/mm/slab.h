@@ -82,7 +82,7 @@ constexpr unsigned NR_SLAB_OWNERS = 256;   /* owner ids are bytes; 0 = nobody */
  * owners buy nothing against false sharing there, and a pool per owner id
  * kept free objects apart per thread (see tcache_refill). */
 constexpr unsigned SLAB_OWNER_SHARED = NR_SLAB_OWNERS - 1;
-constexpr uint32_t SLAB_SHARED_ABOVE = 4096;
+constexpr uint32_t SLAB_SHARED_ABOVE = 1024;
 constexpr unsigned SLAB_BARN_SHEAVES = 8;  /* full sheaves a cache's barn holds */
 
 /* A sheaf: a chain of free objects, all from slabs of one owner id, moved

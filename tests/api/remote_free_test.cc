@@ -40,6 +40,41 @@ TEST(RemoteFree, FreedForeignObjectIsNotHandedBackToTheFreeingThread)
     }
 }
 
+TEST(RemoteFree, LargeClassesShareOnePoolAcrossThreads)
+{
+    // Classes above 1 KiB have one pool for all threads (mm/slab.h,
+    // SLAB_OWNER_SHARED): an object that large shares no cache line with
+    // another, so a foreign one freed by this thread goes on this thread's
+    // own bin and is the next one it gets (LIFO), where a small one (the
+    // test above) and a 1 KiB one go back to their owner's slabs.
+    for (size_t size : {1025ul, 2000ul, 4096ul, 5000ul, 30000ul}) {
+        void *given = malloc(size);
+        ASSERT_NE(given, nullptr);
+        std::thread t([&] {
+            void *w = malloc(size);   // this thread's cache, with room in the class's bin
+            free(given);
+            void *q = malloc(size);
+            EXPECT_EQ(q, given) << size << " B: the freed object was not reused by the freeing thread";
+            free(q);
+            free(w);
+        });
+        t.join();
+    }
+    for (size_t size : {64ul, 1024ul}) {
+        void *given = malloc(size);
+        ASSERT_NE(given, nullptr);
+        std::thread t([&] {
+            void *w = malloc(size);
+            free(given);
+            void *q = malloc(size);
+            EXPECT_NE(q, given) << size << " B: a remote free was recycled by the freeing thread";
+            free(q);
+            free(w);
+        });
+        t.join();
+    }
+}
+
 TEST(RemoteFree, RemoteFreesAreReturnedToTheSlabs)
 {
     // A producer allocates, a consumer frees everything: after the consumer
