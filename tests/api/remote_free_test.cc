@@ -106,14 +106,17 @@ TEST(RemoteFree, RemoteFreesAreReturnedToTheSlabs)
 
 TEST(RemoteFree, RemoteListsOfLargerClassesGoBackInSmallBatches)
 {
-    // A thread that frees another thread's 2 KiB objects now and then holds
-    // at most 8 KiB of them (TCACHE_REMOTE_BYTES): after 8 remote frees,
+    // A thread that frees another thread's 1 KiB objects now and then holds
+    // at most 8 KiB of them (TCACHE_REMOTE_BYTES): after 16 remote frees,
     // while it is still alive, at least 4 objects are back where their
-    // owner's next refill finds them.  (Batches of 32 objects kept all 8.)
-    constexpr int N = 8;
+    // owner's next refill finds them.  (Batches of 32 objects kept all 16.)
+    // 1 KiB is the largest class with owners: above it, one pool is shared
+    // and a free goes on the freeing thread's own bin (the test above).
+    constexpr int N = 16;
+    constexpr size_t kSize = 1024;
     std::vector<void *> given(N);
     for (auto &p : given)
-        p = malloc(2000);
+        p = malloc(kSize);
     std::set<void *> freed(given.begin(), given.end());
     std::atomic<int> stage{0};
     std::thread t([&] {
@@ -128,7 +131,7 @@ TEST(RemoteFree, RemoteListsOfLargerClassesGoBackInSmallBatches)
     kalloc_thread_flush();      // the owner's bin is empty: its next malloc refills
     std::vector<void *> again;
     for (int i = 0; i < 4 * N; i++)
-        again.push_back(malloc(2000));
+        again.push_back(malloc(kSize));
     int back = 0;
     for (void *p : again)
         back += (int)freed.count(p);
@@ -136,5 +139,5 @@ TEST(RemoteFree, RemoteListsOfLargerClassesGoBackInSmallBatches)
     t.join();
     for (void *p : again)
         free(p);
-    EXPECT_GE(back, 4) << "remote frees of 2 KiB objects stayed on the freeing thread's list";
+    EXPECT_GE(back, 4) << "remote frees of 1 KiB objects stayed on the freeing thread's list";
 }
