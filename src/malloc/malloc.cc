@@ -208,6 +208,18 @@ void __kfree_object_slow(void *p, unsigned idx, unsigned owner)
     if (unlikely(tcache_state != TCACHE_ACTIVE))
         return __kfree_slow(p);
     tcache *tc = tcache_current;
+    if (owner == SLAB_OWNER_SHARED) {
+        /* A large class's shared pool: every thread's own (slab.h). */
+        tcache_bin *b = &tc->bins[idx];
+        if (likely(b->avail != 0)) {
+            ((void **)p)[0] = b->head;
+            ((uint64_t *)p)[1] = tcache_key;
+            b->head = p;
+            b->avail--;
+            return;
+        }
+        return kfree_flush_push(tc, idx, p);
+    }
     if (owner != tc->owner_id)
         return tcache_remote_free(tc, idx, p, owner);   /* keeps errno itself */
     return kfree_flush_push(tc, idx, p);

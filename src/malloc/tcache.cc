@@ -130,7 +130,7 @@ void tcache_unregister_locked(tcache *tc)
 unsigned tcache_nr_owner_ids()
 {
     unsigned n = 4 * nr_cpu_ids();
-    return n < 4 ? 4 : n > 255 ? 255 : n;
+    return n < 4 ? 4 : n > SLAB_OWNER_SHARED - 1 ? SLAB_OWNER_SHARED - 1 : n;
 }
 
 uint8_t tcache_pick_owner_locked()
@@ -176,6 +176,7 @@ bool kalloc_init()
     if (pthread_key_create(&tcache_pthread_key, tcache_thread_exit) != 0)
         panic("cannot create the thread-cache key");
     kalloc_register_fork_handlers();
+    slab_owner_set_live(SLAB_OWNER_SHARED, true);   /* the large classes' pool, for good */
     __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
     return true;
 }
@@ -242,11 +243,12 @@ void *tcache_refill(tcache *tc, unsigned idx)
     if (want > b->avail)
         want = b->avail;
     unsigned got = 0;
+    unsigned owner = size > SLAB_SHARED_ABOVE ? SLAB_OWNER_SHARED : tc->owner_id;
     /* A sheaf of our own objects that other threads freed, if one fits. */
     void *chain = b->head ? nullptr
-                          : kmem_cache_barn_take(&kmalloc_caches[idx], tc->owner_id, b->avail + 1, &got);
+                          : kmem_cache_barn_take(&kmalloc_caches[idx], owner, b->avail + 1, &got);
     if (!chain)
-        chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got, tc->owner_id,
+        chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got, owner,
                                       b->avail + 1);   /* whole slab freelists up to the room */
     if (!chain)
         return nullptr;

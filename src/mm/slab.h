@@ -76,6 +76,13 @@ namespace kalloc {
 enum slab_list_id : uint8_t { SLAB_NONE, SLAB_PARTIAL, SLAB_FULL };
 
 constexpr unsigned NR_SLAB_OWNERS = 256;   /* owner ids are bytes; 0 = nobody */
+/* The owner id of the slabs of classes above SLAB_SHARED_ABOVE: one pool
+ * that every thread cache refills from and frees into (never a thread's own
+ * id).  Objects that large share no cache line with another, so separate
+ * owners buy nothing against false sharing there, and a pool per owner id
+ * kept free objects apart per thread (see tcache_refill). */
+constexpr unsigned SLAB_OWNER_SHARED = NR_SLAB_OWNERS - 1;
+constexpr uint32_t SLAB_SHARED_ABOVE = 1024;
 constexpr unsigned SLAB_BARN_SHEAVES = 8;  /* full sheaves a cache's barn holds */
 
 /* A sheaf: a chain of free objects, all from slabs of one owner id, moved

@@ -853,17 +853,39 @@ void *kmem_cache_barn_take(kmem_cache *c, unsigned owner, unsigned max, unsigned
         return nullptr;                 /* racy peek: the common miss takes no lock */
     void *head = nullptr;
     cache_lock(c);
+    unsigned split = c->nr_barn;        /* an owner's sheaf too big for the room */
     for (unsigned i = 0; i < c->nr_barn; i++) {
         slab_sheaf &sh = c->barn[i];
-        if (sh.owner == owner && sh.nr <= max) {
+        if (sh.owner != owner)
+            continue;
+        if (sh.nr <= max) {
             head = sh.head;
             *got = sh.nr;
             c->barn_objects -= sh.nr;
             sh = c->barn[--c->nr_barn];
-            c->nr_refills++;
-            c->flushes_at_refill = c->nr_flushes;
+            split = c->nr_barn;
             break;
         }
+        split = i;
+    }
+    if (!head && split < c->nr_barn) {
+        /* Only sheaves larger than the bin's room (a bin kept small by the
+         * thread's budget): take its first `max` objects, the rest stays.
+         * Else such sheaves would sit in the barn until a timed pass. */
+        slab_sheaf &sh = c->barn[split];
+        void *last = sh.head;
+        for (unsigned k = 1; k < max; k++)
+            last = *(void **)last;
+        head = sh.head;
+        sh.head = *(void **)last;
+        *(void **)last = nullptr;
+        sh.nr = (uint16_t)(sh.nr - max);
+        *got = max;
+        c->barn_objects -= max;
+    }
+    if (head) {
+        c->nr_refills++;
+        c->flushes_at_refill = c->nr_flushes;
     }
     spin_unlock(&c->lock);
     return head;

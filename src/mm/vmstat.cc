@@ -219,12 +219,18 @@ void print_vmstat(printbuf &out)
 
 void print_slabinfo(printbuf &out, const unsigned long cached[NR_KMALLOC_CLASSES])
 {
-    out.printf("slabinfo:\n  %-14s %10s %10s %8s %10s %12s %8s\n", "# name", "active_objs",
-               "num_objs", "objsize", "objperslab", "pagesperslab", "slabs");
+    /* active_objs: handed out to the program; cached: in thread caches
+     * (bins and remote lists); barn: in the barn's sheaves; num_objs -
+     * (active + cached + barn): free in the slabs (freelists, uncarved
+     * tails, parked objects); partial: slabs on the partial lists. */
+    out.printf("slabinfo:\n  %-14s %10s %8s %6s %10s %8s %10s %12s %8s %8s\n", "# name",
+               "active_objs", "cached", "barn", "num_objs", "objsize", "objperslab",
+               "pagesperslab", "slabs", "partial");
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
         spin_lock(&c->lock);
         unsigned long active = c->active_objects - c->barn_objects, slabs = c->nr_slabs;
+        unsigned long barn = c->barn_objects, partial = c->nr_partial;
         spin_unlock(&c->lock);
         const kmalloc_class &k = kmalloc_info[i];
         if (!slabs && !active)
@@ -232,8 +238,9 @@ void print_slabinfo(printbuf &out, const unsigned long cached[NR_KMALLOC_CLASSES
         char name[24];
         ksnprintf(name, sizeof(name), "kmalloc-%u", k.size);
         unsigned long a = active > cached[i] ? active - cached[i] : 0;
-        out.printf("  %-14s %10lu %10lu %8u %10u %12u %8lu\n", name, a, slabs * k.objects,
-                   k.size, k.objects, 1u << k.order, slabs);
+        out.printf("  %-14s %10lu %8lu %6lu %10lu %8u %10u %12u %8lu %8lu\n", name, a,
+                   active - a, barn, slabs * k.objects, k.size, k.objects, 1u << k.order, slabs,
+                   partial);
     }
 }
 

@@ -40,6 +40,41 @@ TEST(RemoteFree, FreedForeignObjectIsNotHandedBackToTheFreeingThread)
     }
 }
 
+TEST(RemoteFree, LargeClassesShareOnePoolAcrossThreads)
+{
+    // Classes above 1 KiB have one pool for all threads (mm/slab.h,
+    // SLAB_OWNER_SHARED): an object that large shares no cache line with
+    // another, so a foreign one freed by this thread goes on this thread's
+    // own bin and is the next one it gets (LIFO), where a small one (the
+    // test above) and a 1 KiB one go back to their owner's slabs.
+    for (size_t size : {1025ul, 2000ul, 4096ul, 5000ul, 30000ul}) {
+        void *given = malloc(size);
+        ASSERT_NE(given, nullptr);
+        std::thread t([&] {
+            void *w = malloc(size);   // this thread's cache, with room in the class's bin
+            free(given);
+            void *q = malloc(size);
+            EXPECT_EQ(q, given) << size << " B: the freed object was not reused by the freeing thread";
+            free(q);
+            free(w);
+        });
+        t.join();
+    }
+    for (size_t size : {64ul, 1024ul}) {
+        void *given = malloc(size);
+        ASSERT_NE(given, nullptr);
+        std::thread t([&] {
+            void *w = malloc(size);
+            free(given);
+            void *q = malloc(size);
+            EXPECT_NE(q, given) << size << " B: a remote free was recycled by the freeing thread";
+            free(q);
+            free(w);
+        });
+        t.join();
+    }
+}
+
 TEST(RemoteFree, RemoteFreesAreReturnedToTheSlabs)
 {
     // A producer allocates, a consumer frees everything: after the consumer
@@ -71,14 +106,17 @@ TEST(RemoteFree, RemoteFreesAreReturnedToTheSlabs)
 
 TEST(RemoteFree, RemoteListsOfLargerClassesGoBackInSmallBatches)
 {
-    // A thread that frees another thread's 2 KiB objects now and then holds
-    // at most 8 KiB of them (TCACHE_REMOTE_BYTES): after 8 remote frees,
+    // A thread that frees another thread's 1 KiB objects now and then holds
+    // at most 8 KiB of them (TCACHE_REMOTE_BYTES): after 16 remote frees,
     // while it is still alive, at least 4 objects are back where their
-    // owner's next refill finds them.  (Batches of 32 objects kept all 8.)
-    constexpr int N = 8;
+    // owner's next refill finds them.  (Batches of 32 objects kept all 16.)
+    // 1 KiB is the largest class with owners: above it, one pool is shared
+    // and a free goes on the freeing thread's own bin (the test above).
+    constexpr int N = 16;
+    constexpr size_t kSize = 1024;
     std::vector<void *> given(N);
     for (auto &p : given)
-        p = malloc(2000);
+        p = malloc(kSize);
     std::set<void *> freed(given.begin(), given.end());
     std::atomic<int> stage{0};
     std::thread t([&] {
@@ -93,7 +131,7 @@ TEST(RemoteFree, RemoteListsOfLargerClassesGoBackInSmallBatches)
     kalloc_thread_flush();      // the owner's bin is empty: its next malloc refills
     std::vector<void *> again;
     for (int i = 0; i < 4 * N; i++)
-        again.push_back(malloc(2000));
+        again.push_back(malloc(kSize));
     int back = 0;
     for (void *p : again)
         back += (int)freed.count(p);
@@ -101,5 +139,5 @@ TEST(RemoteFree, RemoteListsOfLargerClassesGoBackInSmallBatches)
     t.join();
     for (void *p : again)
         free(p);
-    EXPECT_GE(back, 4) << "remote frees of 2 KiB objects stayed on the freeing thread's list";
+    EXPECT_GE(back, 4) << "remote frees of 1 KiB objects stayed on the freeing thread's list";
 }

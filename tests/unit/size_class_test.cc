@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "mm/mmzone.h"
+#include "mm/slab.h"
 #include "mm/slab_common.h"
 
 using namespace kalloc;
@@ -142,4 +143,23 @@ TEST(SizeClasses, MallocBinOffsetTableMatchesTheIndex)
 {
     for (size_t n = 0; n <= KMALLOC_SMALL_MAX; n++)
         ASSERT_EQ(kmalloc_bin_offset_small[(n + 15) >> 4], kmalloc_index(n ? n : 1) * 16u) << n;
+}
+
+TEST(SizeClasses, SharedPoolClassesShareNoCacheLine)
+{
+    // The classes above SLAB_SHARED_ABOVE have one pool for every thread
+    // (mm/slab.h): that is only free of false sharing while each of their
+    // objects covers whole 64-byte lines, i.e. sizes and slab starts are
+    // multiples of 64.  A class table change that breaks this must move the
+    // threshold too.
+    EXPECT_LT(SLAB_OWNER_SHARED, NR_SLAB_OWNERS);
+    unsigned shared = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+        if (kmalloc_size(i) <= SLAB_SHARED_ABOVE)
+            continue;
+        shared++;
+        EXPECT_EQ(kmalloc_size(i) % 64, 0u) << "class " << i << " (" << kmalloc_size(i) << " B)";
+        EXPECT_EQ((PAGE_SIZE << kmalloc_info[i].order) % 64, 0u);
+    }
+    EXPECT_GT(shared, 0u);
 }

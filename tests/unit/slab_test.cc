@@ -159,7 +159,6 @@ TEST(Slab, BarnParksWholeSheavesForTheirOwner)
     EXPECT_TRUE(kmem_cache_obj_is_free(c, head, objs[3])) << "a parked object must count as free";
 
     EXPECT_EQ(kmem_cache_barn_take(c, 8, 64, &got), nullptr) << "another owner took the sheaf";
-    EXPECT_EQ(kmem_cache_barn_take(c, 7, 19, &got), nullptr) << "a sheaf larger than the room was taken";
     got = 0;
     void *back = kmem_cache_barn_take(c, 7, 20, &got);
     ASSERT_EQ(back, chain);
@@ -174,6 +173,35 @@ TEST(Slab, BarnParksWholeSheavesForTheirOwner)
     spin_unlock(&c->lock);
 
     kmem_cache_barn_put(c, back, 20, 7);
+    // A room smaller than the sheaf takes the sheaf's first objects; the rest
+    // stays parked for the next refill (it used to wait for a timed pass).
+    got = 0;
+    void *part = kmem_cache_barn_take(c, 7, 6, &got);
+    ASSERT_EQ(part, chain);
+    EXPECT_EQ(got, 6u);
+    n = 0;
+    for (void *p = part; p; p = *(void **)p, n++)
+        EXPECT_EQ(p, objs[n]) << "the sheaf's head, in order";
+    EXPECT_EQ(n, 6u);
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->nr_barn, 1u);
+    EXPECT_EQ(c->barn_objects, 14u);
+    spin_unlock(&c->lock);
+    EXPECT_TRUE(kmem_cache_obj_is_free(c, head, objs[6])) << "the rest is still parked";
+    EXPECT_FALSE(kmem_cache_obj_is_free(c, head, objs[5])) << "a taken object is not";
+    got = 0;
+    void *rest = kmem_cache_barn_take(c, 7, 64, &got);
+    ASSERT_EQ(rest, objs[6]);
+    EXPECT_EQ(got, 14u);
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->nr_barn, 0u);
+    EXPECT_EQ(c->barn_objects, 0u);
+    spin_unlock(&c->lock);
+    void *last = rest;
+    while (*(void **)last)
+        last = *(void **)last;
+    *(void **)last = part;      // one chain of all 20 again: the 14, then the 6
+    kmem_cache_barn_put(c, rest, 20, 7);
     kmem_cache_shrink_all();
     spin_lock(&c->lock);
     EXPECT_EQ(c->nr_barn, 0u);
