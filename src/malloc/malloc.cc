@@ -122,8 +122,12 @@ void free_slab_object(block_info &bi, void *p)
     }
     if (tc) {
         unsigned owner = zone_slab_owner_map(bi.head->zone)[page_to_pfn(bi.head)];
-        if (owner != tc->owner_id) {
-            tcache_remote_free(tc, bi.idx, p, owner);    /* another thread's slab */
+        if (owner != tc->owner_id && owner != SLAB_OWNER_SHARED) {
+            /* another thread's slab; a large class's shared pool is every
+             * thread's own (slab.h): its objects go to this bin, never to
+             * a remote list and the barn, where a single-threaded
+             * realloc-string parked 4-11 objects per class (+2.6 MiB). */
+            tcache_remote_free(tc, bi.idx, p, owner);
             return;
         }
         tcache_bin *b = &tc->bins[bi.idx];
