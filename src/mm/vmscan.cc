@@ -155,8 +155,7 @@ again:
                 list_move(&pg->free_lru, &z->free_lru);   /* giving it back splits a hugepage */
                 kept += 1ul << order;
                 unsigned long pb = page_to_pfn(pg) >> pageblock_order;
-                if (!underused_checked && nr_underused < VMSCAN_UNDERUSED_CHECK &&
-                    (!nr_underused || underused[nr_underused - 1] != pb)) {
+                if (!underused_checked && nr_underused < VMSCAN_UNDERUSED_CHECK) {
                     unsigned k = 0;
                     while (k < nr_underused && underused[k] != pb)
                         k++;
