@@ -111,9 +111,10 @@ unsigned long total_hole_pages()
         spin_lock(&c->lock);
         std::vector<list_head *> lists{&c->full};
         for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
-            lists.push_back(&c->partial[o]);
+            if (list_head *l = partial_list_if_set(c, o))
+                lists.push_back(l);
         for (list_head *l : lists)
-            for (list_head *e = l->next; e && e != l; e = e->next)
+            for (list_head *e = l->next; e != l; e = e->next)
                 n += list_entry(e, page, lru)->nr_holes;
         if (c->empty_slab)
             n += c->empty_slab->nr_holes;
