@@ -114,7 +114,7 @@ unsigned long total_hole_pages()
             if (list_head *l = partial_list_if_set(c, o))
                 lists.push_back(l);
         for (list_head *l : lists)
-            for (list_head *e = l->next; e != l; e = e->next)
+            for (list_head *e = l->next; e && e != l; e = e->next)   /* full may be unset */
                 n += list_entry(e, page, lru)->nr_holes;
         if (c->empty_slab)
             n += c->empty_slab->nr_holes;
