@@ -180,8 +180,22 @@ bool khugepaged_split_underused(zone *z, unsigned long pb)
     pageblock_free_bytes_fn fn = READ_ONCE(pageblock_free_bytes);
     if (!fn || !khugepaged_pageblock_whole(z, pfn))
         return false;
-    if (fn(z, pfn) < ((unsigned long)KHUGEPAGED_SPARSE_FREE << PAGE_SHIFT))
+    /* Counting walks the pageblock's 512 descriptors.  A block counted
+     * dense cannot be half free before at least the missing bytes have been
+     * freed in the zone: fragmentation's free phase otherwise counted the
+     * same kept blocks on every watermark pass (5,909 counts, 21% of its
+     * instructions).  Read before counting, so a free the count misses is
+     * still ahead of the mark. */
+    const uint32_t freed = (uint32_t)__atomic_load_n(&z->freed_pages, __ATOMIC_RELAXED);
+    const uint32_t next = READ_ONCE(z->pageblock_split_next[pb]);
+    if (next && (int32_t)(next - freed) > 0)
         return false;
+    unsigned long free_pages = fn(z, pfn) >> PAGE_SHIFT;
+    if (free_pages < KHUGEPAGED_SPARSE_FREE) {
+        uint32_t mark = freed + (uint32_t)(KHUGEPAGED_SPARSE_FREE - free_pages);
+        WRITE_ONCE(z->pageblock_split_next[pb], mark ? mark : 1u);
+        return false;
+    }
     khugepaged_note_reclaim(z, pfn, 0);
     __atomic_fetch_add(&vm_reclaim_stats.thp_split_underused, 1, __ATOMIC_RELAXED);
     return true;

@@ -204,6 +204,13 @@ struct zone {
     unsigned compact_considered;  /* compactions asked for since the last deferral */
     unsigned compact_defer_shift; /* skip up to 2^shift compactions after failures */
     int compact_order_failed;     /* lowest order a compaction failed for */
+    /* --- splitting underused hugepages (khugepaged_split_underused) --- */
+    unsigned long freed_pages;    /* objects and blocks freed in this zone, ever, in pages
+                                   * (slab objects rounded up per free call; relaxed atomic adds): the most
+                                   * any pageblock's free bytes can have grown by since */
+    uint32_t pageblock_split_next[ZONE_MAX_PAGEBLOCKS]; /* freed_pages (low 32 bits) before
+                                   * which the pageblock cannot be half free: set when it was
+                                   * counted and found dense (0: never counted) */
     /* followed (at ZONE_HDR_SIZE) by the slab maps: class then owner, ZONE_SLOT_PAGES bytes each */
 };
 
@@ -272,6 +279,13 @@ static inline page *virt_to_block_head(uintptr_t p, uintptr_t block_bytes)
     zone *z = (zone *)zone_table[p >> ZONE_SLOT_SHIFT];
     uint32_t off = (uint32_t)(p & ~(block_bytes - 1));
     return z->mem_map + (off >> PAGE_SHIFT);
+}
+
+/* Count bytes of objects freed in z (zone freed_pages, rounded up to a
+ * page: an overcount only makes khugepaged_split_underused count sooner). */
+static inline void zone_note_freed(zone *z, unsigned long bytes)
+{
+    __atomic_fetch_add(&z->freed_pages, (bytes + PAGE_SIZE - 1) >> PAGE_SHIFT, __ATOMIC_RELAXED);
 }
 
 static inline migratetype get_pageblock_migratetype(const zone *z, unsigned long pfn)

@@ -531,6 +531,7 @@ static page *__alloc_pages(unsigned order, migratetype mt, bool *zeroed)
 void free_pages(page *pg, unsigned order)
 {
     zone *z = pg->zone;
+    __atomic_fetch_add(&z->freed_pages, 1ul << order, __ATOMIC_RELAXED);
     if (order <= PAGE_ALLOC_COSTLY_ORDER) {
         free_unref_page(z, pg, order);
     } else {
@@ -614,6 +615,7 @@ static page *__alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *z
 void free_pages_exact(page *pg, unsigned long nr_pages)
 {
     zone *z = pg->zone;
+    __atomic_fetch_add(&z->freed_pages, nr_pages, __ATOMIC_RELAXED);
     if (nr_pages >= PCP_RUN_MIN_PAGES && nr_pages <= PCP_RUN_MAX_PAGES &&
         free_unref_run(z, pg, nr_pages))
         return;

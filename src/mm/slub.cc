@@ -701,15 +701,27 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     cache_lock(c);
     /* Once per call: whether this class is being freed (slab holes). */
     const bool holes = c->order && cache_freeing(c) && option_get(OPT_SLAB_HOLES);
+    /* Bytes freed per zone, for khugepaged_split_underused's bound (zone
+     * freed_pages): added after the lock, once per zone met. */
+    zone *fz = nullptr;
+    unsigned long fbytes = 0;
     void *obj = head;
     for (unsigned i = 0; i < n; i++) {
         void *next = *(void **)obj;
         if ((uintptr_t)obj - base >= slab_bytes) {
-            if (pg)
+            if (pg) {
                 slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
+                fbytes += (unsigned long)run * c->size;
+            }
             pg = virt_to_block_head((uintptr_t)obj, slab_bytes);
             base = (uintptr_t)obj & ~(slab_bytes - 1);
             run = 0;
+            if (pg->zone != fz) {
+                if (fz)
+                    zone_note_freed(fz, fbytes);
+                fz = pg->zone;
+                fbytes = 0;
+            }
         }
         if (!pg->freelist)
             pg->freelist_tail = (uint32_t)((uintptr_t)obj - base);
@@ -718,12 +730,16 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
         run++;
         obj = next;
     }
-    if (pg)
+    if (pg) {
         slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
+        fbytes += (unsigned long)run * c->size;
+    }
     c->active_objects -= n;
     c->nr_flushes++;
     c->life_frees += n;
     spin_unlock(&c->lock);
+    if (fz)
+        zone_note_freed(fz, fbytes);
     for (unsigned i = 0; i < nr_to_free; i++)
         discard_slab(c, to_free[i]);
     if (nr_to_free)

@@ -669,6 +669,53 @@ TEST(Khugepaged, DenseFreeListsButSparseContentsStaySmall)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
+// khugepaged_split_underused counts a kept pageblock (512 descriptors)
+// only when enough has been freed in its zone since it was last counted
+// dense for it to have become half free: fragmentation's free phase counted
+// the same blocks on every watermark pass (21% of its instructions).
+unsigned fake_counts;
+unsigned long counted_free_bytes(zone *, unsigned long)
+{
+    fake_counts++;
+    return fake_free_bytes;
+}
+
+TEST(Khugepaged, ADenseBlockIsCountedAgainOnlyAfterEnoughFrees)
+{
+    option_guard og;
+    options[OPT_THP].value = THP_OPT_FIRST_FAULT;
+    blk b = alloc_filled(pageblock_order, 0x42);
+    ASSERT_NE(b.pg, nullptr);
+    zone *z = b.pg->zone;
+    unsigned long pb = page_to_pfn(b.pg) >> pageblock_order;
+    uint8_t saved = z->pageblock_thp[pb];
+    z->pageblock_thp[pb] = PB_THP_HUGE | PB_THP_COLLAPSED;   /* one whole hugepage */
+    z->pageblock_split_next[pb] = 0;                           /* not counted yet */
+    khugepaged_register_free_bytes(counted_free_bytes);
+    fake_counts = 0;
+    const unsigned long quarter = pageblock_nr_pages / 4;
+    fake_free_bytes = quarter << PAGE_SHIFT;                   /* dense: a quarter free */
+    EXPECT_FALSE(khugepaged_split_underused(z, pb));
+    EXPECT_EQ(fake_counts, 1u);
+    EXPECT_FALSE(khugepaged_split_underused(z, pb));
+    EXPECT_EQ(fake_counts, 1u) << "counted again with nothing freed since";
+    // Frees elsewhere that cannot make it half free: still not counted.
+    zone_note_freed(z, (KHUGEPAGED_SPARSE_FREE - quarter - 1) << PAGE_SHIFT);
+    EXPECT_FALSE(khugepaged_split_underused(z, pb));
+    EXPECT_EQ(fake_counts, 1u);
+    // One page more could: counted, and now found half free, split.
+    zone_note_freed(z, PAGE_SIZE);
+    fake_free_bytes = (unsigned long)KHUGEPAGED_SPARSE_FREE << PAGE_SHIFT;
+    EXPECT_TRUE(khugepaged_split_underused(z, pb));
+    EXPECT_EQ(fake_counts, 2u);
+    EXPECT_TRUE(z->pageblock_thp[pb] & PB_THP_RECLAIMED);
+    khugepaged_register_free_bytes(nullptr);
+    z->pageblock_thp[pb] = saved;
+    ASSERT_NO_FATAL_FAILURE(expect_filled(b));
+    free_pages(b.pg, b.order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 // A small heap (under KHUGEPAGED_FAULT_MIN_INUSE in use) keeps small pages:
 // its dense pageblock is not made huge until the heap has grown.
 TEST(Khugepaged, SmallHeapsKeepSmallPages)
