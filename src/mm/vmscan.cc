@@ -124,6 +124,65 @@ void __setup_zone_wmarks(zone *z)
  * Reclaim
  * ------------------------------------------------------------------------- */
 
+/* The free lists' small blocks (orders below VMSCAN_MIN_ORDER are not on
+ * free_lru): when the age list ran out with free resident memory still
+ * over the target, take resident order-1 then order-0 blocks from the
+ * heads of the free lists, at most VMSCAN_SMALL_MAX pages per call.  Such
+ * blocks are what is left between slab pages that stay allocated (a
+ * thousand sleeping threads' cached objects keep one or two objects in most
+ * slabs: 105 MiB of order-0/1 fragments resident, all else given back).  A
+ * program that takes them again refaults, which raises the workingset and
+ * with it the watermark, so a churning heap stops paying for them.  Each is
+ * its own madvise call: bounded per call, as the kernel bounds a direct
+ * reclaim's batch.  Caller holds vmscan_lock, not z->lock. */
+static void shrink_zone_small(zone *z, scan_control *sc)
+{
+    page *batch[VMSCAN_BATCH];
+    unsigned long done = 0;
+    while (done < VMSCAN_SMALL_MAX) {
+        unsigned n = 0;
+        unsigned order[VMSCAN_BATCH];
+        spin_lock(&z->lock);
+        unsigned long resident = z->nr_free_resident;
+        for (unsigned o = VMSCAN_MIN_ORDER; o-- > 0 && n < VMSCAN_BATCH && resident > sc->target;) {
+            for (list_head &l : z->free_area[o].free_list) {
+                for (list_head *e = l.next; e != &l && n < VMSCAN_BATCH && resident > sc->target;) {
+                    page *pg = list_entry(e, page, lru);
+                    if (pg->flags & PG_reported)
+                        break;                  /* resident blocks are at the head */
+                    e = e->next;
+                    unsigned long pfn = page_to_pfn(pg);
+                    if (z->nr_hugetlb_pages && (z->pageblock_thp[pfn >> pageblock_order] & PB_HUGETLB))
+                        continue;
+                    if (khugepaged_keep_resident(z, pfn, o))
+                        continue;               /* giving it back splits a hugepage */
+                    __isolate_free_block(z, pg);
+                    resident -= 1ul << o;
+                    order[n] = o;
+                    batch[n++] = pg;
+                }
+            }
+        }
+        spin_unlock(&z->lock);
+        if (!n)
+            break;
+        for (unsigned i = 0; i < n; i++) {
+            os_decommit(page_address(batch[i]), PAGE_SIZE << order[i]);
+            khugepaged_note_reclaim(z, page_to_pfn(batch[i]), order[i]);
+        }
+        spin_lock(&z->lock);
+        for (unsigned i = 0; i < n; i++) {
+            __putback_reported_block(z, batch[i], order[i]);
+            sc->nr_reclaimed += 1ul << order[i];
+            done += 1ul << order[i];
+        }
+        spin_unlock(&z->lock);
+        stat_add(vm_reclaim_stats.pgscan, n);
+    }
+    if (done)
+        stat_add(vm_reclaim_stats.pgreclaim_small, done);
+}
+
 void shrink_zone(zone *z, scan_control *sc)
 {
     struct victim {
@@ -200,6 +259,8 @@ again:
             goto again;
         }
     }
+    if (sc->target != ~0ul && READ_ONCE(z->nr_free_resident) > sc->target)
+        shrink_zone_small(z, sc);
     if (sc->target != ~0ul && (kept || z->nr_thp_kept)) {
         spin_lock(&z->lock);
         /* A block met again after the list wrapped was counted twice. */
@@ -240,7 +301,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         unsigned long high = z->_watermark[WMARK_HIGH];
         bool any = z->nr_free_lru != 0;
         spin_unlock(&z->lock);
-        if (any && (over || timed)) {
+        if (over || (any && timed)) {   /* over with none on the age list: shrink_zone_small */
             scan_control sc = {};
             sc.target = over ? high : ~0ul;
             sc.decay_age = timed && decay > 0 ? (uint32_t)decay : UINT32_MAX;
@@ -506,9 +567,10 @@ void print_reclaim_stats(printbuf &out)
     const reclaim_stats &s = vm_reclaim_stats;
     out.printf("reclaim: pgreclaim %lu pgdecay %lu pgtrim %lu pgshrink %lu pgscan %lu "
                "wmark_low_hits %lu direct_reclaim %lu kswapd_wake %lu kswapd_runs %lu "
-               "decay_runs %lu kswapd %s\n",
+               "decay_runs %lu pgreclaim_small %lu kswapd %s\n",
                s.pgreclaim, s.pgdecay, s.pgtrim, s.pgshrink, s.pgscan, s.wmark_low_hits, s.direct_reclaim,
-               s.kswapd_wake, s.kswapd_runs, s.decay_runs, kswapd_running() ? "on" : "off");
+               s.kswapd_wake, s.kswapd_runs, s.decay_runs, s.pgreclaim_small,
+               kswapd_running() ? "on" : "off");
     uint64_t limit = vmscan_cgroup_limit();
     out.printf("reclaim: cgroup v%d limit_kb %lu pressure %u/1024 (passes under pressure %lu)\n",
                cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),

@@ -68,6 +68,9 @@ namespace kalloc {
 
 /* Smallest order reclaim and decay give back (16 KiB). */
 constexpr unsigned VMSCAN_MIN_ORDER = 2;
+/* Pages in blocks below VMSCAN_MIN_ORDER one shrink_zone call gives back
+ * at most (shrink_zone_small: one madvise call per block). */
+constexpr unsigned long VMSCAN_SMALL_MAX = 256;
 /* Blocks isolated per hold of the zone lock. */
 constexpr unsigned VMSCAN_BATCH = 32;
 /* Pageblocks a shrink_zone call asks, after dropping the zone lock, whether
@@ -81,6 +84,7 @@ struct reclaim_stats {
     unsigned long pgtrim;           /* pages given back by malloc_trim (zone_reclaim_all) */
     unsigned long pgshrink;         /* idle reported pages unmapped from the top of zones */
     unsigned long pgscan;           /* free blocks isolated by reclaim or decay */
+    unsigned long pgreclaim_small;  /* of pgreclaim, pages in order-0/1 blocks (shrink_zone_small) */
     unsigned long wmark_low_hits;   /* frees that pushed a zone above WMARK_LOW */
     unsigned long direct_reclaim;   /* passes run by an allocating / freeing thread */
     unsigned long kswapd_wake;      /* wake-ups sent to kswapd */

@@ -14,6 +14,7 @@
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
 #include "mm/vmstat.h"
+#include "platform/options.h"
 #include "slab_check.h"
 #include "zone_check.h"
 
@@ -172,6 +173,11 @@ TEST(Compaction, FreeScannerOrdersFreeBlocksFullestPageblockFirst)
     // (proactive) then exact (full): on every free list resident blocks come
     // first; coarse: by their pageblock's free pages in 64-page buckets;
     // exact: by free pages, then address (reported blocks by address).
+    // The order-0 fragments must stay resident for the check of their
+    // order: a watermark this high keeps reclaim (which takes order-0/1
+    // blocks over the watermark, shrink_zone_small) off them.
+    const long saved_free_high = options[OPT_FREE_HIGH].value;
+    options[OPT_FREE_HIGH].value = 256l << 20;
     std::mt19937_64 rng(5);
     std::vector<page *> pages;
     for (int i = 0; i < 3000; i++) {
@@ -221,6 +227,7 @@ TEST(Compaction, FreeScannerOrdersFreeBlocksFullestPageblockFirst)
     for (size_t i = 1; i < pages.size(); i += 2)
         free_pages(pages[i], 0);
     drain_all_pages();
+    options[OPT_FREE_HIGH].value = saved_free_high;
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 

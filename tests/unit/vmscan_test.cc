@@ -179,6 +179,61 @@ TEST(Vmscan, CrossingLowReclaimsColdestDownToHigh)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
+// Free memory over the watermark that is all order-0 fragments (each
+// between allocated pages, so none can merge) is given back too once the
+// age list has nothing left: a thousand sleeping threads' pinned slabs left
+// 105 MiB of such fragments resident.  Fails with reclaim of order >= 2 only.
+TEST(Vmscan, OrderZeroFragmentsOverTheWatermarkAreReclaimed)
+{
+    option_guard og;
+    options[OPT_FREE_HIGH].value = 1l << 20;       // low 256 pages, high 192
+    options[OPT_DECAY_MS].value = 0;               // only the watermark acts
+    reclaim_everything();
+    std::vector<blk> blocks;
+    for (int i = 0; i < 1024; i++)
+        blocks.push_back(alloc_filled(0, (uint8_t)(i + 1)));
+    zone *z = blocks[0].pg->zone;
+    std::vector<blk> live, freed;
+    for (blk &b : blocks) {
+        ASSERT_EQ(b.pg->zone, z);
+        // Odd pages freed: each buddy (pfn ^ 1) is live, so each stays order 0.
+        (page_to_pfn(b.pg) & 1 ? freed : live).push_back(b);
+    }
+    for (blk &b : freed) {
+        spin_lock(&z->lock);
+        __free_one_page(z, page_to_pfn(b.pg), 0, false);
+        spin_unlock(&z->lock);
+    }
+    spin_lock(&z->lock);
+    __setup_zone_wmarks(z);
+    unsigned long high = wmark_pages(z, WMARK_HIGH);
+    unsigned long small_resident = 0;
+    for (blk &b : freed)
+        if ((b.pg->flags & PG_buddy) && b.pg->order < VMSCAN_MIN_ORDER && !(b.pg->flags & PG_reported))
+            small_resident++;
+    ASSERT_GT(small_resident, 2 * high) << "the frees left order-0 fragments over the watermark";
+    spin_unlock(&z->lock);
+    unsigned long small = vm_reclaim_stats.pgreclaim_small;
+    ASSERT_TRUE(vmscan_run(vmscan_now(), false, true));
+    EXPECT_GT(vm_reclaim_stats.pgreclaim_small, small) << "no order-0/1 block was given back";
+    spin_lock(&z->lock);
+    unsigned long reported = 0;
+    for (blk &b : freed) {
+        page *h = b.pg;   // its own head unless it merged: then a reported merge is fine too
+        if ((h->flags & PG_buddy) && (h->flags & PG_reported))
+            reported++;
+    }
+    EXPECT_GE(reported, std::min<unsigned long>(VMSCAN_SMALL_MAX, small_resident - high) / 2)
+        << "order-0 fragments stayed resident";
+    spin_unlock(&z->lock);
+    for (blk &b : live)
+        ASSERT_NO_FATAL_FAILURE(expect_filled(b));
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    for (blk &b : live)
+        free_pages(b.pg, b.order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 // While reclaim is active (a free crossed WMARK_LOW and the zone has not
 // allocated since), a pass drains the per-CPU pagesets whole, not down to 4
 // batches: pages a pageset keeps are resident and keep their free buddies
