@@ -263,20 +263,24 @@ void *krealloc(void *p, size_t size)
     if (size > MAX_REQUEST)
         return enomem();
     block_info bi = classify(p);
+    bool pages = false;   /* the new block: whole pages (kmalloc_large), not a size class */
     switch (bi.kind) {
     case BLOCK_SLAB:
         /* Stay in place when the class still fits and is not twice too big. */
         if (size <= bi.size && (size > bi.size / 2 || bi.size <= 16))
             return p;
+        /* Grown past REALLOC_PAGES_MIN: whole pages from now on (large.h). */
+        pages = size > bi.size && size >= REALLOC_PAGES_MIN;
         break;
     case BLOCK_LARGE:
-        if (size <= bi.size && size > KMALLOC_MAX_SIZE) {
+        if (size <= bi.size && size >= REALLOC_PAGES_MIN) {
             kmalloc_large_shrink(bi.head, size);
             return p;
         }
         /* Grow into the free pages after it, as glibc grows into the top. */
         if (size > bi.size && size <= LARGE_MAX_SIZE && kmalloc_large_grow(bi.head, size))
             return p;
+        pages = size > bi.size;
         break;
     case BLOCK_HUGE:
         if (size > LARGE_MAX_SIZE) {
@@ -287,9 +291,16 @@ void *krealloc(void *p, size_t size)
     default:
         bad_pointer("realloc", p, bi.kind);
     }
-    void *q = kmalloc(size);
-    if (!q)
-        return nullptr;
+    void *q;
+    if (pages && size <= LARGE_MAX_SIZE) {
+        q = kmalloc_large(size, PAGE_SIZE, false);
+        if (!q)
+            return enomem();
+    } else {
+        q = kmalloc(size);
+        if (!q)
+            return nullptr;
+    }
     memcpy(q, p, size < bi.size ? size : bi.size);
     int saved = errno;
     free_block(bi, p, "realloc");

@@ -3,9 +3,10 @@
  *
  * Free memory is kept in zone->free_area[order].free_list[migratetype]:
  * blocks of 2^order pages, naturally aligned.  Allocation takes the smallest
- * block of the wanted type that fits (__rmqueue_smallest) and splits it,
- * returning the halves (expand); when the type has nothing, it falls back to
- * other types in the order of fallbacks[][] and may claim the whole 2 MiB
+ * resident block of the wanted type that fits, else the smallest reported
+ * one (__rmqueue_smallest), and splits it, returning the halves (expand);
+ * when the type has nothing, it falls back to other types in the order of
+ * fallbacks[][] and may claim the whole 2 MiB
  * pageblock for the new type (steal_suitable_fallback), so each type stays
  * packed in few pageblocks.  Freeing merges a block with its buddy
  * (pfn ^ 2^order) as long as the buddy is free and of the same order
@@ -328,14 +329,32 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     return pg;
 }
 
+/* The smallest free block of type mt that fits, resident first: a reported
+ * block (given back with madvise) faults in again when it is used, a
+ * resident one of a larger order costs only its split.  Each list keeps its
+ * resident blocks at the head, so one look per order tells.  The kernel
+ * takes the smallest block whatever it holds (its free pages are all
+ * resident).  With the smallest block first, realloc-string's strings
+ * refaulted reported pages while 1.5-2 MiB of resident free memory waited
+ * in larger blocks: peak RSS 6.99 -> 6.43 MiB (medians of 7), instructions
+ * +0.1% (callgrind, realloc-string and xmalloc). */
 static page *__rmqueue_smallest(zone *z, unsigned order, migratetype mt, bool *zeroed)
 {
+    page *reported = nullptr;
+    unsigned reported_order = 0;
     for (unsigned o = order; o < NR_PAGE_ORDERS; o++) {
         list_head *l = &z->free_area[o].free_list[mt];
-        if (!list_empty(l))
-            return take_free_block(z, list_first_entry(l, page, lru), o, order, zeroed);
+        if (list_empty(l))
+            continue;
+        page *pg = list_first_entry(l, page, lru);
+        if (!(pg->flags & PG_reported))
+            return take_free_block(z, pg, o, order, zeroed);
+        if (!reported) {
+            reported = pg;
+            reported_order = o;
+        }
     }
-    return nullptr;
+    return reported ? take_free_block(z, reported, reported_order, order, zeroed) : nullptr;
 }
 
 /* Move every free block inside pfn's pageblock to the lists of type mt and

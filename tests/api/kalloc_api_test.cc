@@ -357,4 +357,35 @@ TEST(KallocApi, ThreadFlushInOtherThreads) {
   free(p);
 }
 
+// realloc that grows a block to 4 KiB or more gives it whole pages (large.h,
+// REALLOC_PAGES_MIN), and a large block grows in place into the free pages
+// after it, as glibc's chunks grow into the top.  A string built by small
+// appends from 5 KB to 60 KB used to move at every size class step (8 per
+// doubling: 22 moves, each a copy, each leaving a partly used slab behind);
+// in whole pages it moves only when the next page is taken.
+TEST(KallocApi, ReallocGrowsAnAppendedBlockInWholePagesInPlace) {
+  char *p = static_cast<char *>(malloc(opaque<size_t>(4000)));
+  ASSERT_NE(p, nullptr);
+  memset(p, 'a', 4000);
+  size_t len = 4000;
+  unsigned moves = 0, not_pages = 0;
+  for (size_t n = 4100; n <= 60000; n += 100) {
+    char *q = static_cast<char *>(realloc(p, opaque(n)));
+    ASSERT_NE(q, nullptr);
+    if (q != p) moves++;
+    if (malloc_usable_size(q) % 4096 != 0) not_pages++;
+    memset(q + len, 'a' + (int)(n / 100 % 26), n - len);
+    len = n;
+    p = q;
+  }
+  EXPECT_LE(moves, 4u) << "an appended block moved at " << moves << " of 560 reallocs";
+  EXPECT_EQ(not_pages, 0u) << "blocks realloc grew past 4 KiB that are not whole pages";
+  // Shrinking to 4 KiB or more stays in place, in pages.
+  char *q = static_cast<char *>(realloc(p, opaque<size_t>(20000)));
+  EXPECT_EQ(q, p);
+  EXPECT_EQ(malloc_usable_size(q), 20480u);
+  EXPECT_EQ(q[19999], 'a' + (int)(20000 / 100 % 26));
+  free(q);
+}
+
 }  // namespace
