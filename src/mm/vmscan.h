@@ -43,7 +43,10 @@
  * ms).  Resident blocks of order >= VMSCAN_MIN_ORDER are also on the zone's
  * free_lru, newest at the head, so reclaim takes the coldest in O(1) from
  * the tail, of any order.  Smaller blocks are left to the per-CPU pagesets
- * and to malloc_trim (a 4 KiB madvise costs more than the page is worth).
+ * and to malloc_trim (a 4 KiB madvise costs more than the page is worth),
+ * except when free resident memory is still over the target once the age
+ * list is empty: then up to VMSCAN_SMALL_MAX pages of them per call go back
+ * from the free lists' resident heads (shrink_zone_small).
  *
  * Reclaim isolates a batch of blocks (off the lists, PG_isolated), drops the
  * zone lock for the madvise calls, and puts them back as PG_reported, so
@@ -66,7 +69,9 @@
 
 namespace kalloc {
 
-/* Smallest order reclaim and decay give back (16 KiB). */
+/* Smallest order on the age list (free_lru), which reclaim and decay take
+ * from (16 KiB); smaller blocks only go back when the list has nothing
+ * left and free resident memory is still over the target (shrink_zone_small). */
 constexpr unsigned VMSCAN_MIN_ORDER = 2;
 /* Pages in blocks below VMSCAN_MIN_ORDER one shrink_zone call gives back
  * at most (shrink_zone_small: one madvise call per block). */
