@@ -21,7 +21,7 @@
  *      zone is under WMARK_HIGH.  The watermarks follow the zone's in-use
  *      memory the program has been seen to reuse (the workingset: refaults of
  *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB and at
- *      most in-use / 4 clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
+ *      most in-use / 8 clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
  *      instead); while a zone is over WMARK_LOW and has not allocated since
  *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches between passes, none after a pass, and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
