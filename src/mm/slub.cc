@@ -173,7 +173,7 @@ static void slab_decommit_mask(page *pg, uint32_t mask)
     while (m) {
         unsigned start = (unsigned)__builtin_ctzll(m);
         unsigned len = (unsigned)__builtin_ctzll(~(m >> start));   /* <= 32 */
-        os_decommit(base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
+        zone_decommit(pg->zone, base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
         hole_stat_add(slab_holes.madvise_calls, 1);
         m &= ~(((1ull << len) - 1) << start);
     }

@@ -172,7 +172,7 @@ again:
         if (!n)
             break;
         for (unsigned i = 0; i < n; i++) {
-            os_decommit(page_address(batch[i].pg), PAGE_SIZE << batch[i].order);
+            zone_decommit(z, page_address(batch[i].pg), PAGE_SIZE << batch[i].order);
             khugepaged_note_reclaim(z, page_to_pfn(batch[i].pg), batch[i].order);
         }
         spin_lock(&z->lock);

@@ -1,0 +1,40 @@
+/*
+ * mm/mesh.h - meshing: two half-empty slabs share one physical page.
+ *
+ * kalloc's physical-page compaction.  The kernel has no counterpart: its
+ * compaction (mm/compaction.c, kalloc's mm/compaction.cc) moves pages and
+ * fixes up the page tables that map them, which a user-space allocator
+ * cannot do for a program's raw pointers.  What it can do, in a zone backed
+ * by a memory file (KALLOC_MESH=1, zone->backing == ZONE_BACKING_MEMFD),
+ * is the reverse: keep every virtual address and change which physical page
+ * backs it (the idea of the Mesh allocator, Powers et al., PLDI 2019).
+ *
+ * Two slabs A and B of the same size class whose live objects sit at
+ * disjoint offsets are merged: B's live objects are copied into A's page at
+ * the same offsets, B's virtual range is mapped onto A's file offsets, and
+ * B's old file page is punched out.  Both addresses stay valid; one
+ * physical page is given back.  B's descriptor becomes an alias of A
+ * (PG_mesh_alias); frees through B addresses reach A's freelist in the slab
+ * free slow path (the address translated by a - b).
+ *
+ * Invariants:
+ *   - an alias maps its virtual range onto its primary's file offsets; its
+ *     own file offsets are a hole;
+ *   - a primary's freelist holds only primary addresses, and a slot is free
+ *     in the merged slab only if it was free in every slab merged into it;
+ *   - meshing runs only when the process has one thread, with all signals
+ *     blocked around the copy and remap (no one writes B during the copy).
+ *
+ * Lock order: kmem_cache.lock -> zone.lock (as the slab allocator).
+ */
+#pragma once
+
+#include "mm/mmzone.h"
+
+namespace kalloc {
+
+/* After fork, in the child: map every alias of zone z onto its primary's
+ * offsets in the child's new memory file fd (zone_memfd_fork_child). */
+void mesh_remap_aliases(zone *z, int fd);
+
+} // namespace kalloc
