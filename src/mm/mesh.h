@@ -33,6 +33,33 @@
 
 namespace kalloc {
 
+struct kmem_cache;
+
+/* Counters (relaxed atomic adds), in kalloc_vmstat and the stats report. */
+struct mesh_stats {
+    unsigned long mesh_pages;     /* aliases now: physical pages saved (a gauge) */
+    unsigned long mesh_success;   /* pairs merged (a count) */
+    unsigned long mesh_attempt;   /* pairs whose occupancy was compared */
+    unsigned long mesh_fail_overlap; /* of those, with a slot live in both */
+    unsigned long unmesh;         /* aliases given back when their merged slab emptied */
+    unsigned long mesh_skip_threads; /* passes skipped: the process had more than one thread */
+    unsigned long mesh_passes;    /* passes run */
+};
+extern mesh_stats mesh_stats;
+
+/* The meshing pass: in every order-0 size class, partial slabs of
+ * memory-file zones at most half in use are paired when their live objects
+ * are disjoint (bounded search: each slab against the next MESH_SEARCH
+ * candidates), and merged.  Only when the process has exactly one thread
+ * (see the file comment).  Caller holds compact_lock (mm/compaction.h) and
+ * no cache or zone lock.  Returns the physical pages given back. */
+unsigned long mesh_all();
+
+/* Slab a emptied (caller holds c->lock): each alias's virtual range goes
+ * back to its own file offsets (a hole: it reads zero) and its page to the
+ * buddy allocator as reported memory.  a stays a slab. */
+void __mesh_unmesh(kmem_cache *c, page *a);
+
 /* After fork, in the child: map every alias of zone z onto its primary's
  * offsets in the child's new memory file fd (zone_memfd_fork_child). */
 void mesh_remap_aliases(zone *z, int fd);

@@ -192,6 +192,7 @@ struct zone {
     unsigned long nr_large_pages; /* pages in large allocations */
     unsigned long nr_slab_pages;  /* pages in slabs */
     unsigned long nr_meta_pages;  /* pages of allocator metadata */
+    unsigned long nr_mesh_aliases; /* slabs merged into another's physical page now (mm/mesh.h) */
     struct free_area free_area[NR_PAGE_ORDERS]; /* the buddy allocator's free lists */
     uint8_t pageblock_mt[ZONE_MAX_PAGEBLOCKS]; /* migrate type of each 2 MiB pageblock */
     uint8_t pageblock_thp[ZONE_MAX_PAGEBLOCKS]; /* pageblock_thp_flags of each pageblock */

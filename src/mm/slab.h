@@ -259,6 +259,11 @@ unsigned long kmem_cache_order_partial_all();
  * life_ratio and migratetype (exposed for tests). */
 void __slab_lifetime_update(kmem_cache *c);
 
+/* For mm/mesh.cc: take c->lock (setting the cache up on first use); move a
+ * slab between the lists (caller holds c->lock). */
+kmem_cache *kmem_cache_lock(kmem_cache *c);
+void __slab_set_list(kmem_cache *c, page *pg, slab_list_id to);
+
 /* For fork(): take / release / reset every cache lock. */
 void kmem_cache_lock_all();
 void kmem_cache_unlock_all();

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -159,6 +160,21 @@ void os_close(int fd)
 {
     int saved = errno;
     close(fd);
+    errno = saved;
+}
+
+void os_block_signals(uint64_t *old)
+{
+    uint64_t all = ~0ull;
+    int saved = errno;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, old, sizeof(all));
+    errno = saved;
+}
+
+void os_restore_signals(uint64_t old)
+{
+    int saved = errno;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, sizeof(old));
     errno = saved;
 }
 

@@ -80,6 +80,11 @@ bool os_read_byte(int fd, char *c);
 /* Close a file descriptor, errno preserved. */
 void os_close(int fd);
 
+/* Block every signal in the calling thread (rt_sigprocmask); *old gets the
+ * mask to give back to os_restore_signals. */
+void os_block_signals(uint64_t *old);
+void os_restore_signals(uint64_t old);
+
 /* Threads of this process (Threads: in /proc/self/status), 0 if unknown. */
 unsigned os_nr_threads();
 

@@ -203,6 +203,174 @@ TEST(MeshChild, ForkCopiesWithThreads) {
   fork_isolation(true);
 }
 
+// --- meshing -------------------------------------------------------------
+
+kalloc_vmstat vmstat_now() {
+  kalloc_vmstat v{};
+  v.size = sizeof(v);
+  kalloc_vmstat_get(&v);
+  return v;
+}
+
+// kCount objects of kSize bytes (an order-0 class), each filled with its own
+// pattern; a random 90% freed (fixed seed), so nearly every slab keeps a few.
+constexpr size_t kSize = 48;
+constexpr size_t kCount = 200000;
+
+struct population {
+  std::vector<void *> live;
+  std::vector<uint32_t> seed;
+  population() {
+    std::vector<void *> all(kCount);
+    for (size_t i = 0; i < kCount; i++) {
+      all[i] = malloc(kSize);
+      EXPECT_NE(all[i], nullptr);
+      fill(all[i], kSize, (uint32_t)i);
+    }
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < kCount; i++) {
+      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+      if (x % 10 == 0) {
+        live.push_back(all[i]);
+        seed.push_back((uint32_t)i);
+      } else {
+        free(all[i]);
+      }
+    }
+  }
+  size_t bad() const {
+    size_t n = 0;
+    for (size_t i = 0; i < live.size(); i++)
+      if (check(live[i], kSize, seed[i]) != kSize) n++;
+    return n;
+  }
+};
+
+// The pass merges slabs, the file pages drop, every survivor keeps its
+// bytes; new objects of the class go into the merged slabs' free slots
+// without touching the survivors; freeing everything (through alias and
+// primary addresses alike) gives every alias back, and the memory is reused.
+TEST(MeshChild, MergesHalfEmptySlabs) {
+  MESH_CHILD("MergesHalfEmptySlabs");
+  population pop;
+  kalloc_vmstat before = vmstat_now();
+  long file_before = memfd_bytes();
+  kalloc_compact();
+  kalloc_vmstat after = vmstat_now();
+  long file_after = memfd_bytes();
+  EXPECT_GT(after.mesh_success, before.mesh_success);
+  EXPECT_GT(after.mesh_pages, 0u);
+  EXPECT_EQ(after.mesh_skip_threads, before.mesh_skip_threads);
+  // 200,000 x 48 B is about 2300 pages; 90% freed: at least 1000 merged away.
+  EXPECT_GE(after.mesh_pages, 1000u);
+  EXPECT_LE(file_after, file_before - 1000l * 4096) << file_before << " -> " << file_after;
+  EXPECT_EQ(pop.bad(), 0u);
+
+  // Reallocate: the merged slabs hand out their free slots.
+  std::vector<void *> fresh;
+  for (size_t i = 0; i < kCount / 2; i++) {
+    void *p = malloc(kSize);
+    ASSERT_NE(p, nullptr);
+    fill(p, kSize, (uint32_t)(i + 1000000));
+    fresh.push_back(p);
+  }
+  EXPECT_EQ(pop.bad(), 0u);
+  for (size_t i = 0; i < fresh.size(); i++)
+    ASSERT_EQ(check(fresh[i], kSize, (uint32_t)(i + 1000000)), kSize) << i;
+  for (void *p : fresh) free(p);
+  EXPECT_EQ(pop.bad(), 0u);
+
+  // Free every survivor: every merged slab empties, every alias goes back.
+  for (void *p : pop.live) free(p);
+  pop.live.clear();
+  kalloc_thread_flush();
+  kalloc_vmstat end = vmstat_now();
+  // Every alias is accounted for (merged = given back + still merged), and
+  // all but a few are given back: a merged slab may also hold objects the
+  // test harness allocated meanwhile (gtest's own 48-byte blocks).
+  EXPECT_EQ(end.mesh_success - end.unmesh, end.mesh_pages);
+  EXPECT_LE(end.mesh_pages, 16u);
+  EXPECT_GE(end.unmesh - before.unmesh + 16, end.mesh_success - before.mesh_success);
+
+  // The memory is usable again (aliases' pages included).
+  std::vector<void *> again;
+  for (size_t i = 0; i < kCount; i++) {
+    void *p = malloc(kSize);
+    ASSERT_NE(p, nullptr);
+    fill(p, kSize, (uint32_t)(i + 2000000));
+    again.push_back(p);
+  }
+  for (size_t i = 0; i < again.size(); i++)
+    ASSERT_EQ(check(again[i], kSize, (uint32_t)(i + 2000000)), kSize) << i;
+  for (void *p : again) free(p);
+}
+
+// malloc_trim(0) meshes too.
+TEST(MeshChild, TrimMeshes) {
+  MESH_CHILD("TrimMeshes");
+  population pop;
+  kalloc_vmstat before = vmstat_now();
+  malloc_trim(0);
+  kalloc_vmstat after = vmstat_now();
+  EXPECT_GT(after.mesh_success, before.mesh_success);
+  EXPECT_EQ(pop.bad(), 0u);
+  for (void *p : pop.live) free(p);
+}
+
+// fork after meshing: the child sees every survivor (aliases mapped onto
+// its own copy), writes them, and the parent's stay as they were.
+TEST(MeshChild, ForkAfterMeshing) {
+  MESH_CHILD("ForkAfterMeshing");
+  population pop;
+  kalloc_compact();
+  ASSERT_GT(vmstat_now().mesh_pages, 0u);
+  int to_parent[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = pop.bad() ? 1 : 0;
+    for (size_t i = 0; i < pop.live.size(); i++) fill(pop.live[i], kSize, pop.seed[i] + 5000000);
+    for (size_t i = 0; i < pop.live.size(); i++)
+      if (check(pop.live[i], kSize, pop.seed[i] + 5000000) != kSize) bad |= 2;
+    for (void *p : pop.live) free(p);   // unmesh in the child
+    if (write(to_parent[1], "c", 1) != 1) bad |= 4;
+    _exit(bad);
+  }
+  char c;
+  ASSERT_EQ(read(to_parent[0], &c, 1), 1);
+  EXPECT_EQ(pop.bad(), 0u) << "the child's writes reached the parent";
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "child: 1 data at fork wrong, 2 own writes lost, 4 pipe";
+  EXPECT_EQ(pop.bad(), 0u);
+  for (void *p : pop.live) free(p);
+  close(to_parent[0]);
+  close(to_parent[1]);
+}
+
+// A process with a second thread does not mesh (no write protection yet).
+TEST(MeshChild, MultiThreadedDoesNotMesh) {
+  MESH_CHILD("MultiThreadedDoesNotMesh");
+  population pop;
+  std::atomic<bool> stop{false};
+  std::thread t([&] { while (!stop.load()) usleep(1000); });
+  kalloc_vmstat before = vmstat_now();
+  kalloc_compact();
+  kalloc_vmstat after = vmstat_now();
+  stop = true;
+  t.join();
+  EXPECT_EQ(after.mesh_success, before.mesh_success);
+  EXPECT_GT(after.mesh_skip_threads, before.mesh_skip_threads);
+  EXPECT_EQ(pop.bad(), 0u);
+  for (void *p : pop.live) free(p);
+}
+
+TEST(Mesh, MergesHalfEmptySlabs) { run_mesh_child("MergesHalfEmptySlabs"); }
+TEST(Mesh, TrimMeshes) { run_mesh_child("TrimMeshes"); }
+TEST(Mesh, ForkAfterMeshing) { run_mesh_child("ForkAfterMeshing"); }
+TEST(Mesh, MultiThreadedDoesNotMesh) { run_mesh_child("MultiThreadedDoesNotMesh"); }
 TEST(Mesh, ZonesAreMemoryFileBacked) { run_mesh_child("ZonesAreMemoryFileBacked"); }
 TEST(Mesh, GivenBackLeavesTheFile) { run_mesh_child("GivenBackLeavesTheFile"); }
 TEST(Mesh, ForkCopiesSingleThreaded) { run_mesh_child("ForkCopiesSingleThreaded"); }
