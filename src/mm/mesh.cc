@@ -19,6 +19,7 @@
 
 #include <string.h>
 
+#include "mm/compaction.h"
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
 #include "platform/options.h"
@@ -35,6 +36,7 @@ constexpr unsigned MESH_MAX_CAND = 256;   /* slabs compared per class and round 
 constexpr unsigned MESH_SEARCH = 64;      /* partners tried per slab (Mesh's t) */
 constexpr unsigned MESH_WORDS = 8;        /* 512 slots: every order-0 class of >= 8 bytes */
 constexpr unsigned MESH_MAX_ROUNDS = 64;  /* rounds per class and pass (bounds the time) */
+constexpr unsigned MESH_TIMED_ROUNDS = 4; /* the same for timed and free-triggered passes */
 
 inline void stat_add(unsigned long &c, long v) { __atomic_fetch_add(&c, (unsigned long)v, __ATOMIC_RELAXED); }
 
@@ -193,9 +195,19 @@ unsigned long mesh_cache_round(kmem_cache *c, unsigned *cursor, bool *more)
     return saved;
 }
 
-} // namespace
+/* Whether a timed pass should look at cache c (racy reads: a hint). */
+bool mesh_timed_due(kmem_cache *c)
+{
+    if (!READ_ONCE(c->initialized) || c->order != 0)
+        return false;
+    unsigned long slabs = READ_ONCE(c->nr_slabs), active = READ_ONCE(c->active_objects);
+    unsigned long last = READ_ONCE(c->mesh_active);
+    return slabs >= MESH_TIMED_MIN_SLABS && 2 * active <= slabs * c->objects &&
+           READ_ONCE(c->nr_flushes) != READ_ONCE(c->mesh_flushes) &&
+           (active > last || 4 * active <= 3 * last);
+}
 
-unsigned long mesh_all()
+unsigned long __mesh_all(bool timed)
 {
     if (!option_get(OPT_MESH))
         return 0;
@@ -209,20 +221,40 @@ unsigned long mesh_all()
     unsigned long saved = 0;
     for (unsigned idx = 1; idx < NR_KMALLOC_CLASSES; idx++) {
         kmem_cache *c = &kmalloc_caches[idx];
-        if (!READ_ONCE(c->initialized) || c->order != 0)
+        if (!READ_ONCE(c->initialized) || c->order != 0 || (timed && !mesh_timed_due(c)))
             continue;
         kmem_cache_lock(c);
+        c->mesh_flushes = c->nr_flushes;
+        c->mesh_active = c->active_objects;
         if (c->objects < 2 || c->objects > MESH_WORDS * 64 || c->nr_partial < 2) {
             spin_unlock(&c->lock);
             continue;
         }
         unsigned cursor = 0;
         bool more = true;
-        for (unsigned r = 0; more && r < MESH_MAX_ROUNDS; r++)
+        for (unsigned r = 0; more && r < (timed ? MESH_TIMED_ROUNDS : MESH_MAX_ROUNDS); r++)
             saved += mesh_cache_round(c, &cursor, &more);
         spin_unlock(&c->lock);
     }
     os_restore_signals(old_mask);
+    return saved;
+}
+
+} // namespace
+
+unsigned long mesh_all() { return __mesh_all(false); }
+
+unsigned long mesh_timed()
+{
+    if (option_get(OPT_MESH) != 1)
+        return 0;                   /* KALLOC_MESH=2: on demand only */
+    bool any = false;
+    for (unsigned idx = 1; idx < NR_KMALLOC_CLASSES && !any; idx++)
+        any = mesh_timed_due(&kmalloc_caches[idx]);
+    if (!any || !spin_trylock(&compact_lock))
+        return 0;
+    unsigned long saved = __mesh_all(true);
+    spin_unlock(&compact_lock);
     return saved;
 }
 

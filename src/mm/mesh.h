@@ -55,6 +55,15 @@ extern mesh_stats mesh_stats;
  * no cache or zone lock.  Returns the physical pages given back. */
 unsigned long mesh_all();
 
+/* The timed pass (vmscan's decay hooks, every DECAY_MS / 4 at most, run by
+ * a thread in the allocator's slow path): mesh_all over the order-0 caches
+ * of at least MESH_TIMED_MIN_SLABS slabs that are at most half in use and
+ * got frees since their last pass.  Takes compact_lock (trylock: skipped
+ * while a compaction runs); caller holds no allocator lock. */
+constexpr unsigned long MESH_TIMED_MIN_SLABS = 64;
+unsigned long mesh_timed();
+
+
 /* Slab a emptied (caller holds c->lock): each alias's virtual range goes
  * back to its own file offsets (a hole: it reads zero) and its page to the
  * buddy allocator as reported memory.  a stays a slab. */

@@ -165,6 +165,10 @@ struct kmem_cache {
                                   * class being freed, see slub.cc cache_freeing) */
     unsigned long punch_refills; /* nr_refills at the last timed hole pass (idle: unchanged) */
     unsigned long punch_flushes; /* nr_flushes at the last timed hole pass (nothing new: unchanged) */
+    unsigned long mesh_flushes;  /* nr_flushes at the last meshing pass over it (mm/mesh.h): a
+                                  * timed pass skips a cache with no frees since */
+    unsigned long mesh_active;   /* active_objects at the last meshing pass over it, raised
+                                  * when it grows: frees that take it 1/4 lower start a pass */
 };
 
 constexpr unsigned SLAB_DRAIN_EMPTIES = 4;      /* slabs emptied with no refill: draining */

@@ -696,6 +696,22 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
     }
 }
 
+/* Frees of an order-0 cache with KALLOC_MESH (caller holds c->lock):
+ * whether they took it to at most half in use and 1/4 below its objects in
+ * use at its last meshing pass; then kmem_cache_free_bulk runs mesh_timed
+ * after unlocking, so a program freeing most of a population has its slabs
+ * meshed while it frees (a pass per quarter), without waiting for a timed
+ * pass it may never make (an idle program). */
+static inline bool mesh_due_on_free(kmem_cache *c)
+{
+    if (c->active_objects > c->mesh_active) {
+        c->mesh_active = c->active_objects;     /* grown since: the next drop counts from here */
+        return false;
+    }
+    return c->nr_slabs >= MESH_TIMED_MIN_SLABS && 2 * c->active_objects <= c->nr_slabs * c->objects &&
+           4 * c->active_objects <= 3 * c->mesh_active;
+}
+
 /* Consecutive objects of one slab (the usual case: a thread cache gives
  * back what it took together) cost one range check each; the slab's page
  * is looked up and its count and lists updated once per run. */
@@ -740,7 +756,10 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     c->active_objects -= n;
     c->nr_flushes++;
     c->life_frees += n;
+    const bool mesh = unlikely(c->order == 0 && option_get(OPT_MESH) == 1) && mesh_due_on_free(c);
     spin_unlock(&c->lock);
+    if (unlikely(mesh))
+        mesh_timed();
     for (unsigned i = 0; i < nr_to_free; i++)
         discard_slab(c, to_free[i]);
     if (nr_to_free)

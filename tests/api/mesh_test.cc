@@ -220,6 +220,8 @@ constexpr size_t kCount = 200000;
 struct population {
   std::vector<void *> live;
   std::vector<uint32_t> seed;
+  kalloc_vmstat full;     // after the fill, before the frees (which may mesh already)
+  long file_full;         // memfd_bytes() then
   population() {
     std::vector<void *> all(kCount);
     for (size_t i = 0; i < kCount; i++) {
@@ -227,6 +229,8 @@ struct population {
       EXPECT_NE(all[i], nullptr);
       fill(all[i], kSize, (uint32_t)i);
     }
+    full = vmstat_now();
+    file_full = memfd_bytes();
     uint64_t x = 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < kCount; i++) {
       x ^= x << 13; x ^= x >> 7; x ^= x << 17;
@@ -253,8 +257,8 @@ struct population {
 TEST(MeshChild, MergesHalfEmptySlabs) {
   MESH_CHILD("MergesHalfEmptySlabs");
   population pop;
-  kalloc_vmstat before = vmstat_now();
-  long file_before = memfd_bytes();
+  const kalloc_vmstat &before = pop.full;
+  long file_before = pop.file_full;
   kalloc_compact();
   kalloc_vmstat after = vmstat_now();
   long file_after = memfd_bytes();
@@ -353,9 +357,10 @@ TEST(MeshChild, ForkAfterMeshing) {
 // A process with a second thread does not mesh (no write protection yet).
 TEST(MeshChild, MultiThreadedDoesNotMesh) {
   MESH_CHILD("MultiThreadedDoesNotMesh");
-  population pop;
   std::atomic<bool> stop{false};
   std::thread t([&] { while (!stop.load()) usleep(1000); });
+  population pop;   // its frees do not mesh either
+  EXPECT_EQ(vmstat_now().mesh_success, pop.full.mesh_success);
   kalloc_vmstat before = vmstat_now();
   kalloc_compact();
   kalloc_vmstat after = vmstat_now();
@@ -367,8 +372,24 @@ TEST(MeshChild, MultiThreadedDoesNotMesh) {
   for (void *p : pop.live) free(p);
 }
 
-TEST(Mesh, MergesHalfEmptySlabs) { run_mesh_child("MergesHalfEmptySlabs"); }
-TEST(Mesh, TrimMeshes) { run_mesh_child("TrimMeshes"); }
+// KALLOC_MESH=1: the frees themselves start passes (a pass per quarter of a
+// class's objects freed), with no compaction or trim call.
+TEST(MeshChild, FreesMesh) {
+  MESH_CHILD("FreesMesh");
+  population pop;
+  kalloc_vmstat after = vmstat_now();
+  long file_after = memfd_bytes();
+  EXPECT_GT(after.mesh_success, pop.full.mesh_success);
+  EXPECT_GE(after.mesh_pages, 500u);
+  EXPECT_LE(file_after, pop.file_full - 500l * 4096) << pop.file_full << " -> " << file_after;
+  EXPECT_EQ(pop.bad(), 0u);
+  for (void *p : pop.live) free(p);
+}
+
+// KALLOC_MESH=2 (on demand only) for the tests of kalloc_compact and trim.
+TEST(Mesh, MergesHalfEmptySlabs) { run_mesh_child("MergesHalfEmptySlabs", "2"); }
+TEST(Mesh, TrimMeshes) { run_mesh_child("TrimMeshes", "2"); }
+TEST(Mesh, FreesMesh) { run_mesh_child("FreesMesh", "1"); }
 TEST(Mesh, ForkAfterMeshing) { run_mesh_child("ForkAfterMeshing"); }
 TEST(Mesh, MultiThreadedDoesNotMesh) { run_mesh_child("MultiThreadedDoesNotMesh"); }
 TEST(Mesh, ZonesAreMemoryFileBacked) { run_mesh_child("ZonesAreMemoryFileBacked"); }
