@@ -220,7 +220,10 @@ out:
 
 namespace {
 int fork_pipe[2] = {-1, -1};   /* child -> parent: "my copy is made"; -1: no memory-file zone */
+bool fork_copied;              /* (child) zone_memfd_fork_child copied the memory files */
 }
+
+bool zone_memfd_fork_copied() { return fork_copied; }
 
 void zone_memfd_fork_prepare()
 {
@@ -248,6 +251,7 @@ void zone_memfd_fork_parent()
 
 void zone_memfd_fork_child()
 {
+    fork_copied = fork_pipe[0] >= 0;
     if (fork_pipe[0] < 0)
         return;
     os_close(fork_pipe[0]);

@@ -305,6 +305,11 @@ static inline void zone_decommit(const zone *z, void *addr, size_t len)
 void zone_memfd_fork_prepare();
 void zone_memfd_fork_parent();
 void zone_memfd_fork_child();
+/* In the fork child: whether zone_memfd_fork_child copied memory files.
+ * Their copy is not a snapshot at the fork: the parent's other threads
+ * wrote on while the child copied, so what those threads' caches hold
+ * cannot be trusted in the child (malloc/tcache.cc leaks it). */
+bool zone_memfd_fork_copied();
 
 /* Reserve a new address-space slot (ZONE_SLOT_SIZE aligned, not used by
  * anyone) for a zone or a vmalloc region covering `nr_slots` slots; returns
