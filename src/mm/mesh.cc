@@ -22,6 +22,7 @@
 #include "mm/compaction.h"
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
+#include "mm/vmscan.h"
 #include "platform/options.h"
 #include "platform/os.h"
 #include "platform/printk.h"
@@ -39,6 +40,10 @@ constexpr unsigned MESH_MAX_ROUNDS = 64;  /* rounds per class and pass (bounds t
 constexpr unsigned MESH_TIMED_ROUNDS = 4; /* the same for timed and free-triggered passes */
 
 inline void stat_add(unsigned long &c, long v) { __atomic_fetch_add(&c, (unsigned long)v, __ATOMIC_RELAXED); }
+
+constexpr uint32_t MESH_THREADS_RECHECK_MS = 1000;
+uint32_t mesh_threads_recheck;            /* vmscan_now() before which timed passes skip (under
+                                           * compact_lock) */
 
 /* Under compact_lock (one pass at a time): not on the stack. */
 page *cand[MESH_MAX_CAND];
@@ -211,8 +216,15 @@ unsigned long __mesh_all(bool timed)
 {
     if (!option_get(OPT_MESH))
         return 0;
+    /* A process that had threads at the last look is not asked again for
+     * MESH_THREADS_RECHECK_MS: the frees of a threaded program would read
+     * /proc at every bulk free of a class due for a pass. */
+    uint32_t now = vmscan_now();
+    if (timed && (int32_t)(now - mesh_threads_recheck) < 0)
+        return 0;
     if (os_nr_threads() != 1) {
         stat_add(mesh_stats.mesh_skip_threads, 1);
+        mesh_threads_recheck = now + MESH_THREADS_RECHECK_MS;
         return 0;
     }
     stat_add(mesh_stats.mesh_passes, 1);
