@@ -169,7 +169,8 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 4   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused */
+#define KALLOC_VMSTAT_VERSION 5   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+                                     5: mesh_* */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -259,6 +260,13 @@ struct kalloc_vmstat {
     uint64_t thp_split_underused; /**< whole hugepages reclaim split because at least half of
                                        them was free, counting the free objects of their slabs
                                        (the kernel's split of underused hugepages) */
+    /* --- version 5: meshing (KALLOC_MESH=1; zero otherwise) --- */
+    uint64_t mesh_pages;          /**< slab pages merged into another's physical page now */
+    uint64_t mesh_success;        /**< pairs of slabs merged */
+    uint64_t mesh_attempt;        /**< pairs of slabs compared */
+    uint64_t mesh_fail_overlap;   /**< of those, with an object live in both */
+    uint64_t unmesh;              /**< merged pages given back when their slab emptied */
+    uint64_t mesh_skip_threads;   /**< passes skipped: the process had more than one thread */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

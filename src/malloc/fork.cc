@@ -5,6 +5,10 @@
  * Lock order taken in prepare: compact_lock, tcache_list_lock, every
  * kmem_cache.lock (by class), vmap_lock, vmscan_lock, zone_list_lock, every
  * per_cpu_pages.lock (by zone, then CPU), every zone.lock (by zone id).
+ *
+ * Memory-file zones (KALLOC_MESH=1) are mapped MAP_SHARED, so fork would
+ * share them with the child: the child copies them (zone_memfd_fork_child)
+ * while the parent waits in its handler, locks still held.
  */
 #include "malloc/fork.h"
 
@@ -32,8 +36,10 @@ void kalloc_fork_prepare()
      * a fork from a signal handler that interrupted this very thread inside
      * kalloc must not wait for a lock that thread holds. */
     fork_locked = !__libc_single_threaded;
-    if (!fork_locked)
+    if (!fork_locked) {
+        zone_memfd_fork_prepare();
         return;
+    }
     spin_lock(&compact_lock);
     tcache_lock_for_fork();
     kmem_cache_lock_all();
@@ -47,11 +53,15 @@ void kalloc_fork_prepare()
     pcp_lock_all(fork_nr_zones);
     for (unsigned i = 0; i < fork_nr_zones; i++)
         spin_lock(&zones[i]->lock);
+    zone_memfd_fork_prepare();
     spin_lock_bypass = true;    /* other atfork handlers may malloc from here on */
 }
 
 void kalloc_fork_parent()
 {
+    /* Before any lock is let go: no free block is given back (punched)
+     * while the child copies the memory files. */
+    zone_memfd_fork_parent();
     if (!fork_locked)
         return;
     spin_lock_bypass = false;
@@ -68,6 +78,7 @@ void kalloc_fork_parent()
 
 void kalloc_fork_child()
 {
+    zone_memfd_fork_child();    /* first: until then the child writes the parent's pages */
     if (!fork_locked) {
         vmscan_after_fork_child(false);     /* no kswapd in the child unless asked */
         return;

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "malloc/large.h"
+#include "mm/compaction.h"
+#include "mm/mesh.h"
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
 #include "mm/vmalloc.h"
@@ -400,7 +402,10 @@ int ktrim(size_t pad)
     if (tc)
         tcache_flush_all(tc);
     kmem_cache_shrink_all();
-    bool released = kmem_cache_punch_holes_all(false) > 0;  /* pages (slab holes) */
+    spin_lock(&compact_lock);
+    bool released = mesh_all() > 0;                 /* pages (KALLOC_MESH) */
+    spin_unlock(&compact_lock);
+    released |= kmem_cache_punch_holes_all(false) > 0;  /* pages (slab holes) */
     released |= vmalloc_drain_cache() > 0;         /* bytes */
     released |= zone_shrink_all() > 0;              /* pages */
     released |= zone_reclaim_all(0) > 0;            /* pages */

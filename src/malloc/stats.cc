@@ -13,6 +13,7 @@
 #include "malloc/large.h"
 #include "malloc/tcache.h"
 #include "mm/compaction.h"
+#include "mm/mesh.h"
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
 #include "mm/vmalloc.h"
@@ -147,6 +148,12 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.thp_fault_advised = READ_ONCE(r.thp_fault_advised);
     v.thp_fault_slow = READ_ONCE(r.thp_fault_slow);
     v.thp_split_underused = READ_ONCE(r.thp_split_underused);
+    v.mesh_pages = READ_ONCE(mesh_stats.mesh_pages);
+    v.mesh_success = READ_ONCE(mesh_stats.mesh_success);
+    v.mesh_attempt = READ_ONCE(mesh_stats.mesh_attempt);
+    v.mesh_fail_overlap = READ_ONCE(mesh_stats.mesh_fail_overlap);
+    v.unmesh = READ_ONCE(mesh_stats.unmesh);
+    v.mesh_skip_threads = READ_ONCE(mesh_stats.mesh_skip_threads);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

@@ -548,7 +548,11 @@ void tcache_after_fork_child()
     while (tc) {
         tcache *next = tc->next;
         if (tc != mine) {
-            tcache_recover_orphan(tc);
+            /* Memory-file zones (KALLOC_MESH): the child's copy was made
+             * while the other threads ran on, so their lists may be torn:
+             * their objects are left where they are (leaked). */
+            if (!zone_memfd_fork_copied())
+                tcache_recover_orphan(tc);
             tcache_put_owner_locked(tc->owner_id);
             tcache_unregister_locked(tc);
         }

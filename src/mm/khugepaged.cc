@@ -82,6 +82,10 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
      * without them).  Their pageblocks are left to the dense-block collapse. */
     if (mt == MIGRATE_MOVABLE && order < pageblock_order)
         return false;
+    /* A memory-file zone (KALLOC_MESH): its hugepages are shmem's, governed
+     * by /sys/kernel/mm/transparent_hugepage/shmem_enabled, not by madvise. */
+    if (z->backing != ZONE_BACKING_ANON)
+        return false;
     /* In `always` mode the fault makes hugepages anyway; `never`: nothing. */
     long mode = option_get(OPT_THP);
     if (thp_enabled != THP_MADVISE || mode < THP_OPT_FIRST_FAULT)
@@ -223,6 +227,8 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
+        if (z->backing != ZONE_BACKING_ANON)
+            continue;           /* shmem THP: shmem_enabled decides (see above) */
         unsigned long spanned = READ_ONCE(z->spanned_pages);
         unsigned long nr_pb = spanned >> pageblock_order;
         /* A small heap (under KHUGEPAGED_FAULT_MIN_INUSE in use) keeps small

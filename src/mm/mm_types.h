@@ -38,6 +38,8 @@
  * page's descriptor (a PG_tail page, whose other fields are unused) keeps
  * which pages (slab_hole_mask) and how many free objects they hold off the
  * freelist (slab_parked).
+ *   PG_meshed        (slab head) other slabs share its physical page (mm/mesh.h)
+ *   PG_mesh_alias    (slab head) merged into mesh_primary's physical page
  * A page inside a free block that is not its head has no meaningful state.
  *
  * 64 bytes, like the kernel's: one cache line per page.
@@ -67,6 +69,12 @@ enum pageflags : uint16_t {
     PG_reclaimed = 1u << 11, /* (PG_buddy, PG_reported) reclaim gave it back: taking it again is a refault */
     PG_desc_off = 1u << 10, /* (PG_buddy, order >= 7, reported) descriptors past the head's
                                page are zero and not resident; set up again on allocation */
+    PG_meshed = 1u << 12,   /* (PG_slab head) other slabs were merged into this one (mm/mesh.h):
+                               their virtual ranges map this slab's file pages; mesh_next
+                               links them */
+    PG_mesh_alias = 1u << 13, /* (PG_slab head, off every list) this slab was merged into
+                               mesh_primary: its range maps the primary's file pages, its own
+                               file pages are a hole; frees through it are translated */
 };
 
 struct page {
@@ -80,7 +88,10 @@ struct page {
     union {
         /* --- slab pages (valid on the head page of a slab) --- */
         struct {
-            void *freelist;  /* first free object in the slab, linked through each object's first word */
+            union {
+                void *freelist;  /* first free object in the slab, linked through each object's first word */
+                struct page *mesh_primary; /* PG_mesh_alias: the slab it was merged into */
+            };
             struct kmem_cache *slab_cache; /* the cache (size class) the slab belongs to */
         };
         /* --- PG_buddy, resident, order >= VMSCAN_MIN_ORDER: the zone's
@@ -104,7 +115,12 @@ struct page {
                               * a slab page's size class is in the zone's slab_class map) */
 
     /* --- large allocations (valid on the head page) --- */
-    uint32_t nr_pages;       /* PG_large: pages in the allocation; PG_slab: pages in the slab */
+    union {
+        uint32_t nr_pages;   /* PG_large: pages in the allocation; PG_slab: pages in the slab
+                              * (written, not read, for slabs) */
+        uint32_t mesh_next;  /* PG_meshed head and PG_mesh_alias: pfn + 1 of the next alias of
+                              * the primary (0: the end), a chain from the primary (mm/mesh.h) */
+    };
     union {
         uint32_t free_time;  /* PG_buddy: when the block became free (vmscan_now(), ms, wraps) */
         uint32_t freelist_tail; /* PG_slab head, freelist not empty: byte offset in the slab of

@@ -15,12 +15,14 @@
 #include <string.h>
 
 #include "mm/khugepaged.h"
+#include "mm/mesh.h"
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
 #include "mm/vmscan.h"
 #include "platform/cpu.h"
 #include "platform/options.h"
 #include "platform/os.h"
+#include "platform/printk.h"
 
 namespace kalloc {
 
@@ -162,6 +164,15 @@ zone *zone_create(unsigned long min_pages)
         z->type = ZONE_NORMAL;
         z->backing = ZONE_BACKING_ANON;
         z->backing_fd = -1;
+        if (option_get(OPT_MESH)) {
+            /* The file spans the data pages; sparse, pages appear as they
+             * are touched.  No memfd (seccomp, old kernel): anonymous. */
+            int fd = os_memfd_create("kalloc", (uint64_t)ZONE_MAX_PAGES << PAGE_SHIFT);
+            if (fd >= 0) {
+                z->backing = ZONE_BACKING_MEMFD;
+                z->backing_fd = fd;
+            }
+        }
         z->id = (uint16_t)nr_zones;
         z->max_pages = ZONE_MAX_PAGES;
         z->compact_order_failed = MAX_ORDER + 1;
@@ -188,6 +199,8 @@ zone *zone_create(unsigned long min_pages)
         }
         errno = saved;
         if (!z->spanned_pages) {
+            if (z->backing_fd >= 0)
+                os_close(z->backing_fd);
             os_unmap(m, meta);
             z = nullptr;
             goto out;
@@ -199,6 +212,67 @@ zone *zone_create(unsigned long min_pages)
 out:
     spin_unlock(&zone_list_lock);
     return z;
+}
+
+/* ---------------------------------------------------------------------------
+ * fork() with memory-file zones
+ * ------------------------------------------------------------------------- */
+
+namespace {
+int fork_pipe[2] = {-1, -1};   /* child -> parent: "my copy is made"; -1: no memory-file zone */
+bool fork_copied;              /* (child) zone_memfd_fork_child copied the memory files */
+}
+
+bool zone_memfd_fork_copied() { return fork_copied; }
+
+void zone_memfd_fork_prepare()
+{
+    fork_pipe[0] = fork_pipe[1] = -1;
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    bool any = false;
+    for (unsigned i = 0; i < nz; i++)
+        any |= zones[i]->backing_fd >= 0;
+    if (any && !os_pipe(fork_pipe))
+        panic("fork: no pipe for the memory-file zones' copy (KALLOC_MESH)");
+}
+
+void zone_memfd_fork_parent()
+{
+    if (fork_pipe[0] < 0)
+        return;
+    os_close(fork_pipe[1]);
+    /* One byte when the child has its copy; end of file when it died (or
+     * fork failed: then no child holds the write end either). */
+    char c;
+    os_read_byte(fork_pipe[0], &c);
+    os_close(fork_pipe[0]);
+    fork_pipe[0] = fork_pipe[1] = -1;
+}
+
+void zone_memfd_fork_child()
+{
+    fork_copied = fork_pipe[0] >= 0;
+    if (fork_pipe[0] < 0)
+        return;
+    os_close(fork_pipe[0]);
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nz; i++) {
+        zone *z = zones[i];
+        if (z->backing_fd < 0)
+            continue;
+        uint64_t size = (uint64_t)ZONE_MAX_PAGES << PAGE_SHIFT;
+        int fd = os_memfd_create("kalloc", size);
+        if (fd < 0 || !os_copy_file_data(z->backing_fd, fd, (uint64_t)z->spanned_pages << PAGE_SHIFT))
+            panic("fork: cannot copy a memory-file zone for the child (KALLOC_MESH)");
+        if (!os_map_file_replace((void *)z->zone_start, z->spanned_pages << PAGE_SHIFT, fd, 0))
+            panic("fork: cannot map the child's copy of a memory-file zone (KALLOC_MESH)");
+        mesh_remap_aliases(z, fd);
+        os_close(z->backing_fd);
+        z->backing_fd = fd;
+    }
+    os_write(fork_pipe[1], "", 1);
+    os_close(fork_pipe[1]);
+    fork_pipe[0] = fork_pipe[1] = -1;
 }
 
 } // namespace kalloc

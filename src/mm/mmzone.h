@@ -48,6 +48,7 @@
 
 #include "mm/mm_types.h"
 #include "platform/compiler.h"
+#include "platform/os.h"
 #include "platform/spinlock.h"
 
 namespace kalloc {
@@ -114,9 +115,10 @@ struct free_area {
     unsigned long nr_free;                /* blocks on all of this order's lists */
 };
 
-/* What backs a zone's pages.  Only anonymous memory today; the memory-file
- * kind is where physical-page compaction will plug in (a zone's pages can
- * then be remapped to other offsets of the file). */
+/* What backs a zone's pages.  Anonymous memory by default; with
+ * KALLOC_MESH=1 a memory file (memfd) mapped MAP_SHARED at file offset =
+ * address - zone_start, so a page's virtual range can be re-pointed at
+ * another page's file offset (meshing, mm/mesh.h). */
 enum zone_backing : uint8_t {
     ZONE_BACKING_ANON,
     ZONE_BACKING_MEMFD,
@@ -190,6 +192,7 @@ struct zone {
     unsigned long nr_large_pages; /* pages in large allocations */
     unsigned long nr_slab_pages;  /* pages in slabs */
     unsigned long nr_meta_pages;  /* pages of allocator metadata */
+    unsigned long nr_mesh_aliases; /* slabs merged into another's physical page now (mm/mesh.h) */
     struct free_area free_area[NR_PAGE_ORDERS]; /* the buddy allocator's free lists */
     uint8_t pageblock_mt[ZONE_MAX_PAGEBLOCKS]; /* migrate type of each 2 MiB pageblock */
     uint8_t pageblock_thp[ZONE_MAX_PAGEBLOCKS]; /* pageblock_thp_flags of each pageblock */
@@ -296,6 +299,31 @@ static inline void set_pageblock_migratetype(zone *z, unsigned long pfn, migrate
 {
     z->pageblock_mt[pfn >> pageblock_order] = mt;
 }
+
+/* Give the pages of [addr, addr + len) inside zone z back to the OS,
+ * whatever backs them (anonymous: MADV_DONTNEED; memory file: MADV_REMOVE,
+ * which frees the file pages). */
+static inline void zone_decommit(const zone *z, void *addr, size_t len)
+{
+    os_decommit_backed(addr, len, z->backing_fd);
+}
+
+/* fork() with memory-file zones (KALLOC_MESH): their MAP_SHARED mappings
+ * are shared with the child, so the child gives itself a copy.
+ * zone_memfd_fork_prepare (the forking thread, before fork): a pipe, when
+ * any zone is memory-file backed; zone_memfd_fork_parent: wait until the
+ * child has its copy (the parent must not write the shared pages before);
+ * zone_memfd_fork_child: copy each memory file's data into a new one, map
+ * it over every mapped range at the same offsets (meshed aliases too), then
+ * release the parent.  Callers hold zone_list_lock or are single-threaded. */
+void zone_memfd_fork_prepare();
+void zone_memfd_fork_parent();
+void zone_memfd_fork_child();
+/* In the fork child: whether zone_memfd_fork_child copied memory files.
+ * Their copy is not a snapshot at the fork: the parent's other threads
+ * wrote on while the child copied, so what those threads' caches hold
+ * cannot be trusted in the child (malloc/tcache.cc leaks it). */
+bool zone_memfd_fork_copied();
 
 /* Reserve a new address-space slot (ZONE_SLOT_SIZE aligned, not used by
  * anyone) for a zone or a vmalloc region covering `nr_slots` slots; returns

@@ -189,7 +189,7 @@ static inline bool page_is_buddy(const page *pg, unsigned order)
  * the block moves to its list's tail. */
 static void report_free_block(zone *z, page *pg, unsigned order)
 {
-    os_decommit(page_address(pg), PAGE_SIZE << order);
+    zone_decommit(z, page_address(pg), PAGE_SIZE << order);
     del_from_lru(z, pg, order);
     pg->flags |= PG_reported | PG_reclaimed;
     list_move_tail(&pg->lru, &z->free_area[order].free_list[pg->migratetype]);
@@ -773,6 +773,8 @@ unsigned long __zone_shrink_top(zone *z, bool idle_reported_only, uint32_t now, 
         pg->flags &= (uint16_t)~PG_desc_off;   /* zeroed below anyway */
         del_from_free_list(z, pg, MAX_ORDER);
         os_unmap((void *)(z->zone_start + (top << PAGE_SHIFT)), PAGE_SIZE << MAX_ORDER);
+        if (z->backing_fd >= 0)      /* the file pages behind the range go too */
+            os_punch_hole(z->backing_fd, top << PAGE_SHIFT, PAGE_SIZE << MAX_ORDER);
         WRITE_ONCE(z->spanned_pages, top);
         /* The descriptors stay mapped (lock-free readers never fault) but
          * are zeroed, no longer resident: growth sets them up again.  1024

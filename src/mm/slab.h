@@ -165,6 +165,10 @@ struct kmem_cache {
                                   * class being freed, see slub.cc cache_freeing) */
     unsigned long punch_refills; /* nr_refills at the last timed hole pass (idle: unchanged) */
     unsigned long punch_flushes; /* nr_flushes at the last timed hole pass (nothing new: unchanged) */
+    unsigned long mesh_flushes;  /* nr_flushes at the last meshing pass over it (mm/mesh.h): a
+                                  * timed pass skips a cache with no frees since */
+    unsigned long mesh_active;   /* active_objects at the last meshing pass over it, raised
+                                  * when it grows: frees that take it 1/4 lower start a pass */
 };
 
 constexpr unsigned SLAB_DRAIN_EMPTIES = 4;      /* slabs emptied with no refill: draining */
@@ -258,6 +262,11 @@ unsigned long kmem_cache_order_partial_all();
 /* The end of a lifetime window of cache c (under c->lock): update
  * life_ratio and migratetype (exposed for tests). */
 void __slab_lifetime_update(kmem_cache *c);
+
+/* For mm/mesh.cc: take c->lock (setting the cache up on first use); move a
+ * slab between the lists (caller holds c->lock). */
+kmem_cache *kmem_cache_lock(kmem_cache *c);
+void __slab_set_list(kmem_cache *c, page *pg, slab_list_id to);
 
 /* For fork(): take / release / reset every cache lock. */
 void kmem_cache_lock_all();

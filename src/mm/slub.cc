@@ -52,6 +52,7 @@
  * is taken under it to free an empty slab with holes (cache -> zone).
  */
 #include "mm/slab.h"
+#include "mm/mesh.h"
 
 #include "mm/compaction.h"
 #include "mm/khugepaged.h"
@@ -173,7 +174,7 @@ static void slab_decommit_mask(page *pg, uint32_t mask)
     while (m) {
         unsigned start = (unsigned)__builtin_ctzll(m);
         unsigned len = (unsigned)__builtin_ctzll(~(m >> start));   /* <= 32 */
-        os_decommit(base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
+        zone_decommit(pg->zone, base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
         hole_stat_add(slab_holes.madvise_calls, 1);
         m &= ~(((1ull << len) - 1) << start);
     }
@@ -433,7 +434,13 @@ static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner)
     uint8_t *owners = zone_slab_owner_map(pg->zone) + page_to_pfn(pg);
     for (unsigned long i = 0; i < (1ul << c->order); i++)
         owners[i] = (uint8_t)owner;
+    if (unlikely(pg->flags & PG_meshed))        /* its aliases' objects are its objects */
+        for (uint32_t next = pg->mesh_next; next; next = pfn_to_page(pg->zone, next - 1)->mesh_next)
+            zone_slab_owner_map(pg->zone)[next - 1] = (uint8_t)owner;
 }
+
+kmem_cache *kmem_cache_lock(kmem_cache *c) { return cache_lock(c); }
+void __slab_set_list(kmem_cache *c, page *pg, slab_list_id to) { set_slab_list(c, pg, to); }
 
 /* Take objects from slab pg onto the front of *chain: up to `want`, or its
  * whole freelist when that fits in `max` (max >= want).  A whole freelist
@@ -641,6 +648,8 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
     unsigned old = pg->inuse;
     pg->inuse = (uint16_t)(old - run);
     if (pg->inuse == 0) {
+        if (unlikely(pg->flags & PG_meshed))
+            __mesh_unmesh(c, pg);               /* its aliases get their own pages back */
         set_slab_list(c, pg, SLAB_NONE);
         if (c->empty_refills != c->nr_refills)
             c->nr_empty_run = 0;          /* a refill since the last empty */
@@ -687,6 +696,22 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
     }
 }
 
+/* Frees of an order-0 cache with KALLOC_MESH (caller holds c->lock):
+ * whether they took it to at most half in use and 1/4 below its objects in
+ * use at its last meshing pass; then kmem_cache_free_bulk runs mesh_timed
+ * after unlocking, so a program freeing most of a population has its slabs
+ * meshed while it frees (a pass per quarter), without waiting for a timed
+ * pass it may never make (an idle program). */
+static inline bool mesh_due_on_free(kmem_cache *c)
+{
+    if (c->active_objects > c->mesh_active) {
+        c->mesh_active = c->active_objects;     /* grown since: the next drop counts from here */
+        return false;
+    }
+    return c->nr_slabs >= MESH_TIMED_MIN_SLABS && 2 * c->active_objects <= c->nr_slabs * c->objects &&
+           4 * c->active_objects <= 3 * c->mesh_active;
+}
+
 /* Consecutive objects of one slab (the usual case: a thread cache gives
  * back what it took together) cost one range check each; the slab's page
  * is looked up and its count and lists updated once per run. */
@@ -696,7 +721,7 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     unsigned nr_to_free = 0;
     const uintptr_t slab_bytes = PAGE_SIZE << c->order;
     page *pg = nullptr;
-    uintptr_t base = 0;
+    uintptr_t base = 0, mesh_delta = 0;
     unsigned run = 0;
     cache_lock(c);
     /* Once per call: whether this class is being freed (slab holes). */
@@ -715,6 +740,13 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
             }
             pg = virt_to_block_head((uintptr_t)obj, slab_bytes);
             base = (uintptr_t)obj & ~(slab_bytes - 1);
+            mesh_delta = 0;
+            if (unlikely(pg->flags & PG_mesh_alias)) {
+                /* Freed through a meshed alias: the object is the primary's
+                 * (mm/mesh.h), at the same offset. */
+                mesh_delta = (uintptr_t)page_address(pg->mesh_primary) - base;
+                pg = pg->mesh_primary;
+            }
             run = 0;
             if (pg->zone != fz) {
                 if (fz)
@@ -725,6 +757,7 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
         }
         if (!pg->freelist)
             pg->freelist_tail = (uint32_t)((uintptr_t)obj - base);
+        obj = (void *)((uintptr_t)obj + mesh_delta);
         *(void **)obj = pg->freelist;
         pg->freelist = obj;
         run++;
@@ -737,9 +770,12 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     c->active_objects -= n;
     c->nr_flushes++;
     c->life_frees += n;
+    const bool mesh = unlikely(c->order == 0 && option_get(OPT_MESH) == 1) && mesh_due_on_free(c);
     spin_unlock(&c->lock);
     if (fz)
         zone_note_freed(fz, fbytes);
+    if (unlikely(mesh))
+        mesh_timed();
     for (unsigned i = 0; i < nr_to_free; i++)
         discard_slab(c, to_free[i]);
     if (nr_to_free)
@@ -832,6 +868,11 @@ bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj)
 {
     bool found = false;
     cache_lock(c);
+    void *alias = obj;              /* the address it was freed through (barn) */
+    if (unlikely(head->flags & PG_mesh_alias)) {
+        obj = (char *)page_address(head->mesh_primary) + ((char *)obj - (char *)page_address(head));
+        head = head->mesh_primary;
+    }
     char *base = (char *)page_address(head);
     size_t idx = (size_t)((char *)obj - base) / c->size;
     if (idx >= head->carved)
@@ -843,7 +884,7 @@ bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj)
             found = true;
     for (unsigned i = 0; i < c->nr_barn && !found; i++)       /* parked in the barn */
         for (void *o = c->barn[i].head; o && !found; o = *(void **)o)
-            if (o == obj)
+            if (o == obj || o == alias)
                 found = true;
     spin_unlock(&c->lock);
     return found;

@@ -6,6 +6,7 @@
 #include "mm/vmscan.h"
 
 #include "mm/khugepaged.h"
+#include "mm/mesh.h"
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
 #include "platform/cgroup.h"
@@ -172,7 +173,7 @@ static void shrink_zone_small(zone *z, scan_control *sc)
         if (!n)
             break;
         for (unsigned i = 0; i < n; i++) {
-            os_decommit(page_address(batch[i]), PAGE_SIZE << order[i]);
+            zone_decommit(z, page_address(batch[i]), PAGE_SIZE << order[i]);
             khugepaged_note_reclaim(z, page_to_pfn(batch[i]), order[i]);
         }
         spin_lock(&z->lock);
@@ -236,7 +237,7 @@ again:
         if (!n)
             break;
         for (unsigned i = 0; i < n; i++) {
-            os_decommit(page_address(batch[i].pg), PAGE_SIZE << batch[i].order);
+            zone_decommit(z, page_address(batch[i].pg), PAGE_SIZE << batch[i].order);
             khugepaged_note_reclaim(z, page_to_pfn(batch[i].pg), batch[i].order);
         }
         spin_lock(&z->lock);
@@ -348,6 +349,9 @@ static void run_decay_hooks(uint32_t now)
     /* Free pages inside the partial slabs of classes idle since the last
      * pass (slab holes, mm/slub.cc). */
     kmem_cache_punch_holes_all(true);
+    /* Half-empty slabs merged onto shared physical pages (KALLOC_MESH,
+     * mm/mesh.h; single-threaded processes only). */
+    mesh_timed();
     /* The per-CPU pagesets: drain the idle ones, decay high (mm/per_cpu_pages). */
     pcp_decay_all(ktime_get_coarse_ms());
     if (auto h = READ_ONCE(vmscan_tcache_decay_hook))

@@ -4,6 +4,8 @@
  */
 #include "mm/vmstat.h"
 
+#include "mm/mesh.h"
+
 #include "mm/compaction.h"
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
@@ -215,6 +217,12 @@ void print_vmstat(printbuf &out)
                "  slab_hole_madvise %lu\n",
                READ_ONCE(slab_holes.punched), READ_ONCE(slab_holes.refaulted),
                READ_ONCE(slab_holes.hole_pages), READ_ONCE(slab_holes.madvise_calls));
+    out.printf("  mesh_pages %lu\n  mesh_success %lu\n  mesh_attempt %lu\n  mesh_fail_overlap %lu\n"
+               "  unmesh %lu\n  mesh_skip_threads %lu\n  mesh_passes %lu\n",
+               READ_ONCE(mesh_stats.mesh_pages), READ_ONCE(mesh_stats.mesh_success),
+               READ_ONCE(mesh_stats.mesh_attempt), READ_ONCE(mesh_stats.mesh_fail_overlap),
+               READ_ONCE(mesh_stats.unmesh), READ_ONCE(mesh_stats.mesh_skip_threads),
+               READ_ONCE(mesh_stats.mesh_passes));
 }
 
 void print_slabinfo(printbuf &out, const unsigned long cached[NR_KMALLOC_CLASSES])

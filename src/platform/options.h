@@ -36,6 +36,10 @@ enum option_id {
                            go to MIGRATE_LONGLIVED pageblocks (default 0: measured, not applied) */
     OPT_SLAB_HOLES,     /* KALLOC_SLAB_HOLES=0: never give back pages of slabs still in use
                            (default 1: mm/slub.cc, slab holes) */
+    OPT_MESH,           /* KALLOC_MESH=1: zones backed by a memory file, and half-empty slabs of
+                           a size class merged onto one physical page (mm/mesh.h), as frees
+                           and timed passes find them; 2: only from kalloc_compact and
+                           malloc_trim(0); default 0 */
     OPT_COUNT
 };
 

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +64,126 @@ void os_decommit(void *addr, size_t len)
     int saved = errno;
     madvise(addr, len, MADV_DONTNEED);
     errno = saved;
+}
+
+void os_decommit_backed(void *addr, size_t len, int fd)
+{
+    int saved = errno;
+    madvise(addr, len, fd < 0 ? MADV_DONTNEED : MADV_REMOVE);
+    errno = saved;
+}
+
+int os_memfd_create(const char *name, uint64_t size)
+{
+    int fd = (int)syscall(SYS_memfd_create, name, MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+bool os_map_file_replace(void *addr, size_t len, int fd, uint64_t offset)
+{
+    void *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)offset);
+    return p == addr;
+}
+
+void os_punch_hole(int fd, uint64_t offset, uint64_t len)
+{
+    int saved = errno;
+    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len);
+    errno = saved;
+}
+
+bool os_copy_file_data(int from, int to, uint64_t size)
+{
+    off_t pos = 0;
+    while ((uint64_t)pos < size) {
+        off_t data = lseek(from, pos, SEEK_DATA);
+        if (data < 0)
+            return errno == ENXIO;          /* no data past pos */
+        off_t hole = lseek(from, data, SEEK_HOLE);
+        if (hole < 0)
+            return false;
+        off_t in = data, out = data;
+        while (in < hole) {
+            ssize_t n = copy_file_range(from, &in, to, &out, (size_t)(hole - in), 0);
+            if (n > 0)
+                continue;
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n == 0)
+                break;
+            /* copy_file_range unsupported here: copy through a buffer. */
+            char buf[16384];
+            ssize_t r = pread(from, buf, (size_t)(hole - in) < sizeof(buf) ? (size_t)(hole - in) : sizeof(buf), in);
+            if (r <= 0)
+                return false;
+            for (ssize_t done = 0; done < r;) {
+                ssize_t w = pwrite(to, buf + done, (size_t)(r - done), in + done);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    return false;
+                done += w;
+            }
+            in += r;
+            out = in;
+        }
+        pos = hole;
+    }
+    return true;
+}
+
+bool os_pipe(int fds[2])
+{
+    return pipe2(fds, O_CLOEXEC) == 0;
+}
+
+bool os_read_byte(int fd, char *c)
+{
+    int saved = errno;
+    ssize_t n;
+    do
+        n = read(fd, c, 1);
+    while (n < 0 && errno == EINTR);
+    errno = saved;
+    return n == 1;
+}
+
+void os_close(int fd)
+{
+    int saved = errno;
+    close(fd);
+    errno = saved;
+}
+
+void os_block_signals(uint64_t *old)
+{
+    uint64_t all = ~0ull;
+    int saved = errno;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, old, sizeof(all));
+    errno = saved;
+}
+
+void os_restore_signals(uint64_t old)
+{
+    int saved = errno;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, sizeof(old));
+    errno = saved;
+}
+
+unsigned os_nr_threads()
+{
+    char buf[2048];
+    if (os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
+        return 0;
+    return (unsigned)os_parse_field(buf, "Threads:", 0);
 }
 
 void os_hugepage(void *addr, size_t len)

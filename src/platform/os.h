@@ -43,6 +43,51 @@ void *os_remap_fixed(void *addr, size_t old_len, size_t new_len, void *new_addr)
  * longer count in the resident set. */
 void os_decommit(void *addr, size_t len);
 
+/* Give the pages back whatever maps them: `fd` < 0 (anonymous private
+ * memory) MADV_DONTNEED as os_decommit; otherwise the range is a shared
+ * mapping of the memory file `fd` and MADV_REMOVE frees the file pages
+ * behind it (MADV_DONTNEED would only drop this mapping's page-table entries
+ * and keep the file pages, so nothing would be given back). */
+void os_decommit_backed(void *addr, size_t len, int fd);
+
+/* A memory file (memfd_create, MFD_CLOEXEC) of `size` bytes, sparse (no
+ * page allocated until touched).  The fd, or -1 with errno set. */
+int os_memfd_create(const char *name, uint64_t size);
+
+/* Map `len` bytes of memory file `fd` at `offset` exactly at `addr`,
+ * replacing whatever is mapped there (MAP_SHARED | MAP_FIXED).  False with
+ * errno set on failure (the old mapping may then be gone: callers only
+ * replace kalloc's own mappings). */
+bool os_map_file_replace(void *addr, size_t len, int fd, uint64_t offset);
+
+/* Free the file pages of [offset, offset + len) of `fd`, keeping its size
+ * (fallocate PUNCH_HOLE | KEEP_SIZE); they read as zero afterwards. */
+void os_punch_hole(int fd, uint64_t offset, uint64_t len);
+
+/* Copy the data of memory file `from` into `to` (of the same size, empty),
+ * only the ranges that hold pages (lseek SEEK_DATA / SEEK_HOLE), with
+ * copy_file_range and a pread/pwrite fallback through a stack buffer.
+ * False with errno set on failure. */
+bool os_copy_file_data(int from, int to, uint64_t size);
+
+/* A pipe (pipe2 O_CLOEXEC) into fds[0] (read end) and fds[1]; false on failure. */
+bool os_pipe(int fds[2]);
+
+/* Read one byte from fd, retrying on EINTR; false at end of file or on error.
+ * errno preserved. */
+bool os_read_byte(int fd, char *c);
+
+/* Close a file descriptor, errno preserved. */
+void os_close(int fd);
+
+/* Block every signal in the calling thread (rt_sigprocmask); *old gets the
+ * mask to give back to os_restore_signals. */
+void os_block_signals(uint64_t *old);
+void os_restore_signals(uint64_t old);
+
+/* Threads of this process (Threads: in /proc/self/status), 0 if unknown. */
+unsigned os_nr_threads();
+
 /* Ask for transparent hugepages on a 2 MiB aligned range (MADV_HUGEPAGE). */
 void os_hugepage(void *addr, size_t len);
 

@@ -1,0 +1,400 @@
+// Memory-file zones and meshing (KALLOC_MESH=1, mm/mesh.h) through the
+// public API.  Each MeshChild test runs in a fresh process started by the
+// Mesh test of the same name, with KALLOC_MESH=1 in its environment and
+// KALLOC_TEST_MESH_CHILD naming it; run directly, MeshChild tests skip.
+//   - the zones are mapped from a memory file (memfd "kalloc");
+//   - memory given back leaves the file (MADV_REMOVE, not MADV_DONTNEED);
+//   - fork: the child sees the parent's data as of the fork, and neither
+//     sees the other's later writes (single- and multi-threaded parents).
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api_test_util.h"
+#include "kalloc/kalloc.h"
+
+using kt::check;
+using kt::fill;
+
+namespace {
+
+bool mesh_child(const char *name) {
+  const char *c = getenv("KALLOC_TEST_MESH_CHILD");
+  return c && strcmp(c, name) == 0;
+}
+
+#define MESH_CHILD(name) \
+  if (!mesh_child(name)) GTEST_SKIP() << "run by the Mesh test of the same name, with KALLOC_MESH=1";
+
+void run_mesh_child(const char *name, const char *mesh = "1") {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setenv("KALLOC_MESH", mesh, 1);
+    setenv("KALLOC_TEST_MESH_CHILD", name, 1);
+    std::string filter = std::string("--gtest_filter=MeshChild.") + name;
+    execl("/proc/self/exe", "mesh_test", filter.c_str(), (char *)nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "MeshChild." << name << " failed";
+}
+
+// The mapping of /proc/self/maps that holds p, or "".
+std::string mapping_of(const void *p) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return "";
+  char line[512];
+  std::string out;
+  while (fgets(line, sizeof(line), f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && (uintptr_t)p >= lo && (uintptr_t)p < hi) {
+      out = line;
+      break;
+    }
+  }
+  fclose(f);
+  return out;
+}
+
+// Bytes of file pages held by kalloc's memory files (st_blocks of every
+// open "/memfd:kalloc" descriptor).
+long memfd_bytes() {
+  long total = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  while (dirent *e = readdir(d)) {
+    char path[64], target[128];
+    snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+    ssize_t n = readlink(path, target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    target[n] = 0;
+    if (strncmp(target, "/memfd:kalloc", 13) != 0) continue;
+    struct stat st;
+    if (stat(path, &st) == 0) total += (long)st.st_blocks * 512;
+  }
+  closedir(d);
+  return total;
+}
+
+TEST(MeshChild, ZonesAreMemoryFileBacked) {
+  MESH_CHILD("ZonesAreMemoryFileBacked");
+  void *small = malloc(64), *large = malloc(256 << 10);
+  ASSERT_NE(small, nullptr);
+  ASSERT_NE(large, nullptr);
+  EXPECT_NE(mapping_of(small).find("memfd:kalloc"), std::string::npos) << mapping_of(small);
+  EXPECT_NE(mapping_of(large).find("memfd:kalloc"), std::string::npos) << mapping_of(large);
+  EXPECT_NE(mapping_of(small).find(" rw-s "), std::string::npos) << mapping_of(small);
+  free(small);
+  free(large);
+}
+
+// 64 MiB of 64 KiB blocks written, freed and trimmed: the file pages go.
+TEST(MeshChild, GivenBackLeavesTheFile) {
+  MESH_CHILD("GivenBackLeavesTheFile");
+  std::vector<void *> ps;
+  for (int i = 0; i < 1024; i++) {
+    void *p = malloc(64 << 10);
+    ASSERT_NE(p, nullptr);
+    memset(p, 0x5a, 64 << 10);
+    ps.push_back(p);
+  }
+  long full = memfd_bytes();
+  EXPECT_GE(full, 64l << 20);
+  for (void *p : ps) free(p);
+  malloc_trim(0);
+  long after = memfd_bytes();
+  EXPECT_LE(after, full - (48l << 20)) << "file bytes " << full << " -> " << after;
+}
+
+// Objects of several size classes filled before the fork; the child checks
+// them, overwrites them and mallocs; the parent checks its own are intact and
+// overwrites them; the child checks its writes were not touched.
+void fork_isolation(bool with_thread) {
+  std::atomic<bool> stop{false};
+  std::thread t;
+  std::vector<void *> spin;   // the helper thread's own churn
+  if (with_thread)
+    t = std::thread([&] {
+      while (!stop.load()) {
+        void *p = malloc(48);
+        if (p) memset(p, 1, 48);
+        free(p);
+      }
+    });
+  const size_t sizes[] = {16, 64, 200, 1000, 5000, 40000, 300000};
+  std::vector<std::pair<void *, size_t>> objs;
+  for (int r = 0; r < 200; r++)
+    for (size_t s : sizes) {
+      void *p = malloc(s);
+      ASSERT_NE(p, nullptr);
+      fill(p, s, (uint32_t)objs.size());
+      objs.push_back({p, s});
+    }
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(to_parent), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    char c;
+    int bad = 0;
+    for (size_t i = 0; i < objs.size(); i++)
+      if (check(objs[i].first, objs[i].second, (uint32_t)i) != objs[i].second) bad |= 1;
+    for (size_t i = 0; i < objs.size(); i++) fill(objs[i].first, objs[i].second, (uint32_t)(i + 100000));
+    for (int i = 0; i < 1000; i++) {   // the child's heap works
+      void *p = malloc(100 + i);
+      if (!p) bad |= 2;
+      else { memset(p, 7, 100 + i); free(p); }
+    }
+    if (write(to_parent[1], "c", 1) != 1) bad |= 4;
+    if (read(to_child[0], &c, 1) != 1) bad |= 4;    // the parent has overwritten its copy
+    for (size_t i = 0; i < objs.size(); i++)
+      if (check(objs[i].first, objs[i].second, (uint32_t)(i + 100000)) != objs[i].second) bad |= 8;
+    _exit(bad);
+  }
+  char c;
+  ASSERT_EQ(read(to_parent[0], &c, 1), 1);
+  size_t bad = 0;
+  for (size_t i = 0; i < objs.size(); i++)
+    if (check(objs[i].first, objs[i].second, (uint32_t)i) != objs[i].second) bad++;
+  EXPECT_EQ(bad, 0u) << "the child's writes reached the parent";
+  for (size_t i = 0; i < objs.size(); i++) fill(objs[i].first, objs[i].second, (uint32_t)(i + 200000));
+  ASSERT_EQ(write(to_child[1], "p", 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "child: 1 data at fork wrong, 2 malloc, 4 pipe, 8 parent's writes seen";
+  for (size_t i = 0; i < objs.size(); i++) {
+    EXPECT_EQ(check(objs[i].first, objs[i].second, (uint32_t)(i + 200000)), objs[i].second);
+    free(objs[i].first);
+  }
+  if (with_thread) {
+    stop = true;
+    t.join();
+  }
+  for (int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) close(fd);
+}
+
+TEST(MeshChild, ForkCopiesSingleThreaded) {
+  MESH_CHILD("ForkCopiesSingleThreaded");
+  fork_isolation(false);
+}
+
+TEST(MeshChild, ForkCopiesWithThreads) {
+  MESH_CHILD("ForkCopiesWithThreads");
+  fork_isolation(true);
+}
+
+// --- meshing -------------------------------------------------------------
+
+kalloc_vmstat vmstat_now() {
+  kalloc_vmstat v{};
+  v.size = sizeof(v);
+  kalloc_vmstat_get(&v);
+  return v;
+}
+
+// kCount objects of kSize bytes (an order-0 class), each filled with its own
+// pattern; a random 90% freed (fixed seed), so nearly every slab keeps a few.
+constexpr size_t kSize = 48;
+constexpr size_t kCount = 200000;
+
+struct population {
+  std::vector<void *> live;
+  std::vector<uint32_t> seed;
+  kalloc_vmstat full;     // after the fill, before the frees (which may mesh already)
+  long file_full;         // memfd_bytes() then
+  population() {
+    std::vector<void *> all(kCount);
+    for (size_t i = 0; i < kCount; i++) {
+      all[i] = malloc(kSize);
+      EXPECT_NE(all[i], nullptr);
+      fill(all[i], kSize, (uint32_t)i);
+    }
+    full = vmstat_now();
+    file_full = memfd_bytes();
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < kCount; i++) {
+      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+      if (x % 10 == 0) {
+        live.push_back(all[i]);
+        seed.push_back((uint32_t)i);
+      } else {
+        free(all[i]);
+      }
+    }
+  }
+  size_t bad() const {
+    size_t n = 0;
+    for (size_t i = 0; i < live.size(); i++)
+      if (check(live[i], kSize, seed[i]) != kSize) n++;
+    return n;
+  }
+};
+
+// The pass merges slabs, the file pages drop, every survivor keeps its
+// bytes; new objects of the class go into the merged slabs' free slots
+// without touching the survivors; freeing everything (through alias and
+// primary addresses alike) gives every alias back, and the memory is reused.
+TEST(MeshChild, MergesHalfEmptySlabs) {
+  MESH_CHILD("MergesHalfEmptySlabs");
+  population pop;
+  const kalloc_vmstat &before = pop.full;
+  long file_before = pop.file_full;
+  kalloc_compact();
+  kalloc_vmstat after = vmstat_now();
+  long file_after = memfd_bytes();
+  EXPECT_GT(after.mesh_success, before.mesh_success);
+  EXPECT_GT(after.mesh_pages, 0u);
+  EXPECT_EQ(after.mesh_skip_threads, before.mesh_skip_threads);
+  // 200,000 x 48 B is about 2300 pages; 90% freed: at least 1000 merged away.
+  EXPECT_GE(after.mesh_pages, 1000u);
+  EXPECT_LE(file_after, file_before - 1000l * 4096) << file_before << " -> " << file_after;
+  EXPECT_EQ(pop.bad(), 0u);
+
+  // Reallocate: the merged slabs hand out their free slots.
+  std::vector<void *> fresh;
+  for (size_t i = 0; i < kCount / 2; i++) {
+    void *p = malloc(kSize);
+    ASSERT_NE(p, nullptr);
+    fill(p, kSize, (uint32_t)(i + 1000000));
+    fresh.push_back(p);
+  }
+  EXPECT_EQ(pop.bad(), 0u);
+  for (size_t i = 0; i < fresh.size(); i++)
+    ASSERT_EQ(check(fresh[i], kSize, (uint32_t)(i + 1000000)), kSize) << i;
+  for (void *p : fresh) free(p);
+  EXPECT_EQ(pop.bad(), 0u);
+
+  // Free every survivor: every merged slab empties, every alias goes back.
+  for (void *p : pop.live) free(p);
+  pop.live.clear();
+  kalloc_thread_flush();
+  kalloc_vmstat end = vmstat_now();
+  // Every alias is accounted for (merged = given back + still merged), and
+  // all but a few are given back: a merged slab may also hold objects the
+  // test harness allocated meanwhile (gtest's own 48-byte blocks).
+  EXPECT_EQ(end.mesh_success - end.unmesh, end.mesh_pages);
+  EXPECT_LE(end.mesh_pages, 16u);
+  EXPECT_GE(end.unmesh - before.unmesh + 16, end.mesh_success - before.mesh_success);
+
+  // The memory is usable again (aliases' pages included).
+  std::vector<void *> again;
+  for (size_t i = 0; i < kCount; i++) {
+    void *p = malloc(kSize);
+    ASSERT_NE(p, nullptr);
+    fill(p, kSize, (uint32_t)(i + 2000000));
+    again.push_back(p);
+  }
+  for (size_t i = 0; i < again.size(); i++)
+    ASSERT_EQ(check(again[i], kSize, (uint32_t)(i + 2000000)), kSize) << i;
+  for (void *p : again) free(p);
+}
+
+// malloc_trim(0) meshes too.
+TEST(MeshChild, TrimMeshes) {
+  MESH_CHILD("TrimMeshes");
+  population pop;
+  kalloc_vmstat before = vmstat_now();
+  malloc_trim(0);
+  kalloc_vmstat after = vmstat_now();
+  EXPECT_GT(after.mesh_success, before.mesh_success);
+  EXPECT_EQ(pop.bad(), 0u);
+  for (void *p : pop.live) free(p);
+}
+
+// fork after meshing: the child sees every survivor (aliases mapped onto
+// its own copy), writes them, and the parent's stay as they were.
+TEST(MeshChild, ForkAfterMeshing) {
+  MESH_CHILD("ForkAfterMeshing");
+  population pop;
+  kalloc_compact();
+  ASSERT_GT(vmstat_now().mesh_pages, 0u);
+  int to_parent[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int bad = pop.bad() ? 1 : 0;
+    for (size_t i = 0; i < pop.live.size(); i++) fill(pop.live[i], kSize, pop.seed[i] + 5000000);
+    for (size_t i = 0; i < pop.live.size(); i++)
+      if (check(pop.live[i], kSize, pop.seed[i] + 5000000) != kSize) bad |= 2;
+    for (void *p : pop.live) free(p);   // unmesh in the child
+    if (write(to_parent[1], "c", 1) != 1) bad |= 4;
+    _exit(bad);
+  }
+  char c;
+  ASSERT_EQ(read(to_parent[0], &c, 1), 1);
+  EXPECT_EQ(pop.bad(), 0u) << "the child's writes reached the parent";
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "child: 1 data at fork wrong, 2 own writes lost, 4 pipe";
+  EXPECT_EQ(pop.bad(), 0u);
+  for (void *p : pop.live) free(p);
+  close(to_parent[0]);
+  close(to_parent[1]);
+}
+
+// A process with a second thread does not mesh (no write protection yet).
+TEST(MeshChild, MultiThreadedDoesNotMesh) {
+  MESH_CHILD("MultiThreadedDoesNotMesh");
+  std::atomic<bool> stop{false};
+  std::thread t([&] { while (!stop.load()) usleep(1000); });
+  population pop;   // its frees do not mesh either
+  EXPECT_EQ(vmstat_now().mesh_success, pop.full.mesh_success);
+  kalloc_vmstat before = vmstat_now();
+  kalloc_compact();
+  kalloc_vmstat after = vmstat_now();
+  stop = true;
+  t.join();
+  EXPECT_EQ(after.mesh_success, before.mesh_success);
+  EXPECT_GT(after.mesh_skip_threads, before.mesh_skip_threads);
+  EXPECT_EQ(pop.bad(), 0u);
+  for (void *p : pop.live) free(p);
+}
+
+// KALLOC_MESH=1: the frees themselves start passes (a pass per quarter of a
+// class's objects freed), with no compaction or trim call.
+TEST(MeshChild, FreesMesh) {
+  MESH_CHILD("FreesMesh");
+  population pop;
+  kalloc_vmstat after = vmstat_now();
+  long file_after = memfd_bytes();
+  EXPECT_GT(after.mesh_success, pop.full.mesh_success);
+  EXPECT_GE(after.mesh_pages, 500u);
+  EXPECT_LE(file_after, pop.file_full - 500l * 4096) << pop.file_full << " -> " << file_after;
+  EXPECT_EQ(pop.bad(), 0u);
+  for (void *p : pop.live) free(p);
+}
+
+// KALLOC_MESH=2 (on demand only) for the tests of kalloc_compact and trim.
+TEST(Mesh, MergesHalfEmptySlabs) { run_mesh_child("MergesHalfEmptySlabs", "2"); }
+TEST(Mesh, TrimMeshes) { run_mesh_child("TrimMeshes", "2"); }
+TEST(Mesh, FreesMesh) { run_mesh_child("FreesMesh", "1"); }
+TEST(Mesh, ForkAfterMeshing) { run_mesh_child("ForkAfterMeshing"); }
+TEST(Mesh, MultiThreadedDoesNotMesh) { run_mesh_child("MultiThreadedDoesNotMesh"); }
+TEST(Mesh, ZonesAreMemoryFileBacked) { run_mesh_child("ZonesAreMemoryFileBacked"); }
+TEST(Mesh, GivenBackLeavesTheFile) { run_mesh_child("GivenBackLeavesTheFile"); }
+TEST(Mesh, ForkCopiesSingleThreaded) { run_mesh_child("ForkCopiesSingleThreaded"); }
+TEST(Mesh, ForkCopiesWithThreads) { run_mesh_child("ForkCopiesWithThreads"); }
+
+}  // namespace
