@@ -192,6 +192,11 @@ struct zone {
     unsigned long nr_large_pages; /* pages in large allocations */
     unsigned long nr_slab_pages;  /* pages in slabs */
     unsigned long nr_meta_pages;  /* pages of allocator metadata */
+    unsigned long freed_pages;    /* objects and blocks freed in this zone, ever, in pages (slab
+                                   * objects rounded up per free call; relaxed atomic adds): the most
+                                   * any pageblock's free bytes can have grown by since it was
+                                   * counted (khugepaged_split_underused); here, among the counters
+                                   * every free writes, not on a page of its own */
     unsigned long nr_mesh_aliases; /* slabs merged into another's physical page now (mm/mesh.h) */
     struct free_area free_area[NR_PAGE_ORDERS]; /* the buddy allocator's free lists */
     uint8_t pageblock_mt[ZONE_MAX_PAGEBLOCKS]; /* migrate type of each 2 MiB pageblock */
@@ -208,9 +213,6 @@ struct zone {
     unsigned compact_defer_shift; /* skip up to 2^shift compactions after failures */
     int compact_order_failed;     /* lowest order a compaction failed for */
     /* --- splitting underused hugepages (khugepaged_split_underused) --- */
-    unsigned long freed_pages;    /* objects and blocks freed in this zone, ever, in pages
-                                   * (slab objects rounded up per free call; relaxed atomic adds): the most
-                                   * any pageblock's free bytes can have grown by since */
     uint32_t pageblock_split_next[ZONE_MAX_PAGEBLOCKS]; /* freed_pages (low 32 bits) before
                                    * which the pageblock cannot be half free: set when it was
                                    * counted and found dense (0: never counted) */
