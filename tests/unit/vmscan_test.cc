@@ -59,6 +59,18 @@ void expect_filled(const blk &b)
             ASSERT_EQ(p[pg * PAGE_SIZE + off], b.fill) << "a live block lost its contents";
 }
 
+// The end of a reclaim test: every live block still holds its fill, the
+// zones are consistent, and again once the blocks are freed.
+void expect_filled_then_free(const std::vector<blk> &live)
+{
+    for (const blk &b : live)
+        ASSERT_NO_FATAL_FAILURE(expect_filled(b));
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    for (const blk &b : live)
+        free_pages(b.pg, b.order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 // Pages of [p, p + len) that are resident (mincore).
 size_t resident_pages(void *p, size_t len)
 {
@@ -201,12 +213,7 @@ TEST(Vmscan, CrossingLowReclaimsColdestDownToHigh)
     EXPECT_GT(z->nr_free_resident + (1ul << 6), high);
     spin_unlock(&z->lock);
     EXPECT_FALSE(READ_ONCE(vmscan_pending));
-    for (blk &b : live)
-        ASSERT_NO_FATAL_FAILURE(expect_filled(b));
-    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
-    for (blk &b : live)
-        free_pages(b.pg, b.order);
-    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    ASSERT_NO_FATAL_FAILURE(expect_filled_then_free(live));
 }
 
 // Free memory over the watermark that is all order-0 fragments (each
@@ -256,12 +263,7 @@ TEST(Vmscan, OrderZeroFragmentsOverTheWatermarkAreReclaimed)
     EXPECT_GE(reported, std::min<unsigned long>(VMSCAN_SMALL_MAX, small_resident - high) / 2)
         << "order-0 fragments stayed resident";
     spin_unlock(&z->lock);
-    for (blk &b : live)
-        ASSERT_NO_FATAL_FAILURE(expect_filled(b));
-    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
-    for (blk &b : live)
-        free_pages(b.pg, b.order);
-    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    ASSERT_NO_FATAL_FAILURE(expect_filled_then_free(live));
 }
 
 // While reclaim is active (a free crossed WMARK_LOW and the zone has not
@@ -293,12 +295,7 @@ TEST(Vmscan, APassWithReclaimActiveDrainsThePagesetsWhole)
     spin_unlock(&z->lock);
     ASSERT_TRUE(vmscan_run(vmscan_now(), false, true));
     EXPECT_EQ(zone_pcp_pages(z), 0u) << "a pass with reclaim active leaves pages on the pagesets";
-    for (blk &b : live)
-        ASSERT_NO_FATAL_FAILURE(expect_filled(b));
-    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
-    for (blk &b : live)
-        free_pages(b.pg, b.order);
-    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    ASSERT_NO_FATAL_FAILURE(expect_filled_then_free(live));
 }
 
 TEST(Vmscan, ReclaimTakesTheColdestBlocksFirst)
