@@ -5,6 +5,7 @@
 
 #include <errno.h>
 
+#include "mm/per_cpu_pages.h"
 #include "mm/vmscan.h"
 #include "platform/options.h"
 #include "platform/os.h"
@@ -190,7 +191,7 @@ bool khugepaged_split_underused(zone *z, unsigned long pb)
      * same kept blocks on every watermark pass (5,909 counts, 21% of its
      * instructions).  Read before counting, so a free the count misses is
      * still ahead of the mark. */
-    const uint32_t freed = (uint32_t)__atomic_load_n(&z->freed_pages, __ATOMIC_RELAXED);
+    const uint32_t freed = (uint32_t)zone_freed_pages(z);
     const uint32_t next = READ_ONCE(z->pageblock_split_next[pb]);
     if (next && (int32_t)(next - freed) > 0)
         return false;

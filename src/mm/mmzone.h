@@ -193,10 +193,10 @@ struct zone {
     unsigned long nr_slab_pages;  /* pages in slabs */
     unsigned long nr_meta_pages;  /* pages of allocator metadata */
     unsigned long freed_pages;    /* objects and blocks freed in this zone, ever, in pages (slab
-                                   * objects rounded up per free call; relaxed atomic adds): the most
-                                   * any pageblock's free bytes can have grown by since it was
-                                   * counted (khugepaged_split_underused); here, among the counters
-                                   * every free writes, not on a page of its own */
+                                   * objects rounded up per free call; relaxed atomic adds); with
+                                   * the pagesets' freed_pages, the most any pageblock's free bytes
+                                   * can have grown by since it was counted
+                                   * (khugepaged_split_underused) */
     unsigned long nr_mesh_aliases; /* slabs merged into another's physical page now (mm/mesh.h) */
     struct free_area free_area[NR_PAGE_ORDERS]; /* the buddy allocator's free lists */
     uint8_t pageblock_mt[ZONE_MAX_PAGEBLOCKS]; /* migrate type of each 2 MiB pageblock */
@@ -286,11 +286,20 @@ static inline page *virt_to_block_head(uintptr_t p, uintptr_t block_bytes)
     return z->mem_map + (off >> PAGE_SHIFT);
 }
 
-/* Count bytes of objects freed in z (zone freed_pages, rounded up to a
- * page: an overcount only makes khugepaged_split_underused count sooner). */
+/* Count pages freed in z (zone freed_pages; frees onto a per-CPU pageset
+ * count in the pageset instead).  Relaxed atomic adds: slab frees add
+ * without the zone lock. */
+static inline void zone_note_freed_pages(zone *z, unsigned long nr)
+{
+    __atomic_fetch_add(&z->freed_pages, nr, __ATOMIC_RELAXED);
+}
+
+/* Count bytes of objects freed in z, rounded up to a page: an overcount
+ * only makes khugepaged_split_underused count sooner.  Once per zone per
+ * kmem_cache_free_bulk call. */
 static inline void zone_note_freed(zone *z, unsigned long bytes)
 {
-    __atomic_fetch_add(&z->freed_pages, (bytes + PAGE_SIZE - 1) >> PAGE_SHIFT, __ATOMIC_RELAXED);
+    zone_note_freed_pages(z, (bytes + PAGE_SIZE - 1) >> PAGE_SHIFT);
 }
 
 static inline migratetype get_pageblock_migratetype(const zone *z, unsigned long pfn)

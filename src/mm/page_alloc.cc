@@ -550,12 +550,12 @@ static page *__alloc_pages(unsigned order, migratetype mt, bool *zeroed)
 void free_pages(page *pg, unsigned order)
 {
     zone *z = pg->zone;
-    __atomic_fetch_add(&z->freed_pages, 1ul << order, __ATOMIC_RELAXED);
     if (order <= PAGE_ALLOC_COSTLY_ORDER) {
-        free_unref_page(z, pg, order);
+        free_unref_page(z, pg, order);   /* counted in the pageset (freed_pages) */
     } else {
         spin_lock(&z->lock);
         pa_stats.zone_lock++;
+        zone_note_freed_pages(z, 1ul << order);
         __free_one_page(z, page_to_pfn(pg), order, false);
         pa_stats.pgfree++;
         spin_unlock(&z->lock);
@@ -634,12 +634,12 @@ static page *__alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *z
 void free_pages_exact(page *pg, unsigned long nr_pages)
 {
     zone *z = pg->zone;
-    __atomic_fetch_add(&z->freed_pages, nr_pages, __ATOMIC_RELAXED);
     if (nr_pages >= PCP_RUN_MIN_PAGES && nr_pages <= PCP_RUN_MAX_PAGES &&
         free_unref_run(z, pg, nr_pages))
-        return;
+        return;                          /* counted in the pageset (freed_pages) */
     spin_lock(&z->lock);
     pa_stats.zone_lock++;
+    zone_note_freed_pages(z, nr_pages);
     __free_pages_range(z, page_to_pfn(pg), nr_pages, false);
     pa_stats.pgfree++;
     spin_unlock(&z->lock);

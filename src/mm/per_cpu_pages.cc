@@ -290,6 +290,7 @@ static bool free_unref_page_commit(zone *z, per_cpu_pages *pcp, page *pg, unsign
 {
     pcp_touch(pcp);
     pcp->alloc_factor >>= 1;
+    pcp->freed_pages += nr;
     list_add(&pg->lru, &pcp->lists[pi]);
     pcp->count += (int)nr;
     int batch = READ_ONCE(pcp->batch);
@@ -569,6 +570,14 @@ unsigned long zone_pcp_pages(zone *z)
     unsigned long n = 0;
     for (unsigned c = 0; c < z->nr_pcp; c++)
         n += (unsigned long)READ_ONCE(z->per_cpu_pageset[c].count);
+    return n;
+}
+
+unsigned long zone_freed_pages(zone *z)
+{
+    unsigned long n = __atomic_load_n(&z->freed_pages, __ATOMIC_RELAXED);
+    for (unsigned c = 0; c < z->nr_pcp; c++)
+        n += READ_ONCE(z->per_cpu_pageset[c].freed_pages);
     return n;
 }
 

@@ -122,6 +122,9 @@ struct per_cpu_pages {
     unsigned long nr_drain;       /* free_pcppages_bulk calls (a count) */
     unsigned long nr_run_hit;     /* large allocations served from a run (a count) */
     unsigned long nr_run_miss;    /* large allocations that found no run (a count) */
+    unsigned long freed_pages;    /* pages freed onto this pageset, ever: with zone freed_pages,
+                                   * khugepaged_split_underused's bound (counted here, under
+                                   * the pageset's lock, so a free writes no shared line) */
     list_head lists[NR_PCP_LISTS];/* [order * MIGRATE_TYPES + mt] for blocks; then the run classes */
 };
 
@@ -191,6 +194,10 @@ void __zone_update_below_high(zone *z);
 
 /* Pages held by z's pagesets (racy sum, for statistics). */
 unsigned long zone_pcp_pages(zone *z);
+
+/* Pages freed in z, ever: the zone's count and its pagesets' (racy sum;
+ * khugepaged_split_underused's bound, which tolerates overcounts). */
+unsigned long zone_freed_pages(zone *z);
 
 /* fork() support: take / release / reset every pageset lock. */
 void pcp_lock_all(unsigned nr_zones_locked);
