@@ -314,7 +314,7 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
     /* (Not khugepaged_note_reclaim: that marks a collapsed pageblock for a
      * new collapse, which would fault the holes in again.) */
     slab_decommit_mask(pg, new_mask);
-    unsigned added = (unsigned)__builtin_popcount(new_mask);
+    unsigned added = hweight32(new_mask);
     pg[1].slab_parked = (uint16_t)((pg->nr_holes ? pg[1].slab_parked : 0) + parked);
     pg[1].slab_hole_mask = mask;
     pg->nr_holes = (uint8_t)(pg->nr_holes + added);

@@ -38,5 +38,17 @@ constexpr inline bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
 /* Smallest n with (1 << n) >= x; x >= 1. */
 constexpr inline unsigned ceil_log2(size_t x) { return x <= 1 ? 0 : 64 - __builtin_clzl(x - 1); }
 constexpr inline unsigned floor_log2(size_t x) { return 63 - __builtin_clzl(x); }
+/* Bits set in x (the kernel's hweight32).  Not __builtin_popcount: without
+ * -mpopcnt (baseline x86-64 has no POPCNT) GCC calls libgcc's
+ * __popcountdi2, which made libkalloc.so load libgcc_s.so.1 into every
+ * process (~100 KiB of RSS and one more library to map at start). */
+constexpr inline unsigned hweight32(uint32_t x)
+{
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0f0f0f0fu;
+    return (x * 0x01010101u) >> 24;
+}
+static_assert(hweight32(0) == 0 && hweight32(0xffffffffu) == 32 && hweight32(0x80000001u) == 2, "hweight32");
 
 } // namespace kalloc

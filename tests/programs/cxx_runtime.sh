@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # libkalloc.so does not depend on libstdc++ (preload/new_delete.cc binds the
-# C++ runtime weakly).  Checks, with the same output as the system allocator:
-#   - a C program does not get libstdc++ mapped;
+# C++ runtime weakly) nor on libgcc_s (no libgcc helper calls in src/).
+# Checks, with the same output as the system allocator:
+#   - a C program gets neither libstdc++ nor libgcc_s mapped;
 #   - a C program that dlopen()s a C++ plugin with RTLD_LOCAL (libstdc++ then
 #     is not in the global scope): the plugin's operator new is kalloc's, and
 #     a failing `new` still throws std::bad_alloc the plugin catches, a
@@ -45,6 +46,7 @@ static int mapped(const char *name) {
 }
 int main(int argc, char **argv) {
   printf("libstdc++ mapped at start: %s\n", mapped("libstdc++") ? "yes" : "no");
+  printf("libgcc_s mapped at start: %s\n", mapped("libgcc_s") ? "yes" : "no");
   if (argc < 2) return 0;
   void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
   if (!h) { printf("dlopen: %s\n", dlerror()); return 1; }
