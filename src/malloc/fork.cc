@@ -20,6 +20,7 @@
 #include "mm/mmzone.h"
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
+#include "mm/slab_dynamic.h"
 #include "mm/vmalloc.h"
 #include "mm/vmscan.h"
 
@@ -92,6 +93,7 @@ void kalloc_fork_child()
     vmscan_after_fork_child(true);
     vmap_reinit_lock();
     kmem_cache_reinit_locks();
+    kmalloc_dynamic_reinit_lock();
     tcache_after_fork_child();
 }
 

@@ -22,6 +22,7 @@
 #include "mm/mesh.h"
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
+#include "mm/slab_dynamic.h"
 #include "mm/vmalloc.h"
 #include "mm/vmscan.h"
 #include "platform/printk.h"
@@ -178,8 +179,12 @@ void *__kmalloc_slow(size_t size)
      * where no allocator lock is held, and only once kalloc_init is done. */
     if (unlikely(vmscan_malloc_slowpath_due()) && kalloc_init())
         vmscan_malloc_slowpath();
-    if (size <= KMALLOC_MAX_SIZE)
-        return alloc_class(kmalloc_index(size)) ?: enomem();
+    if (size <= KMALLOC_MAX_SIZE) {
+        unsigned idx = kmalloc_index(size);
+        if (size > KMALLOC_SMALL_MAX)
+            kmalloc_dynamic_note(size, idx);
+        return alloc_class(idx) ?: enomem();
+    }
     if (size > MAX_REQUEST)
         return enomem();
     kalloc_init();
@@ -329,7 +334,7 @@ void *kmalloc_aligned(size_t align, size_t size)
     if (align <= PAGE_SIZE) {
         size_t want = align_up(size ? size : 1, align);
         if (want <= KMALLOC_MAX_SIZE) {
-            for (unsigned idx = kmalloc_index(want); idx < NR_KMALLOC_CLASSES; idx++)
+            for (unsigned idx = kmalloc_index_static(want); idx < NR_KMALLOC_STATIC; idx++)
                 if (kmalloc_size(idx) % align == 0)
                     return alloc_class(idx) ?: enomem();
         }

@@ -1,7 +1,7 @@
 /*
  * mm/slab_common.h - kmalloc size classes (mirrors mm/slab_common.c).
  *
- * The classes, all multiples of 16 (the minimum alignment):
+ * The fixed classes, all multiples of 16 (the minimum alignment):
  *   16 .. 128    step 16        (8 classes)
  *   160 .. 256   step 32        (4 classes: 4 per doubling)
  *   288 .. 32768 8 per doubling (56 classes: step 32, 64, ... 2048)
@@ -13,9 +13,12 @@
  * byte for byte from the previous class + 1, it is at most 19.4% from 128 B
  * to 256 B and 11.1% above 256 B.
  *
- * Everything here is constexpr: the malloc fast path reads size -> class
- * from kmalloc_index_small[] and per-class facts from kmalloc_info[], both
- * in read-only data, with no initialisation at run time.
+ * Eight more slots, classes 69..76, are filled at run time with the sizes a
+ * program uses most (mm/slab_dynamic.h).  The tables are built by constexpr
+ * functions: kmalloc_index_small[] (size -> class up to 1 KiB) is read-only;
+ * kmalloc_info[], kmalloc_fast[] and kmalloc_index_medium[] (1..32 KiB) are
+ * writable for the dynamic slots but constant-initialised, so nothing runs
+ * at start-up.
  */
 #pragma once
 
@@ -23,7 +26,9 @@
 
 namespace kalloc {
 
-constexpr unsigned NR_KMALLOC_CLASSES = 69;   /* 0 unused + 68 classes */
+constexpr unsigned NR_KMALLOC_STATIC = 69;    /* 0 unused + 68 fixed classes */
+constexpr unsigned NR_KMALLOC_DYNAMIC = 8;    /* classes made at run time (mm/slab_dynamic.h) */
+constexpr unsigned NR_KMALLOC_CLASSES = NR_KMALLOC_STATIC + NR_KMALLOC_DYNAMIC;
 constexpr size_t KMALLOC_MAX_SIZE = 32768;     /* larger requests bypass the slabs */
 constexpr size_t KMALLOC_SMALL_MAX = 1024;     /* table lookup up to here */
 constexpr size_t KMALLOC_MIN_ALIGN = 16;
@@ -84,12 +89,25 @@ constexpr uint8_t choose_order(uint32_t size)
     return (uint8_t)best;
 }
 
+constexpr kmalloc_class make_class_size(uint32_t size);
+
 constexpr kmalloc_class make_class(unsigned idx)
 {
+    /* A dynamic slot not made yet: the size of the largest class, so that
+     * capacities computed from it are small and nothing divides by zero;
+     * no slab of it exists, and its fast-free entry passes nothing. */
+    if (idx >= NR_KMALLOC_STATIC)
+        return make_class_size(KMALLOC_MAX_SIZE);
     if (idx == 0)   /* not a slab: every offset but 0 fails the free fast path's
                        boundary check, and bin 0 never has room */
         return kmalloc_class{0, 0xffffffffu, 0, 0, 0, 0};
-    uint32_t size = class_size(idx);
+    return make_class_size(class_size(idx));
+}
+
+/* The facts of a class of `size` bytes (a multiple of 16, at most
+ * KMALLOC_MAX_SIZE): also used at run time for dynamic classes. */
+constexpr kmalloc_class make_class_size(uint32_t size)
+{
     uint8_t order = choose_order(size);
     uint32_t bytes = 4096u << order;
     uint64_t recip = ((1ull << 32) + size - 1) / size;
@@ -103,10 +121,11 @@ constexpr kmalloc_class make_class(unsigned idx)
     return kmalloc_class{size, bytes - 1, recip, (uint16_t)(bytes / size), order, (uint16_t)tmax};
 }
 
-template <unsigned... I>
-constexpr auto make_table(int)
+struct kmalloc_class_table { kmalloc_class c[NR_KMALLOC_CLASSES]; };
+
+constexpr kmalloc_class_table make_table()
 {
-    struct table { kmalloc_class c[NR_KMALLOC_CLASSES]; } t{};
+    kmalloc_class_table t{};
     for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++)
         t.c[i] = make_class(i);
     return t;
@@ -114,7 +133,7 @@ constexpr auto make_table(int)
 
 constexpr unsigned index_of(size_t size)
 {
-    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
+    for (unsigned i = 1; i < NR_KMALLOC_STATIC; i++)
         if (class_size(i) >= size)
             return i;
     return 0;
@@ -130,8 +149,10 @@ constexpr auto make_small_index()
 
 } // namespace detail
 
-inline constexpr auto kmalloc_info_table = detail::make_table(0);
-inline constexpr const kmalloc_class *kmalloc_info = kmalloc_info_table.c;
+/* Writable (dynamic classes fill their slots once, before any request can
+ * map to them; mm/slab_dynamic.cc), but constant-initialised. */
+extern detail::kmalloc_class_table kmalloc_info_table __hidden;
+inline constexpr kmalloc_class *kmalloc_info = kmalloc_info_table.c;
 inline constexpr auto kmalloc_index_small_table = detail::make_small_index();
 inline constexpr const uint8_t *kmalloc_index_small = kmalloc_index_small_table.idx;
 
@@ -164,26 +185,53 @@ struct kmalloc_fast_class {
 static_assert(sizeof(kmalloc_fast_class) == 16, "one shift indexes both tables");
 
 namespace detail {
-constexpr auto make_fast_table()
+constexpr kmalloc_fast_class make_fast_class(const kmalloc_class &k)
 {
-    struct table { kmalloc_fast_class c[NR_KMALLOC_CLASSES]; } t{};
-    for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++) {
-        kmalloc_class k = make_class(i);
-        t.c[i] = kmalloc_fast_class{k.size ? ~0ull / k.size + 1 : 0, k.slab_mask,
-                                    (uint32_t)k.objects * k.size};
-    }
+    return kmalloc_fast_class{k.size ? ~0ull / k.size + 1 : 0, k.slab_mask,
+                              (uint32_t)k.objects * k.size};
+}
+
+struct kmalloc_fast_table_t { kmalloc_fast_class c[NR_KMALLOC_CLASSES]; };
+
+constexpr kmalloc_fast_table_t make_fast_table()
+{
+    kmalloc_fast_table_t t{};
+    for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++)
+        t.c[i] = i < NR_KMALLOC_STATIC ? make_fast_class(make_class(i))
+                                       : kmalloc_fast_class{0, 0xffffffffu, 0};  /* as class 0 */
+    return t;
+}
+
+/* Sizes 1025 .. KMALLOC_MAX_SIZE, by (size + 15) >> 4: the class index. */
+constexpr unsigned KMALLOC_MEDIUM_FIRST = (KMALLOC_SMALL_MAX + 16) >> 4;
+constexpr unsigned KMALLOC_MEDIUM_SLOTS = (KMALLOC_MAX_SIZE >> 4) - KMALLOC_MEDIUM_FIRST + 1;
+struct kmalloc_medium_table_t { uint8_t idx[KMALLOC_MEDIUM_SLOTS]; };
+
+constexpr kmalloc_medium_table_t make_medium_index()
+{
+    kmalloc_medium_table_t t{};
+    for (unsigned i = 0; i < KMALLOC_MEDIUM_SLOTS; i++)
+        t.idx[i] = (uint8_t)index_of((size_t)(i + KMALLOC_MEDIUM_FIRST) * 16);
     return t;
 }
 } // namespace detail
 
-inline constexpr auto kmalloc_fast_table = detail::make_fast_table();
-inline constexpr const kmalloc_fast_class *kmalloc_fast = kmalloc_fast_table.c;
+/* Writable as kmalloc_info: a dynamic class's slot is filled before any
+ * slab of it exists. */
+extern detail::kmalloc_fast_table_t kmalloc_fast_table __hidden;
+inline constexpr kmalloc_fast_class *kmalloc_fast = kmalloc_fast_table.c;
 
-static_assert(detail::class_size(68) == 32768, "the last class is 32 KiB");
+/* The class of a request above KMALLOC_SMALL_MAX, by 16-byte steps: the
+ * fixed classes' layout, with the sizes a dynamic class took pointing at
+ * it (mm/slab_dynamic.cc rewrites entries, one byte store each). */
+extern detail::kmalloc_medium_table_t kmalloc_index_medium_table __hidden;
+inline constexpr uint8_t *kmalloc_index_medium = kmalloc_index_medium_table.idx;
+
+static_assert(detail::class_size(NR_KMALLOC_STATIC - 1) == 32768, "the last class is 32 KiB");
 static_assert(detail::class_size(12) == 256 && detail::class_size(13) == 288, "class layout");
 
-/* Size class of a request (1 .. KMALLOC_MAX_SIZE); size 0 is class 1. */
-static __fastpath unsigned kmalloc_index(size_t size)
+/* Fixed size class of a request (1 .. KMALLOC_MAX_SIZE); size 0 is class 1. */
+static __fastpath unsigned kmalloc_index_static(size_t size)
 {
     if (likely(size <= KMALLOC_SMALL_MAX))
         return kmalloc_index_small[(size + 15) >> 4];
@@ -192,6 +240,16 @@ static __fastpath unsigned kmalloc_index(size_t size)
     size_t base = 1ul << lg;
     unsigned step = (unsigned)((size - base + (base / 8) - 1) / (base / 8));  /* 1..8 */
     return 13 + (lg - 8) * 8 + step - 1;
+}
+
+/* Size class of a request (1 .. KMALLOC_MAX_SIZE), dynamic classes
+ * included: the smallest class that fits. */
+static __fastpath unsigned kmalloc_index(size_t size)
+{
+    if (likely(size <= KMALLOC_SMALL_MAX))
+        return kmalloc_index_small[(size + 15) >> 4];
+    return __atomic_load_n(&kmalloc_index_medium[((size + 15) >> 4) - detail::KMALLOC_MEDIUM_FIRST],
+                           __ATOMIC_ACQUIRE);
 }
 
 static inline size_t kmalloc_size(unsigned idx) { return kmalloc_info[idx].size; }

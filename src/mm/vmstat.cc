@@ -11,6 +11,7 @@
 #include "mm/per_cpu_pages.h"
 #include "mm/khugepaged.h"
 #include "mm/slab.h"
+#include "mm/slab_dynamic.h"
 #include "mm/vmscan.h"
 
 namespace kalloc {
@@ -211,8 +212,8 @@ void print_vmstat(printbuf &out)
                READ_ONCE(cs.compact_free_scanned), READ_ONCE(cs.compact_slabs_ordered),
                READ_ONCE(cs.compact_released));
     out.printf("  slab_classes_shortlived %lu\n  slab_classes_longlived %lu\n"
-               "  slab_lifetime_changes %lu\n",
-               life[MIGRATE_RECLAIMABLE], life[MIGRATE_LONGLIVED], changes);
+               "  slab_lifetime_changes %lu\n  slab_classes_dynamic %u\n",
+               life[MIGRATE_RECLAIMABLE], life[MIGRATE_LONGLIVED], changes, kmalloc_dynamic_nr());
     out.printf("  slab_holes_punched %lu\n  slab_holes_refaulted %lu\n  slab_hole_pages %lu\n"
                "  slab_hole_madvise %lu\n",
                READ_ONCE(slab_holes.punched), READ_ONCE(slab_holes.refaulted),

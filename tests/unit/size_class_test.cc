@@ -10,9 +10,9 @@ using namespace kalloc;
 TEST(SizeClasses, CoverSixteenBytesToThirtyTwoKiB)
 {
     EXPECT_EQ(kmalloc_size(1), 16u);
-    EXPECT_EQ(kmalloc_size(NR_KMALLOC_CLASSES - 1), KMALLOC_MAX_SIZE);
+    EXPECT_EQ(kmalloc_size(NR_KMALLOC_STATIC - 1), KMALLOC_MAX_SIZE);
     EXPECT_GE(KMALLOC_MAX_SIZE, 32768u);
-    for (unsigned i = 2; i < NR_KMALLOC_CLASSES; i++) {
+    for (unsigned i = 2; i < NR_KMALLOC_STATIC; i++) {
         EXPECT_GT(kmalloc_size(i), kmalloc_size(i - 1));
         EXPECT_EQ(kmalloc_size(i) % 16, 0u) << "class " << i;
     }
@@ -21,9 +21,9 @@ TEST(SizeClasses, CoverSixteenBytesToThirtyTwoKiB)
 TEST(SizeClasses, IndexIsTheSmallestClassThatFits)
 {
     for (size_t s = 0; s <= KMALLOC_MAX_SIZE; s++) {
-        unsigned i = kmalloc_index(s);
+        unsigned i = kmalloc_index_static(s);
         ASSERT_GE(i, 1u);
-        ASSERT_LT(i, NR_KMALLOC_CLASSES);
+        ASSERT_LT(i, NR_KMALLOC_STATIC);
         ASSERT_GE(kmalloc_size(i), s ? s : 1) << s;
         if (i > 1)
             ASSERT_LT(kmalloc_size(i - 1), s) << s;
@@ -36,7 +36,7 @@ TEST(SizeClasses, WorstCaseWasteWithinBounds)
     // (class - r) / class <= 25% up to 256 B, <= 12.5% above.  Also byte for
     // byte (r = previous class + 1) above 128 B.
     double worst_small = 0, worst_big = 0;
-    for (unsigned i = 2; i < NR_KMALLOC_CLASSES; i++) {
+    for (unsigned i = 2; i < NR_KMALLOC_STATIC; i++) {
         double c = kmalloc_size(i);
         double r16 = kmalloc_size(i - 1) + 16;
         double w = (c - r16) / c;
@@ -58,7 +58,7 @@ TEST(SizeClasses, WorstCaseWasteWithinBounds)
 
 TEST(SizeClasses, SlabGeometry)
 {
-    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+    for (unsigned i = 1; i < NR_KMALLOC_STATIC; i++) {
         const kmalloc_class &k = kmalloc_info[i];
         size_t bytes = PAGE_SIZE << k.order;
         EXPECT_EQ(k.slab_mask, bytes - 1);
@@ -85,7 +85,7 @@ TEST(SizeClasses, SlabGeometry)
 TEST(SizeClasses, ClassesTakeTheSmallestGoodSlab)
 {
     unsigned small = 0;
-    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+    for (unsigned i = 1; i < NR_KMALLOC_STATIC; i++) {
         const kmalloc_class &k = kmalloc_info[i];
         for (unsigned o = 0; o < k.order; o++) {
             size_t bytes = PAGE_SIZE << o;
@@ -96,12 +96,12 @@ TEST(SizeClasses, ClassesTakeTheSmallestGoodSlab)
         }
         small += k.size > 512 && k.size < 4096 && k.order == 0;
     }
-    EXPECT_EQ(kmalloc_info[kmalloc_index(640)].order, 0u);
-    EXPECT_EQ(kmalloc_info[kmalloc_index(2048)].order, 0u);
-    EXPECT_EQ(kmalloc_info[kmalloc_index(3840)].order, 1u);
-    EXPECT_EQ(kmalloc_info[kmalloc_index(7168)].order, 2u);
-    EXPECT_EQ(kmalloc_info[kmalloc_index(8192)].order, 2u);
-    EXPECT_EQ(kmalloc_info[kmalloc_index(14336)].order, 3u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index_static(640)].order, 0u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index_static(2048)].order, 0u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index_static(3840)].order, 1u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index_static(7168)].order, 2u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index_static(8192)].order, 2u);
+    EXPECT_EQ(kmalloc_info[kmalloc_index_static(14336)].order, 3u);
     EXPECT_GE(small, 6u);
 }
 
@@ -109,7 +109,7 @@ TEST(SizeClasses, ReciprocalDivisionIsExactForEveryOffset)
 {
     // Slow paths divide by a multiply; it must agree with real division for
     // every offset in a slab.
-    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+    for (unsigned i = 1; i < NR_KMALLOC_STATIC; i++) {
         const kmalloc_class &k = kmalloc_info[i];
         for (uint64_t off = 0; off <= k.slab_mask; off++) {
             uint64_t q = (off * k.recip) >> 32;
@@ -124,7 +124,7 @@ TEST(SizeClasses, FreeFastPathAcceptsExactlyObjectStarts)
     // off * divc < divc (mod 2^64).  It must accept exactly the offsets of
     // the slab's objects, for every offset a slab can have, and nothing at
     // all for class 0 ("not a slab page").
-    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+    for (unsigned i = 1; i < NR_KMALLOC_STATIC; i++) {
         const kmalloc_class &k = kmalloc_info[i];
         const kmalloc_fast_class &f = kmalloc_fast[i];
         ASSERT_EQ(f.slab_mask, k.slab_mask);
@@ -142,7 +142,7 @@ TEST(SizeClasses, FreeFastPathAcceptsExactlyObjectStarts)
 TEST(SizeClasses, MallocBinOffsetTableMatchesTheIndex)
 {
     for (size_t n = 0; n <= KMALLOC_SMALL_MAX; n++)
-        ASSERT_EQ(kmalloc_bin_offset_small[(n + 15) >> 4], kmalloc_index(n ? n : 1) * 16u) << n;
+        ASSERT_EQ(kmalloc_bin_offset_small[(n + 15) >> 4], kmalloc_index_static(n ? n : 1) * 16u) << n;
 }
 
 TEST(SizeClasses, SharedPoolClassesShareNoCacheLine)
@@ -154,7 +154,7 @@ TEST(SizeClasses, SharedPoolClassesShareNoCacheLine)
     // threshold too.
     EXPECT_LT(SLAB_OWNER_SHARED, NR_SLAB_OWNERS);
     unsigned shared = 0;
-    for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+    for (unsigned i = 1; i < NR_KMALLOC_STATIC; i++) {
         if (kmalloc_size(i) <= SLAB_SHARED_ABOVE)
             continue;
         shared++;

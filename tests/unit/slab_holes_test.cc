@@ -138,7 +138,7 @@ TEST(SlabHoles, PatternsSurvivePunchAndRefault)
     // table, which chooses them (slab_common.h).
     std::vector<unsigned> multi;
     unsigned largest = 0;
-    for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++)
+    for (unsigned i = 0; i < NR_KMALLOC_STATIC; i++)
         if (kmalloc_info[i].order >= 1 && kmalloc_info[i].order <= 5 && kmalloc_info[i].objects >= 3) {
             multi.push_back(i);
             if (kmalloc_info[i].order > kmalloc_info[largest].order)
@@ -309,7 +309,7 @@ TEST(SlabHoles, EmptySlabWithHolesIsFreed)
 TEST(SlabHoles, FreesOfADrainingClassPunch)
 {
     unsigned idx = 0;
-    for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++)
+    for (unsigned i = 0; i < NR_KMALLOC_STATIC; i++)
         if (kmalloc_info[i].size == 8192)
             idx = i;
     ASSERT_EQ(kmalloc_info[idx].size, 8192u);

@@ -95,7 +95,7 @@ TEST(Slab, SlabsAreAlignedToTheirSize)
         ASSERT_NE(pg, nullptr);
         odd.push_back({pg, n});
     }
-    for (unsigned idx = 1; idx < NR_KMALLOC_CLASSES; idx++) {
+    for (unsigned idx = 1; idx < NR_KMALLOC_STATIC; idx++) {
         kmem_cache *c = &kmalloc_caches[idx];
         unsigned got;
         void *o = kmem_cache_alloc_bulk(c, 3 * kmalloc_info[idx].objects, &got, 0);

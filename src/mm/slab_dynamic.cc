@@ -1,0 +1,71 @@
+/*
+ * mm/slab_dynamic.cc - size classes made at run time (see slab_dynamic.h).
+ *
+ * Also the home of the writable class tables (kmalloc_info, kmalloc_fast,
+ * kmalloc_index_medium): constant-initialised from slab_common.h's
+ * constexpr builders, so nothing runs before the first malloc.
+ *
+ * Lock order: dyn_class_lock is a leaf (taken with try-lock from the malloc
+ * slow path, no other allocator lock held).
+ */
+#include "mm/slab_dynamic.h"
+
+#include "platform/spinlock.h"
+
+namespace kalloc {
+
+constinit detail::kmalloc_class_table kmalloc_info_table = detail::make_table();
+constinit detail::kmalloc_fast_table_t kmalloc_fast_table = detail::make_fast_table();
+constinit detail::kmalloc_medium_table_t kmalloc_index_medium_table = detail::make_medium_index();
+constinit uint32_t kmalloc_dyn_vote[NR_KMALLOC_STATIC] = {};
+
+namespace {
+constinit spinlock_t dyn_class_lock = {};
+constinit unsigned nr_dyn_classes = 0;  /* slots filled, under dyn_class_lock (read with acquire) */
+} // namespace
+
+unsigned kmalloc_dynamic_nr()
+{
+    return __atomic_load_n(&nr_dyn_classes, __ATOMIC_ACQUIRE);
+}
+
+void kmalloc_dynamic_reinit_lock()
+{
+    spin_lock_init(&dyn_class_lock);
+}
+
+void kmalloc_dynamic_create(unsigned idx, uint32_t size)
+{
+    /* Start the count again whatever happens: a busy lock or a size that
+     * has its class already. */
+    __atomic_store_n(&kmalloc_dyn_vote[idx], (size >> 4), __ATOMIC_RELAXED);
+    if (!spin_trylock(&dyn_class_lock))
+        return;
+    unsigned cur = kmalloc_index(size);
+    if (kmalloc_size(cur) == size) {
+        spin_unlock(&dyn_class_lock);
+        return;                         /* made meanwhile by another thread */
+    }
+    if (nr_dyn_classes == NR_KMALLOC_DYNAMIC) {
+        /* No slot left: stop counting for every class. */
+        for (unsigned i = 0; i < NR_KMALLOC_STATIC; i++)
+            __atomic_store_n(&kmalloc_dyn_vote[i], 0xffffu << 16, __ATOMIC_RELAXED);
+        spin_unlock(&dyn_class_lock);
+        return;
+    }
+    unsigned slot = NR_KMALLOC_STATIC + nr_dyn_classes;
+    kmalloc_info[slot] = detail::make_class_size(size);
+    kmalloc_fast[slot] = detail::make_fast_class(kmalloc_info[slot]);
+    __atomic_store_n(&nr_dyn_classes, nr_dyn_classes + 1, __ATOMIC_RELEASE);
+    /* The sizes that now fit best in the new class: from `size` down, while
+     * their class is larger than it. */
+    for (unsigned e = size >> 4; e >= detail::KMALLOC_MEDIUM_FIRST; e--) {
+        uint8_t *ent = &kmalloc_index_medium[e - detail::KMALLOC_MEDIUM_FIRST];
+        if (kmalloc_size(__atomic_load_n(ent, __ATOMIC_RELAXED)) <= size)
+            break;
+        __atomic_store_n(ent, (uint8_t)slot, __ATOMIC_RELEASE);
+    }
+    spin_unlock(&dyn_class_lock);
+}
+
+} // namespace kalloc

@@ -1,0 +1,88 @@
+/*
+ * mm/slab_dynamic.h - size classes made at run time for the request sizes a
+ * program uses most (the kernel's dedicated caches: kmem_cache_create for
+ * a structure, next to the generic kmalloc-N caches).
+ *
+ * The fixed classes above 1 KiB are 8 per doubling, so a request just above
+ * a class boundary wastes up to 11% of its block: sqlite's page-cache
+ * entries of 4,368 bytes (a 4 KiB page and its header) take 4,608-byte
+ * blocks, 4,104-byte ones too (12%).  glibc fits them to 16 bytes.  When one
+ * request size (rounded to 16) clearly dominates the requests of a fixed
+ * class and the class wastes at least 1/32 of a block on it, that size gets
+ * a class of its own: a slot among NR_KMALLOC_DYNAMIC, filled once and kept
+ * for the life of the process.
+ *
+ * Learning: requests above KMALLOC_SMALL_MAX all reach __kmalloc_slow, which
+ * calls kmalloc_dynamic_note.  Each fixed class keeps one candidate size and
+ * a vote count (Misra-Gries with one counter: a request of the candidate's
+ * size adds one, any other takes one away, at zero the next size becomes the
+ * candidate), in one 32-bit word read and written with relaxed atomics: no
+ * lock and no read-modify-write (a lost vote between threads only delays the
+ * decision).  DYN_CLASS_VOTES net votes make the class.  Sizes drawn from a
+ * spread (most workloads) never get there.
+ *
+ * Making a class (kmalloc_dynamic_create, under dyn_class_lock, a try-lock):
+ * the slot's kmalloc_info and kmalloc_fast entries are written first, then
+ * the entries of kmalloc_index_medium for the sizes the new class fits
+ * better than their current one are pointed at it (release stores; the
+ * lookup is an acquire load), so a request can map to the slot only after
+ * its facts are visible.  Its kmem_cache is set up on first use, as every
+ * cache is.  Objects of the new class live in slabs of their own; blocks
+ * already handed out keep their old class.
+ *
+ * Invariants: a slot is written once; kmalloc_index(n) is always a class of
+ * at least n bytes; dynamic slots are never in size order with the fixed
+ * classes (loops that need the order use the fixed classes only:
+ * kmalloc_index_static).
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mm/slab_common.h"
+#include "platform/compiler.h"
+
+namespace kalloc {
+
+constexpr unsigned DYN_CLASS_VOTES = 1024;    /* net votes that make a class */
+constexpr unsigned DYN_CLASS_MIN_WASTE = 32;  /* at least 1/32 of the block wasted */
+
+/* Per fixed class: candidate size / 16 (low 16 bits) and its votes (high
+ * 16 bits); votes 0xffff: no more slots, stop counting. */
+extern uint32_t kmalloc_dyn_vote[NR_KMALLOC_STATIC] __hidden;
+
+__slowpath void kmalloc_dynamic_create(unsigned idx, uint32_t size);
+
+/* A request of `size` bytes (KMALLOC_SMALL_MAX < size <= KMALLOC_MAX_SIZE)
+ * that kmalloc_index mapped to class idx. */
+static inline void kmalloc_dynamic_note(size_t size, unsigned idx)
+{
+    if (idx >= NR_KMALLOC_STATIC)
+        return;                                 /* a dynamic class: exact */
+    uint32_t s16 = (uint32_t)((size + 15) >> 4);
+    uint32_t csize = kmalloc_info[idx].size;
+    if ((csize - (s16 << 4)) * DYN_CLASS_MIN_WASTE < csize)
+        return;                                 /* fits well enough */
+    uint32_t w = __atomic_load_n(&kmalloc_dyn_vote[idx], __ATOMIC_RELAXED);
+    uint32_t cand = w & 0xffff, votes = w >> 16;
+    if (votes == 0xffff)
+        return;
+    if (cand == s16) {
+        if (++votes >= DYN_CLASS_VOTES)
+            return kmalloc_dynamic_create(idx, s16 << 4);
+        w = cand | votes << 16;
+    } else {
+        w = votes ? cand | (votes - 1) << 16 : s16 | 1u << 16;
+    }
+    __atomic_store_n(&kmalloc_dyn_vote[idx], w, __ATOMIC_RELAXED);
+}
+
+/* Dynamic classes made so far (0 .. NR_KMALLOC_DYNAMIC). */
+unsigned kmalloc_dynamic_nr();
+
+/* After fork, in the child: the lock may have been held by a thread the
+ * child does not have. */
+void kmalloc_dynamic_reinit_lock();
+
+} // namespace kalloc

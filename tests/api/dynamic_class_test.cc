@@ -1,0 +1,158 @@
+// Size classes made at run time (src/mm/slab_dynamic.h): a request size
+// above 1 KiB that dominates its fixed class and wastes at least 1/32 of the
+// class's block gets a class of its own; spread-out sizes and sizes that fit
+// well do not.  Observed through malloc_usable_size, the class size.
+// Each test runs in its own process (gtest_discover_tests), so classes made
+// by one test do not leak into another.
+#include <gtest/gtest.h>
+
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "api_test_util.h"
+
+namespace {
+
+using kt::opaque;
+
+// The fixed classes above 1 KiB: 8 per doubling (slab_common.h).
+size_t fixed_class(size_t n) {
+  size_t base = 1024;
+  while (base * 2 < n) base *= 2;
+  size_t step = base / 8;
+  return (n + step - 1) / step * step;
+}
+
+void fill(void *p, size_t n, unsigned seed) {
+  auto *b = static_cast<unsigned char *>(p);
+  for (size_t i = 0; i < n; i += 64) b[i] = (unsigned char)(seed + i / 64);
+  b[n - 1] = (unsigned char)seed;
+}
+
+bool check(const void *p, size_t n, unsigned seed) {
+  auto *b = static_cast<const unsigned char *>(p);
+  for (size_t i = 0; i < n; i += 64)
+    if (b[i] != (unsigned char)(seed + i / 64) && i != n - 1) return false;
+  return b[n - 1] == (unsigned char)seed;
+}
+
+TEST(DynamicClass, AHotSizeGetsAnExactClass) {
+  const size_t n = 4368;  // sqlite's page-cache entry: a 4 KiB page and its header
+  void *first = malloc(opaque(n));
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(malloc_usable_size(first), fixed_class(n));  // 4608 before learning
+  std::vector<void *> v;
+  for (unsigned i = 0; i < 3000; i++) {
+    void *p = malloc(opaque(n));
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ((uintptr_t)p % 16, 0u);
+    fill(p, n, i);
+    v.push_back(p);
+  }
+  EXPECT_EQ(malloc_usable_size(v.back()), n);
+  EXPECT_EQ(malloc_usable_size(first), fixed_class(n)) << "a block keeps its class";
+  // Requests that round to the same 16 bytes, and a little smaller ones that
+  // the new class fits better than the fixed one, use it too.
+  void *a = malloc(opaque(n - 5)), *b = malloc(opaque(n - 100));
+  EXPECT_EQ(malloc_usable_size(a), n);
+  EXPECT_EQ(malloc_usable_size(b), n);
+  // Sizes just above it keep the fixed class.
+  void *c = malloc(opaque(n + 1));
+  EXPECT_EQ(malloc_usable_size(c), fixed_class(n + 1));
+  for (unsigned i = 0; i < v.size(); i++) ASSERT_TRUE(check(v[i], n, i)) << i;
+  // Every block of the new class is distinct and freeing them all works.
+  std::sort(v.begin(), v.end());
+  for (size_t i = 1; i < v.size(); i++) ASSERT_GE((char *)v[i] - (char *)v[i - 1], (ptrdiff_t)n);
+  for (void *p : v) free(p);
+  free(a);
+  free(b);
+  free(c);
+  free(first);
+  // Reused after the frees, still exact, and realloc within it stays.
+  void *d = malloc(opaque(n));
+  EXPECT_EQ(malloc_usable_size(d), n);
+  fill(d, n, 7);
+  void *e = realloc(d, opaque(n + 4000));
+  ASSERT_NE(e, nullptr);
+  EXPECT_TRUE(check(e, n, 7));
+  free(e);
+}
+
+TEST(DynamicClass, ASizeThatFitsItsClassGetsNone) {
+  const size_t n = 5008;  // class 5120: 2.2% wasted, under 1/32
+  std::vector<void *> v;
+  for (unsigned i = 0; i < 3000; i++) v.push_back(malloc(opaque(n)));
+  EXPECT_EQ(malloc_usable_size(v.back()), fixed_class(n));
+  for (void *p : v) free(p);
+}
+
+TEST(DynamicClass, SpreadSizesGetNone) {
+  std::mt19937_64 rng(42);
+  std::vector<void *> live(256, nullptr);
+  for (unsigned i = 0; i < 200000; i++) {
+    size_t n = 1025 + rng() % (32768 - 1024);
+    unsigned k = (unsigned)(rng() % live.size());
+    free(live[k]);
+    live[k] = malloc(opaque(n));
+    ASSERT_NE(live[k], nullptr);
+    ASSERT_EQ(malloc_usable_size(live[k]), fixed_class(n)) << n << " at request " << i;
+  }
+  for (void *p : live) free(p);
+}
+
+TEST(DynamicClass, SlotsAreBoundedAndEveryBlockStaysValid) {
+  // Twelve hot sizes, each wasting a lot in its fixed class; only eight
+  // slots exist, so some keep their fixed class; all blocks stay usable.
+  std::vector<size_t> sizes;
+  for (unsigned k = 0; k < 12; k++) sizes.push_back(2064 + 1024 * k);  // base + 16: most waste
+  std::vector<std::pair<void *, size_t>> blocks;
+  unsigned exact = 0;
+  for (size_t n : sizes) {
+    void *p = nullptr;
+    for (unsigned i = 0; i < 2000; i++) {
+      p = malloc(opaque(n));
+      ASSERT_NE(p, nullptr);
+      fill(p, n, (unsigned)(n + i));
+      blocks.push_back({p, n + i});
+    }
+    size_t u = malloc_usable_size(p);
+    ASSERT_TRUE(u == n || u == fixed_class(n)) << n << " -> " << u;
+    exact += u == n;
+  }
+  EXPECT_EQ(exact, 8u);
+  for (size_t i = 0; i < blocks.size(); i++) {
+    size_t n = sizes[i / 2000];
+    ASSERT_TRUE(check(blocks[i].first, n, (unsigned)blocks[i].second)) << i;
+    free(blocks[i].first);
+  }
+}
+
+TEST(DynamicClass, AForkedChildKeepsAndCanMakeClasses) {
+  std::vector<void *> v;
+  for (unsigned i = 0; i < 2000; i++) v.push_back(malloc(opaque(4368)));
+  ASSERT_EQ(malloc_usable_size(v.back()), 4368u);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int bad = malloc_usable_size(malloc(4368)) != 4368;
+    void *p = nullptr;
+    for (unsigned i = 0; i < 2000; i++) p = malloc(2064);
+    bad |= (malloc_usable_size(p) != 2064) << 1;
+    for (void *q : v) free(q);
+    _exit(bad);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  for (void *q : v) free(q);
+}
+
+}  // namespace
