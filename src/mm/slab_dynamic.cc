@@ -10,6 +10,7 @@
  */
 #include "mm/slab_dynamic.h"
 
+#include "platform/options.h"
 #include "platform/spinlock.h"
 
 namespace kalloc {
@@ -46,8 +47,9 @@ void kmalloc_dynamic_create(unsigned idx, uint32_t size)
         spin_unlock(&dyn_class_lock);
         return;                         /* made meanwhile by another thread */
     }
-    if (nr_dyn_classes == NR_KMALLOC_DYNAMIC) {
-        /* No slot left: stop counting for every class. */
+    options_init();
+    if (nr_dyn_classes == NR_KMALLOC_DYNAMIC || !option_get(OPT_DYNAMIC_CLASSES)) {
+        /* No slot left, or switched off: stop counting for every class. */
         for (unsigned i = 0; i < NR_KMALLOC_STATIC; i++)
             __atomic_store_n(&kmalloc_dyn_vote[i], 0xffffu << 16, __ATOMIC_RELAXED);
         spin_unlock(&dyn_class_lock);

@@ -30,6 +30,9 @@
  * cache is.  Objects of the new class live in slabs of their own; blocks
  * already handed out keep their old class.
  *
+ * KALLOC_DYNAMIC_CLASSES=0 switches it off (the first class that would be
+ * made stops all counting instead).
+ *
  * Invariants: a slot is written once; kmalloc_index(n) is always a class of
  * at least n bytes; dynamic slots are never in size order with the fixed
  * classes (loops that need the order use the fixed classes only:

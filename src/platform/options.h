@@ -40,6 +40,8 @@ enum option_id {
                            a size class merged onto one physical page (mm/mesh.h), as frees
                            and timed passes find them; 2: only from kalloc_compact and
                            malloc_trim(0); default 0 */
+    OPT_DYNAMIC_CLASSES,/* KALLOC_DYNAMIC_CLASSES=0: only the fixed size classes (default 1:
+                           up to 8 classes made at run time for hot sizes, mm/slab_dynamic.h) */
     OPT_COUNT
 };
 

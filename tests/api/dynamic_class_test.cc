@@ -155,4 +155,29 @@ TEST(DynamicClass, AForkedChildKeepsAndCanMakeClasses) {
   for (void *q : v) free(q);
 }
 
+// Run by DynamicClassEnv.* below with KALLOC_DYNAMIC_CLASSES=0 in a fresh process.
+TEST(DynamicClassEnvChild, OffKeepsTheFixedClasses) {
+  if (!getenv("KALLOC_DYNAMIC_CLASS_TEST_CHILD"))
+    GTEST_SKIP() << "only run by DynamicClassEnv.OptionSwitchesItOff, in a fresh process";
+  std::vector<void *> v;
+  for (unsigned i = 0; i < 3000; i++) v.push_back(malloc(opaque(4368)));
+  EXPECT_EQ(malloc_usable_size(v.back()), fixed_class(4368));
+  for (void *p : v) free(p);
+}
+
+TEST(DynamicClassEnv, OptionSwitchesItOff) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setenv("KALLOC_DYNAMIC_CLASSES", "0", 1);
+    setenv("KALLOC_DYNAMIC_CLASS_TEST_CHILD", "1", 1);
+    execl("/proc/self/exe", "dynamic_class_test", "--gtest_filter=DynamicClassEnvChild.*", (char *)nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 }  // namespace
