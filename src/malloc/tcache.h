@@ -43,8 +43,8 @@
  * caches, between TCACHE_MIN_BYTES and TCACHE_MAX_BYTES per thread
  * (tcache_budget()): up to 32 threads get 512 KiB each, a thousand get
  * 16 KiB each.  When a slow path finds cap_bytes over the budget (more
- * threads appeared), capacities are halved and the excess objects go back to
- * the slabs.  A bin that overflows twice with no refill in between belongs to
+ * threads appeared, or a draining bin got room again), the largest bins'
+ * capacities are halved, and the excess objects go back to the slabs.  A bin that overflows twice with no refill in between belongs to
  * a thread that is only freeing that class (a burst being freed): from then
  * on each overflow gives the whole bin back (nothing in it is hot) and
  * halves its capacity, down to TCACHE_DRAIN_CAP objects; for a class above
