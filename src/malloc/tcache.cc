@@ -223,6 +223,7 @@ tcache *tcache_get()
 namespace {
 void tcache_enforce_budget(tcache *tc);
 size_t tcache_budget();
+void tcache_make_room(tcache *tc, unsigned idx, size_t need, size_t budget);
 } // namespace
 
 void *tcache_refill(tcache *tc, unsigned idx)
@@ -234,7 +235,10 @@ void *tcache_refill(tcache *tc, unsigned idx)
     size_t size = kmalloc_info[idx].size;
     unsigned max = kmalloc_info[idx].tcache_max;
     unsigned grow = !b->cap ? tcache_start_cap(idx) : 2 * b->cap <= max ? b->cap : max - b->cap;
-    if (grow && tc->cap_bytes + (size_t)grow * size <= tcache_budget()) {
+    size_t budget = tcache_budget();
+    if (grow && tc->cap_bytes + (size_t)grow * size > budget)
+        tcache_make_room(tc, idx, (size_t)grow * size, budget);
+    if (grow && tc->cap_bytes + (size_t)grow * size <= budget) {
         b->cap += grow;
         b->avail += grow;
         tc->cap_bytes += (size_t)grow * size;
@@ -387,6 +391,38 @@ void tcache_enforce_budget(tcache *tc)
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
             if (tc->remote[i].avail != tc->remote[i].cap)
                 tcache_remote_flush(tc, i);
+}
+
+/* Bin idx refilled and may grow by `need` bytes, but the budget is full:
+ * halve the largest bin while it holds at least twice what bin idx would,
+ * until the growth fits.  So the budget goes to the bins that refill: a
+ * bin halved by a run of frees (tcache_flush_push) grows back instead of
+ * staying small behind bins that filled the budget first.  On alloc-test
+ * (all 68 classes in use, the large ones' bins 32 KiB each) the 16 B bin
+ * stayed at 8 objects once its first drain had halved it, and flushed
+ * 14,700 times a run. */
+void tcache_make_room(tcache *tc, unsigned idx, size_t need, size_t budget)
+{
+    const size_t want = (size_t)tc->bins[idx].cap * kmalloc_info[idx].size + need;
+    while (tc->cap_bytes + need > budget) {
+        unsigned top = 0;
+        size_t top_bytes = 0;
+        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
+            size_t bytes = (size_t)tc->bins[i].cap * kmalloc_info[i].size;
+            if (bytes > top_bytes) {
+                top = i;
+                top_bytes = bytes;
+            }
+        }
+        if (top_bytes < 2 * want)
+            return;
+        tcache_bin *b = &tc->bins[top];
+        unsigned keep = b->cap / 2, cut = b->cap - keep;
+        tcache_bin_flush_to(tc, top, keep);
+        b->cap = keep;
+        b->avail -= cut;      /* objects <= keep now, so avail stays >= 0 */
+        tc->cap_bytes -= (size_t)cut * kmalloc_info[top].size;
+    }
 }
 
 } // namespace

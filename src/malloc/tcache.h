@@ -39,7 +39,9 @@
  * (32 KiB of objects, 2..128 of them).  It starts at an eighth of that and
  * doubles on each refill while the cache's total capacity (cap_bytes) stays
  * within the thread's budget, so only the classes a thread really cycles
- * through get big bins.  The budget is TCACHE_TOTAL_BYTES shared by the live
+ * through get big bins; when the budget is full, the largest bin is halved
+ * for it if that bin holds at least twice what the refilling one would
+ * (tcache_make_room), so the budget follows the refills.  The budget is TCACHE_TOTAL_BYTES shared by the live
  * caches, between TCACHE_MIN_BYTES and TCACHE_MAX_BYTES per thread
  * (tcache_budget()): up to 32 threads get 512 KiB each, a thousand get
  * 16 KiB each.  When a slow path finds cap_bytes over the budget (more

@@ -1,6 +1,6 @@
 // Thread caches: a cache is carved from its metadata block one at a time
 // (the block's other pages stay untouched); a cache over its budget halves
-// its largest bins first.
+// its largest bins first, and a bin that refills takes room from them.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
@@ -89,4 +89,33 @@ TEST(Tcache, OverBudgetHalvesLargestBinsFirst)
     EXPECT_GE(bytes_before + TCACHE_DRAIN_CAP * 16384, TCACHE_MAX_BYTES) << "not over the budget";
     EXPECT_LE(bytes_after, TCACHE_MAX_BYTES);
     EXPECT_EQ(tiny_after, tiny_before) << "the 16 B bin was halved";
+}
+
+// A bin that refills while the bins of the larger classes fill the budget
+// takes room from the largest of them: the 64 B bin gets its first room
+// (64 objects) as it would in a cache with budget to spare.  Before, the
+// budget went to the bins that filled it first (the 64 B bin got none),
+// and a bin halved by a run of frees stayed small.
+TEST(Tcache, RefillTakesRoomFromTheLargestBin)
+{
+    const unsigned idx = kmalloc_index(64);
+    unsigned cap = 0;
+    size_t bytes = 0;
+    std::thread t([&] {
+        tcache *tc = tcache_get();
+        std::vector<void *> v;
+        for (unsigned c = NR_KMALLOC_CLASSES - 1; c > idx && tc->cap_bytes + 4096 <= TCACHE_MAX_BYTES; c--) {
+            v.clear();
+            for (int i = 0; i < 8; i++)
+                v.push_back(kmalloc(kmalloc_size(c)));
+            for (void *p : v)
+                kfree(p);
+        }
+        bytes = tc->cap_bytes;
+        kfree(kmalloc(64));
+        cap = tc->bins[idx].cap;
+    });
+    t.join();
+    EXPECT_GT(bytes + 4096, TCACHE_MAX_BYTES) << "the large bins did not fill the budget";
+    EXPECT_EQ(cap, 4096 / 64u);
 }
