@@ -37,6 +37,8 @@ tcache *tcache_free_list;            /* retired caches for reuse (linked by next
 char *tcache_carve_next;             /* the newest metadata block's first cache never handed out */
 char *tcache_carve_end;              /* that block's end */
 unsigned long nr_tcaches;            /* live caches */
+size_t tcache_share = TCACHE_MAX_BYTES; /* each cache's budget for nr_tcaches caches (tcache_budget);
+                                       * written with nr_tcaches, under tcache_list_lock */
 uint16_t owner_users[256];           /* live caches per owner id (an "arena" of slabs) */
 
 void tcache_thread_exit(void *arg);
@@ -95,6 +97,17 @@ tcache *tcache_alloc_locked()
     return tc;
 }
 
+/* This thread's share of TCACHE_TOTAL_BYTES for nr_tcaches live caches,
+ * computed when the count changes, not at every slow path (a division). */
+void tcache_share_update_locked()
+{
+    unsigned long n = nr_tcaches;
+    size_t share = TCACHE_TOTAL_BYTES / (n ? n : 1);
+    WRITE_ONCE(tcache_share, share < TCACHE_MIN_BYTES   ? TCACHE_MIN_BYTES
+                             : share > TCACHE_MAX_BYTES ? TCACHE_MAX_BYTES
+                                                        : share);
+}
+
 void tcache_register_locked(tcache *tc)
 {
     tc->prev = nullptr;
@@ -103,6 +116,7 @@ void tcache_register_locked(tcache *tc)
         tcache_list->prev = tc;
     tcache_list = tc;
     nr_tcaches++;
+    tcache_share_update_locked();
 }
 
 void tcache_unregister_locked(tcache *tc)
@@ -114,6 +128,7 @@ void tcache_unregister_locked(tcache *tc)
     if (tc->next)
         tc->next->prev = tc->prev;
     nr_tcaches--;
+    tcache_share_update_locked();
     tc->next = tcache_free_list;
     tcache_free_list = tc;
 }
@@ -344,15 +359,9 @@ void tcache_remote_flush(tcache *tc, unsigned idx)
     tcache_bin_give_back(r, idx);
 }
 
-/* This thread's share of TCACHE_TOTAL_BYTES (racy read of the count of
- * live caches: a stale count only moves the share for one slow path). */
-size_t tcache_budget()
-{
-    unsigned long n = READ_ONCE(nr_tcaches);
-    size_t share = TCACHE_TOTAL_BYTES / (n ? n : 1);
-    return share < TCACHE_MIN_BYTES ? TCACHE_MIN_BYTES
-                                    : share > TCACHE_MAX_BYTES ? TCACHE_MAX_BYTES : share;
-}
+/* This thread's share of TCACHE_TOTAL_BYTES (racy read: a stale share
+ * only moves the budget for one slow path). */
+size_t tcache_budget() { return READ_ONCE(tcache_share); }
 
 /* Keep the cache within its budget: while the capacities add up to more
  * than the budget, the bins holding more than half the largest one's bytes
@@ -367,9 +376,8 @@ size_t tcache_budget()
  * of its 88,000 flushes (callgrind, --scale=0.1: 553.5M -> 540.6M
  * instructions; frag-churn, whose bins of past phases the budget takes back,
  * 225.6M -> 225.7M). */
-void tcache_enforce_budget(tcache *tc)
+__attribute__((noinline)) void __tcache_enforce_budget(tcache *tc, size_t budget)
 {
-    size_t budget = tcache_budget();
     while (tc->cap_bytes > budget) {
         size_t top = 0;
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
@@ -391,6 +399,14 @@ void tcache_enforce_budget(tcache *tc)
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
             if (tc->remote[i].avail != tc->remote[i].cap)
                 tcache_remote_flush(tc, i);
+}
+
+/* The check every refill and flush makes: inline, the work out of line. */
+void tcache_enforce_budget(tcache *tc)
+{
+    size_t budget = tcache_budget();
+    if (unlikely(tc->cap_bytes > budget || tc->remote_bytes > budget))
+        __tcache_enforce_budget(tc, budget);
 }
 
 /* Bin idx refilled and may grow by `need` bytes, but the budget is full:
