@@ -46,7 +46,8 @@
  * (tcache_budget()): up to 32 threads get 512 KiB each, a thousand get
  * 16 KiB each.  When a slow path finds cap_bytes over the budget (more
  * threads appeared, or a draining bin got room again), the largest bins'
- * capacities are halved, and the excess objects go back to the slabs.  A bin that overflows twice with no refill in between belongs to
+ * capacities are halved down to 3/4 of the budget, and the excess objects
+ * go back to the slabs.  A bin that overflows twice with no refill in between belongs to
  * a thread that is only freeing that class (a burst being freed): from then
  * on each overflow gives the whole bin back (nothing in it is hot) and
  * halves its capacity, down to TCACHE_DRAIN_CAP objects; for a class above
