@@ -39,12 +39,15 @@
  * (32 KiB of objects, 2..128 of them).  It starts at an eighth of that and
  * doubles on each refill while the cache's total capacity (cap_bytes) stays
  * within the thread's budget, so only the classes a thread really cycles
- * through get big bins.  The budget is TCACHE_TOTAL_BYTES shared by the live
+ * through get big bins; when the budget is full, the largest bin is halved
+ * for it if that bin holds at least twice what the refilling one would
+ * (tcache_make_room), so the budget follows the refills.  The budget is TCACHE_TOTAL_BYTES shared by the live
  * caches, between TCACHE_MIN_BYTES and TCACHE_MAX_BYTES per thread
  * (tcache_budget()): up to 32 threads get 512 KiB each, a thousand get
  * 16 KiB each.  When a slow path finds cap_bytes over the budget (more
- * threads appeared), capacities are halved and the excess objects go back to
- * the slabs.  A bin that overflows twice with no refill in between belongs to
+ * threads appeared, or a draining bin got room again), the largest bins'
+ * capacities are halved down to 3/4 of the budget, and the excess objects
+ * go back to the slabs.  A bin that overflows twice with no refill in between belongs to
  * a thread that is only freeing that class (a burst being freed): from then
  * on each overflow gives the whole bin back (nothing in it is hot) and
  * halves its capacity, down to TCACHE_DRAIN_CAP objects; for a class above

@@ -153,6 +153,13 @@ bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order);
  * vmscan_lock, not z->lock (the count takes it). */
 bool khugepaged_split_underused(zone *z, unsigned long pb);
 
+/* Whether pageblock pb of z is at least half free (KHUGEPAGED_SPARSE_FREE)
+ * by fn's count; if so it is marked split (khugepaged_note_reclaim).  A
+ * block counted dense is not counted again until enough has been freed in
+ * its zone to make it half free (zone freed_pages, pageblock_split_next):
+ * until then the answer is false without a count.  fn may take z->lock. */
+bool khugepaged_pageblock_sparse(zone *z, unsigned long pb, pageblock_free_bytes_fn fn);
+
 /* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer
  * whole hugepages.  Caller holds vmscan_lock. */
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order);

@@ -214,30 +214,22 @@ static unsigned long slab_pageblock_free_bytes(zone *z, unsigned long start)
     return free_bytes;
 }
 
-/* Whether at least half of the pageblock at start is free.  A whole
- * hugepage that sparse is split by the frees' holes and marked so
- * (khugepaged_note_reclaim): the kernel's deferred split of underused
- * hugepages. */
-static bool slab_pageblock_sparse(zone *z, unsigned long start)
-{
-    unsigned long free_bytes = slab_pageblock_free_bytes(z, start);
-    bool sparse = free_bytes >= (PAGE_SIZE << pageblock_order) / 2;
-    if (sparse)
-        khugepaged_note_reclaim(z, start, 0);
-    return sparse;
-}
-
 /* The frees' holes leave a slab in a whole hugepage alone: punching one
  * 4 KiB page would split the 2 MiB mapping (the same rule as the frees'
- * watermark reclaim, khugepaged_keep_resident), unless the pageblock is
- * sparse.  The timed pass, trim and compaction still punch it. */
+ * watermark reclaim, khugepaged_keep_resident), unless at least half of the
+ * pageblock is free (counting its slabs' free objects): a whole hugepage
+ * that sparse is split by the frees' holes and marked so (the kernel's
+ * deferred split of underused hugepages).  A pageblock counted dense is not
+ * counted again before enough has been freed in its zone
+ * (khugepaged_pageblock_sparse).  The timed pass, trim and compaction still
+ * punch it. */
 static bool slab_in_whole_hugepage(page *pg)
 {
     zone *z = pg->zone;
     unsigned long pfn = page_to_pfn(pg);
     if (!khugepaged_pageblock_whole(z, pfn))
         return false;
-    return !slab_pageblock_sparse(z, pfn & ~(pageblock_nr_pages - 1));
+    return !khugepaged_pageblock_sparse(z, pfn >> pageblock_order, slab_pageblock_free_bytes);
 }
 
 unsigned long __slab_punch_holes(kmem_cache *c, page *pg)

@@ -1,7 +1,11 @@
 // Thread caches: a cache is carved from its metadata block one at a time
-// (the block's other pages stay untouched).
+// (the block's other pages stay untouched); a cache over its budget halves
+// its largest bins first, and a bin that refills takes room from them.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+
+#include <thread>
+#include <vector>
 
 #include "malloc/malloc.h"
 #include "malloc/tcache.h"
@@ -37,4 +41,81 @@ TEST(Tcache, CachesAreCarvedOneAtATime)
         GTEST_SKIP() << "this thread's cache is not its block's first";
     char *last = block + (PAGE_SIZE << 2) - PAGE_SIZE;   // the block's last page
     EXPECT_FALSE(resident(last)) << "the whole metadata block was written";
+}
+
+// A cache over its budget halves its largest bins first.  Here the bins of
+// the 1..32 KiB classes fill the thread's budget, then the thread frees
+// blocks of the 16 KiB class that another thread allocated: a bin with no
+// room whose frees are batched again gets TCACHE_DRAIN_CAP objects (128 KiB),
+// over the budget.  The 16 B bin (2 KiB) keeps its room: halving every bin
+// took it from 128 objects to 64, and a cache that went over its budget
+// again and again (alloc-test) took it to 1..4, a flush every few frees.
+TEST(Tcache, OverBudgetHalvesLargestBinsFirst)
+{
+    const unsigned tiny = kmalloc_index(16), spare = kmalloc_index(16384);
+    std::vector<void *> blocks;
+    for (int i = 0; i < 64; i++) {
+        void *p = kmalloc(16384);
+        ASSERT_NE(p, nullptr);
+        blocks.push_back(p);
+    }
+    unsigned tiny_before = 0, tiny_after = 0;
+    size_t bytes_before = 0, bytes_after = 0;
+    std::thread t([&] {
+        tcache *tc = tcache_get();
+        std::vector<void *> v;
+        for (int i = 0; i < 60; i++)            // within the bin: no flush
+            v.push_back(kmalloc(16));
+        for (void *p : v)
+            kfree(p);
+        for (unsigned idx = kmalloc_index(1025); idx < NR_KMALLOC_CLASSES; idx++) {
+            if (idx == spare)
+                continue;
+            v.clear();
+            for (int i = 0; i < 4; i++)
+                v.push_back(kmalloc(kmalloc_size(idx)));
+            for (void *p : v)
+                kfree(p);
+        }
+        tiny_before = tc->bins[tiny].cap;
+        bytes_before = tc->cap_bytes;
+        for (void *p : blocks)
+            kfree(p);
+        tiny_after = tc->bins[tiny].cap;
+        bytes_after = tc->cap_bytes;
+    });
+    t.join();
+    EXPECT_EQ(tiny_before, kmalloc_info[tiny].tcache_max);
+    EXPECT_GE(bytes_before + TCACHE_DRAIN_CAP * 16384, TCACHE_MAX_BYTES) << "not over the budget";
+    EXPECT_LE(bytes_after, TCACHE_MAX_BYTES);
+    EXPECT_EQ(tiny_after, tiny_before) << "the 16 B bin was halved";
+}
+
+// A bin that refills while the bins of the larger classes fill the budget
+// takes room from the largest of them: the 64 B bin gets its first room
+// (64 objects) as it would in a cache with budget to spare.  Before, the
+// budget went to the bins that filled it first (the 64 B bin got none),
+// and a bin halved by a run of frees stayed small.
+TEST(Tcache, RefillTakesRoomFromTheLargestBin)
+{
+    const unsigned idx = kmalloc_index(64);
+    unsigned cap = 0;
+    size_t bytes = 0;
+    std::thread t([&] {
+        tcache *tc = tcache_get();
+        std::vector<void *> v;
+        for (unsigned c = NR_KMALLOC_CLASSES - 1; c > idx && tc->cap_bytes + 4096 <= TCACHE_MAX_BYTES; c--) {
+            v.clear();
+            for (int i = 0; i < 8; i++)
+                v.push_back(kmalloc(kmalloc_size(c)));
+            for (void *p : v)
+                kfree(p);
+        }
+        bytes = tc->cap_bytes;
+        kfree(kmalloc(64));
+        cap = tc->bins[idx].cap;
+    });
+    t.join();
+    EXPECT_GT(bytes + 4096, TCACHE_MAX_BYTES) << "the large bins did not fill the budget";
+    EXPECT_EQ(cap, 4096 / 64u);
 }
