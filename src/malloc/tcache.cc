@@ -249,7 +249,10 @@ void *tcache_refill(tcache *tc, unsigned idx)
     /* The bin ran dry: let it hold more next time, within the budget. */
     size_t size = kmalloc_info[idx].size;
     unsigned max = kmalloc_info[idx].tcache_max;
-    unsigned grow = !b->cap ? tcache_start_cap(idx) : 2 * b->cap <= max ? b->cap : max - b->cap;
+    unsigned grow = !b->cap ? tcache_start_cap(idx)
+                    : 2 * b->cap <= max ? b->cap
+                    : b->cap < max      ? max - b->cap
+                                        : 0;
     size_t budget = tcache_budget();
     if (grow && tc->cap_bytes + (size_t)grow * size > budget)
         tcache_make_room(tc, idx, (size_t)grow * size, budget);
@@ -481,10 +484,13 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
             kmem_cache_free(&kmalloc_caches[idx], obj);
             return;
         }
-        /* The slabs stopped emptying: batch the frees again. */
-        b->cap = (uint16_t)TCACHE_DRAIN_CAP;
-        b->avail = TCACHE_DRAIN_CAP;
-        tc->cap_bytes += (size_t)TCACHE_DRAIN_CAP * kmalloc_info[idx].size;
+        /* The slabs stopped emptying: batch the frees again (within the
+         * class's maximum: 2 objects of 32 KiB, not 8). */
+        unsigned cap = TCACHE_DRAIN_CAP < kmalloc_info[idx].tcache_max ? TCACHE_DRAIN_CAP
+                                                                        : kmalloc_info[idx].tcache_max;
+        b->cap = (uint16_t)cap;
+        b->avail = cap;
+        tc->cap_bytes += (size_t)cap * kmalloc_info[idx].size;
     }
     if (tc->nr_flush_runs[idx] >= 2) {
         /* Only frees since the last refill: nothing here is hot.  Give the

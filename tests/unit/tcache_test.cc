@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <thread>
 #include <vector>
 
@@ -59,7 +60,7 @@ TEST(Tcache, OverBudgetHalvesLargestBinsFirst)
         ASSERT_NE(p, nullptr);
         blocks.push_back(p);
     }
-    unsigned tiny_before = 0, tiny_after = 0;
+    unsigned tiny_before = 0, tiny_after = 0, spare_cap = 0;
     size_t bytes_before = 0, bytes_after = 0;
     std::thread t([&] {
         tcache *tc = tcache_get();
@@ -68,7 +69,7 @@ TEST(Tcache, OverBudgetHalvesLargestBinsFirst)
             v.push_back(kmalloc(16));
         for (void *p : v)
             kfree(p);
-        for (unsigned idx = kmalloc_index(1025); idx < NR_KMALLOC_CLASSES; idx++) {
+        for (unsigned idx = kmalloc_index(1025); idx < NR_KMALLOC_STATIC; idx++) {
             if (idx == spare)
                 continue;
             v.clear();
@@ -83,12 +84,46 @@ TEST(Tcache, OverBudgetHalvesLargestBinsFirst)
             kfree(p);
         tiny_after = tc->bins[tiny].cap;
         bytes_after = tc->cap_bytes;
+        spare_cap = tc->bins[spare].cap;
     });
     t.join();
     EXPECT_EQ(tiny_before, kmalloc_info[tiny].tcache_max);
-    EXPECT_GE(bytes_before + TCACHE_DRAIN_CAP * 16384, TCACHE_MAX_BYTES) << "not over the budget";
+    const unsigned drain = std::min<unsigned>(TCACHE_DRAIN_CAP, kmalloc_info[spare].tcache_max);
+    EXPECT_GT(bytes_before + drain * 16384, TCACHE_MAX_BYTES) << "not over the budget";
     EXPECT_LE(bytes_after, TCACHE_MAX_BYTES);
     EXPECT_EQ(tiny_after, tiny_before) << "the 16 B bin was halved";
+    EXPECT_LE(spare_cap, kmalloc_info[spare].tcache_max);
+}
+
+// A bin with no room whose frees are batched again gets TCACHE_DRAIN_CAP
+// objects of room, but never more than its class's maximum: 2 objects of
+// 16 KiB (32 KiB), not 8 (128 KiB, four times what the bin may hold; the
+// next refill's growth then underflowed).
+TEST(Tcache, BatchingAgainStaysWithinTheClassMaximum)
+{
+    const unsigned idx = kmalloc_index(16384);
+    ASSERT_LT(kmalloc_info[idx].tcache_max, TCACHE_DRAIN_CAP);
+    unsigned cap = 0;
+    std::thread t([&] {
+        tcache *tc = tcache_get();
+        std::vector<void *> v;
+        for (int i = 0; i < 16; i++)    // the class's population stays high: batching, not straight frees
+            v.push_back(kmalloc(16384));
+        tcache_bin *b = &tc->bins[idx];
+        tcache_flush_all(tc);           // the bin empty
+        tc->cap_bytes -= (size_t)b->cap * 16384;
+        b->cap = 0;                     // a drained bin: no room ...
+        b->avail = 0;
+        tc->nr_flush_runs[idx] = 2;     // ... after a run of frees
+        kfree(v.back());
+        v.pop_back();
+        cap = b->cap;
+        for (void *p : v)
+            kfree(p);
+    });
+    t.join();
+    EXPECT_GE(cap, 1u);
+    EXPECT_LE(cap, kmalloc_info[idx].tcache_max);
 }
 
 // A bin that refills while the bins of the larger classes fill the budget
@@ -104,7 +139,7 @@ TEST(Tcache, RefillTakesRoomFromTheLargestBin)
     std::thread t([&] {
         tcache *tc = tcache_get();
         std::vector<void *> v;
-        for (unsigned c = NR_KMALLOC_CLASSES - 1; c > idx && tc->cap_bytes + 4096 <= TCACHE_MAX_BYTES; c--) {
+        for (unsigned c = NR_KMALLOC_STATIC - 1; c > idx && tc->cap_bytes + 4096 <= TCACHE_MAX_BYTES; c--) {
             v.clear();
             for (int i = 0; i < 8; i++)
                 v.push_back(kmalloc(kmalloc_size(c)));
