@@ -87,7 +87,7 @@ constexpr unsigned WMARK_LOW_MIN_SHIFT = 2;
 
 void __setup_zone_wmarks(zone *z)
 {
-    constexpr unsigned long floor = (4ul << 20) >> PAGE_SHIFT;     /* 4 MiB */
+    constexpr unsigned long floor = WMARK_SMALL_HEAP_PAGES;       /* 4 MiB */
     constexpr unsigned long ceiling = (32ul << 20) >> PAGE_SHIFT;  /* 32 MiB */
     unsigned long low;
     long fixed = option_get(OPT_FREE_HIGH);

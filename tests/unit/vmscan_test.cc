@@ -201,10 +201,11 @@ TEST(Vmscan, SmallHeapKeepsAQuarterOfItsUseBeforeRefaults)
     EXPECT_EQ(low, (256ul << 10) >> PAGE_SHIFT);
 }
 
-// A refault raises the workingset only when the zone held fewer resident
-// free pages than it took: resident free memory in blocks that did not fit
-// would not have spared the fault by being more.  The zone's counters are
-// set for the calls under its lock, and put back.
+// In a small heap (under 4 MiB in use) a refault raises the workingset only
+// when the zone held fewer resident free pages than it took: resident free
+// memory in blocks that did not fit would not have spared the fault by being
+// more.  In a larger heap every refault counts.  The zone's counters are set
+// for the calls under its lock, and put back.
 TEST(Vmscan, ARefaultBesideEnoughResidentFreeMemoryIsNotWorkingset)
 {
     page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);   // at least one zone
@@ -213,7 +214,8 @@ TEST(Vmscan, ARefaultBesideEnoughResidentFreeMemoryIsNotWorkingset)
     zone *z = zones[0];
     spin_lock(&z->lock);
     unsigned long saved_ws = z->workingset, saved_res = z->nr_free_resident,
-                  saved_refault = z->nr_refault;
+                  saved_refault = z->nr_refault, saved_spanned = z->spanned_pages;
+    z->spanned_pages = z->nr_free_pages + ((1ul << 20) >> PAGE_SHIFT);   // 1 MiB in use
     z->workingset = 0;
     z->nr_free_resident = 64;          // 64 resident free pages (in small blocks, say)
     __workingset_refault(z, 16);       // a 16-page block refaulted beside them
@@ -221,6 +223,12 @@ TEST(Vmscan, ARefaultBesideEnoughResidentFreeMemoryIsNotWorkingset)
     z->nr_free_resident = 8;           // short of resident free memory
     __workingset_refault(z, 16);
     unsigned long ws_short = z->workingset;
+    z->workingset = 0;
+    z->nr_free_resident = 64;
+    z->spanned_pages = z->nr_free_pages + ((64ul << 20) >> PAGE_SHIFT);  // 64 MiB in use
+    __workingset_refault(z, 16);
+    unsigned long ws_large = z->workingset;
+    z->spanned_pages = saved_spanned;
     z->workingset = saved_ws;
     z->nr_free_resident = saved_res;
     z->nr_refault = saved_refault;
@@ -228,6 +236,7 @@ TEST(Vmscan, ARefaultBesideEnoughResidentFreeMemoryIsNotWorkingset)
     EXPECT_EQ(refaults, 16u);          // still counted as a refault
     EXPECT_EQ(ws_enough, 0u);
     EXPECT_EQ(ws_short, 16u);
+    EXPECT_EQ(ws_large, 16u);          // a larger heap: every refault counts
 }
 
 TEST(Vmscan, CrossingLowReclaimsColdestDownToHigh)
