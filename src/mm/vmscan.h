@@ -20,8 +20,9 @@
  *      (or kswapd) gives the coldest resident free blocks back until the
  *      zone is under WMARK_HIGH.  The watermarks follow the zone's in-use
  *      memory the program has been seen to reuse (the workingset: refaults of
- *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB and at
- *      most in-use / 8 clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
+ *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB (a
+ *      quarter of the use in a heap under 4 MiB) and at most in-use / 8
+ *      clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
  *      instead); while a zone is over WMARK_LOW and has not allocated since
  *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches between passes, none after a pass, and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
@@ -168,6 +169,17 @@ static inline void __zone_watermark_check(zone *z)
  * and its refaults beside enough resident free memory are not workingset
  * (__setup_zone_wmarks, __workingset_refault). */
 constexpr unsigned long WMARK_SMALL_HEAP_PAGES = (4ul << 20) >> PAGE_SHIFT;
+
+/* Whether the process's heap is small: one zone with less than
+ * WMARK_SMALL_HEAP_PAGES in use (racy reads: for slow-path policy only,
+ * such as the thread caches' bin sizes, malloc/tcache.h). */
+static inline bool vmscan_small_heap()
+{
+    if (__atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE) != 1)
+        return false;
+    const zone *z = zones[0];
+    return READ_ONCE(z->spanned_pages) - READ_ONCE(z->nr_free_pages) < WMARK_SMALL_HEAP_PAGES;
+}
 
 /* Workingset (the kernel's mm/workingset.c, for free memory): an allocation
  * took nr pages of a block that reclaim had given back, so the program
