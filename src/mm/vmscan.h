@@ -20,8 +20,8 @@
  *      (or kswapd) gives the coldest resident free blocks back until the
  *      zone is under WMARK_HIGH.  The watermarks follow the zone's in-use
  *      memory the program has been seen to reuse (the workingset: refaults of
- *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB (a
- *      quarter of the use in a heap under 4 MiB) and at most in-use / 8
+ *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB (half
+ *      the use in a heap under 2 MiB) and at most in-use / 8
  *      clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
  *      instead); while a zone is over WMARK_LOW and has not allocated since
  *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches between passes, none after a pass, and fall to zero as the process nears its cgroup's
@@ -165,9 +165,10 @@ static inline void __zone_watermark_check(zone *z)
 }
 
 /* A zone with less than this in use is a small heap: its watermark cap is
- * the 4 MiB floor, its watermark floor a quarter of the use (at most 1 MiB),
- * and its refaults beside enough resident free memory are not workingset
- * (__setup_zone_wmarks, __workingset_refault). */
+ * the 4 MiB floor, its refaults beside enough resident free memory are not
+ * workingset (__workingset_refault), and a single-threaded process's thread
+ * cache bins stay small (malloc/tcache.h).  (The watermark floor, 1 MiB,
+ * is half the use under 2 MiB: __setup_zone_wmarks.) */
 constexpr unsigned long WMARK_SMALL_HEAP_PAGES = (4ul << 20) >> PAGE_SHIFT;
 
 /* Whether the process's heap is small: one zone with less than

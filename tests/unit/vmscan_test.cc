@@ -122,14 +122,14 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     EXPECT_EQ(wmark_pages(z, WMARK_LOW), (8ul << 20) >> PAGE_SHIFT);
     EXPECT_LE(wmark_pages(z, WMARK_HIGH), wmark_pages(z, WMARK_LOW));
     EXPECT_GE(wmark_pages(z, WMARK_MIN), wmark_pages(z, WMARK_LOW));
-    // Auto: the workingset (refaulted pages), at least 1 MiB (a quarter of
-    // the use if less), at most in-use / 8 clamped to 4..32 MiB.
+    // Auto: the workingset (refaulted pages), at least 1 MiB (half the use
+    // if less), at most in-use / 8 clamped to 4..32 MiB.
     options[OPT_FREE_HIGH].value = 0;
     unsigned long saved_ws = z->workingset;
     unsigned long in_use = z->spanned_pages - z->nr_free_pages;
     z->workingset = 0;                 // no refault: 1 MiB
     __setup_zone_wmarks(z);
-    EXPECT_EQ(wmark_pages(z, WMARK_LOW), std::min((1ul << 20) >> PAGE_SHIFT, in_use / 4));
+    EXPECT_EQ(wmark_pages(z, WMARK_LOW), std::min((1ul << 20) >> PAGE_SHIFT, in_use / 2));
     unsigned long cap = std::clamp(in_use / 8, (4ul << 20) >> PAGE_SHIFT, (32ul << 20) >> PAGE_SHIFT);
     z->workingset = (3ul << 20) >> PAGE_SHIFT;   // 3 MiB reused: followed up to the cap
     __setup_zone_wmarks(z);
@@ -173,11 +173,11 @@ TEST(Vmscan, ChurningHeapKeepsAnEighthOfItsUseResident)
     EXPECT_EQ(low, (16ul << 20) >> PAGE_SHIFT);
 }
 
-// A small heap keeps no more than a quarter of its use free and resident
-// before it refaults: 1 MiB in use, 256 KiB (the floor was 1 MiB whatever the
-// heap: realloc-string, ~1.2 MiB in use, kept 1-1.4 MiB free and resident).
+// A small heap keeps no more than half of its use free and resident before
+// it refaults: 1 MiB in use, 512 KiB (the floor was 1 MiB whatever the heap:
+// realloc-string, ~1.2 MiB in use, kept 1-1.4 MiB free and resident).
 // The zone's counters read 1 MiB in use for the call, and are put back.
-TEST(Vmscan, SmallHeapKeepsAQuarterOfItsUseBeforeRefaults)
+TEST(Vmscan, SmallHeapKeepsHalfItsUseBeforeRefaults)
 {
     option_guard og;
     options[OPT_FREE_HIGH].value = 0;
@@ -198,7 +198,7 @@ TEST(Vmscan, SmallHeapKeepsAQuarterOfItsUseBeforeRefaults)
     z->nr_thp_kept = saved_kept;
     __setup_zone_wmarks(z);
     spin_unlock(&z->lock);
-    EXPECT_EQ(low, (256ul << 10) >> PAGE_SHIFT);
+    EXPECT_EQ(low, (512ul << 10) >> PAGE_SHIFT);
 }
 
 // In a small heap (under 4 MiB in use) a refault raises the workingset only
