@@ -13,6 +13,7 @@
 #include "malloc/fork.h"
 #include "mm/page_alloc.h"
 #include "mm/slab.h"
+#include "mm/vmscan.h"
 #include "platform/cpu.h"
 #include "platform/options.h"
 #include "platform/os.h"
@@ -249,6 +250,17 @@ void *tcache_refill(tcache *tc, unsigned idx)
     /* The bin ran dry: let it hold more next time, within the budget. */
     size_t size = kmalloc_info[idx].size;
     unsigned max = kmalloc_info[idx].tcache_max;
+    if (READ_ONCE(nr_tcaches) == 1 && vmscan_small_heap()) {
+        /* One thread and a small heap: TCACHE_SMALL_HEAP_BYTES of objects
+         * (a bin keeps the room it already has).  Not with more threads:
+         * xmalloc (2 producers, 2 consumers, a 3 MiB heap) refilled 2.2x
+         * as often for +1.6% instructions and +5.6% CPU time (7 runs), the
+         * refills contending for the cache locks. */
+        unsigned small = (unsigned)(TCACHE_SMALL_HEAP_BYTES / size);
+        small = small < 2 ? 2 : small;
+        if (small < max)
+            max = small > b->cap ? small : b->cap;
+    }
     unsigned grow = !b->cap ? tcache_start_cap(idx)
                     : 2 * b->cap <= max ? b->cap
                     : b->cap < max      ? max - b->cap

@@ -36,7 +36,12 @@
  * finds it there is probably a double free and is checked on the slow path.
  *
  * Size.  Each bin has a capacity `cap`, at most the class's tcache_max
- * (32 KiB of objects, 2..128 of them).  It starts at an eighth of that and
+ * (32 KiB of objects, 2..128 of them), and while a single-threaded process's
+ * heap is small (one zone under 4 MiB in use, vmscan_small_heap) bins grow
+ * only to 8 KiB of objects
+ * (TCACHE_SMALL_HEAP_BYTES): there each class's cached objects keep its
+ * slabs, and a single-threaded realloc-string held 360 KiB in its bins
+ * beside 30 KiB of live objects in the classes below 4 KiB.  It starts at an eighth of that and
  * doubles on each refill while the cache's total capacity (cap_bytes) stays
  * within the thread's budget, so only the classes a thread really cycles
  * through get big bins; when the budget is full, the largest bin is halved
@@ -74,6 +79,8 @@ constexpr unsigned TCACHE_DRAIN_CAP = 8;   /* objects a bin of a tiny class that
 constexpr size_t TCACHE_DRAIN_TINY = 64;  /* classes up to this size keep TCACHE_DRAIN_CAP; larger ones
                                            * go to 0 at the end of a burst (tcache_drain_cap) */
 constexpr size_t TCACHE_REMOTE_BYTES = 8 * 1024; /* a remote list's batch, at most (4..32 objects) */
+constexpr size_t TCACHE_SMALL_HEAP_BYTES = 8 * 1024; /* a bin's growth limit in a single-threaded
+                                                     * small heap (vmscan_small_heap): 2..128 objects */
 
 struct tcache_bin {
     void *head;       /* first free object, or nullptr */

@@ -80,12 +80,14 @@ uint32_t vmscan_now() { return (uint32_t)ktime_get_coarse_ms() + READ_ONCE(vmsca
  * Watermarks
  * ------------------------------------------------------------------------- */
 
-/* The low watermark before any refault (1 MiB). */
+/* The low watermark before any refault: 1 MiB, or half of what is in use
+ * when that is less (a heap under 2 MiB). */
 constexpr unsigned long WMARK_LOW_MIN_PAGES = (1ul << 20) >> PAGE_SHIFT;
+constexpr unsigned WMARK_LOW_MIN_SHIFT = 1;
 
 void __setup_zone_wmarks(zone *z)
 {
-    constexpr unsigned long floor = (4ul << 20) >> PAGE_SHIFT;     /* 4 MiB */
+    constexpr unsigned long floor = WMARK_SMALL_HEAP_PAGES;       /* 4 MiB */
     constexpr unsigned long ceiling = (32ul << 20) >> PAGE_SHIFT;  /* 32 MiB */
     unsigned long low;
     long fixed = option_get(OPT_FREE_HIGH);
@@ -111,8 +113,18 @@ void __setup_zone_wmarks(zone *z)
          * (refaults: z->workingset): a program that frees memory and never
          * takes it back keeps little, whatever it used before. */
         low = z->workingset;
-        if (low < WMARK_LOW_MIN_PAGES)
-            low = WMARK_LOW_MIN_PAGES;
+        /* The floor, before refaults: 1 MiB, but no more than half of what
+         * is in use.  A heap of ~1.2 MiB in use (realloc-string) kept 1 MiB
+         * free and resident beside it; with half (and refaults counted only
+         * when resident memory was short, __workingset_refault) its peak
+         * went 6.23 -> 5.90 MiB (glibc 5.21; 9 runs, medians) for 6.0K ->
+         * 12.2K faults and +0.03 s of system time; a quarter gave 5.67 MiB
+         * but 24K faults and +0.07 s (5% of its CPU time). */
+        unsigned long floor_min = in_use >> WMARK_LOW_MIN_SHIFT;
+        if (floor_min > WMARK_LOW_MIN_PAGES)
+            floor_min = WMARK_LOW_MIN_PAGES;
+        if (low < floor_min)
+            low = floor_min;
         if (low > cap)
             low = cap;
     }

@@ -122,14 +122,14 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     EXPECT_EQ(wmark_pages(z, WMARK_LOW), (8ul << 20) >> PAGE_SHIFT);
     EXPECT_LE(wmark_pages(z, WMARK_HIGH), wmark_pages(z, WMARK_LOW));
     EXPECT_GE(wmark_pages(z, WMARK_MIN), wmark_pages(z, WMARK_LOW));
-    // Auto: the workingset (refaulted pages), at least 1 MiB, at most
-    // in-use / 8 clamped to 4..32 MiB.
+    // Auto: the workingset (refaulted pages), at least 1 MiB (half the use
+    // if less), at most in-use / 8 clamped to 4..32 MiB.
     options[OPT_FREE_HIGH].value = 0;
     unsigned long saved_ws = z->workingset;
+    unsigned long in_use = z->spanned_pages - z->nr_free_pages;
     z->workingset = 0;                 // no refault: 1 MiB
     __setup_zone_wmarks(z);
-    EXPECT_EQ(wmark_pages(z, WMARK_LOW), (1ul << 20) >> PAGE_SHIFT);
-    unsigned long in_use = z->spanned_pages - z->nr_free_pages;
+    EXPECT_EQ(wmark_pages(z, WMARK_LOW), std::min((1ul << 20) >> PAGE_SHIFT, in_use / 2));
     unsigned long cap = std::clamp(in_use / 8, (4ul << 20) >> PAGE_SHIFT, (32ul << 20) >> PAGE_SHIFT);
     z->workingset = (3ul << 20) >> PAGE_SHIFT;   // 3 MiB reused: followed up to the cap
     __setup_zone_wmarks(z);
@@ -171,6 +171,72 @@ TEST(Vmscan, ChurningHeapKeepsAnEighthOfItsUseResident)
     __setup_zone_wmarks(z);
     spin_unlock(&z->lock);
     EXPECT_EQ(low, (16ul << 20) >> PAGE_SHIFT);
+}
+
+// A small heap keeps no more than half of its use free and resident before
+// it refaults: 1 MiB in use, 512 KiB (the floor was 1 MiB whatever the heap:
+// realloc-string, ~1.2 MiB in use, kept 1-1.4 MiB free and resident).
+// The zone's counters read 1 MiB in use for the call, and are put back.
+TEST(Vmscan, SmallHeapKeepsHalfItsUseBeforeRefaults)
+{
+    option_guard og;
+    options[OPT_FREE_HIGH].value = 0;
+    page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);   // at least one zone
+    ASSERT_NE(pg, nullptr);
+    free_pages(pg, 0);
+    zone *z = zones[0];
+    spin_lock(&z->lock);
+    unsigned long saved_ws = z->workingset, saved_spanned = z->spanned_pages,
+                  saved_kept = z->nr_thp_kept;
+    z->nr_thp_kept = 0;
+    z->spanned_pages = z->nr_free_pages + ((1ul << 20) >> PAGE_SHIFT);   // 1 MiB in use
+    z->workingset = 0;                                                   // no refault yet
+    __setup_zone_wmarks(z);
+    unsigned long low = wmark_pages(z, WMARK_LOW);
+    z->spanned_pages = saved_spanned;
+    z->workingset = saved_ws;
+    z->nr_thp_kept = saved_kept;
+    __setup_zone_wmarks(z);
+    spin_unlock(&z->lock);
+    EXPECT_EQ(low, (512ul << 10) >> PAGE_SHIFT);
+}
+
+// In a small heap (under 4 MiB in use) a refault raises the workingset only
+// when the zone held fewer resident free pages than it took: resident free
+// memory in blocks that did not fit would not have spared the fault by being
+// more.  In a larger heap every refault counts.  The zone's counters are set
+// for the calls under its lock, and put back.
+TEST(Vmscan, ARefaultBesideEnoughResidentFreeMemoryIsNotWorkingset)
+{
+    page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);   // at least one zone
+    ASSERT_NE(pg, nullptr);
+    free_pages(pg, 0);
+    zone *z = zones[0];
+    spin_lock(&z->lock);
+    unsigned long saved_ws = z->workingset, saved_res = z->nr_free_resident,
+                  saved_refault = z->nr_refault, saved_spanned = z->spanned_pages;
+    z->spanned_pages = z->nr_free_pages + ((1ul << 20) >> PAGE_SHIFT);   // 1 MiB in use
+    z->workingset = 0;
+    z->nr_free_resident = 64;          // 64 resident free pages (in small blocks, say)
+    __workingset_refault(z, 16);       // a 16-page block refaulted beside them
+    unsigned long ws_enough = z->workingset, refaults = z->nr_refault - saved_refault;
+    z->nr_free_resident = 8;           // short of resident free memory
+    __workingset_refault(z, 16);
+    unsigned long ws_short = z->workingset;
+    z->workingset = 0;
+    z->nr_free_resident = 64;
+    z->spanned_pages = z->nr_free_pages + ((64ul << 20) >> PAGE_SHIFT);  // 64 MiB in use
+    __workingset_refault(z, 16);
+    unsigned long ws_large = z->workingset;
+    z->spanned_pages = saved_spanned;
+    z->workingset = saved_ws;
+    z->nr_free_resident = saved_res;
+    z->nr_refault = saved_refault;
+    spin_unlock(&z->lock);
+    EXPECT_EQ(refaults, 16u);          // still counted as a refault
+    EXPECT_EQ(ws_enough, 0u);
+    EXPECT_EQ(ws_short, 16u);
+    EXPECT_EQ(ws_large, 16u);          // a larger heap: every refault counts
 }
 
 TEST(Vmscan, CrossingLowReclaimsColdestDownToHigh)
