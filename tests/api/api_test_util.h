@@ -13,7 +13,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <string>
+#include <utility>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace kt {
@@ -121,6 +125,31 @@ struct Rng {
       _exit(code);                                                               \
     }                                                                            \
   } while (0)
+
+// Runs this test binary again in a fresh process, with `env` set (a nullptr
+// value unsets the variable) and only the tests `filter` matches (gtest
+// syntax).  For options kalloc reads once at start-up, which a fork() alone
+// would inherit.  Returns the child's exit status (0: its tests passed), or -1
+// if it could not be started or did not exit.
+inline int run_self(const char *filter,
+                    std::initializer_list<std::pair<const char *, const char *>> env) {
+  std::string arg = std::string("--gtest_filter=") + filter;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    for (const auto &e : env) {
+      if (e.second)
+        setenv(e.first, e.second, 1);
+      else
+        unsetenv(e.first);
+    }
+    execl("/proc/self/exe", "kt_child", arg.c_str(), static_cast<char *>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
 
 }  // namespace kt
 

@@ -452,26 +452,12 @@ TEST(CompactThpChild, DefaultProbesFreshPageblocks) {
 }
 
 void run_thp_child(const char *name, const char *thp, const char *fault_us) {
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    if (thp)
-      setenv("KALLOC_THP", thp, 1);
-    else
-      unsetenv("KALLOC_THP");
-    if (fault_us)
-      setenv("KALLOC_THP_FAULT_US", fault_us, 1);
-    else
-      unsetenv("KALLOC_THP_FAULT_US");
-    setenv("KALLOC_TEST_THP_CHILD", name, 1);
-    std::string filter = std::string("--gtest_filter=CompactThpChild.") + name;
-    execl("/proc/self/exe", "compact_test", filter.c_str(), (char *)nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "CompactThpChild." << name << " failed";
+  std::string filter = std::string("CompactThpChild.") + name;
+  EXPECT_EQ(kt::run_self(filter.c_str(), {{"KALLOC_THP", thp},
+                                          {"KALLOC_THP_FAULT_US", fault_us},
+                                          {"KALLOC_TEST_THP_CHILD", name}}),
+            0)
+      << "CompactThpChild." << name << " failed";
 }
 
 TEST(Compact, FirstFaultAlways) { run_thp_child("FirstFaultAlways", "2", nullptr); }

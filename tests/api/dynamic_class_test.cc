@@ -21,6 +21,8 @@
 
 namespace {
 
+using kt::check;
+using kt::fill;
 using kt::opaque;
 
 // The fixed classes above 1 KiB: 8 per doubling (slab_common.h).
@@ -29,19 +31,6 @@ size_t fixed_class(size_t n) {
   while (base * 2 < n) base *= 2;
   size_t step = base / 8;
   return (n + step - 1) / step * step;
-}
-
-void fill(void *p, size_t n, unsigned seed) {
-  auto *b = static_cast<unsigned char *>(p);
-  for (size_t i = 0; i < n; i += 64) b[i] = (unsigned char)(seed + i / 64);
-  b[n - 1] = (unsigned char)seed;
-}
-
-bool check(const void *p, size_t n, unsigned seed) {
-  auto *b = static_cast<const unsigned char *>(p);
-  for (size_t i = 0; i < n; i += 64)
-    if (b[i] != (unsigned char)(seed + i / 64) && i != n - 1) return false;
-  return b[n - 1] == (unsigned char)seed;
 }
 
 TEST(DynamicClass, AHotSizeGetsAnExactClass) {
@@ -67,7 +56,7 @@ TEST(DynamicClass, AHotSizeGetsAnExactClass) {
   // Sizes just above it keep the fixed class.
   void *c = malloc(opaque(n + 1));
   EXPECT_EQ(malloc_usable_size(c), fixed_class(n + 1));
-  for (unsigned i = 0; i < v.size(); i++) ASSERT_TRUE(check(v[i], n, i)) << i;
+  for (unsigned i = 0; i < v.size(); i++) ASSERT_EQ(check(v[i], n, i), n) << i;
   // Every block of the new class is distinct and freeing them all works.
   std::sort(v.begin(), v.end());
   for (size_t i = 1; i < v.size(); i++) ASSERT_GE((char *)v[i] - (char *)v[i - 1], (ptrdiff_t)n);
@@ -82,7 +71,7 @@ TEST(DynamicClass, AHotSizeGetsAnExactClass) {
   fill(d, n, 7);
   void *e = realloc(d, opaque(n + 4000));
   ASSERT_NE(e, nullptr);
-  EXPECT_TRUE(check(e, n, 7));
+  EXPECT_EQ(check(e, n, 7), n);
   free(e);
 }
 
@@ -120,7 +109,7 @@ TEST(DynamicClass, SlotsAreBoundedAndEveryBlockStaysValid) {
     for (unsigned i = 0; i < 2000; i++) {
       p = malloc(opaque(n));
       ASSERT_NE(p, nullptr);
-      fill(p, n, (unsigned)(n + i));
+      fill(p, n, (uint32_t)(n + i));
       blocks.push_back({p, n + i});
     }
     size_t u = malloc_usable_size(p);
@@ -130,7 +119,7 @@ TEST(DynamicClass, SlotsAreBoundedAndEveryBlockStaysValid) {
   EXPECT_EQ(exact, 8u);
   for (size_t i = 0; i < blocks.size(); i++) {
     size_t n = sizes[i / 2000];
-    ASSERT_TRUE(check(blocks[i].first, n, (unsigned)blocks[i].second)) << i;
+    ASSERT_EQ(check(blocks[i].first, n, (uint32_t)blocks[i].second), n) << i;
     free(blocks[i].first);
   }
 }
@@ -166,18 +155,9 @@ TEST(DynamicClassEnvChild, OffKeepsTheFixedClasses) {
 }
 
 TEST(DynamicClassEnv, OptionSwitchesItOff) {
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    setenv("KALLOC_DYNAMIC_CLASSES", "0", 1);
-    setenv("KALLOC_DYNAMIC_CLASS_TEST_CHILD", "1", 1);
-    execl("/proc/self/exe", "dynamic_class_test", "--gtest_filter=DynamicClassEnvChild.*", (char *)nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(kt::run_self("DynamicClassEnvChild.*",
+                         {{"KALLOC_DYNAMIC_CLASSES", "0"}, {"KALLOC_DYNAMIC_CLASS_TEST_CHILD", "1"}}),
+            0);
 }
 
 }  // namespace

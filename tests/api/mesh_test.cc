@@ -42,19 +42,9 @@ bool mesh_child(const char *name) {
   if (!mesh_child(name)) GTEST_SKIP() << "run by the Mesh test of the same name, with KALLOC_MESH=1";
 
 void run_mesh_child(const char *name, const char *mesh = "1") {
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    setenv("KALLOC_MESH", mesh, 1);
-    setenv("KALLOC_TEST_MESH_CHILD", name, 1);
-    std::string filter = std::string("--gtest_filter=MeshChild.") + name;
-    execl("/proc/self/exe", "mesh_test", filter.c_str(), (char *)nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "MeshChild." << name << " failed";
+  std::string filter = std::string("MeshChild.") + name;
+  EXPECT_EQ(kt::run_self(filter.c_str(), {{"KALLOC_MESH", mesh}, {"KALLOC_TEST_MESH_CHILD", name}}), 0)
+      << "MeshChild." << name << " failed";
 }
 
 // The mapping of /proc/self/maps that holds p, or "".

@@ -317,17 +317,7 @@ TEST(SmallHeapChild, BinsOfASingleThreadedSmallHeapStaySmall)
 
 TEST(SmallHeap, BinsOfASingleThreadedSmallHeapStaySmall)
 {
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        setenv("KALLOC_RECLAIM_TEST_CHILD", "1", 1);
-        execl("/proc/self/exe", "reclaim_test", "--gtest_filter=SmallHeapChild.*", (char *)nullptr);
-        _exit(127);
-    }
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    EXPECT_EQ(kt::run_self("SmallHeapChild.*", {{"KALLOC_RECLAIM_TEST_CHILD", "1"}}), 0);
 }
 
 // Run by BackgroundEnv.* below with KALLOC_BACKGROUND=1 in a fresh process.
@@ -346,17 +336,7 @@ TEST(BackgroundEnvChild, ThreadStartsFromTheOption)
 
 TEST(BackgroundEnv, OptionStartsTheThread)
 {
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        setenv("KALLOC_BACKGROUND", "1", 1);
-        setenv("KALLOC_RECLAIM_TEST_CHILD", "1", 1);
-        execl("/proc/self/exe", "reclaim_test", "--gtest_filter=BackgroundEnvChild.*",
-              (char *)nullptr);
-        _exit(127);
-    }
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    EXPECT_EQ(kt::run_self("BackgroundEnvChild.*",
+                           {{"KALLOC_BACKGROUND", "1"}, {"KALLOC_RECLAIM_TEST_CHILD", "1"}}),
+              0);
 }

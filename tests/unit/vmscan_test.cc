@@ -143,25 +143,25 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     spin_unlock(&z->lock);
 }
 
-// A churning heap of 128 MiB in use keeps at most an eighth of it (16 MiB)
-// free and resident, not a quarter (32 MiB): at frag-churn's peak the free
-// resident memory was 26 MiB of small blocks the growing phase could not use
-// (peak RSS 172.3 -> 164.2 MiB).  The zone's counters are made to read
-// 128 MiB in use for the call, under its lock, and put back.
-TEST(Vmscan, ChurningHeapKeepsAnEighthOfItsUseResident)
+// The low watermark __setup_zone_wmarks gives the first zone when its
+// counters read `in_use` pages in use and `workingset` pages reused (no
+// hugepage kept), with the automatic watermarks; under the zone's lock, and
+// the counters and watermarks are put back.
+static unsigned long low_wmark_with(unsigned long in_use, unsigned long workingset)
 {
     option_guard og;
     options[OPT_FREE_HIGH].value = 0;
     page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);   // at least one zone
-    ASSERT_NE(pg, nullptr);
-    free_pages(pg, 0);
+    EXPECT_NE(pg, nullptr);
+    if (pg)
+        free_pages(pg, 0);
     zone *z = zones[0];
     spin_lock(&z->lock);
     unsigned long saved_ws = z->workingset, saved_spanned = z->spanned_pages,
                   saved_free = z->nr_free_pages, saved_kept = z->nr_thp_kept;
     z->nr_thp_kept = 0;
-    z->spanned_pages = z->nr_free_pages + ((128ul << 20) >> PAGE_SHIFT);   // 128 MiB in use
-    z->workingset = WORKINGSET_MAX_PAGES;                                  // reuses everything
+    z->spanned_pages = z->nr_free_pages + in_use;
+    z->workingset = workingset;
     __setup_zone_wmarks(z);
     unsigned long low = wmark_pages(z, WMARK_LOW);
     z->spanned_pages = saved_spanned;
@@ -170,7 +170,18 @@ TEST(Vmscan, ChurningHeapKeepsAnEighthOfItsUseResident)
     z->nr_thp_kept = saved_kept;
     __setup_zone_wmarks(z);
     spin_unlock(&z->lock);
-    EXPECT_EQ(low, (16ul << 20) >> PAGE_SHIFT);
+    return low;
+}
+
+// A churning heap of 128 MiB in use keeps at most an eighth of it (16 MiB)
+// free and resident, not a quarter (32 MiB): at frag-churn's peak the free
+// resident memory was 26 MiB of small blocks the growing phase could not use
+// (peak RSS 172.3 -> 164.2 MiB).  The zone's counters are made to read
+// 128 MiB in use for the call, under its lock, and put back.
+TEST(Vmscan, ChurningHeapKeepsAnEighthOfItsUseResident)
+{
+    // 128 MiB in use, reusing everything
+    EXPECT_EQ(low_wmark_with((128ul << 20) >> PAGE_SHIFT, WORKINGSET_MAX_PAGES), (16ul << 20) >> PAGE_SHIFT);
 }
 
 // A small heap keeps no more than half of its use free and resident before
@@ -179,26 +190,8 @@ TEST(Vmscan, ChurningHeapKeepsAnEighthOfItsUseResident)
 // The zone's counters read 1 MiB in use for the call, and are put back.
 TEST(Vmscan, SmallHeapKeepsHalfItsUseBeforeRefaults)
 {
-    option_guard og;
-    options[OPT_FREE_HIGH].value = 0;
-    page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);   // at least one zone
-    ASSERT_NE(pg, nullptr);
-    free_pages(pg, 0);
-    zone *z = zones[0];
-    spin_lock(&z->lock);
-    unsigned long saved_ws = z->workingset, saved_spanned = z->spanned_pages,
-                  saved_kept = z->nr_thp_kept;
-    z->nr_thp_kept = 0;
-    z->spanned_pages = z->nr_free_pages + ((1ul << 20) >> PAGE_SHIFT);   // 1 MiB in use
-    z->workingset = 0;                                                   // no refault yet
-    __setup_zone_wmarks(z);
-    unsigned long low = wmark_pages(z, WMARK_LOW);
-    z->spanned_pages = saved_spanned;
-    z->workingset = saved_ws;
-    z->nr_thp_kept = saved_kept;
-    __setup_zone_wmarks(z);
-    spin_unlock(&z->lock);
-    EXPECT_EQ(low, (512ul << 10) >> PAGE_SHIFT);
+    // 1 MiB in use, no refault yet
+    EXPECT_EQ(low_wmark_with((1ul << 20) >> PAGE_SHIFT, 0), (512ul << 10) >> PAGE_SHIFT);
 }
 
 // In a small heap (under 4 MiB in use) a refault raises the workingset only
