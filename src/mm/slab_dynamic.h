@@ -57,21 +57,30 @@ extern uint32_t kmalloc_dyn_vote[NR_KMALLOC_STATIC] __hidden;
 
 __slowpath void kmalloc_dynamic_create(unsigned idx, uint32_t size);
 
-/* A request of `size` bytes (KMALLOC_SMALL_MAX < size <= KMALLOC_MAX_SIZE)
- * that kmalloc_index mapped to class idx. */
+/* A request of `size` bytes (size <= KMALLOC_MAX_SIZE) that kmalloc_index
+ * mapped to class idx: every request above KMALLOC_SMALL_MAX, and up to it
+ * the ones that missed the malloc fast path (a thread-cache refill). */
 static inline void kmalloc_dynamic_note(size_t size, unsigned idx)
 {
     if (idx >= NR_KMALLOC_STATIC)
         return;                                 /* a dynamic class: exact */
-    uint32_t s16 = (uint32_t)((size + 15) >> 4);
+    uint32_t s16 = (uint32_t)((size + 15) >> 4) | (size == 0);   /* malloc(0): 16 */
     uint32_t csize = kmalloc_info[idx].size;
-    if ((csize - (s16 << 4)) * DYN_CLASS_MIN_WASTE < csize)
+    bool fits = (csize - (s16 << 4)) * DYN_CLASS_MIN_WASTE < csize;
+    if (fits && size > KMALLOC_SMALL_MAX)
         return;                                 /* fits well enough */
     uint32_t w = __atomic_load_n(&kmalloc_dyn_vote[idx], __ATOMIC_RELAXED);
     uint32_t cand = w & 0xffff, votes = w >> 16;
     if (votes == 0xffff)
         return;
-    if (cand == s16) {
+    if (fits) {
+        /* Up to 1 KiB a class has 2-4 sizes (by 16), one or two of them
+         * fitting it: they vote against, so only a size that is most of the
+         * class's refills gets a class (python's even spread gets none). */
+        if (!votes)
+            return;
+        w = cand | (votes - 1) << 16;
+    } else if (cand == s16) {
         if (++votes >= DYN_CLASS_VOTES)
             return kmalloc_dynamic_create(idx, s16 << 4);
         w = cand | votes << 16;
