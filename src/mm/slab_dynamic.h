@@ -52,14 +52,48 @@ constexpr unsigned DYN_CLASS_VOTES = 1024;    /* net votes that make a class */
 constexpr unsigned DYN_CLASS_MIN_WASTE = 32;  /* at least 1/32 of the block wasted */
 
 /* Per fixed class: candidate size / 16 (low 16 bits) and its votes (high
- * 16 bits); votes 0xffff: no more slots, stop counting. */
+ * 16 bits; up to 1 KiB see kmalloc_dynamic_note_small); high 16 bits
+ * 0xffff: no more slots, stop counting. */
 extern uint32_t kmalloc_dyn_vote[NR_KMALLOC_STATIC] __hidden;
 
 __slowpath void kmalloc_dynamic_create(unsigned idx, uint32_t size);
 
+/* Up to 1 KiB (only misses of the malloc fast path, mostly thread-cache
+ * refills, get here; each stands for the 8-64 requests the refill serves):
+ * votes in windows of DYN_SMALL_WINDOW, the first size that wastes at least
+ * 1/32 of its block in a window is the candidate, and DYN_SMALL_QUORUM votes
+ * for it in one window make its class.  Sizes that fit their class count in
+ * the window and not for the candidate: a class has only 2-4 sizes (by 16)
+ * up to 1 KiB, one or two of them fitting, so a size that shares its class
+ * evenly (python's 144 and 160 bytes) gets none.  The vote word: candidate
+ * size / 16 (bits 0-15), its votes (16-23), votes in the window (24-31). */
+constexpr unsigned DYN_SMALL_WINDOW = 64;
+constexpr unsigned DYN_SMALL_QUORUM = 56;     /* 7/8 of the window */
+
+static inline void kmalloc_dynamic_note_small(unsigned idx, uint32_t s16, bool fits)
+{
+    uint32_t w = __atomic_load_n(&kmalloc_dyn_vote[idx], __ATOMIC_RELAXED);
+    if ((w >> 16) == 0xffff)
+        return;                                 /* no more slots */
+    uint32_t cand = w & 0xffff, votes = (w >> 16) & 0xff, seen = (w >> 24) + 1;
+    if (!fits) {
+        if (!votes)
+            cand = s16;
+        votes += cand == s16;
+    }
+    if (seen == DYN_SMALL_WINDOW) {
+        if (votes >= DYN_SMALL_QUORUM)
+            return kmalloc_dynamic_create(idx, cand << 4);
+        w = 0;
+    } else {
+        w = cand | votes << 16 | seen << 24;
+    }
+    __atomic_store_n(&kmalloc_dyn_vote[idx], w, __ATOMIC_RELAXED);
+}
+
 /* A request of `size` bytes (size <= KMALLOC_MAX_SIZE) that kmalloc_index
  * mapped to class idx: every request above KMALLOC_SMALL_MAX, and up to it
- * the ones that missed the malloc fast path (a thread-cache refill). */
+ * the ones that missed the malloc fast path. */
 static inline void kmalloc_dynamic_note(size_t size, unsigned idx)
 {
     if (idx >= NR_KMALLOC_STATIC)
@@ -67,20 +101,15 @@ static inline void kmalloc_dynamic_note(size_t size, unsigned idx)
     uint32_t s16 = (uint32_t)((size + 15) >> 4) | (size == 0);   /* malloc(0): 16 */
     uint32_t csize = kmalloc_info[idx].size;
     bool fits = (csize - (s16 << 4)) * DYN_CLASS_MIN_WASTE < csize;
-    if (fits && size > KMALLOC_SMALL_MAX)
+    if (size <= KMALLOC_SMALL_MAX)
+        return kmalloc_dynamic_note_small(idx, s16, fits);
+    if (fits)
         return;                                 /* fits well enough */
     uint32_t w = __atomic_load_n(&kmalloc_dyn_vote[idx], __ATOMIC_RELAXED);
     uint32_t cand = w & 0xffff, votes = w >> 16;
     if (votes == 0xffff)
         return;
-    if (fits) {
-        /* Up to 1 KiB a class has 2-4 sizes (by 16), one or two of them
-         * fitting it: they vote against, so only a size that is most of the
-         * class's refills gets a class (python's even spread gets none). */
-        if (!votes)
-            return;
-        w = cand | (votes - 1) << 16;
-    } else if (cand == s16) {
+    if (cand == s16) {
         if (++votes >= DYN_CLASS_VOTES)
             return kmalloc_dynamic_create(idx, s16 << 4);
         w = cand | votes << 16;
