@@ -10,7 +10,9 @@
  * request size (rounded to 16) clearly dominates the requests of a fixed
  * class and the class wastes at least 1/32 of a block on it, that size gets
  * a class of its own: a slot among NR_KMALLOC_DYNAMIC, filled once and kept
- * for the life of the process.
+ * for the life of the process.  Up to 1 KiB the same: redis's 200-byte
+ * values (193..208-byte requests) take 224-byte blocks, 277,551 of them at
+ * its peak (4.2 MiB of rounding, 3.9% of its peak RSS).
  *
  * Learning: requests above KMALLOC_SMALL_MAX all reach __kmalloc_slow, which
  * calls kmalloc_dynamic_note.  Each fixed class keeps one candidate size and
@@ -19,11 +21,14 @@
  * candidate), in one 32-bit word read and written with relaxed atomics: no
  * lock and no read-modify-write (a lost vote between threads only delays the
  * decision).  DYN_CLASS_VOTES net votes make the class.  Sizes drawn from a
- * spread (most workloads) never get there.
+ * spread (most workloads) never get there.  Up to 1 KiB only the misses of
+ * the malloc fast path (thread-cache refills) vote, in windows
+ * (kmalloc_dynamic_note_small), so the fast path is unchanged.
  *
  * Making a class (kmalloc_dynamic_create, under dyn_class_lock, a try-lock):
  * the slot's kmalloc_info and kmalloc_fast entries are written first, then
- * the entries of kmalloc_index_medium for the sizes the new class fits
+ * the entries of kmalloc_index_medium (up to 1 KiB: kmalloc_index_small
+ * and kmalloc_bin_offset_small) for the sizes the new class fits
  * better than their current one are pointed at it (release stores; the
  * lookup is an acquire load), so a request can map to the slot only after
  * its facts are visible.  Its kmem_cache is set up on first use, as every
