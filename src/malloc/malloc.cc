@@ -180,9 +180,10 @@ void *__kmalloc_slow(size_t size)
     if (unlikely(vmscan_malloc_slowpath_due()) && kalloc_init())
         vmscan_malloc_slowpath();
     if (size <= KMALLOC_MAX_SIZE) {
+        /* Up to 1 KiB only a miss of the fast path gets here (an empty
+         * bin: a thread-cache refill, one vote per refill). */
         unsigned idx = kmalloc_index(size);
-        if (size > KMALLOC_SMALL_MAX)
-            kmalloc_dynamic_note(size, idx);
+        kmalloc_dynamic_note(size, idx);
         return alloc_class(idx) ?: enomem();
     }
     if (size > MAX_REQUEST)

@@ -37,7 +37,8 @@ __slowpath void __kfree_object_slow(void *p, unsigned idx, unsigned owner);
 static __fastpath void *kmalloc(size_t size)
 {
     if (likely(size <= KMALLOC_SMALL_MAX)) {
-        unsigned off = kmalloc_bin_offset_small[(size + 15) >> 4];
+        unsigned off = __atomic_load_n(&kmalloc_bin_offset_small[(size + 15) >> 4],
+                                       __ATOMIC_RELAXED);   /* dynamic classes rewrite it */
         tcache_bin *b = (tcache_bin *)((char *)tcache_current->bins + off);
         void **obj = (void **)b->head;
         if (likely(obj != nullptr)) {

@@ -15,10 +15,11 @@
  *
  * Eight more slots, classes 69..76, are filled at run time with the sizes a
  * program uses most (mm/slab_dynamic.h).  The tables are built by constexpr
- * functions: kmalloc_index_small[] (size -> class up to 1 KiB) is read-only;
- * kmalloc_info[], kmalloc_fast[] and kmalloc_index_medium[] (1..32 KiB) are
- * writable for the dynamic slots but constant-initialised, so nothing runs
- * at start-up.
+ * functions: kmalloc_info[], kmalloc_fast[], kmalloc_index_small[] and
+ * kmalloc_bin_offset_small[] (size -> class up to 1 KiB) and
+ * kmalloc_index_medium[] (1..32 KiB) are writable for the dynamic slots but
+ * constant-initialised, so nothing runs at start-up; the fixed layout's
+ * small lookup stays read-only (kmalloc_index_fixed_small_table).
  */
 #pragma once
 
@@ -139,9 +140,12 @@ constexpr unsigned index_of(size_t size)
     return 0;
 }
 
-constexpr auto make_small_index()
+/* (size + 15) >> 4 for sizes up to 1 KiB -> class index. */
+struct kmalloc_small_index_t { uint8_t idx[KMALLOC_SMALL_MAX / 16 + 1]; };
+
+constexpr kmalloc_small_index_t make_small_index()
 {
-    struct table { uint8_t idx[KMALLOC_SMALL_MAX / 16 + 1]; } t{};
+    kmalloc_small_index_t t{};
     for (unsigned i = 0; i <= KMALLOC_SMALL_MAX / 16; i++)
         t.idx[i] = (uint8_t)index_of(i == 0 ? 1 : i * 16);
     return t;
@@ -153,23 +157,31 @@ constexpr auto make_small_index()
  * map to them; mm/slab_dynamic.cc), but constant-initialised. */
 extern detail::kmalloc_class_table kmalloc_info_table __hidden;
 inline constexpr kmalloc_class *kmalloc_info = kmalloc_info_table.c;
-inline constexpr auto kmalloc_index_small_table = detail::make_small_index();
-inline constexpr const uint8_t *kmalloc_index_small = kmalloc_index_small_table.idx;
+/* The fixed layout's lookup up to 1 KiB, read-only (kmalloc_index_static). */
+inline constexpr auto kmalloc_index_fixed_small_table = detail::make_small_index();
+/* The lookup kmalloc_index uses up to 1 KiB: the fixed layout, with the
+ * sizes a dynamic class took pointing at it (mm/slab_dynamic.cc). */
+extern detail::kmalloc_small_index_t kmalloc_index_small_table __hidden;
+inline constexpr uint8_t *kmalloc_index_small = kmalloc_index_small_table.idx;
 
 /* The malloc fast path's table: (size + 15) >> 4 -> class index * 16, the
  * byte offset of the class's bin in a thread cache (bins are 16 bytes), so
  * the lookup needs no shift. */
 namespace detail {
-constexpr auto make_small_offset()
+struct kmalloc_small_offset_t { uint16_t off[KMALLOC_SMALL_MAX / 16 + 1]; };
+
+constexpr kmalloc_small_offset_t make_small_offset()
 {
-    struct table { uint16_t off[KMALLOC_SMALL_MAX / 16 + 1]; } t{};
+    kmalloc_small_offset_t t{};
     for (unsigned i = 0; i <= KMALLOC_SMALL_MAX / 16; i++)
         t.off[i] = (uint16_t)(index_of(i == 0 ? 1 : i * 16) * 16);
     return t;
 }
 } // namespace detail
-inline constexpr auto kmalloc_bin_offset_small_table = detail::make_small_offset();
-inline constexpr const uint16_t *kmalloc_bin_offset_small = kmalloc_bin_offset_small_table.off;
+/* Writable as kmalloc_index_small, and rewritten with it (the fast path
+ * reads it with a relaxed load: the same mov). */
+extern detail::kmalloc_small_offset_t kmalloc_bin_offset_small_table __hidden;
+inline constexpr uint16_t *kmalloc_bin_offset_small = kmalloc_bin_offset_small_table.off;
 
 /* What the free fast path needs per class, 16 bytes an entry so that the
  * same idx << 4 indexes this table and the thread cache's bins. */
@@ -234,7 +246,7 @@ static_assert(detail::class_size(12) == 256 && detail::class_size(13) == 288, "c
 static __fastpath unsigned kmalloc_index_static(size_t size)
 {
     if (likely(size <= KMALLOC_SMALL_MAX))
-        return kmalloc_index_small[(size + 15) >> 4];
+        return kmalloc_index_fixed_small_table.idx[(size + 15) >> 4];
     /* 8 classes per doubling above 256: find the doubling, then the step. */
     unsigned lg = floor_log2(size - 1);        /* 2^lg < size <= 2^(lg+1) */
     size_t base = 1ul << lg;
@@ -247,7 +259,7 @@ static __fastpath unsigned kmalloc_index_static(size_t size)
 static __fastpath unsigned kmalloc_index(size_t size)
 {
     if (likely(size <= KMALLOC_SMALL_MAX))
-        return kmalloc_index_small[(size + 15) >> 4];
+        return __atomic_load_n(&kmalloc_index_small[(size + 15) >> 4], __ATOMIC_ACQUIRE);
     return __atomic_load_n(&kmalloc_index_medium[((size + 15) >> 4) - detail::KMALLOC_MEDIUM_FIRST],
                            __ATOMIC_ACQUIRE);
 }

@@ -2,7 +2,8 @@
  * mm/slab_dynamic.cc - size classes made at run time (see slab_dynamic.h).
  *
  * Also the home of the writable class tables (kmalloc_info, kmalloc_fast,
- * kmalloc_index_medium): constant-initialised from slab_common.h's
+ * kmalloc_index_small, kmalloc_bin_offset_small, kmalloc_index_medium):
+ * constant-initialised from slab_common.h's
  * constexpr builders, so nothing runs before the first malloc.
  *
  * Lock order: dyn_class_lock is a leaf (taken with try-lock from the malloc
@@ -18,6 +19,8 @@ namespace kalloc {
 constinit detail::kmalloc_class_table kmalloc_info_table = detail::make_table();
 constinit detail::kmalloc_fast_table_t kmalloc_fast_table = detail::make_fast_table();
 constinit detail::kmalloc_medium_table_t kmalloc_index_medium_table = detail::make_medium_index();
+constinit detail::kmalloc_small_index_t kmalloc_index_small_table = detail::make_small_index();
+constinit detail::kmalloc_small_offset_t kmalloc_bin_offset_small_table = detail::make_small_offset();
 constinit uint32_t kmalloc_dyn_vote[NR_KMALLOC_STATIC] = {};
 
 namespace {
@@ -60,7 +63,22 @@ void kmalloc_dynamic_create(unsigned idx, uint32_t size)
     kmalloc_fast[slot] = detail::make_fast_class(kmalloc_info[slot]);
     __atomic_store_n(&nr_dyn_classes, nr_dyn_classes + 1, __ATOMIC_RELEASE);
     /* The sizes that now fit best in the new class: from `size` down, while
-     * their class is larger than it. */
+     * their class is larger than it.  Up to 1 KiB two tables: the class
+     * (slow paths) and its bin's offset (the malloc fast path); a thread
+     * may see one rewritten and not yet the other, and either class fits
+     * the request (the bin of the new class is empty until a refill, which
+     * goes through kmalloc_index). */
+    if (size <= KMALLOC_SMALL_MAX) {
+        for (unsigned e = size >> 4; e >= 1; e--) {
+            uint8_t *ent = &kmalloc_index_small[e];
+            if (kmalloc_size(__atomic_load_n(ent, __ATOMIC_RELAXED)) <= size)
+                break;
+            __atomic_store_n(ent, (uint8_t)slot, __ATOMIC_RELEASE);
+            __atomic_store_n(&kmalloc_bin_offset_small[e], (uint16_t)(slot * 16), __ATOMIC_RELEASE);
+        }
+        spin_unlock(&dyn_class_lock);
+        return;
+    }
     for (unsigned e = size >> 4; e >= detail::KMALLOC_MEDIUM_FIRST; e--) {
         uint8_t *ent = &kmalloc_index_medium[e - detail::KMALLOC_MEDIUM_FIRST];
         if (kmalloc_size(__atomic_load_n(ent, __ATOMIC_RELAXED)) <= size)

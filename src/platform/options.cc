@@ -25,7 +25,7 @@ option_desc options[OPT_COUNT] = {
     {"LIFETIME", 0, "group slabs of size classes learned to be long-lived in their own pageblocks"},
     {"SLAB_HOLES", 1, "give back the free pages of partly used slabs (0 = only whole empty slabs)"},
     {"MESH", 0, "back zones with a memory file and merge half-empty slabs with disjoint objects onto one physical page (meshing): 1 as frees find them, 2 only from kalloc_compact / malloc_trim(0)"},
-    {"DYNAMIC_CLASSES", 1, "make up to 8 size classes at run time for the request sizes above 1 KiB a program uses most (0 = fixed classes only)"},
+    {"DYNAMIC_CLASSES", 1, "make up to 8 size classes at run time for the request sizes a program uses most (0 = fixed classes only)"},
 };
 
 namespace {
