@@ -712,40 +712,50 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     page *to_free[8];
     unsigned nr_to_free = 0;
     const uintptr_t slab_bytes = PAGE_SIZE << c->order;
+    const uintptr_t slab_mask = ~(slab_bytes - 1);
     page *pg = nullptr;
     uintptr_t base = 0, mesh_delta = 0;
     unsigned run = 0;
     cache_lock(c);
     /* Once per call: whether this class is being freed (slab holes). */
     const bool holes = c->order && cache_freeing(c) && option_get(OPT_SLAB_HOLES);
-    /* Bytes freed per zone, for khugepaged_split_underused's bound (zone
-     * freed_pages): added after the lock, once per zone met. */
+    /* Objects freed per zone, for khugepaged_split_underused's bound (zone
+     * freed_pages): the objects from index fstart on are in zone fz; added
+     * after the lock, once per zone met. */
     zone *fz = nullptr;
+    unsigned fstart = 0;
     unsigned long fbytes = 0;
+    /* The slab of the object at index i of the chain: virt_to_block_head,
+     * with the mask computed once per call and the zone kept for the
+     * per-zone count. */
+    auto slab_of = [&](void *obj, unsigned i) __attribute__((always_inline)) {
+        base = (uintptr_t)obj & slab_mask;
+        zone *z = (zone *)zone_table[(uintptr_t)obj >> ZONE_SLOT_SHIFT];
+        pg = z->mem_map + ((uint32_t)base >> PAGE_SHIFT);
+        mesh_delta = 0;
+        if (unlikely(pg->flags & PG_mesh_alias)) {
+            /* Freed through a meshed alias: the object is the primary's
+             * (mm/mesh.h), at the same offset. */
+            mesh_delta = (uintptr_t)page_address(pg->mesh_primary) - base;
+            pg = pg->mesh_primary;
+            z = pg->zone;
+        }
+        run = 0;
+        if (z != fz) {
+            if (fz)
+                zone_note_freed(fz, (unsigned long)(i - fstart) * c->size);
+            fz = z;
+            fstart = i;
+        }
+    };
     void *obj = head;
+    if (n)
+        slab_of(obj, 0);           /* the first: no slab before it to update */
     for (unsigned i = 0; i < n; i++) {
         void *next = *(void **)obj;
         if ((uintptr_t)obj - base >= slab_bytes) {
-            if (pg) {
-                slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
-                fbytes += (unsigned long)run * c->size;
-            }
-            pg = virt_to_block_head((uintptr_t)obj, slab_bytes);
-            base = (uintptr_t)obj & ~(slab_bytes - 1);
-            mesh_delta = 0;
-            if (unlikely(pg->flags & PG_mesh_alias)) {
-                /* Freed through a meshed alias: the object is the primary's
-                 * (mm/mesh.h), at the same offset. */
-                mesh_delta = (uintptr_t)page_address(pg->mesh_primary) - base;
-                pg = pg->mesh_primary;
-            }
-            run = 0;
-            if (pg->zone != fz) {
-                if (fz)
-                    zone_note_freed(fz, fbytes);
-                fz = pg->zone;
-                fbytes = 0;
-            }
+            slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
+            slab_of(obj, i);
         }
         if (!pg->freelist)
             pg->freelist_tail = (uint32_t)((uintptr_t)obj - base);
@@ -755,9 +765,9 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
         run++;
         obj = next;
     }
-    if (pg) {
+    if (n) {
         slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
-        fbytes += (unsigned long)run * c->size;
+        fbytes = (unsigned long)(n - fstart) * c->size;
     }
     c->active_objects -= n;
     c->nr_flushes++;

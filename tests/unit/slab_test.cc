@@ -431,3 +431,59 @@ TEST(Slab, OwnerRowsOfUnusedIdsStayUntouched)
     slab_owner_set_live(3, false);
     check_cache(c);
 }
+
+// kmem_cache_free_bulk counts the bytes it frees in their zone's freed_pages
+// (khugepaged_split_underused's bound), once per zone met, rounded up to a
+// page: also when every object of the chain lands in another slab (each its
+// own run, as in a random free order).
+TEST(Slab, BulkFreeCountsFreedBytesInTheZone)
+{
+    const unsigned idx = 12;
+    kmem_cache *c = &kmalloc_caches[idx];
+    const unsigned per = kmalloc_info[idx].objects;
+    const uintptr_t bytes = PAGE_SIZE << kmalloc_info[idx].order;
+    unsigned got;
+    std::vector<void *> all = chain_objects(c, kmem_cache_alloc_bulk(c, 3 * per, &got, 0));
+    ASSERT_EQ(got, 3 * per);
+    // By slab; the first object of each stays allocated (no slab empties).
+    std::vector<std::vector<void *>> by_slab;
+    std::vector<uintptr_t> bases;
+    for (void *o : all) {
+        uintptr_t b = (uintptr_t)o & ~(bytes - 1);
+        size_t k = std::find(bases.begin(), bases.end(), b) - bases.begin();
+        if (k == bases.size()) {
+            bases.push_back(b);
+            by_slab.emplace_back();
+        }
+        by_slab[k].push_back(o);
+    }
+    ASSERT_GE(by_slab.size(), 2u);
+    std::vector<void *> chain, kept;
+    for (auto &v : by_slab)
+        kept.push_back(v[0]);
+    for (size_t i = 1;; i++) {           // interleaved: slab 0, 1, 2, 0, 1, 2...
+        bool any = false;
+        for (auto &v : by_slab)
+            if (i < v.size()) {
+                chain.push_back(v[i]);
+                any = true;
+            }
+        if (!any)
+            break;
+    }
+    zone *z = page_zone_of((uintptr_t)chain[0]);
+    ASSERT_NE(z, nullptr);
+    for (void *o : chain)
+        ASSERT_EQ(page_zone_of((uintptr_t)o), z);
+    for (size_t i = 0; i + 1 < chain.size(); i++)
+        *(void **)chain[i] = chain[i + 1];
+    unsigned long before = __atomic_load_n(&z->freed_pages, __ATOMIC_RELAXED);
+    kmem_cache_free_bulk(c, chain[0], (unsigned)chain.size());
+    unsigned long after = __atomic_load_n(&z->freed_pages, __ATOMIC_RELAXED);
+    EXPECT_EQ(after - before, (chain.size() * c->size + PAGE_SIZE - 1) / PAGE_SIZE);
+    check_cache(c);
+    for (size_t i = 0; i + 1 < kept.size(); i++)
+        *(void **)kept[i] = kept[i + 1];
+    kmem_cache_free_bulk(c, kept[0], (unsigned)kept.size());
+    check_cache(c);
+}
