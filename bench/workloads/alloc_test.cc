@@ -14,6 +14,7 @@
 // Checked work: blocks are stamped (header, trailer, one byte per page) and
 // verified before being freed; the checksum covers every block's tag.
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <mutex>
 #include <thread>
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
   std::vector<Inbox> inbox(threads);
   std::vector<uint64_t> sums(threads, 0), live_bytes(threads, 0);
   std::vector<std::thread> ts;
+  std::atomic<int64_t> running{threads};   // threads still doing replacements
   for (int64_t i = 0; i < threads; ++i)
     ts.emplace_back([&, i] {
       kb::Rng rng(seed * 104729 + i);
@@ -101,6 +103,16 @@ int main(int argc, char** argv) {
         if (!b.p) kb::die("alloc-test", "malloc returned NULL");
         kb::stamp(b.p, b.size, b.tag);
         if ((op & 1023) == 0) drain(false);
+      }
+      // Until every thread has done its replacements, keep freeing what the
+      // others send here: else one in --remote of their replacements piles
+      // up in this inbox, and the peak RSS depends on which thread the
+      // scheduler let finish first (it was bimodal: 24 or 42-49 MiB under
+      // kalloc, 23 or 32 under glibc, from run to run).
+      running.fetch_sub(1);
+      while (running.load() > 0) {
+        drain(true);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
       uint64_t bytes = 0;
       for (auto& b : set) {
