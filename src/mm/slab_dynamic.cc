@@ -11,6 +11,7 @@
  */
 #include "mm/slab_dynamic.h"
 
+#include "mm/slab.h"
 #include "platform/options.h"
 #include "platform/spinlock.h"
 
@@ -38,17 +39,26 @@ void kmalloc_dynamic_reinit_lock()
     spin_lock_init(&dyn_class_lock);
 }
 
-void kmalloc_dynamic_create(unsigned idx, uint32_t size)
+bool kmalloc_dynamic_create(unsigned idx, uint32_t size)
 {
     /* Start the count again whatever happens: a busy lock or a size that
      * has its class already. */
     __atomic_store_n(&kmalloc_dyn_vote[idx], (size >> 4), __ATOMIC_RELAXED);
     if (!spin_trylock(&dyn_class_lock))
-        return;
+        return true;
     unsigned cur = kmalloc_index(size);
     if (kmalloc_size(cur) == size) {
         spin_unlock(&dyn_class_lock);
-        return;                         /* made meanwhile by another thread */
+        return true;                    /* made meanwhile by another thread */
+    }
+    if (size <= KMALLOC_SMALL_MAX) {
+        /* Worth a slot?  Read without the cache's lock (READ_ONCE): a
+         * count a little stale only moves the decision by a few votes. */
+        unsigned long live = __atomic_load_n(&kmalloc_caches[idx].active_objects, __ATOMIC_RELAXED);
+        if (live * (kmalloc_size(idx) - size) < DYN_SMALL_MIN_SAVING) {
+            spin_unlock(&dyn_class_lock);
+            return false;
+        }
     }
     options_init();
     if (nr_dyn_classes == NR_KMALLOC_DYNAMIC || !option_get(OPT_DYNAMIC_CLASSES)) {
@@ -56,7 +66,7 @@ void kmalloc_dynamic_create(unsigned idx, uint32_t size)
         for (unsigned i = 0; i < NR_KMALLOC_STATIC; i++)
             __atomic_store_n(&kmalloc_dyn_vote[i], 0xffffu << 16, __ATOMIC_RELAXED);
         spin_unlock(&dyn_class_lock);
-        return;
+        return true;
     }
     unsigned slot = NR_KMALLOC_STATIC + nr_dyn_classes;
     kmalloc_info[slot] = detail::make_class_size(size);
@@ -77,7 +87,7 @@ void kmalloc_dynamic_create(unsigned idx, uint32_t size)
             __atomic_store_n(&kmalloc_bin_offset_small[e], (uint16_t)(slot * 16), __ATOMIC_RELEASE);
         }
         spin_unlock(&dyn_class_lock);
-        return;
+        return true;
     }
     for (unsigned e = size >> 4; e >= detail::KMALLOC_MEDIUM_FIRST; e--) {
         uint8_t *ent = &kmalloc_index_medium[e - detail::KMALLOC_MEDIUM_FIRST];
@@ -86,6 +96,7 @@ void kmalloc_dynamic_create(unsigned idx, uint32_t size)
         __atomic_store_n(ent, (uint8_t)slot, __ATOMIC_RELEASE);
     }
     spin_unlock(&dyn_class_lock);
+    return true;
 }
 
 } // namespace kalloc
