@@ -94,17 +94,21 @@ void __setup_zone_wmarks(zone *z)
     if (fixed > 0) {
         low = (unsigned long)fixed >> PAGE_SHIFT;
     } else {
-        /* An eighth of what is in use.  Free resident memory at the peak is
-         * RSS the program does not use: at frag-churn's peak (the 8 KiB ..
-         * 256 KiB phase growing while the earlier phases' free pages sit in
-         * small blocks of slab pageblocks) a quarter kept 26 MiB free and
-         * resident; an eighth took its peak RSS from 172.3 to 164.2 MiB
-         * (5 runs, medians) for 4.5% more minor faults and the same CPU
-         * time (3.29 -> 3.16 s), kv-ttl unchanged (196.3 -> 195.6 MiB,
-         * same faults).  (In 2026-11, before the workingset and slab holes,
+        /* A thirty-second of what is in use (4..32 MiB).  Free resident
+         * memory at the peak is RSS the program does not use: at
+         * frag-churn's peak (the 8 KiB .. 256 KiB phase growing while the
+         * earlier phases' free pages sit in small blocks of slab
+         * pageblocks) a quarter kept 26 MiB free and resident; an eighth
+         * took its peak RSS from 172.3 to 164.2 MiB (5 runs, medians) for
+         * 4.5% more minor faults and the same CPU time; a thirty-second
+         * from 168.4 to 160.6 MiB (5 runs; user 2.80 -> 2.55 s, system
+         * 0.44 -> 0.49 s, faults 130K -> 128K: within their spread), and
+         * 0.4-1.1 MiB less on idle-drift, python3 and g++.  (The kernel's
+         * min_free_kbytes grows with the square root of memory: 1.4 MiB
+         * for 128 MiB.)  (In 2026-11, before the workingset and slab holes,
          * an eighth cost frag-churn 1.79 s against 1.51.) */
         unsigned long in_use = z->spanned_pages - z->nr_free_pages;
-        unsigned long cap = in_use / 8;
+        unsigned long cap = in_use / 32;
         if (cap < floor)
             cap = floor;
         if (cap > ceiling)
