@@ -100,8 +100,8 @@ TEST(DynamicClass, SpreadSizesGetNone) {
 TEST(DynamicClass, ASmallHotSizeGetsAnExactClass) {
   // redis's values of redis-benchmark -d 200: 277,551 live blocks of 193..208
   // bytes at its peak, in 224-byte blocks.  Up to 1 KiB only thread-cache
-  // refills vote (56 of a window of 64 make the class: about 1,200 requests
-  // here).
+  // refills vote (56 of a window of 64 make the class, once the live
+  // objects save 32 KiB: about 2,100 requests here).
   const size_t n = 200;
   void *first = malloc(opaque(n));
   ASSERT_NE(first, nullptr);
