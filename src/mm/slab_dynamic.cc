@@ -52,9 +52,9 @@ bool kmalloc_dynamic_create(unsigned idx, uint32_t size)
         return true;                    /* made meanwhile by another thread */
     }
     if (size <= KMALLOC_SMALL_MAX) {
-        /* Worth a slot?  Read without the cache's lock (READ_ONCE): a
+        /* Worth a slot?  Read without the cache's lock: a
          * count a little stale only moves the decision by a few votes. */
-        unsigned long live = __atomic_load_n(&kmalloc_caches[idx].active_objects, __ATOMIC_RELAXED);
+        unsigned long live = READ_ONCE(kmalloc_caches[idx].active_objects);
         if (live * (kmalloc_size(idx) - size) < DYN_SMALL_MIN_SAVING) {
             spin_unlock(&dyn_class_lock);
             return false;
