@@ -2,7 +2,7 @@
  * malloc/fork.cc - pthread_atfork handlers (see fork.h).
  *
  * Nothing is locked when the process is single-threaded (see prepare).
- * Lock order taken in prepare: compact_lock, tcache_list_lock, every
+ * Lock order taken in prepare: compact_lock, pcs_drain_lock, tcache_list_lock, every
  * kmem_cache.lock (by class), vmap_lock, vmscan_lock, zone_list_lock, every
  * per_cpu_pages.lock (by zone, then CPU), every zone.lock (by zone id).
  *
@@ -19,6 +19,7 @@
 #include "mm/compaction.h"
 #include "mm/mmzone.h"
 #include "mm/per_cpu_pages.h"
+#include "mm/percpu_sheaves.h"
 #include "mm/slab.h"
 #include "mm/slab_dynamic.h"
 #include "mm/vmalloc.h"
@@ -42,6 +43,7 @@ void kalloc_fork_prepare()
         return;
     }
     spin_lock(&compact_lock);
+    pcs_lock_for_fork();        /* no drain in flight: the child's arrays are not stopped */
     tcache_lock_for_fork();
     kmem_cache_lock_all();
     vmap_lock_for_fork();
@@ -74,6 +76,7 @@ void kalloc_fork_parent()
     vmap_unlock_for_fork();
     kmem_cache_unlock_all();
     tcache_unlock_for_fork();
+    pcs_unlock_for_fork();
     spin_unlock(&compact_lock);
 }
 
@@ -94,6 +97,7 @@ void kalloc_fork_child()
     vmap_reinit_lock();
     kmem_cache_reinit_locks();
     kmalloc_dynamic_reinit_lock();
+    pcs_reinit_lock();
     tcache_after_fork_child();
 }
 

@@ -21,6 +21,7 @@
 #include "mm/compaction.h"
 #include "mm/mesh.h"
 #include "mm/page_alloc.h"
+#include "mm/percpu_sheaves.h"
 #include "mm/slab.h"
 #include "mm/slab_dynamic.h"
 #include "mm/vmalloc.h"
@@ -119,7 +120,7 @@ void free_slab_object(block_info &bi, void *p)
     tcache *tc = tcache_get();
     if ((uint64_t)obj[1] == tcache_key) {
         /* Probably a double free: look where a free object can be. */
-        if ((tc && tcache_contains(tc, bi.idx, p)) ||
+        if ((tc && tcache_contains(tc, bi.idx, p)) || pcs_contains(bi.idx, p) ||
             kmem_cache_obj_is_free(&kmalloc_caches[bi.idx], bi.head, p))
             panic("free(): double free detected %p", p);
     }
@@ -407,6 +408,7 @@ int ktrim(size_t pad)
     tcache *tc = tcache_state == TCACHE_ACTIVE ? tcache_current : nullptr;
     if (tc)
         tcache_flush_all(tc);
+    pcs_flush_all();
     kmem_cache_shrink_all();
     spin_lock(&compact_lock);
     bool released = mesh_all() > 0;                 /* pages (KALLOC_MESH) */

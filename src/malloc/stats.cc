@@ -15,6 +15,7 @@
 #include "mm/compaction.h"
 #include "mm/mesh.h"
 #include "mm/page_alloc.h"
+#include "mm/percpu_sheaves.h"
 #include "mm/slab.h"
 #include "mm/vmalloc.h"
 #include "mm/vmscan.h"
@@ -24,10 +25,23 @@
 
 namespace kalloc {
 
+/* Objects cached above the slabs, per class: in thread caches and in the
+ * per-CPU sheaves (both count as handed out in kmem_cache.active_objects).
+ * Returns the sheaves' total. */
+static unsigned long count_cached(unsigned long cached[NR_KMALLOC_CLASSES], unsigned long *nr_tc)
+{
+    unsigned long pcs[NR_KMALLOC_CLASSES];
+    tcache_count_cached(cached, nr_tc);
+    unsigned long total = pcs_count_cached(pcs);
+    for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++)
+        cached[i] += pcs[i];
+    return total;
+}
+
 void stats_get(kalloc_stats *out)
 {
     unsigned long cached[NR_KMALLOC_CLASSES], nr_tc;
-    tcache_count_cached(cached, &nr_tc);
+    count_cached(cached, &nr_tc);
     uint64_t slab_bytes = 0, slab_obj = 0, slab_in_use = 0, refills = 0, flushes = 0;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
@@ -169,7 +183,7 @@ void stats_print(int fd)
     out.fd = fd;
     out.len = 0;
     unsigned long cached[NR_KMALLOC_CLASSES], nr_tc;
-    tcache_count_cached(cached, &nr_tc);
+    unsigned long pcs_objects = count_cached(cached, &nr_tc);
     kalloc_stats s;
     stats_get(&s);
     out.printf("----- kalloc %s statistics -----\n", kalloc_version());
@@ -193,6 +207,11 @@ void stats_print(int fd)
                s.large_bytes >> 10, s.huge_bytes >> 10, s.free_pages * 4, s.free_resident_pages * 4,
                s.reclaimed_pages * 4, s.nr_zones, s.nr_thread_caches, s.nr_slab_refills,
                s.nr_slab_flushes, s.nr_large_allocs, s.nr_huge_allocs);
+    pcs_stats ps;
+    pcs_get_stats(&ps);
+    out.printf("percpu sheaves: %s objects=%lu refills=%lu overflows=%lu stopped=%lu drains=%lu\n",
+               pcs_in_use() ? "in use" : "not used", pcs_objects, ps.refills, ps.overflows,
+               ps.stopped, ps.flush_all);
     out.flush();
     spin_unlock(&print_lock);
 }

@@ -12,10 +12,12 @@
 
 #include "malloc/fork.h"
 #include "mm/page_alloc.h"
+#include "mm/percpu_sheaves.h"
 #include "mm/slab.h"
 #include "mm/vmscan.h"
 #include "platform/cpu.h"
 #include "platform/options.h"
+#include "platform/rseq.h"
 #include "platform/os.h"
 #include "platform/printk.h"
 
@@ -146,15 +148,21 @@ void tcache_unregister_locked(tcache *tc)
 unsigned tcache_nr_owner_ids()
 {
     unsigned n = 4 * nr_cpu_ids();
-    return n < 4 ? 4 : n > SLAB_OWNER_SHARED - 1 ? SLAB_OWNER_SHARED - 1 : n;
+    return n < 4 ? 4 : n > SLAB_OWNER_POOL - 1 ? SLAB_OWNER_POOL - 1 : n;
 }
 
-uint8_t tcache_pick_owner_locked()
+/* The id with the fewest live caches; SLAB_OWNER_POOL when every id has
+ * one and `pool` (per-CPU sheaves work for this thread): the threads beyond
+ * 4 per CPU share the pool's slabs through the per-CPU arrays instead of
+ * sharing ids round robin (mm/percpu_sheaves.h). */
+uint8_t tcache_pick_owner_locked(bool pool)
 {
     unsigned n = tcache_nr_owner_ids(), best = 1;
     for (unsigned id = 2; id <= n; id++)
         if (owner_users[id] < owner_users[best])
             best = id;
+    if (pool && owner_users[best] > 0)
+        return (uint8_t)SLAB_OWNER_POOL;
     return (uint8_t)best;
 }
 
@@ -206,6 +214,9 @@ tcache *tcache_get()
     if (!kalloc_init() || !option_get(OPT_TCACHE))
         return nullptr;
     tcache_state = TCACHE_INIT;
+    /* Before tcache_list_lock: the first call maps the arrays under
+     * pcs_drain_lock, which comes first in the lock order. */
+    const bool pool = pcs_enabled() && rseq_thread_registered();
     spin_lock(&tcache_list_lock);
     tcache *tc = tcache_alloc_locked();
     if (tc) {
@@ -217,7 +228,8 @@ tcache *tcache_get()
         tc->cap_bytes = tc->remote_bytes = 0;
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
             tc->remote[i].avail = tc->remote[i].cap = tcache_remote_cap(i);
-        tc->owner_id = tcache_pick_owner_locked();
+        tc->owner_id = tcache_pick_owner_locked(pool);
+        tc->pcs = tc->owner_id == SLAB_OWNER_POOL;
         if (owner_users[tc->owner_id]++ == 0)
             slab_owner_set_live(tc->owner_id, true);
         tc->tid = (unsigned long)pthread_self();
@@ -238,7 +250,7 @@ tcache *tcache_get()
 
 namespace {
 void tcache_enforce_budget(tcache *tc);
-size_t tcache_budget();
+size_t tcache_budget(const tcache *tc);
 void tcache_make_room(tcache *tc, unsigned idx, size_t need, size_t budget);
 } // namespace
 
@@ -265,7 +277,7 @@ void *tcache_refill(tcache *tc, unsigned idx)
                     : 2 * b->cap <= max ? b->cap
                     : b->cap < max      ? max - b->cap
                                         : 0;
-    size_t budget = tcache_budget();
+    size_t budget = tcache_budget(tc);
     if (grow && tc->cap_bytes + (size_t)grow * size > budget)
         tcache_make_room(tc, idx, (size_t)grow * size, budget);
     if (grow && tc->cap_bytes + (size_t)grow * size <= budget) {
@@ -281,7 +293,9 @@ void *tcache_refill(tcache *tc, unsigned idx)
     /* A sheaf of our own objects that other threads freed, if one fits. */
     void *chain = b->head ? nullptr
                           : kmem_cache_barn_take(&kmalloc_caches[idx], owner, b->avail + 1, &got);
-    if (!chain)
+    if (!chain && tc->pcs)
+        chain = alloc_from_pcs_bulk(&kmalloc_caches[idx], want + 1, &got, owner);
+    else if (!chain)
         chain = kmem_cache_alloc_bulk(&kmalloc_caches[idx], want + 1, &got, owner,
                                       b->avail + 1);   /* whole slab freelists up to the room */
     if (!chain)
@@ -304,6 +318,16 @@ void *tcache_refill(tcache *tc, unsigned idx)
 }
 
 namespace {
+
+/* Where a cache's own objects go back (a bin's, never a remote list's):
+ * a pool cache's to the current CPU's sheaf, the others' to the slabs. */
+inline void tcache_free_own(const tcache *tc, unsigned idx, void *chain, unsigned n)
+{
+    if (tc->pcs)
+        free_to_pcs_bulk(&kmalloc_caches[idx], chain, n);
+    else
+        kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
+}
 
 /* Keep the `keep` hottest objects of bin idx (those nearest the head) and
  * give the colder rest back to the slabs. */
@@ -328,7 +352,7 @@ void tcache_bin_flush_to(tcache *tc, unsigned idx, unsigned keep)
     /* The chain is off the list before the slabs get it (see
      * tcache_bin_give_back); avail catches up after. */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
+    tcache_free_own(tc, idx, chain, n);
     b->avail += n;
 }
 
@@ -344,14 +368,18 @@ void tcache_bin_flush_half(tcache *tc, unsigned idx)
  * between, the child's orphan recovery (tcache_recover_bin) must not find
  * objects on the list that the slabs already have (a double free in the
  * child); at worst the child loses them. */
-void tcache_bin_give_back(tcache_bin *b, unsigned idx)
+void tcache_bin_give_back(const tcache *tc, tcache_bin *b, unsigned idx)
 {
     unsigned n = b->cap - b->avail;
     void *chain = b->head;
     WRITE_ONCE(b->head, nullptr);
     WRITE_ONCE(b->avail, b->cap);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    if (n)
+    if (!n)
+        return;
+    if (b == &tc->bins[idx])
+        tcache_free_own(tc, idx, chain, n);
+    else
         kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
 }
 
@@ -371,12 +399,17 @@ void tcache_remote_flush(tcache *tc, unsigned idx)
         kmem_cache_barn_put(&kmalloc_caches[idx], chain, n, r->owner);
         return;
     }
-    tcache_bin_give_back(r, idx);
+    tcache_bin_give_back(tc, r, idx);
 }
 
 /* This thread's share of TCACHE_TOTAL_BYTES (racy read: a stale share
- * only moves the budget for one slow path). */
-size_t tcache_budget() { return READ_ONCE(tcache_share); }
+ * only moves the budget for one slow path); at least TCACHE_POOL_MIN_BYTES
+ * for a pool cache (tcache.h). */
+size_t tcache_budget(const tcache *tc)
+{
+    size_t share = READ_ONCE(tcache_share);
+    return tc->pcs && share < TCACHE_POOL_MIN_BYTES ? TCACHE_POOL_MIN_BYTES : share;
+}
 
 /* Keep the cache within its budget: once the capacities add up to more
  * than the budget, the bins holding more than half the largest one's bytes
@@ -426,7 +459,7 @@ __attribute__((noinline)) void __tcache_enforce_budget(tcache *tc, size_t budget
 /* The check every refill and flush makes: inline, the work out of line. */
 void tcache_enforce_budget(tcache *tc)
 {
-    size_t budget = tcache_budget();
+    size_t budget = tcache_budget(tc);
     if (unlikely(tc->cap_bytes > budget || tc->remote_bytes > budget))
         __tcache_enforce_budget(tc, budget);
 }
@@ -493,7 +526,7 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
             /* A draining bin with no room left (tcache_drain_cap): straight
              * to the slab, nothing to flush or to budget. */
             ((uint64_t *)obj)[1] = tcache_key;   /* as on the bin: a double free is checked */
-            kmem_cache_free(&kmalloc_caches[idx], obj);
+            tcache_free_own(tc, idx, obj, 1);
             return;
         }
         /* The slabs stopped emptying: batch the frees again (within the
@@ -527,7 +560,7 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
         b->avail--;
     } else {
         ((uint64_t *)obj)[1] = tcache_key;   /* as on the bin: a double free is checked */
-        kmem_cache_free(&kmalloc_caches[idx], obj);
+        tcache_free_own(tc, idx, obj, 1);
     }
 }
 
@@ -543,7 +576,7 @@ void tcache_flush_all(tcache *tc)
 {
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         tcache_remote_flush(tc, i);
-        tcache_bin_give_back(&tc->bins[i], i);
+        tcache_bin_give_back(tc, &tc->bins[i], i);
     }
 }
 

@@ -5,6 +5,7 @@
 #include "mm/mesh.h"
 
 #include "mm/page_alloc.h"
+#include "mm/percpu_sheaves.h"
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
 
@@ -236,6 +237,7 @@ unsigned long __isolate_free_scan(zone *z, bool exact)
 static unsigned long __compact_run(compact_mode mode)
 {
     drain_all_pages();
+    pcs_flush_all();                /* per-CPU sheaves -> their slabs */
     kmem_cache_shrink_all();        /* spare empty slabs -> the per-CPU lists */
     drain_all_pages();
     unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);

@@ -83,6 +83,10 @@ constexpr unsigned NR_SLAB_OWNERS = 256;   /* owner ids are bytes; 0 = nobody */
  * kept free objects apart per thread (see tcache_refill). */
 constexpr unsigned SLAB_OWNER_SHARED = NR_SLAB_OWNERS - 1;
 constexpr uint32_t SLAB_SHARED_ABOVE = 1024;
+/* The owner id of the thread caches created once every id 1..4 x CPUs has
+ * one, when per-CPU sheaves are in use (mm/percpu_sheaves.h): they share
+ * slabs, and the per-CPU arrays hold only objects of this id's slabs. */
+constexpr unsigned SLAB_OWNER_POOL = NR_SLAB_OWNERS - 2;
 constexpr unsigned SLAB_BARN_SHEAVES = 8;  /* full sheaves a cache's barn holds */
 
 /* A sheaf: a chain of free objects, all from slabs of one owner id, moved

@@ -8,6 +8,7 @@
 #include "mm/khugepaged.h"
 #include "mm/mesh.h"
 #include "mm/page_alloc.h"
+#include "mm/percpu_sheaves.h"
 #include "mm/slab.h"
 #include "platform/cgroup.h"
 #include "platform/kthread.h"
@@ -359,6 +360,9 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
  * that come before vmscan_lock (tcache_list_lock, kmem_cache.lock). */
 static void run_decay_hooks(uint32_t now)
 {
+    /* The per-CPU sheaves, when their threads went idle (no visit to the
+     * slabs since the previous pass). */
+    pcs_flush_idle();
     /* The slab caches' spare empty slabs (one per class): a busy class
      * makes a new spare at once, an idle one gives its pages back. */
     kmem_cache_shrink_all();

@@ -42,6 +42,8 @@ enum option_id {
                            malloc_trim(0); default 0 */
     OPT_DYNAMIC_CLASSES,/* KALLOC_DYNAMIC_CLASSES=0: only the fixed size classes (default 1:
                            up to 8 classes made at run time for hot sizes, mm/slab_dynamic.h) */
+    OPT_PERCPU_SHEAVES, /* KALLOC_PERCPU_SHEAVES=0: no per-CPU object arrays for the threads beyond
+                           4 per CPU (default 1 where rseq works: mm/percpu_sheaves.h) */
     OPT_COUNT
 };
 
