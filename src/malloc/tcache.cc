@@ -215,8 +215,12 @@ tcache *tcache_get()
         return nullptr;
     tcache_state = TCACHE_INIT;
     /* Before tcache_list_lock: the first call maps the arrays under
-     * pcs_drain_lock, which comes first in the lock order. */
-    const bool pool = pcs_enabled() && rseq_thread_registered();
+     * pcs_drain_lock, which comes first in the lock order.  Asked only once
+     * the owner ids may all be taken (a racy count: a pool decision made
+     * on a stale one is only a choice of owner id), so programs with fewer
+     * threads never map them nor register for membarrier. */
+    const bool pool = READ_ONCE(nr_tcaches) >= tcache_nr_owner_ids() && pcs_enabled() &&
+                      rseq_thread_registered();
     spin_lock(&tcache_list_lock);
     tcache *tc = tcache_alloc_locked();
     if (tc) {
