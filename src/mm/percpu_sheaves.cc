@@ -4,8 +4,9 @@
  * mm/slub.c (alloc_from_pcs, free_to_pcs, pcs_flush_all), with rseq in
  * place of the kernel's local_lock.
  *
- * Lock order: (compact_lock ->) pcs_drain_lock -> kmem_cache.lock -> zone.lock.
- * The arrays themselves take no lock (platform/rseq.h).
+ * Lock order: (compact_lock ->) pcs_drain_lock, nothing taken under it (the
+ * drained objects go to the slabs after it is dropped).  The arrays
+ * themselves take no lock (platform/rseq.h).
  */
 #include "mm/percpu_sheaves.h"
 
@@ -209,39 +210,44 @@ unsigned long pcs_flush_all()
 {
     if (!READ_ONCE(pcs_region))
         return 0;
+    /* The chains are taken under the lock and given to the slabs after it
+     * is dropped: a free that empties slabs may start a compaction run
+     * (compaction_slab_pages_freed), which drains the sheaves itself. */
+    void *heads[NR_KMALLOC_CLASSES];
+    unsigned counts[NR_KMALLOC_CLASSES];
     spin_lock(&pcs_drain_lock);
     const unsigned ncpu = pcs_nr_cpus;
     for (unsigned cpu = 0; cpu < ncpu; cpu++)
         __atomic_store_n(pcs_stop_word(cpu), 1, __ATOMIC_SEQ_CST);
     unsigned long total = 0;
-    if (rseq_fence()) {
+    const bool fenced = rseq_fence();
+    for (unsigned idx = 1; idx < NR_KMALLOC_CLASSES; idx++) {
+        heads[idx] = nullptr;
+        counts[idx] = 0;
+        if (!fenced || !pcs_cap(idx))
+            continue;
         /* No sequence can commit now: the arrays are ours until the stop
          * words are cleared.  One chain per class over all CPUs. */
-        for (unsigned idx = 1; idx < NR_KMALLOC_CLASSES; idx++) {
-            if (!pcs_cap(idx))
+        for (unsigned cpu = 0; cpu < ncpu; cpu++) {
+            rseq_percpu_array *a = pcs_array(cpu, idx);
+            unsigned k = a->count;
+            if (!k)
                 continue;
-            void *head = nullptr;
-            unsigned n = 0;
-            for (unsigned cpu = 0; cpu < ncpu; cpu++) {
-                rseq_percpu_array *a = pcs_array(cpu, idx);
-                unsigned k = a->count;
-                if (!k)
-                    continue;
-                link_chain(a->slots, k, head);
-                head = a->slots[0];
-                n += k;
-                a->count = 0;
-            }
-            if (n)
-                kmem_cache_free_bulk(&kmalloc_caches[idx], head, n);
-            total += n;
+            link_chain(a->slots, k, heads[idx]);
+            heads[idx] = a->slots[0];
+            counts[idx] += k;
+            a->count = 0;
         }
+        total += counts[idx];
     }
     for (unsigned cpu = 0; cpu < ncpu; cpu++)
         __atomic_store_n(pcs_stop_word(cpu), 0, __ATOMIC_RELEASE);
     if (total)
         pcs_nr_flush_all++;
     spin_unlock(&pcs_drain_lock);
+    for (unsigned idx = 1; idx < NR_KMALLOC_CLASSES; idx++)
+        if (counts[idx])
+            kmem_cache_free_bulk(&kmalloc_caches[idx], heads[idx], counts[idx]);
     return total;
 }
 

@@ -42,11 +42,14 @@
  *
  * Draining (pcs_flush_all: malloc_trim, kalloc_compact, timed passes that
  * found the arrays idle): under pcs_drain_lock, stop every block, fence
- * (membarrier: no sequence that started before can commit after), give
- * every array's objects back to their slabs, clear the stop words.  While a
- * block is stopped, its CPU's refills and flushes go to the slabs directly.
+ * (membarrier: no sequence that started before can commit after), take
+ * every array's objects, clear the stop words; then, with no lock held,
+ * give them back to their slabs (a free that empties slabs may run
+ * compaction, which drains again).  While a block is stopped, its CPU's
+ * refills and flushes go to the slabs directly.
  *
- * Lock order: (compact_lock ->) pcs_drain_lock -> kmem_cache.lock -> zone.lock.
+ * Lock order: (compact_lock ->) pcs_drain_lock, held alone (no other lock
+ * is taken under it, nor is it taken under kmem_cache.lock or zone.lock).
  * Objects in the arrays count as handed out (kmem_cache.active_objects), as
  * the thread caches' do.
  */
