@@ -18,30 +18,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* Exported by glibc >= 2.35; weak so kalloc still loads on older glibc. */
-extern "C" {
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-}
-
 namespace kalloc {
 
 namespace {
 
-/* struct rseq's layout (uapi/linux/rseq.h), the part used here. */
-struct rseq_area {
-    uint32_t cpu_id_start;  /* the CPU, always valid (0 if not registered) */
-    uint32_t cpu_id;        /* the CPU, or negative when not registered */
-    uint64_t rseq_cs;       /* the running critical section's descriptor, or 0 */
-};
-
 enum { PCPU_UNKNOWN, PCPU_OK, PCPU_NO };
 int pcpu_state;             /* PCPU_*: rseq_percpu_init's answer, once known */
-
-inline rseq_area *rseq_self()
-{
-    return (rseq_area *)((char *)__builtin_thread_pointer() + __rseq_offset);
-}
 
 long membarrier(int cmd, unsigned flags)
 {
@@ -56,7 +38,10 @@ bool rseq_percpu_init()
     if (likely(s != PCPU_UNKNOWN))
         return s == PCPU_OK;
 #if defined(__x86_64__)
-    bool ok = &__rseq_size && __rseq_size >= 16 && &__rseq_offset;  /* cpu_id and rseq_cs (20 from glibc 2.40 and its backports, 32 before) */
+    /* cpu_id and rseq_cs must be in the area glibc registered: __rseq_size
+     * is 20 from glibc 2.40 (and its backports, Debian 12's included), 32
+     * before. */
+    bool ok = &__rseq_size && __rseq_size >= 16 && &__rseq_offset;
     int saved = errno;
     if (ok) {
         long cmds = membarrier(MEMBARRIER_CMD_QUERY, 0);
@@ -70,13 +55,6 @@ bool rseq_percpu_init()
     __atomic_store_n(&pcpu_state, ok ? PCPU_OK : PCPU_NO, __ATOMIC_RELEASE);
     return ok;
 }
-
-bool rseq_thread_registered()
-{
-    return &__rseq_size && __rseq_size > 0 && (int32_t)READ_ONCE(rseq_self()->cpu_id) >= 0;
-}
-
-unsigned rseq_current_cpu() { return READ_ONCE(rseq_self()->cpu_id); }
 
 bool rseq_fence()
 {

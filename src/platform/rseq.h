@@ -39,9 +39,34 @@
  */
 #pragma once
 
+#include <stddef.h>
+
 #include "platform/compiler.h"
 
+/* Exported by glibc >= 2.35; weak so kalloc still loads on older glibc. */
+extern "C" {
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+}
+
 namespace kalloc {
+
+/* struct rseq's layout (uapi/linux/rseq.h), the part kalloc uses. */
+struct rseq_area {
+    uint32_t cpu_id_start;  /* the CPU, always valid (0 if not registered) */
+    uint32_t cpu_id;        /* the CPU, or negative when not registered */
+    uint64_t rseq_cs;       /* the running critical section's descriptor, or 0 */
+};
+
+/* Whether glibc registers rseq areas in this process (it may still have
+ * failed for a thread: see rseq_thread_registered). */
+static inline bool rseq_libc_registers() { return &__rseq_size && __rseq_size > 0; }
+
+/* The calling thread's area (valid when rseq_libc_registers()). */
+static inline rseq_area *rseq_self()
+{
+    return (rseq_area *)((char *)__builtin_thread_pointer() + __rseq_offset);
+}
 
 constexpr unsigned RSEQ_PERCPU_STOPPED = ~0u;   /* the block is stopped (or no rseq here) */
 
@@ -52,7 +77,10 @@ bool rseq_percpu_init();
 
 /* Whether the calling thread has a registered rseq area (its cpu_id is
  * valid).  Per thread: glibc may fail to register one for some threads. */
-bool rseq_thread_registered();
+static inline bool rseq_thread_registered()
+{
+    return rseq_libc_registers() && (int32_t)READ_ONCE(rseq_self()->cpu_id) >= 0;
+}
 
 /* The layout of an array inside a block. */
 struct rseq_percpu_array {
@@ -79,6 +107,6 @@ unsigned rseq_percpu_push(char *region, unsigned shift, unsigned off, void *cons
 bool rseq_fence();
 
 /* The current CPU of a registered thread (may be stale). */
-unsigned rseq_current_cpu();
+static inline unsigned rseq_current_cpu() { return READ_ONCE(rseq_self()->cpu_id); }
 
 } // namespace kalloc
