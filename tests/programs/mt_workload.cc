@@ -16,6 +16,10 @@
 //   phase 4  8 threads of C calls: malloc/realloc chains, calloc (checked
 //            zeroed), aligned_alloc/posix_memalign (alignment checked),
 //            malloc_usable_size (checked >= request)
+//   phase 5  64 threads at once (8 per CPU on 2 CPUs and more: kalloc's
+//            threads beyond 4 per CPU use its per-CPU sheaves): maps of
+//            strings built and thinned, then heap strings handed to the
+//            next thread across a barrier, verified and freed there
 #include <malloc.h>
 #include <stdlib.h>
 
@@ -24,7 +28,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <barrier>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -296,11 +302,53 @@ std::uint64_t phase4(int t) {
     return sum;
 }
 
+// ---------------------------------------------------------------- phase 5
+constexpr int kManyThreads = 64;
+constexpr int kHandoff = 1500;
+std::vector<std::string *> g_handoff[kManyThreads];
+std::barrier<> g_many_barrier(kManyThreads);
+
+std::uint64_t phase5(int t) {
+    std::uint64_t sum = 0;
+    for (int round = 0; round < 3; ++round) {
+        std::map<std::string, std::string> m;
+        for (int i = 0; i < 3000; ++i) {
+            std::uint64_t k = mix(static_cast<std::uint64_t>(t) << 40 | static_cast<std::uint64_t>(round) << 20 |
+                                  static_cast<std::uint64_t>(i));
+            m[make_text(k, 8 + k % 24)] = make_text(k >> 7, 16 + k % 300);
+        }
+        for (auto it = m.begin(); it != m.end();) {
+            if (it->second.size() % 3 == 0) it = m.erase(it);
+            else ++it;
+        }
+        for (const auto &kv : m) sum += fnv(kv.first.data(), kv.first.size()) ^ kv.second.size();
+    }
+    // Heap strings for the next thread, which frees them.
+    auto &mine = g_handoff[t];
+    for (int i = 0; i < kHandoff; ++i) {
+        std::uint64_t k = mix(static_cast<std::uint64_t>(t) << 32 | static_cast<std::uint64_t>(i) | 1ull << 62);
+        mine.push_back(new std::string(make_text(k, 24 + k % 1000)));
+    }
+    g_many_barrier.arrive_and_wait();
+    int from = (t + kManyThreads - 1) % kManyThreads;
+    for (int i = 0; i < kHandoff; ++i) {
+        std::string *s = g_handoff[from][static_cast<std::size_t>(i)];
+        std::uint64_t k = mix(static_cast<std::uint64_t>(from) << 32 | static_cast<std::uint64_t>(i) | 1ull << 62);
+        if (*s != make_text(k, 24 + k % 1000)) error("handed-off string changed", t, static_cast<std::uint64_t>(i));
+        sum += fnv(s->data(), s->size());
+        delete s;
+    }
+    g_many_barrier.arrive_and_wait();   // every thread is done reading before the vectors go
+    g_handoff[from].clear();
+    g_handoff[from].shrink_to_fit();
+    return sum;
+}
+
 template <typename F>
-std::vector<std::uint64_t> run_threads(F f) {
-    std::vector<std::uint64_t> res(kThreads);
+std::vector<std::uint64_t> run_threads(F f, int n = kThreads) {
+    std::vector<std::uint64_t> res(static_cast<std::size_t>(n));
     std::vector<std::thread> ts;
-    for (int t = 0; t < kThreads; ++t) ts.emplace_back([&, t] { res[static_cast<std::size_t>(t)] = f(t); });
+    for (int t = 0; t < n; ++t) ts.emplace_back([&, t] { res[static_cast<std::size_t>(t)] = f(t); });
     for (auto &th : ts) th.join();
     return res;
 }
@@ -317,6 +365,7 @@ int main() {
     print("phase2", run_threads(phase2));
     std::printf("phase3 checksum %016llx\n", static_cast<unsigned long long>(phase3()));
     print("phase4", run_threads(phase4));
+    print("phase5", run_threads(phase5, kManyThreads));
     std::printf("errors %llu\n", static_cast<unsigned long long>(g_errors.load()));
     return g_errors.load() == 0 ? 0 : 1;
 }
