@@ -33,8 +33,9 @@
  * more than it needs from the slabs; a flush that finds it full sends half
  * of it to the slabs with what did not fit.  64 slots were too few: with
  * two threads per CPU cycling 160 objects of 48 B each (a bin's 128 and
- * 32 more), the array went empty and full at almost every round (1.5-2.4
- * slab visits a round); the array must hold more than a bin's swing.
+ * 32 more), the array went empty and full at almost every round (up to
+ * 2.4 slab visits per thread and round); it must hold more than a bin's
+ * swing.
  * 64 KiB rather than 16 or 32: a visit moves more objects of the classes
  * above 256 B.  sleeping-threads (6 interleaved runs, medians, 16 / 32 /
  * 64 KiB): user CPU 1.89 / 1.62 / 1.34 s, RSS asleep 225 / 201 / 149 MiB,
