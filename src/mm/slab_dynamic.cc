@@ -23,6 +23,7 @@ constinit detail::kmalloc_medium_table_t kmalloc_index_medium_table = detail::ma
 constinit detail::kmalloc_small_index_t kmalloc_index_small_table = detail::make_small_index();
 constinit detail::kmalloc_small_offset_t kmalloc_bin_offset_small_table = detail::make_small_offset();
 constinit uint32_t kmalloc_dyn_vote[NR_KMALLOC_STATIC] = {};
+__thread uint32_t kmalloc_dyn_vote_rng __attribute__((tls_model("initial-exec")));  /* kmalloc_dynamic_vote_weight */
 
 namespace {
 constinit spinlock_t dyn_class_lock = {};
