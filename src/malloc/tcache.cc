@@ -17,9 +17,9 @@
 #include "mm/vmscan.h"
 #include "platform/cpu.h"
 #include "platform/options.h"
-#include "platform/rseq.h"
 #include "platform/os.h"
 #include "platform/printk.h"
+#include "platform/rseq.h"
 
 namespace kalloc {
 
