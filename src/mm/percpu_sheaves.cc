@@ -90,12 +90,9 @@ __attribute__((noinline)) bool pcs_setup()
     return s == PCS_ON;
 }
 
-/* Whether this thread can use the arrays now: rseq registered for it, and
- * its CPU has a block (a CPU brought online after set-up has none). */
-inline bool pcs_usable()
-{
-    return rseq_thread_registered() && rseq_current_cpu() < pcs_nr_cpus;
-}
+/* Whether this thread can use the arrays: rseq registered for it (a CPU
+ * brought online after set-up has no block: the sequences check that). */
+inline bool pcs_usable() { return rseq_thread_registered(); }
 
 } // namespace
 
@@ -117,7 +114,7 @@ void *alloc_from_pcs_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned 
     if (want > PCS_BATCH)
         want = PCS_BATCH;
     void *buf[PCS_BATCH];
-    unsigned k = rseq_percpu_pop(pcs_region, PCS_SHIFT, pcs_off(idx), buf, want);
+    unsigned k = rseq_percpu_pop(pcs_region, pcs_nr_cpus, PCS_SHIFT, pcs_off(idx), buf, want);
     if (k == RSEQ_PERCPU_STOPPED) {
         WRITE_ONCE(pcs_nr_stopped, READ_ONCE(pcs_nr_stopped) + 1);
         return kmem_cache_alloc_bulk(c, want, got, owner);
@@ -152,7 +149,7 @@ void *alloc_from_pcs_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned 
             if (i + 1 < nrest)
                 rest = next_of(rest);
         }
-        unsigned pushed = rseq_percpu_push(pcs_region, PCS_SHIFT, pcs_off(idx), buf, m, cap);
+        unsigned pushed = rseq_percpu_push(pcs_region, pcs_nr_cpus, PCS_SHIFT, pcs_off(idx), buf, m, cap);
         if (pushed == RSEQ_PERCPU_STOPPED)
             pushed = 0;
         nrest -= pushed;
@@ -178,7 +175,7 @@ void free_to_pcs_bulk(kmem_cache *c, void *head, unsigned n)
             if (i + 1 < n)          /* the chain's last link is not read */
                 p = next_of(p);
         }
-        unsigned pushed = rseq_percpu_push(pcs_region, PCS_SHIFT, pcs_off(idx), buf, m, cap);
+        unsigned pushed = rseq_percpu_push(pcs_region, pcs_nr_cpus, PCS_SHIFT, pcs_off(idx), buf, m, cap);
         if (pushed == RSEQ_PERCPU_STOPPED) {
             WRITE_ONCE(pcs_nr_stopped, READ_ONCE(pcs_nr_stopped) + 1);
             return kmem_cache_free_bulk(c, buf[0], n);  /* still linked from buf[0] */
@@ -193,7 +190,7 @@ void free_to_pcs_bulk(kmem_cache *c, void *head, unsigned n)
             unsigned total = n;
             for (unsigned taken = 0; taken < cap / 2;) {
                 unsigned want = cap / 2 - taken < PCS_BATCH ? cap / 2 - taken : PCS_BATCH;
-                unsigned k = rseq_percpu_pop(pcs_region, PCS_SHIFT, pcs_off(idx), buf, want);
+                unsigned k = rseq_percpu_pop(pcs_region, pcs_nr_cpus, PCS_SHIFT, pcs_off(idx), buf, want);
                 if (k == RSEQ_PERCPU_STOPPED || !k)
                     break;
                 link_chain(buf, k, head2);

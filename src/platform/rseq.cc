@@ -85,9 +85,11 @@ bool rseq_fence()
     "movq %%rax, 8(%[rs])\n\t"                                                                     \
     "1:\n\t"                                                                                       \
     "movl 4(%[rs]), %%eax\n\t"                                                                     \
+    "movl $-1, %k[got]\n\t"                                                                        \
+    "cmpl %[ncpu], %%eax\n\t"      /* a CPU past the region (hot-added): as stopped */          \
+    "jae 2f\n\t"                                                                                   \
     "shlq %%cl, %%rax\n\t"                                                                         \
     "addq %[region], %%rax\n\t"                                                                    \
-    "movl $-1, %k[got]\n\t"                                                                        \
     "cmpl $0, (%%rax)\n\t"                                                                         \
     "jne 2f\n\t"
 
@@ -100,8 +102,8 @@ bool rseq_fence()
     "jmp 0b\n\t"                                                                                   \
     ".popsection\n\t"
 
-__attribute__((noinline)) unsigned rseq_percpu_pop(char *region, unsigned shift, unsigned off,
-                                                   void **out, unsigned want)
+__attribute__((noinline)) unsigned rseq_percpu_pop(char *region, unsigned ncpu, unsigned shift,
+                                                   unsigned off, void **out, unsigned want)
 {
     rseq_area *rs = rseq_self();
     unsigned long got;
@@ -124,13 +126,15 @@ __attribute__((noinline)) unsigned rseq_percpu_pop(char *region, unsigned shift,
                  "movl %%edx, (%%rax,%[off])\n\t"      /* commit: count -= got */
                  RSEQ_PERCPU_EPILOGUE
                  : [got] "=&r"(got)
-                 : [rs] "r"(rs), [region] "r"(region), "c"(shift), [off] "r"((unsigned long)off), [out] "r"(out), [want] "r"(want)
+                 : [rs] "r"(rs), [region] "r"(region), [ncpu] "m"(ncpu), "c"(shift),
+                   [off] "r"((unsigned long)off), [out] "r"(out), [want] "r"(want)
                  : "rax", "rdx", "r8", "r9", "r10", "memory", "cc");
     return (unsigned)got;
 }
 
-__attribute__((noinline)) unsigned rseq_percpu_push(char *region, unsigned shift, unsigned off,
-                                                    void *const *in, unsigned n, unsigned cap)
+__attribute__((noinline)) unsigned rseq_percpu_push(char *region, unsigned ncpu, unsigned shift,
+                                                    unsigned off, void *const *in, unsigned n,
+                                                    unsigned cap)
 {
     rseq_area *rs = rseq_self();
     unsigned long got;
@@ -156,18 +160,19 @@ __attribute__((noinline)) unsigned rseq_percpu_push(char *region, unsigned shift
                  "movl %%edx, (%%rax,%[off])\n\t"      /* commit: count += got */
                  RSEQ_PERCPU_EPILOGUE
                  : [got] "=&r"(got)
-                 : [rs] "r"(rs), [region] "r"(region), "c"(shift), [off] "r"((unsigned long)off), [in] "r"(in), [n] "r"(n), [cap] "r"(cap)
+                 : [rs] "r"(rs), [region] "r"(region), [ncpu] "m"(ncpu), "c"(shift),
+                   [off] "r"((unsigned long)off), [in] "r"(in), [n] "r"(n), [cap] "r"(cap)
                  : "rax", "rdx", "r8", "r9", "r10", "memory", "cc");
     return (unsigned)got;
 }
 
 #else
 
-unsigned rseq_percpu_pop(char *, unsigned, unsigned, void **, unsigned)
+unsigned rseq_percpu_pop(char *, unsigned, unsigned, unsigned, void **, unsigned)
 {
     return RSEQ_PERCPU_STOPPED;
 }
-unsigned rseq_percpu_push(char *, unsigned, unsigned, void *const *, unsigned, unsigned)
+unsigned rseq_percpu_push(char *, unsigned, unsigned, unsigned, void *const *, unsigned, unsigned)
 {
     return RSEQ_PERCPU_STOPPED;
 }

@@ -16,8 +16,11 @@
  * seccomp filters), or on another architecture, rseq_percpu_available() is
  * false and callers use their locked path.
  *
- * The structure: a region of nr_cpu_ids() blocks of 2^shift bytes, one per
- * CPU.  A block starts with a 32-bit stop word; an array at offset `off`
+ * The structure: a region of `ncpu` blocks of 2^shift bytes, one per CPU
+ * (a thread on a CPU numbered ncpu or more, hot-added after the region was
+ * mapped, gets RSEQ_PERCPU_STOPPED: the bound is checked inside the
+ * sequence, so a migration between a check and the sequence cannot write
+ * past the region).  A block starts with a 32-bit stop word; an array at offset `off`
  * (a multiple of 8) is a 32-bit count at `off` bytes into the block and its
  * slots (void *) from `off` + 8 (struct rseq_percpu_array).
  * A sequence reads the stop word inside its critical section: when it is
@@ -93,13 +96,14 @@ struct rseq_percpu_array {
  * current CPU's block into out[0..): out[0] is the last one pushed.
  * Returns how many, or RSEQ_PERCPU_STOPPED.  Requires
  * rseq_thread_registered(). */
-unsigned rseq_percpu_pop(char *region, unsigned shift, unsigned off, void **out, unsigned want);
+unsigned rseq_percpu_pop(char *region, unsigned ncpu, unsigned shift, unsigned off, void **out,
+                         unsigned want);
 
 /* Push up to `n` pointers in[0..n) onto the array at `off` of the
  * current CPU's block, holding at most `cap`.  Returns how many were
  * pushed (in[0] first; the rest did not fit), or RSEQ_PERCPU_STOPPED. */
-unsigned rseq_percpu_push(char *region, unsigned shift, unsigned off, void *const *in, unsigned n,
-                          unsigned cap);
+unsigned rseq_percpu_push(char *region, unsigned ncpu, unsigned shift, unsigned off, void *const *in,
+                          unsigned n, unsigned cap);
 
 /* After setting stop words: wait until no sequence that read them as 0 can
  * commit (membarrier's rseq fence over every CPU).  False if it failed

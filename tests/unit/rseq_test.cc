@@ -48,7 +48,7 @@ TEST(Rseq, PushPopIsLifoWithinCapacity) {
   for (unsigned i = 0; i < 150; i++) in[i] = (void*)(uintptr_t)(0x1000 + i);
   // Pushing 150 where 100 fit pushes 100 (counts are per CPU; this thread
   // may migrate between calls, so every later check sums over all CPUs).
-  unsigned pushed = rseq_percpu_push(r.base, kShift, kOff, in, 150, kCap);
+  unsigned pushed = rseq_percpu_push(r.base, nr_cpu_ids(), kShift, kOff, in, 150, kCap);
   ASSERT_EQ(pushed, kCap);
   unsigned total = 0;
   for (unsigned c = 0; c < nr_cpu_ids(); c++) total += r.arr(c)->count;
@@ -61,26 +61,31 @@ TEST(Rseq, PushPopIsLifoWithinCapacity) {
   CPU_SET(cpu, &one);
   ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
   for (unsigned c = 0; c < nr_cpu_ids(); c++) r.arr(c)->count = 0;
-  ASSERT_EQ(rseq_percpu_push(r.base, kShift, kOff, in, 5, kCap), 5u);
+  ASSERT_EQ(rseq_percpu_push(r.base, nr_cpu_ids(), kShift, kOff, in, 5, kCap), 5u);
   void* out[10] = {};
-  ASSERT_EQ(rseq_percpu_pop(r.base, kShift, kOff, out, 3), 3u);
+  ASSERT_EQ(rseq_percpu_pop(r.base, nr_cpu_ids(), kShift, kOff, out, 3), 3u);
   EXPECT_EQ(out[0], in[4]);
   EXPECT_EQ(out[1], in[3]);
   EXPECT_EQ(out[2], in[2]);
-  ASSERT_EQ(rseq_percpu_pop(r.base, kShift, kOff, out, 10), 2u);
+  ASSERT_EQ(rseq_percpu_pop(r.base, nr_cpu_ids(), kShift, kOff, out, 10), 2u);
   EXPECT_EQ(out[0], in[1]);
   EXPECT_EQ(out[1], in[0]);
-  EXPECT_EQ(rseq_percpu_pop(r.base, kShift, kOff, out, 10), 0u);
+  EXPECT_EQ(rseq_percpu_pop(r.base, nr_cpu_ids(), kShift, kOff, out, 10), 0u);
   // A stopped block: nothing moves.
-  ASSERT_EQ(rseq_percpu_push(r.base, kShift, kOff, in, 5, kCap), 5u);
+  ASSERT_EQ(rseq_percpu_push(r.base, nr_cpu_ids(), kShift, kOff, in, 5, kCap), 5u);
   *r.stop(cpu) = 1;
-  EXPECT_EQ(rseq_percpu_pop(r.base, kShift, kOff, out, 10), RSEQ_PERCPU_STOPPED);
-  EXPECT_EQ(rseq_percpu_push(r.base, kShift, kOff, in, 5, kCap), RSEQ_PERCPU_STOPPED);
+  EXPECT_EQ(rseq_percpu_pop(r.base, nr_cpu_ids(), kShift, kOff, out, 10), RSEQ_PERCPU_STOPPED);
+  EXPECT_EQ(rseq_percpu_push(r.base, nr_cpu_ids(), kShift, kOff, in, 5, kCap), RSEQ_PERCPU_STOPPED);
   EXPECT_EQ(r.arr(cpu)->count, 5u);
   *r.stop(cpu) = 0;
+  // A CPU at or past the region's end (hot-added after it was mapped):
+  // nothing moves, nothing is written past the region.
+  EXPECT_EQ(rseq_percpu_push(r.base, cpu, kShift, kOff, in, 5, kCap), RSEQ_PERCPU_STOPPED);
+  EXPECT_EQ(rseq_percpu_pop(r.base, cpu, kShift, kOff, out, 5), RSEQ_PERCPU_STOPPED);
+  EXPECT_EQ(r.arr(cpu)->count, 5u);
   // A full array takes nothing.
   r.arr(cpu)->count = kCap;
-  EXPECT_EQ(rseq_percpu_push(r.base, kShift, kOff, in, 5, kCap), 0u);
+  EXPECT_EQ(rseq_percpu_push(r.base, nr_cpu_ids(), kShift, kOff, in, 5, kCap), 0u);
   sched_setaffinity(0, sizeof(old), &old);
 }
 
@@ -121,12 +126,12 @@ TEST(Rseq, TokensSurvivePreemptionMigrationAndDrains) {
           n = n < mine.size() ? n : (unsigned)mine.size();
           if (!n) continue;
           for (unsigned i = 0; i < n; i++) buf[i] = (void*)mine[mine.size() - n + i];
-          unsigned got = rseq_percpu_push(r.base, kShift, kOff, buf, n, kCap);
+          unsigned got = rseq_percpu_push(r.base, nr_cpu_ids(), kShift, kOff, buf, n, kCap);
           if (got == RSEQ_PERCPU_STOPPED) continue;
           mine.resize(mine.size() - n);  // the first `got` of buf went in, the rest come back
           for (unsigned i = got; i < n; i++) mine.push_back((uintptr_t)buf[i]);
         } else {
-          unsigned got = rseq_percpu_pop(r.base, kShift, kOff, buf, n);
+          unsigned got = rseq_percpu_pop(r.base, nr_cpu_ids(), kShift, kOff, buf, n);
           if (got == RSEQ_PERCPU_STOPPED) continue;
           for (unsigned i = 0; i < got; i++) mine.push_back((uintptr_t)buf[i]);
         }
