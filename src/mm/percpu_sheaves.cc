@@ -30,13 +30,12 @@ int pcs_state;                  /* PCS_*: pcs_enabled's answer, once known */
 char *pcs_region;               /* pcs_nr_cpus blocks of 2^PCS_SHIFT bytes */
 unsigned pcs_nr_cpus;           /* blocks in pcs_region (nr_cpu_ids at set-up) */
 spinlock_t pcs_drain_lock = SPINLOCK_INIT; /* one drainer at a time; the set-up */
-unsigned long pcs_slow_events;  /* visits to the slabs (racy count: lost updates only
-                                 * delay an idle flush) */
 unsigned long pcs_nr_stopped;   /* operations that found their CPU's block stopped (racy) */
-unsigned long pcs_nr_refill;    /* arrays found empty by a refill (racy) */
-unsigned long pcs_nr_overflow;  /* arrays found full by a flush (racy) */
+unsigned long pcs_nr_refill;    /* arrays found empty by a refill: a slab visit (racy: a lost
+                                 * update only delays an idle flush) */
+unsigned long pcs_nr_overflow;  /* arrays found full by a flush: a slab visit (racy) */
 unsigned long pcs_nr_flush_all; /* pcs_flush_all calls that drained something */
-unsigned long pcs_events_seen;  /* pcs_slow_events at the previous pcs_flush_idle */
+unsigned long pcs_events_seen;  /* pcs_nr_refill + pcs_nr_overflow at the previous pcs_flush_idle */
 
 inline unsigned pcs_off(unsigned idx) { return PCS_HEADER + idx * PCS_ARRAY_BYTES; }
 
@@ -126,7 +125,6 @@ void *alloc_from_pcs_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned 
     }
     /* The array is empty: one visit to the slabs for the caller and half
      * an array. */
-    WRITE_ONCE(pcs_slow_events, READ_ONCE(pcs_slow_events) + 1);
     WRITE_ONCE(pcs_nr_refill, READ_ONCE(pcs_nr_refill) + 1);
     unsigned total;
     void *chain = kmem_cache_alloc_bulk(c, want + cap / 2, &total, owner);
@@ -184,7 +182,6 @@ void free_to_pcs_bulk(kmem_cache *c, void *head, unsigned n)
         if (pushed < m) {
             /* Full: half the array goes to the slabs with the rest of the
              * chain (still linked from buf[pushed]), in one visit. */
-            WRITE_ONCE(pcs_slow_events, READ_ONCE(pcs_slow_events) + 1);
             WRITE_ONCE(pcs_nr_overflow, READ_ONCE(pcs_nr_overflow) + 1);
             void *head2 = buf[pushed];
             unsigned total = n;
@@ -252,7 +249,7 @@ unsigned long pcs_flush_idle()
 {
     if (!READ_ONCE(pcs_region))
         return 0;
-    unsigned long e = READ_ONCE(pcs_slow_events);
+    unsigned long e = READ_ONCE(pcs_nr_refill) + READ_ONCE(pcs_nr_overflow);
     if (e != READ_ONCE(pcs_events_seen)) {
         WRITE_ONCE(pcs_events_seen, e);
         return 0;
