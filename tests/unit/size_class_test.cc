@@ -30,30 +30,63 @@ TEST(SizeClasses, IndexIsTheSmallestClassThatFits)
     }
 }
 
+// Memory a class costs per object: its slab's bytes over its objects (the
+// slab's unused tail is paid by the objects).
+static double bytes_per_object(const kmalloc_class &k)
+{
+    return (double)(PAGE_SIZE << k.order) / k.objects;
+}
+
 TEST(SizeClasses, WorstCaseWasteWithinBounds)
 {
-    // Waste of the worst request r (a multiple of 16, the alignment unit):
-    // (class - r) / class <= 25% up to 256 B, <= 12.5% above.  Also byte for
-    // byte (r = previous class + 1) above 128 B.
-    double worst_small = 0, worst_big = 0;
+    // Waste of the worst request r (a multiple of 16, the alignment unit,
+    // just above the previous class), counted as the memory per object:
+    // (slab bytes / objects - r) / (slab bytes / objects) <= 12.5% up to
+    // 256 B, <= 16% up to 4 KiB, <= 25% above (2 objects in a slab).
+    double worst_small = 0, worst_mid = 0, worst_big = 0;
     for (unsigned i = 2; i < NR_KMALLOC_STATIC; i++) {
-        double c = kmalloc_size(i);
+        double e = bytes_per_object(kmalloc_info[i]);
         double r16 = kmalloc_size(i - 1) + 16;
-        double w = (c - r16) / c;
-        double wbyte = (c - (kmalloc_size(i - 1) + 1)) / c;
-        if (c <= 256) {
+        double w = (e - r16) / e;
+        if (kmalloc_size(i) <= 256) {
             worst_small = std::max(worst_small, w);
-            EXPECT_LE(w, 0.25) << c;
-            if (c > 128)
-                EXPECT_LE(wbyte, 0.25) << c;
+            EXPECT_LE(w, 0.125) << kmalloc_size(i);
+        } else if (kmalloc_size(i) <= 4096) {
+            worst_mid = std::max(worst_mid, w);
+            EXPECT_LE(w, 0.16) << kmalloc_size(i);
         } else {
             worst_big = std::max(worst_big, w);
-            EXPECT_LE(w, 0.125) << c;
-            EXPECT_LE(wbyte, 0.125) << c;
+            EXPECT_LE(w, 0.25) << kmalloc_size(i);
         }
     }
     RecordProperty("worst_waste_le_256", std::to_string(worst_small));
-    RecordProperty("worst_waste_gt_256", std::to_string(worst_big));
+    RecordProperty("worst_waste_le_4096", std::to_string(worst_mid));
+    RecordProperty("worst_waste_gt_4096", std::to_string(worst_big));
+}
+
+// Classes filled to their slabs (slab_common.h): every request's class
+// costs at most the memory per object of the base layout's class (8 per
+// doubling, 640 B objects 6 to a page), and less for many sizes between
+// 256 B and 8 KiB (672 B objects are 6 to a page too).
+TEST(SizeClasses, FilledClassesNeverCostMorePerObject)
+{
+    unsigned less = 0, sizes = 0;
+    for (size_t r = 16; r <= KMALLOC_MAX_SIZE; r += 16) {
+        unsigned base = 1;
+        while (detail::base_class_size(base) < r)
+            base++;
+        double was = bytes_per_object(detail::make_class_size(detail::base_class_size(base)));
+        double now = bytes_per_object(kmalloc_info[kmalloc_index_static(r)]);
+        ASSERT_LE(now, was) << "request " << r;
+        if (r > 256 && r <= 8192) {
+            sizes++;
+            less += now < was;
+        }
+    }
+    EXPECT_GE(less * 6, sizes) << less << " of " << sizes << " sizes cost less";
+    EXPECT_EQ(kmalloc_size(kmalloc_index_static(641)), 672u);   /* 6 in a page, as 640 */
+    EXPECT_EQ(kmalloc_info[kmalloc_index_static(641)].order, 0u);
+    RecordProperty("sizes_cheaper_256_8192", std::to_string(less) + "/" + std::to_string(sizes));
 }
 
 TEST(SizeClasses, SlabGeometry)
