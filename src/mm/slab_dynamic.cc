@@ -70,7 +70,7 @@ bool kmalloc_dynamic_create(unsigned idx, uint32_t size)
         return true;
     }
     unsigned slot = NR_KMALLOC_STATIC + nr_dyn_classes;
-    kmalloc_info[slot] = detail::make_class_size(size);
+    kmalloc_info[slot] = detail::make_class_size(size, true);
     kmalloc_fast[slot] = detail::make_fast_class(kmalloc_info[slot]);
     __atomic_store_n(&nr_dyn_classes, nr_dyn_classes + 1, __ATOMIC_RELEASE);
     /* The sizes that now fit best in the new class: from `size` down, while

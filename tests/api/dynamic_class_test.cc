@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "api_test_util.h"
+#include "kalloc/kalloc.h"
 
 namespace {
 
@@ -58,6 +59,28 @@ TEST(DynamicClass, AHotSizeGetsAnExactClass) {
   }
   EXPECT_EQ(malloc_usable_size(v.back()), n);
   EXPECT_EQ(malloc_usable_size(first), fixed_class(n)) << "a block keeps its class";
+  // A class made for a hot size takes a slab that wastes at most 1/64
+  // (slab_common.h, choose_order's dense rule): 15 objects in 64 KiB, where
+  // the fixed classes' rule (1/8 from 4 KiB) would take 7 in 32 KiB.
+  {
+    FILE *f = tmpfile();
+    ASSERT_NE(f, nullptr);
+    kalloc_stats_print_fd(fileno(f));
+    rewind(f);
+    char line[512];
+    unsigned objs = 0, pages = 0;
+    while (fgets(line, sizeof line, f)) {
+      char name[64];
+      unsigned long a, c, b, num, size;
+      if (sscanf(line, " %63s %lu %lu %lu %lu %lu %u %u", name, &a, &c, &b, &num, &size, &objs, &pages) == 8 &&
+          strcmp(name, "kmalloc-4368") == 0)
+        break;
+      objs = pages = 0;
+    }
+    fclose(f);
+    EXPECT_EQ(objs, 15u) << "objects per slab of the 4368 B class";
+    EXPECT_EQ(pages, 16u) << "pages per slab of the 4368 B class";
+  }
   // Requests that round to the same 16 bytes, and a little smaller ones that
   // the new class fits better than the fixed one, use it too.
   void *a = malloc(opaque(n - 5)), *b = malloc(opaque(n - 100));
