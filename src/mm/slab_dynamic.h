@@ -5,7 +5,7 @@
  *
  * The fixed classes above 1 KiB are 8 per doubling, so a request just above
  * a class boundary wastes up to 11% of its block: sqlite's page-cache
- * entries of 4,368 bytes (a 4 KiB page and its header) take 4,608-byte
+ * entries of 4,368 bytes (a 4 KiB page and its header) take 4,672-byte
  * blocks, 4,104-byte ones too (12%).  glibc fits them to 16 bytes.  When one
  * request size (rounded to 16) clearly dominates the requests of a fixed
  * class and the class wastes at least 1/32 of a block on it, that size gets
@@ -32,7 +32,9 @@
  * better than their current one are pointed at it (release stores; the
  * lookup is an acquire load), so a request can map to the slot only after
  * its facts are visible.  Its kmem_cache is set up on first use, as every
- * cache is.  Objects of the new class live in slabs of their own; blocks
+ * cache is.  Objects of the new class live in slabs of their own, denser
+ * than the fixed classes' (make_class_size(size, true): at most 1/64 of a
+ * slab unused; the size is hot, so a larger slab pins little); blocks
  * already handed out keep their old class.
  *
  * KALLOC_DYNAMIC_CLASSES=0 switches it off (the first class that would be
