@@ -114,7 +114,7 @@ constexpr uint8_t choose_order(uint32_t size, bool dense = false)
     return (uint8_t)best;
 }
 
-/* Widest classes filled to their slabs (see the file comment). */
+/* The base classes widened to fill their slabs (see the file comment). */
 constexpr uint32_t CLASS_FILL_MIN = 256;    /* base classes above this ... */
 constexpr uint32_t CLASS_FILL_MAX = 8192;   /* ... and up to this are widened */
 
