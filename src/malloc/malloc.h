@@ -10,7 +10,8 @@
  * Fast-path budget (x86-64, g++ -O2; measured with callgrind, see
  * bench/README.md):
  *   kmalloc(n <= 1024):  size check, class lookup, TLS cache load, bin pop,
- *                        room update, key clear            ~ 12 instructions
+ *                        prefetch of the next object, room update, key
+ *                        clear                              18 instructions
  *   kfree(p) of a slab object: zone_table lookup, slab map load, interior-
  *                        pointer check (multiply), double-free key check,
  *                        owner check, bin push     ~ 40 instructions
@@ -42,7 +43,17 @@ static __fastpath void *kmalloc(size_t size)
         tcache_bin *b = (tcache_bin *)((char *)tcache_current->bins + off);
         void **obj = (void **)b->head;
         if (likely(obj != nullptr)) {
-            b->head = obj[0];
+            void *next = obj[0];
+            b->head = next;
+            /* The next pop reads the next object's link: start its cache
+             * miss now (objects freed by another thread or long ago are
+             * cold).  One instruction (18 in all; prefetch ignores null):
+             * user CPU, pairs of interleaved runs, medians of the pairs'
+             * ratios: xmalloc 0.92 (7 of 8 faster), alloc-test 0.94 (7 of
+             * 8), fragmentation 0.90 (6 of 6); larson, many-threads,
+             * frag-churn, containers, realloc-string, python3 within
+             * their spread. */
+            __builtin_prefetch(next, 1, 3);
             b->avail++;
             obj[1] = nullptr;          /* clear the double-free key */
             return obj;
