@@ -54,7 +54,7 @@ block_info classify(const void *p)
             page *head = compound_head(pg);
             if (!(head->flags & PG_slab) || !(head->flags & PG_head))
                 return {BLOCK_INVALID, nullptr, 0, 0};
-            kmem_cache *c = head->slab_cache;
+            kmem_cache *c = page_slab_cache(head);
             uintptr_t off = a - (uintptr_t)page_address(head);
             if (off % c->size != 0 || off / c->size >= head->carved)
                 return {BLOCK_INVALID, nullptr, 0, 0};
@@ -125,7 +125,7 @@ void free_slab_object(block_info &bi, void *p)
             panic("free(): double free detected %p", p);
     }
     if (tc) {
-        unsigned owner = zone_slab_owner_map(bi.head->zone)[page_to_pfn(bi.head)];
+        unsigned owner = zone_slab_owner_map(page_zone(bi.head))[page_to_pfn(bi.head)];
         if (owner != tc->owner_id && owner != SLAB_OWNER_SHARED) {
             /* another thread's slab; a large class's shared pool is every
              * thread's own (slab.h): its objects go to this bin, never to

@@ -91,7 +91,7 @@ tcache *tcache_alloc_locked()
             return nullptr;
         prep_compound_page(pg, 1ul << order, PG_meta);
         pg->nr_pages = 1u << order;
-        __atomic_fetch_add(&pg->zone->nr_meta_pages, 1ul << order, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&page_zone(pg)->nr_meta_pages, 1ul << order, __ATOMIC_RELAXED);
         tcache_carve_next = (char *)page_address(pg);
         tcache_carve_end = tcache_carve_next + (PAGE_SIZE << order);
     }
@@ -624,7 +624,7 @@ bool obj_of_class(void *obj, unsigned idx)
     if (!(pg->flags & PG_slab))
         return false;
     page *head = compound_head(pg);
-    return (head->flags & PG_slab) && head->slab_cache == &kmalloc_caches[idx] &&
+    return (head->flags & PG_slab) && page_slab_cache(head) == &kmalloc_caches[idx] &&
            ((uintptr_t)obj - (uintptr_t)page_address(head)) % kmalloc_info[idx].size == 0;
 }
 

@@ -105,7 +105,7 @@ void rebuild_freelist(kmem_cache *c, page *a, const uint64_t *bits, unsigned car
  * blocked. */
 bool mesh_pair(kmem_cache *c, page *a, uint64_t *occa, page *b, const uint64_t *occb)
 {
-    zone *z = a->zone;
+    zone *z = page_zone(a);
     int fd = z->backing_fd;
     char *abase = (char *)page_address(a), *bbase = (char *)page_address(b);
     unsigned carved = a->carved > b->carved ? a->carved : b->carved;
@@ -158,7 +158,7 @@ unsigned long mesh_cache_round(kmem_cache *c, unsigned *cursor, bool *more)
         list_head *l = &c->partial[o];
         for (list_head *it = l->next; it != l && n < MESH_MAX_CAND; it = it->next) {
             page *pg = list_entry(it, page, lru);
-            if (pg->zone->backing != ZONE_BACKING_MEMFD || pg->nr_holes ||
+            if (page_zone(pg)->backing != ZONE_BACKING_MEMFD || pg->nr_holes ||
                 2u * pg->inuse > pg->objects || !pg->inuse)
                 continue;
             if (seen++ < *cursor)
@@ -179,7 +179,7 @@ unsigned long mesh_cache_round(kmem_cache *c, unsigned *cursor, bool *more)
             continue;
         page *a = cand[i];
         for (unsigned j = i + 1; j < n && j <= i + MESH_SEARCH; j++) {
-            if (merged_away[j] || cand[j]->zone != a->zone)
+            if (merged_away[j] || page_zone(cand[j]) != page_zone(a))
                 continue;
             if (2u * a->inuse > a->objects)
                 break;              /* a is no longer half empty */
@@ -273,7 +273,7 @@ unsigned long mesh_timed()
 void __mesh_unmesh(kmem_cache *c, page *a)
 {
     (void)c;
-    zone *z = a->zone;
+    zone *z = page_zone(a);
     uint32_t next = a->mesh_next;
     a->flags &= (uint16_t)~PG_meshed;
     a->nr_pages = 1;

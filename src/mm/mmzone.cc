@@ -127,11 +127,10 @@ bool __zone_grow(zone *z, unsigned long min_pages)
     unsigned long first = z->spanned_pages;
     if (mm_to > z->mem_map_pages)
         z->mem_map_pages = mm_to;
-    /* Only each MAX_ORDER block's head descriptor is set up: the rest stay
-     * untouched (not resident) until the block is first split or taken
-     * (PG_desc_off, page_alloc.cc). */
-    for (unsigned long pfn = first; pfn < first + step; pfn += 1ul << MAX_ORDER)
-        z->mem_map[pfn].zone = z;
+    /* No descriptor is written here: a zero descriptor is a valid one (its
+     * zone is found from its address, page_zone), and the free path sets up
+     * each MAX_ORDER block's head; the rest stay untouched (not resident)
+     * until their pages are taken (PG_desc_off, page_alloc.cc). */
     for (unsigned long pfn = first; pfn < first + step; pfn += pageblock_nr_pages)
         set_pageblock_migratetype(z, pfn, MIGRATE_MOVABLE);
     WRITE_ONCE(z->spanned_pages, first + step);
@@ -176,7 +175,7 @@ zone *zone_create(unsigned long min_pages)
         z->id = (uint16_t)nr_zones;
         z->max_pages = ZONE_MAX_PAGES;
         z->compact_order_failed = MAX_ORDER + 1;
-        INIT_LIST_HEAD(&z->free_lru);
+        free_lru_init(z);
         for (auto &fa : z->free_area)
             for (auto &l : fa.free_list)
                 INIT_LIST_HEAD(&l);

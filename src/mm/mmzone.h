@@ -7,9 +7,12 @@
  *   slot:  [ data pages, growing upward ...  | mem_map, growing upward ... ]
  *          0                  ZONE_MAX_PAGES pages                   4 GiB
  *
+ * So a descriptor's zone, pfn and page address follow from its own address
+ * (page_zone, page_to_pfn, page_address): struct page has no zone field.
+ *
  * Data pages grow on demand (__zone_grow: mmap MAP_FIXED_NOREPLACE right
  * after what the zone has); the struct page descriptors of the new pages (the
- * mem_map, in the top 64 MiB of the slot) are mapped in the same step, so
+ * mem_map, in the top 48 MiB of the slot) are mapped in the same step, so
  * metadata costs 1/64 of what is used, not of what could be, and kalloc stays
  * usable under tight RLIMIT_AS limits.
  *
@@ -64,7 +67,7 @@ constexpr unsigned PAGE_ALLOC_COSTLY_ORDER = 3;
 constexpr unsigned ZONE_SLOT_SHIFT = 32;           /* each zone may grow to 4 GiB */
 constexpr size_t ZONE_SLOT_SIZE = 1ul << ZONE_SLOT_SHIFT;
 constexpr size_t ZONE_SLOT_PAGES = ZONE_SLOT_SIZE >> PAGE_SHIFT;          /* 2^20 */
-constexpr size_t ZONE_MEM_MAP_BYTES = ZONE_SLOT_PAGES * 64;               /* 64 MiB */
+constexpr size_t ZONE_MEM_MAP_BYTES = ZONE_SLOT_PAGES * sizeof(page);     /* 48 MiB */
 /* Data pages a zone may grow to: the slot less its mem_map. */
 constexpr size_t ZONE_MAX_PAGES = ZONE_SLOT_PAGES - (ZONE_MEM_MAP_BYTES >> 12);
 constexpr size_t ZONE_MAX_PAGEBLOCKS = ZONE_SLOT_PAGES >> pageblock_order;
@@ -181,7 +184,8 @@ struct zone {
                                    * raised by refaults, decayed by timed passes; the low
                                    * watermark follows it (mm/vmscan.h, workingset) */
     unsigned long nr_refault;     /* pages allocated again from reclaimed blocks (a count, ever) */
-    list_head free_lru;           /* resident free blocks >= VMSCAN_MIN_ORDER, newest first (PG_lru) */
+    pfn_list_node free_lru;       /* resident free blocks >= VMSCAN_MIN_ORDER, newest first (PG_lru);
+                                   * the head of a pfn-linked list (free_lru_add and friends) */
     unsigned long nr_free_lru;    /* pages on free_lru */
     unsigned long nr_isolated;    /* pages reclaim took off the lists to madvise (PG_isolated) */
     unsigned long nr_thp_kept;    /* free resident pages the watermark passes since the last timed
@@ -265,10 +269,58 @@ static inline unsigned long zone_pfn(const zone *z, uintptr_t p)
     return (p - z->zone_start) >> PAGE_SHIFT;
 }
 static inline page *pfn_to_page(zone *z, unsigned long pfn) { return z->mem_map + pfn; }
-static inline unsigned long page_to_pfn(const page *pg) { return (unsigned long)(pg - pg->zone->mem_map); }
+/* A descriptor's zone: mem_map lies in the zone's own slot. */
+static inline zone *page_zone(const page *pg)
+{
+    return (zone *)zone_table[(uintptr_t)pg >> ZONE_SLOT_SHIFT];
+}
+/* A descriptor's pfn: its index in the mem_map at a fixed offset of its slot. */
+static inline unsigned long page_to_pfn(const page *pg)
+{
+    uintptr_t off = ((uintptr_t)pg & (ZONE_SLOT_SIZE - 1)) - (ZONE_MAX_PAGES << PAGE_SHIFT);
+    return off / sizeof(page);
+}
 static inline void *page_address(const page *pg)
 {
-    return (void *)(pg->zone->zone_start + (page_to_pfn(pg) << PAGE_SHIFT));
+    return (void *)(((uintptr_t)pg & ~(ZONE_SLOT_SIZE - 1)) + (page_to_pfn(pg) << PAGE_SHIFT));
+}
+
+/* The zone's age list (zone->free_lru), linked by pfn through the blocks'
+ * free_lru (mm_types.h pfn_list_node).  Under zone->lock. */
+static inline pfn_list_node *__free_lru_node(zone *z, uint32_t pfn)
+{
+    return pfn == PFN_LIST_HEAD ? &z->free_lru : &z->mem_map[pfn].free_lru;
+}
+static inline void free_lru_init(zone *z) { z->free_lru.next = z->free_lru.prev = PFN_LIST_HEAD; }
+static inline bool free_lru_empty(const zone *z) { return z->free_lru.next == PFN_LIST_HEAD; }
+/* Add pg at the head (the newest end). */
+static inline void free_lru_add(zone *z, page *pg)
+{
+    uint32_t pfn = (uint32_t)page_to_pfn(pg), next = z->free_lru.next;
+    pg->free_lru.next = next;
+    pg->free_lru.prev = PFN_LIST_HEAD;
+    __free_lru_node(z, next)->prev = pfn;
+    z->free_lru.next = pfn;
+}
+static inline void free_lru_del(zone *z, page *pg)
+{
+    __free_lru_node(z, pg->free_lru.prev)->next = pg->free_lru.next;
+    __free_lru_node(z, pg->free_lru.next)->prev = pg->free_lru.prev;
+    pg->free_lru.next = pg->free_lru.prev = 0;
+}
+/* The oldest block (the tail), or nullptr. */
+static inline page *free_lru_last(zone *z)
+{
+    return z->free_lru.prev == PFN_LIST_HEAD ? nullptr : &z->mem_map[z->free_lru.prev];
+}
+/* The block after pg towards the tail (older), or nullptr. */
+static inline page *free_lru_next(zone *z, const page *pg)
+{
+    return pg->free_lru.next == PFN_LIST_HEAD ? nullptr : &z->mem_map[pg->free_lru.next];
+}
+static inline page *free_lru_first(zone *z)
+{
+    return z->free_lru.next == PFN_LIST_HEAD ? nullptr : &z->mem_map[z->free_lru.next];
 }
 /* struct page of p, p inside zone z's span. */
 static inline page *virt_to_page(zone *z, uintptr_t p) { return z->mem_map + zone_pfn(z, p); }

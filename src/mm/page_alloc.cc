@@ -117,7 +117,7 @@ static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratety
         z->nr_free_resident += 1ul << order;
         if (block_reclaimable(z, pfn, order)) {
             pg->flags |= PG_lru;
-            list_add(&pg->free_lru, &z->free_lru);
+            free_lru_add(z, pg);
             z->nr_free_lru += 1ul << order;
         }
     }
@@ -127,43 +127,36 @@ static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratety
 static inline void del_from_lru(zone *z, page *pg, unsigned order)
 {
     if (pg->flags & PG_lru) {
-        list_del(&pg->free_lru);
+        free_lru_del(z, pg);
         z->nr_free_lru -= 1ul << order;
         pg->flags &= (uint16_t)~PG_lru;
     }
 }
 
-/* Descriptors per page of mem_map (64). */
-constexpr unsigned long DESC_PER_PAGE = PAGE_SIZE / sizeof(page);
-/* The smallest free block whose descriptors are given back: order 7 spans
- * two descriptor pages, the head's and one more. */
-constexpr unsigned DESC_OFF_MIN_ORDER = 7;
-static_assert((1ul << DESC_OFF_MIN_ORDER) >= 2 * DESC_PER_PAGE, "a whole descriptor page past the head's");
+/* The smallest free block whose descriptors are given back: order 8 (256
+ * descriptors, 12 KiB) always holds a whole descriptor page past the head's. */
+constexpr unsigned DESC_OFF_MIN_ORDER = 8;
+static_assert((sizeof(page) << DESC_OFF_MIN_ORDER) - sizeof(page) >= 2 * PAGE_SIZE - 1,
+              "a whole descriptor page past the head's");
 
 /* A free block of order >= DESC_OFF_MIN_ORDER was just given back to the OS
- * (reported): give its descriptors back too, all but the head's page
- * (descriptors of pages inside a free block carry nothing but their zone
- * pointer; walkers skip a free block by its head's order).  Fresh blocks
- * from growth have never been touched (fresh = true: no madvise needed). */
+ * (reported): give its descriptors back too, the whole pages of mem_map
+ * past the head's descriptor (descriptors of pages inside a free block carry
+ * nothing; walkers skip a free block by its head's order, and a zero
+ * descriptor is a valid one).  Fresh blocks from growth have never been
+ * touched (fresh = true: no madvise needed). */
 static void __block_descriptors_off(zone *z, page *pg, unsigned order, bool fresh)
 {
-    if (!fresh)
-        os_decommit(pg + DESC_PER_PAGE, ((1ul << order) - DESC_PER_PAGE) * sizeof(page));
+    if (!fresh) {
+        uintptr_t from = ((uintptr_t)(pg + 1) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+        uintptr_t to = (uintptr_t)(pg + (1ul << order)) & ~(PAGE_SIZE - 1);
+        os_decommit((void *)from, to - from);
+    }
     pg->flags |= PG_desc_off;
-}
-
-/* A PG_desc_off block leaves the free lists: its descriptors come back
- * (zero: only the zone pointer needs setting). */
-static void __block_descriptors_on(zone *z, page *pg, unsigned order)
-{
-    for (unsigned long i = 1; i < (1ul << order); i++)
-        pg[i].zone = z;          /* fresh blocks from growth have none at all */
 }
 
 static inline void del_from_free_list(zone *z, page *pg, unsigned order)
 {
-    if (unlikely(pg->flags & PG_desc_off))
-        __block_descriptors_on(z, pg, order);
     list_del(&pg->lru);
     del_from_lru(z, pg, order);
     z->free_area[order].nr_free--;
@@ -279,9 +272,10 @@ static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool re
  * to the free lists of type mt (they keep the block's reported state).
  * desc_off: the block's descriptors past its head's page were off
  * (PG_desc_off); the halves that can stay so (order >= DESC_OFF_MIN_ORDER,
- * still reported) keep them off and get only their head's zone pointer, the
- * others get theirs back.  So the first split of a fresh 4 MiB block
- * touches 5 pages of mem_map, not 16. */
+ * still reported) keep them off; the others have nothing to set up (a zero
+ * descriptor is valid: its zone comes from its address).  So the first split
+ * of a fresh 4 MiB block touches only the halves' heads, 4 pages of mem_map,
+ * not 12. */
 static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migratetype mt,
                           bool reported, uint32_t free_time, bool reclaimed, bool desc_off)
 {
@@ -289,15 +283,9 @@ static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migrat
     while (high > low) {
         high--;
         page *half = pfn_to_page(z, pfn + (1ul << high));
-        if (desc_off)
-            half->zone = z;
         add_to_free_list(z, half, high, mt, reported, free_time, reclaimed);
-        if (desc_off) {
-            if (high >= DESC_OFF_MIN_ORDER && (half->flags & PG_reported))
-                half->flags |= PG_desc_off;
-            else
-                __block_descriptors_on(z, half, high);
-        }
+        if (desc_off && high >= DESC_OFF_MIN_ORDER && (half->flags & PG_reported))
+            half->flags |= PG_desc_off;
     }
 }
 
@@ -313,8 +301,6 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     bool desc_off = pg->flags & PG_desc_off;
     pg->flags &= (uint16_t)~PG_desc_off;    /* expand sets up what it needs */
     del_from_free_list(z, pg, o);
-    if (desc_off)
-        __block_descriptors_on(z, pg, order);
     /* A wholly free, not resident pageblock starts to fill: the hugepage
      * policy may advise it before its first touch (mm/khugepaged.h); then
      * the rest of it goes back resident (add_to_free_list), free from now. */
@@ -549,7 +535,7 @@ static page *__alloc_pages(unsigned order, migratetype mt, bool *zeroed)
 
 void free_pages(page *pg, unsigned order)
 {
-    zone *z = pg->zone;
+    zone *z = page_zone(pg);
     if (order <= PAGE_ALLOC_COSTLY_ORDER) {
         free_unref_page(z, pg, order);   /* counted in the pageset (freed_pages) */
     } else {
@@ -619,7 +605,7 @@ static page *__alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *z
         page *pg = alloc_pages(order, mt, &reported);
         if (!pg)
             return nullptr;
-        zone *z = pg->zone;
+        zone *z = page_zone(pg);
         spin_lock(&z->lock);
         pa_stats.zone_lock++;
         __free_pages_range(z, page_to_pfn(pg) + nr_pages, (1ul << order) - nr_pages, reported);
@@ -633,7 +619,7 @@ static page *__alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *z
 
 void free_pages_exact(page *pg, unsigned long nr_pages)
 {
-    zone *z = pg->zone;
+    zone *z = page_zone(pg);
     if (nr_pages >= PCP_RUN_MIN_PAGES && nr_pages <= PCP_RUN_MAX_PAGES &&
         free_unref_run(z, pg, nr_pages))
         return;                          /* counted in the pageset (freed_pages) */
@@ -678,7 +664,7 @@ static void __add_free_range(zone *z, unsigned long from, unsigned long to, migr
 
 bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_nr)
 {
-    zone *z = pg->zone;
+    zone *z = page_zone(pg);
     unsigned long first = page_to_pfn(pg) + old_nr, end = page_to_pfn(pg) + new_nr;
     if (new_nr <= old_nr)
         return true;
@@ -864,8 +850,10 @@ const char *__zone_verify(zone *z)
         return "nr_free_resident does not match the free lists";
     /* The age list: exactly the PG_lru blocks, with their pages counted
      * (not strictly ordered: split remainders keep their block's age). */
-    for (list_head *e = z->free_lru.next; e != &z->free_lru; e = e->next) {
-        page *pg = list_entry(e, page, free_lru);
+    unsigned long nr_lru = 0;
+    for (page *pg = free_lru_first(z); pg; pg = free_lru_next(z, pg)) {
+        if (++nr_lru > z->spanned_pages)
+            return "free_lru has a cycle";
         if ((pg->flags & (PG_buddy | PG_lru | PG_reported)) != (PG_buddy | PG_lru))
             return "a block on free_lru is not a resident PG_lru free block";
         on_lru += 1ul << pg->order;

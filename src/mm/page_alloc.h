@@ -76,8 +76,7 @@ unsigned long __zone_shrink_top(zone *z, bool idle_reported_only, uint32_t now, 
 
 /* --- internals, exposed for unit tests --- */
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported);
-/* Zone growth: fresh memory whose descriptors (but the head's) were never
- * set up (only the head's zone pointer is). */
+/* Zone growth: fresh memory whose descriptors were never touched (zero). */
 void __free_one_page_fresh(zone *z, unsigned long pfn, unsigned order, bool reported, bool fresh);
 /* The same, for a block free since `free_time` (reclaim puts blocks back
  * with the time they became free). */

@@ -182,6 +182,13 @@ constexpr uint16_t SLAB_LIFE_SHORT = 768;       /* life_ratio above this: short-
 
 extern kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
 
+/* The cache a slab page belongs to: its size class in the zone's slab_class
+ * map (struct page keeps no pointer to it). */
+static inline kmem_cache *page_slab_cache(const page *pg)
+{
+    return &kmalloc_caches[zone_slab_class_map(page_zone(pg))[page_to_pfn(pg)]];
+}
+
 /* Take up to `want` objects of cache `c`, linked through their first words
  * (the last link nullptr); returns the first (nullptr when out of memory) and
  * stores how many in *got.  With max > want, a slab's whole freelist is taken

@@ -106,15 +106,14 @@ static page *allocate_slab(kmem_cache *c)
         return nullptr;
     unsigned long n = 1ul << c->order;
     prep_compound_page(pg, n, PG_slab);
-    uint8_t *classes = zone_slab_class_map(pg->zone) + page_to_pfn(pg);
-    uint8_t *owners = zone_slab_owner_map(pg->zone) + page_to_pfn(pg);
+    uint8_t *classes = zone_slab_class_map(page_zone(pg)) + page_to_pfn(pg);
+    uint8_t *owners = zone_slab_owner_map(page_zone(pg)) + page_to_pfn(pg);
     for (unsigned long i = 0; i < n; i++) {
         classes[i] = c->index;
         owners[i] = 0;                  /* no owner yet */
     }
     pg->order = c->order;
     pg->nr_pages = (uint32_t)n;
-    pg->slab_cache = c;
     pg->freelist = nullptr;
     pg->inuse = 0;
     pg->objects = c->objects;
@@ -131,8 +130,8 @@ static __cold void free_slab_with_holes(kmem_cache *c, page *pg);
 static void discard_slab(kmem_cache *c, page *pg)
 {
     unsigned long n = 1ul << c->order;
-    uint8_t *classes = zone_slab_class_map(pg->zone) + page_to_pfn(pg);
-    uint8_t *owners = zone_slab_owner_map(pg->zone) + page_to_pfn(pg);
+    uint8_t *classes = zone_slab_class_map(page_zone(pg)) + page_to_pfn(pg);
+    uint8_t *owners = zone_slab_owner_map(page_zone(pg)) + page_to_pfn(pg);
     for (unsigned long i = 0; i < n; i++)
         classes[i] = owners[i] = 0;
     if (unlikely(pg->nr_holes)) {
@@ -174,7 +173,7 @@ static void slab_decommit_mask(page *pg, uint32_t mask)
     while (m) {
         unsigned start = (unsigned)__builtin_ctzll(m);
         unsigned len = (unsigned)__builtin_ctzll(~(m >> start));   /* <= 32 */
-        zone_decommit(pg->zone, base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
+        zone_decommit(page_zone(pg), base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
         hole_stat_add(slab_holes.madvise_calls, 1);
         m &= ~(((1ull << len) - 1) << start);
     }
@@ -199,7 +198,7 @@ static unsigned long slab_pageblock_free_bytes(zone *z, unsigned long start)
         if (flags & (PG_buddy | PG_pcp | PG_isolated)) {
             free_bytes += PAGE_SIZE << order;
         } else if ((flags & (PG_head | PG_slab)) == (PG_head | PG_slab)) {
-            const kmem_cache *sc = p->slab_cache;
+            const kmem_cache *sc = page_slab_cache(p);
             if (sc && p->objects >= p->inuse)
                 free_bytes += (size_t)(p->objects - p->inuse) * sc->size;
         } else if (!(flags & PG_head)) {
@@ -225,7 +224,7 @@ static unsigned long slab_pageblock_free_bytes(zone *z, unsigned long start)
  * punch it. */
 static bool slab_in_whole_hugepage(page *pg)
 {
-    zone *z = pg->zone;
+    zone *z = page_zone(pg);
     unsigned long pfn = page_to_pfn(pg);
     if (!khugepaged_pageblock_whole(z, pfn))
         return false;
@@ -236,7 +235,7 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
 {
     if (c->order == 0 || c->order > SLAB_HOLES_MAX_ORDER)
         return 0;
-    zone *z = pg->zone;
+    zone *z = page_zone(pg);
     unsigned long pfn = page_to_pfn(pg);
     if (z->nr_hugetlb_pages && (z->pageblock_thp[pfn >> pageblock_order] & PB_HUGETLB))
         return 0;                       /* hugetlbfs: no 4 KiB madvise */
@@ -356,7 +355,7 @@ static __cold void free_slab_with_holes(kmem_cache *c, page *pg)
     }
     uint32_t all = npages >= 32 ? ~0u : (1u << npages) - 1;
     slab_decommit_mask(pg, all & ~mask);
-    zone *z = pg->zone;
+    zone *z = page_zone(pg);
     unsigned long pfn = page_to_pfn(pg);
     khugepaged_note_reclaim(z, pfn, c->order);
     spin_lock(&z->lock);
@@ -376,7 +375,7 @@ static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner);
  * (then the slab becomes unowned). */
 static inline unsigned slab_owner_fixup(kmem_cache *c, page *pg)
 {
-    uint8_t o = zone_slab_owner_map(pg->zone)[page_to_pfn(pg)];
+    uint8_t o = zone_slab_owner_map(page_zone(pg))[page_to_pfn(pg)];
     if (o && !READ_ONCE(slab_owner_live[o])) {
         write_slab_owner(c, pg, 0);
         o = 0;
@@ -386,7 +385,7 @@ static inline unsigned slab_owner_fixup(kmem_cache *c, page *pg)
 
 static inline uint8_t slab_owner(page *pg)
 {
-    return zone_slab_owner_map(pg->zone)[page_to_pfn(pg)];
+    return zone_slab_owner_map(page_zone(pg))[page_to_pfn(pg)];
 }
 
 static inline void set_slab_list(kmem_cache *c, page *pg, slab_list_id to)
@@ -423,12 +422,12 @@ static inline void set_slab_list(kmem_cache *c, page *pg, slab_list_id to)
 /* Set the owner of every page of slab pg (the zone's slab owner map). */
 static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner)
 {
-    uint8_t *owners = zone_slab_owner_map(pg->zone) + page_to_pfn(pg);
+    uint8_t *owners = zone_slab_owner_map(page_zone(pg)) + page_to_pfn(pg);
     for (unsigned long i = 0; i < (1ul << c->order); i++)
         owners[i] = (uint8_t)owner;
     if (unlikely(pg->flags & PG_meshed))        /* its aliases' objects are its objects */
-        for (uint32_t next = pg->mesh_next; next; next = pfn_to_page(pg->zone, next - 1)->mesh_next)
-            zone_slab_owner_map(pg->zone)[next - 1] = (uint8_t)owner;
+        for (uint32_t next = pg->mesh_next; next; next = pfn_to_page(page_zone(pg), next - 1)->mesh_next)
+            zone_slab_owner_map(page_zone(pg))[next - 1] = (uint8_t)owner;
 }
 
 kmem_cache *kmem_cache_lock(kmem_cache *c) { return cache_lock(c); }
@@ -738,7 +737,7 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
              * (mm/mesh.h), at the same offset. */
             mesh_delta = (uintptr_t)page_address(pg->mesh_primary) - base;
             pg = pg->mesh_primary;
-            z = pg->zone;
+            z = page_zone(pg);
         }
         run = 0;
         if (z != fz) {
@@ -820,10 +819,10 @@ unsigned long kmem_cache_order_partial_all()
             if (ua != ub)
                 return ua > ub;                 /* fullest slab first */
             unsigned long fa = page_to_pfn(pa), fb = page_to_pfn(pb);
-            uint16_t na = READ_ONCE(pa->zone->pageblock_nr_free[fa >> pageblock_order]);
-            uint16_t nb = READ_ONCE(pb->zone->pageblock_nr_free[fb >> pageblock_order]);
-            if (pa->zone != pb->zone)
-                return pa->zone->id < pb->zone->id;
+            uint16_t na = READ_ONCE(page_zone(pa)->pageblock_nr_free[fa >> pageblock_order]);
+            uint16_t nb = READ_ONCE(page_zone(pb)->pageblock_nr_free[fb >> pageblock_order]);
+            if (page_zone(pa) != page_zone(pb))
+                return page_zone(pa)->id < page_zone(pb)->id;
             if (na != nb)
                 return na < nb;                 /* fullest pageblock first */
             return fa < fb;                     /* lowest address first */

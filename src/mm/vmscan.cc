@@ -225,8 +225,8 @@ again:
         unsigned n = 0;
         spin_lock(&z->lock);
         unsigned long resident = z->nr_free_resident;
-        while (n < VMSCAN_BATCH && !list_empty(&z->free_lru) && kept < z->nr_free_lru) {
-            page *pg = list_entry(z->free_lru.prev, page, free_lru);
+        while (n < VMSCAN_BATCH && !free_lru_empty(z) && kept < z->nr_free_lru) {
+            page *pg = free_lru_last(z);
             bool over = resident > sc->target;
             int32_t age = (int32_t)(sc->now - pg->free_time);
             bool old = sc->decay_age != UINT32_MAX && age >= 0 && (uint32_t)age >= sc->decay_age;
@@ -234,7 +234,8 @@ again:
                 break;       /* the tail is the coldest: nothing older behind it */
             unsigned order = pg->order;
             if (!old && khugepaged_keep_resident(z, page_to_pfn(pg), order)) {
-                list_move(&pg->free_lru, &z->free_lru);   /* giving it back splits a hugepage */
+                free_lru_del(z, pg);     /* giving it back splits a hugepage */
+                free_lru_add(z, pg);
                 kept += 1ul << order;
                 unsigned long pb = page_to_pfn(pg) >> pageblock_order;
                 if (!underused_checked && nr_underused < VMSCAN_UNDERUSED_CHECK) {

@@ -173,8 +173,8 @@ TEST(Buddy, FallbackClaimsWholePageblocksForLongLivedTypes)
     }
     std::map<std::pair<zone *, unsigned long>, int> blocks;
     for (page *pg : pgs) {
-        blocks[{pg->zone, page_to_pfn(pg) >> pageblock_order}]++;
-        EXPECT_EQ(get_pageblock_migratetype(pg->zone, page_to_pfn(pg)), MIGRATE_UNMOVABLE);
+        blocks[{page_zone(pg), page_to_pfn(pg) >> pageblock_order}]++;
+        EXPECT_EQ(get_pageblock_migratetype(page_zone(pg), page_to_pfn(pg)), MIGRATE_UNMOVABLE);
     }
     EXPECT_LE(blocks.size(), 2u) << "256 unmovable pages spread over " << blocks.size()
                                  << " pageblocks";
@@ -278,7 +278,7 @@ TEST(Buddy, ShrinkGivesTheFreeTopBackAndTheZoneRegrows)
         pg->nr_pages = 1u << MAX_ORDER;
         blocks.push_back(pg);
     }
-    zone *z = blocks.back()->zone;
+    zone *z = page_zone(blocks.back());
     unsigned long spanned = z->spanned_pages;
     for (page *pg : blocks)
         free_pages(pg, MAX_ORDER);
@@ -319,26 +319,26 @@ TEST(Buddy, GrowInPlaceTakesTheFollowingFreePages)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
     memset(page_address(pg), 0x11, 16 * PAGE_SIZE);
     // Further growth either succeeds with all pages free, or changes nothing.
-    unsigned long free_before = pg->zone->nr_free_pages;
+    unsigned long free_before = page_zone(pg)->nr_free_pages;
     if (grow_pages_exact_inplace(pg, 16, 300)) {
         pg->nr_pages = 300;
-        EXPECT_EQ(pg->zone->nr_free_pages, free_before - 284);
+        EXPECT_EQ(page_zone(pg)->nr_free_pages, free_before - 284);
     } else {
-        EXPECT_EQ(pg->zone->nr_free_pages, free_before);
+        EXPECT_EQ(page_zone(pg)->nr_free_pages, free_before);
     }
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
     // A neighbour in use blocks growth, and nothing is taken.
-    page *next = pfn_to_page(pg->zone, pfn + pg->nr_pages);
+    page *next = pfn_to_page(page_zone(pg), pfn + pg->nr_pages);
     page *blocker = nullptr;
     if (next->flags & PG_buddy) {
         // Allocate exactly the page after the block to block it.
         ASSERT_TRUE(grow_pages_exact_inplace(pg, pg->nr_pages, pg->nr_pages + 1));
-        blocker = pfn_to_page(pg->zone, pfn + pg->nr_pages);
+        blocker = pfn_to_page(page_zone(pg), pfn + pg->nr_pages);
         prep_compound_page(blocker, 1, PG_large);
         blocker->nr_pages = 1;
-        unsigned long free_now = pg->zone->nr_free_pages;
+        unsigned long free_now = page_zone(pg)->nr_free_pages;
         EXPECT_FALSE(grow_pages_exact_inplace(pg, pg->nr_pages, pg->nr_pages + 2));
-        EXPECT_EQ(pg->zone->nr_free_pages, free_now);
+        EXPECT_EQ(page_zone(pg)->nr_free_pages, free_now);
     }
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
     free_pages_exact(pg, pg->nr_pages);

@@ -23,7 +23,7 @@ TEST(Lookup, EveryByteOfABlockFindsItsPage)
         uintptr_t a = (uintptr_t)page_address(pg);
         for (uintptr_t off = 0; off < (PAGE_SIZE << order); off += 777) {
             zone *z = page_zone_of(a + off);
-            ASSERT_EQ(z, pg->zone);
+            ASSERT_EQ(z, page_zone(pg));
             page *p = virt_to_page(z, a + off);
             ASSERT_EQ(p, pg + off / PAGE_SIZE);
             ASSERT_EQ(compound_head(p), pg);
@@ -51,7 +51,7 @@ TEST(Lookup, AddressesPastTheZoneSpanAreNotOurs)
 {
     page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);
     ASSERT_NE(pg, nullptr);
-    zone *z = pg->zone;
+    zone *z = page_zone(pg);
     uintptr_t end = z->zone_start + (READ_ONCE(z->spanned_pages) << PAGE_SHIFT);
     EXPECT_EQ(page_zone_of(end), nullptr);
     EXPECT_EQ(page_zone_of(z->zone_start + ZONE_SLOT_SIZE - 1), nullptr);

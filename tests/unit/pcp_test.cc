@@ -143,7 +143,7 @@ TEST(PerCpuPages, CountStaysBelowHighAfterEveryFree)
     }
     std::shuffle(live.begin(), live.end(), rng);
     for (auto &[pg, what] : live) {
-        zone *z = pg->zone;
+        zone *z = page_zone(pg);
         if (what >= 100)
             free_pages_exact(pg, what - 100);
         else
@@ -163,7 +163,7 @@ TEST(PerCpuPages, BatchFollowsZoneSize)
     // trim), while the page keeps it from shrinking.
     page *pg = alloc_marked(0);
     ASSERT_NE(pg, nullptr);
-    zone *z = pg->zone;
+    zone *z = page_zone(pg);
     ASSERT_GT(z->spanned_pages, 0u);
     int batch = z->per_cpu_pageset[0].batch;
     EXPECT_GE(batch, 1);
@@ -217,7 +217,7 @@ TEST(PerCpuPages, PagesFreedOnAnotherCpu)
         pgs.push_back(pg);
     }
     ASSERT_TRUE(pin_to_cpu(1));
-    zone *z = pgs[0]->zone;
+    zone *z = page_zone(pgs[0]);
     ASSERT_GE(z->nr_pcp, 2u);
     per_cpu_pages *pcp1 = &z->per_cpu_pageset[1];
     unsigned long others = zone_pcp_pages(z) - (unsigned long)pcp1->count;
@@ -268,7 +268,7 @@ TEST(PerCpuPages, HighRisesUnderFreesAndDecaysWhenIdle)
         ASSERT_NE(pg, nullptr);
         pgs.push_back(pg);
     }
-    zone *z = pgs[0]->zone;
+    zone *z = page_zone(pgs[0]);
     per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
     // Bring high down to high_min first (decay passes on the test clock).
     for (int i = 0; i < 200 && pcp->high > pcp->high_min; i++)
@@ -278,7 +278,7 @@ TEST(PerCpuPages, HighRisesUnderFreesAndDecaysWhenIdle)
     int before = pcp->high, top = before;
     unsigned long drains0 = pcp->nr_drain;
     for (page *pg : pgs) {
-        bool here = pg->zone == z;
+        bool here = page_zone(pg) == z;
         free_pages(pg, 0);
         if (!here)
             continue;
@@ -319,7 +319,7 @@ TEST(PerCpuPages, HighComesDownWhenTheZoneIsShort)
     std::vector<page *> pgs;
     for (int i = 0; i < 2000; i++)
         pgs.push_back(alloc_marked(0));
-    zone *z = pgs[0]->zone;
+    zone *z = page_zone(pgs[0]);
     per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
     // Raise high with frees, then mark the zone short.
     for (int i = 0; i < 1000; i++)
@@ -331,7 +331,7 @@ TEST(PerCpuPages, HighComesDownWhenTheZoneIsShort)
     int fell = 0, i = 1000;
     for (; i < 2000; i++) {
         int h = pcp->high;
-        bool here = pgs[i]->zone == z;
+        bool here = page_zone(pgs[i]) == z;
         free_pages(pgs[i], 0);
         if (!here)
             continue;
@@ -418,7 +418,7 @@ TEST(PerCpuPages, LargeRunsKeepEveryPageAccountedAndExact)
 
     page *a = alloc_large(9);
     ASSERT_NE(a, nullptr);
-    zone *z = a->zone;
+    zone *z = page_zone(a);
     per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
     page_totals t = totals();
     ASSERT_EQ(t.spanned, t0.spanned);

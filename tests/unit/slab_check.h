@@ -55,8 +55,8 @@ inline void check_cache(kalloc::kmem_cache *c)
             page *pg = list_entry(e, page, lru);
             EXPECT_TRUE(pg->flags & PG_slab);
             if (l != &c->full)   /* a slab on partial[o] is owned by o */
-                EXPECT_EQ(&c->partial[zone_slab_owner_map(pg->zone)[page_to_pfn(pg)]], l);
-            EXPECT_EQ(pg->slab_cache, c);
+                EXPECT_EQ(&c->partial[zone_slab_owner_map(page_zone(pg))[page_to_pfn(pg)]], l);
+            EXPECT_EQ(page_slab_cache(pg), c);
             unsigned parked = pg->nr_holes ? pg[1].slab_parked : 0;
             EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved) + parked,
                       pg->objects);

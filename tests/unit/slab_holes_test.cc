@@ -271,7 +271,7 @@ TEST(SlabHoles, EmptySlabWithHolesIsFreed)
         ASSERT_EQ(holes, (unsigned)__builtin_popcount(expected_holes(c, live)));
         ASSERT_GT(holes, 0u);
         EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
-        zone *z = pg->zone;
+        zone *z = page_zone(pg);
         unsigned long pfn = page_to_pfn(pg);
         char *base = (char *)page_address(pg);
         for (void *o : keep)

@@ -77,7 +77,7 @@ TEST(Slab, SlabPagesAreTaggedWithTheirClass)
         page *pg = virt_to_page(z, (uintptr_t)p);
         EXPECT_EQ(zone_slab_class_map(z)[page_to_pfn(pg)], 44);
         EXPECT_TRUE(pg->flags & PG_slab);
-        EXPECT_EQ(compound_head(pg)->slab_cache, c);
+        EXPECT_EQ(page_slab_cache(compound_head(pg)), c);
     }
     kmem_cache_free_bulk(c, o, got);
     check_cache(c);
@@ -223,7 +223,7 @@ std::vector<void *> chain_objects(kmem_cache *c, void *chain)
         EXPECT_NE(z, nullptr);
         if (!z)
             break;
-        EXPECT_EQ(compound_head(virt_to_page(z, (uintptr_t)o))->slab_cache, c);
+        EXPECT_EQ(page_slab_cache(compound_head(virt_to_page(z, (uintptr_t)o))), c);
         EXPECT_TRUE(seen.insert(o).second) << "an object twice in a chain";
         v.push_back(o);
         if (v.size() > 100000)
@@ -338,7 +338,7 @@ TEST(Slab, TakesOverAnotherOwnersColdPartialSlab)
     ASSERT_EQ(six.size(), 2u);
     EXPECT_EQ(slab_of(six[0]), sa) << "did not take over owner 5's emptier slab";
     EXPECT_EQ(slab_of(six[1]), sa);
-    EXPECT_EQ(zone_slab_owner_map(sa->zone)[page_to_pfn(sa)], 6) << "the slab taken over kept its owner";
+    EXPECT_EQ(zone_slab_owner_map(page_zone(sa))[page_to_pfn(sa)], 6) << "the slab taken over kept its owner";
     check_cache(c);
     spin_lock(&c->lock);
     EXPECT_EQ(c->nr_slabs, slabs) << "a new slab while another owner's held free objects";
@@ -349,9 +349,9 @@ TEST(Slab, TakesOverAnotherOwnersColdPartialSlab)
     std::vector<void *> seven = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 7));
     ASSERT_EQ(seven.size(), 1u);
     EXPECT_NE(slab_of(seven[0]), sb) << "took an owner's last partial slab";
-    EXPECT_EQ(zone_slab_owner_map(sb->zone)[page_to_pfn(sb)], 5);
+    EXPECT_EQ(zone_slab_owner_map(page_zone(sb))[page_to_pfn(sb)], 5);
     page *s7 = slab_of(seven[0]);
-    EXPECT_EQ(zone_slab_owner_map(s7->zone)[page_to_pfn(s7)], 7);
+    EXPECT_EQ(zone_slab_owner_map(page_zone(s7))[page_to_pfn(s7)], 7);
     check_cache(c);
 
     // No exchange: owner 6 took slab a from owner 5, so owner 5 does not
