@@ -5,7 +5,7 @@ KALLOC_DEB_PACKAGES=(
   cmake g++ make pkg-config
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
-  python3 sqlite3 git perl redis-server redis-tools nodejs openjdk-17-jdk-headless postgresql
+  python3 sqlite3 git perl php-cli redis-server redis-tools nodejs openjdk-17-jdk-headless postgresql
   libpython3.11-testsuite
   hyperfine time procps valgrind
 )

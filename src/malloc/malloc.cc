@@ -7,7 +7,10 @@
  *   large block   zone page that is the PG_large head; p its first byte
  *   huge block    the start of a live vmalloc area
  *   anything else is reported and the process aborts (as glibc does):
- *   "kalloc: free(): invalid pointer 0x...".
+ *   "kalloc: free(): invalid pointer 0x...",
+ *   but for glibc's own pointers once a library was loaded with
+ *   RTLD_DEEPBIND (platform/dl_rebind.h): a pointer outside every kalloc
+ *   slot then goes to glibc's free / realloc / malloc_usable_size.
  *
  * errno: failures set ENOMEM (EINVAL for posix_memalign's alignment is
  * returned, not set); free never changes errno.
@@ -26,6 +29,7 @@
 #include "mm/slab_dynamic.h"
 #include "mm/vmalloc.h"
 #include "mm/vmscan.h"
+#include "platform/dl_rebind.h"
 #include "platform/printk.h"
 
 namespace kalloc {
@@ -73,6 +77,16 @@ block_info classify(const void *p)
     if (hs)
         return {BLOCK_HUGE, nullptr, 0, hs};
     return {BLOCK_INVALID, nullptr, 0, 0};
+}
+
+/* A pointer glibc's allocator handed out to a library loaded with
+ * RTLD_DEEPBIND before kalloc rebound it (platform/dl_rebind.h): outside
+ * every kalloc zone and vmalloc slot, and only once such a load happened. */
+__cold bool glibc_pointer(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return __atomic_load_n(&dl_rebound, __ATOMIC_ACQUIRE) && !(a >> ADDRESS_BITS) &&
+           !READ_ONCE(zone_table[a >> ZONE_SLOT_SHIFT]) && !is_vmalloc_addr(p);
 }
 
 __cold __noreturn void bad_pointer(const char *call, const void *p, block_kind kind)
@@ -162,6 +176,10 @@ void free_block(block_info &bi, void *p, const char *call)
         vfree(p);
         break;
     default:
+        if (bi.kind == BLOCK_INVALID && glibc_pointer(p)) {
+            dl_next_free(p);
+            return;
+        }
         bad_pointer(call, p, bi.kind);
     }
 }
@@ -298,6 +316,12 @@ void *krealloc(void *p, size_t size)
         }
         break;
     default:
+        if (bi.kind == BLOCK_INVALID && glibc_pointer(p)) {
+            /* Stays glibc's: the library that made it may free it through
+             * a slot kalloc did not rewrite (a data pointer copied early). */
+            void *q = dl_next_realloc(p, size);
+            return q ?: enomem();
+        }
         bad_pointer("realloc", p, bi.kind);
     }
     void *q;
@@ -391,6 +415,8 @@ size_t ksize(const void *p)
     if (!p)
         return 0;
     block_info bi = classify(p);
+    if (bi.kind == BLOCK_INVALID && glibc_pointer(p))
+        return dl_next_usable_size((void *)p);
     if (bi.kind == BLOCK_INVALID || bi.kind == BLOCK_FREED)
         bad_pointer("malloc_usable_size", p, bi.kind);
     return bi.size;

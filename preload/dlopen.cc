@@ -1,0 +1,108 @@
+/*
+ * preload/dlopen.cc - dlopen, forwarded to glibc's; after a load with
+ * RTLD_DEEPBIND the new objects' malloc family is rebound to kalloc
+ * (platform/dl_rebind.h says why: PHP's extensions).
+ *
+ * dlopen looks at its caller (the return address) to pick the namespace and
+ * the caller's RPATH/RUNPATH for the search, so a wrapper that calls it
+ * would make every dlopen look like kalloc's.  Without RTLD_DEEPBIND this
+ * one is a single jump to glibc's dlopen with the caller's return address
+ * still on the stack.  With it, glibc's dlopen is called from here, then the
+ * symbols are rebound: a bare library name is then searched without the
+ * caller's RPATH/RUNPATH (LD_LIBRARY_PATH, the cache and the default
+ * directories still apply; PHP passes full paths).
+ */
+#include <dlfcn.h>
+#include <malloc.h>
+#include <stdlib.h>
+
+#include "platform/dl_rebind.h"
+
+using namespace kalloc;
+
+extern "C" {
+
+/* glibc's dlopen (RTLD_NEXT), found by the constructor below. */
+__attribute__((visibility("hidden"))) void *(*kalloc_real_dlopen)(const char *, int) = nullptr;
+
+/* The malloc family as exported by preload/override.cc. */
+void *__libc_malloc(size_t);
+void __libc_free(void *);
+void *__libc_calloc(size_t, size_t);
+void *__libc_realloc(void *, size_t);
+void *__libc_memalign(size_t, size_t);
+void *__libc_valloc(size_t);
+void *__libc_pvalloc(size_t);
+int __posix_memalign(void **, size_t, size_t);
+void cfree(void *);
+void free_sized(void *, size_t);
+void free_aligned_sized(void *, size_t, size_t);
+
+/* The slow path: the first call (before the constructor found glibc's
+ * dlopen) and every RTLD_DEEPBIND load. */
+__attribute__((visibility("hidden"), noinline)) void *kalloc_dlopen_slow(const char *file, int mode)
+{
+    if (!kalloc_real_dlopen)
+        kalloc_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+    if (!kalloc_real_dlopen)
+        return nullptr;
+    void *h = kalloc_real_dlopen(file, mode);
+    if (h && (mode & RTLD_DEEPBIND)) {
+        static const dl_rebind_symbol syms[] = {
+            {"malloc", (void *)malloc},
+            {"free", (void *)free},
+            {"calloc", (void *)calloc},
+            {"realloc", (void *)realloc},
+            {"reallocarray", (void *)reallocarray},
+            {"posix_memalign", (void *)posix_memalign},
+            {"aligned_alloc", (void *)aligned_alloc},
+            {"memalign", (void *)memalign},
+            {"valloc", (void *)valloc},
+            {"pvalloc", (void *)pvalloc},
+            {"malloc_usable_size", (void *)malloc_usable_size},
+            {"malloc_trim", (void *)malloc_trim},
+            {"cfree", (void *)cfree},
+            {"free_sized", (void *)free_sized},
+            {"free_aligned_sized", (void *)free_aligned_sized},
+            {"__libc_malloc", (void *)__libc_malloc},
+            {"__libc_free", (void *)__libc_free},
+            {"__libc_calloc", (void *)__libc_calloc},
+            {"__libc_realloc", (void *)__libc_realloc},
+            {"__libc_memalign", (void *)__libc_memalign},
+            {"__libc_valloc", (void *)__libc_valloc},
+            {"__libc_pvalloc", (void *)__libc_pvalloc},
+            {"__posix_memalign", (void *)__posix_memalign},
+        };
+        dl_rebind(h, syms, sizeof(syms) / sizeof(syms[0]));
+    }
+    return h;
+}
+
+} // extern "C"
+
+/* dlopen itself: RTLD_DEEPBIND (0x8) or not yet resolved -> the slow path;
+ * else a tail jump, so glibc sees the program's return address. */
+#if defined(__x86_64__)
+static_assert(RTLD_DEEPBIND == 0x8, "the jump below tests bit 3");
+asm(R"(
+    .pushsection .text
+    .globl dlopen
+    .type dlopen, @function
+dlopen:
+    testl $0x8, %esi
+    jnz 1f
+    movq kalloc_real_dlopen(%rip), %rax
+    testq %rax, %rax
+    jz 1f
+    jmpq *%rax
+1:  jmp kalloc_dlopen_slow
+    .size dlopen, .-dlopen
+    .popsection
+)");
+#endif
+
+__attribute__((constructor)) static void kalloc_dlopen_init()
+{
+    if (!kalloc_real_dlopen)
+        kalloc_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+}

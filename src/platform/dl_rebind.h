@@ -1,0 +1,60 @@
+/*
+ * platform/dl_rebind.h - one allocator per process, even for libraries
+ * loaded with RTLD_DEEPBIND.
+ *
+ * No kernel counterpart: this is the dynamic linker's side of being a
+ * preloaded malloc.  A library that dlopen() loads with RTLD_DEEPBIND looks
+ * its symbols up in its own dependencies first, libc among them, so its
+ * calls to malloc and free go to glibc's allocator while the rest of the
+ * process uses kalloc.  A pointer that crosses over (the program frees
+ * what the library allocated, or the library frees a string libc made with
+ * kalloc) crashes one allocator or the other: PHP loads every extension
+ * this way, and crashes under any preloaded allocator (jemalloc, tcmalloc,
+ * mimalloc and snmalloc users have all reported it).
+ *
+ * dl_rebind() runs after such a dlopen: in the loaded object and every
+ * object loaded after it, each relocation of an undefined symbol named in
+ * the table (GOT entries of calls, data pointers) is pointed at the table's
+ * address, i.e. kalloc's entry point.  RELRO pages are made writable for
+ * the write and read-only again.  Objects that define a symbol themselves
+ * keep their own (libc, kalloc, a library with a private allocator).
+ *
+ * What the library allocated with glibc before its slots were rewritten
+ * (its constructors run inside dlopen) may later reach kalloc's free or
+ * realloc: once dl_rebind has run, the malloc layer hands a pointer outside
+ * every kalloc zone and vmalloc region to glibc's own functions
+ * (dl_next_free and friends, found with RTLD_NEXT) instead of reporting it.
+ * Before any RTLD_DEEPBIND load such a pointer is reported as invalid, as
+ * always.
+ *
+ * Limits: x86-64 relocations only (elsewhere dl_rebind does nothing);
+ * dlmopen namespaces are left alone.
+ */
+#pragma once
+
+#include <stddef.h>
+
+namespace kalloc {
+
+/* A symbol to rebind and the address its relocations get. */
+struct dl_rebind_symbol {
+    const char *name;   /* the symbol's name, as in the dynamic symbol table */
+    void *addr;         /* what every relocation of it is pointed at */
+};
+
+/* After dlopen(..., RTLD_DEEPBIND) returned `handle`: rebind the symbols
+ * of `syms` in its object and every object loaded after it.  Returns the
+ * number of relocations rewritten.  Takes no lock of kalloc's; call it
+ * outside the allocator's locks. */
+unsigned dl_rebind(void *handle, const dl_rebind_symbol *syms, unsigned n);
+
+/* Set (for good) when dl_rebind first ran: glibc's pointers may reach kalloc. */
+extern bool dl_rebound;
+
+/* glibc's own functions (the next definitions after kalloc), found when
+ * dl_rebind first ran; null before. */
+extern void (*dl_next_free)(void *);
+extern void *(*dl_next_realloc)(void *, size_t);
+extern size_t (*dl_next_usable_size)(void *);
+
+} // namespace kalloc
