@@ -6,8 +6,8 @@
  * dlopen looks at its caller (the return address) to pick the namespace and
  * the caller's RPATH/RUNPATH for the search, so a wrapper that calls it
  * would make every dlopen look like kalloc's.  Without RTLD_DEEPBIND this
- * one is a single jump to glibc's dlopen with the caller's return address
- * still on the stack.  With it, glibc's dlopen is called from here, then the
+ * one is a jump to glibc's dlopen with the caller's return address still
+ * on the stack (x86-64 assembly; elsewhere kalloc exports no dlopen).  With it, glibc's dlopen is called from here, then the
  * symbols are rebound: a bare library name is then searched without the
  * caller's RPATH/RUNPATH (LD_LIBRARY_PATH, the cache and the default
  * directories still apply; PHP passes full paths).
@@ -22,8 +22,19 @@ using namespace kalloc;
 
 extern "C" {
 
-/* glibc's dlopen (RTLD_NEXT), found by the constructor below. */
+/* glibc's dlopen (RTLD_NEXT), found by the constructor below or at the
+ * first call. */
 __attribute__((visibility("hidden"))) void *(*kalloc_real_dlopen)(const char *, int) = nullptr;
+
+static void *dlopen_unavailable(const char *, int) { return nullptr; }
+
+/* Find glibc's dlopen (dlsym's RTLD_NEXT looks after this library). */
+__attribute__((visibility("hidden"), noinline)) void *(*kalloc_dlopen_resolve())(const char *, int)
+{
+    if (!kalloc_real_dlopen)
+        kalloc_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+    return kalloc_real_dlopen ? kalloc_real_dlopen : dlopen_unavailable;
+}
 
 /* The malloc family as exported by preload/override.cc. */
 void *__libc_malloc(size_t);
@@ -38,15 +49,10 @@ void cfree(void *);
 void free_sized(void *, size_t);
 void free_aligned_sized(void *, size_t, size_t);
 
-/* The slow path: the first call (before the constructor found glibc's
- * dlopen) and every RTLD_DEEPBIND load. */
-__attribute__((visibility("hidden"), noinline)) void *kalloc_dlopen_slow(const char *file, int mode)
+/* An RTLD_DEEPBIND load: glibc's dlopen, then the rebinding. */
+__attribute__((visibility("hidden"), noinline)) void *kalloc_dlopen_deepbind(const char *file, int mode)
 {
-    if (!kalloc_real_dlopen)
-        kalloc_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
-    if (!kalloc_real_dlopen)
-        return nullptr;
-    void *h = kalloc_real_dlopen(file, mode);
+    void *h = kalloc_dlopen_resolve()(file, mode);
     if (h && (mode & RTLD_DEEPBIND)) {
         static const dl_rebind_symbol syms[] = {
             {"malloc", (void *)malloc},
@@ -80,8 +86,9 @@ __attribute__((visibility("hidden"), noinline)) void *kalloc_dlopen_slow(const c
 
 } // extern "C"
 
-/* dlopen itself: RTLD_DEEPBIND (0x8) or not yet resolved -> the slow path;
- * else a tail jump, so glibc sees the program's return address. */
+/* dlopen itself: RTLD_DEEPBIND (0x8) -> kalloc_dlopen_deepbind; else a
+ * jump to glibc's, found first if need be (the arguments saved around the
+ * call), so glibc sees the program's return address. */
 #if defined(__x86_64__)
 static_assert(RTLD_DEEPBIND == 0x8, "the jump below tests bit 3");
 asm(R"(
@@ -90,19 +97,23 @@ asm(R"(
     .type dlopen, @function
 dlopen:
     testl $0x8, %esi
-    jnz 1f
+    jnz 2f
     movq kalloc_real_dlopen(%rip), %rax
     testq %rax, %rax
     jz 1f
     jmpq *%rax
-1:  jmp kalloc_dlopen_slow
+1:  pushq %rdi
+    pushq %rsi
+    subq $8, %rsp
+    call kalloc_dlopen_resolve
+    addq $8, %rsp
+    popq %rsi
+    popq %rdi
+    jmpq *%rax
+2:  jmp kalloc_dlopen_deepbind
     .size dlopen, .-dlopen
     .popsection
 )");
 #endif
 
-__attribute__((constructor)) static void kalloc_dlopen_init()
-{
-    if (!kalloc_real_dlopen)
-        kalloc_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
-}
+__attribute__((constructor)) static void kalloc_dlopen_init() { kalloc_dlopen_resolve(); }
