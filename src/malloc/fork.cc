@@ -2,7 +2,8 @@
  * malloc/fork.cc - pthread_atfork handlers (see fork.h).
  *
  * Nothing is locked when the process is single-threaded (see prepare).
- * Lock order taken in prepare: compact_lock, pcs_drain_lock, tcache_list_lock, every
+ * Lock order taken in prepare: glibc's stdio list lock (_IO_list_lock, see
+ * prepare), compact_lock, pcs_drain_lock, tcache_list_lock, every
  * kmem_cache.lock (by class), vmap_lock, vmscan_lock, zone_list_lock, every
  * per_cpu_pages.lock (by zone, then CPU), every zone.lock (by zone id).
  *
@@ -25,12 +26,21 @@
 #include "mm/vmalloc.h"
 #include "mm/vmscan.h"
 
+/* glibc's stdio list lock (exported, not declared in a public header);
+ * weak, so another C library without them still links. */
+extern "C" {
+__attribute__((weak)) void _IO_list_lock(void);
+__attribute__((weak)) void _IO_list_unlock(void);
+__attribute__((weak)) void _IO_list_resetlock(void);
+}
+
 namespace kalloc {
 
 namespace {
 
 unsigned fork_nr_zones;   /* zones locked by prepare */
 bool fork_locked;         /* prepare took the locks (the process had threads) */
+bool fork_io_locked;      /* prepare took glibc's stdio list lock */
 
 void kalloc_fork_prepare()
 {
@@ -42,6 +52,17 @@ void kalloc_fork_prepare()
         zone_memfd_fork_prepare();
         return;
     }
+    /* glibc's own fork takes the stdio list lock before its malloc locks,
+     * and so must this handler, which runs before either: stdio calls
+     * malloc with a FILE locked (getline, a buffer for fflush), and
+     * fflush(NULL) holds the list lock while it waits for every FILE.  With
+     * kalloc's locks taken first, a thread in getline's realloc (FILE lock
+     * held) waits for them, fflush(NULL) (list lock held) waits for that
+     * FILE, and fork waits for the list lock: none of the three returns.
+     * The lock is recursive: fork's own _IO_list_lock nests inside. */
+    fork_io_locked = _IO_list_lock && _IO_list_unlock && _IO_list_resetlock;
+    if (fork_io_locked)
+        _IO_list_lock();
     spin_lock(&compact_lock);
     pcs_lock_for_fork();        /* no drain in flight: the child's arrays are not stopped */
     tcache_lock_for_fork();
@@ -78,6 +99,8 @@ void kalloc_fork_parent()
     tcache_unlock_for_fork();
     pcs_unlock_for_fork();
     spin_unlock(&compact_lock);
+    if (fork_io_locked)
+        _IO_list_unlock();      /* fork let go of its own hold before the parent handlers */
 }
 
 void kalloc_fork_child()
@@ -99,6 +122,8 @@ void kalloc_fork_child()
     kmalloc_dynamic_reinit_lock();
     pcs_reinit_lock();
     tcache_after_fork_child();
+    if (fork_io_locked)
+        _IO_list_resetlock();   /* one thread now: free, whatever fork did with it */
 }
 
 } // namespace
