@@ -186,6 +186,14 @@ unsigned os_nr_threads()
     return (unsigned)os_parse_field(buf, "Threads:", 0);
 }
 
+bool os_seccomp_filtered()
+{
+    char buf[4096];
+    if (os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
+        return false;
+    return os_parse_field(buf, "Seccomp:", 0) == 2;
+}
+
 void os_hugepage(void *addr, size_t len)
 {
     int saved = errno;

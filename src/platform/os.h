@@ -88,6 +88,12 @@ void os_restore_signals(uint64_t old);
 /* Threads of this process (Threads: in /proc/self/status), 0 if unknown. */
 unsigned os_nr_threads();
 
+/* True when a seccomp filter is installed on this thread ("Seccomp: 2" in
+ * /proc/self/status; false when that cannot be read).  A filter may kill the
+ * process on a system call glibc's malloc never makes (membarrier), so kalloc
+ * leaves such calls out under any filter. */
+bool os_seccomp_filtered();
+
 /* Ask for transparent hugepages on a 2 MiB aligned range (MADV_HUGEPAGE). */
 void os_hugepage(void *addr, size_t len);
 

@@ -13,6 +13,8 @@
  */
 #include "platform/rseq.h"
 
+#include "platform/os.h"
+
 #include <errno.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
@@ -43,6 +45,10 @@ bool rseq_percpu_init()
      * before. */
     bool ok = &__rseq_size && __rseq_size >= 16 && &__rseq_offset;
     int saved = errno;
+    /* Under a seccomp filter, membarrier may be what kills the process
+     * (sandboxes allow what glibc's malloc calls): no per-CPU arrays. */
+    if (ok && os_seccomp_filtered())
+        ok = false;
     if (ok) {
         long cmds = membarrier(MEMBARRIER_CMD_QUERY, 0);
         ok = cmds > 0 && (cmds & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ) &&
@@ -58,6 +64,14 @@ bool rseq_percpu_init()
 
 bool rseq_fence()
 {
+    /* A filter installed after the arrays were set up (a sandbox that
+     * starts late): no fence, so no drain; the arrays stay usable.  Filters
+     * are never removed, so once seen this stays. */
+    static bool filtered;
+    if (READ_ONCE(filtered) || os_seccomp_filtered()) {
+        WRITE_ONCE(filtered, true);
+        return false;
+    }
     int saved = errno;
     long r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0);
     if (r != 0 && errno == EPERM) {

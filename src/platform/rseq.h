@@ -74,8 +74,10 @@ static inline rseq_area *rseq_self()
 constexpr unsigned RSEQ_PERCPU_STOPPED = ~0u;   /* the block is stopped (or no rseq here) */
 
 /* Whether per-CPU sequences can be used by this process (glibc registered
- * rseq, membarrier's rseq fence is available).  Set up on the first call
- * (the registration syscall); cheap afterwards. */
+ * rseq, membarrier's rseq fence is available, no seccomp filter: a
+ * sandbox's filter may kill the process on membarrier, which glibc's malloc
+ * never calls).  Set up on the first call (the registration syscall);
+ * cheap afterwards. */
 bool rseq_percpu_init();
 
 /* Whether the calling thread has a registered rseq area (its cpu_id is
@@ -106,8 +108,9 @@ unsigned rseq_percpu_push(char *region, unsigned ncpu, unsigned shift, unsigned 
                           unsigned n, unsigned cap);
 
 /* After setting stop words: wait until no sequence that read them as 0 can
- * commit (membarrier's rseq fence over every CPU).  False if it failed
- * (then the caller must not touch the blocks). */
+ * commit (membarrier's rseq fence over every CPU).  False if it failed, or
+ * if a seccomp filter was installed since the arrays were set up (then the
+ * caller must not touch the blocks). */
 bool rseq_fence();
 
 /* The current CPU of a registered thread (may be stale). */
