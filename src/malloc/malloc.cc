@@ -392,6 +392,10 @@ void *kaligned_alloc(size_t align, size_t size)
 {
     if (align == 0)
         align = 1;
+    if (align > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;         /* as glibc: no power of two above it */
+        return nullptr;
+    }
     if (!is_pow2(align)) {
         if (align > (MAX_REQUEST >> 1) + 1)
             return enomem();

@@ -233,10 +233,8 @@ struct mallinfo2 stats_mallinfo2()
 
 int stats_malloc_info(int options, FILE *fp)
 {
-    if (options != 0) {
-        errno = EINVAL;
-        return -1;
-    }
+    if (options != 0)
+        return EINVAL;          /* glibc returns the error number, errno untouched */
     kalloc_stats s;
     stats_get(&s);
     char buf[1024];

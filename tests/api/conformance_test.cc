@@ -604,6 +604,17 @@ TEST_P(Conformance, NonPowerOfTwoAlignmentRoundsUpOrFails) {
       }
     }
   }
+  // An alignment above the largest power of two fails with EINVAL, as in
+  // glibc (kalloc said ENOMEM until 2026-12-03).
+  for (size_t a : {SIZE_MAX, SIZE_MAX / 2 + 2}) {
+    for (int which = 0; which < 2; ++which) {
+      errno = 0;
+      void *p = which == 0 ? A().memalign_(opaque(a), opaque<size_t>(10))
+                           : A().aligned_alloc_(opaque(a), opaque<size_t>(10));
+      EXPECT_EQ(p, nullptr);
+      EXPECT_EQ(errno, EINVAL) << (which ? "aligned_alloc(" : "memalign(") << a << ", 10)";
+    }
+  }
   // memalign(0, n) and memalign(1, n) behave like malloc(n).
   for (size_t a : {size_t{0}, size_t{1}, size_t{2}}) {
     void *p = A().memalign_(opaque(a), opaque<size_t>(40));
