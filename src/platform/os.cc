@@ -18,6 +18,22 @@
 
 namespace kalloc {
 
+/* open, read, pread, write and close are cancellation points in glibc;
+ * through syscall(2) they are not, so a thread with a pending
+ * pthread_cancel is never cancelled inside kalloc (holding a lock, as the
+ * cgroup pressure check holds vmscan_lock while it reads /proc). */
+static inline int sys_open(const char *path, int flags)
+{
+    return (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
+}
+static inline ssize_t sys_read(int fd, void *buf, size_t n) { return syscall(SYS_read, fd, buf, n); }
+static inline ssize_t sys_pread(int fd, void *buf, size_t n, off_t off)
+{
+    return syscall(SYS_pread64, fd, buf, n, off);
+}
+static inline ssize_t sys_write(int fd, const void *buf, size_t n) { return syscall(SYS_write, fd, buf, n); }
+static inline int sys_close(int fd) { return (int)syscall(SYS_close, fd); }
+
 void *os_map_fixed(void *addr, size_t len, int fd, uint64_t offset)
 {
     int flags = MAP_FIXED_NOREPLACE | (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED);
@@ -80,7 +96,7 @@ int os_memfd_create(const char *name, uint64_t size)
         return -1;
     if (ftruncate(fd, (off_t)size) != 0) {
         int saved = errno;
-        close(fd);
+        sys_close(fd);
         errno = saved;
         return -1;
     }
@@ -121,7 +137,7 @@ bool os_copy_file_data(int from, int to, uint64_t size)
                 break;
             /* copy_file_range unsupported here: copy through a buffer. */
             char buf[16384];
-            ssize_t r = pread(from, buf, (size_t)(hole - in) < sizeof(buf) ? (size_t)(hole - in) : sizeof(buf), in);
+            ssize_t r = sys_pread(from, buf, (size_t)(hole - in) < sizeof(buf) ? (size_t)(hole - in) : sizeof(buf), in);
             if (r <= 0)
                 return false;
             for (ssize_t done = 0; done < r;) {
@@ -150,7 +166,7 @@ bool os_read_byte(int fd, char *c)
     int saved = errno;
     ssize_t n;
     do
-        n = read(fd, c, 1);
+        n = sys_read(fd, c, 1);
     while (n < 0 && errno == EINTR);
     errno = saved;
     return n == 1;
@@ -159,7 +175,7 @@ bool os_read_byte(int fd, char *c)
 void os_close(int fd)
 {
     int saved = errno;
-    close(fd);
+    sys_close(fd);
     errno = saved;
 }
 
@@ -205,7 +221,7 @@ void os_write(int fd, const char *buf, size_t len)
 {
     int saved = errno;
     while (len) {
-        ssize_t n = write(fd, buf, len);
+        ssize_t n = sys_write(fd, buf, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -222,10 +238,10 @@ uint64_t os_resident_bytes()
     int saved = errno;
     char buf[128];
     uint64_t rss = 0;
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    int fd = sys_open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
+        ssize_t n = sys_read(fd, buf, sizeof(buf) - 1);
+        sys_close(fd);
         if (n > 0) {
             buf[n] = 0;
             const char *s = buf;
@@ -325,11 +341,11 @@ long os_read_file(const char *path, char *buf, size_t len)
 {
     int saved = errno;
     long total = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         total = 0;
         while ((size_t)total < len - 1) {
-            ssize_t n = read(fd, buf + total, len - 1 - (size_t)total);
+            ssize_t n = sys_read(fd, buf + total, len - 1 - (size_t)total);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)
@@ -337,7 +353,7 @@ long os_read_file(const char *path, char *buf, size_t len)
             total += n;
         }
         buf[total] = 0;
-        close(fd);
+        sys_close(fd);
     }
     errno = saved;
     return total;
@@ -424,7 +440,7 @@ bool os_smaps_usage(const uintptr_t (*ranges)[2], unsigned nr, smaps_usage *out)
 {
     *out = {};
     int saved = errno;
-    int fd = open(nr ? "/proc/self/smaps" : "/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
+    int fd = sys_open(nr ? "/proc/self/smaps" : "/proc/self/smaps_rollup", O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         errno = saved;
         return false;
@@ -433,7 +449,7 @@ bool os_smaps_usage(const uintptr_t (*ranges)[2], unsigned nr, smaps_usage *out)
     size_t have = 0;
     bool counting = nr == 0;
     for (;;) {
-        ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+        ssize_t n = sys_read(fd, buf + have, sizeof(buf) - 1 - have);
         if (n < 0 && errno == EINTR)
             continue;
         bool eof = n <= 0;
@@ -464,7 +480,7 @@ bool os_smaps_usage(const uintptr_t (*ranges)[2], unsigned nr, smaps_usage *out)
         if (eof)
             break;
     }
-    close(fd);
+    sys_close(fd);
     errno = saved;
     return true;
 }

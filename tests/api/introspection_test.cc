@@ -6,9 +6,11 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -209,3 +211,33 @@ TEST(Introspection, LibcInternalAllocationsAreFreeable) {
 }
 
 }  // namespace
+
+// A thread with a cancellation request pending is not cancelled inside the
+// allocator: glibc's malloc_stats writes with cancellation off, and kalloc's
+// output (and its reads of /proc, under a lock for the cgroup check) go
+// through raw system calls.  The thread must reach its own
+// pthread_testcancel after malloc_stats returned.
+namespace {
+std::atomic<int> g_stats_returned{0};
+void *StatsWithCancelPending(void *) {
+  pthread_cancel(pthread_self());   // deferred: pending until a cancellation point
+  malloc_stats();
+  void *p = malloc(100);
+  free(p);
+  g_stats_returned = 1;
+  pthread_testcancel();
+  return nullptr;
+}
+}  // namespace
+
+TEST(Introspection, MallocStatsIsNotACancellationPoint) {
+  std::string out = CaptureStderr([] {
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, nullptr, StatsWithCancelPending, nullptr), 0);
+    void *ret = nullptr;
+    ASSERT_EQ(pthread_join(t, &ret), 0);
+    EXPECT_EQ(ret, PTHREAD_CANCELED);
+  });
+  EXPECT_EQ(g_stats_returned.load(), 1) << "the thread was cancelled inside malloc_stats";
+  EXPECT_FALSE(out.empty());
+}
