@@ -32,6 +32,8 @@ option_desc options[OPT_COUNT] = {
 namespace {
 
 bool options_read;   /* environ has been scanned */
+bool options_warned; /* a scan has claimed the right to print the warnings (threads
+                        may scan at once before options_read is seen: one prints) */
 
 bool parse_value(const char *s, long *out)
 {
@@ -71,6 +73,9 @@ void options_init()
     char **env = environ;
     if (!env)
         return;                 /* too early: try again on a later slow path */
+    /* Only the first scan prints: two threads whose first slow paths race both scan
+     * (the values they store are the same), but a bad value is reported once. */
+    bool warn = !__atomic_exchange_n(&options_warned, true, __ATOMIC_RELAXED);
     for (; *env; env++) {
         const char *e = *env;
         if (strncmp(e, "KALLOC_", 7) != 0)
@@ -83,7 +88,7 @@ void options_init()
             long v;
             if (parse_value(e + n + 1, &v))
                 o.value = v;
-            else
+            else if (warn)
                 fdprintk(2, "kalloc: warning: ignoring KALLOC_%s=%s (not a number or on/off)\n",
                          o.name, e + n + 1);
         }
