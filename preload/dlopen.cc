@@ -53,7 +53,9 @@ void free_aligned_sized(void *, size_t, size_t);
 __attribute__((visibility("hidden"), noinline)) void *kalloc_dlopen_deepbind(const char *file, int mode)
 {
     void *h = kalloc_dlopen_resolve()(file, mode);
-    if (h && (mode & RTLD_DEEPBIND)) {
+    /* Behind another allocator (platform/dl_rebind.h) the process's malloc
+     * is not kalloc's: the library keeps its bindings, as without kalloc. */
+    if (h && (mode & RTLD_DEEPBIND) && !dl_malloc_preceded((const void *)&malloc, (const void *)&free)) {
         static const dl_rebind_symbol syms[] = {
             {"malloc", (void *)malloc},
             {"free", (void *)free},

@@ -17,6 +17,7 @@
 #include <link.h>
 #include <stdint.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include "platform/compiler.h"
@@ -30,6 +31,104 @@ using usable_size_fn = size_t (*)(void *);
 constinit free_fn dl_next_free = nullptr;
 constinit realloc_fn dl_next_realloc = nullptr;
 constinit usable_size_fn dl_next_usable_size = nullptr;
+constinit free_fn dl_global_free = nullptr;
+
+namespace {
+
+/* Resolve glibc's free, realloc and malloc_usable_size and let pointers of
+ * glibc's reach kalloc (the malloc layer hands them over, see the header). */
+void accept_glibc_pointers()
+{
+    if (READ_ONCE(dl_rebound))
+        return;
+    dl_next_free = (free_fn)dlsym(RTLD_NEXT, "free");
+    dl_next_realloc = (realloc_fn)dlsym(RTLD_NEXT, "realloc");
+    dl_next_usable_size = (usable_size_fn)dlsym(RTLD_NEXT, "malloc_usable_size");
+    if (dl_next_free && dl_next_realloc && dl_next_usable_size)
+        __atomic_store_n(&dl_rebound, true, __ATOMIC_RELEASE);
+}
+
+/* The definition of `name` a program linked against glibc binds to, when
+ * it is not kalloc's (nullptr otherwise: kalloc's comes first, or nothing
+ * could be looked up yet).  Two lookups, because a library may define only
+ * the version programs are linked against, hidden (glibc's
+ * libc_malloc_debug.so defines malloc@GLIBC_2.2.5 so): dlsym finds the first
+ * default or unversioned definition, which is kalloc's unless another
+ * library precedes it; dlvsym with the version finds the first versioned one,
+ * skipping kalloc's unversioned definition, so it precedes kalloc only when
+ * it differs from the first one after kalloc (RTLD_NEXT, glibc's).  *looked
+ * says whether the lookups could run (not during the dynamic linker's own
+ * start-up). */
+void *foreign_definition(const char *name, const void *own, bool *looked)
+{
+    void *d = dlsym(RTLD_DEFAULT, name);
+    *looked = d != nullptr;
+    if (!d)
+        return nullptr;
+    if (d != own) {
+        /* Another object's definition, not a canonical PLT entry of the
+         * executable's (an undefined symbol with an address). */
+        Dl_info gi, oi;
+        const ElfW(Sym) *sym = nullptr;
+        if (dladdr1(d, &gi, (void **)&sym, RTLD_DL_SYMENT) && dladdr(own, &oi) &&
+            gi.dli_fbase != oi.dli_fbase && sym && sym->st_shndx != SHN_UNDEF)
+            return d;
+    }
+#if defined(__x86_64__)
+    void *v = dlvsym(RTLD_DEFAULT, name, "GLIBC_2.2.5");
+    if (v && v != own && v != dlvsym(RTLD_NEXT, name, "GLIBC_2.2.5"))
+        return v;
+#endif
+    return nullptr;
+}
+
+/* dl_malloc_preceded's answer: PRECEDED_UNKNOWN until a thread looks. */
+enum { PRECEDED_UNKNOWN, PRECEDED_LOOKING, PRECEDED_NO, PRECEDED_YES };
+constinit int preceded_state = PRECEDED_UNKNOWN;
+constinit __thread bool preceded_looking;   /* this thread is inside the lookup */
+
+} // namespace
+
+bool dl_malloc_preceded(const void *own_malloc, const void *own_free)
+{
+    int s = __atomic_load_n(&preceded_state, __ATOMIC_ACQUIRE);
+    if (likely(s >= PRECEDED_NO))
+        return s == PRECEDED_YES;
+    if (preceded_looking)
+        return false;                   /* dlsym or dladdr allocating: kalloc's own */
+    int expect = PRECEDED_UNKNOWN;
+    if (!__atomic_compare_exchange_n(&preceded_state, &expect, PRECEDED_LOOKING, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        while ((s = __atomic_load_n(&preceded_state, __ATOMIC_ACQUIRE)) == PRECEDED_LOOKING)
+            sched_yield();              /* another thread is looking: its answer */
+        return s == PRECEDED_YES;
+    }
+    preceded_looking = true;
+    bool looked;
+    bool preceded = foreign_definition("malloc", own_malloc, &looked) != nullptr;
+    if (!looked) {
+        /* Too early (the dynamic linker's own start-up allocations): no
+         * answer yet, ask again at the next call. */
+        preceded_looking = false;
+        __atomic_store_n(&preceded_state, PRECEDED_UNKNOWN, __ATOMIC_RELEASE);
+        return false;
+    }
+    if (preceded) {
+        /* The process's free: the same library's. */
+        dl_global_free = (free_fn)foreign_definition("free", own_free, &looked);
+        accept_glibc_pointers();
+        if (!dl_global_free || !READ_ONCE(dl_rebound))
+            preceded = false;           /* nothing to forward to: stay kalloc */
+    }
+    preceded_looking = false;
+    __atomic_store_n(&preceded_state, preceded ? PRECEDED_YES : PRECEDED_NO, __ATOMIC_RELEASE);
+    return preceded;
+}
+
+void *dl_next_symbol(const char *name)
+{
+    return dlsym(RTLD_NEXT, name);
+}
 
 #if defined(__x86_64__)
 
@@ -141,15 +240,9 @@ unsigned dl_rebind(void *handle, const dl_rebind_symbol *syms, unsigned n)
     struct link_map *lm = nullptr;
     if (!handle || dlinfo(handle, RTLD_DI_LINKMAP, &lm) != 0 || !lm)
         return 0;
-    if (!READ_ONCE(dl_rebound)) {
-        /* glibc's allocator, for the pointers it handed out to the library
-         * before its slots were rewritten (see the header). */
-        dl_next_free = (free_fn)dlsym(RTLD_NEXT, "free");
-        dl_next_realloc = (realloc_fn)dlsym(RTLD_NEXT, "realloc");
-        dl_next_usable_size = (usable_size_fn)dlsym(RTLD_NEXT, "malloc_usable_size");
-        if (dl_next_free && dl_next_realloc && dl_next_usable_size)
-            __atomic_store_n(&dl_rebound, true, __ATOMIC_RELEASE);
-    }
+    /* glibc's allocator, for the pointers it handed out to the library
+     * before its slots were rewritten (see the header). */
+    accept_glibc_pointers();
     unsigned done = 0;
     for (struct link_map *l = lm; l; l = l->l_next)
         done += rebind_object(l, syms, n);

@@ -48,8 +48,28 @@ struct dl_rebind_symbol {
  * outside the allocator's locks. */
 unsigned dl_rebind(void *handle, const dl_rebind_symbol *syms, unsigned n);
 
-/* Set (for good) when dl_rebind first ran: glibc's pointers may reach kalloc. */
+/* Set (for good) when dl_rebind first ran, or when dl_malloc_preceded found
+ * kalloc behind another allocator: glibc's pointers may reach kalloc. */
 extern bool dl_rebound;
+
+/*
+ * Behind another allocator.  With LD_PRELOAD="other.so libkalloc.so" (or
+ * glibc's libc_malloc_debug.so first) the other library's malloc is the
+ * process's, and kalloc's exports serve only what the other does not
+ * define: reallocarray under jemalloc, __libc_malloc (which
+ * libc_malloc_debug calls to reach glibc's heap).  Those must then be what
+ * they are without kalloc, glibc's, or a block from one allocator reaches
+ * the other's free.  dl_malloc_preceded(own_malloc, own_free) says whether the global scope's
+ * malloc is another object's than kalloc's (own_*: kalloc's malloc and free); it
+ * looks once (dlsym, dlvsym, dladdr1), at the first call of such an entry point, outside
+ * kalloc's locks, and then also lets glibc's pointers reach kalloc's free
+ * (dl_rebound).  A call made while the same thread is looking (dlsym
+ * allocating) answers false.  dl_next_symbol is dlsym(RTLD_NEXT): glibc's
+ * definition of a name; dl_global_free the process's free.
+ */
+bool dl_malloc_preceded(const void *own_malloc, const void *own_free);
+void *dl_next_symbol(const char *name);
+extern void (*dl_global_free)(void *);
 
 /* glibc's own functions (the next definitions after kalloc), found when
  * dl_rebind first ran; null before. */
