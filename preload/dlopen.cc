@@ -118,4 +118,11 @@ dlopen:
 )");
 #endif
 
-__attribute__((constructor)) static void kalloc_dlopen_init() { kalloc_dlopen_resolve(); }
+/* At load time: glibc's dlopen, and whether another allocator precedes
+ * kalloc (platform/dl_rebind.h), so that neither lookup runs later inside a
+ * call (a fork child's first reallocarray, say). */
+__attribute__((constructor)) static void kalloc_dlopen_init()
+{
+    kalloc_dlopen_resolve();
+    dl_malloc_preceded((const void *)&malloc, (const void *)&free);
+}
