@@ -59,14 +59,16 @@ extern bool dl_rebound;
  * define: reallocarray under jemalloc, __libc_malloc (which
  * libc_malloc_debug calls to reach glibc's heap).  Those must then be what
  * they are without kalloc, glibc's, or a block from one allocator reaches
- * the other's free.  dl_malloc_preceded(own_malloc, own_free) says whether the
- * global scope's malloc is another object's than kalloc's (own_*: kalloc's malloc and free); it
- * looks once (dlsym, dlvsym, dladdr1), from kalloc's constructor or the first call
- * of such an entry point, outside kalloc's locks, and then also lets glibc's
- * pointers reach kalloc's free
- * (dl_rebound).  A call made while the same thread is looking (dlsym
- * allocating) answers false.  dl_next_symbol is dlsym(RTLD_NEXT): glibc's
- * definition of a name; dl_global_free the process's free.
+ * the other's free.
+ *
+ * dl_malloc_preceded(own_malloc, own_free) says whether the global scope's
+ * malloc is another object's than kalloc's (own_*: kalloc's malloc and
+ * free).  It looks once (dlsym, dlvsym, dladdr1), from kalloc's constructor
+ * or the first call of such an entry point, outside kalloc's locks; when
+ * preceded it also lets glibc's pointers reach kalloc's free (dl_rebound).
+ * A call made while the same thread is looking (dlsym allocating) answers
+ * false.  dl_next_symbol is dlsym(RTLD_NEXT): glibc's definition of a name;
+ * dl_global_free the process's free (set when preceded).
  */
 bool dl_malloc_preceded(const void *own_malloc, const void *own_free);
 void *dl_next_symbol(const char *name);
