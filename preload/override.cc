@@ -11,8 +11,9 @@
  * libc_malloc_debug.so first; platform/dl_rebind.h) the entry points the
  * other may lack forward to what they are without kalloc: reallocarray and
  * the __libc_* aliases to glibc's, cfree and free_sized to the process's
- * free.  The other entry points stay kalloc's: a wrapper that reaches the
- * next malloc with RTLD_NEXT (a leak tracer) gets kalloc's for all of them.
+ * free; a block of kalloc's still goes to kalloc.  The other entry points
+ * stay kalloc's: a wrapper that reaches the next malloc with RTLD_NEXT (a
+ * leak tracer) gets kalloc's for all of them.
  * The check is a load and a branch, outside malloc's and free's fast paths.
  */
 #include <errno.h>
@@ -34,6 +35,11 @@ namespace {
 
 /* Whether another allocator's malloc is the process's (dl_rebind.h). */
 inline bool preceded() { return unlikely(dl_malloc_preceded((const void *)&malloc, (const void *)&free)); }
+
+/* A block of kalloc's stays kalloc's whoever is first: a program that
+ * dlopen()s libkalloc.so and calls its functions, or kalloc's memalign
+ * under an allocator without one, hands kalloc its own blocks. */
+inline bool foreign(void *p) { return preceded() && !(p && kowns(p)); }
 
 /* glibc's definition of `name`, looked up once per entry point. */
 template <typename F> F next(F &cache, const char *name)
@@ -65,7 +71,7 @@ EXPORT void *malloc(size_t size) { return kmalloc(size); }
 EXPORT void free(void *p) { kfree(p); }
 EXPORT void cfree(void *p)
 {
-    if (preceded())
+    if (foreign(p))
         return dl_global_free(p);
     kfree(p);
 }
@@ -73,7 +79,7 @@ EXPORT void *calloc(size_t n, size_t size) { return kcalloc(n, size); }
 EXPORT void *realloc(void *p, size_t size) { return krealloc(p, size); }
 EXPORT void *reallocarray(void *p, size_t n, size_t size)
 {
-    if (preceded()) {
+    if (foreign(p)) {
         if (auto f = next(glibc.reallocarray, "reallocarray"))
             return f(p, n, size);   /* glibc's: overflow check, then the process's realloc */
     }
@@ -90,13 +96,13 @@ EXPORT void *pvalloc(size_t size) { return kpvalloc(size); }
 EXPORT size_t malloc_usable_size(void *p) { return ksize(p); }
 EXPORT void free_sized(void *p, size_t size)
 {
-    if (preceded())
+    if (foreign(p))
         return dl_global_free(p);
     kfree_sized(p, size);
 }
 EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
-    if (preceded())
+    if (foreign(p))
         return dl_global_free(p);
     kfree_sized(p, size);
 }
@@ -120,13 +126,16 @@ EXPORT void malloc_stats(void) { stats_print(2); }
 EXPORT int malloc_info(int options, FILE *fp) { return stats_malloc_info(options, fp); }
 
 /* glibc's internal names, used by some programs and by glibc's own helpers. */
-/* Behind another allocator they are glibc's own, as without kalloc. */
-#define LIBC_FORWARD(field, name, ...)                                          \
+/* Behind another allocator they are glibc's own, as without kalloc (but
+ * a block of kalloc's goes to kalloc: LIBC_FORWARD_BLOCK). */
+#define LIBC_FORWARD_IF(cond, field, name, ...)                                 \
     do {                                                                         \
-        if (preceded())                                                          \
+        if (cond)                                                                \
             if (auto f = next(glibc.field, name))                                \
                 return f(__VA_ARGS__);                                           \
     } while (0)
+#define LIBC_FORWARD(field, name, ...) LIBC_FORWARD_IF(preceded(), field, name, __VA_ARGS__)
+#define LIBC_FORWARD_BLOCK(p, field, name, ...) LIBC_FORWARD_IF(foreign(p), field, name, __VA_ARGS__)
 EXPORT void *__libc_malloc(size_t size)
 {
     LIBC_FORWARD(libc_malloc, "__libc_malloc", size);
@@ -134,7 +143,7 @@ EXPORT void *__libc_malloc(size_t size)
 }
 EXPORT void __libc_free(void *p)
 {
-    LIBC_FORWARD(libc_free, "__libc_free", p);
+    LIBC_FORWARD_BLOCK(p, libc_free, "__libc_free", p);
     kfree(p);
 }
 EXPORT void *__libc_calloc(size_t n, size_t size)
@@ -144,7 +153,7 @@ EXPORT void *__libc_calloc(size_t n, size_t size)
 }
 EXPORT void *__libc_realloc(void *p, size_t size)
 {
-    LIBC_FORWARD(libc_realloc, "__libc_realloc", p, size);
+    LIBC_FORWARD_BLOCK(p, libc_realloc, "__libc_realloc", p, size);
     return krealloc(p, size);
 }
 EXPORT void *__libc_memalign(size_t align, size_t size)

@@ -39,6 +39,9 @@ bh_work() {
     MALLOC_CHECK_=$check LD_PRELOAD="$pre" ls -la / | wc -l
     MALLOC_CHECK_=$check LD_PRELOAD="$pre" sort -r "$SRC_DIR/behind_host.c" | md5sum
   done
+  # libkalloc.so dlopen()ed by a program (both runs): its functions on its own blocks.
+  echo "== dlopen"
+  "$BH_HOST" dlopen "$KALLOC_LIB"
   # kalloc alone, and first: it serves reallocarray itself.
   echo "== alone"
   if [ "$MODE" = kalloc ]; then

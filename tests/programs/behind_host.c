@@ -8,7 +8,8 @@
  *
  * stdout is deterministic.  `owner` (argv[1]) says who must serve
  * reallocarray: "kalloc" (kalloc first or alone: kalloc's statistics grow by
- * the block) or "other" (kalloc behind another: they do not).
+ * the block) or "other" (kalloc behind another: they do not); "dlopen PATH"
+ * loads libkalloc.so with dlopen and calls its functions on its own blocks.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -32,9 +33,44 @@ static uint64_t kalloc_in_use(void)
     return st.in_use;
 }
 
+/* libkalloc.so loaded with dlopen (not the process's allocator) and its own
+ * functions called on its own blocks: they must stay kalloc's. */
+static int dlopened(const char *path)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        fprintf(stderr, "dlopen %s: %s\n", path, dlerror());
+        return 20;
+    }
+    void *(*k_malloc)(size_t) = (void *(*)(size_t))dlsym(h, "malloc");
+    void (*k_free)(void *) = (void (*)(void *))dlsym(h, "free");
+    void *(*k_reallocarray)(void *, size_t, size_t) =
+        (void *(*)(void *, size_t, size_t))dlsym(h, "reallocarray");
+    void *(*k_libc_realloc)(void *, size_t) = (void *(*)(void *, size_t))dlsym(h, "__libc_realloc");
+    void (*k_libc_free)(void *) = (void (*)(void *))dlsym(h, "__libc_free");
+    void (*k_cfree)(void *) = (void (*)(void *))dlsym(h, "cfree");
+    if (!k_malloc || !k_free || !k_reallocarray || !k_libc_realloc || !k_libc_free || !k_cfree)
+        return 21;
+    for (int i = 0; i < 1000; i++) {
+        char *p = k_malloc(100 + (size_t)i);
+        p[0] = 'k';
+        p = k_reallocarray(p, 10, 100 + (size_t)i);
+        p = k_libc_realloc(p, 5000 + (size_t)i);
+        if (p[0] != 'k')
+            return 22;
+        k_libc_free(p);
+        k_cfree(k_malloc(70));
+        k_free(k_reallocarray(NULL, 5, 5));
+    }
+    printf("dlopen ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *owner = argc > 1 ? argv[1] : "any";
+    if (strcmp(owner, "dlopen") == 0)
+        return dlopened(argc > 2 ? argv[2] : "libkalloc.so");
     unsigned long sum = 0;
 
     /* reallocarray, then the process's realloc and free on its block. */
