@@ -433,8 +433,9 @@ static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner)
 kmem_cache *kmem_cache_lock(kmem_cache *c) { return cache_lock(c); }
 void __slab_set_list(kmem_cache *c, page *pg, slab_list_id to) { set_slab_list(c, pg, to); }
 
-/* Take objects from slab pg onto the front of *chain: up to `want`, or its
- * whole freelist when that fits in `max` (max >= want).  A whole freelist
+/* Take objects from slab pg as a new chain, *seg (null-terminated; *seg_tail
+ * its last object): up to `want`, or its whole freelist when that fits in
+ * `max` (max >= want).  A whole freelist
  * (its length is carved - inuse) is spliced in O(1) through its tail
  * (freelist_tail), without touching the objects under the lock: objects a
  * slab got back from other threads are cold in this CPU's cache, and
@@ -442,17 +443,22 @@ void __slab_set_list(kmem_cache *c, page *pg, slab_list_id to) { set_slab_list(c
  * thread takes that miss when it hands the object out instead, outside any
  * lock).  Otherwise objects are popped one by one.  Carved objects are
  * pushed highest first, so the chain hands them out in address order. */
-static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned max, void **chain)
+static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned max, void **seg,
+                               void **seg_tail)
 {
     unsigned got = 0;
+    void **chain = seg;
+    *seg = nullptr;
+    *seg_tail = nullptr;
     if (unlikely(pg->nr_holes) && slab_nr_listed(pg) < want)
         slab_unpark_locked(c, pg);      /* before carving: see the file comment */
     if (pg->freelist) {
         unsigned nfree = slab_nr_listed(pg);
         if (nfree <= max) {
             void *tail = (char *)page_address(pg) + pg->freelist_tail;
-            *(void **)tail = *chain;           /* was nullptr: the freelist's end */
+            *(void **)tail = nullptr;          /* was nullptr: the freelist's end */
             *chain = pg->freelist;
+            *seg_tail = tail;
             pg->freelist = nullptr;
             got = nfree;
         } else {
@@ -460,6 +466,8 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
                 void *obj = pg->freelist;
                 pg->freelist = *(void **)obj;
                 *(void **)obj = *chain;
+                if (!*chain)
+                    *seg_tail = obj;           /* the first pushed is the last */
                 *chain = obj;
                 got++;
             }
@@ -475,6 +483,8 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
         for (unsigned i = pg->carved + carve; i-- > pg->carved;) {
             void *obj = base + (size_t)i * c->size;
             *(void **)obj = *chain;
+            if (!*chain)
+                *seg_tail = obj;
             *chain = obj;
         }
         pg->carved = (uint16_t)(pg->carved + carve);
@@ -572,7 +582,7 @@ static page *get_partial_or_new(kmem_cache *c, unsigned owner)
 void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, unsigned owner,
                             unsigned max)
 {
-    void *head = nullptr;
+    void *head = nullptr, *tail = nullptr;
     unsigned got = 0;
     owner &= NR_SLAB_OWNERS - 1;
     if (max < want)
@@ -582,7 +592,21 @@ void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, uns
         page *pg = get_partial_or_new(c, owner);
         if (!pg)
             break;
-        got += take_from_slab(c, pg, want - got, max - got, &head);
+        /* Each slab's objects after the previous slab's: a program that
+         * allocates in a row gets ascending addresses from a fresh heap, as
+         * from glibc and the other allocators (graphviz's dot lays a graph
+         * out by its nodes' addresses: with the slabs' order reversed at
+         * each refill its output differed from glibc's). */
+        void *seg, *seg_tail;
+        unsigned n = take_from_slab(c, pg, want - got, max - got, &seg, &seg_tail);
+        if (n) {
+            if (tail)
+                *(void **)tail = seg;
+            else
+                head = seg;
+            tail = seg_tail;
+        }
+        got += n;
         set_slab_list(c, pg, pg->inuse == pg->objects ? SLAB_FULL : SLAB_PARTIAL);
     }
     /* The population's peak since it last fell to an eighth of it (the

@@ -363,10 +363,10 @@ TEST(Slab, TakesOverAnotherOwnersColdPartialSlab)
     free_chain(c, one);
     std::vector<void *> more = chain_objects(c, kmem_cache_alloc_bulk(c, per, &got, 6));
     ASSERT_EQ(more.size(), (size_t)per);
-    page *c2 = slab_of(more.front());     // the chain's front: taken last
+    page *c2 = slab_of(more.back());      // the chain's back: taken last (slabs in order)
     ASSERT_NE(c2, sa);
-    one.assign(1, more.front());
-    more.erase(more.begin());
+    one.assign(1, more.back());
+    more.pop_back();
     free_chain(c, one);
     one.assign(1, a.back());
     a.pop_back();
@@ -415,8 +415,8 @@ TEST(Slab, OwnerRowsOfUnusedIdsStayUntouched)
     unsigned per = kmalloc_info[idx].objects, got = 0;
     std::vector<void *> a = chain_objects(c, kmem_cache_alloc_bulk(c, per + 1, &got, 3));
     ASSERT_EQ(a.size(), (size_t)per + 1);
-    std::vector<void *> one{a.back()};
-    a.pop_back();
+    std::vector<void *> one{a.front()};  // the first slab's (slabs come in order)
+    a.erase(a.begin());
     free_chain(c, one);                 // a partial slab (or two) of owner 3
     spin_lock(&c->lock);
     EXPECT_GE(c->nr_owner_partial[3], 1u);
