@@ -455,10 +455,11 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
     if (pg->freelist) {
         unsigned nfree = slab_nr_listed(pg);
         if (nfree <= max) {
-            void *tail = (char *)page_address(pg) + pg->freelist_tail;
-            *(void **)tail = nullptr;          /* was nullptr: the freelist's end */
+            /* Its last object's link is already null (the freelist's end):
+             * nothing is written here; the caller links the next slab's part
+             * through *seg_tail. */
             *chain = pg->freelist;
-            *seg_tail = tail;
+            *seg_tail = (char *)page_address(pg) + pg->freelist_tail;
             pg->freelist = nullptr;
             got = nfree;
         } else {
