@@ -447,7 +447,6 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
                                void **seg_tail)
 {
     unsigned got = 0;
-    void **chain = seg;
     *seg = nullptr;
     *seg_tail = nullptr;
     if (unlikely(pg->nr_holes) && slab_nr_listed(pg) < want)
@@ -458,7 +457,7 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
             /* Its last object's link is already null (the freelist's end):
              * nothing is written here; the caller links the next slab's part
              * through *seg_tail. */
-            *chain = pg->freelist;
+            *seg = pg->freelist;
             *seg_tail = (char *)page_address(pg) + pg->freelist_tail;
             pg->freelist = nullptr;
             got = nfree;
@@ -466,10 +465,10 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
             while (got < want && pg->freelist) {
                 void *obj = pg->freelist;
                 pg->freelist = *(void **)obj;
-                *(void **)obj = *chain;
-                if (!*chain)
+                *(void **)obj = *seg;
+                if (!*seg)
                     *seg_tail = obj;           /* the first pushed is the last */
-                *chain = obj;
+                *seg = obj;
                 got++;
             }
         }
@@ -481,12 +480,12 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
         carve = left;
     if (carve) {
         char *base = (char *)page_address(pg);
+        if (!*seg)                      /* the highest carved object ends the segment */
+            *seg_tail = base + (size_t)(pg->carved + carve - 1) * c->size;
         for (unsigned i = pg->carved + carve; i-- > pg->carved;) {
             void *obj = base + (size_t)i * c->size;
-            *(void **)obj = *chain;
-            if (!*chain)
-                *seg_tail = obj;
-            *chain = obj;
+            *(void **)obj = *seg;
+            *seg = obj;
         }
         pg->carved = (uint16_t)(pg->carved + carve);
         got += carve;
