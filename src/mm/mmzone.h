@@ -184,6 +184,12 @@ struct zone {
                                    * raised by refaults, decayed by timed passes; the low
                                    * watermark follows it (mm/vmscan.h, workingset) */
     unsigned long nr_refault;     /* pages allocated again from reclaimed blocks (a count, ever) */
+    unsigned long use_peak;       /* pages in use at the recent peak: raised by allocations
+                                   * (take_free_block), decayed towards the use by timed passes;
+                                   * reused free memory is kept resident below it (mm/vmscan.h,
+                                   * retention) */
+    unsigned long wmark_retained; /* pages the low watermark sits above its usual level to keep
+                                   * reused free memory (retention; 0: none) */
     pfn_list_node free_lru;       /* resident free blocks >= VMSCAN_MIN_ORDER, newest first (PG_lru);
                                    * the head of a pfn-linked list (free_lru_add and friends) */
     unsigned long nr_free_lru;    /* pages on free_lru */

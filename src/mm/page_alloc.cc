@@ -310,6 +310,7 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     expand(z, pg, order, o, mt, reported, free_time, reclaimed, desc_off);
     if (reclaimed)
         __workingset_refault(z, 1ul << order);
+    __zone_use_rises(z, reported);
     if (zeroed)
         *zeroed = reported;
     return pg;
@@ -684,11 +685,13 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
         p = page_to_pfn(b) + (1ul << b->order);
     }
     /* 2. Take them: each block leaves its parts outside the range free. */
+    bool any_reported = false;
     for (unsigned long p = first; p < end;) {
         page *b = __free_block_containing(z, p);
         unsigned long bstart = page_to_pfn(b), bend = bstart + (1ul << b->order);
         migratetype mt = (migratetype)b->migratetype;
         bool reported = b->flags & PG_reported;
+        any_reported |= reported;
         bool reclaimed = b->flags & PG_reclaimed;
         uint32_t free_time = b->free_time;
         del_from_free_list(z, b, b->order);
@@ -697,6 +700,7 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
         __add_free_range(z, taken_end, bend, mt, reported, free_time, reclaimed);
         p = taken_end;
     }
+    __zone_use_rises(z, any_reported);
     spin_unlock(&z->lock);
     return true;
 }
@@ -736,6 +740,10 @@ unsigned long zone_reclaim_all(unsigned min_order)
                     released += 1ul << o;
                 }
             }
+        /* Everything given back: no free memory is kept for a peak before
+         * now (retention, mm/vmscan.h). */
+        z->use_peak = z->spanned_pages - z->nr_free_pages;
+        __setup_zone_wmarks(z);
         spin_unlock(&z->lock);
     }
     vmscan_unlock_for_fork();

@@ -13,6 +13,7 @@
 #include <errno.h>
 
 #include "mm/page_alloc.h"
+#include "mm/vmscan.h"
 #include "platform/os.h"
 #include "platform/printk.h"
 
@@ -52,9 +53,30 @@ struct vcache_entry {
     size_t bytes;        /* mapped length */
     vm_region *r;        /* its region */
     unsigned long i;     /* its first chunk */
+    uint32_t free_time;  /* when it was freed (vmscan_now, ms) */
 };
 vcache_entry vcache[VCACHE_SLOTS];   /* oldest first */
 unsigned vcache_n;                   /* entries in use */
+
+/* Retention (see vmalloc.h), under vmap_lock. */
+size_t vpeak;            /* live bytes at the recent peak (decayed towards the live bytes) */
+size_t vworkingset;      /* bytes mapped afresh while areas had been unmapped recently:
+                          * what a larger cache would have served (decayed) */
+size_t vunmapped_recent; /* bytes unmapped by frees and evictions lately (halved per pass) */
+
+/* What the cache may hold beyond VCACHE_MAX_BYTES: as much as the program
+ * has been seen to map again (vworkingset), as long as the live areas and
+ * the cache together stay under the recent peak of live bytes.  So they
+ * never hold more than the larger of that peak and the live bytes plus
+ * VCACHE_MAX_BYTES, which the cache allowed without retention. */
+size_t __vcache_retain()
+{
+    size_t room = vpeak > vstats.bytes ? vpeak - vstats.bytes : 0;
+    if (room <= VCACHE_MAX_BYTES)
+        return 0;
+    room -= VCACHE_MAX_BYTES;
+    return vworkingset < room ? vworkingset : room;
+}
 
 vm_region *region_create(unsigned long min_chunks)
 {
@@ -196,9 +218,18 @@ void __vcache_evict(unsigned k)
     clear_area(e.r, e.i);
     os_unmap(e.addr, e.bytes);
     vstats.cached_bytes -= e.bytes;
+    vunmapped_recent += e.bytes;
     for (unsigned j = k + 1; j < vcache_n; j++)
         vcache[j - 1] = vcache[j];
     vcache_n--;
+}
+
+/* Evict the oldest areas until the cache holds at most `limit` bytes and
+ * has a free slot if `slot`.  Caller holds vmap_lock. */
+void __vcache_trim(size_t limit, bool slot)
+{
+    while (vcache_n && (vstats.cached_bytes > limit || (slot && vcache_n == VCACHE_SLOTS)))
+        __vcache_evict(0);
 }
 
 /* A cached area for `bytes` aligned to `align`: the smallest that holds it
@@ -254,6 +285,10 @@ size_t vmalloc_drain_cache()
     size_t released = vstats.cached_bytes;
     while (vcache_n)
         __vcache_evict(0);
+    /* Everything given back: retention starts over. */
+    vworkingset = 0;
+    vunmapped_recent = 0;
+    vpeak = vstats.bytes;
     spin_unlock(&vmap_lock);
     return released;
 }
@@ -293,6 +328,16 @@ void *vmalloc(size_t size, size_t align, bool *zeroed)
             vstats.bytes += rr->mapped[ii];
         vstats.nr_areas++;
         vstats.nr_allocs++;
+        if (vstats.bytes > vpeak)
+            vpeak = vstats.bytes;
+        if (fresh) {
+            /* Mapped afresh soon after areas were unmapped: a larger cache
+             * would have spared these faults (the workingset).  The room
+             * under the peak shrank: the cache follows. */
+            if (vunmapped_recent)
+                vworkingset += bytes;
+            __vcache_trim(VCACHE_MAX_BYTES + __vcache_retain(), false);
+        }
         if (zeroed)
             *zeroed = fresh;
     }
@@ -329,20 +374,39 @@ void vfree(void *p)
     size_t bytes = r->mapped[i];
     vstats.nr_areas--;
     vstats.bytes -= bytes;
-    if (bytes <= VCACHE_MAX_BYTES / 2) {
+    size_t limit = VCACHE_MAX_BYTES + __vcache_retain();
+    if (bytes <= VCACHE_MAX_BYTES / 2 || bytes <= limit - VCACHE_MAX_BYTES) {
         /* Keep it mapped for reuse; evict the oldest to stay in bounds. */
-        while (vcache_n && (vcache_n == VCACHE_SLOTS ||
-                            vstats.cached_bytes + bytes > VCACHE_MAX_BYTES))
-            __vcache_evict(0);
+        __vcache_trim(limit - bytes, true);
         r->mapped[i] |= VMAP_CACHED;
-        vcache[vcache_n++] = {p, bytes, r, i};
+        vcache[vcache_n++] = {p, bytes, r, i, vmscan_now()};
         vstats.cached_bytes += bytes;
     } else {
         clear_area(r, i);
         /* Unmap under the lock: the range must not be handed out before it is gone. */
         os_unmap(p, bytes);
+        vunmapped_recent += bytes;
     }
     spin_unlock(&vmap_lock);
+}
+
+size_t vmalloc_decay(uint32_t now, uint32_t min_age)
+{
+    spin_lock(&vmap_lock);
+    size_t before = vstats.cached_bytes, recent = vunmapped_recent;
+    /* Oldest first: stop at the first area freed less than min_age ago. */
+    while (vcache_n && (int32_t)(now - vcache[0].free_time) >= (int32_t)min_age)
+        __vcache_evict(0);
+    vworkingset -= vworkingset / 8;
+    if (vpeak > vstats.bytes)
+        vpeak -= (vpeak - vstats.bytes + 7) / 8;
+    __vcache_trim(VCACHE_MAX_BYTES + __vcache_retain(), false);
+    /* What decay unmaps is not churn: only the frees' and evictions'
+     * unmapping since the last pass counts, halved. */
+    vunmapped_recent = recent / 2;
+    size_t released = before - vstats.cached_bytes;
+    spin_unlock(&vmap_lock);
+    return released;
 }
 
 void *vrealloc(void *p, size_t new_size)
@@ -418,6 +482,9 @@ vmalloc_stats vmalloc_get_stats()
 {
     spin_lock(&vmap_lock);
     vmalloc_stats s = vstats;
+    s.retain_bytes = __vcache_retain();
+    s.workingset_bytes = vworkingset;
+    s.peak_bytes = vpeak;
     spin_unlock(&vmap_lock);
     return s;
 }

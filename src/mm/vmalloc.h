@@ -14,13 +14,25 @@
  * place with mremap when the next chunks are free, else moves the mapping
  * with mremap (no copy) into a fresh range it has claimed first.
  *
- * Freed areas of up to VCACHE_MAX_BYTES are kept mapped in a small cache
- * (VCACHE_SLOTS areas, VCACHE_MAX_BYTES in all, oldest evicted first) and
- * reused by a later request that fits (at most twice its size, shrunk to it
- * in place): a program that allocates and frees a 16 MiB scratch buffer in
- * a loop then pays no mmap, munmap or page faults per iteration, as it does
- * not with glibc (whose mmap threshold rises after such a free).
- * malloc_trim, and any mapping failure (RLIMIT_AS), empty the cache.
+ * Freed areas of up to half of VCACHE_MAX_BYTES are kept mapped in a small
+ * cache (VCACHE_SLOTS areas, VCACHE_MAX_BYTES in all, oldest evicted first)
+ * and reused by a later request that fits (at most twice its size, shrunk to
+ * it in place): a program that allocates and frees a 16 MiB scratch buffer
+ * in a loop then pays no mmap, munmap or page faults per iteration, as it
+ * does not with glibc (whose mmap threshold rises after such a free).
+ *
+ * Retention: a program that frees its huge blocks in rounds and maps as
+ * many again (mimalloc-bench's mstress: some 230 MiB of 4-10 MiB blocks a
+ * round) would otherwise fault all of them in every round.  The cache may
+ * hold more than VCACHE_MAX_BYTES by what the program has been seen to map
+ * afresh soon after areas were unmapped (the workingset, as the zones keep
+ * theirs: mm/vmscan.h), but never so much that the live areas and the
+ * cache together pass the recent peak of live bytes: they hold at most the
+ * larger of that peak and the live bytes plus VCACHE_MAX_BYTES, as without
+ * retention, so retention costs no peak RSS.  Areas cached for a decay
+ * period (KALLOC_DECAY_MS) are unmapped by the timed passes, which also
+ * decay the peak and the workingset.  malloc_trim, and any mapping failure
+ * (RLIMIT_AS), empty the cache.
  *
  * Locking: one vmap_lock for all regions (huge allocations are rare and
  * mmap itself dominates their cost).
@@ -37,7 +49,7 @@ constexpr size_t VMAP_CHUNK_SIZE = 1ul << VMAP_CHUNK_SHIFT;
 struct vm_region;
 extern vm_region *vmalloc_table[NR_ZONE_SLOTS];
 
-constexpr unsigned VCACHE_SLOTS = 8;
+constexpr unsigned VCACHE_SLOTS = 32;
 constexpr size_t VCACHE_MAX_BYTES = 64ul << 20;
 
 /* Map a huge area of at least `size` bytes aligned to `align` (a power of
@@ -46,8 +58,14 @@ constexpr size_t VCACHE_MAX_BYTES = 64ul << 20;
  * failure (errno ENOMEM). */
 void *vmalloc(size_t size, size_t align, bool *zeroed = nullptr);
 
-/* Unmap every cached free area; returns the bytes released. */
+/* Unmap every cached free area and forget the retention's workingset and
+ * peak (malloc_trim); returns the bytes released. */
 size_t vmalloc_drain_cache();
+
+/* Timed pass (mm/vmscan's decay hooks, no allocator lock held): unmap the
+ * cached areas freed at least min_age ms before `now`, and decay the
+ * retention's peak and workingset.  Returns the bytes released. */
+size_t vmalloc_decay(uint32_t now, uint32_t min_age);
 
 /* The mapped length of the area starting at p, or 0 if p is not the start
  * of a live huge area (so free(p) of anything else is reported). */
@@ -72,6 +90,9 @@ struct vmalloc_stats {
     unsigned long nr_cache_hits;/* allocations served from the cache (a count) */
     unsigned long nr_regions;   /* regions of reserved address space (never given back) */
     unsigned long region_bytes; /* address space those regions reserve */
+    unsigned long retain_bytes; /* what the cache may hold now beyond VCACHE_MAX_BYTES (retention) */
+    unsigned long workingset_bytes; /* retention's workingset: bytes mapped afresh soon after unmaps */
+    unsigned long peak_bytes;   /* retention's recent peak of live bytes */
 };
 vmalloc_stats vmalloc_get_stats();
 

@@ -10,6 +10,7 @@
 #include "mm/page_alloc.h"
 #include "mm/percpu_sheaves.h"
 #include "mm/slab.h"
+#include "mm/vmalloc.h"
 #include "platform/cgroup.h"
 #include "platform/kthread.h"
 #include "platform/options.h"
@@ -91,6 +92,7 @@ void __setup_zone_wmarks(zone *z)
     constexpr unsigned long floor = WMARK_SMALL_HEAP_PAGES;       /* 4 MiB */
     constexpr unsigned long ceiling = (32ul << 20) >> PAGE_SHIFT;  /* 32 MiB */
     unsigned long low;
+    unsigned long in_use = z->spanned_pages - z->nr_free_pages;
     long fixed = option_get(OPT_FREE_HIGH);
     if (fixed > 0) {
         low = (unsigned long)fixed >> PAGE_SHIFT;
@@ -108,7 +110,6 @@ void __setup_zone_wmarks(zone *z)
          * min_free_kbytes grows with the square root of memory: 1.4 MiB
          * for 128 MiB.)  (In 2026-11, before the workingset and slab holes,
          * an eighth cost frag-churn 1.79 s against 1.51.) */
-        unsigned long in_use = z->spanned_pages - z->nr_free_pages;
         unsigned long cap = in_use / 32;
         if (cap < floor)
             cap = floor;
@@ -133,14 +134,41 @@ void __setup_zone_wmarks(zone *z)
         if (low > cap)
             low = cap;
     }
+    /* The band between the marks: a quarter of the usual level. */
+    unsigned long band = low / 4;
+    /* Retention: free memory the program takes back (the workingset) is
+     * kept resident while the zone stays under its recent peak, so resident
+     * memory never rises above what the peak held (use_peak plus the usual
+     * level); see vmscan.h. */
+    unsigned long retained = 0;
+    if (fixed <= 0 && z->use_peak > in_use && z->use_peak - in_use <= in_use / 8) {
+        unsigned long room = z->use_peak - in_use;
+        unsigned long keep = z->workingset < room ? z->workingset : room;
+        if (keep > low) {
+            retained = keep - low;
+            low = keep;
+        }
+    }
+    z->wmark_retained = retained;
     unsigned p = READ_ONCE(cg_pressure);
     low = low * (1024 - p) / 1024;
+    band = band * (1024 - p) / 1024;
     /* Free memory reclaim must leave in whole hugepages does not count:
      * else every free above the mark would run a pass that finds only it. */
     unsigned long kept = z->nr_thp_kept;
     z->_watermark[WMARK_LOW] = low + kept;
-    z->_watermark[WMARK_HIGH] = low - low / 4 + kept;
-    z->_watermark[WMARK_MIN] = low + low / 4 + kept;
+    z->_watermark[WMARK_HIGH] = low - band + kept;
+    z->_watermark[WMARK_MIN] = low + band + kept;
+}
+
+void __zone_retention_check(zone *z)
+{
+    __setup_zone_wmarks(z);
+    if (z->nr_free_resident > z->_watermark[WMARK_LOW] && z->nr_free_lru &&
+        !READ_ONCE(vmscan_pending)) {
+        WRITE_ONCE(vmscan_pending, 1);
+        vm_reclaim_stats.wmark_low_hits++;
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -318,6 +346,9 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         spin_lock(&z->lock);
         if (timed) {
             z->workingset -= z->workingset / 8;   /* forgotten over a few seconds */
+            unsigned long in_use = z->spanned_pages - z->nr_free_pages;
+            if (z->use_peak > in_use)             /* the peak too, towards the use */
+                z->use_peak -= (z->use_peak - in_use + 7) / 8;
             z->nr_thp_kept = 0;                   /* counted again by the next watermark pass */
         }
         __setup_zone_wmarks(z);
@@ -373,6 +404,10 @@ static void run_decay_hooks(uint32_t now)
     /* Half-empty slabs merged onto shared physical pages (KALLOC_MESH,
      * mm/mesh.h; single-threaded processes only). */
     mesh_timed();
+    /* Huge areas kept mapped for reuse (mm/vmalloc.h). */
+    long decay = option_get(OPT_DECAY_MS);
+    if (decay > 0)
+        vmalloc_decay(now, (uint32_t)decay);
     /* The per-CPU pagesets: drain the idle ones, decay high (mm/per_cpu_pages). */
     pcp_decay_all(ktime_get_coarse_ms());
     if (auto h = READ_ONCE(vmscan_tcache_decay_hook))
@@ -612,6 +647,11 @@ void print_reclaim_stats(printbuf &out)
                modes[thp_enabled], s.thp_madvised, s.thp_fault_advised, s.thp_fault_slow, s.thp_nohuge,
                s.thp_collapsed, s.thp_collapse_failed, s.thp_split_underused, s.hugetlb_pages,
                s.hugetlb_fallbacks);
+    vmalloc_stats v = vmalloc_get_stats();
+    out.printf("vmalloc: areas %lu live_kb %lu allocs %lu cache_hits %lu cached_kb %lu retain_kb %lu "
+               "workingset_kb %lu peak_kb %lu\n",
+               v.nr_areas, v.bytes >> 10, v.nr_allocs, v.nr_cache_hits, v.cached_bytes >> 10,
+               v.retain_bytes >> 10, v.workingset_bytes >> 10, v.peak_bytes >> 10);
 }
 
 } // namespace kalloc

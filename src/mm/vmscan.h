@@ -21,9 +21,19 @@
  *      zone is under WMARK_HIGH.  The watermarks follow the zone's in-use
  *      memory the program has been seen to reuse (the workingset: refaults of
  *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB (half
- *      the use in a heap under 2 MiB) and at most in-use / 8
+ *      the use in a heap under 2 MiB) and at most in-use / 32
  *      clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
- *      instead); while a zone is over WMARK_LOW and has not allocated since
+ *      instead).  Retention: below the zone's recent peak of in-use pages
+ *      (use_peak, raised by allocations, decayed by timed passes) the low
+ *      watermark rises to what the program has been seen to reuse (the
+ *      workingset, no longer capped), at most the room under that peak;
+ *      the band around it stays a quarter of the usual level.  Resident
+ *      memory (in use plus free resident) then never passes the peak's use
+ *      plus that band, so keeping memory costs no peak RSS, and a program
+ *      that frees and takes back hundreds of MiB in rounds stops faulting
+ *      them in again (an allocation that faults pages in while retention is
+ *      in effect sets the watermarks again: __zone_use_rises).  While a
+ *      zone is over WMARK_LOW and has not allocated since
  *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches between passes, none after a pass, and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
  *   2. Decay: a resident free block idle for KALLOC_DECAY_MS (1 s) is given
@@ -194,14 +204,33 @@ static inline bool vmscan_small_heap()
  * realloc-string's watermark at 1.0-1.5 MiB beside 1.2 MiB in use.  Not in
  * larger heaps: there kv-ttl's peak rose 196.1 -> 198.7 MiB (4 runs) with
  * it.  Caller holds z->lock. */
-constexpr unsigned long WORKINGSET_MAX_PAGES = (32ul << 20) >> PAGE_SHIFT;
 static inline void __workingset_refault(zone *z, unsigned long nr)
 {
     z->nr_refault += nr;
     if (z->nr_free_resident >= nr && z->spanned_pages - z->nr_free_pages < WMARK_SMALL_HEAP_PAGES)
         return;     /* resident free memory was there, in blocks that did not fit */
-    z->workingset = z->workingset + nr < WORKINGSET_MAX_PAGES ? z->workingset + nr
-                                                              : WORKINGSET_MAX_PAGES;
+    /* At most the zone: the usual level caps what it keeps (4..32 MiB), and
+     * retention the rest (the room under the recent peak). */
+    z->workingset = z->workingset + nr < z->spanned_pages ? z->workingset + nr : z->spanned_pages;
+}
+
+/* Retention (see the file comment): resident memory grew by an allocation
+ * from given-back blocks while the watermark keeps reused free memory; set
+ * the watermarks again (the room under the peak shrank) and flag reclaim if
+ * free resident memory is now over WMARK_LOW.  Caller holds z->lock. */
+void __zone_retention_check(zone *z);
+
+/* An allocation took pages off z's free lists (reported: from blocks given
+ * back or never touched, so resident memory grew).  Raises use_peak; with
+ * retention in effect a growth of resident memory is checked against the
+ * peak (__zone_retention_check).  Caller holds z->lock. */
+static inline void __zone_use_rises(zone *z, bool reported)
+{
+    unsigned long in_use = z->spanned_pages - z->nr_free_pages;
+    if (in_use > z->use_peak)
+        z->use_peak = in_use;
+    if (unlikely(reported && z->wmark_retained))
+        __zone_retention_check(z);
 }
 
 /* ---------------------------------------------------------------------------

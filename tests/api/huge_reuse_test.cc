@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <malloc.h>
+#include <sys/resource.h>
+
 TEST(HugeReuse, CallocOfAReusedAreaIsZero)
 {
     for (int round = 0; round < 4; round++) {
@@ -35,6 +38,38 @@ TEST(HugeReuse, ScratchBufferLoopKeepsContentsPerIteration)
         ASSERT_EQ(p[n - 1], (unsigned char)(i + 1));
         free(p);
     }
+}
+
+// A program that allocates and frees more than the cache's usual 64 MiB of
+// huge blocks in rounds (mimalloc-bench's mstress): once it has mapped again
+// what the cache gave back, the cache keeps a round's worth (retention,
+// mm/vmalloc.h), so the later rounds take no page faults for their blocks.
+TEST(HugeReuse, RoundsOfHugeBlocksStopFaulting)
+{
+    malloc_trim(0);                       // the cache starts empty
+    constexpr int N = 24;
+    constexpr size_t sz = 6ul << 20;      // 144 MiB a round
+    long faults[4];
+    for (int round = 0; round < 4; round++) {
+        struct rusage r0, r1;
+        getrusage(RUSAGE_SELF, &r0);
+        unsigned char *p[N];
+        for (int i = 0; i < N; i++) {
+            p[i] = (unsigned char *)malloc(sz);
+            ASSERT_NE(p[i], nullptr);
+            memset(p[i], round + i, sz);
+        }
+        getrusage(RUSAGE_SELF, &r1);
+        faults[round] = r1.ru_minflt - r0.ru_minflt;
+        for (int i = 0; i < N; i++) {
+            ASSERT_EQ(p[i][sz / 2], (unsigned char)(round + i));
+            free(p[i]);
+        }
+    }
+    EXPECT_GT(faults[0], 0);
+    EXPECT_LT(faults[2] * 4, faults[0]) << faults[0] << " " << faults[1] << " " << faults[2];
+    EXPECT_LT(faults[3] * 4, faults[0]) << faults[0] << " " << faults[3];
+    malloc_trim(0);
 }
 
 TEST(HugeReuseDeathTest, DoubleFreeOfACachedAreaIsReported)

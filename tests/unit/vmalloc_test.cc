@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "mm/vmalloc.h"
+#include "mm/vmscan.h"
 
 using namespace kalloc;
 
@@ -49,6 +51,47 @@ TEST(Vmalloc, FreedAreasAreReusedFromTheCache)
     vfree(s);
     EXPECT_GT(vmalloc_drain_cache(), 0u);
     EXPECT_EQ(vmalloc_get_stats().cached_bytes, 0u);
+}
+
+// Rounds of huge blocks, more than VCACHE_MAX_BYTES a round, all freed at
+// each round's end (mimalloc-bench's mstress): once the program has mapped
+// afresh what the cache had unmapped, the cache keeps a whole round, so the
+// later rounds map nothing; it never holds more than the room under the
+// recent peak of live bytes (or VCACHE_MAX_BYTES), and areas idle for a
+// decay period are unmapped.
+TEST(Vmalloc, RoundsOfHugeBlocksAreKeptUnderTheirPeak)
+{
+    vmalloc_drain_cache();
+    constexpr int N = 24;
+    constexpr size_t sz = 6ul << 20;       // 144 MiB a round
+    static_assert(N * sz > VCACHE_MAX_BYTES && N <= VCACHE_SLOTS);
+    void *p[N];
+    unsigned long hits[4];
+    for (int round = 0; round < 4; round++) {
+        unsigned long h0 = vmalloc_get_stats().nr_cache_hits;
+        for (int i = 0; i < N; i++) {
+            p[i] = vmalloc(sz, 4096);
+            ASSERT_NE(p[i], nullptr);
+            ((char *)p[i])[0] = (char)i;
+            vmalloc_stats s = vmalloc_get_stats();
+            EXPECT_LE(s.bytes + s.cached_bytes, std::max(s.peak_bytes, s.bytes + VCACHE_MAX_BYTES))
+                << round << " " << i;
+        }
+        hits[round] = vmalloc_get_stats().nr_cache_hits - h0;
+        for (int i = 0; i < N; i++)
+            vfree(p[i]);
+        vmalloc_stats s = vmalloc_get_stats();
+        EXPECT_LE(s.cached_bytes, std::max(s.peak_bytes, VCACHE_MAX_BYTES)) << round;
+    }
+    EXPECT_EQ(hits[0], 0u) << "drained: the first round maps everything";
+    EXPECT_LE(hits[1], VCACHE_MAX_BYTES / sz) << "before any reuse: the cache's usual bound";
+    EXPECT_EQ(hits[2], (unsigned long)N) << "the third round maps nothing";
+    EXPECT_EQ(hits[3], (unsigned long)N);
+    EXPECT_EQ(vmalloc_get_stats().cached_bytes, N * sz);
+    // Idle for a decay period: given back.
+    EXPECT_EQ(vmalloc_decay(vmscan_now() + 2000, 1000), N * sz);
+    EXPECT_EQ(vmalloc_get_stats().cached_bytes, 0u);
+    vmalloc_drain_cache();
 }
 
 TEST(Vmalloc, LargeAlignments)

@@ -107,6 +107,9 @@ unsigned long total(unsigned long zone::*field)
     return n;
 }
 
+// A workingset larger than any test's zone: the program reuses everything.
+constexpr unsigned long kReusesEverything = (64ul << 30) >> PAGE_SHIFT;
+
 } // namespace
 
 TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
@@ -125,8 +128,9 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     // Auto: the workingset (refaulted pages), at least 1 MiB (half the use
     // if less), at most in-use / 8 clamped to 4..32 MiB.
     options[OPT_FREE_HIGH].value = 0;
-    unsigned long saved_ws = z->workingset;
+    unsigned long saved_ws = z->workingset, saved_peak = z->use_peak;
     unsigned long in_use = z->spanned_pages - z->nr_free_pages;
+    z->use_peak = in_use;              // at its peak: no retention (see below)
     z->workingset = 0;                 // no refault: 1 MiB
     __setup_zone_wmarks(z);
     EXPECT_EQ(wmark_pages(z, WMARK_LOW), std::min((1ul << 20) >> PAGE_SHIFT, in_use / 2));
@@ -134,20 +138,24 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     z->workingset = (3ul << 20) >> PAGE_SHIFT;   // 3 MiB reused: followed up to the cap
     __setup_zone_wmarks(z);
     EXPECT_EQ(wmark_pages(z, WMARK_LOW), std::min(cap, (3ul << 20) >> PAGE_SHIFT));
-    z->workingset = WORKINGSET_MAX_PAGES;        // reuses everything: the cap
+    z->workingset = kReusesEverything;           // reuses everything: the cap
     __setup_zone_wmarks(z);
     EXPECT_EQ(wmark_pages(z, WMARK_LOW), cap);
     EXPECT_GE(wmark_pages(z, WMARK_LOW), (4ul << 20) >> PAGE_SHIFT);
     EXPECT_LE(wmark_pages(z, WMARK_LOW), (32ul << 20) >> PAGE_SHIFT);
     z->workingset = saved_ws;
+    z->use_peak = saved_peak;
+    __setup_zone_wmarks(z);
     spin_unlock(&z->lock);
 }
 
-// The low watermark __setup_zone_wmarks gives the first zone when its
-// counters read `in_use` pages in use and `workingset` pages reused (no
-// hugepage kept), with the automatic watermarks; under the zone's lock, and
-// the counters and watermarks are put back.
-static unsigned long low_wmark_with(unsigned long in_use, unsigned long workingset)
+// The watermark `w` __setup_zone_wmarks gives the first zone when its
+// counters read `in_use` pages in use, `workingset` pages reused and a
+// recent peak of `use_peak` pages in use (0: the use itself), no hugepage
+// kept, with the automatic watermarks; under the zone's lock, and the
+// counters and watermarks are put back.
+static unsigned long wmark_with(unsigned long in_use, unsigned long workingset, unsigned long use_peak,
+                                zone_watermarks w)
 {
     option_guard og;
     options[OPT_FREE_HIGH].value = 0;
@@ -158,19 +166,26 @@ static unsigned long low_wmark_with(unsigned long in_use, unsigned long workings
     zone *z = zones[0];
     spin_lock(&z->lock);
     unsigned long saved_ws = z->workingset, saved_spanned = z->spanned_pages,
-                  saved_free = z->nr_free_pages, saved_kept = z->nr_thp_kept;
+                  saved_free = z->nr_free_pages, saved_kept = z->nr_thp_kept, saved_peak = z->use_peak;
     z->nr_thp_kept = 0;
     z->spanned_pages = z->nr_free_pages + in_use;
     z->workingset = workingset;
+    z->use_peak = use_peak ? use_peak : in_use;
     __setup_zone_wmarks(z);
-    unsigned long low = wmark_pages(z, WMARK_LOW);
+    unsigned long mark = wmark_pages(z, w);
     z->spanned_pages = saved_spanned;
     z->nr_free_pages = saved_free;
     z->workingset = saved_ws;
     z->nr_thp_kept = saved_kept;
+    z->use_peak = saved_peak;
     __setup_zone_wmarks(z);
     spin_unlock(&z->lock);
-    return low;
+    return mark;
+}
+
+static unsigned long low_wmark_with(unsigned long in_use, unsigned long workingset)
+{
+    return wmark_with(in_use, workingset, 0, WMARK_LOW);
 }
 
 // A churning heap keeps at most a thirty-second of its use free and
@@ -182,9 +197,9 @@ static unsigned long low_wmark_with(unsigned long in_use, unsigned long workings
 TEST(Vmscan, ChurningHeapKeepsAThirtySecondOfItsUseResident)
 {
     // reusing everything: 128 MiB in use -> 4 MiB, 512 MiB -> 16, 2 GiB -> the 32 MiB ceiling
-    EXPECT_EQ(low_wmark_with((128ul << 20) >> PAGE_SHIFT, WORKINGSET_MAX_PAGES), (4ul << 20) >> PAGE_SHIFT);
-    EXPECT_EQ(low_wmark_with((512ul << 20) >> PAGE_SHIFT, WORKINGSET_MAX_PAGES), (16ul << 20) >> PAGE_SHIFT);
-    EXPECT_EQ(low_wmark_with((2048ul << 20) >> PAGE_SHIFT, WORKINGSET_MAX_PAGES), (32ul << 20) >> PAGE_SHIFT);
+    EXPECT_EQ(low_wmark_with((128ul << 20) >> PAGE_SHIFT, kReusesEverything), (4ul << 20) >> PAGE_SHIFT);
+    EXPECT_EQ(low_wmark_with((512ul << 20) >> PAGE_SHIFT, kReusesEverything), (16ul << 20) >> PAGE_SHIFT);
+    EXPECT_EQ(low_wmark_with((2048ul << 20) >> PAGE_SHIFT, kReusesEverything), (32ul << 20) >> PAGE_SHIFT);
 }
 
 // A small heap keeps no more than half of its use free and resident before
@@ -195,6 +210,79 @@ TEST(Vmscan, SmallHeapKeepsHalfItsUseBeforeRefaults)
 {
     // 1 MiB in use, no refault yet
     EXPECT_EQ(low_wmark_with((1ul << 20) >> PAGE_SHIFT, 0), (512ul << 10) >> PAGE_SHIFT);
+}
+
+// Retention: a heap whose use moves within an eighth of its recent peak
+// (a steady churn) keeps resident as much free memory as the program has
+// been seen to take back (the workingset), but never more than the room
+// under that peak, so resident memory (in use + free resident, at most the
+// use plus WMARK_MIN) stays under what the peak held with the usual level,
+// while the churn stops refaulting.  A larger drop is a phase change (the
+// end of a spike): the usual level.
+TEST(Vmscan, ReusedFreeMemoryIsKeptUnderTheRecentPeak)
+{
+    const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
+    const unsigned long usual = 8 * MiB;   // 256 MiB in use: a 32nd
+    // 256 MiB in use, the peak at 280: 20 MiB reused is kept whole.
+    EXPECT_EQ(wmark_with(256 * MiB, 20 * MiB, 280 * MiB, WMARK_LOW), 20 * MiB);
+    // More reused than the room under the peak: the room.
+    EXPECT_EQ(wmark_with(256 * MiB, 250 * MiB, 280 * MiB, WMARK_LOW), 24 * MiB);
+    // The band stays a quarter of the usual level: at most the peak plus it.
+    EXPECT_LE(256 * MiB + wmark_with(256 * MiB, 250 * MiB, 280 * MiB, WMARK_MIN), 280 * MiB + usual / 4);
+    EXPECT_EQ(wmark_with(256 * MiB, 250 * MiB, 280 * MiB, WMARK_HIGH), 24 * MiB - usual / 4);
+    // At the peak, or without reuse, the usual level.
+    EXPECT_EQ(wmark_with(256 * MiB, 250 * MiB, 256 * MiB, WMARK_LOW), usual);
+    EXPECT_EQ(wmark_with(256 * MiB, 2 * MiB, 280 * MiB, WMARK_LOW), 2 * MiB);
+    // More than an eighth below the peak: a phase change, the usual level.
+    EXPECT_EQ(wmark_with(256 * MiB, 250 * MiB, 512 * MiB, WMARK_LOW), usual);
+}
+
+// With retention in effect, an allocation that faults memory in (a block
+// given back) shrinks the room under the peak: the watermarks are set again
+// at once and reclaim is flagged when free resident memory is over them.
+TEST(Vmscan, AFaultingAllocationUnderRetentionChecksThePeak)
+{
+    option_guard og;
+    options[OPT_FREE_HIGH].value = 0;
+    page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);   // at least one zone
+    ASSERT_NE(pg, nullptr);
+    free_pages(pg, 0);
+    zone *z = zones[0];
+    const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
+    spin_lock(&z->lock);
+    unsigned long saved_ws = z->workingset, saved_peak = z->use_peak, saved_spanned = z->spanned_pages,
+                  saved_res = z->nr_free_resident, saved_lru = z->nr_free_lru, saved_kept = z->nr_thp_kept;
+    int saved_pending = READ_ONCE(vmscan_pending);
+    z->nr_thp_kept = 0;
+    z->spanned_pages = z->nr_free_pages + 256 * MiB;       // 256 MiB in use
+    z->use_peak = 288 * MiB;
+    z->workingset = 250 * MiB;
+    z->nr_free_resident = 30 * MiB;
+    z->nr_free_lru = 30 * MiB;
+    __setup_zone_wmarks(z);
+    unsigned long low_before = wmark_pages(z, WMARK_LOW), retained_before = z->wmark_retained;
+    WRITE_ONCE(vmscan_pending, 0);
+    z->spanned_pages += 16 * MiB;                          // 272 MiB in use now, by faults
+    __zone_use_rises(z, true);
+    unsigned long low_after = wmark_pages(z, WMARK_LOW);
+    int pending = READ_ONCE(vmscan_pending);
+    z->spanned_pages += 40 * MiB;                          // past the old peak
+    __zone_use_rises(z, false);
+    unsigned long peak_after = z->use_peak;
+    z->spanned_pages = saved_spanned;
+    z->workingset = saved_ws;
+    z->use_peak = saved_peak;
+    z->nr_free_resident = saved_res;
+    z->nr_free_lru = saved_lru;
+    z->nr_thp_kept = saved_kept;
+    __setup_zone_wmarks(z);
+    WRITE_ONCE(vmscan_pending, saved_pending);
+    spin_unlock(&z->lock);
+    EXPECT_EQ(low_before, 32 * MiB);
+    EXPECT_EQ(retained_before, 24 * MiB) << "32 MiB kept, 8 of them the usual level";
+    EXPECT_EQ(low_after, 16 * MiB) << "the room under the peak: 288 - 272 MiB";
+    EXPECT_EQ(pending, 1) << "30 MiB free and resident is over the new mark";
+    EXPECT_EQ(peak_after, 312 * MiB) << "the use raised its peak";
 }
 
 // In a small heap (under 4 MiB in use) a refault raises the workingset only
