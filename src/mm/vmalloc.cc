@@ -65,16 +65,14 @@ size_t vworkingset;      /* bytes mapped afresh while areas had been unmapped re
 size_t vunmapped_recent; /* bytes unmapped by frees and evictions lately (halved per pass) */
 
 /* What the cache may hold beyond VCACHE_MAX_BYTES: as much as the program
- * has been seen to map again (vworkingset), as long as the live areas and
- * the cache together stay under the recent peak of live bytes.  So they
- * never hold more than the larger of that peak and the live bytes plus
- * VCACHE_MAX_BYTES, which the cache allowed without retention. */
+ * has been seen to map again (vworkingset), up to the room under the recent
+ * peak of live bytes.  The live areas and the cache then hold at most that
+ * peak plus VCACHE_MAX_BYTES: what the cache alone allowed at the peak.
+ * (Holding the cache to the peak itself, with VCACHE_MAX_BYTES only above
+ * it, kept mstress at 1.0 M faults instead of 0.77 M.) */
 size_t __vcache_retain()
 {
     size_t room = vpeak > vstats.bytes ? vpeak - vstats.bytes : 0;
-    if (room <= VCACHE_MAX_BYTES)
-        return 0;
-    room -= VCACHE_MAX_BYTES;
     return vworkingset < room ? vworkingset : room;
 }
 

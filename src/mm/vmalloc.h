@@ -27,9 +27,8 @@
  * hold more than VCACHE_MAX_BYTES by what the program has been seen to map
  * afresh soon after areas were unmapped (the workingset, as the zones keep
  * theirs: mm/vmscan.h), but never so much that the live areas and the
- * cache together pass the recent peak of live bytes: they hold at most the
- * larger of that peak and the live bytes plus VCACHE_MAX_BYTES, as without
- * retention, so retention costs no peak RSS.  Areas cached for a decay
+ * cache together pass the recent peak of live bytes plus VCACHE_MAX_BYTES,
+ * which is what the cache alone allowed at that peak.  Areas cached for a decay
  * period (KALLOC_DECAY_MS) are unmapped by the timed passes, which also
  * decay the peak and the workingset.  malloc_trim, and any mapping failure
  * (RLIMIT_AS), empty the cache.

@@ -23,16 +23,16 @@
  *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB (half
  *      the use in a heap under 2 MiB) and at most in-use / 32
  *      clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
- *      instead).  Retention: below the zone's recent peak of in-use pages
- *      (use_peak, raised by allocations, decayed by timed passes) the low
- *      watermark rises to what the program has been seen to reuse (the
- *      workingset, no longer capped), at most the room under that peak;
- *      the band around it stays a quarter of the usual level.  Resident
- *      memory (in use plus free resident) then never passes the peak's use
- *      plus that band, so keeping memory costs no peak RSS, and a program
- *      that frees and takes back hundreds of MiB in rounds stops faulting
- *      them in again (an allocation that faults pages in while retention is
- *      in effect sets the watermarks again: __zone_use_rises).  While a
+ *      instead).  Retention: while the use stays within an eighth of the
+ *      zone's recent peak of in-use pages (use_peak, raised by allocations,
+ *      decayed by timed passes) the low watermark rises to what the program
+ *      has been seen to reuse (the workingset, no longer capped), at most
+ *      the room under that peak; the band around it stays a quarter of the
+ *      usual level.  The resident memory the zone counts (in use plus free
+ *      resident) then never passes the peak's use plus that band, and a
+ *      steady churn of large blocks stops refaulting them (an allocation
+ *      that faults pages in while retention is in effect sets the
+ *      watermarks again: __zone_use_rises).  While a
  *      zone is over WMARK_LOW and has not allocated since
  *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches between passes, none after a pass, and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
