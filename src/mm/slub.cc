@@ -302,9 +302,11 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
     pg->freelist = head;
     if (last)
         pg->freelist_tail = (uint32_t)((char *)last - base);
-    /* (Not khugepaged_note_reclaim: that marks a collapsed pageblock for a
-     * new collapse, which would fault the holes in again.) */
     slab_decommit_mask(pg, new_mask);
+    /* A pageblock the kernel may collapse would get the holes back (its
+     * khugepaged fills them): it turns to small pages. */
+    if (new_mask)
+        khugepaged_note_reclaim(z, pfn, 0);
     unsigned added = hweight32(new_mask);
     pg[1].slab_parked = (uint16_t)((pg->nr_holes ? pg[1].slab_parked : 0) + parked);
     pg[1].slab_hole_mask = mask;
