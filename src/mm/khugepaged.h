@@ -13,7 +13,9 @@
  *           reclaim gave part of it back;
  *   sparse  (at least half free) -> MADV_NOHUGEPAGE, so a fault in a range
  *           reclaim gave back maps 4 KiB, not 2 MiB (THP would otherwise undo
- *           reclaim).
+ *           reclaim); and any block memory is given back from turns
+ *           MADV_NOHUGEPAGE at once (khugepaged_note_reclaim), else the
+ *           kernel's khugepaged collapses it and fills the holes.
  * Hugepages at the first fault (`madvise` mode; KALLOC_THP=2 always,
  * KALLOC_THP=3, the default, while that fault is measured cheap, see
  * below): a range
@@ -160,8 +162,13 @@ bool khugepaged_split_underused(zone *z, unsigned long pb);
  * until then the answer is false without a count.  fn may take z->lock. */
 bool khugepaged_pageblock_sparse(zone *z, unsigned long pb, pageblock_free_bytes_fn fn);
 
-/* Reclaim gave back [pfn, pfn + 2^order) of z: its pageblocks are no longer
- * whole hugepages.  Caller holds vmscan_lock. */
+/* [pfn, pfn + 2^order) of z was given back (reclaim, decay, a slab's holes,
+ * malloc_trim): its pageblocks are no longer whole hugepages, and one the
+ * kernel may collapse (advised huge, or `always` mode) is advised
+ * MADV_NOHUGEPAGE at once, since the kernel's khugepaged would fill the
+ * holes again.  The flags are written racily by the frees' callers (slab
+ * holes: no vmscan_lock); a lost update only delays the scan's next
+ * decision for the block. */
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order);
 
 /* Map [addr, addr + len) of z from hugetlbfs pages when KALLOC_HUGETLB asks
