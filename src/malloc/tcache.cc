@@ -85,7 +85,7 @@ tcache *tcache_alloc_locked()
         return tc;
     }
     if (!tcache_carve_next || tcache_carve_next + sz > tcache_carve_end) {
-        constexpr unsigned order = 2;   /* 16 KiB: 14 caches per block */
+        constexpr unsigned order = 2;   /* 16 KiB: 5 caches of 2.8 KiB per block */
         page *pg = alloc_pages(order, MIGRATE_UNMOVABLE, nullptr);
         if (!pg)
             return nullptr;
@@ -227,6 +227,8 @@ tcache *tcache_get()
         memset(tc->bins, 0, sizeof(tc->bins));
         memset(tc->remote, 0, sizeof(tc->remote));
         memset(tc->nr_flush_runs, 0, sizeof(tc->nr_flush_runs));
+        memset(tc->cap_bucket, 0, sizeof(tc->cap_bucket));
+        tc->cap_buckets = 0;
         /* Bins start with no room: the first refill of a class gives it
          * some (tcache_refill), so unused classes cost no budget. */
         tc->cap_bytes = tc->remote_bytes = 0;
@@ -256,6 +258,64 @@ namespace {
 void tcache_enforce_budget(tcache *tc);
 size_t tcache_budget(const tcache *tc);
 void tcache_make_room(tcache *tc, unsigned idx, size_t need, size_t budget);
+
+/* Row of cap_bucket for a bin of `bytes` (> 0) of capacity (the last row
+ * takes anything larger: the walks below stay correct, only slower). */
+inline unsigned cap_bucket_of(size_t bytes)
+{
+    unsigned k = 63u - (unsigned)__builtin_clzll(bytes);
+    return k < TCACHE_CAP_BUCKETS ? k : TCACHE_CAP_BUCKETS - 1;
+}
+
+/* Set bin idx's capacity, keeping cap_bytes and the rows of cap_bucket in
+ * step (every change of a bin's cap goes through here; avail is the
+ * caller's). */
+void tcache_set_cap(tcache *tc, unsigned idx, unsigned cap)
+{
+    tcache_bin *b = &tc->bins[idx];
+    const size_t size = kmalloc_info[idx].size;
+    const size_t old = (size_t)b->cap * size, now = (size_t)cap * size;
+    const unsigned w = idx / 64;
+    const uint64_t bit = 1ull << (idx % 64);
+    if (old) {
+        unsigned k = cap_bucket_of(old);
+        tc->cap_bucket[k][w] &= ~bit;
+        bool empty = true;
+        for (unsigned j = 0; j < TCACHE_CAP_WORDS; j++)
+            empty &= !tc->cap_bucket[k][j];
+        if (empty)
+            tc->cap_buckets &= ~(1u << k);
+    }
+    if (now) {
+        unsigned k = cap_bucket_of(now);
+        tc->cap_bucket[k][w] |= bit;
+        tc->cap_buckets |= 1u << k;
+    }
+    b->cap = (uint16_t)cap;
+    tc->cap_bytes = tc->cap_bytes - old + now;
+}
+
+/* The bin with the most bytes of capacity (0 when every bin is 0), and
+ * those bytes: a walk of the top row of cap_bucket, a few classes. */
+unsigned tcache_top_bin(const tcache *tc, size_t *top_bytes)
+{
+    *top_bytes = 0;
+    if (!tc->cap_buckets)
+        return 0;
+    const unsigned k = 31u - (unsigned)__builtin_clz(tc->cap_buckets);
+    unsigned top = 0;
+    for (unsigned w = 0; w < TCACHE_CAP_WORDS; w++) {
+        for (uint64_t bits = tc->cap_bucket[k][w]; bits; bits &= bits - 1) {
+            unsigned i = w * 64 + (unsigned)__builtin_ctzll(bits);
+            size_t bytes = (size_t)tc->bins[i].cap * kmalloc_info[i].size;
+            if (bytes > *top_bytes) {
+                *top_bytes = bytes;
+                top = i;
+            }
+        }
+    }
+    return top;
+}
 } // namespace
 
 void *tcache_refill(tcache *tc, unsigned idx)
@@ -285,9 +345,8 @@ void *tcache_refill(tcache *tc, unsigned idx)
     if (grow && tc->cap_bytes + (size_t)grow * size > budget)
         tcache_make_room(tc, idx, (size_t)grow * size, budget);
     if (grow && tc->cap_bytes + (size_t)grow * size <= budget) {
-        b->cap += grow;
+        tcache_set_cap(tc, idx, b->cap + grow);
         b->avail += grow;
-        tc->cap_bytes += (size_t)grow * size;
     }
     unsigned want = b->cap / 2;     /* plus the one returned */
     if (want > b->avail)
@@ -438,20 +497,31 @@ __attribute__((noinline)) void __tcache_enforce_budget(tcache *tc, size_t budget
 {
     const size_t target = tc->cap_bytes > budget ? budget - budget / 4 : budget;
     while (tc->cap_bytes > target) {
-        size_t top = 0;
-        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
-            size_t bytes = (size_t)tc->bins[i].cap * kmalloc_info[i].size;
-            top = bytes > top ? bytes : top;
+        size_t top;
+        if (!tcache_top_bin(tc, &top))
+            break;
+        /* The bins over half of the top one's bytes are in its row of
+         * cap_bucket or the row below: halve those (rows copied first,
+         * halving moves a bin down a row). */
+        const unsigned k = cap_bucket_of(top);
+        uint64_t rows[2][TCACHE_CAP_WORDS];
+        for (unsigned w = 0; w < TCACHE_CAP_WORDS; w++) {
+            rows[0][w] = tc->cap_bucket[k][w];
+            rows[1][w] = k ? tc->cap_bucket[k - 1][w] : 0;
         }
-        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
-            tcache_bin *b = &tc->bins[i];
-            unsigned keep = b->cap / 2, cut = b->cap - keep;
-            if (!cut || 2 * (size_t)b->cap * kmalloc_info[i].size <= top)
-                continue;
-            tcache_bin_flush_to(tc, i, keep);
-            b->cap = keep;
-            b->avail -= cut;      /* objects <= keep now, so avail stays >= 0 */
-            tc->cap_bytes -= (size_t)cut * kmalloc_info[i].size;
+        for (unsigned r = 0; r < 2; r++) {
+            for (unsigned w = 0; w < TCACHE_CAP_WORDS; w++) {
+                for (uint64_t bits = rows[r][w]; bits; bits &= bits - 1) {
+                    unsigned i = w * 64 + (unsigned)__builtin_ctzll(bits);
+                    tcache_bin *b = &tc->bins[i];
+                    unsigned keep = b->cap / 2, cut = b->cap - keep;
+                    if (!cut || 2 * (size_t)b->cap * kmalloc_info[i].size <= top)
+                        continue;
+                    tcache_bin_flush_to(tc, i, keep);
+                    tcache_set_cap(tc, i, keep);
+                    b->avail -= cut;      /* objects <= keep now, so avail stays >= 0 */
+                }
+            }
         }
     }
     if (tc->remote_bytes > budget)
@@ -480,23 +550,15 @@ void tcache_make_room(tcache *tc, unsigned idx, size_t need, size_t budget)
 {
     const size_t want = (size_t)tc->bins[idx].cap * kmalloc_info[idx].size + need;
     while (tc->cap_bytes + need > budget) {
-        unsigned top = 0;
-        size_t top_bytes = 0;
-        for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
-            size_t bytes = (size_t)tc->bins[i].cap * kmalloc_info[i].size;
-            if (bytes > top_bytes) {
-                top = i;
-                top_bytes = bytes;
-            }
-        }
+        size_t top_bytes;
+        unsigned top = tcache_top_bin(tc, &top_bytes);
         if (top_bytes < 2 * want)
             return;
         tcache_bin *b = &tc->bins[top];
         unsigned keep = b->cap / 2, cut = b->cap - keep;
         tcache_bin_flush_to(tc, top, keep);
-        b->cap = keep;
+        tcache_set_cap(tc, top, keep);
         b->avail -= cut;      /* objects <= keep now, so avail stays >= 0 */
-        tc->cap_bytes -= (size_t)cut * kmalloc_info[top].size;
     }
 }
 
@@ -537,9 +599,8 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
          * class's maximum: 2 objects of 32 KiB, not 8). */
         unsigned cap = TCACHE_DRAIN_CAP < kmalloc_info[idx].tcache_max ? TCACHE_DRAIN_CAP
                                                                         : kmalloc_info[idx].tcache_max;
-        b->cap = (uint16_t)cap;
+        tcache_set_cap(tc, idx, cap);
         b->avail = cap;
-        tc->cap_bytes += (size_t)cap * kmalloc_info[idx].size;
     }
     if (tc->nr_flush_runs[idx] >= 2) {
         /* Only frees since the last refill: nothing here is hot.  Give the
@@ -549,9 +610,8 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
         if (b->cap > drain_cap) {
             unsigned keep = drain_cap && b->cap / 2 > drain_cap ? b->cap / 2 : drain_cap;
             unsigned cut = b->cap - keep;
-            b->cap = (uint16_t)keep;
+            tcache_set_cap(tc, idx, keep);
             b->avail -= cut;      /* the bin is empty: avail was cap */
-            tc->cap_bytes -= (size_t)cut * kmalloc_info[idx].size;
         }
     } else {
         tcache_bin_flush_half(tc, idx);

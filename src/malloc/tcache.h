@@ -99,6 +99,12 @@ constexpr size_t TCACHE_REMOTE_BYTES = 8 * 1024; /* a remote list's batch, at mo
 constexpr size_t TCACHE_SMALL_HEAP_BYTES = 8 * 1024; /* a bin's growth limit in a single-threaded
                                                      * small heap (vmscan_small_heap): 2..128 objects */
 
+/* Rows of tcache::cap_bucket: a bin holds at most max(32 KiB, 2 objects)
+ * of capacity (kmalloc_class::tcache_max), under 2^17 bytes. */
+constexpr unsigned TCACHE_CAP_BUCKETS = 17;
+static_assert(2 * KMALLOC_MAX_SIZE < (1u << TCACHE_CAP_BUCKETS), "a bin's bytes fit a row");
+constexpr unsigned TCACHE_CAP_WORDS = (NR_KMALLOC_CLASSES + 63) / 64;
+
 struct tcache_bin {
     void *head;       /* first free object, or nullptr */
     uint32_t avail;   /* room left: cap - objects on the list (the fast paths' counter) */
@@ -117,6 +123,10 @@ struct tcache {
     tcache_bin remote[NR_KMALLOC_CLASSES]; /* remote frees waiting for a batch (cap as the bin's when emptied) */
     uint8_t nr_flush_runs[NR_KMALLOC_CLASSES]; /* flushes of bins[i] since its last refill (saturates) */
     size_t cap_bytes;                    /* sum of bins[i].cap * size: what the bins may hold */
+    uint64_t cap_bucket[TCACHE_CAP_BUCKETS][TCACHE_CAP_WORDS]; /* bit i of row k: bins[i].cap * size
+                                          * is in [2^k, 2^(k+1)) (tcache_set_cap), so the largest
+                                          * bins are found without a walk of every class */
+    uint32_t cap_buckets;                /* bit k: row k of cap_bucket is not empty */
     size_t remote_bytes;                 /* bytes on the remote lists */
     tcache *next;                        /* registry of live caches (tcache_list) */
     tcache *prev;
