@@ -169,6 +169,13 @@ struct kmem_cache {
                                   * class being freed, see slub.cc cache_freeing) */
     unsigned long punch_refills; /* nr_refills at the last timed hole pass (idle: unchanged) */
     unsigned long punch_flushes; /* nr_flushes at the last timed hole pass (nothing new: unchanged) */
+    unsigned long holes_freed_ms;/* coarse ms when its frees last punched holes (0: never, or
+                                  * forgotten once a refault was counted) */
+    unsigned long holes_defer_ms;/* its frees punch no holes before this time (coarse ms): their
+                                  * last holes were refaulted within KALLOC_DECAY_MS (cache_freeing) */
+    uint8_t holes_defer_shift;   /* deferrals in a row: the next lasts KALLOC_DECAY_MS << shift
+                                  * (up to SLAB_HOLES_DEFER_MAX_SHIFT); 0 once a timed pass finds
+                                  * the class idle */
     unsigned long mesh_flushes;  /* nr_flushes at the last meshing pass over it (mm/mesh.h): a
                                   * timed pass skips a cache with no frees since */
     unsigned long mesh_active;   /* active_objects at the last meshing pass over it, raised
@@ -176,6 +183,7 @@ struct kmem_cache {
 };
 
 constexpr unsigned SLAB_DRAIN_EMPTIES = 4;      /* slabs emptied with no refill: draining */
+constexpr unsigned SLAB_HOLES_DEFER_MAX_SHIFT = 6; /* frees' holes deferred at most 64 x KALLOC_DECAY_MS */
 constexpr unsigned SLAB_LIFE_WINDOW = 4;        /* slabs' worth of objects per window */
 constexpr uint16_t SLAB_LIFE_LONG = 256;        /* life_ratio below this: long-lived */
 constexpr uint16_t SLAB_LIFE_SHORT = 768;       /* life_ratio above this: short-lived */
@@ -242,6 +250,8 @@ struct slab_hole_stats {
                                  * the slab needed them (slab_holes_refaulted) */
     unsigned long hole_pages;   /* pages that are holes now (a gauge) */
     unsigned long madvise_calls;/* madvise calls made for them */
+    unsigned long deferred;     /* times a class's frees stopped punching holes because their
+                                 * holes came back within KALLOC_DECAY_MS (slab_holes_deferred) */
 };
 extern slab_hole_stats slab_holes;
 

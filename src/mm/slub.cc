@@ -40,7 +40,11 @@
  *     bulk frees with no refill): a slab half free or less that lost a
  *     page's worth of objects since it was last looked at, and the spare
  *     empty slab.  The program may make no further call, so the frees
- *     themselves give the memory back;
+ *     themselves give the memory back.  Unless the class's last holes by
+ *     the frees were refaulted within KALLOC_DECAY_MS (the class is cycled
+ *     through, e.g. by short-lived threads): then its frees punch none for
+ *     KALLOC_DECAY_MS << n (n deferrals in a row, cache_holes_deferred),
+ *     and the timed pass punches it once it finds the class idle;
  *   - by the timed pass, in caches with frees and no refill since the
  *     previous pass (kmem_cache_punch_holes_all(true));
  *   - by malloc_trim / kalloc_compact, in every partial slab.
@@ -61,6 +65,7 @@
 #include "platform/options.h"
 #include "platform/os.h"
 #include "platform/printk.h"
+#include "platform/timekeeping.h"
 
 namespace kalloc {
 
@@ -335,6 +340,23 @@ static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
     }
     pg->freelist = head;
     pg[1].slab_punch_inuse = pg->objects;   /* may be looked at again as it drains */
+    if (c->holes_freed_ms) {
+        /* The frees' holes came back: if soon (within KALLOC_DECAY_MS, the
+         * time after which idle free memory is given back anyway), the
+         * class is cycled through rather than freed, and its frees stop
+         * punching holes for a while (cache_holes_deferred), twice as long
+         * at each such refault in a row. */
+        unsigned long now = ktime_get_coarse_ms();
+        long decay = option_get(OPT_DECAY_MS);
+        unsigned long window = decay > 0 ? (unsigned long)decay : 1000;
+        if (now - c->holes_freed_ms < window) {
+            c->holes_defer_ms = now + (window << c->holes_defer_shift);
+            if (c->holes_defer_shift < SLAB_HOLES_DEFER_MAX_SHIFT)
+                c->holes_defer_shift++;
+            hole_stat_add(slab_holes.deferred, 1);
+        }
+        c->holes_freed_ms = 0;
+    }
     hole_stat_add(slab_holes.refaulted, pg->nr_holes);
     hole_stat_add(slab_holes.hole_pages, -(long)pg->nr_holes);
     pg->nr_holes = 0;
@@ -656,6 +678,31 @@ static inline bool cache_freeing(const kmem_cache *c)
            c->nr_flushes - c->flushes_at_refill >= SLAB_HOLES_FLUSH_STREAK;
 }
 
+/* Whether the frees of cache c must punch no holes now: the last ones they
+ * punched were refaulted within KALLOC_DECAY_MS (slab_unpark_locked).  A
+ * class freed by one thread and allocated again by the next (short-lived
+ * threads, each freeing its objects at exit: thread-churn) looks freed at
+ * every exit, and each hole cost a madvise under the cache lock and a
+ * fault.  The timed pass still punches the class once it goes idle, which
+ * ends the deferral.  Caller holds c->lock. */
+static inline bool cache_holes_deferred(kmem_cache *c)
+{
+    if (likely(!c->holes_defer_ms))
+        return false;
+    if (ktime_get_coarse_ms() < c->holes_defer_ms)
+        return true;
+    c->holes_defer_ms = 0;
+    return false;
+}
+
+/* The frees punch holes in slab pg of cache c being freed; the time is
+ * kept for the refault check (slab_unpark_locked). */
+static inline void slab_punch_holes_freeing(kmem_cache *c, page *pg)
+{
+    if (__slab_punch_holes(c, pg))
+        c->holes_freed_ms = ktime_get_coarse_ms();
+}
+
 /* `run` objects just went back on slab pg's freelist: update its count
  * and lists; `holes`: the cache is being freed, look for holes.  Caller
  * holds c->lock. */
@@ -688,7 +735,7 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
             /* The spare of a class being freed: kept, but its pages given
              * back (it may never be needed again). */
             if (holes && !slab_in_whole_hugepage(pg))
-                __slab_punch_holes(c, pg);
+                slab_punch_holes_freeing(c, pg);
         } else {
             c->nr_slabs--;
             if (*nr_to_free == max_to_free)
@@ -709,7 +756,7 @@ static inline void slab_objects_freed(kmem_cache *c, page *pg, unsigned run, pag
         /* A draining cache: its sparse slabs give their free pages back now
          * (the program may make no further call). */
         if (unlikely(holes) && slab_punch_due(c, pg, false) && !slab_in_whole_hugepage(pg))
-            __slab_punch_holes(c, pg);
+            slab_punch_holes_freeing(c, pg);
     }
 }
 
@@ -743,7 +790,8 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     unsigned run = 0;
     cache_lock(c);
     /* Once per call: whether this class is being freed (slab holes). */
-    const bool holes = c->order && cache_freeing(c) && option_get(OPT_SLAB_HOLES);
+    const bool holes = c->order && cache_freeing(c) && option_get(OPT_SLAB_HOLES) &&
+                       !cache_holes_deferred(c);
     /* Objects freed per zone, for khugepaged_split_underused's bound (zone
      * freed_pages): the objects from index fstart on are in zone fz; added
      * after the lock, once per zone met. */
@@ -1009,13 +1057,22 @@ unsigned long kmem_cache_punch_holes_all(bool idle_only)
         kmem_cache *c = &kmalloc_caches[i];
         if (!READ_ONCE(c->initialized) || !c->order || c->order > SLAB_HOLES_MAX_ORDER)
             continue;
-        if (!READ_ONCE(c->nr_partial))
+        if (!READ_ONCE(c->nr_partial) && !READ_ONCE(c->holes_defer_ms))
             continue;
         cache_lock(c);
         bool idle = c->nr_refills == c->punch_refills;
-        bool freed = c->nr_flushes != c->punch_flushes;
+        /* Frees since the previous pass, or frees that punched no holes
+         * (deferred: their free pages wait for this pass). */
+        bool freed = c->nr_flushes != c->punch_flushes || c->holes_defer_ms;
         c->punch_refills = c->nr_refills;
         c->punch_flushes = c->nr_flushes;
+        if (idle || !idle_only) {
+            /* A pass with no refill: the class is not cycled through now,
+             * its frees may punch holes again (malloc_trim: the program
+             * asks for everything back, and forgets the past too). */
+            c->holes_defer_ms = 0;
+            c->holes_defer_shift = 0;
+        }
         if (!idle_only || (idle && freed)) {
             for (unsigned w = 0; w < NR_SLAB_OWNERS / 64; w++) {
                 uint64_t bits = c->partial_owners[w];

@@ -318,6 +318,9 @@ TEST(SlabHoles, FreesOfADrainingClassPunch)
     // Keeping object 0, the hole pages of one slab: all but object 0's two.
     const unsigned holes_per_slab = (1u << kmalloc_info[idx].order) - 2;
     kmem_cache_shrink_all();
+    // malloc_trim's pass: forgets a deferral left by an earlier test's
+    // refaults in this class (when all tests run in one process).
+    kmem_cache_punch_holes_all(false);
     auto slabs = whole_slabs(c, 48);
     unsigned long before = slab_holes.punched;
     std::vector<void *> keep;
@@ -391,4 +394,69 @@ TEST(SlabHoles, TimedPassPunchesIdleClassesOnly)
     kmem_cache_shrink_all();
     check_cache(c);
     EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+}
+
+// A class whose frees' holes are refaulted soon after (within
+// KALLOC_DECAY_MS) is cycled through, not freed: its frees stop punching
+// holes (each hole costs a madvise and a fault when it comes back), until a
+// timed pass finds the class idle.  Short-lived threads that each free at
+// exit what the next one allocates again punched 270K holes in 200 threads.
+TEST(SlabHoles, HolesRefaultedSoonDeferTheFrees)
+{
+    unsigned idx = 0;
+    for (unsigned i = 0; i < NR_KMALLOC_STATIC; i++)
+        if (kmalloc_info[i].size == 8192)
+            idx = i;
+    ASSERT_EQ(kmalloc_info[idx].size, 8192u);
+    kmem_cache *c = &kmalloc_caches[idx];
+    const unsigned per = kmalloc_info[idx].objects;
+    kmem_cache_shrink_all();
+    kmem_cache_punch_holes_all(false);     // forget earlier tests' state
+    auto slabs = whole_slabs(c, 32);
+    std::vector<void *> keep, freed;
+    for (auto &[pg, objs] : slabs)
+        for (unsigned i = 0; i < objs.size(); i++)
+            (i == 0 ? keep : freed).push_back(objs[i]);
+    // Round 1: the frees punch (the class is being freed).
+    unsigned long punched0 = slab_holes.punched, deferred0 = slab_holes.deferred;
+    for (void *o : freed)
+        kmem_cache_free(c, o);
+    ASSERT_GT(slab_holes.punched, punched0) << "the first round's frees punched nothing";
+    EXPECT_EQ(c->holes_defer_ms, 0u);
+    // The same objects are wanted again at once: the refill unparks them.
+    unsigned got = 0;
+    void *chain = kmem_cache_alloc_bulk(c, (unsigned)freed.size(), &got, 0);
+    ASSERT_EQ(got, (unsigned)freed.size());
+    EXPECT_EQ(slab_holes.deferred, deferred0 + 1) << "a refault within the decay time was not seen";
+    EXPECT_NE(c->holes_defer_ms, 0u);
+    EXPECT_EQ(c->holes_defer_shift, 1u);
+    // Round 2: the same frees punch nothing, and the objects are intact.
+    std::vector<void *> again;
+    for (void *o = chain; o; o = *(void **)o)
+        again.push_back(o);
+    for (void *o : again)
+        fill(o, c->size, 3);
+    for (void *o : again)
+        ASSERT_TRUE(check(o, c->size, 3));
+    unsigned long punched1 = slab_holes.punched;
+    for (void *o : again)
+        kmem_cache_free(c, o);
+    EXPECT_EQ(slab_holes.punched, punched1) << "a deferred class's frees punched holes";
+    check_cache(c);
+    // A timed pass that finds the class idle (no refill since the previous
+    // pass) ends the deferral, and punches the idle free pages itself.
+    kmem_cache_punch_holes_all(true);      // refilled since the previous pass: busy
+    EXPECT_NE(c->holes_defer_ms, 0u) << "a pass after a refill ended the deferral";
+    unsigned long punched2 = slab_holes.punched;
+    kmem_cache_punch_holes_all(true);      // no refill since: idle
+    EXPECT_EQ(c->holes_defer_ms, 0u);
+    EXPECT_EQ(c->holes_defer_shift, 0u);
+    EXPECT_GT(slab_holes.punched, punched2) << "the idle class's free pages stayed";
+    EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+    for (void *o : keep)
+        kmem_cache_free(c, o);
+    kmem_cache_shrink_all();
+    check_cache(c);
+    EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+    (void)per;
 }
