@@ -48,7 +48,8 @@
  * within the thread's budget, so only the classes a thread really cycles
  * through get big bins; when the budget is full, the largest bin is halved
  * for it if that bin holds at least twice what the refilling one would
- * (tcache_make_room), so the budget follows the refills.  The budget is TCACHE_TOTAL_BYTES shared by the live
+ * (tcache_make_room; the largest bins are found through rows of bins by
+ * the power of two of their bytes, cap_bucket), so the budget follows the refills.  The budget is TCACHE_TOTAL_BYTES shared by the live
  * caches, between TCACHE_MIN_BYTES and TCACHE_MAX_BYTES per thread
  * (tcache_budget()): up to 16 threads get 512 KiB each, a thousand get
  * 16 KiB each, except the pool caches (the threads beyond 4 per CPU, which
