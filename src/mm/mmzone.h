@@ -190,6 +190,15 @@ struct zone {
                                    * retention) */
     unsigned long wmark_retained; /* pages the low watermark sits above its usual level to keep
                                    * reused free memory (retention; 0: none) */
+    uint32_t round_time;          /* vmscan_now() when the use last came back near use_peak after
+                                   * a large drop (a round; 0: never): retention across drops
+                                   * while recent (mm/vmscan.h, rounds) */
+    uint8_t use_dropped;          /* the use fell under 7/8 of use_peak since it was last near it */
+    uint8_t rounds_blocked;       /* the RSS guard found the process at its RSS high-water mark
+                                   * while round retention held: none until the next round */
+    uint8_t wmark_rounds;         /* wmark_retained comes from round retention (not a steady heap) */
+    unsigned long retention_faulted; /* pages allocated from given-back blocks under round
+                                   * retention since the last RSS check */
     pfn_list_node free_lru;       /* resident free blocks >= VMSCAN_MIN_ORDER, newest first (PG_lru);
                                    * the head of a pfn-linked list (free_lru_add and friends) */
     unsigned long nr_free_lru;    /* pages on free_lru */

@@ -310,7 +310,7 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     expand(z, pg, order, o, mt, reported, free_time, reclaimed, desc_off);
     if (reclaimed)
         __workingset_refault(z, 1ul << order);
-    __zone_use_rises(z, reported);
+    __zone_use_rises(z, reported, 1ul << order);
     if (zeroed)
         *zeroed = reported;
     return pg;
@@ -700,7 +700,7 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
         __add_free_range(z, taken_end, bend, mt, reported, free_time, reclaimed);
         p = taken_end;
     }
-    __zone_use_rises(z, any_reported);
+    __zone_use_rises(z, any_reported, end - first);
     spin_unlock(&z->lock);
     return true;
 }
@@ -743,6 +743,8 @@ unsigned long zone_reclaim_all(unsigned min_order)
         /* Everything given back: no free memory is kept for a peak before
          * now (retention, mm/vmscan.h). */
         z->use_peak = z->spanned_pages - z->nr_free_pages;
+        z->round_time = 0;
+        z->use_dropped = 0;
         __setup_zone_wmarks(z);
         spin_unlock(&z->lock);
     }

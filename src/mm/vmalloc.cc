@@ -340,6 +340,12 @@ void *vmalloc(size_t size, size_t align, bool *zeroed)
             *zeroed = fresh;
     }
     spin_unlock(&vmap_lock);
+    if (p && fresh) {
+        /* The process grows outside the zones: free memory they keep
+         * across a round's drop must not raise its RSS peak (vmscan.h). */
+        vmscan_note_growth(size);
+        vmscan_tick();
+    }
     errno = p ? saved : ENOMEM;
     return p;
 }

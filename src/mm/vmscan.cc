@@ -24,6 +24,10 @@ namespace kalloc {
 reclaim_stats vm_reclaim_stats;
 uint32_t vmscan_clock_skew;
 int vmscan_pending;
+int rounds_retaining;   /* some zone keeps free memory across a round's drop (wmark_rounds) */
+int rss_check_due;      /* the next pass reads the RSS for round retention's guard */
+size_t rss_growth_pending; /* bytes mapped or faulted in under round retention since the
+                            * last RSS read, not all in the RSS yet (the guard adds them) */
 uint32_t vmscan_next_tick;
 int kswapd_start_pending;
 int kswapd_idle;
@@ -46,6 +50,33 @@ unsigned kswapd_gen;            /* the running thread's generation; bumped to st
 int kswapd_wait_word;           /* futex: 0 sleeping, 1 woken */
 
 inline void stat_add(unsigned long &c, unsigned long v) { __atomic_fetch_add(&c, v, __ATOMIC_RELAXED); }
+
+/* Round retention's RSS guard (see __setup_zone_wmarks): the free memory
+ * kept across a round's drop must not raise the process's RSS high-water
+ * mark.  While it is kept, and the process grows by other memory (blocks
+ * taken from given-back memory, fresh huge mappings: rss_growth_pending,
+ * counted whole as they may all be touched), the RSS is read (statm,
+ * getrusage: 4 system calls, once per pass at most); if the RSS plus that
+ * growth comes within RSS_GUARD_SLACK of the mark, the zone's round
+ * retention stops until its next round, and the pass gives the kept memory
+ * back. */
+struct rss_guard {
+    size_t growth;      /* rss_growth_pending when the pass started */
+    bool read;          /* read in this pass */
+    bool at_peak;       /* RSS plus growth within the slack of its high-water mark */
+};
+
+bool rss_guard_at_peak(rss_guard *g)
+{
+    if (!g->read) {
+        g->read = true;
+        uint64_t rss = os_resident_bytes(), hwm = os_peak_resident_bytes();
+        uint64_t slack = hwm / 64 > RSS_GUARD_SLACK ? hwm / 64 : RSS_GUARD_SLACK;
+        g->at_peak = !rss || !hwm || rss + g->growth + slack >= hwm;
+        stat_add(vm_reclaim_stats.rss_checks, 1);
+    }
+    return g->at_peak;
+}
 
 /* Timed passes run every decay period / 4 (250 ms by default). */
 uint32_t tick_period()
@@ -145,7 +176,17 @@ void __setup_zone_wmarks(zone *z)
      * redis-expiry's peaks by 1.6 and 3.5 MiB (in-use pages a program never
      * touched count as resident here, so the bound is not one on RSS). */
     unsigned long retained = 0;
-    if (fixed <= 0 && z->use_peak > in_use && z->use_peak - in_use <= in_use / 8) {
+    bool steady = z->use_peak - in_use <= in_use / 8;
+    if (!steady)
+        z->use_dropped = 1;         /* a large drop: a round if the use comes back */
+    /* Rounds: a program whose use came back near its peak after a large
+     * drop (recently: ROUNDS_WINDOW_MS) keeps the workingset across the next
+     * drop too, under the RSS guard (rss_guard_check): its next round takes
+     * back what the last one freed (mimalloc-bench's mstress refaulted its
+     * rounds' memory, 1.3 M faults a run). */
+    bool rounds = !steady && z->round_time && !z->rounds_blocked &&
+                  (uint32_t)(vmscan_now() - z->round_time) < ROUNDS_WINDOW_MS;
+    if (fixed <= 0 && z->use_peak > in_use && (steady || rounds)) {
         unsigned long room = z->use_peak - in_use;
         unsigned long keep = z->workingset < room ? z->workingset : room;
         if (keep > low) {
@@ -154,6 +195,9 @@ void __setup_zone_wmarks(zone *z)
         }
     }
     z->wmark_retained = retained;
+    z->wmark_rounds = retained && !steady;
+    if (z->wmark_rounds && !READ_ONCE(rounds_retaining))
+        WRITE_ONCE(rounds_retaining, 1);
     unsigned p = READ_ONCE(cg_pressure);
     low = low * (1024 - p) / 1024;
     band = band * (1024 - p) / 1024;
@@ -165,8 +209,39 @@ void __setup_zone_wmarks(zone *z)
     z->_watermark[WMARK_MIN] = low + band + kept;
 }
 
-void __zone_retention_check(zone *z)
+void vmscan_note_growth(size_t bytes)
 {
+    /* Whether some zone keeps memory across a drop is only known once its
+     * watermarks are set again: the next pass sets them, then checks. */
+    if (READ_ONCE(rounds_retaining) || READ_ONCE(vmscan_pending)) {
+        __atomic_fetch_add(&rss_growth_pending, bytes, __ATOMIC_RELAXED);
+        WRITE_ONCE(rss_check_due, 1);
+        WRITE_ONCE(vmscan_pending, 1);
+    }
+}
+
+void __zone_round(zone *z)
+{
+    z->use_dropped = 0;
+    z->rounds_blocked = 0;
+    z->round_time = vmscan_now();
+    if (!z->round_time)
+        z->round_time = 1;
+}
+
+void __zone_retention_check(zone *z, unsigned long pages)
+{
+    /* Round retention: every RETENTION_RSS_CHECK_PAGES faulted in, the next
+     * pass reads the process's RSS (not under this lock: rss_guard_check). */
+    if (z->wmark_rounds) {
+        z->retention_faulted += pages;
+        if (z->retention_faulted >= RETENTION_RSS_CHECK_PAGES) {
+            __atomic_fetch_add(&rss_growth_pending, z->retention_faulted << PAGE_SHIFT, __ATOMIC_RELAXED);
+            z->retention_faulted = 0;
+            WRITE_ONCE(rss_check_due, 1);
+            WRITE_ONCE(vmscan_pending, 1);
+        }
+    }
     __setup_zone_wmarks(z);
     if (z->nr_free_resident > z->_watermark[WMARK_LOW] && z->nr_free_lru &&
         !READ_ONCE(vmscan_pending)) {
@@ -343,11 +418,31 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
     long decay = option_get(OPT_DECAY_MS);
     unsigned long reclaimed = 0, decayed = 0, shrunk = 0;
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    /* Round retention's RSS guard: after RETENTION_RSS_CHECK_PAGES faulted in
+     * under it, a fresh huge mapping, and at every timed pass (pages in use
+     * may be touched later). */
+    rss_guard rg = {};
+    rg.growth = __atomic_exchange_n(&rss_growth_pending, 0, __ATOMIC_RELAXED);
+    const bool rss_check = READ_ONCE(rss_check_due) || timed;
+    WRITE_ONCE(rss_check_due, 0);
+    bool retaining = false;
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
         if (READ_ONCE(z->flags) & ZONE_RECLAIM_ACTIVE)
             drain_zone_pages(z);   /* the pagesets' surplus first, so it can be reclaimed */
         spin_lock(&z->lock);
+        if (rss_check) {
+            __setup_zone_wmarks(z);
+            if (z->wmark_rounds) {
+                spin_unlock(&z->lock);
+                bool at_peak = rss_guard_at_peak(&rg);   /* system calls: not under the lock */
+                spin_lock(&z->lock);
+                if (at_peak) {
+                    z->rounds_blocked = 1;
+                    stat_add(vm_reclaim_stats.rounds_blocked, 1);
+                }
+            }
+        }
         if (timed) {
             z->workingset -= z->workingset / 8;   /* forgotten over a few seconds */
             unsigned long in_use = z->spanned_pages - z->nr_free_pages;
@@ -356,6 +451,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
             z->nr_thp_kept = 0;                   /* counted again by the next watermark pass */
         }
         __setup_zone_wmarks(z);
+        retaining |= z->wmark_rounds;
         bool over = z->nr_free_resident > z->_watermark[WMARK_LOW];
         unsigned long high = z->_watermark[WMARK_HIGH];
         bool any = z->nr_free_lru != 0;
@@ -380,6 +476,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
             shrunk += unmapped;
         }
     }
+    WRITE_ONCE(rounds_retaining, retaining ? 1 : 0);  /* set again by any zone that starts */
     if (timed)
         WRITE_ONCE(last_timed_work, reclaimed + decayed + shrunk);
     if (timed) {
@@ -636,10 +733,10 @@ void print_reclaim_stats(printbuf &out)
     const reclaim_stats &s = vm_reclaim_stats;
     out.printf("reclaim: pgreclaim %lu pgdecay %lu pgtrim %lu pgshrink %lu pgscan %lu "
                "wmark_low_hits %lu direct_reclaim %lu kswapd_wake %lu kswapd_runs %lu "
-               "decay_runs %lu pgreclaim_small %lu kswapd %s\n",
+               "decay_runs %lu pgreclaim_small %lu rss_checks %lu rounds_blocked %lu kswapd %s\n",
                s.pgreclaim, s.pgdecay, s.pgtrim, s.pgshrink, s.pgscan, s.wmark_low_hits, s.direct_reclaim,
-               s.kswapd_wake, s.kswapd_runs, s.decay_runs, s.pgreclaim_small,
-               kswapd_running() ? "on" : "off");
+               s.kswapd_wake, s.kswapd_runs, s.decay_runs, s.pgreclaim_small, s.rss_checks,
+               s.rounds_blocked, kswapd_running() ? "on" : "off");
     uint64_t limit = vmscan_cgroup_limit();
     out.printf("reclaim: cgroup v%d limit_kb %lu pressure %u/1024 (passes under pressure %lu)\n",
                cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),

@@ -32,7 +32,15 @@
  *      resident) then never passes the peak's use plus that band, and a
  *      steady churn of large blocks stops refaulting them (an allocation
  *      that faults pages in while retention is in effect sets the
- *      watermarks again: __zone_use_rises).  While a
+ *      watermarks again: __zone_use_rises).  Rounds: once the use has come
+ *      back near its peak after a larger drop (round_time, within
+ *      ROUNDS_WINDOW_MS), the next drops keep the workingset too, under an
+ *      RSS guard: while such memory is kept and the process grows by other
+ *      memory (blocks faulted in, fresh huge mappings), a pass reads the
+ *      process's RSS and its high-water mark, and if the RSS plus that growth
+ *      comes near the mark, the kept memory goes back (rounds_blocked, until
+ *      the next round): kept memory never raises the RSS peak by more than
+ *      the slack.  While a
  *      zone is over WMARK_LOW and has not allocated since
  *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches between passes, none after a pass, and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
@@ -87,6 +95,13 @@ constexpr unsigned VMSCAN_MIN_ORDER = 2;
 /* Pages in blocks below VMSCAN_MIN_ORDER one shrink_zone call gives back
  * at most (shrink_zone_small: one madvise call per block). */
 constexpr unsigned long VMSCAN_SMALL_MAX = 256;
+/* Round retention (__setup_zone_wmarks): how long after the last round it
+ * holds, the pages faulted in under it between two RSS reads, and how near
+ * the RSS high-water mark (at least; 1/64 of it above 128 MiB) the guard
+ * stops it. */
+constexpr uint32_t ROUNDS_WINDOW_MS = 2000;
+constexpr unsigned long RETENTION_RSS_CHECK_PAGES = 256;
+constexpr uint64_t RSS_GUARD_SLACK = 2ull << 20;
 /* Blocks isolated per hold of the zone lock. */
 constexpr unsigned VMSCAN_BATCH = 32;
 /* Pageblocks a shrink_zone call asks, after dropping the zone lock, whether
@@ -116,6 +131,8 @@ struct reclaim_stats {
     unsigned long thp_split_underused; /* whole hugepages reclaim split: half free, slabs' free objects counted */
     unsigned long hugetlb_pages;    /* pages mapped from hugetlbfs */
     unsigned long hugetlb_fallbacks;/* zone growths that wanted hugetlb pages and fell back */
+    unsigned long rss_checks;       /* RSS reads by round retention's guard */
+    unsigned long rounds_blocked;   /* round retentions the guard stopped (RSS at its high-water mark) */
 };
 extern reclaim_stats vm_reclaim_stats;
 
@@ -149,6 +166,8 @@ static inline unsigned long wmark_pages(const zone *z, zone_watermarks w)
  * reclaimable memory): the next vmscan_tick acts.  Written under a zone
  * lock, read racily. */
 extern int vmscan_pending;
+extern int rss_check_due;      /* the next pass reads the RSS (round retention's guard) */
+extern int rounds_retaining;   /* some zone keeps free memory across a round's drop */
 /* Set while kswapd sleeps with nothing to decay (no timeout): new
  * reclaimable memory must wake it. */
 extern int kswapd_idle;
@@ -218,19 +237,30 @@ static inline void __workingset_refault(zone *z, unsigned long nr)
  * from given-back blocks while the watermark keeps reused free memory; set
  * the watermarks again (the room under the peak shrank) and flag reclaim if
  * free resident memory is now over WMARK_LOW.  Caller holds z->lock. */
-void __zone_retention_check(zone *z);
+void __zone_retention_check(zone *z, unsigned long pages);
 
-/* An allocation took pages off z's free lists (reported: from blocks given
- * back or never touched, so resident memory grew).  Raises use_peak; with
- * retention in effect a growth of resident memory is checked against the
- * peak (__zone_retention_check).  Caller holds z->lock. */
-static inline void __zone_use_rises(zone *z, bool reported)
+/* The use came back near its peak after a large drop: a round. */
+void __zone_round(zone *z);
+
+/* Memory outside the zones grew by a fresh mapping of `bytes` (a huge block
+ * mapped afresh): while some zone keeps free memory across a round's drop,
+ * the next pass reads the process's RSS (round retention's guard). */
+void vmscan_note_growth(size_t bytes);
+
+/* An allocation took `pages` pages off z's free lists (reported: from
+ * blocks given back or never touched, so resident memory grew).  Raises
+ * use_peak and notes a round; with retention in effect a growth of resident
+ * memory is checked against the peak (__zone_retention_check).  Caller
+ * holds z->lock. */
+static inline void __zone_use_rises(zone *z, bool reported, unsigned long pages)
 {
     unsigned long in_use = z->spanned_pages - z->nr_free_pages;
     if (in_use > z->use_peak)
         z->use_peak = in_use;
+    if (unlikely(z->use_dropped) && in_use >= z->use_peak - z->use_peak / 8)
+        __zone_round(z);
     if (unlikely(reported && z->wmark_retained))
-        __zone_retention_check(z);
+        __zone_retention_check(z, pages);
 }
 
 /* ---------------------------------------------------------------------------

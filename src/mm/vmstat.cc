@@ -50,8 +50,9 @@ void print_buddyinfo(printbuf &out)
                    " reclaimable %lu isolated %lu hugetlb %lu\n",
                    i, z->_watermark[WMARK_MIN], z->_watermark[WMARK_LOW],
                    z->_watermark[WMARK_HIGH], z->nr_free_lru, z->nr_isolated, z->nr_hugetlb_pages);
-        out.printf("  zone %3u workingset %lu refaulted %lu use_peak %lu retained %lu\n", i, z->workingset,
-                   z->nr_refault, z->use_peak, z->wmark_retained);
+        out.printf("  zone %3u workingset %lu refaulted %lu use_peak %lu retained %lu%s\n", i, z->workingset,
+                   z->nr_refault, z->use_peak, z->wmark_retained,
+                   z->wmark_rounds ? " (rounds)" : "");
         for (unsigned c = 0; c < z->nr_pcp; c++) {
             per_cpu_pages *pcp = &z->per_cpu_pageset[c];
             out.printf("  zone %3u pcp cpu %u: count %d high %d (min %d max %d) batch %d "

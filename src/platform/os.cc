@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -231,6 +232,17 @@ void os_write(int fd, const char *buf, size_t len)
         len -= (size_t)n;
     }
     errno = saved;
+}
+
+uint64_t os_peak_resident_bytes()
+{
+    int saved = errno;
+    struct rusage ru;
+    uint64_t hwm = 0;
+    if (syscall(SYS_getrusage, RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0)
+        hwm = (uint64_t)ru.ru_maxrss << 10;     /* KiB */
+    errno = saved;
+    return hwm;
 }
 
 uint64_t os_resident_bytes()

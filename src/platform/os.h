@@ -142,6 +142,10 @@ void os_write(int fd, const char *buf, size_t len);
  * unknown. */
 uint64_t os_resident_bytes();
 
+/* The process's RSS high-water mark in bytes (getrusage ru_maxrss), 0 if
+ * unknown. */
+uint64_t os_peak_resident_bytes();
+
 /* Resident set and the part of it backed by transparent hugepages, in
  * bytes, from /proc/self/smaps_rollup (Rss, AnonHugePages), read into a
  * stack buffer without allocating.  False (both 0) when the file cannot be

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -339,4 +340,86 @@ TEST(BackgroundEnv, OptionStartsTheThread)
     EXPECT_EQ(kt::run_self("BackgroundEnvChild.*",
                            {{"KALLOC_BACKGROUND", "1"}, {"KALLOC_RECLAIM_TEST_CHILD", "1"}}),
               0);
+}
+
+namespace {
+
+// One round of a program in rounds: 64 MiB of 256 KiB blocks (the zone's
+// large blocks), written, then all freed.  Returns the minor faults the
+// allocations and writes took.
+long round_of_large_blocks(int round)
+{
+    constexpr int N = 256;
+    constexpr size_t sz = 256u << 10;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    unsigned char *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = (unsigned char *)malloc(sz);
+        if (!p[i])
+            return -1;
+        memset(p[i], round + i, sz);
+    }
+    getrusage(RUSAGE_SELF, &r1);
+    for (int i = 0; i < N; i++) {
+        if (p[i][sz / 2] != (unsigned char)(round + i))
+            return -1;
+        free(p[i]);
+    }
+    return r1.ru_minflt - r0.ru_minflt;
+}
+
+} // namespace
+
+// A program in rounds (mimalloc-bench's mstress: each round allocates most
+// of the heap and frees it): once its use has come back near its peak after
+// a drop, the zone keeps the memory the program took back across the next
+// drop (round retention, mm/vmscan.h), so the next rounds stop faulting it
+// in.  Before: every round was given back and faulted in again.
+TEST(Reclaim, RoundsKeepWhatTheNextRoundTakesBack)
+{
+    malloc_trim(0);
+    long faults[5];
+    for (int round = 0; round < 5; round++) {
+        faults[round] = round_of_large_blocks(round);
+        ASSERT_GE(faults[round], 0) << "round " << round << ": no memory or a corrupted block";
+    }
+    struct kalloc_stats s {};
+    kalloc_stats_get(&s);
+    EXPECT_GT(faults[0], 8000) << "64 MiB written: at least 16K pages (fewer with hugepages)";
+    EXPECT_LT(faults[3] * 4, faults[0]) << faults[0] << " " << faults[1] << " " << faults[2] << " "
+                                        << faults[3];
+    EXPECT_LT(faults[4] * 4, faults[0]) << faults[0] << " " << faults[4];
+    EXPECT_GE(s.free_resident_pages * 4096, 32u << 20) << "the last round's memory was not kept";
+    malloc_trim(0);
+}
+
+// What round retention keeps must not raise the process's RSS peak: when
+// the program then grows by other memory (a 128 MiB huge block here), the
+// RSS guard finds it would pass its high-water mark and the kept memory
+// goes back.  Without the guard the peak rose by the block plus what was
+// kept.
+TEST(Reclaim, KeptMemoryDoesNotRaiseTheRSSPeak)
+{
+    malloc_trim(0);
+    for (int round = 0; round < 4; round++)
+        ASSERT_GE(round_of_large_blocks(round), 0);
+    struct kalloc_stats s {};
+    kalloc_stats_get(&s);
+    const size_t kept = s.free_resident_pages * 4096;
+    ASSERT_GE(kept, 32u << 20) << "no round retention to check";
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    constexpr size_t big = 128u << 20;
+    unsigned char *p = (unsigned char *)malloc(big);
+    ASSERT_NE(p, nullptr);
+    memset(p, 0x7e, big);
+    getrusage(RUSAGE_SELF, &r1);
+    const long rise_kib = r1.ru_maxrss - r0.ru_maxrss;
+    EXPECT_LE(rise_kib, (long)((big - kept / 2) >> 10))
+        << "the peak rose by " << rise_kib << " KiB for a " << (big >> 10) << " KiB block with "
+        << (kept >> 10) << " KiB kept";
+    EXPECT_EQ(p[big - 1], 0x7e);
+    free(p);
+    malloc_trim(0);
 }

@@ -50,6 +50,15 @@ bool check(const void *obj, size_t n, unsigned seed)
     return true;
 }
 
+// The fixed class whose objects are exactly `size` bytes (0 if none).
+unsigned fixed_class_of_size(size_t size)
+{
+    for (unsigned i = 1; i < NR_KMALLOC_STATIC; i++)
+        if (kmalloc_info[i].size == size)
+            return i;
+    return 0;
+}
+
 // Allocate `nslabs` whole new slabs of cache c: returns their objects by slab
 // (index order).  Objects from slabs the cache had before are given back.
 std::map<page *, std::vector<void *>> whole_slabs(kmem_cache *c, unsigned nslabs)
@@ -308,10 +317,7 @@ TEST(SlabHoles, EmptySlabWithHolesIsFreed)
 // explicit call.
 TEST(SlabHoles, FreesOfADrainingClassPunch)
 {
-    unsigned idx = 0;
-    for (unsigned i = 0; i < NR_KMALLOC_STATIC; i++)
-        if (kmalloc_info[i].size == 8192)
-            idx = i;
+    const unsigned idx = fixed_class_of_size(8192);
     ASSERT_EQ(kmalloc_info[idx].size, 8192u);
     ASSERT_GE(kmalloc_info[idx].order, 2u) << "8 KiB objects, at least 2 per slab";
     kmem_cache *c = &kmalloc_caches[idx];
@@ -403,10 +409,7 @@ TEST(SlabHoles, TimedPassPunchesIdleClassesOnly)
 // exit what the next one allocates again punched 270K holes in 200 threads.
 TEST(SlabHoles, HolesRefaultedSoonDeferTheFrees)
 {
-    unsigned idx = 0;
-    for (unsigned i = 0; i < NR_KMALLOC_STATIC; i++)
-        if (kmalloc_info[i].size == 8192)
-            idx = i;
+    const unsigned idx = fixed_class_of_size(8192);
     ASSERT_EQ(kmalloc_info[idx].size, 8192u);
     kmem_cache *c = &kmalloc_caches[idx];
     const unsigned per = kmalloc_info[idx].objects;

@@ -154,31 +154,67 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
 // recent peak of `use_peak` pages in use (0: the use itself), no hugepage
 // kept, with the automatic watermarks; under the zone's lock, and the
 // counters and watermarks are put back.
+// Zone 0 (made if there is none yet).
+static zone *first_zone()
+{
+    page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);
+    EXPECT_NE(pg, nullptr);
+    if (pg)
+        free_pages(pg, 0);
+    return zones[0];
+}
+
+// The counters the watermark tests make a zone read, saved and put back
+// (under the zone lock, held by the caller) around a test's changes.
+struct zone_counters {
+    unsigned long workingset, use_peak, spanned_pages, nr_free_pages, nr_free_resident, nr_free_lru,
+        nr_thp_kept, retention_faulted;
+    uint32_t round_time;
+    uint8_t use_dropped, rounds_blocked, wmark_rounds;
+    int pending, rss_due;
+    static zone_counters save(const zone *z)
+    {
+        return {z->workingset,    z->use_peak,       z->spanned_pages,  z->nr_free_pages,
+                z->nr_free_resident, z->nr_free_lru, z->nr_thp_kept,    z->retention_faulted,
+                z->round_time,    z->use_dropped,    z->rounds_blocked, z->wmark_rounds,
+                READ_ONCE(vmscan_pending), READ_ONCE(rss_check_due)};
+    }
+    void restore(zone *z) const
+    {
+        z->workingset = workingset;
+        z->use_peak = use_peak;
+        z->spanned_pages = spanned_pages;
+        z->nr_free_pages = nr_free_pages;
+        z->nr_free_resident = nr_free_resident;
+        z->nr_free_lru = nr_free_lru;
+        z->nr_thp_kept = nr_thp_kept;
+        z->retention_faulted = retention_faulted;
+        z->round_time = round_time;
+        z->use_dropped = use_dropped;
+        z->rounds_blocked = rounds_blocked;
+        z->wmark_rounds = wmark_rounds;
+        __setup_zone_wmarks(z);
+        WRITE_ONCE(vmscan_pending, pending);
+        WRITE_ONCE(rss_check_due, rss_due);
+    }
+};
+
 static unsigned long wmark_with(unsigned long in_use, unsigned long workingset, unsigned long use_peak,
                                 zone_watermarks w)
 {
     option_guard og;
     options[OPT_FREE_HIGH].value = 0;
-    page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);   // at least one zone
-    EXPECT_NE(pg, nullptr);
-    if (pg)
-        free_pages(pg, 0);
-    zone *z = zones[0];
+    zone *z = first_zone();
     spin_lock(&z->lock);
-    unsigned long saved_ws = z->workingset, saved_spanned = z->spanned_pages,
-                  saved_free = z->nr_free_pages, saved_kept = z->nr_thp_kept, saved_peak = z->use_peak;
+    const zone_counters saved = zone_counters::save(z);
     z->nr_thp_kept = 0;
     z->spanned_pages = z->nr_free_pages + in_use;
     z->workingset = workingset;
     z->use_peak = use_peak ? use_peak : in_use;
+    z->round_time = 0;                  // no round: a drop is a phase change
     __setup_zone_wmarks(z);
     unsigned long mark = wmark_pages(z, w);
-    z->spanned_pages = saved_spanned;
-    z->nr_free_pages = saved_free;
-    z->workingset = saved_ws;
-    z->nr_thp_kept = saved_kept;
-    z->use_peak = saved_peak;
-    __setup_zone_wmarks(z);
+    saved.restore(z);
     spin_unlock(&z->lock);
     return mark;
 }
@@ -244,15 +280,11 @@ TEST(Vmscan, AFaultingAllocationUnderRetentionChecksThePeak)
 {
     option_guard og;
     options[OPT_FREE_HIGH].value = 0;
-    page *pg = alloc_pages(0, MIGRATE_MOVABLE, nullptr);   // at least one zone
-    ASSERT_NE(pg, nullptr);
-    free_pages(pg, 0);
-    zone *z = zones[0];
+    zone *z = first_zone();
     const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
     spin_lock(&z->lock);
-    unsigned long saved_ws = z->workingset, saved_peak = z->use_peak, saved_spanned = z->spanned_pages,
-                  saved_res = z->nr_free_resident, saved_lru = z->nr_free_lru, saved_kept = z->nr_thp_kept;
-    int saved_pending = READ_ONCE(vmscan_pending);
+    const zone_counters saved = zone_counters::save(z);
+    z->round_time = 0;
     z->nr_thp_kept = 0;
     z->spanned_pages = z->nr_free_pages + 256 * MiB;       // 256 MiB in use
     z->use_peak = 288 * MiB;
@@ -263,26 +295,86 @@ TEST(Vmscan, AFaultingAllocationUnderRetentionChecksThePeak)
     unsigned long low_before = wmark_pages(z, WMARK_LOW), retained_before = z->wmark_retained;
     WRITE_ONCE(vmscan_pending, 0);
     z->spanned_pages += 16 * MiB;                          // 272 MiB in use now, by faults
-    __zone_use_rises(z, true);
+    __zone_use_rises(z, true, 16 * MiB);
     unsigned long low_after = wmark_pages(z, WMARK_LOW);
     int pending = READ_ONCE(vmscan_pending);
     z->spanned_pages += 40 * MiB;                          // past the old peak
-    __zone_use_rises(z, false);
+    __zone_use_rises(z, false, 40 * MiB);
     unsigned long peak_after = z->use_peak;
-    z->spanned_pages = saved_spanned;
-    z->workingset = saved_ws;
-    z->use_peak = saved_peak;
-    z->nr_free_resident = saved_res;
-    z->nr_free_lru = saved_lru;
-    z->nr_thp_kept = saved_kept;
-    __setup_zone_wmarks(z);
-    WRITE_ONCE(vmscan_pending, saved_pending);
+    saved.restore(z);
     spin_unlock(&z->lock);
     EXPECT_EQ(low_before, 32 * MiB);
     EXPECT_EQ(retained_before, 24 * MiB) << "32 MiB kept, 8 of them the usual level";
     EXPECT_EQ(low_after, 16 * MiB) << "the room under the peak: 288 - 272 MiB";
     EXPECT_EQ(pending, 1) << "30 MiB free and resident is over the new mark";
     EXPECT_EQ(peak_after, 312 * MiB) << "the use raised its peak";
+}
+
+// Rounds: once the use has come back near its peak after a large drop (a
+// program in rounds, such as mimalloc-bench's mstress), the next drop keeps
+// the workingset too, at most the room under the peak; not when the RSS
+// guard found the process at its RSS high-water mark (rounds_blocked, until
+// the next round), and not long after the last round.  Faults under it
+// accumulate to an RSS read (rss_check_due).
+TEST(Vmscan, RoundsKeepTheWorkingsetAcrossDrops)
+{
+    option_guard og;
+    options[OPT_FREE_HIGH].value = 0;
+    zone *z = first_zone();
+    const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
+    spin_lock(&z->lock);
+    const zone_counters saved = zone_counters::save(z);
+    const unsigned long base = z->nr_free_pages;
+    auto use = [&](unsigned long pages) { z->spanned_pages = base + pages; };
+    z->nr_thp_kept = 0;
+    z->round_time = 0;
+    z->use_dropped = 0;
+    z->rounds_blocked = 0;
+    z->retention_faulted = 0;
+    z->workingset = 200 * MiB;
+    z->use_peak = 400 * MiB;
+    // A first drop to 100 MiB: no round yet, the usual level (a 32nd).
+    use(100 * MiB);
+    __setup_zone_wmarks(z);
+    const unsigned long first_drop = wmark_pages(z, WMARK_LOW);
+    const bool dropped = z->use_dropped;
+    // The use comes back near the peak: a round.
+    use(380 * MiB);
+    __zone_use_rises(z, false, 280 * MiB);
+    const bool round = z->round_time != 0 && !z->use_dropped;
+    // The next drop keeps the workingset (200 MiB, under the 300 of room).
+    use(100 * MiB);
+    __setup_zone_wmarks(z);
+    const unsigned long second_drop = wmark_pages(z, WMARK_LOW);
+    const bool rounds = z->wmark_rounds;
+    // Faults under it: an RSS read is asked for after 256 pages.
+    WRITE_ONCE(rss_check_due, 0);
+    use(100 * MiB + 100);
+    __zone_use_rises(z, true, 100);
+    const int due_early = READ_ONCE(rss_check_due);
+    use(100 * MiB + 300);
+    __zone_use_rises(z, true, 200);
+    const int due = READ_ONCE(rss_check_due);
+    // The guard stopped it: the usual level until the next round.
+    z->rounds_blocked = 1;
+    __setup_zone_wmarks(z);
+    const unsigned long blocked = wmark_pages(z, WMARK_LOW);
+    // Long after the last round: the usual level.
+    z->rounds_blocked = 0;
+    z->round_time = vmscan_now() - ROUNDS_WINDOW_MS - 1;
+    __setup_zone_wmarks(z);
+    const unsigned long stale = wmark_pages(z, WMARK_LOW);
+    saved.restore(z);
+    spin_unlock(&z->lock);
+    EXPECT_EQ(first_drop, 4 * MiB) << "the usual level: 100 MiB / 32, at least 4 MiB";
+    EXPECT_TRUE(dropped);
+    EXPECT_TRUE(round) << "coming back near the peak was not seen as a round";
+    EXPECT_EQ(second_drop, 200 * MiB) << "the workingset was not kept across the round's drop";
+    EXPECT_TRUE(rounds);
+    EXPECT_EQ(due_early, 0);
+    EXPECT_EQ(due, 1) << "256 pages faulted in under round retention asked for no RSS read";
+    EXPECT_LT(blocked, 5 * MiB);
+    EXPECT_LT(stale, 5 * MiB);
 }
 
 // In a small heap (under 4 MiB in use) a refault raises the workingset only
