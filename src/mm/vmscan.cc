@@ -181,7 +181,7 @@ void __setup_zone_wmarks(zone *z)
         z->use_dropped = 1;         /* a large drop: a round if the use comes back */
     /* Rounds: a program whose use came back near its peak after a large
      * drop (recently: ROUNDS_WINDOW_MS) keeps the workingset across the next
-     * drop too, under the RSS guard (rss_guard_check): its next round takes
+     * drop too, under the RSS guard (rss_guard_at_peak): its next round takes
      * back what the last one freed (mimalloc-bench's mstress refaulted its
      * rounds' memory, 1.3 M faults a run). */
     bool rounds = !steady && z->round_time && !z->rounds_blocked &&
@@ -232,7 +232,7 @@ void __zone_round(zone *z)
 void __zone_retention_check(zone *z, unsigned long pages)
 {
     /* Round retention: every RETENTION_RSS_CHECK_PAGES faulted in, the next
-     * pass reads the process's RSS (not under this lock: rss_guard_check). */
+     * pass reads the process's RSS (not under this lock: rss_guard_at_peak). */
     if (z->wmark_rounds) {
         z->retention_faulted += pages;
         if (z->retention_faulted >= RETENTION_RSS_CHECK_PAGES) {
