@@ -171,10 +171,12 @@ void __setup_zone_wmarks(zone *z)
      * peak, free memory the program takes back (the workingset) is kept
      * resident up to the room under that peak, so the resident memory the
      * zone counts never rises above what the peak held (use_peak plus the
-     * band); see vmscan.h.  A larger drop (a spike's end, a round's) gets
-     * the usual level: retention across it raised python3's and
-     * redis-expiry's peaks by 1.6 and 3.5 MiB (in-use pages a program never
-     * touched count as resident here, so the bound is not one on RSS). */
+     * band); see vmscan.h.  A larger drop (a spike's end) gets the usual
+     * level, unless the zone is in rounds (below): bounded by the zone's
+     * sum alone, retention across drops raised python3's and redis-expiry's
+     * peaks by 1.6 and 3.5 MiB (in-use pages a program never touched count
+     * as resident here, so that bound is not one on RSS); rounds have the
+     * RSS guard. */
     unsigned long retained = 0;
     bool steady = z->use_peak - in_use <= in_use / 8;
     if (!steady)
