@@ -27,6 +27,7 @@
 #include "mm/percpu_sheaves.h"
 #include "mm/slab.h"
 #include "mm/slab_dynamic.h"
+#include "platform/os.h"
 #include "mm/vmalloc.h"
 #include "mm/vmscan.h"
 #include "platform/dl_rebind.h"
@@ -274,8 +275,9 @@ void *kcalloc(size_t n, size_t size)
     }
     bool zeroed = false;
     void *p = vmalloc(total, PAGE_SIZE, &zeroed);
-    if (p && !zeroed)              /* reused from the huge-area cache */
-        memset(p, 0, total);
+    if (p && !zeroed)              /* reused from the huge-area cache: what the last */
+        os_zero_range(p, (total + PAGE_SIZE - 1) & ~(size_t)(PAGE_SIZE - 1));   /* user never
+                                                                 * touched stays untouched */
     return p ?: enomem();
 }
 

@@ -4,6 +4,7 @@
 #include "platform/os.h"
 
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -80,6 +81,48 @@ void os_decommit(void *addr, size_t len)
 {
     int saved = errno;
     madvise(addr, len, MADV_DONTNEED);
+    errno = saved;
+}
+
+void os_zero_range(void *addr, size_t len)
+{
+    constexpr size_t pg = 4096;
+    constexpr size_t chunk_pages = 4096;          /* 16 MiB per mincore call */
+    constexpr unsigned max_runs = 64;
+    int saved = errno;
+    unsigned char vec[chunk_pages];
+    char *p = (char *)addr;
+    size_t left = len;
+    while (left) {
+        size_t n = left < chunk_pages * pg ? left : chunk_pages * pg;
+        size_t npages = (n + pg - 1) / pg;
+        if (mincore(p, n, vec) != 0) {
+            memset(p, 0, n);
+        } else {
+            unsigned runs = 0;
+            for (size_t i = 0; i < npages; i++)
+                if (!(vec[i] & 1) && (i == 0 || (vec[i - 1] & 1)))
+                    runs++;
+            if (runs > max_runs) {
+                memset(p, 0, n);
+            } else {
+                for (size_t i = 0; i < npages;) {
+                    size_t j = i;
+                    bool res = vec[i] & 1;
+                    while (j < npages && (bool)(vec[j] & 1) == res)
+                        j++;
+                    size_t off = i * pg, end = j * pg < n ? j * pg : n;
+                    if (res)
+                        memset(p + off, 0, end - off);
+                    else if (madvise(p + off, end - off, MADV_DONTNEED) != 0)
+                        memset(p + off, 0, end - off);
+                    i = j;
+                }
+            }
+        }
+        p += n;
+        left -= n;
+    }
     errno = saved;
 }
 

@@ -43,6 +43,14 @@ void *os_remap_fixed(void *addr, size_t old_len, size_t new_len, void *new_addr)
  * longer count in the resident set. */
 void os_decommit(void *addr, size_t len);
 
+/* Make a private anonymous range (page aligned) read as zero without making
+ * it resident: its resident pages are cleared with memset, the others (never
+ * touched, given back, or swapped out) are dropped with MADV_DONTNEED, so
+ * they fault in as zero pages when touched.  mincore tells which is which,
+ * 16 MiB per call through a stack vector.  A range whose residency is too
+ * scattered (more than 64 non-resident runs in a chunk) is memset whole. */
+void os_zero_range(void *addr, size_t len);
+
 /* Give the pages back whatever maps them: `fd` < 0 (anonymous private
  * memory) MADV_DONTNEED as os_decommit; otherwise the range is a shared
  * mapping of the memory file `fd` and MADV_REMOVE frees the file pages
