@@ -934,12 +934,19 @@ struct thp_ballast {
     }
 };
 
+// KALLOC_THP=1 (collapses only) for a test under an option_guard; false when
+// the machine has transparent hugepages off (the test skips).
+static bool thp_collapse_mode()
+{
+    options[OPT_THP].value = 1;
+    khugepaged_init();
+    return thp_enabled != THP_NEVER;
+}
+
 TEST(Khugepaged, DensePageblocksAreMadeHugeAndSparseOnesNot)
 {
     option_guard og;
-    options[OPT_THP].value = 1;
-    khugepaged_init();
-    if (thp_enabled == THP_NEVER)
+    if (!thp_collapse_mode())
         GTEST_SKIP() << "transparent hugepages are off on this machine";
     thp_ballast ballast;
     // A whole pageblock allocated: dense.
@@ -971,9 +978,7 @@ unsigned long fake_pageblock_free_bytes(zone *, unsigned long) { return fake_fre
 TEST(Khugepaged, DenseFreeListsButSparseContentsStaySmall)
 {
     option_guard og;
-    options[OPT_THP].value = 1;
-    khugepaged_init();
-    if (thp_enabled == THP_NEVER)
+    if (!thp_collapse_mode())
         GTEST_SKIP() << "transparent hugepages are off on this machine";
     thp_ballast ballast;
     blk b = alloc_filled(pageblock_order, 0x42);
@@ -1049,9 +1054,7 @@ TEST(Khugepaged, ADenseBlockIsCountedAgainOnlyAfterEnoughFrees)
 TEST(Khugepaged, SmallHeapsKeepSmallPages)
 {
     option_guard og;
-    options[OPT_THP].value = 1;
-    khugepaged_init();
-    if (thp_enabled == THP_NEVER)
+    if (!thp_collapse_mode())
         GTEST_SKIP() << "transparent hugepages are off on this machine";
     blk b = alloc_filled(pageblock_order, 0x42);
     ASSERT_NE(b.pg, nullptr);
@@ -1250,9 +1253,7 @@ TEST(Khugepaged, FreshPageblocksOfABusyZoneAreHugeAtTheirFirstFault)
 TEST(Khugepaged, AHugeBlockGivenBackTurnsSmallAtOnce)
 {
     option_guard og;
-    options[OPT_THP].value = 1;
-    khugepaged_init();
-    if (thp_enabled == THP_NEVER)
+    if (!thp_collapse_mode())
         GTEST_SKIP() << "transparent hugepages are off on this machine";
     thp_ballast ballast;
     blk b = alloc_filled(pageblock_order, 0x42);
