@@ -2,7 +2,9 @@
 # Instructions per malloc+free pair on the fast path, counted with
 # valgrind --tool=callgrind (repeatable, unlike timings on a shared machine).
 #   bench/fastpath.sh [path/to/libkalloc.so] [size=64]
-# Prints the per-pair total and the per-call counts of malloc and free.
+# Prints the per-pair total and the per-call counts of malloc and free, then
+# those of an in-place realloc and malloc_usable_size (at that size and at
+# 40,000 bytes, a large block of whole pages).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 lib="${1:-$root/build/libkalloc.so}"
@@ -10,14 +12,16 @@ size="${2:-64}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/fastpath" "$root/bench/fastpath.c"
-count() {   # iterations -> "total malloc free" instruction counts
+count() {   # iterations [size mode] -> "total malloc free realloc usable" instruction counts
   LD_PRELOAD="$lib" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$1" \
-    "$tmp/fastpath" "$1" "$size" >/dev/null 2>&1
-  callgrind_annotate "$tmp/cg.$1" 2>/dev/null | awk '
+    "$tmp/fastpath" "$1" "${2:-$size}" "${3:-pair}" >/dev/null 2>&1
+  callgrind_annotate --inclusive=yes "$tmp/cg.$1" 2>/dev/null | awk '
     /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
     /:malloc / || /:malloc$/ { gsub(",", "", $1); m = $1 }
     /:free / || /:free$/ { gsub(",", "", $1); f = $1 }
-    END { print total, m + 0, f + 0 }'
+    /:realloc / || /:realloc$/ { gsub(",", "", $1); r = $1 }
+    /:malloc_usable_size / || /:malloc_usable_size$/ { gsub(",", "", $1); u = $1 }
+    END { print total, m + 0, f + 0, r + 0, u + 0 }'
 }
 read -r t1 m1 f1 < <(count 100000)
 read -r t2 m2 f2 < <(count 200000)
@@ -25,3 +29,10 @@ awk -v t1="$t1" -v t2="$t2" -v m1="$m1" -v m2="$m2" -v f1="$f1" -v f2="$f2" -v s
   printf "malloc(%d)+free: %.1f instructions per pair in total (loop and calls included)\n", s, (t2 - t1) / 100000
   printf "  malloc: %.1f   free: %.1f   (instructions per call, inside the library)\n", (m2 - m1) / 100000, (f2 - f1) / 100000
 }'
+for s2 in "$size" 40000; do
+  read -r _ _ _ r1 u1 < <(count 100000 "$s2" realloc)
+  read -r _ _ _ r2 u2 < <(count 200000 "$s2" realloc)
+  awk -v r1="$r1" -v r2="$r2" -v u1="$u1" -v u2="$u2" -v s="$s2" 'BEGIN {
+    printf "  realloc(p, %d) in place: %.1f   malloc_usable_size: %.1f   (instructions per call)\n", s, (r2 - r1) / 100000, (u2 - u1) / 100000
+  }'
+done

@@ -281,7 +281,8 @@ void *kcalloc(size_t n, size_t size)
     return p ?: enomem();
 }
 
-void *krealloc(void *p, size_t size)
+/* realloc's slow path: whatever krealloc (malloc.h) cannot do in place. */
+void *__krealloc_slow(void *p, size_t size)
 {
     if (!p)
         return kmalloc(size);
@@ -416,7 +417,9 @@ void *kpvalloc(size_t size)
     return kmalloc_aligned(PAGE_SIZE, rounded);
 }
 
-size_t ksize(const void *p)
+/* malloc_usable_size's slow path: nullptr, huge blocks, glibc's blocks,
+ * apparently free objects, bad pointers. */
+size_t __ksize_slow(const void *p)
 {
     if (!p)
         return 0;

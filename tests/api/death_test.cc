@@ -191,6 +191,51 @@ TEST_F(Death, ReallocInvalidPointer) {
       kReallocMsg);
 }
 
+// realloc's and malloc_usable_size's in-place fast paths (malloc.h
+// kusable_fast) accept only an object's start or a large block's head page:
+// a page-aligned pointer inside a large block, or into a freed one, is
+// reported, not resized or measured.
+TEST_F(Death, ReallocInsideOrAfterALargeBlock) {
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(64 << 10)));
+        void *r = realloc(opaque<void *>(p + 4096), opaque<size_t>(8000));
+        kt::escape(r);
+      },
+      kReallocMsg);
+  EXPECT_DEATH(
+      {
+        void *p = malloc(opaque<size_t>(64 << 10));
+        Free(p);
+        void *r = realloc(opaque(p), opaque<size_t>(65000));
+        kt::escape(r);
+      },
+      kReallocMsg);
+}
+
+TEST_F(Death, UsableSizeOfABadPointer) {
+  constexpr const char *kUsableMsg = "malloc_usable_size\\(\\).*0x[0-9a-fA-F]+";
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(64)));
+        kt::escape(reinterpret_cast<void *>(malloc_usable_size(opaque<void *>(p + 16))));
+      },
+      kUsableMsg);
+  EXPECT_DEATH(
+      {
+        char *p = static_cast<char *>(malloc(opaque<size_t>(64 << 10)));
+        kt::escape(reinterpret_cast<void *>(malloc_usable_size(opaque<void *>(p + 8192))));
+      },
+      kUsableMsg);
+  EXPECT_DEATH(
+      {
+        void *p = malloc(opaque<size_t>(64 << 10));
+        Free(p);
+        kt::escape(reinterpret_cast<void *>(malloc_usable_size(opaque(p))));
+      },
+      kUsableMsg);
+}
+
 TEST_F(Death, ReallocAfterFree) {
   EXPECT_DEATH(
       {

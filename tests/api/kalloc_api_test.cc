@@ -388,4 +388,50 @@ TEST(KallocApi, ReallocGrowsAnAppendedBlockInWholePagesInPlace) {
   free(q);
 }
 
+// realloc's in-place fast path (malloc.h) and its slow path draw the same
+// lines: a slab object stays while its class fits and is not twice too big;
+// a large block stays while it keeps its page count, gives pages back when
+// it needs fewer (at 4 KiB or more), and moves to a size class below that.
+TEST(KallocApi, ReallocInPlaceKeepsTheBlockUntilItMustShrink) {
+  char *p = static_cast<char *>(malloc(opaque<size_t>(100)));
+  ASSERT_NE(p, nullptr);
+  const size_t cls = malloc_usable_size(p);
+  memset(p, 'x', 100);
+  EXPECT_EQ(realloc(p, opaque(cls)), p);
+  EXPECT_EQ(realloc(p, opaque(cls / 2 + 1)), p);
+  EXPECT_EQ(malloc_usable_size(p), cls);
+  char *q = static_cast<char *>(realloc(p, opaque(cls / 2)));
+  ASSERT_NE(q, nullptr);
+  EXPECT_NE(q, p) << "a class twice too big must move to a smaller one";
+  EXPECT_LT(malloc_usable_size(q), cls);
+  EXPECT_EQ(q[0], 'x');
+  EXPECT_EQ(q[cls / 2 - 1], 'x');
+  free(q);
+
+  // The 16-byte class keeps any size from 1 to 16.
+  p = static_cast<char *>(malloc(opaque<size_t>(16)));
+  EXPECT_EQ(realloc(p, opaque<size_t>(1)), p);
+  EXPECT_EQ(malloc_usable_size(p), 16u);
+  free(p);
+
+  p = static_cast<char *>(malloc(opaque<size_t>(40000)));
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(malloc_usable_size(p), 40960u);
+  memset(p, 'y', 40000);
+  EXPECT_EQ(realloc(p, opaque<size_t>(40960)), p);
+  EXPECT_EQ(realloc(p, opaque<size_t>(36865)), p);
+  EXPECT_EQ(malloc_usable_size(p), 40960u) << "same page count: nothing given back";
+  EXPECT_EQ(realloc(p, opaque<size_t>(36864)), p);
+  EXPECT_EQ(malloc_usable_size(p), 36864u) << "a page fewer: its last page given back";
+  EXPECT_EQ(realloc(p, opaque<size_t>(4096)), p);
+  EXPECT_EQ(malloc_usable_size(p), 4096u);
+  q = static_cast<char *>(realloc(p, opaque<size_t>(4095)));
+  ASSERT_NE(q, nullptr);
+  EXPECT_NE(q, p) << "below 4 KiB a block takes a size class";
+  EXPECT_EQ(q[0], 'y');
+  EXPECT_EQ(q[4094], 'y');
+  // realloc(p, 0) frees and returns nullptr, as glibc's does.
+  EXPECT_EQ(realloc(q, opaque<size_t>(0)), nullptr);
+}
+
 }  // namespace
