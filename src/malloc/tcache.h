@@ -60,7 +60,7 @@
  * user CPU from 2.9 to 2.0 s for 188 -> 216 MiB while asleep (4 interleaved
  * runs, medians; 32 KiB: 2.4 s and 207 MiB, 128 KiB: 1.8 s and 259 MiB).
  * When a slow path finds cap_bytes over the budget (more
- * threads appeared, or a draining bin got room again), the largest bins'
+ * threads appeared; a draining bin gets room again only within it), the largest bins'
  * capacities are halved down to 3/4 of the budget, and the excess objects
  * go back to the slabs.  A bin that overflows twice with no refill in between belongs to
  * a thread that is only freeing that class (a burst being freed): from then
