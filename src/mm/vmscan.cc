@@ -66,13 +66,29 @@ struct rss_guard {
     bool at_peak;       /* RSS plus growth within the slack of its high-water mark */
 };
 
+/* The RSS at the guard's last reading (bytes; 0: none yet).  Written by
+ * passes under vmscan_lock, read racily by nobody else. */
+uint64_t rss_guard_last;
+
+/* Growth the allocator counted (rss_growth_pending) is what raises the mark.
+ * Without it (a timed pass), an RSS at its mark is no reason to give the kept
+ * memory back: kept memory is resident already, and a zone keeping it at a
+ * round's peak is at the mark by design (with every timed pass blocking
+ * there, a round that ran longer than a pass interval lost its retention:
+ * Reclaim.RoundsKeepWhatTheNextRoundTakesBack failed on a loaded machine).
+ * What a timed pass can see is growth nobody counted (pages in use touched
+ * later, memory outside the allocator): a rise of the RSS since the last
+ * reading, by more than the slack. */
 bool rss_guard_at_peak(rss_guard *g)
 {
     if (!g->read) {
         g->read = true;
         uint64_t rss = os_resident_bytes(), hwm = os_peak_resident_bytes();
         uint64_t slack = hwm / 64 > RSS_GUARD_SLACK ? hwm / 64 : RSS_GUARD_SLACK;
-        g->at_peak = !rss || !hwm || rss + g->growth + slack >= hwm;
+        uint64_t last = rss_guard_last;
+        rss_guard_last = rss;
+        bool growing = g->growth || (last && rss > last + slack);
+        g->at_peak = !rss || !hwm || (growing && rss + g->growth + slack >= hwm);
         stat_add(vm_reclaim_stats.rss_checks, 1);
     }
     return g->at_peak;

@@ -394,6 +394,38 @@ TEST(Reclaim, RoundsKeepWhatTheNextRoundTakesBack)
     malloc_trim(0);
 }
 
+// A timed pass that comes while the zone keeps a round's memory finds the
+// RSS at its high-water mark (the kept memory is resident: that is the
+// point) but no growth: it must not give the memory back.  Before, every
+// timed pass there blocked the rounds (rounds_blocked), so a round that
+// outlasted the 250 ms between passes refaulted all of it
+// (RoundsKeepWhatTheNextRoundTakesBack failed on a loaded machine: 16,363
+// faults in round 4).  Here the pause between rounds 3 and 4 lets a timed
+// pass run.
+TEST(Reclaim, ATimedPassAtARoundsPeakKeepsItsMemory)
+{
+    malloc_trim(0);
+    long faults[5];
+    struct kalloc_vmstat before {}, after {};
+    before.size = after.size = sizeof before;
+    for (int round = 0; round < 5; round++) {
+        if (round == 3) {
+            ASSERT_EQ(kalloc_vmstat_get(&before), 0);
+            usleep(400 * 1000);     // past a timed pass's due time (250 ms), before decay (1 s)
+            free(malloc(kt::opaque<size_t>(100)));  // slow paths run the pass
+            free(malloc(kt::opaque<size_t>(300000)));
+        }
+        faults[round] = round_of_large_blocks(round);
+        ASSERT_GE(faults[round], 0) << "round " << round << ": no memory or a corrupted block";
+    }
+    ASSERT_EQ(kalloc_vmstat_get(&after), 0);
+    EXPECT_GT(after.decay_runs, before.decay_runs) << "no timed pass ran between the rounds";
+    EXPECT_LT(faults[3] * 4, faults[0]) << faults[0] << " " << faults[1] << " " << faults[2] << " "
+                                        << faults[3];
+    EXPECT_LT(faults[4] * 4, faults[0]) << faults[0] << " " << faults[4];
+    malloc_trim(0);
+}
+
 // What round retention keeps must not raise the process's RSS peak: when
 // the program then grows by other memory (a 128 MiB huge block here), the
 // RSS guard finds it would pass its high-water mark and the kept memory
