@@ -68,39 +68,51 @@ static __fastpath void *kmalloc(size_t size)
     return __kmalloc_slow(size);
 }
 
-/* free: p from kmalloc & co., or nullptr. */
-static __fastpath void kfree(void *p)
+/* The lookup the pointer fast paths share (free, realloc, usable size):
+ * p's zone slot (*z nullptr outside every slot, the other outputs then
+ * unset), its page in the slot and that page's slab class byte, and whether
+ * p is an object's start: inside the slab's objects, at a multiple of the
+ * size (Lemire's divisibility test; class 0, "not a slab", never passes). */
+static __fastpath bool slab_object_start(const void *p, zone **z, unsigned long *pfn, unsigned *idx)
 {
     uintptr_t a = (uintptr_t)p;
     unsigned long slot = a >> ZONE_SLOT_SHIFT;
-    if (likely(slot < ARRAY_SIZE(zone_table))) {
-        zone *z = (zone *)zone_table[slot];
-        if (likely(z != nullptr)) {
-            unsigned pfn = (uint32_t)a >> PAGE_SHIFT;     /* slots are 4 GiB */
-            unsigned idx = zone_slab_class_map(z)[pfn];
-            const kmalloc_fast_class *k = &kmalloc_fast[idx];
-            uint32_t off = (uint32_t)a & k->slab_mask;
-            uint64_t **obj = (uint64_t **)p;
-            /* An object's start: inside the slab's objects, at a multiple of
-             * the size (class 0, "not a slab", never passes); no key: not
-             * (apparently) already free; the slab is this thread's (else a
-             * remote free, slow path). */
-            tcache *tc = tcache_current;
-            if (likely(off < k->limit && (uint64_t)off * k->divc < k->divc &&
-                       (uint64_t)obj[1] != tcache_key)) {
-                tcache_bin *b = &tc->bins[idx];
-                unsigned owner = zone_slab_owner_map(z)[pfn];
-                if (likely(owner == tc->owner_id && b->avail != 0)) {
-                    obj[0] = (uint64_t *)b->head;
-                    obj[1] = (uint64_t *)tcache_key;
-                    b->head = obj;
-                    b->avail--;
-                    return;
-                }
-                /* A valid object: a remote free or a full bin. */
-                return __kfree_object_slow(p, idx, owner);
-            }
+    if (unlikely(slot >= ARRAY_SIZE(zone_table))) {
+        *z = nullptr;
+        return false;
+    }
+    *z = (zone *)zone_table[slot];
+    if (unlikely(*z == nullptr))
+        return false;
+    *pfn = (uint32_t)a >> PAGE_SHIFT;     /* slots are 4 GiB */
+    *idx = zone_slab_class_map(*z)[*pfn];
+    const kmalloc_fast_class *k = &kmalloc_fast[*idx];
+    uint32_t off = (uint32_t)a & k->slab_mask;
+    return off < k->limit && (uint64_t)off * k->divc < k->divc;
+}
+
+/* free: p from kmalloc & co., or nullptr. */
+static __fastpath void kfree(void *p)
+{
+    uint64_t **obj = (uint64_t **)p;
+    zone *z;
+    unsigned long pfn;
+    unsigned idx;
+    /* An object's start with no key (not, apparently, already free), of a
+     * slab that is this thread's (else a remote free, slow path). */
+    tcache *tc = tcache_current;
+    if (likely(slab_object_start(p, &z, &pfn, &idx) && (uint64_t)obj[1] != tcache_key)) {
+        tcache_bin *b = &tc->bins[idx];
+        unsigned owner = zone_slab_owner_map(z)[pfn];
+        if (likely(owner == tc->owner_id && b->avail != 0)) {
+            obj[0] = (uint64_t *)b->head;
+            obj[1] = (uint64_t *)tcache_key;
+            b->head = obj;
+            b->avail--;
+            return;
         }
+        /* A valid object: a remote free or a full bin. */
+        return __kfree_object_slow(p, idx, owner);
     }
     __kfree_slow(p);
 }
@@ -115,28 +127,20 @@ __slowpath size_t __ksize_slow(const void *p);
  * descriptors are mapped up to spanned_pages. */
 static __fastpath size_t kusable_fast(const void *p, bool *large)
 {
-    uintptr_t a = (uintptr_t)p;
-    unsigned long slot = a >> ZONE_SLOT_SHIFT;
-    if (likely(slot < ARRAY_SIZE(zone_table))) {
-        zone *z = (zone *)zone_table[slot];
-        if (likely(z != nullptr)) {
-            unsigned pfn = (uint32_t)a >> PAGE_SHIFT;     /* slots are 4 GiB */
-            unsigned idx = zone_slab_class_map(z)[pfn];
-            const kmalloc_fast_class *k = &kmalloc_fast[idx];
-            uint32_t off = (uint32_t)a & k->slab_mask;
-            if (likely(off < k->limit && (uint64_t)off * k->divc < k->divc &&
-                       ((const uint64_t *)p)[1] != tcache_key)) {
-                *large = false;
-                return kmalloc_size(idx);
-            }
-            if (idx == 0 && !(a & (PAGE_SIZE - 1)) && zone_table_type(z) == ZONE_NORMAL &&
-                pfn < READ_ONCE(z->spanned_pages)) {
-                const page *pg = z->mem_map + pfn;
-                if ((pg->flags & (PG_large | PG_head | PG_slab)) == (PG_large | PG_head)) {
-                    *large = true;
-                    return large_size(pg);
-                }
-            }
+    zone *z;
+    unsigned long pfn;
+    unsigned idx;
+    if (likely(slab_object_start(p, &z, &pfn, &idx) &&
+               ((const uint64_t *)p)[1] != tcache_key)) {
+        *large = false;
+        return kmalloc_size(idx);
+    }
+    if (z && idx == 0 && !((uintptr_t)p & (PAGE_SIZE - 1)) && zone_table_type(z) == ZONE_NORMAL &&
+        pfn < READ_ONCE(z->spanned_pages)) {
+        const page *pg = z->mem_map + pfn;
+        if ((pg->flags & (PG_large | PG_head | PG_slab)) == (PG_large | PG_head)) {
+            *large = true;
+            return large_size(pg);
         }
     }
     return 0;
