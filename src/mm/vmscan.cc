@@ -55,8 +55,8 @@ inline void stat_add(unsigned long &c, unsigned long v) { __atomic_fetch_add(&c,
  * kept across a round's drop must not raise the process's RSS high-water
  * mark.  While it is kept, and the process grows by other memory (blocks
  * taken from given-back memory, fresh huge mappings: rss_growth_pending,
- * counted whole as they may all be touched), the RSS is read (statm,
- * getrusage: 4 system calls, once per pass at most); if the RSS plus that
+ * counted whole as they may all be touched), the RSS is read (VmRSS and
+ * VmHWM of /proc/self/status: 3 system calls, once per pass at most); if the RSS plus that
  * growth comes within RSS_GUARD_SLACK of the mark, the zone's round
  * retention stops until its next round, and the pass gives the kept memory
  * back. */
@@ -83,7 +83,8 @@ bool rss_guard_at_peak(rss_guard *g)
 {
     if (!g->read) {
         g->read = true;
-        uint64_t rss = os_resident_bytes(), hwm = os_peak_resident_bytes();
+        uint64_t rss, hwm;
+        os_resident_and_peak(&rss, &hwm);
         uint64_t slack = hwm / 64 > RSS_GUARD_SLACK ? hwm / 64 : RSS_GUARD_SLACK;
         uint64_t last = rss_guard_last;
         rss_guard_last = rss;

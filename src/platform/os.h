@@ -48,7 +48,8 @@ void os_decommit(void *addr, size_t len);
  * touched, given back, or swapped out) are dropped with MADV_DONTNEED, so
  * they fault in as zero pages when touched.  mincore tells which is which,
  * 16 MiB per call through a stack vector.  A range whose residency is too
- * scattered (more than 64 non-resident runs in a chunk) is memset whole. */
+ * scattered (more than 64 non-resident runs in a chunk), or any range under a
+ * seccomp filter (no mincore there), is memset whole. */
 void os_zero_range(void *addr, size_t len);
 
 /* Give the pages back whatever maps them: `fd` < 0 (anonymous private
@@ -150,9 +151,11 @@ void os_write(int fd, const char *buf, size_t len);
  * unknown. */
 uint64_t os_resident_bytes();
 
-/* The process's RSS high-water mark in bytes (getrusage ru_maxrss), 0 if
- * unknown. */
-uint64_t os_peak_resident_bytes();
+/* The process's resident set and its high-water mark in bytes (VmRSS and
+ * VmHWM of /proc/self/status: open, read, close, which the seccomp check
+ * makes too; no getrusage, which sandboxes that allow what glibc's malloc
+ * calls may kill).  False (both 0 or one unknown) when they cannot be read. */
+bool os_resident_and_peak(uint64_t *rss, uint64_t *peak);
 
 /* Resident set and the part of it backed by transparent hugepages, in
  * bytes, from /proc/self/smaps_rollup (Rss, AnonHugePages), read into a
