@@ -169,8 +169,8 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 5   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
-                                     5: mesh_* */
+#define KALLOC_VMSTAT_VERSION 6   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+                                     5: mesh_*; 6: thp_kept_pages */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -267,6 +267,11 @@ struct kalloc_vmstat {
     uint64_t mesh_fail_overlap;   /**< of those, with an object live in both */
     uint64_t unmesh;              /**< merged pages given back when their slab emptied */
     uint64_t mesh_skip_threads;   /**< passes skipped: the process had more than one thread */
+    /* --- version 6 --- */
+    uint64_t thp_kept_pages;      /**< free resident pages the latest watermark passes left in
+                                       place because they lie in whole hugepages under half
+                                       free (reclaim would split them; decay and trim still
+                                       take them); part of kalloc_stats' free_resident_pages */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

@@ -116,6 +116,7 @@ int stats_vmstat_get(kalloc_vmstat *out)
     for (unsigned i = 0; i < n; i++) {
         spin_lock(&zones[i]->lock);
         int idx = __fragmentation_index(zones[i], pageblock_order);
+        v.thp_kept_pages += zones[i]->nr_thp_kept;
         spin_unlock(&zones[i]->lock);
         if (idx > v.fragmentation_index)
             v.fragmentation_index = idx;
