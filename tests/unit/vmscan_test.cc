@@ -149,11 +149,6 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     spin_unlock(&z->lock);
 }
 
-// The watermark `w` __setup_zone_wmarks gives the first zone when its
-// counters read `in_use` pages in use, `workingset` pages reused and a
-// recent peak of `use_peak` pages in use (0: the use itself), no hugepage
-// kept, with the automatic watermarks; under the zone's lock, and the
-// counters and watermarks are put back.
 // Zone 0 (made if there is none yet).
 static zone *first_zone()
 {
@@ -199,19 +194,34 @@ struct zone_counters {
     }
 };
 
+// The first zone, locked, its counters saved in *saved (put them back
+// before unlocking), with the automatic watermarks (the caller holds an
+// option_guard), no hugepage kept and no round seen.
+static zone *lock_zone_for_wmarks(zone_counters *saved)
+{
+    options[OPT_FREE_HIGH].value = 0;
+    zone *z = first_zone();
+    spin_lock(&z->lock);
+    *saved = zone_counters::save(z);
+    z->nr_thp_kept = 0;
+    z->round_time = 0;
+    return z;
+}
+
+// The watermark `w` __setup_zone_wmarks gives the first zone when its
+// counters read `in_use` pages in use, `workingset` pages reused and a
+// recent peak of `use_peak` pages in use (0: the use itself), no hugepage
+// kept, with the automatic watermarks; under the zone's lock, and the
+// counters and watermarks are put back.
 static unsigned long wmark_with(unsigned long in_use, unsigned long workingset, unsigned long use_peak,
                                 zone_watermarks w)
 {
     option_guard og;
-    options[OPT_FREE_HIGH].value = 0;
-    zone *z = first_zone();
-    spin_lock(&z->lock);
-    const zone_counters saved = zone_counters::save(z);
-    z->nr_thp_kept = 0;
+    zone_counters saved;
+    zone *z = lock_zone_for_wmarks(&saved);
     z->spanned_pages = z->nr_free_pages + in_use;
     z->workingset = workingset;
-    z->use_peak = use_peak ? use_peak : in_use;
-    z->round_time = 0;                  // no round: a drop is a phase change
+    z->use_peak = use_peak ? use_peak : in_use;   // no round: a drop is a phase change
     __setup_zone_wmarks(z);
     unsigned long mark = wmark_pages(z, w);
     saved.restore(z);
@@ -279,13 +289,9 @@ TEST(Vmscan, ReusedFreeMemoryIsKeptUnderTheRecentPeak)
 TEST(Vmscan, AFaultingAllocationUnderRetentionChecksThePeak)
 {
     option_guard og;
-    options[OPT_FREE_HIGH].value = 0;
-    zone *z = first_zone();
     const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
-    spin_lock(&z->lock);
-    const zone_counters saved = zone_counters::save(z);
-    z->round_time = 0;
-    z->nr_thp_kept = 0;
+    zone_counters saved;
+    zone *z = lock_zone_for_wmarks(&saved);
     z->spanned_pages = z->nr_free_pages + 256 * MiB;       // 256 MiB in use
     z->use_peak = 288 * MiB;
     z->workingset = 250 * MiB;
@@ -319,15 +325,11 @@ TEST(Vmscan, AFaultingAllocationUnderRetentionChecksThePeak)
 TEST(Vmscan, RoundsKeepTheWorkingsetAcrossDrops)
 {
     option_guard og;
-    options[OPT_FREE_HIGH].value = 0;
-    zone *z = first_zone();
     const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
-    spin_lock(&z->lock);
-    const zone_counters saved = zone_counters::save(z);
+    zone_counters saved;
+    zone *z = lock_zone_for_wmarks(&saved);
     const unsigned long base = z->nr_free_pages;
     auto use = [&](unsigned long pages) { z->spanned_pages = base + pages; };
-    z->nr_thp_kept = 0;
-    z->round_time = 0;
     z->use_dropped = 0;
     z->rounds_blocked = 0;
     z->retention_faulted = 0;
