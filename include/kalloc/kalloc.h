@@ -169,8 +169,8 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 6   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
-                                     5: mesh_*; 6: thp_kept_pages */
+#define KALLOC_VMSTAT_VERSION 7   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+                                     5: mesh_*; 6: thp_kept_pages; 7: residency_* */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -272,6 +272,15 @@ struct kalloc_vmstat {
                                        place because they lie in whole hugepages under half
                                        free (reclaim would split them; decay and trim still
                                        take them); part of kalloc_stats' free_resident_pages */
+    /* --- version 7: residency (KALLOC_RESIDENCY, on by default) --- */
+    uint64_t residency_reads;     /**< free blocks whose resident pages reclaim read (mincore)
+                                       before giving memory back */
+    uint64_t residency_untouched; /**< pages of those blocks found wholly not resident (never
+                                       touched by the program): given back without a refault
+                                       to come */
+    uint64_t residency_uncounted; /**< pages those reads found not resident in blocks counted
+                                       resident: nr_free_resident (and the watermarks) no
+                                       longer count them */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

@@ -169,6 +169,9 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.mesh_fail_overlap = READ_ONCE(mesh_stats.mesh_fail_overlap);
     v.unmesh = READ_ONCE(mesh_stats.unmesh);
     v.mesh_skip_threads = READ_ONCE(mesh_stats.mesh_skip_threads);
+    v.residency_reads = READ_ONCE(r.residency_reads);
+    v.residency_untouched = READ_ONCE(r.residency_untouched);
+    v.residency_uncounted = READ_ONCE(r.residency_uncounted);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

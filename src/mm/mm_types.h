@@ -32,6 +32,8 @@
  *   PG_reclaimed     (free blocks, PG_reported) reclaim or trim gave it back,
  *                    as opposed to fresh pages from zone growth: allocating
  *                    from it again is a refault (mm/vmscan.h, workingset)
+ *   PG_scanned       (free blocks, not PG_reported) nr_resident was read with
+ *                    mincore: exact, not an upper bound
  * A slab of 2 or more pages may have holes (mm/slub.cc, "slab holes"): pages
  * the slab still owns whose memory was given back because every object
  * overlapping them is free.  The head's nr_holes counts them; the second
@@ -86,6 +88,9 @@ enum pageflags : uint16_t {
     PG_mesh_alias = 1u << 13, /* (PG_slab head, off every list) this slab was merged into
                                mesh_primary: its range maps the primary's file pages, its own
                                file pages are a hole; frees through it are translated */
+    PG_scanned = 1u << 14,  /* (PG_buddy, not PG_reported) nr_resident is exact: mincore read
+                               the block's residency (mm/vmscan.h, "Residency") and nothing
+                               unread has merged into it since */
 };
 
 struct page {
@@ -126,6 +131,10 @@ struct page {
                               * (written, not read, for slabs) */
         uint32_t mesh_next;  /* PG_meshed head and PG_mesh_alias: pfn + 1 of the next alias of
                               * the primary (0: the end), a chain from the primary (mm/mesh.h) */
+        uint32_t nr_resident;/* PG_buddy head, not PG_reported: pages of the block that may be
+                              * resident, 1..2^order (an upper bound; exact with PG_scanned).  A
+                              * block the program freed counts all its pages; mincore finds the
+                              * ones it never touched (mm/vmscan.h, "Residency") */
     };
     union {
         uint32_t free_time;  /* PG_buddy: when the block became free (vmscan_now(), ms, wraps) */

@@ -91,15 +91,28 @@ static inline bool block_reclaimable(const zone *z, unsigned long pfn, unsigned 
     return !z->nr_hugetlb_pages || !(z->pageblock_thp[pfn >> pageblock_order] & PB_HUGETLB);
 }
 
+/* resident: of a block that is not reported, how many of its pages may be
+ * resident (an upper bound, clamped to 1..2^order); exact: it was read with
+ * mincore (PG_scanned). */
 static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratetype mt,
-                                    bool reported, uint32_t free_time, bool reclaimed = false)
+                                    bool reported, uint32_t free_time, bool reclaimed = false,
+                                    uint32_t resident = UINT32_MAX, bool exact = false)
 {
     unsigned long pfn = page_to_pfn(pg);
     /* A pageblock made huge before its first touch is resident whole: its
      * pieces that were never handed out are backed (and still zero). */
-    if (reported && unlikely(z->pageblock_thp[pfn >> pageblock_order] & PB_THP_FAULT))
+    if (reported && unlikely(z->pageblock_thp[pfn >> pageblock_order] & PB_THP_FAULT)) {
         reported = false;
-    pg->flags = PG_buddy | (reported ? PG_reported : 0) | (reported && reclaimed ? PG_reclaimed : 0);
+        resident = UINT32_MAX;
+        exact = true;
+    }
+    if (resident > (1u << order))
+        resident = 1u << order;
+    else if (!resident)
+        resident = 1;
+    pg->flags = PG_buddy | (reported ? PG_reported : 0) | (reported && reclaimed ? PG_reclaimed : 0) |
+                (!reported && exact ? PG_scanned : 0);
+    pg->nr_resident = reported ? 0 : resident;
     pg->order = (uint8_t)order;
     pg->migratetype = mt;
     pg->compound_head = 0;
@@ -114,7 +127,7 @@ static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratety
     z->nr_free_pages += 1ul << order;
     account_pageblock_free(z, pfn, order, 1);
     if (!reported) {
-        z->nr_free_resident += 1ul << order;
+        z->nr_free_resident += resident;
         if (block_reclaimable(z, pfn, order)) {
             pg->flags |= PG_lru;
             free_lru_add(z, pg);
@@ -163,7 +176,7 @@ static inline void del_from_free_list(zone *z, page *pg, unsigned order)
     z->nr_free_pages -= 1ul << order;
     account_pageblock_free(z, page_to_pfn(pg), order, -1);
     if (!(pg->flags & PG_reported))
-        z->nr_free_resident -= 1ul << order;
+        z->nr_free_resident -= pg->nr_resident;
     pg->flags = 0;
 }
 
@@ -184,22 +197,25 @@ static void report_free_block(zone *z, page *pg, unsigned order)
 {
     zone_decommit(z, page_address(pg), PAGE_SIZE << order);
     del_from_lru(z, pg, order);
-    pg->flags |= PG_reported | PG_reclaimed;
+    pg->flags = (uint16_t)((pg->flags & ~PG_scanned) | PG_reported | PG_reclaimed);
     list_move_tail(&pg->lru, &z->free_area[order].free_list[pg->migratetype]);
-    z->nr_free_resident -= 1ul << order;
+    z->nr_free_resident -= pg->nr_resident;
+    pg->nr_resident = 0;
     z->nr_reported += 1ul << order;
     if (order >= DESC_OFF_MIN_ORDER)
         __block_descriptors_off(z, pg, order, false);
 }
 
 static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool reported,
-                             bool reclaimed, bool fresh, uint32_t now);
+                             bool reclaimed, bool fresh, uint32_t now,
+                             uint32_t resident = UINT32_MAX, bool exact = false);
 
 void __isolate_free_block(zone *z, page *pg)
 {
     unsigned order = pg->order;
+    uint16_t scanned = pg->flags & PG_scanned;   /* nr_resident stays in the head */
     del_from_free_list(z, pg, order);
-    pg->flags = PG_isolated;
+    pg->flags = PG_isolated | scanned;
     pg->order = (uint8_t)order;
     z->nr_isolated += 1ul << order;
 }
@@ -209,6 +225,18 @@ void __putback_reported_block(zone *z, page *pg, unsigned order)
     z->nr_isolated -= 1ul << order;
     z->nr_reported += 1ul << order;
     __free_one_block(z, page_to_pfn(pg), order, true, true, false, pg->free_time);
+}
+
+void __putback_scanned_block(zone *z, page *pg, unsigned order, uint32_t resident)
+{
+    z->nr_isolated -= 1ul << order;
+    if (!resident) {     /* never touched, but given back: swapped pages read as zero too */
+        z->nr_reported += 1ul << order;
+        __free_one_block(z, page_to_pfn(pg), order, true, false, false, pg->free_time);
+    } else {
+        __free_one_block(z, page_to_pfn(pg), order, false, false, false, pg->free_time,
+                         resident, true);
+    }
 }
 
 void __free_one_page(zone *z, unsigned long pfn, unsigned order, bool reported)
@@ -230,10 +258,19 @@ void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reporte
 }
 
 /* reclaimed: the block (reported) was given back by reclaim, not fresh from
- * growth; a merged block is reclaimed when any reported part was. */
+ * growth; a merged block is reclaimed when any reported part was.  resident
+ * (not reported): how many of its pages may be resident, all unless given;
+ * a merged block adds its parts' counts, and is exact (PG_scanned) when
+ * every part was (reported or read). */
 static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool reported,
-                             bool reclaimed, bool fresh, uint32_t now)
+                             bool reclaimed, bool fresh, uint32_t now, uint32_t resident, bool exact)
 {
+    if (reported) {
+        resident = 0;
+        exact = true;
+    } else if (resident > (1u << order)) {
+        resident = 1u << order;
+    }
     /* The block's head forgets what it was (slab, large...): a later free of
      * the same pointer must see a free page, not a live block. */
     pfn_to_page(z, pfn)->flags = 0;
@@ -246,6 +283,8 @@ static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool re
             break;
         reported = reported && (buddy->flags & PG_reported);
         reclaimed = reclaimed || (buddy->flags & PG_reclaimed);
+        resident += buddy->nr_resident;   /* 0 when reported */
+        exact = exact && (buddy->flags & (PG_reported | PG_scanned));
         if ((int32_t)(buddy->free_time - now) > 0)
             now = buddy->free_time;
         del_from_free_list(z, buddy, order);
@@ -257,8 +296,8 @@ static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool re
     if (order > pageblock_order)      /* spans pageblocks: one type for all */
         for (unsigned long b = pfn; b < pfn + (1ul << order); b += pageblock_nr_pages)
             set_pageblock_migratetype(z, b, mt);
-    add_to_free_list(z, pg, order, mt, reported, now, reclaimed);
-    if (!reported)
+    add_to_free_list(z, pg, order, mt, reported, now, reclaimed, resident, exact);
+    if (!reported && !exact)     /* exact: a block reclaim read, not a free */
         __zone_watermark_check(z);
     else if (order >= DESC_OFF_MIN_ORDER)
         __block_descriptors_off(z, pg, order, fresh);
@@ -277,13 +316,18 @@ static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool re
  * of a fresh 4 MiB block touches only the halves' heads, 4 pages of mem_map,
  * not 12. */
 static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migratetype mt,
-                          bool reported, uint32_t free_time, bool reclaimed, bool desc_off)
+                          bool reported, uint32_t free_time, bool reclaimed, bool desc_off,
+                          uint32_t resident)
 {
     unsigned long pfn = page_to_pfn(pg);
+    /* Which half holds a block's resident pages is not known: each half may
+     * hold all of them (at most its size), an upper bound again; a block
+     * resident whole splits into halves resident whole. */
+    bool whole = resident >= (1u << high);
     while (high > low) {
         high--;
         page *half = pfn_to_page(z, pfn + (1ul << high));
-        add_to_free_list(z, half, high, mt, reported, free_time, reclaimed);
+        add_to_free_list(z, half, high, mt, reported, free_time, reclaimed, resident, whole);
         if (desc_off && high >= DESC_OFF_MIN_ORDER && (half->flags & PG_reported))
             half->flags |= PG_desc_off;
     }
@@ -299,6 +343,7 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     bool reclaimed = pg->flags & PG_reclaimed;
     uint32_t free_time = pg->free_time;
     bool desc_off = pg->flags & PG_desc_off;
+    uint32_t resident = pg->nr_resident;
     pg->flags &= (uint16_t)~PG_desc_off;    /* expand sets up what it needs */
     del_from_free_list(z, pg, o);
     /* A wholly free, not resident pageblock starts to fill: the hugepage
@@ -307,7 +352,7 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     if (reported && o >= pageblock_order &&
         __khugepaged_fresh_pageblocks(z, page_to_pfn(pg), order, mt))
         free_time = vmscan_now();
-    expand(z, pg, order, o, mt, reported, free_time, reclaimed, desc_off);
+    expand(z, pg, order, o, mt, reported, free_time, reclaimed, desc_off, resident);
     if (reclaimed)
         __workingset_refault(z, 1ul << order);
     __zone_use_rises(z, reported, 1ul << order);
@@ -650,7 +695,7 @@ static page *__free_block_containing(zone *z, unsigned long pfn)
  * type mt and reported state `reported`, without merging (they are the
  * leftovers of one free block whose middle was taken).  Caller holds z->lock. */
 static void __add_free_range(zone *z, unsigned long from, unsigned long to, migratetype mt,
-                             bool reported, uint32_t free_time, bool reclaimed)
+                             bool reported, uint32_t free_time, bool reclaimed, uint32_t resident)
 {
     while (from < to) {
         unsigned order = from ? __builtin_ctzl(from) : MAX_ORDER;
@@ -658,7 +703,8 @@ static void __add_free_range(zone *z, unsigned long from, unsigned long to, migr
             order = MAX_ORDER;
         while ((1ul << order) > to - from)
             order--;
-        add_to_free_list(z, pfn_to_page(z, from), order, mt, reported, free_time, reclaimed);
+        add_to_free_list(z, pfn_to_page(z, from), order, mt, reported, free_time, reclaimed,
+                         resident);
         from += 1ul << order;
     }
 }
@@ -694,10 +740,11 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
         any_reported |= reported;
         bool reclaimed = b->flags & PG_reclaimed;
         uint32_t free_time = b->free_time;
+        uint32_t resident = b->nr_resident;
         del_from_free_list(z, b, b->order);
-        __add_free_range(z, bstart, p, mt, reported, free_time, reclaimed);
+        __add_free_range(z, bstart, p, mt, reported, free_time, reclaimed, resident);
         unsigned long taken_end = bend < end ? bend : end;
-        __add_free_range(z, taken_end, bend, mt, reported, free_time, reclaimed);
+        __add_free_range(z, taken_end, bend, mt, reported, free_time, reclaimed, resident);
         p = taken_end;
     }
     __zone_use_rises(z, any_reported, end - first);
@@ -835,8 +882,12 @@ const char *__zone_verify(zone *z)
                 else
                     for (unsigned long b = pfn; b < pfn + (1ul << o); b += pageblock_nr_pages)
                         pb_free[b >> pageblock_order] += (uint16_t)pageblock_nr_pages;
-                if (!(pg->flags & PG_reported))
-                    resident += 1ul << o;
+                if (!(pg->flags & PG_reported)) {
+                    if (!pg->nr_resident || pg->nr_resident > (1u << o))
+                        return "a resident free block counts 0 or more than its pages resident";
+                    resident += pg->nr_resident;
+                } else if (pg->nr_resident || (pg->flags & PG_scanned))
+                    return "a reported free block counts resident pages";
                 else if (z->pageblock_thp[pfn >> pageblock_order] & PB_THP_FAULT)
                     return "a reported block in a pageblock made huge at its first fault";
                 if (!(pg->flags & PG_reported) != !!(pg->flags & PG_lru) &&

@@ -68,6 +68,12 @@ void __isolate_free_block(zone *z, page *pg);
  * PG_reported (merging with its buddies). */
 void __putback_reported_block(zone *z, page *pg, unsigned order);
 
+/* Return an isolated block whose residency mincore read: `resident` of its
+ * pages are resident (exact, PG_scanned); with none it goes back
+ * PG_reported after the caller gave it back (no refault when taken again:
+ * it was never touched). */
+void __putback_scanned_block(zone *z, page *pg, unsigned order, uint32_t resident);
+
 /* Unmap the whole free MAX_ORDER blocks at the top of z (the brk trim):
  * every one, or (idle_reported_only) only blocks already given back and
  * free for at least min_age ms at `now` (decay: a zone that grew for a burst

@@ -305,8 +305,8 @@ static void shrink_zone_small(zone *z, scan_control *sc)
                         continue;
                     if (khugepaged_keep_resident(z, pfn, o))
                         continue;               /* giving it back splits a hugepage */
+                    resident -= pg->nr_resident;
                     __isolate_free_block(z, pg);
-                    resident -= 1ul << o;
                     order[n] = o;
                     batch[n++] = pg;
                 }
@@ -321,8 +321,8 @@ static void shrink_zone_small(zone *z, scan_control *sc)
         }
         spin_lock(&z->lock);
         for (unsigned i = 0; i < n; i++) {
+            sc->nr_reclaimed += batch[i]->nr_resident;
             __putback_reported_block(z, batch[i], order[i]);
-            sc->nr_reclaimed += 1ul << order[i];
             done += 1ul << order[i];
         }
         spin_unlock(&z->lock);
@@ -330,6 +330,87 @@ static void shrink_zone_small(zone *z, scan_control *sc)
     }
     if (done)
         stat_add(vm_reclaim_stats.pgreclaim_small, done);
+}
+
+/* Whether this pass may read residency with mincore: never under a seccomp
+ * filter (a sandbox allowing what glibc's malloc calls may kill the process
+ * on mincore).  Read once per pass that wants it, from the calling thread's
+ * status (a filter can be installed at any time, by any thread, and only
+ * applies to it); once seen it stays (filters are never removed). */
+static bool residency_allowed(scan_control *sc)
+{
+    static bool filtered;
+    if (sc->residency == 0) {
+        if (READ_ONCE(filtered) || option_get(OPT_RESIDENCY) == 0) {
+            sc->residency = -1;
+        } else if (os_seccomp_filtered()) {
+            WRITE_ONCE(filtered, true);
+            sc->residency = -1;
+        } else {
+            sc->residency = 1;
+        }
+    }
+    return sc->residency > 0;
+}
+
+/* Residency (vmscan.h): read how many pages of the free blocks near the
+ * age list's head are really resident, so the watermarks count pages the
+ * program touched, not the blocks' sizes.  Blocks found untouched are given
+ * back at once (madvise: a swapped-out page is not resident either, and must
+ * read as zero once reported) without counting as a refault when taken
+ * again; the others stay, with their count exact (PG_scanned).  Called when
+ * free resident memory is over the target; reads every unread block it
+ * finds, up to VMSCAN_RESIDENCY_MAX (not only down to the target: a block
+ * left unread would push the zone over again at the next free, and a pass
+ * costs more than a read).  Caller holds vmscan_lock, not z->lock. */
+static void shrink_zone_residency(zone *z, scan_control *sc)
+{
+    page *batch[VMSCAN_BATCH];
+    uint32_t resident[VMSCAN_BATCH];
+    unsigned long read = 0, untouched = 0, uncounted = 0;
+    while (read < VMSCAN_RESIDENCY_MAX) {
+        unsigned n = 0;
+        spin_lock(&z->lock);
+        /* Unread blocks are the newest (freed or split since the last
+         * pass): from the head; blocks read go back to the head too, so the
+         * walk looks past those read in this call. */
+        unsigned walk = (unsigned)read + 4 * VMSCAN_BATCH;
+        for (page *pg = free_lru_first(z); pg && n < VMSCAN_BATCH && walk--;) {
+            page *next = free_lru_next(z, pg);
+            if (!(pg->flags & PG_scanned) && pg->nr_resident > 1) {
+                __isolate_free_block(z, pg);
+                batch[n++] = pg;
+            }
+            pg = next;
+        }
+        spin_unlock(&z->lock);
+        if (!n)
+            break;
+        for (unsigned i = 0; i < n; i++) {
+            unsigned long pages = 1ul << batch[i]->order;
+            long r = os_resident_pages(page_address(batch[i]), pages);
+            if (r < 0) {
+                r = (long)batch[i]->nr_resident;   /* unknown: as counted */
+                sc->residency = -1;
+            } else if (r == 0) {
+                zone_decommit(z, page_address(batch[i]), PAGE_SIZE << batch[i]->order);
+                khugepaged_note_reclaim(z, page_to_pfn(batch[i]), batch[i]->order);
+                untouched += pages;
+            }
+            uncounted += batch[i]->nr_resident - (unsigned long)r;
+            resident[i] = (uint32_t)r;
+        }
+        spin_lock(&z->lock);
+        for (unsigned i = 0; i < n; i++)
+            __putback_scanned_block(z, batch[i], batch[i]->order, resident[i]);
+        spin_unlock(&z->lock);
+        read += n;
+        if (sc->residency < 0)
+            break;
+    }
+    stat_add(vm_reclaim_stats.residency_reads, read);
+    stat_add(vm_reclaim_stats.residency_untouched, untouched);
+    stat_add(vm_reclaim_stats.residency_uncounted, uncounted);
 }
 
 void shrink_zone(zone *z, scan_control *sc)
@@ -346,6 +427,8 @@ void shrink_zone(zone *z, scan_control *sc)
     unsigned long underused[VMSCAN_UNDERUSED_CHECK];
     unsigned nr_underused = 0;
     bool underused_checked = false;
+    if (sc->target != ~0ul && READ_ONCE(z->nr_free_resident) > sc->target && residency_allowed(sc))
+        shrink_zone_residency(z, sc);
 again:
     for (unsigned rounds = 0; rounds < 4096; rounds++) {
         unsigned n = 0;
@@ -373,8 +456,8 @@ again:
                 }
                 continue;
             }
+            resident -= pg->nr_resident;
             __isolate_free_block(z, pg);
-            resident -= 1ul << order;
             batch[n++] = {pg, order, !over};
         }
         spin_unlock(&z->lock);
@@ -386,11 +469,11 @@ again:
         }
         spin_lock(&z->lock);
         for (unsigned i = 0; i < n; i++) {
-            __putback_reported_block(z, batch[i].pg, batch[i].order);
             if (batch[i].decayed)
-                sc->nr_decayed += 1ul << batch[i].order;
+                sc->nr_decayed += batch[i].pg->nr_resident;
             else
-                sc->nr_reclaimed += 1ul << batch[i].order;
+                sc->nr_reclaimed += batch[i].pg->nr_resident;
+            __putback_reported_block(z, batch[i].pg, batch[i].order);
         }
         spin_unlock(&z->lock);
         stat_add(vm_reclaim_stats.pgscan, n);
@@ -445,6 +528,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
     const bool rss_check = READ_ONCE(rss_check_due) || timed;
     WRITE_ONCE(rss_check_due, 0);
     bool retaining = false;
+    int residency = 0;   /* scan_control.residency, asked once per pass */
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
         if (READ_ONCE(z->flags) & ZONE_RECLAIM_ACTIVE)
@@ -480,7 +564,9 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
             sc.target = over ? high : ~0ul;
             sc.decay_age = timed && decay > 0 ? (uint32_t)decay : UINT32_MAX;
             sc.now = now;
+            sc.residency = residency;
             shrink_zone(z, &sc);
+            residency = sc.residency;
             reclaimed += sc.nr_reclaimed;
             decayed += sc.nr_decayed;
         }
@@ -756,6 +842,8 @@ void print_reclaim_stats(printbuf &out)
                s.pgreclaim, s.pgdecay, s.pgtrim, s.pgshrink, s.pgscan, s.wmark_low_hits, s.direct_reclaim,
                s.kswapd_wake, s.kswapd_runs, s.decay_runs, s.pgreclaim_small, s.rss_checks,
                s.rounds_blocked, kswapd_running() ? "on" : "off");
+    out.printf("reclaim: residency_reads %lu residency_untouched %lu residency_uncounted %lu\n",
+               s.residency_reads, s.residency_untouched, s.residency_uncounted);
     uint64_t limit = vmscan_cgroup_limit();
     out.printf("reclaim: cgroup v%d limit_kb %lu pressure %u/1024 (passes under pressure %lu)\n",
                cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),

@@ -58,6 +58,21 @@
  *      during it, never in a forked child (the child asks again with
  *      kalloc_background(1)).
  *
+ * Residency: a free block counts its pages in nr_free_resident, but a block
+ * the program freed may hold pages it never touched (a 40 KB block of which
+ * it wrote 64 bytes, carved from memory given back earlier): such pages cost
+ * nothing, yet counted whole they pushed the zone over its watermarks, and
+ * reclaim gave back (and the program faulted in again) the pages that were
+ * touched.  Each free block head keeps nr_resident, an upper bound of its
+ * resident pages (all of them when freed; the sum of its parts when merged;
+ * at most its size, of the block it was split from, when split).  When a
+ * zone is over its watermark, reclaim first reads the residency of the
+ * newest unread blocks with mincore (shrink_zone_residency): a block with
+ * none resident is given back at once, the others keep an exact count
+ * (PG_scanned) and stay.  The watermarks then compare pages the program
+ * touched.  Never under a seccomp filter (checked each pass, from the
+ * calling thread's status), nor with KALLOC_RESIDENCY=0.
+ *
  * Age: every free block carries free_time (when it became free, coarse
  * ms).  Resident blocks of order >= VMSCAN_MIN_ORDER are also on the zone's
  * free_lru, newest at the head, so reclaim takes the coldest in O(1) from
@@ -104,6 +119,9 @@ constexpr unsigned long RETENTION_RSS_CHECK_PAGES = 256;
 constexpr uint64_t RSS_GUARD_SLACK = 2ull << 20;
 /* Blocks isolated per hold of the zone lock. */
 constexpr unsigned VMSCAN_BATCH = 32;
+/* Free blocks whose residency one shrink_zone call reads at most
+ * (shrink_zone_residency: one mincore call each, ~0.7 us). */
+constexpr unsigned long VMSCAN_RESIDENCY_MAX = 8 * VMSCAN_BATCH;
 /* Pageblocks a shrink_zone call asks, after dropping the zone lock, whether
  * their kept hugepage is underused (khugepaged_split_underused). */
 constexpr unsigned VMSCAN_UNDERUSED_CHECK = 16;
@@ -133,6 +151,9 @@ struct reclaim_stats {
     unsigned long hugetlb_fallbacks;/* zone growths that wanted hugetlb pages and fell back */
     unsigned long rss_checks;       /* RSS reads by round retention's guard */
     unsigned long rounds_blocked;   /* round retentions the guard stopped (RSS at its high-water mark) */
+    unsigned long residency_reads;  /* free blocks whose resident pages mincore read */
+    unsigned long residency_untouched; /* of their pages, in blocks found wholly not resident (given back) */
+    unsigned long residency_uncounted; /* pages those reads took out of nr_free_resident */
 };
 extern reclaim_stats vm_reclaim_stats;
 
@@ -274,6 +295,7 @@ struct scan_control {
     uint32_t now;           /* the pass's clock */
     unsigned long nr_reclaimed;  /* out: pages given back for the watermark */
     unsigned long nr_decayed;    /* out: pages given back because they were idle */
+    int residency;               /* mincore allowed in this pass: 0 not asked yet, 1 yes, -1 no */
 };
 
 /* Give back the coldest resident free blocks of z per sc.  Takes z->lock,

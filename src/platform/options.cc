@@ -27,6 +27,7 @@ option_desc options[OPT_COUNT] = {
     {"MESH", 0, "back zones with a memory file and merge half-empty slabs with disjoint objects onto one physical page (meshing): 1 as frees find them, 2 only from kalloc_compact / malloc_trim(0)"},
     {"DYNAMIC_CLASSES", 1, "make up to 8 size classes at run time for the request sizes a program uses most (0 = fixed classes only)"},
     {"PERCPU_SHEAVES", 1, "per-CPU arrays of free objects, changed with rseq, for the threads beyond 4 per CPU (0 = those threads go to the slabs under their locks)"},
+    {"RESIDENCY", 1, "read with mincore which pages of free blocks are resident before watermark reclaim (0 = count every page of a freed block as resident)"},
 };
 
 namespace {

@@ -44,6 +44,9 @@ enum option_id {
                            up to 8 classes made at run time for hot sizes, mm/slab_dynamic.h) */
     OPT_PERCPU_SHEAVES, /* KALLOC_PERCPU_SHEAVES=0: no per-CPU object arrays for the threads beyond
                            4 per CPU (default 1 where rseq works: mm/percpu_sheaves.h) */
+    OPT_RESIDENCY,      /* KALLOC_RESIDENCY=0: watermarks count every page of a free block as
+                           resident, never reading which pages are (default 1: mincore at
+                           watermark reclaim, mm/vmscan.h "Residency") */
     OPT_COUNT
 };
 

@@ -257,9 +257,31 @@ unsigned os_nr_threads()
 bool os_seccomp_filtered()
 {
     char buf[4096];
-    if (os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
+    /* The calling thread's: a filter installed without TSYNC is only in the
+     * thread that installed it (and threads it creates later). */
+    if (os_read_file("/proc/thread-self/status", buf, sizeof(buf)) <= 0 &&
+        os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
         return false;
     return os_parse_field(buf, "Seccomp:", 0) == 2;
+}
+
+long os_resident_pages(void *addr, size_t npages)
+{
+    constexpr size_t chunk = 1024;
+    unsigned char vec[chunk];
+    int saved = errno;
+    long resident = 0;
+    for (size_t off = 0; off < npages; off += chunk) {
+        size_t n = npages - off < chunk ? npages - off : chunk;
+        if (mincore((char *)addr + off * 4096, n * 4096, vec) != 0) {
+            errno = saved;
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++)
+            resident += vec[i] & 1;
+    }
+    errno = saved;
+    return resident;
 }
 
 void os_hugepage(void *addr, size_t len)

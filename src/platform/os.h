@@ -103,6 +103,12 @@ unsigned os_nr_threads();
  * leaves such calls out under any filter. */
 bool os_seccomp_filtered();
 
+/* How many of the npages pages from addr (page aligned) are resident
+ * (mincore, 4 MiB per call through a stack vector), or -1 when mincore
+ * fails.  Callers check os_seccomp_filtered() first: a sandbox's filter may
+ * kill the process on mincore. */
+long os_resident_pages(void *addr, size_t npages);
+
 /* Ask for transparent hugepages on a 2 MiB aligned range (MADV_HUGEPAGE). */
 void os_hugepage(void *addr, size_t len);
 

@@ -119,6 +119,24 @@ void check_pageset(per_cpu_pages *pcp, const char *when)
     ASSERT_EQ((unsigned long)count, on_lists) << when << ": count does not match the lists";
 }
 
+// For one test: watermarks far above what it frees (KALLOC_FREE_HIGH
+// 256 MiB), so no reclaim pass runs and drains the pagesets under
+// ZONE_RECLAIM_ACTIVE; the option and the watermarks are put back after.
+struct high_watermarks {
+    long saved = options[OPT_FREE_HIGH].value;
+    high_watermarks() { set(256l << 20); }
+    ~high_watermarks() { set(saved); }
+    static void set(long free_high)
+    {
+        options[OPT_FREE_HIGH].value = free_high;
+        for (unsigned i = 0; i < nr_zones; i++) {
+            spin_lock(&zones[i]->lock);
+            __setup_zone_wmarks(zones[i]);
+            spin_unlock(&zones[i]->lock);
+        }
+    }
+};
+
 } // namespace
 
 TEST(PerCpuPages, CountStaysBelowHighAfterEveryFree)
@@ -256,6 +274,10 @@ TEST(PerCpuPages, HighRisesUnderFreesAndDecaysWhenIdle)
 {
     if (!pin_to_cpu(0))
         GTEST_SKIP() << "needs sched_setaffinity";
+    // No reclaim pass: a zone over its low watermark is ZONE_RECLAIM_ACTIVE,
+    // whose pagesets hold little (what the frees below would otherwise
+    // cross, depending on the refaults earlier tests left counted).
+    high_watermarks hw;
     // Plenty of free memory in the zone, so it is not short (ZONE_BELOW_HIGH).
     std::vector<page *> big;
     for (int i = 0; i < 16; i++)
@@ -360,13 +382,7 @@ TEST(PerCpuPages, IdlePagesetsAreDrainedToTheBuddyAllocator)
     pcp_decay_all(advance_test_clock(PCP_DECAY_CHECK_MS));
     // Watermarks well above what the test frees: no reclaim pass, so no
     // ZONE_RECLAIM_ACTIVE trimming of the pagesets (tested in vmscan_test).
-    long saved_free_high = options[OPT_FREE_HIGH].value;
-    options[OPT_FREE_HIGH].value = 256l << 20;
-    for (unsigned i = 0; i < nr_zones; i++) {
-        spin_lock(&zones[i]->lock);
-        __setup_zone_wmarks(zones[i]);
-        spin_unlock(&zones[i]->lock);
-    }
+    high_watermarks hw;
     std::vector<page *> small, large;
     for (int i = 0; i < 200; i++)
         small.push_back(alloc_marked(i % 3));
@@ -395,7 +411,6 @@ TEST(PerCpuPages, IdlePagesetsAreDrainedToTheBuddyAllocator)
     EXPECT_EQ(t2.spanned, t0.spanned);
     EXPECT_EQ(t2.buddy, t0.buddy + t0.pcp) << "pages lost or double counted by the idle drain";
     verify_all_zones();
-    options[OPT_FREE_HIGH].value = saved_free_high;
 }
 
 // Large allocations through the pageset: a 9-page allocation costs 9 pages
@@ -406,6 +421,10 @@ TEST(PerCpuPages, LargeRunsKeepEveryPageAccountedAndExact)
 {
     if (!pin_to_cpu(0))
         GTEST_SKIP() << "needs sched_setaffinity";
+    // Watermarks well above what the test frees: no reclaim pass drains the
+    // pagesets under ZONE_RECLAIM_ACTIVE between the steps (whether one
+    // runs depended on how many refaults earlier steps had counted).
+    high_watermarks hw;
     drain_all_pages();
     // Enough free memory that nothing below grows a zone.
     page *room = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);

@@ -460,6 +460,134 @@ TEST(Vmscan, CrossingLowReclaimsColdestDownToHigh)
     ASSERT_NO_FATAL_FAILURE(expect_filled_then_free(live));
 }
 
+// Residency: blocks the program freed count every page as resident, though
+// it wrote only their first page.  192 order-4 blocks from memory given back
+// (not resident), only the first page of each written, plus 16 never
+// touched; every other one freed: 1,664 pages counted, 96 resident, over the
+// low watermark (1,024).  The pass reads the blocks' residency first: the
+// touched ones stay with a count of 1 (exact), their written page resident
+// and intact, the untouched ones go back (reported, reading zero), and
+// nothing else is given back: the zone is under its watermark in real pages.
+// Without the reads (KALLOC_RESIDENCY=0) the same pass gives back written
+// pages (second half), which a program then faults in again.
+namespace {
+
+struct residency_case {
+    std::vector<blk> live, touched, untouched;   // first page written: live and touched
+    zone *z = nullptr;
+};
+
+residency_case free_blocks_written_in_their_first_page()
+{
+    residency_case rc;
+    reclaim_everything();
+    std::vector<blk> all;
+    for (int i = 0; i < 208; i++) {
+        page *pg = alloc_pages(4, MIGRATE_MOVABLE, nullptr);
+        EXPECT_NE(pg, nullptr);
+        if (!pg)
+            return rc;
+        prep_compound_page(pg, 16, PG_large);
+        pg->nr_pages = 16;
+        uint8_t fill = i < 192 ? (uint8_t)(i + 1) : 0;   // never touched: reads zero
+        if (i < 192)
+            memset(page_address(pg), fill, PAGE_SIZE);
+        all.push_back({pg, 4, fill});
+    }
+    rc.z = page_zone(all[0].pg);
+    for (size_t i = 0; i < all.size(); i++) {
+        EXPECT_EQ(page_zone(all[i].pg), rc.z);
+        if (i % 2 == 0) {
+            rc.live.push_back(all[i]);
+            continue;
+        }
+        (i < 192 ? rc.touched : rc.untouched).push_back(all[i]);
+        spin_lock(&rc.z->lock);
+        __free_one_page(rc.z, page_to_pfn(all[i].pg), 4, false);
+        spin_unlock(&rc.z->lock);
+    }
+    return rc;
+}
+
+// The first page of each live block still holds its fill; then all are freed.
+void expect_first_pages_then_free(const std::vector<blk> &live)
+{
+    for (const blk &b : live) {
+        const uint8_t *p = (const uint8_t *)page_address(b.pg);
+        for (size_t off : {0ul, 2047ul, 4095ul})
+            ASSERT_EQ(p[off], b.fill) << "a live block lost its contents";
+    }
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    for (const blk &b : live)
+        free_pages(b.pg, b.order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
+} // namespace
+
+TEST(Vmscan, ResidencyCountsTheTouchedPagesOfFreedBlocks)
+{
+    option_guard og;
+    options[OPT_FREE_HIGH].value = 4l << 20;       // low 1024 pages, high 768
+    options[OPT_DECAY_MS].value = 0;
+    options[OPT_RESIDENCY].value = 1;
+    if (os_seccomp_filtered())
+        GTEST_SKIP() << "a seccomp filter: kalloc reads no residency under one";
+    reclaim_stats before = vm_reclaim_stats;
+    residency_case rc = free_blocks_written_in_their_first_page();
+    ASSERT_EQ(rc.touched.size(), 96u);
+    zone *z = rc.z;
+    spin_lock(&z->lock);
+    __setup_zone_wmarks(z);
+    unsigned long low = wmark_pages(z, WMARK_LOW);
+    ASSERT_GT(z->nr_free_resident, low) << "every page of a freed block counts at first";
+    spin_unlock(&z->lock);
+    ASSERT_TRUE(vmscan_run(vmscan_now(), false, true));
+    spin_lock(&z->lock);
+    EXPECT_LE(z->nr_free_resident, low) << "the touched pages fit under the watermark";
+    for (const blk &b : rc.touched) {
+        EXPECT_EQ(b.pg->flags & (PG_buddy | PG_reported | PG_scanned), PG_buddy | PG_scanned)
+            << "a block with a written page was given back, or its count was not read";
+        EXPECT_EQ(b.pg->order, 4u);
+        EXPECT_EQ(b.pg->nr_resident, 1u) << "its count is not the one page written";
+    }
+    for (const blk &b : rc.untouched)
+        EXPECT_EQ(b.pg->flags & (PG_buddy | PG_reported | PG_reclaimed), PG_buddy | PG_reported)
+            << "a block never touched is still counted, or counts as a refault when taken again";
+    spin_unlock(&z->lock);
+    for (const blk &b : rc.touched) {
+        EXPECT_EQ(resident_pages(page_address(b.pg), PAGE_SIZE << 4), 1u);
+        EXPECT_EQ(((const uint8_t *)page_address(b.pg))[100], b.fill) << "a written page was given back";
+    }
+    for (const blk &b : rc.untouched)
+        EXPECT_EQ(resident_pages(page_address(b.pg), PAGE_SIZE << 4), 0u);
+    EXPECT_GE(vm_reclaim_stats.residency_reads - before.residency_reads, 96u + 8u);
+    EXPECT_GE(vm_reclaim_stats.residency_untouched - before.residency_untouched, 8u * 16);
+    EXPECT_GE(vm_reclaim_stats.residency_uncounted - before.residency_uncounted, 96u * 15 + 8u * 16);
+    EXPECT_EQ(vm_reclaim_stats.pgreclaim, before.pgreclaim) << "watermark reclaim gave pages back";
+    ASSERT_NO_FATAL_FAILURE(expect_first_pages_then_free(rc.live));
+}
+
+TEST(Vmscan, WithoutResidencyTheTouchedPagesGoBack)
+{
+    option_guard og;
+    options[OPT_FREE_HIGH].value = 4l << 20;
+    options[OPT_DECAY_MS].value = 0;
+    options[OPT_RESIDENCY].value = 0;
+    reclaim_stats before = vm_reclaim_stats;
+    residency_case rc = free_blocks_written_in_their_first_page();
+    ASSERT_EQ(rc.touched.size(), 96u);
+    ASSERT_TRUE(vmscan_run(vmscan_now(), false, true));
+    unsigned given_back = 0;
+    for (const blk &b : rc.touched)
+        given_back += resident_pages(page_address(b.pg), PAGE_SIZE << 4) == 0;
+    // Down to high (768 pages) in blocks of 16 counted whole: 56 or more of
+    // the 96 written pages go back.
+    EXPECT_GE(given_back, 50u);
+    EXPECT_EQ(vm_reclaim_stats.residency_reads, before.residency_reads);
+    ASSERT_NO_FATAL_FAILURE(expect_first_pages_then_free(rc.live));
+}
+
 // Free memory over the watermark that is all order-0 fragments (each
 // between allocated pages, so none can merge) is given back too once the
 // age list has nothing left: a thousand sleeping threads' pinned slabs left
