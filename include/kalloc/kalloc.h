@@ -170,7 +170,8 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
 
 /** Version of struct kalloc_vmstat this header describes. */
 #define KALLOC_VMSTAT_VERSION 7   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
-                                     5: mesh_*; 6: thp_kept_pages; 7: residency_* */
+                                     5: mesh_*; 6: thp_kept_pages; 7: residency_*,
+                                     workingset_refault */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -281,6 +282,8 @@ struct kalloc_vmstat {
     uint64_t residency_uncounted; /**< pages those reads found not resident in blocks counted
                                        resident: nr_free_resident (and the watermarks) no
                                        longer count them */
+    uint64_t workingset_refault;  /**< pages allocated again from blocks reclaim had given back
+                                       (the kernel's workingset_refault): what giving back cost */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

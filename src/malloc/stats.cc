@@ -117,6 +117,7 @@ int stats_vmstat_get(kalloc_vmstat *out)
         spin_lock(&zones[i]->lock);
         int idx = __fragmentation_index(zones[i], pageblock_order);
         v.thp_kept_pages += zones[i]->nr_thp_kept;
+        v.workingset_refault += zones[i]->nr_refault;
         spin_unlock(&zones[i]->lock);
         if (idx > v.fragmentation_index)
             v.fragmentation_index = idx;

@@ -115,7 +115,7 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
         /* Not resident at all, so the next fault maps a whole hugepage (also
          * when the block was made huge before and then given back whole). */
         WRITE_ONCE(z->pageblock_thp[pb],
-                   (uint8_t)((f | PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_FAULT) &
+                   (uint8_t)((f | PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_FAULT | PB_THP_FILLING) &
                              ~(PB_THP_NOHUGE | PB_THP_RECLAIMED)));
         if (!measured)
             continue;
@@ -170,6 +170,14 @@ bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn)
     return (f & PB_THP_FAULT) ||
            (f & (PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_RECLAIMED)) ==
                (PB_THP_HUGE | PB_THP_COLLAPSED);
+}
+
+bool khugepaged_pageblock_filling(const zone *z, unsigned long pfn)
+{
+    if (option_get(OPT_THP) < THP_OPT_FIRST_FAULT)
+        return false;
+    uint8_t f = READ_ONCE(z->pageblock_thp[pfn >> pageblock_order]);
+    return (f & (PB_THP_FAULT | PB_THP_FILLING)) == (PB_THP_FAULT | PB_THP_FILLING);
 }
 
 bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order)
@@ -233,7 +241,8 @@ void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
              * is dense (and collapses it: PB_THP_COLLAPSED goes). */
             os_nohugepage(pageblock_address(z, pb), PAGEBLOCK_BYTES);
             f = (uint8_t)((f | PB_THP_NOHUGE) &
-                          ~(PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_RECLAIMED | PB_THP_FAULT));
+                          ~(PB_THP_HUGE | PB_THP_COLLAPSED | PB_THP_RECLAIMED | PB_THP_FAULT |
+                            PB_THP_FILLING));
             WRITE_ONCE(z->pageblock_thp[pb], f);
             stat_add(vm_reclaim_stats.thp_nohuge, 1);
             continue;
@@ -242,7 +251,7 @@ void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
             f |= PB_THP_RECLAIMED;
         /* A range given back splits the hugepage: the pageblock's other
          * reported pieces stay unbacked now. */
-        WRITE_ONCE(z->pageblock_thp[pb], (uint8_t)(f & ~PB_THP_FAULT));
+        WRITE_ONCE(z->pageblock_thp[pb], (uint8_t)(f & ~(PB_THP_FAULT | PB_THP_FILLING)));
     }
 }
 
@@ -301,13 +310,17 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
                 }
                 WRITE_ONCE(z->pageblock_thp[pb], f);
             } else if (nfree >= KHUGEPAGED_SPARSE_FREE && !(f & PB_THP_NOHUGE) &&
-                       ((f & PB_THP_HUGE) || thp_enabled == THP_ALWAYS)) {
+                       ((f & PB_THP_HUGE) || thp_enabled == THP_ALWAYS) &&
+                       (f & (PB_THP_FAULT | PB_THP_FILLING)) != (PB_THP_FAULT | PB_THP_FILLING)) {
                 /* Sparse: small pages, so reclaim is not undone by a 2 MiB
                  * fault.  In `always` mode every sparse block needs it; in
-                 * `madvise` mode only the ones kalloc made huge. */
+                 * `madvise` mode only the ones kalloc made huge.  Not one
+                 * the program is still filling (sparse because it started
+                 * empty). */
                 os_nohugepage(pageblock_address(z, pb), PAGEBLOCK_BYTES);
                 f = (uint8_t)((f | PB_THP_NOHUGE) & ~(PB_THP_HUGE | PB_THP_COLLAPSED |
-                                                      PB_THP_RECLAIMED | PB_THP_FAULT));
+                                                      PB_THP_RECLAIMED | PB_THP_FAULT |
+                                                      PB_THP_FILLING));
                 WRITE_ONCE(z->pageblock_thp[pb], f);
                 stat_add(vm_reclaim_stats.thp_nohuge, 1);
             }

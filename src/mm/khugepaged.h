@@ -145,6 +145,26 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
 bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn);
 bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order);
 
+/* Whether pfn's pageblock was made huge at its first fault and has only been
+ * allocated from since (PB_THP_FILLING): a growing heap is filling it, so
+ * its free rest is resident by design and watermark reclaim leaves it (and
+ * the timed scan does not turn it small for being sparse).  Giving that
+ * rest back split the hugepage, and the heap faulted the pages in again,
+ * 4 KiB at a time (a 96 MiB burst with cheap hugepages: 13 pageblocks made
+ * huge, all split, 738 pages refaulted).  Ends at the first free in it
+ * (khugepaged_note_free), or when decay gives an idle piece back. */
+bool khugepaged_pageblock_filling(const zone *z, unsigned long pfn);
+
+/* A page-allocator free (free_pages, free_pages_exact: pages the program
+ * held) at pfn: its pageblock is no longer only being filled.  Racy write,
+ * as khugepaged_note_reclaim's. */
+static inline void khugepaged_note_free(zone *z, unsigned long pfn)
+{
+    uint8_t *f = &z->pageblock_thp[pfn >> pageblock_order];
+    if (__builtin_expect(*f & PB_THP_FILLING, 0))
+        __atomic_store_n(f, (uint8_t)(*f & ~PB_THP_FILLING), __ATOMIC_RELAXED);
+}
+
 /* Reclaim kept a free block of pageblock pb of z in place to leave its
  * hugepage whole (khugepaged_keep_resident, which sees only the free lists).
  * If the block is still one whole hugepage and at least half of it is free

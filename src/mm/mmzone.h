@@ -155,6 +155,10 @@ enum pageblock_thp_flags : uint8_t {
     PB_HUGETLB = 1u << 4,       /* mapped from hugetlbfs pages: never reclaimed */
     PB_THP_FAULT = 1u << 5,     /* made huge before its first touch (mm/khugepaged.h): a fault
                                  * maps all 2 MiB, so none of its free blocks is PG_reported */
+    PB_THP_FILLING = 1u << 6,   /* (with PB_THP_FAULT) only allocated from since it was made huge
+                                 * at its first fault: the program is filling it, so watermark
+                                 * reclaim leaves its free rest alone; the first free of a page
+                                 * in it ends this (khugepaged_note_free) */
 };
 
 struct per_cpu_pages;

@@ -582,6 +582,7 @@ static page *__alloc_pages(unsigned order, migratetype mt, bool *zeroed)
 void free_pages(page *pg, unsigned order)
 {
     zone *z = page_zone(pg);
+    khugepaged_note_free(z, page_to_pfn(pg));
     if (order <= PAGE_ALLOC_COSTLY_ORDER) {
         free_unref_page(z, pg, order);   /* counted in the pageset (freed_pages) */
     } else {
@@ -666,6 +667,7 @@ static page *__alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *z
 void free_pages_exact(page *pg, unsigned long nr_pages)
 {
     zone *z = page_zone(pg);
+    khugepaged_note_free(z, page_to_pfn(pg));
     if (nr_pages >= PCP_RUN_MIN_PAGES && nr_pages <= PCP_RUN_MAX_PAGES &&
         free_unref_run(z, pg, nr_pages))
         return;                          /* counted in the pageset (freed_pages) */

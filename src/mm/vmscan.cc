@@ -303,7 +303,7 @@ static void shrink_zone_small(zone *z, scan_control *sc)
                     unsigned long pfn = page_to_pfn(pg);
                     if (z->nr_hugetlb_pages && (z->pageblock_thp[pfn >> pageblock_order] & PB_HUGETLB))
                         continue;
-                    if (khugepaged_keep_resident(z, pfn, o))
+                    if (khugepaged_keep_resident(z, pfn, o) || khugepaged_pageblock_filling(z, pfn))
                         continue;               /* giving it back splits a hugepage */
                     resident -= pg->nr_resident;
                     __isolate_free_block(z, pg);
@@ -377,7 +377,8 @@ static void shrink_zone_residency(zone *z, scan_control *sc)
         unsigned walk = (unsigned)read + 4 * VMSCAN_BATCH;
         for (page *pg = free_lru_first(z); pg && n < VMSCAN_BATCH && walk--;) {
             page *next = free_lru_next(z, pg);
-            if (!(pg->flags & PG_scanned) && pg->nr_resident > 1) {
+            if (!(pg->flags & PG_scanned) && pg->nr_resident > 1 &&
+                !khugepaged_pageblock_filling(z, page_to_pfn(pg))) {   /* resident: huge */
                 __isolate_free_block(z, pg);
                 batch[n++] = pg;
             }
@@ -442,6 +443,12 @@ again:
             if (!over && !old)
                 break;       /* the tail is the coldest: nothing older behind it */
             unsigned order = pg->order;
+            if (!old && khugepaged_pageblock_filling(z, page_to_pfn(pg))) {
+                free_lru_del(z, pg);     /* a hugepage being filled: its rest stays */
+                free_lru_add(z, pg);
+                kept += 1ul << order;
+                continue;
+            }
             if (!old && khugepaged_keep_resident(z, page_to_pfn(pg), order)) {
                 free_lru_del(z, pg);     /* giving it back splits a hugepage */
                 free_lru_add(z, pg);

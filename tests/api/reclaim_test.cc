@@ -94,10 +94,18 @@ TEST(Reclaim, TrimReturnsEveryFreePage)
 // burst's fresh pageblocks hugepages at their first fault, reclaim gave back
 // the rest of some while the burst still grew into them, and those refaults
 // (813 pages in CI) raised the low watermark: 2.4 MiB left (the bound is 2).
+// Also run by Reclaim.AGrowingBurstKeepsItsFreshHugepagesWhole with
+// KALLOC_THP=2 (every fresh pageblock of the busy heap made huge at its
+// first fault): the burst must refault nothing while it grows; before
+// PB_THP_FILLING reclaim gave back the rests of the pageblocks it was
+// filling (13 made huge, all split, 738 pages refaulted).
 TEST(FreedBurstChild, IsGivenBackByTheFreesThemselves)
 {
     if (!getenv("KALLOC_RECLAIM_TEST_CHILD"))
         GTEST_SKIP() << "only run by Reclaim.AFreedBurstIsGivenBackByTheFreesThemselves";
+    struct kalloc_vmstat vm0 {}, vm1 {};
+    vm0.size = vm1.size = sizeof vm0;
+    ASSERT_EQ(kalloc_vmstat_get(&vm0), 0);
     struct kalloc_stats s0 {};
     kalloc_stats_get(&s0);
     unsigned x = 4321;
@@ -126,6 +134,11 @@ TEST(FreedBurstChild, IsGivenBackByTheFreesThemselves)
         v.push_back(p);
         total += n;
     }
+    ASSERT_EQ(kalloc_vmstat_get(&vm1), 0);
+    ASSERT_GE(vm1.version, 7u);
+    EXPECT_LE(vm1.workingset_refault - vm0.workingset_refault, 16u)
+        << "the growing burst took back pages reclaim had given back ("
+        << vm1.thp_fault_advised - vm0.thp_fault_advised << " fresh pageblocks made huge)";
     for (size_t i = v.size(); i > 1; i--)
         std::swap(v[i - 1], v[next() % i]);
     for (void *p : v)
@@ -154,6 +167,13 @@ TEST(Reclaim, AFreedBurstIsGivenBackByTheFreesThemselves)
 {
     EXPECT_EQ(kt::run_self("FreedBurstChild.*",
                            {{"KALLOC_THP", "1"}, {"KALLOC_RECLAIM_TEST_CHILD", "1"}}),
+              0);
+}
+
+TEST(Reclaim, AGrowingBurstKeepsItsFreshHugepagesWhole)
+{
+    EXPECT_EQ(kt::run_self("FreedBurstChild.*",
+                           {{"KALLOC_THP", "2"}, {"KALLOC_RECLAIM_TEST_CHILD", "1"}}),
               0);
 }
 
