@@ -343,9 +343,10 @@ static bool residency_allowed(scan_control *sc)
     if (sc->residency == 0) {
         if (READ_ONCE(filtered) || option_get(OPT_RESIDENCY) == 0) {
             sc->residency = -1;
-        } else if (os_seccomp_filtered()) {
-            WRITE_ONCE(filtered, true);
-            sc->residency = -1;
+        } else if (int s = os_seccomp_state()) {
+            if (s > 0)
+                WRITE_ONCE(filtered, true);
+            sc->residency = -1;     /* filtered, or unknown (no /proc) */
         } else {
             sc->residency = 1;
         }

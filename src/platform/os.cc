@@ -92,8 +92,13 @@ void os_zero_range(void *addr, size_t len)
      * anything else: no mincore under a seccomp filter (filters are never
      * removed, so once seen this stays). */
     static bool filtered;
-    if (READ_ONCE(filtered) || os_seccomp_filtered()) {
-        WRITE_ONCE(filtered, true);
+    if (READ_ONCE(filtered)) {
+        memset(addr, 0, len);
+        return;
+    }
+    if (int s = os_seccomp_state()) {
+        if (s > 0)
+            WRITE_ONCE(filtered, true);
         memset(addr, 0, len);
         return;
     }
@@ -254,15 +259,20 @@ unsigned os_nr_threads()
     return (unsigned)os_parse_field(buf, "Threads:", 0);
 }
 
-bool os_seccomp_filtered()
+int os_seccomp_state()
 {
     char buf[4096];
     /* The calling thread's: a filter installed without TSYNC is only in the
      * thread that installed it (and threads it creates later). */
     if (os_read_file("/proc/thread-self/status", buf, sizeof(buf)) <= 0 &&
         os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
-        return false;
-    return os_parse_field(buf, "Seccomp:", 0) == 2;
+        return -1;
+    return os_parse_field(buf, "Seccomp:", 0) != 0 ? 1 : 0;
+}
+
+bool os_seccomp_filtered()
+{
+    return os_seccomp_state() != 0;
 }
 
 long os_resident_pages(void *addr, size_t npages)

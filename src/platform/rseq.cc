@@ -68,8 +68,11 @@ bool rseq_fence()
      * starts late): no fence, so no drain; the arrays stay usable.  Filters
      * are never removed, so once seen this stays. */
     static bool filtered;
-    if (READ_ONCE(filtered) || os_seccomp_filtered()) {
-        WRITE_ONCE(filtered, true);
+    if (READ_ONCE(filtered))
+        return false;
+    if (int s = os_seccomp_state()) {
+        if (s > 0)
+            WRITE_ONCE(filtered, true);
         return false;
     }
     int saved = errno;
