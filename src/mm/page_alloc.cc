@@ -297,10 +297,12 @@ static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool re
         for (unsigned long b = pfn; b < pfn + (1ul << order); b += pageblock_nr_pages)
             set_pageblock_migratetype(z, b, mt);
     add_to_free_list(z, pg, order, mt, reported, now, reclaimed, resident, exact);
-    if (!reported && !exact)     /* exact: a block reclaim read, not a free */
-        __zone_watermark_check(z);
-    else if (order >= DESC_OFF_MIN_ORDER)
+    if (!reported) {
+        if (!exact)              /* exact: a block reclaim read, not a free */
+            __zone_watermark_check(z);
+    } else if (order >= DESC_OFF_MIN_ORDER) {
         __block_descriptors_off(z, pg, order, fresh);
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -317,13 +319,13 @@ static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool re
  * not 12. */
 static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migratetype mt,
                           bool reported, uint32_t free_time, bool reclaimed, bool desc_off,
-                          uint32_t resident)
+                          uint32_t resident, bool exact)
 {
     unsigned long pfn = page_to_pfn(pg);
     /* Which half holds a block's resident pages is not known: each half may
      * hold all of them (at most its size), an upper bound again; a block
-     * resident whole splits into halves resident whole. */
-    bool whole = resident >= (1u << high);
+     * read (exact) as resident whole splits into halves read as whole. */
+    bool whole = exact && resident >= (1u << high);
     while (high > low) {
         high--;
         page *half = pfn_to_page(z, pfn + (1ul << high));
@@ -344,6 +346,7 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     uint32_t free_time = pg->free_time;
     bool desc_off = pg->flags & PG_desc_off;
     uint32_t resident = pg->nr_resident;
+    bool exact = pg->flags & PG_scanned;
     pg->flags &= (uint16_t)~PG_desc_off;    /* expand sets up what it needs */
     del_from_free_list(z, pg, o);
     /* A wholly free, not resident pageblock starts to fill: the hugepage
@@ -352,7 +355,7 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
     if (reported && o >= pageblock_order &&
         __khugepaged_fresh_pageblocks(z, page_to_pfn(pg), order, mt))
         free_time = vmscan_now();
-    expand(z, pg, order, o, mt, reported, free_time, reclaimed, desc_off, resident);
+    expand(z, pg, order, o, mt, reported, free_time, reclaimed, desc_off, resident, exact);
     if (reclaimed)
         __workingset_refault(z, 1ul << order);
     __zone_use_rises(z, reported, 1ul << order);
@@ -888,6 +891,8 @@ const char *__zone_verify(zone *z)
                     if (!pg->nr_resident || pg->nr_resident > (1u << o))
                         return "a resident free block counts 0 or more than its pages resident";
                     resident += pg->nr_resident;
+                    if (pg->flags & PG_desc_off)
+                        return "a resident free block has its descriptors given back";
                 } else if (pg->nr_resident || (pg->flags & PG_scanned))
                     return "a reported free block counts resident pages";
                 else if (z->pageblock_thp[pfn >> pageblock_order] & PB_THP_FAULT)

@@ -568,6 +568,131 @@ TEST(Vmscan, ResidencyCountsTheTouchedPagesOfFreedBlocks)
     ASSERT_NO_FATAL_FAILURE(expect_first_pages_then_free(rc.live));
 }
 
+// An allocated block as the page allocator's callers leave it (a large
+// block's head and tails), so __zone_verify accepts it.
+void mark_allocated(page *pg, unsigned order)
+{
+    prep_compound_page(pg, 1ul << order, PG_large);
+    pg->nr_pages = 1u << order;
+}
+
+// Every free block's count is an upper bound of its resident pages, and
+// exact where it was read (PG_scanned), through the splits and merges that
+// follow a pass: checked against mincore on every free block of the zone.
+void expect_counts_bound_residency(zone *z, const char *when)
+{
+    spin_lock(&z->lock);
+    std::vector<std::pair<page *, unsigned>> blocks;
+    for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
+        for (list_head &l : z->free_area[o].free_list)
+            for (list_head *e = l.next; e != &l; e = e->next)
+                blocks.push_back({list_entry(e, page, lru), o});
+    for (auto [pg, o] : blocks) {
+        size_t real = resident_pages(page_address(pg), PAGE_SIZE << o);
+        if (pg->flags & PG_reported)
+            EXPECT_EQ(real, 0u) << when << ": a reported block of order " << o << " is resident";
+        else if (pg->flags & PG_scanned)
+            EXPECT_EQ(pg->nr_resident, real) << when << ": a block read as exact (order " << o << ")";
+        else
+            EXPECT_GE(pg->nr_resident, real) << when << ": a count below the resident pages (order " << o << ")";
+    }
+    spin_unlock(&z->lock);
+}
+
+// A block freed unread and split; then blocks of 64 pages written in their
+// first 4, freed (every other one) and read by a pass, then split by
+// allocations (written whole, freed again: merges): whatever the pieces,
+// their counts stay upper bounds, and exact ones stay exact.  A split once
+// marked the halves of an unread block resident whole as read.  An order-8
+// block read back resident keeps its descriptors (they went with reported
+// blocks only: __zone_verify).
+TEST(Vmscan, ResidencyCountsStayBoundsThroughSplitsAndMerges)
+{
+    option_guard og;
+    options[OPT_FREE_HIGH].value = 4l << 20;
+    options[OPT_DECAY_MS].value = 0;
+    options[OPT_RESIDENCY].value = 1;
+    if (os_seccomp_filtered())
+        GTEST_SKIP() << "a seccomp filter: kalloc reads no residency under one";
+    reclaim_everything();
+    // First, with no other resident free block: a block freed written in 4
+    // of its 64 pages, unread (no pass), split by an allocation of 4 pages.
+    // The allocation takes its first 4 pages (the written ones); the halves
+    // left (4..63) are not resident, and must not be counted as read.
+    {
+        page *a = alloc_pages(6, MIGRATE_MOVABLE, nullptr);
+        page *b = alloc_pages(6, MIGRATE_MOVABLE, nullptr);   // its buddy stays: no merge
+        ASSERT_NE(a, nullptr);
+        ASSERT_NE(b, nullptr);
+        mark_allocated(a, 6);
+        mark_allocated(b, 6);
+        ASSERT_EQ(page_to_pfn(a) ^ 64, page_to_pfn(b)) << "the two blocks are not buddies";
+        memset(page_address(a), 0x5a, 4 * PAGE_SIZE);
+        zone *za = page_zone(a);
+        spin_lock(&za->lock);
+        __free_one_page(za, page_to_pfn(a), 6, false);
+        page *piece = __rmqueue(za, 2, MIGRATE_MOVABLE, nullptr);
+        spin_unlock(&za->lock);
+        ASSERT_EQ(piece, a) << "the one resident free block was not the one split";
+        expect_counts_bound_residency(za, "after splitting an unread block");
+        spin_lock(&za->lock);
+        __free_one_page(za, page_to_pfn(piece), 2, false);
+        spin_unlock(&za->lock);
+        free_pages(b, 6);
+        ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+        reclaim_everything();
+    }
+    std::vector<page *> all;
+    for (int i = 0; i < 64; i++) {
+        page *pg = alloc_pages(6, MIGRATE_MOVABLE, nullptr);
+        ASSERT_NE(pg, nullptr);
+        mark_allocated(pg, 6);
+        memset(page_address(pg), i + 1, 4 * PAGE_SIZE);
+        all.push_back(pg);
+    }
+    page *big = alloc_pages(8, MIGRATE_MOVABLE, nullptr);
+    ASSERT_NE(big, nullptr);
+    mark_allocated(big, 8);
+    memset(page_address(big), 0x77, PAGE_SIZE);
+    zone *z = page_zone(all[0]);
+    std::vector<page *> live;
+    for (size_t i = 0; i < all.size(); i++) {
+        if (i % 2 == 0) {
+            live.push_back(all[i]);
+            continue;
+        }
+        spin_lock(&z->lock);
+        __free_one_page(z, page_to_pfn(all[i]), 6, false);
+        spin_unlock(&z->lock);
+    }
+    spin_lock(&z->lock);
+    __free_one_page(z, page_to_pfn(big), 8, false);
+    spin_unlock(&z->lock);
+    ASSERT_TRUE(vmscan_run(vmscan_now(), false, true));
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    expect_counts_bound_residency(z, "after the pass");
+    // Splits and merges: 64 order-2 blocks written whole, then freed.
+    std::vector<page *> small;
+    for (int i = 0; i < 64; i++) {
+        page *pg = alloc_pages(2, MIGRATE_MOVABLE, nullptr);
+        ASSERT_NE(pg, nullptr);
+        mark_allocated(pg, 2);
+        memset(page_address(pg), 0x33, 4 * PAGE_SIZE);
+        small.push_back(pg);
+    }
+    expect_counts_bound_residency(z, "after the splits");
+    for (page *pg : small) {
+        spin_lock(&z->lock);
+        __free_one_page(z, page_to_pfn(pg), 2, false);
+        spin_unlock(&z->lock);
+    }
+    expect_counts_bound_residency(z, "after the merges");
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    for (page *pg : live)
+        free_pages(pg, 6);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 TEST(Vmscan, WithoutResidencyTheTouchedPagesGoBack)
 {
     option_guard og;
