@@ -297,7 +297,9 @@ static void __free_one_block(zone *z, unsigned long pfn, unsigned order, bool re
         for (unsigned long b = pfn; b < pfn + (1ul << order); b += pageblock_nr_pages)
             set_pageblock_migratetype(z, b, mt);
     add_to_free_list(z, pg, order, mt, reported, now, reclaimed, resident, exact);
-    if (!reported) {
+    /* Reported as it went on the list (in a pageblock made huge at its first
+     * fault it went on resident: its descriptors stay). */
+    if (!(pg->flags & PG_reported)) {
         if (!exact)              /* exact: a block reclaim read, not a free */
             __zone_watermark_check(z);
     } else if (order >= DESC_OFF_MIN_ORDER) {
