@@ -43,7 +43,10 @@
  *     and nr_free_lru counts their pages (mm/vmscan.h);
  *   - pageblock_nr_free[b] = free-list pages inside pageblock b;
  *   - no PG_reported free block lies in a PB_THP_FAULT pageblock (the
- *     pageblock's first fault made all of it resident).
+ *     pageblock's first fault made all of it resident);
+ *   - a resident free block counts 1..2^k resident pages (nr_resident), a
+ *     reported one none, and nr_free_resident is their sum; PG_desc_off only
+ *     on reported blocks.
  *
  * Lock order: kmem_cache.lock -> per_cpu_pages.lock -> zone.lock -> zone_list_lock.
  */
@@ -182,7 +185,8 @@ struct zone {
     unsigned long max_pages;      /* pages it may grow to before it is full */
     bool full;                    /* growth failed (address space taken or exhausted) */
     unsigned long nr_free_pages;  /* pages in free blocks */
-    unsigned long nr_free_resident; /* of those, pages not PG_reported (still backed) */
+    unsigned long nr_free_resident; /* of those, pages that may be resident: the sum of the
+                                     * non-PG_reported blocks' nr_resident (mm/vmscan.h, "Residency") */
     unsigned long _watermark[NR_WMARK]; /* on nr_free_resident, in pages (mm/vmscan.h) */
     unsigned long workingset;     /* free memory the program has been seen to reuse, in pages:
                                    * raised by refaults, decayed by timed passes; the low
