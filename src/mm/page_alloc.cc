@@ -146,11 +146,17 @@ static inline void del_from_lru(zone *z, page *pg, unsigned order)
     }
 }
 
-/* The smallest free block whose descriptors are given back: order 8 (256
- * descriptors, 12 KiB) always holds a whole descriptor page past the head's. */
-constexpr unsigned DESC_OFF_MIN_ORDER = 8;
 static_assert((sizeof(page) << DESC_OFF_MIN_ORDER) - sizeof(page) >= 2 * PAGE_SIZE - 1,
               "a whole descriptor page past the head's");
+
+unsigned long block_descriptor_pages(const page *pg, unsigned order)
+{
+    if (order < DESC_OFF_MIN_ORDER)
+        return 0;
+    uintptr_t from = ((uintptr_t)(pg + 1) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+    uintptr_t to = (uintptr_t)(pg + (1ul << order)) & ~(PAGE_SIZE - 1);
+    return (to - from) >> PAGE_SHIFT;
+}
 
 /* A free block of order >= DESC_OFF_MIN_ORDER was just given back to the OS
  * (reported): give its descriptors back too, the whole pages of mem_map
@@ -162,8 +168,7 @@ static void __block_descriptors_off(zone *z, page *pg, unsigned order, bool fres
 {
     if (!fresh) {
         uintptr_t from = ((uintptr_t)(pg + 1) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
-        uintptr_t to = (uintptr_t)(pg + (1ul << order)) & ~(PAGE_SIZE - 1);
-        os_decommit((void *)from, to - from);
+        os_decommit((void *)from, block_descriptor_pages(pg, order) << PAGE_SHIFT);
     }
     pg->flags |= PG_desc_off;
 }

@@ -68,6 +68,17 @@ void __isolate_free_block(zone *z, page *pg);
  * PG_reported (merging with its buddies). */
 void __putback_reported_block(zone *z, page *pg, unsigned order);
 
+/* The smallest free block whose descriptors are given back with it: order 8
+ * (256 descriptors, 12 KiB) always holds a whole descriptor page past the
+ * head's. */
+constexpr unsigned DESC_OFF_MIN_ORDER = 8;
+
+/* The whole pages of mem_map that hold the descriptors of a block of
+ * `order` at pg, past the head's page: given back with the block when it
+ * is reported (order >= DESC_OFF_MIN_ORDER, else 0), resident while it is
+ * not.  Residency counts them in a read block's nr_resident. */
+unsigned long block_descriptor_pages(const page *pg, unsigned order);
+
 /* Return an isolated block whose residency mincore read: `resident` of its
  * pages are resident (exact, PG_scanned); with none it goes back
  * PG_reported after the caller gave it back (no refault when taken again:

@@ -398,8 +398,16 @@ static void shrink_zone_residency(zone *z, scan_control *sc)
                 zone_decommit(z, page_address(batch[i]), PAGE_SIZE << batch[i]->order);
                 khugepaged_note_reclaim(z, page_to_pfn(batch[i]), batch[i]->order);
                 untouched += pages;
+            } else {
+                /* What keeping it costs: its resident pages and the pages
+                 * of its descriptors (they go with it once reported): a
+                 * 4 MiB block with 3 pages touched holds 15. */
+                r += (long)block_descriptor_pages(batch[i], batch[i]->order);
+                if (r > (long)pages)
+                    r = (long)pages;
             }
-            uncounted += batch[i]->nr_resident - (unsigned long)r;
+            if ((unsigned long)r < batch[i]->nr_resident)
+                uncounted += batch[i]->nr_resident - (unsigned long)r;
             resident[i] = (uint32_t)r;
         }
         spin_lock(&z->lock);
