@@ -526,6 +526,43 @@ TEST(Reclaim, BlocksWrittenInPartAreCountedByTheirTouchedPages)
               0);
 }
 
+namespace {
+
+// A 40 MiB area written, freed, and taken again by calloc, `rounds` times:
+// it must read zero (kalloc clears a reused huge area, with mincore's help
+// where it may use it).  False on a failed allocation or a nonzero byte.
+bool calloc_of_a_reused_area_reads_zero(int rounds)
+{
+    constexpr size_t n = 40u << 20;
+    for (int r = 0; r < rounds; r++) {
+        unsigned char *p = (unsigned char *)malloc(kt::opaque(n));
+        if (!p)
+            return false;
+        memset(p, 0xa5, n);
+        free(p);
+        p = (unsigned char *)calloc(1, kt::opaque(n));
+        if (!p)
+            return false;
+        for (size_t i = 0; i < n; i += 4096)
+            if (p[i] || p[i + 4095])
+                return false;
+        free(p);
+    }
+    return true;
+}
+
+// A forked child under a seccomp filter exited 0 (not killed by SIGSYS).
+void expect_sandboxed_child_exits_cleanly(pid_t pid)
+{
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
+                                   << " (31 = SIGSYS: a system call the filter forbids)";
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+} // namespace
+
 // Sandboxes (OpenSSH's, Chromium's, systemd's SystemCallFilter=) allow
 // what glibc's malloc calls and kill the process on anything else.  Round
 // retention's RSS guard read the high-water mark with getrusage, and calloc
@@ -565,28 +602,9 @@ TEST(Reclaim, ASeccompFilterThatKillsGetrusageAndMincoreIsNoHarm)
         memset(big, 0x5a, 96u << 20);
         free(big);
         // ... and calloc of a reused huge area.
-        constexpr size_t n = 40u << 20;
-        for (int r = 0; r < 4; r++) {
-            unsigned char *p = (unsigned char *)malloc(kt::opaque(n));
-            if (!p)
-                _exit(5);
-            memset(p, 0xa5, n);
-            free(p);
-            p = (unsigned char *)calloc(1, kt::opaque(n));
-            if (!p)
-                _exit(6);
-            for (size_t i = 0; i < n; i += 4096)
-                if (p[i] || p[i + 4095])
-                    _exit(7);
-            free(p);
-        }
-        _exit(0);
+        _exit(calloc_of_a_reused_area_reads_zero(4) ? 0 : 5);
     }
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
-                                   << " (31 = SIGSYS: a system call the filter forbids)";
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    ASSERT_NO_FATAL_FAILURE(expect_sandboxed_child_exits_cleanly(pid));
 }
 
 // A sandbox kalloc cannot look into: a filter that kills on mincore, and no
@@ -627,28 +645,9 @@ TEST(Reclaim, NoFileDescriptorLeftToSeeTheFilterIsNoHarm)
             for (int i = 0; i < N; i++)
                 free(p[i]);
         }
-        constexpr size_t n = 40u << 20;
-        for (int r = 0; r < 3; r++) {
-            unsigned char *p = (unsigned char *)malloc(kt::opaque(n));
-            if (!p)
-                _exit(6);
-            memset(p, 0xa5, n);
-            free(p);
-            p = (unsigned char *)calloc(1, kt::opaque(n));
-            if (!p)
-                _exit(7);
-            for (size_t i = 0; i < n; i += 4096)
-                if (p[i] || p[i + 4095])
-                    _exit(8);
-            free(p);
-        }
-        _exit(0);
+        _exit(calloc_of_a_reused_area_reads_zero(3) ? 0 : 6);
     }
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
-                                   << " (31 = SIGSYS: a system call the filter forbids)";
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    ASSERT_NO_FATAL_FAILURE(expect_sandboxed_child_exits_cleanly(pid));
 }
 
 // What round retention keeps must not raise the process's RSS peak: when
