@@ -608,13 +608,19 @@ void free_pages(page *pg, unsigned order)
 
 void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr, bool reported)
 {
+    __free_pages_range_at(z, pfn, nr, reported, vmscan_now());
+}
+
+void __free_pages_range_at(zone *z, unsigned long pfn, unsigned long nr, bool reported,
+                           uint32_t now)
+{
     while (nr) {
         unsigned order = pfn ? __builtin_ctzl(pfn) : MAX_ORDER;
         if (order > MAX_ORDER)
             order = MAX_ORDER;
         while ((1ul << order) > nr)
             order--;
-        __free_one_page(z, pfn, order, reported);
+        __free_one_page_at(z, pfn, order, reported, false, now);
         pfn += 1ul << order;
         nr -= 1ul << order;
     }

@@ -101,8 +101,11 @@ void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reporte
                         uint32_t free_time);
 page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed);
 /* Free [pfn, pfn + nr) as the largest aligned blocks that fit (merging).
- * Caller holds z->lock. */
+ * Caller holds z->lock.  The _at form takes the time the blocks became free
+ * (one clock read for a bulk free, not one per block). */
 void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr, bool reported);
+void __free_pages_range_at(zone *z, unsigned long pfn, unsigned long nr, bool reported,
+                           uint32_t now);
 
 /* Walk the zone and check the buddy invariants listed in mmzone.h.
  * Caller holds z->lock.  Returns nullptr if they hold, else what broke. */

@@ -14,6 +14,7 @@
 #include "mm/per_cpu_pages.h"
 
 #include "mm/page_alloc.h"
+#include "mm/vmscan.h"
 #include "platform/cpu.h"
 #include "platform/timekeeping.h"
 
@@ -176,6 +177,7 @@ static void free_pcppages_bulk(zone *z, int pages, per_cpu_pages *pcp, unsigned 
 {
     if (pages > pcp->count)
         pages = pcp->count;
+    const uint32_t now = vmscan_now();   /* one clock read for the whole drain */
     spin_lock(&z->lock);
     pa_stats.zone_lock++;
     unsigned empty_in_a_row = 0;
@@ -190,9 +192,9 @@ static void free_pcppages_bulk(zone *z, int pages, per_cpu_pages *pcp, unsigned 
             pcp->count -= (int)nr;
             pages -= (int)nr;
             if (is_run_pindex(pi))
-                __free_pages_range(z, page_to_pfn(pg), nr, false);
+                __free_pages_range_at(z, page_to_pfn(pg), nr, false, now);
             else
-                __free_one_page(z, page_to_pfn(pg), pg->order, reported);
+                __free_one_page_at(z, page_to_pfn(pg), pg->order, reported, false, now);
         }
         pi = (pi + 1) % NR_PCP_LISTS;
     }
