@@ -156,13 +156,14 @@ bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order);
 bool khugepaged_pageblock_filling(const zone *z, unsigned long pfn);
 
 /* A page-allocator free (free_pages, free_pages_exact: pages the program
- * held) at pfn: its pageblock is no longer only being filled.  Racy write,
- * as khugepaged_note_reclaim's. */
+ * held) at pfn: its pageblock is no longer only being filled.  No lock: an
+ * atomic and, so the flags others write meanwhile (the scan's, under
+ * vmscan_lock) are not lost; taken only when the flag is set (a read). */
 static inline void khugepaged_note_free(zone *z, unsigned long pfn)
 {
     uint8_t *f = &z->pageblock_thp[pfn >> pageblock_order];
-    if (__builtin_expect(*f & PB_THP_FILLING, 0))
-        __atomic_store_n(f, (uint8_t)(*f & ~PB_THP_FILLING), __ATOMIC_RELAXED);
+    if (__builtin_expect(__atomic_load_n(f, __ATOMIC_RELAXED) & PB_THP_FILLING, 0))
+        __atomic_fetch_and(f, (uint8_t)~PB_THP_FILLING, __ATOMIC_RELAXED);
 }
 
 /* Reclaim kept a free block of pageblock pb of z in place to leave its
