@@ -334,23 +334,13 @@ static void shrink_zone_small(zone *z, scan_control *sc)
 
 /* Whether this pass may read residency with mincore: never under a seccomp
  * filter (a sandbox allowing what glibc's malloc calls may kill the process
- * on mincore).  Read once per pass that wants it, from the calling thread's
+ * on mincore).  Asked once per pass that wants it, from the calling thread's
  * status (a filter can be installed at any time, by any thread, and only
- * applies to it); once seen it stays (filters are never removed). */
+ * applies to it; os_seccomp_filtered remembers one it has seen). */
 static bool residency_allowed(scan_control *sc)
 {
-    static bool filtered;
-    if (sc->residency == 0) {
-        if (READ_ONCE(filtered) || option_get(OPT_RESIDENCY) == 0) {
-            sc->residency = -1;
-        } else if (int s = os_seccomp_state()) {
-            if (s > 0)
-                WRITE_ONCE(filtered, true);
-            sc->residency = -1;     /* filtered, or unknown (no /proc) */
-        } else {
-            sc->residency = 1;
-        }
-    }
+    if (sc->residency == 0)
+        sc->residency = option_get(OPT_RESIDENCY) != 0 && !os_seccomp_filtered() ? 1 : -1;
     return sc->residency > 0;
 }
 
@@ -452,18 +442,15 @@ again:
             if (!over && !old)
                 break;       /* the tail is the coldest: nothing older behind it */
             unsigned order = pg->order;
-            if (!old && khugepaged_pageblock_filling(z, page_to_pfn(pg))) {
-                free_lru_del(z, pg);     /* a hugepage being filled: its rest stays */
-                free_lru_add(z, pg);
-                kept += 1ul << order;
-                continue;
-            }
-            if (!old && khugepaged_keep_resident(z, page_to_pfn(pg), order)) {
-                free_lru_del(z, pg);     /* giving it back splits a hugepage */
+            /* A hugepage being filled keeps its rest; a whole one under
+             * half free keeps its pieces (giving one back splits it). */
+            bool filling = !old && khugepaged_pageblock_filling(z, page_to_pfn(pg));
+            if (filling || (!old && khugepaged_keep_resident(z, page_to_pfn(pg), order))) {
+                free_lru_del(z, pg);
                 free_lru_add(z, pg);
                 kept += 1ul << order;
                 unsigned long pb = page_to_pfn(pg) >> pageblock_order;
-                if (!underused_checked && nr_underused < VMSCAN_UNDERUSED_CHECK) {
+                if (!filling && !underused_checked && nr_underused < VMSCAN_UNDERUSED_CHECK) {
                     unsigned k = 0;
                     while (k < nr_underused && underused[k] != pb)
                         k++;

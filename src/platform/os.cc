@@ -89,16 +89,8 @@ void os_zero_range(void *addr, size_t len)
     constexpr size_t chunk_pages = 4096;          /* 16 MiB per mincore call */
     constexpr unsigned max_runs = 64;
     /* Sandboxes allow what glibc's malloc calls and may kill the process on
-     * anything else: no mincore under a seccomp filter (filters are never
-     * removed, so once seen this stays). */
-    static bool filtered;
-    if (READ_ONCE(filtered)) {
-        memset(addr, 0, len);
-        return;
-    }
-    if (int s = os_seccomp_state()) {
-        if (s > 0)
-            WRITE_ONCE(filtered, true);
+     * anything else: no mincore under a seccomp filter. */
+    if (os_seccomp_filtered()) {
         memset(addr, 0, len);
         return;
     }
@@ -259,20 +251,21 @@ unsigned os_nr_threads()
     return (unsigned)os_parse_field(buf, "Threads:", 0);
 }
 
-int os_seccomp_state()
+bool os_seccomp_filtered()
 {
+    static bool filtered;        /* seen once: filters are never removed */
+    if (READ_ONCE(filtered))
+        return true;
     char buf[4096];
     /* The calling thread's: a filter installed without TSYNC is only in the
      * thread that installed it (and threads it creates later). */
     if (os_read_file("/proc/thread-self/status", buf, sizeof(buf)) <= 0 &&
         os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
-        return -1;
-    return os_parse_field(buf, "Seccomp:", 0) != 0 ? 1 : 0;
-}
-
-bool os_seccomp_filtered()
-{
-    return os_seccomp_state() != 0;
+        return true;             /* unknown: not remembered */
+    if (os_parse_field(buf, "Seccomp:", 0) == 0)
+        return false;
+    WRITE_ONCE(filtered, true);
+    return true;
 }
 
 long os_resident_pages(void *addr, size_t npages)

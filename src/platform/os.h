@@ -99,15 +99,13 @@ unsigned os_nr_threads();
 
 /* True when a seccomp filter (or strict mode) is installed on this thread
  * ("Seccomp:" not 0 in /proc/thread-self/status, else /proc/self/status),
- * and when neither can be read (a sandbox without /proc: assume the worst).
- * A filter may kill the process on a system call glibc's malloc never makes
- * (membarrier, mincore), so kalloc leaves such calls out under any filter. */
+ * and when neither can be read (a sandbox without /proc, or no file
+ * descriptor left: assume the worst, but ask again next time).  A filter
+ * seen once is remembered for the process (filters are never removed): no
+ * more reads.  A filter may kill the process on a system call glibc's
+ * malloc never makes (membarrier, mincore), so kalloc leaves such calls out
+ * under any filter. */
 bool os_seccomp_filtered();
-
-/* The same, three ways: 1 filtered, 0 not, -1 unknown (/proc unreadable:
- * no /proc, or no file descriptor left).  Callers that remember a filter
- * for good (filters are never removed) remember only a 1. */
-int os_seccomp_state();
 
 /* How many of the npages pages from addr (page aligned) are resident
  * (mincore, 4 MiB per call through a stack vector), or -1 when mincore

@@ -67,14 +67,8 @@ bool rseq_fence()
     /* A filter installed after the arrays were set up (a sandbox that
      * starts late): no fence, so no drain; the arrays stay usable.  Filters
      * are never removed, so once seen this stays. */
-    static bool filtered;
-    if (READ_ONCE(filtered))
+    if (os_seccomp_filtered())
         return false;
-    if (int s = os_seccomp_state()) {
-        if (s > 0)
-            WRITE_ONCE(filtered, true);
-        return false;
-    }
     int saved = errno;
     long r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0);
     if (r != 0 && errno == EPERM) {
