@@ -17,6 +17,7 @@
 // On any failed check it prints "<name>: FAILED ..." to stderr and exits 1.
 #pragma once
 
+#include <malloc.h>
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -213,10 +214,22 @@ inline bool thp_usage(long* anon_huge_kib, long* rss_kib) {
 //                              hugepage coverage at a steady phase (issue 4:
 //                              >= 80% of Rss in hugepages); several lines with
 //                              one name are summed
-inline void print_phase(const char* phase, long rss_kib, long live_kib = -1) {
+// KB_PHASE_STATS=1: the allocator's malloc_stats() on stderr at the end of
+// each phase (a diagnostic: what the allocator holds at that point).
+inline void phase_stats(const char* phase) {
+  static const bool on = std::getenv("KB_PHASE_STATS") != nullptr;
+  if (!on) return;
+  std::fprintf(stderr, "== phase %s\n", phase);
+  malloc_stats();
+}
+
+// `stats`: false where the phase lines are printed after the fact (the
+// program called phase_stats when the phase ended).
+inline void print_phase(const char* phase, long rss_kib, long live_kib = -1, bool stats = true) {
   std::printf("rss_phase %s %ld\n", phase, rss_kib);
   if (live_kib >= 0) std::printf("live_kib %s %ld\n", phase, live_kib);
   std::fflush(stdout);
+  if (stats) phase_stats(phase);
 }
 
 // A hugepage coverage sample, taken now and printed later (print_thp), so a

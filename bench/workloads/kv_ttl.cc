@@ -130,6 +130,7 @@ int main(int argc, char** argv) {
     uint64_t live = 0;
     for (auto& s : shards) live += s.live;
     phase_rss[phase_done] = kb::vmrss_kib();
+    kb::phase_stats(kPhases[phase_done].name);
     phase_thp[phase_done].take();
     phase_live[phase_done] = (long)(live >> 10);
     phase_ms[phase_done] = (uint32_t)(t.secs() * 1000.0);
@@ -217,6 +218,7 @@ int main(int argc, char** argv) {
   // the idle tail: the store keeps its keys, nothing is requested
   kb::sleep_ms(tail_ms);
   const long rss_idle = kb::vmrss_kib();
+  kb::phase_stats("idle");
   kb::ThpSample idle_thp;
   idle_thp.take();
   g_stop.store(true, std::memory_order_release);
@@ -229,10 +231,10 @@ int main(int argc, char** argv) {
 
   for (int p = 0; p < kNumPhases; ++p) {
     std::printf("phase_mark %u %s\n", phase_ms[p], kPhases[p].name);
-    kb::print_phase(kPhases[p].name, phase_rss[p], phase_live[p]);
+    kb::print_phase(kPhases[p].name, phase_rss[p], phase_live[p], false);
     kb::print_thp(kPhases[p].name, phase_thp[p]);
   }
-  kb::print_phase("idle", rss_idle, (long)(live >> 10));
+  kb::print_phase("idle", rss_idle, (long)(live >> 10), false);
   kb::print_thp("idle", idle_thp);
   const size_t ns = g_nsamples.load(std::memory_order_acquire);
   for (size_t i = 0; i < ns; ++i) std::printf("rss_sample %u %u\n", g_samples[i].ms, g_samples[i].kib);

@@ -202,6 +202,9 @@ struct zone {
                                    * a large drop (a round; 0: never): retention across drops
                                    * while recent (mm/vmscan.h, rounds) */
     uint8_t use_dropped;          /* the use fell under 7/8 of use_peak since it was last near it */
+    uint8_t round_streak;         /* rounds in a row, each within ROUNDS_WINDOW_MS of the one
+                                   * before (saturates at 255): retention across drops needs
+                                   * ROUNDS_MIN_STREAK (mm/vmscan.h, rounds) */
     uint8_t rounds_blocked;       /* the RSS guard found the process at its RSS high-water mark
                                    * while round retention held: none until the next round */
     uint8_t wmark_rounds;         /* wmark_retained comes from round retention (not a steady heap) */

@@ -204,6 +204,7 @@ void __setup_zone_wmarks(zone *z)
      * back what the last one freed (mimalloc-bench's mstress refaulted its
      * rounds' memory, 1.3 M faults a run). */
     bool rounds = !steady && z->round_time && !z->rounds_blocked &&
+                  z->round_streak >= ROUNDS_MIN_STREAK &&
                   (uint32_t)(vmscan_now() - z->round_time) < ROUNDS_WINDOW_MS;
     if (fixed <= 0 && z->use_peak > in_use && (steady || rounds)) {
         unsigned long room = z->use_peak - in_use;
@@ -241,11 +242,12 @@ void vmscan_note_growth(size_t bytes)
 
 void __zone_round(zone *z)
 {
+    uint32_t now = vmscan_now();
+    bool recent = z->round_time && (uint32_t)(now - z->round_time) < ROUNDS_WINDOW_MS;
+    z->round_streak = !recent ? 1 : z->round_streak < 255 ? z->round_streak + 1 : 255;
     z->use_dropped = 0;
     z->rounds_blocked = 0;
-    z->round_time = vmscan_now();
-    if (!z->round_time)
-        z->round_time = 1;
+    z->round_time = now ? now : 1;
 }
 
 void __zone_retention_check(zone *z, unsigned long pages)

@@ -33,8 +33,10 @@
  *      steady churn of large blocks stops refaulting them (an allocation
  *      that faults pages in while retention is in effect sets the
  *      watermarks again: __zone_use_rises).  Rounds: once the use has come
- *      back near its peak after a larger drop (round_time, within
- *      ROUNDS_WINDOW_MS), the next drops keep the workingset too, under an
+ *      back near its peak after a larger drop twice in a row (round_time,
+ *      round_streak >= ROUNDS_MIN_STREAK, each within ROUNDS_WINDOW_MS of
+ *      the one before: the kernel activates a page on its second reference,
+ *      not its first), the next drops keep the workingset too, under an
  *      RSS guard: while such memory is kept and the process grows by other
  *      memory (blocks faulted in, fresh huge mappings), a pass reads the
  *      process's RSS and its high-water mark, and if the RSS plus that growth
@@ -111,10 +113,14 @@ constexpr unsigned VMSCAN_MIN_ORDER = 2;
  * at most (shrink_zone_small: one madvise call per block). */
 constexpr unsigned long VMSCAN_SMALL_MAX = 256;
 /* Round retention (__setup_zone_wmarks): how long after the last round it
- * holds, the pages faulted in under it between two RSS reads, and how near
+ * holds, how many rounds in a row it needs (one is a program that fills,
+ * empties, refills and ends: kept, its memory stayed resident after the
+ * end: fragmentation's end phase 48-52 MiB with 13.5 live, 30-32 with two),
+ * the pages faulted in under it between two RSS reads, and how near
  * the RSS high-water mark (at least; 1/64 of it above 128 MiB) the guard
  * stops it. */
 constexpr uint32_t ROUNDS_WINDOW_MS = 2000;
+constexpr uint8_t ROUNDS_MIN_STREAK = 2;
 constexpr unsigned long RETENTION_RSS_CHECK_PAGES = 256;
 constexpr uint64_t RSS_GUARD_SLACK = 2ull << 20;
 /* Blocks isolated per hold of the zone lock. */

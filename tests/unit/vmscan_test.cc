@@ -165,14 +165,14 @@ struct zone_counters {
     unsigned long workingset, use_peak, spanned_pages, nr_free_pages, nr_free_resident, nr_free_lru,
         nr_thp_kept, retention_faulted;
     uint32_t round_time;
-    uint8_t use_dropped, rounds_blocked, wmark_rounds;
+    uint8_t use_dropped, rounds_blocked, wmark_rounds, round_streak;
     int pending, rss_due;
     static zone_counters save(const zone *z)
     {
         return {z->workingset,    z->use_peak,       z->spanned_pages,  z->nr_free_pages,
                 z->nr_free_resident, z->nr_free_lru, z->nr_thp_kept,    z->retention_faulted,
                 z->round_time,    z->use_dropped,    z->rounds_blocked, z->wmark_rounds,
-                READ_ONCE(vmscan_pending), READ_ONCE(rss_check_due)};
+                z->round_streak,  READ_ONCE(vmscan_pending), READ_ONCE(rss_check_due)};
     }
     void restore(zone *z) const
     {
@@ -188,6 +188,7 @@ struct zone_counters {
         z->use_dropped = use_dropped;
         z->rounds_blocked = rounds_blocked;
         z->wmark_rounds = wmark_rounds;
+        z->round_streak = round_streak;
         __setup_zone_wmarks(z);
         WRITE_ONCE(vmscan_pending, pending);
         WRITE_ONCE(rss_check_due, rss_due);
@@ -205,6 +206,7 @@ static zone *lock_zone_for_wmarks(zone_counters *saved)
     *saved = zone_counters::save(z);
     z->nr_thp_kept = 0;
     z->round_time = 0;
+    z->round_streak = 0;
     return z;
 }
 
@@ -344,6 +346,15 @@ TEST(Vmscan, RoundsKeepTheWorkingsetAcrossDrops)
     use(380 * MiB);
     __zone_use_rises(z, false, 280 * MiB);
     const bool round = z->round_time != 0 && !z->use_dropped;
+    // One round is no pattern yet (a program that fills, empties, refills
+    // and ends): the next drop gets the usual level.
+    use(100 * MiB);
+    __setup_zone_wmarks(z);
+    const unsigned long one_round = wmark_pages(z, WMARK_LOW);
+    // The use comes back again soon after: the second round in a row.
+    use(380 * MiB);
+    __zone_use_rises(z, false, 280 * MiB);
+    const unsigned streak = z->round_streak;
     // The next drop keeps the workingset (200 MiB, under the 300 of room).
     use(100 * MiB);
     __setup_zone_wmarks(z);
@@ -371,6 +382,8 @@ TEST(Vmscan, RoundsKeepTheWorkingsetAcrossDrops)
     EXPECT_EQ(first_drop, 4 * MiB) << "the usual level: 100 MiB / 32, at least 4 MiB";
     EXPECT_TRUE(dropped);
     EXPECT_TRUE(round) << "coming back near the peak was not seen as a round";
+    EXPECT_EQ(one_round, 4 * MiB) << "a single round kept the workingset across the next drop";
+    EXPECT_EQ(streak, 2u);
     EXPECT_EQ(second_drop, 200 * MiB) << "the workingset was not kept across the round's drop";
     EXPECT_TRUE(rounds);
     EXPECT_EQ(due_early, 0);
