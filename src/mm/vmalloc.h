@@ -14,23 +14,26 @@
  * place with mremap when the next chunks are free, else moves the mapping
  * with mremap (no copy) into a fresh range it has claimed first.
  *
- * Freed areas of up to half of VCACHE_MAX_BYTES are kept mapped in a small
- * cache (VCACHE_SLOTS areas, VCACHE_MAX_BYTES in all, oldest evicted first)
- * and reused by a later request that fits (at most twice its size, shrunk to
- * it in place): a program that allocates and frees a 16 MiB scratch buffer
- * in a loop then pays no mmap, munmap or page faults per iteration, as it
- * does not with glibc (whose mmap threshold rises after such a free).
- *
- * Retention: a program that frees its huge blocks in rounds and maps as
- * many again (mimalloc-bench's mstress: some 230 MiB of 4-10 MiB blocks a
- * round) would otherwise fault all of them in every round.  The cache may
- * hold more than VCACHE_MAX_BYTES by what the program has been seen to map
- * afresh soon after areas were unmapped (the workingset, as the zones keep
- * theirs: mm/vmscan.h), but never so much that the live areas and the
- * cache together pass the recent peak of live bytes plus VCACHE_MAX_BYTES,
- * which is what the cache alone allowed at that peak.  Areas cached for a decay
- * period (KALLOC_DECAY_MS) are unmapped by the timed passes, which also
- * decay the peak and the workingset.  malloc_trim, and any mapping failure
+ * Freed areas are kept mapped in a small cache (VCACHE_SLOTS areas, oldest
+ * evicted first) and reused by a later request that fits (at most twice its
+ * size, shrunk to it in place), but only as much as the program has been
+ * seen to reuse: each area unmapped leaves a shadow (its size and time, as
+ * the kernel's workingset leaves shadow entries of evicted pages), and a
+ * fresh mapping a shadow would have served within VSHADOW_WINDOW_MS is a
+ * refault, which adds its size to the workingset (so do cache hits).  The
+ * cache holds at most that workingset, and never so much that the live
+ * areas and the cache together pass the recent peak of live bytes by more
+ * than VCACHE_OVER_PEAK.  So a
+ * program that allocates and frees a 16 MiB scratch buffer in a loop maps it
+ * twice and then pays no mmap, munmap or page faults per iteration (glibc
+ * raises its mmap threshold after such a free, to the same effect), and a
+ * program in rounds (mimalloc-bench's mstress: some 230 MiB of 4-10 MiB
+ * blocks a round) keeps a round's areas from its second round on; but a
+ * growing array's old copy, freed for one twice as large, which no later
+ * request reuses, is unmapped at once instead of staying resident while the
+ * program grows.  Areas cached for a decay period (KALLOC_DECAY_MS) are
+ * unmapped by the timed passes (leaving no shadow), which also decay the
+ * peak and the workingset.  malloc_trim, and any mapping failure
  * (RLIMIT_AS), empty the cache.
  *
  * Locking: one vmap_lock for all regions (huge allocations are rare and
@@ -49,7 +52,12 @@ struct vm_region;
 extern vm_region *vmalloc_table[NR_ZONE_SLOTS];
 
 constexpr unsigned VCACHE_SLOTS = 32;
-constexpr size_t VCACHE_MAX_BYTES = 64ul << 20;
+/* How far above the recent peak of live bytes the live areas and the cache
+ * may reach, once the program reuses areas (see above). */
+constexpr size_t VCACHE_OVER_PEAK = 64ul << 20;
+/* Shadows of unmapped areas kept (newest first), and how long one counts. */
+constexpr unsigned VSHADOW_SLOTS = 64;
+constexpr uint32_t VSHADOW_WINDOW_MS = 2000;
 
 /* Map a huge area of at least `size` bytes aligned to `align` (a power of
  * two; <= 2 MiB costs nothing extra).  *zeroed (if given) tells whether it
@@ -89,8 +97,8 @@ struct vmalloc_stats {
     unsigned long nr_cache_hits;/* allocations served from the cache (a count) */
     unsigned long nr_regions;   /* regions of reserved address space (never given back) */
     unsigned long region_bytes; /* address space those regions reserve */
-    unsigned long retain_bytes; /* what the cache may hold now beyond VCACHE_MAX_BYTES (retention) */
-    unsigned long workingset_bytes; /* retention's workingset: bytes mapped afresh soon after unmaps */
+    unsigned long retain_bytes; /* what the cache may hold now (its workingset under the room below the peak) */
+    unsigned long workingset_bytes; /* the cache's workingset: bytes reused (refaults of shadows, cache hits) */
     unsigned long peak_bytes;   /* retention's recent peak of live bytes */
 };
 vmalloc_stats vmalloc_get_stats();
