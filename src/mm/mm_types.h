@@ -29,9 +29,10 @@
  *   PG_isolated      head of a free block that reclaim took off the free
  *                    lists to madvise it without the zone lock (the kernel's
  *                    isolated pages); it goes back as PG_reported.
- *   PG_reclaimed     (free blocks, PG_reported) reclaim or trim gave it back,
- *                    as opposed to fresh pages from zone growth: allocating
- *                    from it again is a refault (mm/vmscan.h, workingset)
+ *   PG_reclaimed     (free blocks) reclaim or trim gave it back, or a part
+ *                    of it (a merged block), as opposed to fresh pages from
+ *                    zone growth: allocating from it again is a refault of
+ *                    the pages it does not hold (mm/vmscan.h, workingset)
  *   PG_scanned       (free blocks, not PG_reported) nr_resident was read with
  *                    mincore: exact, not an upper bound
  * A slab of 2 or more pages may have holes (mm/slub.cc, "slab holes"): pages
@@ -79,7 +80,7 @@ enum pageflags : uint16_t {
     PG_pcp = 1u << 7,     /* head of a free block on a per-CPU pageset (order in `order`) */
     PG_isolated = 1u << 8,/* head of a free block being reclaimed (off the lists, see vmscan.h) */
     PG_lru = 1u << 9,     /* (PG_buddy) the block is on zone->free_lru (resident, reclaimable) */
-    PG_reclaimed = 1u << 11, /* (PG_buddy, PG_reported) reclaim gave it back: taking it again is a refault */
+    PG_reclaimed = 1u << 11, /* (PG_buddy) reclaim gave it (or part of it) back: taking it again is a refault */
     PG_desc_off = 1u << 10, /* (PG_buddy, order >= 8, reported) descriptors past the head's
                                page are zero and not resident; set up again on allocation */
     PG_meshed = 1u << 12,   /* (PG_slab head) other slabs were merged into this one (mm/mesh.h):

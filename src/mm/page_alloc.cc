@@ -110,7 +110,7 @@ static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratety
         resident = 1u << order;
     else if (!resident)
         resident = 1;
-    pg->flags = PG_buddy | (reported ? PG_reported : 0) | (reported && reclaimed ? PG_reclaimed : 0) |
+    pg->flags = PG_buddy | (reported ? PG_reported : 0) | (reclaimed ? PG_reclaimed : 0) |
                 (!reported && exact ? PG_scanned : 0);
     pg->nr_resident = reported ? 0 : resident;
     pg->order = (uint8_t)order;
@@ -235,11 +235,12 @@ void __putback_reported_block(zone *z, page *pg, unsigned order)
 void __putback_scanned_block(zone *z, page *pg, unsigned order, uint32_t resident)
 {
     z->nr_isolated -= 1ul << order;
+    bool reclaimed = pg->flags & PG_reclaimed;   /* part of it was given back before */
     if (!resident) {     /* never touched, but given back: swapped pages read as zero too */
         z->nr_reported += 1ul << order;
-        __free_one_block(z, page_to_pfn(pg), order, true, false, false, pg->free_time);
+        __free_one_block(z, page_to_pfn(pg), order, true, reclaimed, false, pg->free_time);
     } else {
-        __free_one_block(z, page_to_pfn(pg), order, false, false, false, pg->free_time,
+        __free_one_block(z, page_to_pfn(pg), order, false, reclaimed, false, pg->free_time,
                          resident, true);
     }
 }
@@ -262,8 +263,10 @@ void __free_one_page_at(zone *z, unsigned long pfn, unsigned order, bool reporte
     __free_one_block(z, pfn, order, reported, false, fresh, now);
 }
 
-/* reclaimed: the block (reported) was given back by reclaim, not fresh from
- * growth; a merged block is reclaimed when any reported part was.  resident
+/* reclaimed: the block, or part of it, was given back by reclaim (not fresh
+ * from growth); a merged block is reclaimed when any part was, so a block
+ * freed beside a reclaimed buddy still counts a refault for the pages it
+ * does not hold when it is taken (take_free_block).  resident
  * (not reported): how many of its pages may be resident, all unless given;
  * a merged block adds its parts' counts, and is exact (PG_scanned) when
  * every part was (reported or read). */
@@ -342,6 +345,21 @@ static inline void expand(zone *z, page *pg, unsigned low, unsigned high, migrat
     }
 }
 
+/* nr pages were taken from a free block (part of) which reclaim had given
+ * back: those of them it may not hold are a refault.  A reported block
+ * holds none; another holds at most `resident` (its count, an upper bound
+ * or exact), so at least nr - resident of the taken pages fault in.  Before,
+ * only reported blocks counted: a block given back and then merged with a
+ * resident buddy faulted its given-back part in uncounted (a stress
+ * program's reclaim gave back 661K pages, 80K were counted refaulted). */
+static inline void __refault_block(zone *z, bool reported, uint32_t resident, unsigned long nr)
+{
+    if (!reported)
+        nr = resident >= nr ? 0 : nr - resident;
+    if (nr)
+        __workingset_refault(z, nr);
+}
+
 /* Take free block pg of order o off its list and split it down to `order`,
  * the rest going back to the same list's type (free since the block was);
  * *zeroed tells whether the block was reported (reads as zero). */
@@ -364,7 +382,7 @@ static page *take_free_block(zone *z, page *pg, unsigned o, unsigned order, bool
         free_time = vmscan_now();
     expand(z, pg, order, o, mt, reported, free_time, reclaimed, desc_off, resident, exact);
     if (reclaimed)
-        __workingset_refault(z, 1ul << order);
+        __refault_block(z, reported, resident, 1ul << order);
     __zone_use_rises(z, reported, 1ul << order);
     if (zeroed)
         *zeroed = reported;
@@ -763,6 +781,8 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
         __add_free_range(z, bstart, p, mt, reported, free_time, reclaimed, resident);
         unsigned long taken_end = bend < end ? bend : end;
         __add_free_range(z, taken_end, bend, mt, reported, free_time, reclaimed, resident);
+        if (reclaimed)
+            __refault_block(z, reported, resident, taken_end - p);
         p = taken_end;
     }
     __zone_use_rises(z, any_reported, end - first);

@@ -213,6 +213,55 @@ TEST(Buddy, ReportedBlocksReadAsZero)
     verify_all_zones();
 }
 
+// Blocks of order o allocated and written, every other one freed and given
+// back (reported holes that cannot merge); then a held block whose buddy is
+// a hole, and whose order o + 1 buddy is held, is freed: merged with the
+// hole, it is the only resident free block of order o + 1 (its first or
+// second half resident).  Returns that block's freed half (nullptr, with a
+// test failure, if the layout had none); `held` keeps the blocks in use.
+static page *free_beside_a_reclaimed_hole(unsigned o, std::map<unsigned long, page *> &held)
+{
+    const unsigned long n = 1ul << o;
+    std::vector<page *> holes;
+    for (int i = 0; i < 64; i++) {
+        page *pg = alloc_pages(o, MIGRATE_MOVABLE, nullptr);
+        EXPECT_NE(pg, nullptr);
+        if (!pg)
+            return nullptr;
+        prep_compound_page(pg, n, PG_large);
+        pg->nr_pages = n;
+        memset(page_address(pg), 0x6b, PAGE_SIZE * n);
+        if (i % 2)
+            holes.push_back(pg);
+        else
+            held[page_to_pfn(pg)] = pg;
+    }
+    for (page *pg : holes)
+        free_pages(pg, o);
+    zone_reclaim_all(0);   // every free block is reported now, the holes too
+    page *freed = nullptr;
+    for (auto &[pfn, pg] : held) {
+        unsigned long pair = pfn ^ (2 * n);
+        if (pfn % (2 * n) == 0 && !held.count(pfn + n) && (held.count(pair) || held.count(pair + n))) {
+            freed = pg;
+            break;
+        }
+    }
+    EXPECT_NE(freed, nullptr) << "no held block with a free buddy and a held neighbour pair";
+    if (!freed)
+        return nullptr;
+    held.erase(page_to_pfn(freed));
+    free_pages(freed, o);
+    return freed;
+}
+
+static void free_held(std::map<unsigned long, page *> &held, unsigned o)
+{
+    for (auto &[pfn, h] : held)
+        free_pages(h, o);
+    held.clear();
+}
+
 TEST(Buddy, AResidentBlockIsTakenBeforeASmallerReportedOne)
 {
     // Free memory that reclaim gave back (reported) faults in again when it
@@ -224,36 +273,8 @@ TEST(Buddy, AResidentBlockIsTakenBeforeASmallerReportedOne)
     constexpr unsigned o = PAGE_ALLOC_COSTLY_ORDER + 1;
     constexpr unsigned long n = 1ul << o;
     std::map<unsigned long, page *> held;   // pfn -> block
-    std::vector<page *> holes;
-    for (int i = 0; i < 64; i++) {
-        page *pg = alloc_pages(o, MIGRATE_MOVABLE, nullptr);
-        ASSERT_NE(pg, nullptr);
-        prep_compound_page(pg, n, PG_large);
-        pg->nr_pages = n;
-        memset(page_address(pg), 0x6b, PAGE_SIZE * n);
-        if (i % 2)
-            holes.push_back(pg);
-        else
-            held[page_to_pfn(pg)] = pg;
-    }
-    // Every other block freed: holes of order o that cannot merge.
-    for (page *pg : holes)
-        free_pages(pg, o);
-    zone_reclaim_all(0);   // every free block is reported now, the holes too
-    // Free a block whose buddy is a hole and whose order o + 1 buddy is held:
-    // a resident block of order o + 1 (dirty memory merged with a reported
-    // buddy is resident, page_alloc.cc), and the only resident one.
-    page *freed = nullptr;
-    for (auto &[pfn, pg] : held) {
-        unsigned long pair = pfn ^ (2 * n);
-        if (pfn % (2 * n) == 0 && !held.count(pfn + n) && (held.count(pair) || held.count(pair + n))) {
-            freed = pg;
-            break;
-        }
-    }
-    ASSERT_NE(freed, nullptr) << "no held block with a free buddy and a held neighbour pair";
-    held.erase(page_to_pfn(freed));
-    free_pages(freed, o);
+    page *freed = free_beside_a_reclaimed_hole(o, held);
+    ASSERT_NE(freed, nullptr);
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
     bool zeroed = true;
     page *pg = alloc_pages(o, MIGRATE_MOVABLE, &zeroed);
@@ -263,8 +284,38 @@ TEST(Buddy, AResidentBlockIsTakenBeforeASmallerReportedOne)
     prep_compound_page(pg, n, PG_large);
     pg->nr_pages = n;
     held[page_to_pfn(pg)] = pg;
-    for (auto &[pfn, h] : held)
-        free_pages(h, o);
+    free_held(held, o);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
+TEST(Buddy, TakingABlockMergedWithAReclaimedBuddyIsARefault)
+{
+    // The merged block (a freed, resident half and a half reclaim gave back)
+    // is resident with a count of n; taken whole, its given-back half faults
+    // in: n pages of refault for the workingset (mm/vmscan.h).  Before, only
+    // reported blocks counted, and such blocks' refaults went unseen.
+    constexpr unsigned o = PAGE_ALLOC_COSTLY_ORDER + 1;
+    constexpr unsigned long n = 1ul << o;
+    std::map<unsigned long, page *> held;
+    page *freed = free_beside_a_reclaimed_hole(o, held);
+    ASSERT_NE(freed, nullptr);
+    zone *z = page_zone(freed);
+    spin_lock(&z->lock);
+    unsigned long refault0 = z->nr_refault;
+    spin_unlock(&z->lock);
+    bool zeroed = true;
+    page *pg = alloc_pages(o + 1, MIGRATE_MOVABLE, &zeroed);
+    ASSERT_NE(pg, nullptr);
+    EXPECT_FALSE(zeroed) << "the merged block, half resident, was not the one taken";
+    EXPECT_EQ(page_to_pfn(pg), page_to_pfn(freed) & ~(2 * n - 1));
+    spin_lock(&z->lock);
+    unsigned long refaulted = z->nr_refault - refault0;
+    spin_unlock(&z->lock);
+    EXPECT_EQ(refaulted, n) << "the given-back half is a refault";
+    prep_compound_page(pg, 2 * n, PG_large);
+    pg->nr_pages = 2 * n;
+    free_pages(pg, o + 1);
+    free_held(held, o);
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
