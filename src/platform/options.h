@@ -47,6 +47,8 @@ enum option_id {
     OPT_RESIDENCY,      /* KALLOC_RESIDENCY=0: watermarks count every page of a free block as
                            resident, never reading which pages are (default 1: mincore at
                            watermark reclaim, mm/vmscan.h "Residency") */
+    OPT_TRUST_SECCOMP,  /* KALLOC_TRUST_SECCOMP=1: the process's seccomp filter allows mincore and
+                         * membarrier (Docker's default profile does): use them under one */
     OPT_COUNT
 };
 

@@ -3,6 +3,8 @@
  */
 #include "platform/os.h"
 
+#include "platform/options.h"
+
 #include <errno.h>
 #include <string.h>
 #include <fcntl.h>
@@ -254,6 +256,8 @@ unsigned os_nr_threads()
 bool os_seccomp_filtered()
 {
     static bool filtered;        /* seen once: filters are never removed */
+    if (option_get(OPT_TRUST_SECCOMP))
+        return false;            /* the user vouches for the filter (a container's) */
     if (READ_ONCE(filtered))
         return true;
     char buf[4096];

@@ -652,6 +652,52 @@ TEST(Reclaim, NoFileDescriptorLeftToSeeTheFilterIsNoHarm)
     ASSERT_NO_FATAL_FAILURE(expect_sandboxed_child_exits_cleanly(pid));
 }
 
+// In a container (Docker's default profile: a filter that allows mincore
+// and membarrier and answers EPERM for what it denies) kalloc sees a filter
+// and leaves mincore out, so reclaim reads no residency; KALLOC_TRUST_SECCOMP=1
+// says the filter allows them.  The child installs a filter (that kills on
+// an unrelated call) and frees blocks written in part over the watermark:
+// with the option the residency reads happen, without it none do.
+TEST(TrustSeccompChild, ResidencyIsReadOnlyWhenTheFilterIsTrusted)
+{
+    if (!getenv("KALLOC_RECLAIM_TEST_CHILD"))
+        GTEST_SKIP() << "only run by Reclaim.TrustSeccompLetsAContainerReadResidency";
+    const bool trusted = getenv("KALLOC_TRUST_SECCOMP") != nullptr;
+    ASSERT_TRUE(kt::seccomp_kill_on({__NR_acct}));
+    ASSERT_TRUE(kt::seccomp_filtered());
+    struct kalloc_vmstat before {}, after {};
+    before.size = after.size = sizeof before;
+    ASSERT_EQ(kalloc_vmstat_get(&before), 0);
+    for (int round = 0; round < 3; round++) {
+        constexpr int N = 2000;
+        std::vector<unsigned char *> p(N);
+        for (int i = 0; i < N; i++) {
+            p[i] = (unsigned char *)malloc(kt::opaque<size_t>(40000));
+            ASSERT_NE(p[i], nullptr);
+            memset(p[i], round + i, 64);
+        }
+        for (int i = 0; i < N; i++) {
+            ASSERT_EQ(p[i][63], (unsigned char)(round + i));
+            free(p[i]);
+        }
+    }
+    ASSERT_EQ(kalloc_vmstat_get(&after), 0);
+    ASSERT_GE(after.version, 7u);
+    if (trusted)
+        EXPECT_GT(after.residency_reads, before.residency_reads) << "the trusted filter kept mincore out";
+    else
+        EXPECT_EQ(after.residency_reads, before.residency_reads) << "mincore under an unknown filter";
+}
+
+TEST(Reclaim, TrustSeccompLetsAContainerReadResidency)
+{
+    EXPECT_EQ(kt::run_self("TrustSeccompChild.*", {{"KALLOC_THP", "1"}, {"KALLOC_RECLAIM_TEST_CHILD", "1"}}), 0);
+    EXPECT_EQ(kt::run_self("TrustSeccompChild.*", {{"KALLOC_THP", "1"},
+                                                   {"KALLOC_RECLAIM_TEST_CHILD", "1"},
+                                                   {"KALLOC_TRUST_SECCOMP", "1"}}),
+              0);
+}
+
 // What round retention keeps must not raise the process's RSS peak: when
 // the program then grows by other memory (a 128 MiB huge block here), the
 // RSS guard finds it would pass its high-water mark and the kept memory
