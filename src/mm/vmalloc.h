@@ -55,7 +55,8 @@ constexpr unsigned VCACHE_SLOTS = 32;
 /* How far above the recent peak of live bytes the live areas and the cache
  * may reach, once the program reuses areas (see above). */
 constexpr size_t VCACHE_OVER_PEAK = 64ul << 20;
-/* Shadows of unmapped areas kept (newest first), and how long one counts. */
+/* Shadows of unmapped areas kept (a ring: the newest overwrites the oldest),
+ * and how long one counts. */
 constexpr unsigned VSHADOW_SLOTS = 64;
 constexpr uint32_t VSHADOW_WINDOW_MS = 2000;
 
