@@ -4,6 +4,7 @@
 #include "platform/os.h"
 
 #include "platform/options.h"
+#include "platform/printk.h"
 
 #include <errno.h>
 #include <string.h>
@@ -268,7 +269,9 @@ bool os_seccomp_filtered()
         return true;             /* unknown: not remembered */
     if (os_parse_field(buf, "Seccomp:", 0) == 0)
         return false;
-    WRITE_ONCE(filtered, true);
+    if (!__atomic_exchange_n(&filtered, true, __ATOMIC_RELAXED) && option_get(OPT_VERBOSE))
+        fdprintk(2, "kalloc: note: a seccomp filter: mincore and membarrier left out "
+                    "(KALLOC_TRUST_SECCOMP=1 if the filter allows them)\n");
     return true;
 }
 
