@@ -169,9 +169,9 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 7   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+#define KALLOC_VMSTAT_VERSION 8   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
                                      5: mesh_*; 6: thp_kept_pages; 7: residency_*,
-                                     workingset_refault */
+                                     workingset_refault; 8: madvise_batch* */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -284,6 +284,11 @@ struct kalloc_vmstat {
                                        longer count them */
     uint64_t workingset_refault;  /**< pages allocated again from blocks reclaim had given back
                                        (the kernel's workingset_refault): what giving back cost */
+    /* --- version 8 --- */
+    uint64_t madvise_batches;     /**< process_madvise calls that gave a batch of free blocks
+                                       back at once (multi-threaded processes on Linux 6.15+:
+                                       one TLB flush for the batch instead of one per block) */
+    uint64_t madvise_batched_ranges; /**< free blocks those calls gave back */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

@@ -173,6 +173,8 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.residency_reads = READ_ONCE(r.residency_reads);
     v.residency_untouched = READ_ONCE(r.residency_untouched);
     v.residency_uncounted = READ_ONCE(r.residency_uncounted);
+    v.madvise_batches = READ_ONCE(r.madvise_batches);
+    v.madvise_batched_ranges = READ_ONCE(r.madvise_batched_ranges);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

@@ -397,6 +397,19 @@ static inline void zone_decommit(const zone *z, void *addr, size_t len)
     os_decommit_backed(addr, len, z->backing_fd);
 }
 
+/* zone_decommit for n ranges of zone z: one call for the batch where
+ * os_decommit_many can (anonymous memory, `batch`: see there).  True when
+ * one call did. */
+static inline bool zone_decommit_many(const zone *z, const os_range *r, unsigned n, bool batch)
+{
+    if (z->backing_fd >= 0) {
+        for (unsigned i = 0; i < n; i++)
+            os_decommit_backed(r[i].addr, r[i].len, z->backing_fd);
+        return false;
+    }
+    return os_decommit_many(r, n, batch);
+}
+
 /* fork() with memory-file zones (KALLOC_MESH): their MAP_SHARED mappings
  * are shared with the child, so the child gives itself a copy.
  * zone_memfd_fork_prepare (the forking thread, before fork): a pipe, when

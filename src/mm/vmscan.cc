@@ -275,6 +275,45 @@ void __zone_retention_check(zone *z, unsigned long pages)
  * Reclaim
  * ------------------------------------------------------------------------- */
 
+/* Whether the calling thread runs under a seccomp filter: then this pass
+ * makes no call glibc's malloc never makes (mincore, process_madvise: a
+ * sandbox allowing what glibc's malloc calls may kill the process on them).
+ * Asked once per pass that wants it, from the calling thread's status (a
+ * filter can be installed at any time, by any thread, and only applies to
+ * it; os_seccomp_filtered remembers one it has seen). */
+static bool sc_filtered(scan_control *sc)
+{
+    if (sc->filtered == 0)
+        sc->filtered = os_seccomp_filtered() ? 1 : -1;
+    return sc->filtered > 0;
+}
+
+/* Whether this pass may read residency with mincore. */
+static bool residency_allowed(scan_control *sc)
+{
+    if (sc->residency == 0)
+        sc->residency = option_get(OPT_RESIDENCY) != 0 && !sc_filtered(sc) ? 1 : -1;
+    return sc->residency > 0;
+}
+
+/* Whether a pass gives a batch of n blocks back with one call
+ * (os_decommit_many: several threads, a kernel that takes it, and no
+ * seccomp filter, asked as for residency). */
+static bool batch_allowed(scan_control *sc, unsigned n)
+{
+    return n > 1 && os_decommit_batches() && !sc_filtered(sc);
+}
+
+/* Give an isolated batch's ranges back (no lock held), with one call where
+ * batch_allowed. */
+static void decommit_batch(zone *z, scan_control *sc, const os_range *r, unsigned n)
+{
+    if (zone_decommit_many(z, r, n, batch_allowed(sc, n))) {
+        stat_add(vm_reclaim_stats.madvise_batches, 1);
+        stat_add(vm_reclaim_stats.madvise_batched_ranges, n);
+    }
+}
+
 /* The free lists' small blocks (orders below VMSCAN_MIN_ORDER are not on
  * free_lru): when the age list ran out with free resident memory still
  * over the target, take resident order-1 then order-0 blocks from the
@@ -317,10 +356,12 @@ static void shrink_zone_small(zone *z, scan_control *sc)
         spin_unlock(&z->lock);
         if (!n)
             break;
-        for (unsigned i = 0; i < n; i++) {
-            zone_decommit(z, page_address(batch[i]), PAGE_SIZE << order[i]);
+        os_range ranges[VMSCAN_BATCH];
+        for (unsigned i = 0; i < n; i++)
+            ranges[i] = {page_address(batch[i]), PAGE_SIZE << order[i]};
+        decommit_batch(z, sc, ranges, n);
+        for (unsigned i = 0; i < n; i++)
             khugepaged_note_reclaim(z, page_to_pfn(batch[i]), order[i]);
-        }
         spin_lock(&z->lock);
         for (unsigned i = 0; i < n; i++) {
             sc->nr_reclaimed += batch[i]->nr_resident;
@@ -332,18 +373,6 @@ static void shrink_zone_small(zone *z, scan_control *sc)
     }
     if (done)
         stat_add(vm_reclaim_stats.pgreclaim_small, done);
-}
-
-/* Whether this pass may read residency with mincore: never under a seccomp
- * filter (a sandbox allowing what glibc's malloc calls may kill the process
- * on mincore).  Asked once per pass that wants it, from the calling thread's
- * status (a filter can be installed at any time, by any thread, and only
- * applies to it; os_seccomp_filtered remembers one it has seen). */
-static bool residency_allowed(scan_control *sc)
-{
-    if (sc->residency == 0)
-        sc->residency = option_get(OPT_RESIDENCY) != 0 && !os_seccomp_filtered() ? 1 : -1;
-    return sc->residency > 0;
 }
 
 /* Residency (vmscan.h): read how many pages of the free blocks near the
@@ -468,10 +497,12 @@ again:
         spin_unlock(&z->lock);
         if (!n)
             break;
-        for (unsigned i = 0; i < n; i++) {
-            zone_decommit(z, page_address(batch[i].pg), PAGE_SIZE << batch[i].order);
+        os_range ranges[VMSCAN_BATCH];
+        for (unsigned i = 0; i < n; i++)
+            ranges[i] = {page_address(batch[i].pg), PAGE_SIZE << batch[i].order};
+        decommit_batch(z, sc, ranges, n);
+        for (unsigned i = 0; i < n; i++)
             khugepaged_note_reclaim(z, page_to_pfn(batch[i].pg), batch[i].order);
-        }
         spin_lock(&z->lock);
         for (unsigned i = 0; i < n; i++) {
             if (batch[i].decayed)
@@ -847,8 +878,10 @@ void print_reclaim_stats(printbuf &out)
                s.pgreclaim, s.pgdecay, s.pgtrim, s.pgshrink, s.pgscan, s.wmark_low_hits, s.direct_reclaim,
                s.kswapd_wake, s.kswapd_runs, s.decay_runs, s.pgreclaim_small, s.rss_checks,
                s.rounds_blocked, kswapd_running() ? "on" : "off");
-    out.printf("reclaim: residency_reads %lu residency_untouched %lu residency_uncounted %lu\n",
-               s.residency_reads, s.residency_untouched, s.residency_uncounted);
+    out.printf("reclaim: residency_reads %lu residency_untouched %lu residency_uncounted %lu "
+               "madvise_batches %lu madvise_batched_ranges %lu\n",
+               s.residency_reads, s.residency_untouched, s.residency_uncounted,
+               s.madvise_batches, s.madvise_batched_ranges);
     uint64_t limit = vmscan_cgroup_limit();
     out.printf("reclaim: cgroup v%d limit_kb %lu pressure %u/1024 (passes under pressure %lu)\n",
                cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),

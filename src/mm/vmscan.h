@@ -86,7 +86,10 @@
  *
  * Reclaim isolates a batch of blocks (off the lists, PG_isolated), drops the
  * zone lock for the madvise calls, and puts them back as PG_reported, so
- * allocation never waits for a madvise.
+ * allocation never waits for a madvise.  A multi-threaded process gives a
+ * batch back with one process_madvise call (os_decommit_many: one TLB
+ * shootdown for the batch, not one per block), unless a seccomp filter is
+ * seen in the pass.
  *
  * Timed passes (kswapd, or the slow-path decay) also drain idle per-CPU
  * pagesets (pcp_decay_all) and shrink the slab caches' spare slabs; an upper
@@ -160,6 +163,8 @@ struct reclaim_stats {
     unsigned long residency_reads;  /* free blocks whose resident pages mincore read */
     unsigned long residency_untouched; /* of their pages, in blocks found wholly not resident (given back) */
     unsigned long residency_uncounted; /* pages those reads took out of nr_free_resident */
+    unsigned long madvise_batches;  /* process_madvise calls that gave a reclaim batch back */
+    unsigned long madvise_batched_ranges; /* blocks those calls gave back */
 };
 extern reclaim_stats vm_reclaim_stats;
 
@@ -302,6 +307,7 @@ struct scan_control {
     unsigned long nr_reclaimed;  /* out: pages given back for the watermark */
     unsigned long nr_decayed;    /* out: pages given back because they were idle */
     int residency;               /* mincore allowed in this pass: 0 not asked yet, 1 yes, -1 no */
+    int filtered;                /* a seccomp filter on this thread: 0 not asked yet, 1 yes, -1 no */
 };
 
 /* Give back the coldest resident free blocks of z per sc.  Takes z->lock,

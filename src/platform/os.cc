@@ -13,6 +13,10 @@
 #include <sys/mman.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/single_threaded.h>
+#include <sys/uio.h>
+#include <limits.h>
+#include <stddef.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,6 +88,54 @@ void os_decommit(void *addr, size_t len)
     int saved = errno;
     madvise(addr, len, MADV_DONTNEED);
     errno = saved;
+}
+
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
+/* include/uapi/linux/pidfd.h: the calling thread, no descriptor needed. */
+constexpr int PIDFD_SELF_THREAD = -10000;
+
+/* process_madvise for MADV_DONTNEED on this process: 0 not tried yet,
+ * 1 works, -1 refused (an older kernel): madvise from then on. */
+static int batch_state;
+
+bool os_decommit_batches()
+{
+    return !__libc_single_threaded && READ_ONCE(batch_state) >= 0;
+}
+
+bool os_decommit_many(const os_range *r, unsigned n, bool batch)
+{
+    static_assert(sizeof(os_range) == sizeof(struct iovec) &&
+                  offsetof(os_range, addr) == offsetof(struct iovec, iov_base) &&
+                  offsetof(os_range, len) == offsetof(struct iovec, iov_len));
+    if (!n)
+        return false;
+    int saved = errno;
+    if (batch && n > 1 && os_decommit_batches() && n <= IOV_MAX) {
+        size_t total = 0;
+        for (unsigned i = 0; i < n; i++)
+            total += r[i].len;
+        long rc = syscall(SYS_process_madvise, PIDFD_SELF_THREAD, (const struct iovec *)r,
+                          (size_t)n, MADV_DONTNEED, 0u);
+        if (rc == (long)total) {
+            if (!READ_ONCE(batch_state))
+                WRITE_ONCE(batch_state, 1);
+            errno = saved;
+            return true;
+        }
+        /* ENOSYS (before 5.10), EINVAL (MADV_DONTNEED on itself before
+         * 6.13), EBADF (PIDFD_SELF before 6.15), EPERM: never again.  A
+         * partial count: the rest below (MADV_DONTNEED twice is harmless). */
+        if (rc < 0 && (errno == ENOSYS || errno == EINVAL || errno == EBADF || errno == EPERM ||
+                       errno == ESRCH))
+            WRITE_ONCE(batch_state, -1);
+    }
+    for (unsigned i = 0; i < n; i++)
+        madvise(r[i].addr, r[i].len, MADV_DONTNEED);
+    errno = saved;
+    return false;
 }
 
 void os_zero_range(void *addr, size_t len)

@@ -1621,3 +1621,43 @@ TEST(Khugepaged, HugetlbFallsBackCleanly)
     free_pages(pg, MAX_ORDER - 1);
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
+
+// os_decommit_many (platform/os.h) gives every range of a batch back and
+// nothing else: 16 two-page ranges with a written page between each, from a
+// process made multi-threaded (so a batch goes in one process_madvise call
+// where the kernel takes it) and as a loop of madvise (batch = false).  The
+// ranges read zero and are not resident; the pages between keep their bytes.
+TEST(Os, DecommitManyGivesBackEveryRangeAndNothingElse)
+{
+    std::atomic<bool> stop{false};
+    std::thread other([&] {
+        while (!stop.load())
+            usleep(1000);
+    });
+    constexpr unsigned N = 16;
+    const size_t len = 3 * N * PAGE_SIZE;
+    for (bool batch : {true, false}) {
+        char *m = (char *)mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_NE(m, MAP_FAILED);
+        for (size_t i = 0; i < len / PAGE_SIZE; i++)
+            memset(m + i * PAGE_SIZE, (int)(i + 1), PAGE_SIZE);
+        os_range r[N];
+        for (unsigned i = 0; i < N; i++)
+            r[i] = {m + (3 * i + 1) * PAGE_SIZE, 2 * PAGE_SIZE};   // pages 3i+1, 3i+2
+        EXPECT_TRUE(os_decommit_batches() || !batch) << "a multi-threaded process batches until refused";
+        bool one_call = os_decommit_many(r, N, batch);
+        if (!batch)
+            EXPECT_FALSE(one_call);
+        for (unsigned i = 0; i < N; i++) {
+            EXPECT_EQ(resident_pages(r[i].addr, r[i].len), 0u) << "range " << i << " batch " << batch;
+            for (size_t off : {0ul, PAGE_SIZE - 1, PAGE_SIZE, 2 * PAGE_SIZE - 1})
+                ASSERT_EQ(((char *)r[i].addr)[off], 0) << "range " << i << " batch " << batch;
+            const char *kept = m + 3 * i * PAGE_SIZE;             // page 3i, written
+            ASSERT_EQ(kept[0], (char)(3 * i + 1));
+            ASSERT_EQ(kept[PAGE_SIZE - 1], (char)(3 * i + 1));
+        }
+        munmap(m, len);
+    }
+    stop = true;
+    other.join();
+}
