@@ -703,8 +703,15 @@ void free_pages_exact(page *pg, unsigned long nr_pages)
     zone *z = page_zone(pg);
     khugepaged_note_free(z, page_to_pfn(pg));
     if (nr_pages >= PCP_RUN_MIN_PAGES && nr_pages <= PCP_RUN_MAX_PAGES &&
-        free_unref_run(z, pg, nr_pages))
-        return;                          /* counted in the pageset (freed_pages) */
+        free_unref_run(z, pg, nr_pages)) {
+        /* Counted in the pageset (freed_pages).  Its drain may have pushed
+         * the zone over WMARK_LOW: tick as every entry point does (without
+         * it, frees of runs that all went to the pagesets left a crossing
+         * pending until the next page allocation: 64 MiB of freed 256 KiB
+         * blocks stayed resident to the exit). */
+        vmscan_tick();
+        return;
+    }
     spin_lock(&z->lock);
     pa_stats.zone_lock++;
     zone_note_freed_pages(z, nr_pages);
