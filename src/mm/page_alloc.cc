@@ -195,12 +195,11 @@ static inline bool page_is_buddy(const page *pg, unsigned order)
  * Freeing
  * ------------------------------------------------------------------------- */
 
-/* Give a free block on the lists back to the OS in place (malloc_trim:
- * madvise under the zone lock).  Resident blocks go after reported ones, so
- * the block moves to its list's tail. */
-static void report_free_block(zone *z, page *pg, unsigned order)
+/* A free block on the lists, just given back to the OS in place (malloc_trim:
+ * madvise under the zone lock), becomes reported.  Resident blocks go after
+ * reported ones, so the block moves to its list's tail. */
+static void __mark_block_reported(zone *z, page *pg, unsigned order)
 {
-    zone_decommit(z, page_address(pg), PAGE_SIZE << order);
     del_from_lru(z, pg, order);
     pg->flags = (uint16_t)((pg->flags & ~PG_scanned) | PG_reported | PG_reclaimed);
     list_move_tail(&pg->lru, &z->free_area[order].free_list[pg->migratetype]);
@@ -807,8 +806,30 @@ void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags)
     }
 }
 
+/* Give back the batch[0..n) of free blocks of one order, still on their
+ * list (z->lock held), and mark them reported (one call for the batch where
+ * `batch` allows: os_decommit_many). */
+static void __report_free_blocks(zone *z, page *const *batch, unsigned n, unsigned order, bool one_call)
+{
+    os_range r[VMSCAN_BATCH];
+    for (unsigned i = 0; i < n; i++)
+        r[i] = {page_address(batch[i]), PAGE_SIZE << order};
+    if (zone_decommit_many(z, r, n, one_call)) {
+        __atomic_fetch_add(&vm_reclaim_stats.madvise_batches, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&vm_reclaim_stats.madvise_batched_ranges, n, __ATOMIC_RELAXED);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        __mark_block_reported(z, batch[i], order);
+        khugepaged_note_reclaim(z, page_to_pfn(batch[i]), order);
+    }
+}
+
 unsigned long zone_reclaim_all(unsigned min_order)
 {
+    /* A multi-threaded process's trim gives its blocks back 32 per call (a
+     * TLB shootdown each instead of each block's: vmscan.h), unless a
+     * seccomp filter is seen (read before any lock is taken). */
+    const bool one_call = os_decommit_batches() && !os_seccomp_filtered();
     vmscan_lock_for_fork();          /* vmscan_lock: no reclaim pass isolates meanwhile */
     drain_all_pages();
     unsigned long released = 0;
@@ -819,7 +840,11 @@ unsigned long zone_reclaim_all(unsigned min_order)
         for (unsigned o = min_order; o < NR_PAGE_ORDERS; o++)
             for (auto &l : z->free_area[o].free_list) {
                 /* Resident blocks are at the head; each reported one moves
-                 * to the tail, so stop at the first reported block. */
+                 * to the tail, so stop at the first reported block.  The
+                 * batch stays on the list until it is given back, ahead of
+                 * the walk. */
+                page *batch[VMSCAN_BATCH];
+                unsigned nb = 0;
                 for (list_head *e = l.next; e != &l;) {
                     page *pg = list_entry(e, page, lru);
                     if (pg->flags & PG_reported)
@@ -827,10 +852,14 @@ unsigned long zone_reclaim_all(unsigned min_order)
                     e = e->next;
                     if (!block_reclaimable(z, page_to_pfn(pg), VMSCAN_MIN_ORDER))
                         continue;               /* hugetlb: stays resident */
-                    report_free_block(z, pg, o);
-                    khugepaged_note_reclaim(z, page_to_pfn(pg), o);
+                    batch[nb++] = pg;
                     released += 1ul << o;
+                    if (nb == VMSCAN_BATCH) {
+                        __report_free_blocks(z, batch, nb, o, one_call);
+                        nb = 0;
+                    }
                 }
+                __report_free_blocks(z, batch, nb, o, one_call);
             }
         /* Everything given back: no free memory is kept for a peak before
          * now (retention, mm/vmscan.h). */

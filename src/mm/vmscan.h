@@ -163,7 +163,7 @@ struct reclaim_stats {
     unsigned long residency_reads;  /* free blocks whose resident pages mincore read */
     unsigned long residency_untouched; /* of their pages, in blocks found wholly not resident (given back) */
     unsigned long residency_uncounted; /* pages those reads took out of nr_free_resident */
-    unsigned long madvise_batches;  /* process_madvise calls that gave a reclaim batch back */
+    unsigned long madvise_batches;  /* process_madvise calls that gave a reclaim (or trim) batch back */
     unsigned long madvise_batched_ranges; /* blocks those calls gave back */
 };
 extern reclaim_stats vm_reclaim_stats;
