@@ -750,10 +750,46 @@ bool kernel_batches_madvise()
     return ok;
 }
 
-// In a second thread (so the process is multi-threaded while it runs):
-// 256 blocks of 256 KiB written whole, every other one freed (128 blocks
-// that cannot merge, 32 MiB free: over the watermark), then the rest
-// checked and freed.  0 on success; a nonzero code names what failed.
+constexpr int kRunBlocks = 256;
+constexpr size_t kRunBlockSize = 256u << 10;
+
+// 256 blocks of 256 KiB written whole, then every other one freed (128
+// blocks that cannot merge, 32 MiB free: over the watermark); p gets the
+// kept ones (nullptr for the freed).  1 if malloc failed, else 0.
+int alloc_then_free_every_other(std::vector<unsigned char *> &p)
+{
+    p.assign(kRunBlocks, nullptr);
+    for (int i = 0; i < kRunBlocks; i++) {
+        p[i] = (unsigned char *)malloc(kt::opaque(kRunBlockSize));
+        if (!p[i])
+            return 1;
+        memset(p[i], i + 1, kRunBlockSize);
+    }
+    for (int i = 1; i < kRunBlocks; i += 2) {
+        free(p[i]);
+        p[i] = nullptr;
+    }
+    return 0;
+}
+
+// The kept blocks still hold their fill (2 if one lost it, else 0); then
+// every block is freed.
+int check_kept_then_free(std::vector<unsigned char *> &p)
+{
+    int rc = 0;
+    for (int i = 0; i < kRunBlocks; i++) {
+        if (!p[i])
+            continue;
+        for (size_t off = 0; off < kRunBlockSize && !rc; off += 4096)
+            if (p[i][off] != (unsigned char)(i + 1) || p[i][off + 4095] != (unsigned char)(i + 1))
+                rc = 2;
+        free(p[i]);
+    }
+    return rc;
+}
+
+// The same in a second thread (so the process is multi-threaded while it
+// runs).  0 on success; a nonzero code names what failed.
 int free_every_other_block_from_a_second_thread()
 {
     std::atomic<bool> stop{false};
@@ -761,30 +797,21 @@ int free_every_other_block_from_a_second_thread()
         while (!stop.load())
             usleep(1000);
     });
-    constexpr int N = 256;
-    constexpr size_t sz = 256u << 10;
-    std::vector<unsigned char *> p(N);
-    int rc = 0;
-    for (int i = 0; i < N && !rc; i++) {
-        p[i] = (unsigned char *)malloc(kt::opaque(sz));
-        if (!p[i])
-            rc = 1;
-        else
-            memset(p[i], i + 1, sz);
-    }
-    for (int i = 1; i < N && !rc; i += 2) {
-        free(p[i]);
-        p[i] = nullptr;
-    }
-    for (int i = 0; i < N && !rc; i += 2)
-        for (size_t off = 0; off < sz; off += 4096)
-            if (p[i][off] != (unsigned char)(i + 1) || p[i][off + 4095] != (unsigned char)(i + 1))
-                rc = 2;            // a live block lost its contents
-    for (int i = 0; i < N; i++)
-        free(p[i]);
+    std::vector<unsigned char *> p;
+    int rc = alloc_then_free_every_other(p);
+    int checked = check_kept_then_free(p);
     stop = true;
     idle.join();
-    return rc;
+    return rc ? rc : checked;
+}
+
+// A forked child exited 0; `codes` says what its other exit codes mean.
+void expect_child_exits_zero(pid_t pid, const char *codes)
+{
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << codes;
 }
 
 } // namespace
@@ -816,11 +843,8 @@ TEST(Reclaim, AMultiThreadedProcessGivesBlocksBackInBatches)
             _exit(13);
         _exit(0);
     }
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status)) << "signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    EXPECT_EQ(WEXITSTATUS(status), 0)
-        << "1: malloc failed, 2: a live block lost its contents, 12: no batch, 13: batches of one";
+    ASSERT_NO_FATAL_FAILURE(expect_child_exits_zero(
+        pid, "1: malloc failed, 2: a live block lost its contents, 12: no batch, 13: batches of one"));
 }
 
 // A sandbox that kills on process_madvise (glibc's malloc never calls it):
@@ -864,31 +888,17 @@ TEST(Reclaim, FreesOfRunsAloneGiveMemoryBack)
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         alarm(60);
-        constexpr int N = 256;
-        constexpr size_t sz = 256u << 10;
-        std::vector<unsigned char *> p(N);
-        for (int i = 0; i < N; i++) {
-            p[i] = (unsigned char *)malloc(kt::opaque(sz));
-            if (!p[i])
-                _exit(1);
-            memset(p[i], i + 1, sz);
-        }
-        for (int i = 1; i < N; i += 2)
-            free(p[i]);
+        std::vector<unsigned char *> p;
+        if (alloc_then_free_every_other(p))
+            _exit(1);
         struct kalloc_stats s {};
         kalloc_stats_get(&s);         // reads only: no allocator call since the frees
         if (s.free_resident_pages * 4096 > (8u << 20))
-            _exit(2);                 // the freed 32 MiB stayed resident
-        for (int i = 0; i < N; i += 2)
-            if (p[i][0] != (unsigned char)(i + 1) || p[i][sz - 1] != (unsigned char)(i + 1))
-                _exit(3);
-        _exit(0);
+            _exit(3);                 // the freed 32 MiB stayed resident
+        _exit(check_kept_then_free(p));
     }
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status)) << "signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    EXPECT_EQ(WEXITSTATUS(status), 0) << "1: malloc failed, 2: the freed memory stayed resident, "
-                                         "3: a live block lost its contents";
+    ASSERT_NO_FATAL_FAILURE(expect_child_exits_zero(
+        pid, "1: malloc failed, 2: a live block lost its contents, 3: the freed memory stayed resident"));
 }
 
 // malloc_trim(0) in a multi-threaded process gives the free blocks back 32
