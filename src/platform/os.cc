@@ -322,7 +322,7 @@ bool os_seccomp_filtered()
     if (os_parse_field(buf, "Seccomp:", 0) == 0)
         return false;
     if (!__atomic_exchange_n(&filtered, true, __ATOMIC_RELAXED) && option_get(OPT_VERBOSE))
-        fdprintk(2, "kalloc: note: a seccomp filter: mincore and membarrier left out "
+        fdprintk(2, "kalloc: note: a seccomp filter: mincore, membarrier and process_madvise left out "
                     "(KALLOC_TRUST_SECCOMP=1 if the filter allows them)\n");
     return true;
 }

@@ -128,7 +128,7 @@ unsigned os_nr_threads();
  * descriptor left: assume the worst, but ask again next time).  A filter
  * seen once is remembered for the process (filters are never removed): no
  * more reads.  A filter may kill the process on a system call glibc's
- * malloc never makes (membarrier, mincore), so kalloc leaves such calls out
+ * malloc never makes (membarrier, mincore, process_madvise), so kalloc leaves such calls out
  * under any filter, unless KALLOC_TRUST_SECCOMP=1 says the filter allows
  * them (Docker's default profile allows both and answers EPERM, never a
  * kill, for what it denies): then this is always false. */
