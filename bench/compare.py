@@ -81,7 +81,7 @@ PEER_COLOURS = {
 # The workloads built from bench/workloads/ (name = executable name).
 WORKLOADS = [
     "larson", "xmalloc", "cache-scratch", "cache-thrash", "alloc-test",
-    "frag-churn", "many-threads", "realloc-string", "containers",
+    "frag-churn", "many-threads", "realloc-string", "containers", "random-sizes",
     # issue 4's memory workloads (they print rss_phase / rss_sample lines)
     "fragmentation", "kv-ttl", "idle-drift", "idle-drift-scattered", "sleeping-threads",
 ]
