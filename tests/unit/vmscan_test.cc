@@ -13,6 +13,8 @@
 #include <signal.h>
 #include <string>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -1636,6 +1638,19 @@ TEST(Os, DecommitManyGivesBackEveryRangeAndNothingElse)
     });
     constexpr unsigned N = 16;
     const size_t len = 3 * N * PAGE_SIZE;
+    // Whether this kernel takes MADV_DONTNEED through process_madvise on the
+    // calling thread (6.13: any advice on itself; 6.15: PIDFD_SELF); on an
+    // older one the batch is a loop of madvise, with the same result.
+    bool kernel_takes_batches = false;
+    {
+        char *m = (char *)mmap(nullptr, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_NE(m, MAP_FAILED);
+        memset(m, 1, 2 * PAGE_SIZE);
+        struct iovec iov[2] = {{m, PAGE_SIZE}, {m + PAGE_SIZE, PAGE_SIZE}};
+        kernel_takes_batches = syscall(SYS_process_madvise, -10000 /* PIDFD_SELF */, iov, 2, MADV_DONTNEED, 0) ==
+                               (long)(2 * PAGE_SIZE);
+        munmap(m, 2 * PAGE_SIZE);
+    }
     for (bool batch : {true, false}) {
         char *m = (char *)mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         ASSERT_NE(m, MAP_FAILED);
@@ -1644,10 +1659,11 @@ TEST(Os, DecommitManyGivesBackEveryRangeAndNothingElse)
         os_range r[N];
         for (unsigned i = 0; i < N; i++)
             r[i] = {m + (3 * i + 1) * PAGE_SIZE, 2 * PAGE_SIZE};   // pages 3i+1, 3i+2
-        EXPECT_TRUE(os_decommit_batches() || !batch) << "a multi-threaded process batches until refused";
         bool one_call = os_decommit_many(r, N, batch);
         if (!batch)
             EXPECT_FALSE(one_call);
+        else if (kernel_takes_batches)
+            EXPECT_TRUE(one_call) << "a multi-threaded process on a kernel that takes it: one call";
         for (unsigned i = 0; i < N; i++) {
             EXPECT_EQ(resident_pages(r[i].addr, r[i].len), 0u) << "range " << i << " batch " << batch;
             for (size_t off : {0ul, PAGE_SIZE - 1, PAGE_SIZE, 2 * PAGE_SIZE - 1})
