@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "api_test_util.h"
+#include "../common/madvise_batch_util.h"
 
 namespace {
 
@@ -735,20 +736,7 @@ TEST(Reclaim, KeptMemoryDoesNotRaiseTheRSSPeak)
 // flush for the batch instead of one inter-processor interrupt per block.
 namespace {
 
-// Whether this kernel takes MADV_DONTNEED through process_madvise on the
-// calling thread (6.13: any advice on itself; 6.15: PIDFD_SELF).
-bool kernel_batches_madvise()
-{
-    void *m = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return false;
-    memset(m, 1, 8192);
-    struct iovec iov[2] = {{m, 4096}, {(char *)m + 4096, 4096}};
-    long rc = syscall(SYS_process_madvise, -10000 /* PIDFD_SELF */, iov, 2, MADV_DONTNEED, 0);
-    bool ok = rc == 8192 && ((unsigned char *)m)[0] == 0 && ((unsigned char *)m)[4096] == 0;
-    munmap(m, 8192);
-    return ok;
-}
+using kt::kernel_batches_madvise;
 
 constexpr int kRunBlocks = 256;
 constexpr size_t kRunBlockSize = 256u << 10;
@@ -792,17 +780,10 @@ int check_kept_then_free(std::vector<unsigned char *> &p)
 // runs).  0 on success; a nonzero code names what failed.
 int free_every_other_block_from_a_second_thread()
 {
-    std::atomic<bool> stop{false};
-    std::thread idle([&] {
-        while (!stop.load())
-            usleep(1000);
-    });
+    kt::idle_thread idle;
     std::vector<unsigned char *> p;
     int rc = alloc_then_free_every_other(p);
-    int checked = check_kept_then_free(p);
-    stop = true;
-    idle.join();
-    return rc ? rc : checked;
+    return rc ? rc : check_kept_then_free(p);
 }
 
 // A forked child exited 0; `codes` says what its other exit codes mean.
@@ -910,11 +891,7 @@ TEST(TrimBatchChild, TrimGivesBlocksBackInBatches)
 {
     if (!getenv("KALLOC_RECLAIM_TEST_CHILD"))
         GTEST_SKIP() << "only run by Reclaim.MallocTrimGivesBlocksBackInBatches";
-    std::atomic<bool> stop{false};
-    std::thread idle([&] {
-        while (!stop.load())
-            usleep(1000);
-    });
+    kt::idle_thread idle;
     constexpr int N = 512;
     constexpr size_t sz = 64u << 10;
     std::vector<unsigned char *> p(N);
@@ -941,8 +918,6 @@ TEST(TrimBatchChild, TrimGivesBlocksBackInBatches)
         ASSERT_EQ(p[i][sz - 1], (unsigned char)(i + 1));
         free(p[i]);
     }
-    stop = true;
-    idle.join();
 }
 
 TEST(Reclaim, MallocTrimGivesBlocksBackInBatches)

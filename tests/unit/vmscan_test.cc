@@ -13,8 +13,6 @@
 #include <signal.h>
 #include <string>
 #include <sys/mman.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -28,6 +26,7 @@
 #include "platform/options.h"
 #include "platform/os.h"
 #include "zone_check.h"
+#include "../common/madvise_batch_util.h"
 
 using namespace kalloc;
 
@@ -1631,26 +1630,12 @@ TEST(Khugepaged, HugetlbFallsBackCleanly)
 // ranges read zero and are not resident; the pages between keep their bytes.
 TEST(Os, DecommitManyGivesBackEveryRangeAndNothingElse)
 {
-    std::atomic<bool> stop{false};
-    std::thread other([&] {
-        while (!stop.load())
-            usleep(1000);
-    });
+    kt::idle_thread other;                // the process is multi-threaded
     constexpr unsigned N = 16;
     const size_t len = 3 * N * PAGE_SIZE;
-    // Whether this kernel takes MADV_DONTNEED through process_madvise on the
-    // calling thread (6.13: any advice on itself; 6.15: PIDFD_SELF); on an
-    // older one the batch is a loop of madvise, with the same result.
-    bool kernel_takes_batches = false;
-    {
-        char *m = (char *)mmap(nullptr, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        ASSERT_NE(m, MAP_FAILED);
-        memset(m, 1, 2 * PAGE_SIZE);
-        struct iovec iov[2] = {{m, PAGE_SIZE}, {m + PAGE_SIZE, PAGE_SIZE}};
-        kernel_takes_batches = syscall(SYS_process_madvise, -10000 /* PIDFD_SELF */, iov, 2, MADV_DONTNEED, 0) ==
-                               (long)(2 * PAGE_SIZE);
-        munmap(m, 2 * PAGE_SIZE);
-    }
+    // On a kernel that refuses process_madvise the batch is a loop of
+    // madvise, with the same result.
+    const bool kernel_takes_batches = kt::kernel_batches_madvise();
     for (bool batch : {true, false}) {
         char *m = (char *)mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         ASSERT_NE(m, MAP_FAILED);
@@ -1674,6 +1659,4 @@ TEST(Os, DecommitManyGivesBackEveryRangeAndNothingElse)
         }
         munmap(m, len);
     }
-    stop = true;
-    other.join();
 }
