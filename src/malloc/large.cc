@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mm/page_alloc.h"
+#include "platform/os.h"
 
 namespace kalloc {
 
@@ -44,8 +45,25 @@ void *kmalloc_large(size_t size, size_t align, bool zero)
     __atomic_fetch_add(&nr_large_pages, nr, __ATOMIC_RELAXED);
     __atomic_fetch_add(&nr_large_allocs, 1, __ATOMIC_RELAXED);
     void *p = page_address(pg);
+    /* calloc.  Memory known to read zero (fresh, or given back) is faulted
+     * in with one call, not left to the program: a program that reads a
+     * calloc'd page before writing it (counters, tables, a check) maps the
+     * shared zero page and then takes a second, copy-on-write fault at the
+     * write, whose TLB flush interrupts every other CPU running a thread of
+     * the process.  random-sizes (4 threads, a third of its blocks calloc'd
+     * and checked zero, then written): 37% of all CPU time was in those
+     * flushes; 1.20 -> 0.57 s (3 runs each, medians).  A 1 MiB calloc
+     * written whole then freed and trimmed, 2,000 times: 355 -> 187 us each
+     * (one call instead of 256 faults).  The price: a calloc'd block the
+     * program leaves mostly untouched is resident whole (the same 1 MiB
+     * with one page written: 27 -> 151 us, 1 MiB of RSS until freed), as
+     * every calloc served from glibc's heap or tcmalloc's is.  Huge blocks
+     * (vmalloc, above 4 MiB), where sparse tables live and glibc's calloc
+     * is lazy (mmap), stay untouched. */
     if (zero && !zeroed)
         memset(p, 0, nr << PAGE_SHIFT);
+    else if (zero)
+        os_populate_zeroed(p, nr << PAGE_SHIFT);
     return p;
 }
 

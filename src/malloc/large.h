@@ -31,7 +31,9 @@ constexpr size_t LARGE_MAX_SIZE = PAGE_SIZE << MAX_ORDER;   /* 4 MiB */
 constexpr size_t REALLOC_PAGES_MIN = 4096;
 
 /* size <= LARGE_MAX_SIZE; align a power of two <= LARGE_MAX_SIZE.  zero: the
- * block must read as zero.  nullptr when out of memory. */
+ * block must read as zero, and is made resident (calloc: memset, or
+ * os_populate_zeroed when it already reads zero).  nullptr when out of
+ * memory. */
 void *kmalloc_large(size_t size, size_t align, bool zero);
 
 /* Free a large block; head is its (checked) head page. */

@@ -466,6 +466,19 @@ int os_populate_write(void *addr, size_t len)
     return r;
 }
 
+void os_populate_zeroed(void *addr, size_t len)
+{
+    static bool refused;     /* MADV_POPULATE_WRITE unknown (EINVAL) or filtered (EPERM) */
+    if (!READ_ONCE(refused)) {
+        int err = os_populate_write(addr, len);
+        if (err == 0)
+            return;
+        if (err == EINVAL || err == EPERM)
+            WRITE_ONCE(refused, true);
+    }
+    memset(addr, 0, len);    /* the pages read zero: this only faults them in */
+}
+
 void *os_map_fixed_hugetlb(void *addr, size_t len)
 {
     int saved = errno;

@@ -157,6 +157,15 @@ int os_collapse(void *addr, size_t len);
  * (EINVAL: the kernel does not know MADV_POPULATE_WRITE). */
 int os_populate_write(void *addr, size_t len);
 
+/* [addr, addr + len) reads as zero (never touched, or given back) and is
+ * about to be used whole (calloc of a large block): make it resident and
+ * writable now with one MADV_POPULATE_WRITE, or with memset where the call
+ * fails (a kernel before 5.14, remembered; a filter's EPERM).  Unlike
+ * leaving it to the program, a read before the first write cannot map the
+ * shared zero page, whose copy-on-write at that write costs a second fault
+ * and, in a multi-threaded process, a TLB shootdown of every CPU. */
+void os_populate_zeroed(void *addr, size_t len);
+
 /* Like os_map_fixed (anonymous) but backed by reserved hugetlbfs pages
  * (MAP_HUGETLB, 2 MiB pages); addr and len 2 MiB aligned.  nullptr when no
  * hugepages are reserved or free (the caller falls back to os_map_fixed). */

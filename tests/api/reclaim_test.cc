@@ -86,6 +86,35 @@ TEST(Reclaim, TrimReturnsEveryFreePage)
     free(keep);
 }
 
+// calloc of a large block whose memory was given back (it reads zero) makes
+// its pages resident at once: a program that reads a calloc'd page before
+// writing it would otherwise map the shared zero page and take a second,
+// copy-on-write fault at the write (with a TLB shootdown of every CPU in a
+// multi-threaded process).  The previous library left all 256 pages out.
+TEST(Reclaim, ACallocOfGivenBackMemoryIsResidentBeforeItIsTouched)
+{
+    constexpr size_t n = 1u << 20;
+    for (int round = 0; round < 3; round++) {
+        unsigned char *p = (unsigned char *)malloc(kt::opaque(n));
+        ASSERT_NE(p, nullptr);
+        memset(p, 0x3c, n);
+        free(p);
+        malloc_trim(0);   // every free page given back: the calloc below reads zero
+        unsigned char *q = (unsigned char *)calloc(1, kt::opaque(n));
+        ASSERT_NE(q, nullptr);
+        std::vector<unsigned char> vec(n / 4096);
+        ASSERT_EQ(mincore(q, n, vec.data()), 0);
+        size_t resident = 0;
+        for (unsigned char v : vec)
+            resident += v & 1;
+        EXPECT_EQ(resident, n / 4096) << "round " << round << ": pages of the calloc'd block not resident";
+        for (size_t i = 0; i < n; i += 512)
+            ASSERT_EQ(q[i], 0) << "calloc'd byte " << i << " not zero";
+        ASSERT_EQ(q[n - 1], 0);
+        free(q);
+    }
+}
+
 // Issue 4's idle drift (no background thread): a burst is freed but for
 // survivors allocated before it, and then the program makes no allocator
 // call.  Everything given back must have been given back by the frees
