@@ -169,9 +169,9 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 8   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+#define KALLOC_VMSTAT_VERSION 9   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
                                      5: mesh_*; 6: thp_kept_pages; 7: residency_*,
-                                     workingset_refault; 8: madvise_batch* */
+                                     workingset_refault; 8: madvise_batch*; 9: run_fit */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -289,6 +289,10 @@ struct kalloc_vmstat {
                                        back at once (multi-threaded processes on Linux 6.15+:
                                        one TLB flush for the batch instead of one per block) */
     uint64_t madvise_batched_ranges; /**< free blocks those calls gave back */
+    /* --- version 9 --- */
+    uint64_t run_fit;             /**< large allocations placed in a resident run of free
+                                       blocks that are not buddies (no fault), where the buddy
+                                       allocator had only a block given back to split */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

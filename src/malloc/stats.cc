@@ -175,6 +175,7 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.residency_uncounted = READ_ONCE(r.residency_uncounted);
     v.madvise_batches = READ_ONCE(r.madvise_batches);
     v.madvise_batched_ranges = READ_ONCE(r.madvise_batched_ranges);
+    v.run_fit = READ_ONCE(pa_stats.run_fit);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;
@@ -204,9 +205,9 @@ void stats_print(int fd)
                    rss >> 10, rss ? anon_huge * 100 / rss : 0);
     print_slabinfo(out, cached);
     out.printf("page allocator: pgalloc %lu pgfree %lu fallbacks %lu pageblock claims %lu "
-               "zone grows %lu zone lock holds %lu\n",
+               "zone grows %lu run fits %lu zone lock holds %lu\n",
                pa_stats.pgalloc, pa_stats.pgfree, pa_stats.pgfallback, pa_stats.pageblock_claims,
-               pa_stats.zone_grow, pa_stats.zone_lock);
+               pa_stats.zone_grow, pa_stats.run_fit, pa_stats.zone_lock);
     out.printf("kalloc: totals mapped_kb=%lu resident_kb=%lu in_use_kb=%lu slab_kb=%lu "
                "large_kb=%lu huge_kb=%lu free_kb=%lu free_resident_kb=%lu reclaimed_kb=%lu "
                "zones=%lu threads=%lu refills=%lu flushes=%lu large=%lu huge=%lu\n",

@@ -507,16 +507,205 @@ page *__rmqueue(zone *z, unsigned order, migratetype mt, bool *zeroed)
     return pg;
 }
 
+/* The free block (buddy head) containing pfn, or nullptr.  Caller holds
+ * z->lock. */
+static page *__free_block_containing(zone *z, unsigned long pfn)
+{
+    for (unsigned k = 0; k < NR_PAGE_ORDERS; k++) {
+        unsigned long start = pfn & ~((1ul << k) - 1);
+        page *pg = pfn_to_page(z, start);
+        if (page_is_buddy(pg, k))
+            return pg;
+    }
+    return nullptr;
+}
+
+/* Put [from, to) back on the free lists as the largest aligned blocks, of
+ * type mt and reported state `reported`, without merging (they are the
+ * leftovers of one free block whose middle was taken).  Caller holds z->lock. */
+static void __add_free_range(zone *z, unsigned long from, unsigned long to, migratetype mt,
+                             bool reported, uint32_t free_time, bool reclaimed, uint32_t resident)
+{
+    while (from < to) {
+        unsigned order = from ? __builtin_ctzl(from) : MAX_ORDER;
+        if (order > MAX_ORDER)
+            order = MAX_ORDER;
+        while ((1ul << order) > to - from)
+            order--;
+        add_to_free_list(z, pfn_to_page(z, from), order, mt, reported, free_time, reclaimed,
+                         resident);
+        from += 1ul << order;
+    }
+}
+
+/* Take [first, end), every page of which is inside a free buddy block, off
+ * the free lists: each block leaves its parts outside the range free, with
+ * its state.  Returns whether any of the taken blocks was reported.  Caller
+ * holds z->lock. */
+static bool __take_free_range(zone *z, unsigned long first, unsigned long end)
+{
+    bool any_reported = false;
+    for (unsigned long p = first; p < end;) {
+        page *b = __free_block_containing(z, p);
+        unsigned long bstart = page_to_pfn(b), bend = bstart + (1ul << b->order);
+        migratetype mt = (migratetype)b->migratetype;
+        bool reported = b->flags & PG_reported;
+        any_reported |= reported;
+        bool reclaimed = b->flags & PG_reclaimed;
+        uint32_t free_time = b->free_time;
+        uint32_t resident = b->nr_resident;
+        del_from_free_list(z, b, b->order);
+        __add_free_range(z, bstart, p, mt, reported, free_time, reclaimed, resident);
+        unsigned long taken_end = bend < end ? bend : end;
+        __add_free_range(z, taken_end, bend, mt, reported, free_time, reclaimed, resident);
+        if (reclaimed)
+            __refault_block(z, reported, resident, taken_end - p);
+        p = taken_end;
+    }
+    __zone_use_rises(z, any_reported, end - first);
+    return any_reported;
+}
+
+/*
+ * Runs across buddy boundaries: resident memory for large blocks.
+ *
+ * A large block of nr pages (2^(k-1) < nr <= 2^k) takes a buddy block of
+ * order k and gives its tail back.  Freed, it merges again only with its
+ * own buddies, so resident free memory ends up as runs of adjacent free
+ * blocks that are not buddies (the tails of other blocks, a block freed
+ * beside a freed neighbour): 300 free pages as 4 + 32 + 256 + 8 hold a
+ * 300-page block, but no order-9 block.  The buddy allocator then splits a
+ * block that was given back (every page a fault) while that resident run
+ * waits, until reclaim gives it back too.  So before it does (when no
+ * resident block of order k or more is free), a large allocation looks for
+ * a resident run that holds it: the best fit among
+ * the runs around the resident blocks of orders k-1 and k-2 (every free run
+ * of more than 2^(k-1) pages contains a free block of order k-2 or more:
+ * free buddies always merge), taken from its lowest address; the parts of
+ * its first and last blocks outside the allocation stay free.  glibc's
+ * bins, tcmalloc's page heap and the kernel's vmap free-area tree place
+ * their large blocks this way, with no alignment.  The walk is bounded
+ * (RUN_FIT_CANDIDATES blocks looked at, RUN_FIT_STEPS neighbours read), as
+ * it runs under the zone lock.
+ */
+constexpr unsigned RUN_FIT_CANDIDATES = 8;
+constexpr unsigned RUN_FIT_STEPS = 128;
+
+/* A free block a run of type mt may use: on a free list, not reported. */
+static inline bool run_block_ok(const page *pg, migratetype mt)
+{
+    return (pg->flags & (PG_buddy | PG_reported)) == PG_buddy && pg->migratetype == mt;
+}
+
+/* The free block that ends right before pfn (pfn is the head of a free
+ * block, or the end of the zone's memory), or nullptr.  Blocks are aligned
+ * to their size, so one ending at pfn has an order of at most ctz(pfn). */
+static page *__free_block_ending_at(zone *z, unsigned long pfn)
+{
+    unsigned top = pfn ? __builtin_ctzl(pfn) : 0;
+    if (!pfn)
+        return nullptr;
+    if (top > MAX_ORDER)
+        top = MAX_ORDER;
+    for (unsigned j = 0; j <= top; j++) {
+        page *pg = pfn_to_page(z, pfn - (1ul << j));
+        if (page_is_buddy(pg, j))
+            return pg;
+    }
+    return nullptr;
+}
+
+/* Whether a resident block of `order` or more and type mt is free (each
+ * list keeps its resident blocks at the head). */
+static inline bool resident_block_free(zone *z, unsigned order, migratetype mt)
+{
+    for (unsigned o = order; o < NR_PAGE_ORDERS; o++) {
+        list_head *l = &z->free_area[o].free_list[mt];
+        if (!list_empty(l) && !(list_first_entry(l, page, lru)->flags & PG_reported))
+            return true;
+    }
+    return false;
+}
+
+/* nr pages (PCP_RUN_MIN_PAGES or more) from the best-fitting resident run
+ * of type mt, or nullptr.  Caller holds z->lock. */
+static page *__rmqueue_run(zone *z, unsigned long nr, migratetype mt)
+{
+    unsigned k = ceil_log2(nr);
+    unsigned long limit = 2ul << k;    /* a run this long fits as badly as any longer one */
+    unsigned long best = 0, best_len = ~0ul;
+    unsigned candidates = 0, steps = 0;
+    for (unsigned o = k - 1; o + 2 >= k && candidates < RUN_FIT_CANDIDATES; o--) {
+        list_head *l = &z->free_area[o].free_list[mt];
+        for (list_head *it = l->next; it != l; it = it->next) {
+            page *pg = list_entry(it, page, lru);
+            if ((pg->flags & PG_reported) || candidates++ >= RUN_FIT_CANDIDATES)
+                break;
+            unsigned long s = page_to_pfn(pg), e = s + (1ul << o);
+            while (e - s < limit && steps < RUN_FIT_STEPS) {
+                page *b = __free_block_ending_at(z, s);
+                steps++;
+                if (!b || !run_block_ok(b, mt))
+                    break;
+                s = page_to_pfn(b);
+            }
+            while (e - s < limit && e < z->spanned_pages && steps < RUN_FIT_STEPS) {
+                page *b = pfn_to_page(z, e);
+                steps++;
+                if (!run_block_ok(b, mt))
+                    break;
+                e += 1ul << b->order;
+            }
+            if (e - s >= nr && e - s < best_len) {
+                best = s;
+                best_len = e - s;
+            }
+        }
+        if (o == 0)
+            break;
+    }
+    if (best_len == ~0ul)
+        return nullptr;
+    __take_free_range(z, best, best + nr);
+    pa_stats.run_fit++;
+    return pfn_to_page(z, best);
+}
+
 /* Take a block of `order` from z and, when nr_pages is smaller, give its
  * tail straight back (keeping the block's reported state), all under one
- * hold of the zone lock (the kernel's rmqueue_buddy). */
+ * hold of the zone lock (the kernel's rmqueue_buddy).  unaligned: the pages
+ * need not be a buddy block (alloc_pages_exact: freed as a range, never
+ * merged as a block of `order`, no alignment asked); a large block of type
+ * MIGRATE_MOVABLE and PCP_RUN_MIN_PAGES or more then takes a resident run
+ * across buddy boundaries (__rmqueue_run) when no resident block of its
+ * order or more is free: instead of faulting a reported one in.  Not
+ * before splitting a larger resident block: a program in rounds gets the
+ * same addresses back round after round that way, and with them the pages
+ * it wrote (taking runs first, PartlyWrittenChild's rounds of 40 KiB
+ * blocks written in part refaulted 1,100 pages in their third round, ~0
+ * before). */
 static page *rmqueue_buddy(zone *z, unsigned order, migratetype mt, bool *zeroed,
-                           unsigned long nr_pages, bool grow)
+                           unsigned long nr_pages, bool grow, bool unaligned)
 {
     bool reported = false;
     spin_lock(&z->lock);
     pa_stats.zone_lock++;
-    page *pg = __rmqueue(z, order, mt, &reported);
+    page *pg = nullptr;
+    if (unaligned && mt == MIGRATE_MOVABLE && nr_pages >= PCP_RUN_MIN_PAGES && !grow &&
+        !resident_block_free(z, order, mt)) {
+        pg = __rmqueue_run(z, nr_pages, mt);
+        if (pg) {
+            if (unlikely(z->flags & ZONE_RECLAIM_ACTIVE))
+                WRITE_ONCE(z->flags, z->flags & ~ZONE_RECLAIM_ACTIVE);   /* as __rmqueue */
+            pa_stats.pgalloc++;
+            __zone_update_below_high(z);
+            spin_unlock(&z->lock);
+            if (zeroed)
+                *zeroed = false;
+            return pg;
+        }
+    }
+    pg = __rmqueue(z, order, mt, &reported);
     if (!pg && grow && __zone_grow(z, 1ul << order))
         pg = __rmqueue(z, order, mt, &reported);
     if (pg && nr_pages < (1ul << order))
@@ -531,9 +720,10 @@ static page *rmqueue_buddy(zone *z, unsigned order, migratetype mt, bool *zeroed
 
 /* nr_pages (<= 2^order) pages out of a block of `order`: the zones that
  * have the memory free, lowest first; then a zone that can grow; then a new
- * zone (the kernel's get_page_from_freelist and slow path). */
+ * zone (the kernel's get_page_from_freelist and slow path).  unaligned: see
+ * rmqueue_buddy. */
 static page *get_page_from_freelist(unsigned order, migratetype mt, bool *zeroed,
-                                    unsigned long nr_pages)
+                                    unsigned long nr_pages, bool unaligned = false)
 {
     unsigned long need = 1ul << order;
     unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
@@ -542,7 +732,7 @@ static page *get_page_from_freelist(unsigned order, migratetype mt, bool *zeroed
         zone *z = zones[i];
         if (READ_ONCE(z->nr_free_pages) < need)
             continue;
-        page *pg = rmqueue_buddy(z, order, mt, zeroed, nr_pages, false);
+        page *pg = rmqueue_buddy(z, order, mt, zeroed, nr_pages, false, unaligned);
         if (pg)
             return pg;
     }
@@ -561,7 +751,7 @@ static page *get_page_from_freelist(unsigned order, migratetype mt, bool *zeroed
         zone *z = zones[i];
         if (READ_ONCE(z->full))
             continue;
-        page *pg = rmqueue_buddy(z, order, mt, zeroed, nr_pages, true);
+        page *pg = rmqueue_buddy(z, order, mt, zeroed, nr_pages, true, false);
         if (pg)
             return pg;
     }
@@ -569,7 +759,7 @@ static page *get_page_from_freelist(unsigned order, migratetype mt, bool *zeroed
     zone *z = zone_create(need);
     if (!z)
         return nullptr;
-    return rmqueue_buddy(z, order, mt, zeroed, nr_pages, false);
+    return rmqueue_buddy(z, order, mt, zeroed, nr_pages, false, false);
 }
 static page *__alloc_pages(unsigned order, migratetype mt, bool *zeroed);
 
@@ -677,9 +867,9 @@ static page *__alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *z
             }
         }
     }
-    if (nr_pages == (1ul << order))
-        return alloc_pages(order, mt, zeroed);
     if (order <= PAGE_ALLOC_COSTLY_ORDER) {
+        if (nr_pages == (1ul << order))
+            return __alloc_pages(order, mt, zeroed);
         /* A small block from the pageset, its tail back to the zone. */
         bool reported = false;
         page *pg = alloc_pages(order, mt, &reported);
@@ -694,7 +884,7 @@ static page *__alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *z
             *zeroed = reported;
         return pg;
     }
-    return get_page_from_freelist(order, mt, zeroed, nr_pages);
+    return get_page_from_freelist(order, mt, zeroed, nr_pages, true);
 }
 
 void free_pages_exact(page *pg, unsigned long nr_pages)
@@ -720,37 +910,6 @@ void free_pages_exact(page *pg, unsigned long nr_pages)
     vmscan_tick();
 }
 
-/* The free block (buddy head) containing pfn, or nullptr.  Caller holds
- * z->lock. */
-static page *__free_block_containing(zone *z, unsigned long pfn)
-{
-    for (unsigned k = 0; k < NR_PAGE_ORDERS; k++) {
-        unsigned long start = pfn & ~((1ul << k) - 1);
-        page *pg = pfn_to_page(z, start);
-        if (page_is_buddy(pg, k))
-            return pg;
-    }
-    return nullptr;
-}
-
-/* Put [from, to) back on the free lists as the largest aligned blocks, of
- * type mt and reported state `reported`, without merging (they are the
- * leftovers of one free block whose middle was taken).  Caller holds z->lock. */
-static void __add_free_range(zone *z, unsigned long from, unsigned long to, migratetype mt,
-                             bool reported, uint32_t free_time, bool reclaimed, uint32_t resident)
-{
-    while (from < to) {
-        unsigned order = from ? __builtin_ctzl(from) : MAX_ORDER;
-        if (order > MAX_ORDER)
-            order = MAX_ORDER;
-        while ((1ul << order) > to - from)
-            order--;
-        add_to_free_list(z, pfn_to_page(z, from), order, mt, reported, free_time, reclaimed,
-                         resident);
-        from += 1ul << order;
-    }
-}
-
 bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_nr)
 {
     zone *z = page_zone(pg);
@@ -772,26 +931,8 @@ bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_
         }
         p = page_to_pfn(b) + (1ul << b->order);
     }
-    /* 2. Take them: each block leaves its parts outside the range free. */
-    bool any_reported = false;
-    for (unsigned long p = first; p < end;) {
-        page *b = __free_block_containing(z, p);
-        unsigned long bstart = page_to_pfn(b), bend = bstart + (1ul << b->order);
-        migratetype mt = (migratetype)b->migratetype;
-        bool reported = b->flags & PG_reported;
-        any_reported |= reported;
-        bool reclaimed = b->flags & PG_reclaimed;
-        uint32_t free_time = b->free_time;
-        uint32_t resident = b->nr_resident;
-        del_from_free_list(z, b, b->order);
-        __add_free_range(z, bstart, p, mt, reported, free_time, reclaimed, resident);
-        unsigned long taken_end = bend < end ? bend : end;
-        __add_free_range(z, taken_end, bend, mt, reported, free_time, reclaimed, resident);
-        if (reclaimed)
-            __refault_block(z, reported, resident, taken_end - p);
-        p = taken_end;
-    }
-    __zone_use_rises(z, any_reported, end - first);
+    /* 2. Take them. */
+    __take_free_range(z, first, end);
     spin_unlock(&z->lock);
     return true;
 }

@@ -203,9 +203,11 @@ void print_vmstat(printbuf &out)
     const compact_event_stats &cs = compact_stats;
     out.printf("vmstat:\n");
     out.printf("  nr_free_pages %lu\n  nr_free_resident %lu\n  pgalloc %lu\n  pgfree %lu\n"
-               "  pgfallback %lu\n  pageblock_claims %lu\n  zone_grow %lu\n  pgreclaim %lu\n",
+               "  pgfallback %lu\n  pageblock_claims %lu\n  zone_grow %lu\n  run_fit %lu\n"
+               "  pgreclaim %lu\n",
                t.free_pages, t.free_resident, pa_stats.pgalloc, pa_stats.pgfree,
-               pa_stats.pgfallback, pa_stats.pageblock_claims, pa_stats.zone_grow, t.reported);
+               pa_stats.pgfallback, pa_stats.pageblock_claims, pa_stats.zone_grow,
+               pa_stats.run_fit, t.reported);
     out.printf("  compact_stall %lu\n  compact_success %lu\n  compact_fail %lu\n"
                "  compact_deferred %lu\n  compact_wake %lu\n  compact_full %lu\n"
                "  compact_free_scanned %lu\n  compact_slabs_ordered %lu\n  compact_released %lu\n",
