@@ -494,3 +494,68 @@ TEST(Buddy, ALargeBlockTakesTheBestResidentRunAcrossBuddyBoundaries)
     drain_all_pages();
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
+
+// Large blocks of random sizes taken and freed, with everything free given
+// back now and then (so blocks that were given back sit beside freed
+// resident ones, and runs across buddy boundaries are taken): no two live
+// blocks overlap (reference model), every page keeps what was written to
+// it, memory reported as zero reads zero, and the zone invariants hold
+// throughout.
+TEST(Buddy, RunsAcrossBuddyBoundariesAgainstReferenceModel)
+{
+    std::mt19937_64 rng(4242);
+    struct large {
+        page *pg;
+        unsigned long nr;
+        uint8_t fill;
+    };
+    std::vector<large> live;
+    model m;
+    const unsigned long fits0 = pa_stats.run_fit;
+    auto check_and_free = [&](size_t i) {
+        large b = live[i];
+        live[i] = live.back();
+        live.pop_back();
+        uint8_t *addr = (uint8_t *)page_address(b.pg);
+        for (unsigned long p = 0; p < b.nr; p++)
+            ASSERT_EQ(addr[p * PAGE_SIZE + (p & 511) * 8], (uint8_t)(b.fill + p))
+                << "page " << p << " of a live block was overwritten";
+        m.remove(addr);
+        free_pages_exact(b.pg, b.nr);
+    };
+    for (int step = 0; step < 8000; step++) {
+        if ((live.empty() || rng() % 100 < 52) && live.size() < 300) {
+            large b{};
+            b.nr = 9 + rng() % 504;
+            bool zeroed = false;
+            b.pg = alloc_pages_exact(b.nr, MIGRATE_MOVABLE, &zeroed);
+            ASSERT_NE(b.pg, nullptr);
+            prep_compound_page(b.pg, b.nr, PG_large);
+            b.pg->nr_pages = (uint32_t)b.nr;
+            uint8_t *addr = (uint8_t *)page_address(b.pg);
+            ASSERT_NO_FATAL_FAILURE(m.add(addr, b.nr));
+            b.fill = (uint8_t)rng();
+            for (unsigned long p = 0; p < b.nr; p++) {
+                uint8_t *q = addr + p * PAGE_SIZE + (p & 511) * 8;
+                if (zeroed)
+                    ASSERT_EQ(*q, 0) << "a block reported as zero is not";
+                *q = (uint8_t)(b.fill + p);
+            }
+            live.push_back(b);
+        } else if (!live.empty()) {
+            ASSERT_NO_FATAL_FAILURE(check_and_free(rng() % live.size()));
+        }
+        if (step % 64 == 63)
+            drain_all_pages();     // the pagesets' runs into the zone, where runs are looked for
+        if (step % 1000 == 999) {
+            zone_reclaim_all(0);   // every free block given back
+            ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+        }
+    }
+    EXPECT_GT(pa_stats.run_fit - fits0, 20u) << "the sequence hardly took runs: it tests little";
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    while (!live.empty())
+        ASSERT_NO_FATAL_FAILURE(check_and_free(live.size() - 1));
+    drain_all_pages();
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
