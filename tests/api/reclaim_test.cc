@@ -91,7 +91,11 @@ TEST(Reclaim, TrimReturnsEveryFreePage)
 // writing it would otherwise map the shared zero page and take a second,
 // copy-on-write fault at the write (with a TLB shootdown of every CPU in a
 // multi-threaded process).  The previous library left all 256 pages out.
-TEST(Reclaim, ACallocOfGivenBackMemoryIsResidentBeforeItIsTouched)
+namespace {
+
+// Rounds of a 1 MiB block written, freed and given back, then calloc'd:
+// the calloc'd block must be resident before it is touched and read zero.
+void calloc_of_given_back_memory_is_resident_and_zero()
 {
     constexpr size_t n = 1u << 20;
     for (int round = 0; round < 3; round++) {
@@ -113,6 +117,34 @@ TEST(Reclaim, ACallocOfGivenBackMemoryIsResidentBeforeItIsTouched)
         ASSERT_EQ(q[n - 1], 0);
         free(q);
     }
+}
+
+} // namespace
+
+TEST(Reclaim, ACallocOfGivenBackMemoryIsResidentBeforeItIsTouched)
+{
+    calloc_of_given_back_memory_is_resident_and_zero();
+}
+
+// A sandbox that answers MADV_POPULATE_WRITE with EPERM (or a kernel before
+// 5.14, with EINVAL): calloc falls back to writing the zeros, with the same
+// result.
+TEST(Reclaim, ACallocWhereMadvPopulateIsRefusedStillZeroesAndFaultsIn)
+{
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        if (!kt::seccomp_errno_on_madvise(23 /* MADV_POPULATE_WRITE */, EPERM))
+            _exit(2);
+        calloc_of_given_back_memory_is_resident_and_zero();
+        _exit(::testing::Test::HasFailure() ? 1 : 0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    if (WEXITSTATUS(status) == 2)
+        GTEST_SKIP() << "no seccomp filter could be installed here";
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "calloc under a filter refusing MADV_POPULATE_WRITE";
 }
 
 // Issue 4's idle drift (no background thread): a burst is freed but for
