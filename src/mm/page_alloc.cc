@@ -15,7 +15,10 @@
  * Orders 0..3 go through the current CPU's pageset, and so do large
  * allocations of 9..512 pages (alloc_pages_exact / free_pages_exact: runs,
  * see per_cpu_pages.h); a miss takes a buddy block and gives its tail back
- * under one hold of the zone lock (rmqueue_buddy).
+ * under one hold of the zone lock (rmqueue_buddy), or, when only a block
+ * given back to the OS would hold it, the best-fitting resident run of free
+ * blocks across buddy boundaries (__rmqueue_run: large blocks are freed as
+ * page ranges, never asked for alignment).
  * An allocated block's head page keeps the migrate type it was asked for
  * (pg->migratetype), so pagetypeinfo can count mixed pageblocks.  Before a
  * zone grows for a costly order (> 3), direct compaction may drain the
