@@ -286,8 +286,9 @@ struct kalloc_vmstat {
                                        (the kernel's workingset_refault): what giving back cost */
     /* --- version 8 --- */
     uint64_t madvise_batches;     /**< process_madvise calls that gave a batch of free blocks
-                                       back at once (multi-threaded processes on Linux 6.15+:
-                                       one TLB flush for the batch instead of one per block) */
+                                       back at once (Linux 6.15+, no seccomp filter seen: one
+                                       system call and one TLB flush for the batch instead of one
+                                       per block; before version 9, multi-threaded processes only) */
     uint64_t madvise_batched_ranges; /**< free blocks those calls gave back */
     /* --- version 9 --- */
     uint64_t run_fit;             /**< large allocations placed in a resident run of free

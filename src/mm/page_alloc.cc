@@ -970,9 +970,9 @@ static void __report_free_blocks(zone *z, page *const *batch, unsigned n, unsign
 
 unsigned long zone_reclaim_all(unsigned min_order)
 {
-    /* A multi-threaded process's trim gives its blocks back 32 per call (a
-     * TLB shootdown each instead of each block's: vmscan.h), unless a
-     * seccomp filter is seen (read before any lock is taken). */
+    /* The trim gives its blocks back 32 per call (one system call and one
+     * TLB flush each instead of each block's: vmscan.h), unless a seccomp
+     * filter is seen (read before any lock is taken). */
     const bool one_call = os_decommit_batches() && !os_seccomp_filtered();
     vmscan_lock_for_fork();          /* vmscan_lock: no reclaim pass isolates meanwhile */
     drain_all_pages();

@@ -297,8 +297,8 @@ static bool residency_allowed(scan_control *sc)
 }
 
 /* Whether a pass gives a batch of n blocks back with one call
- * (os_decommit_many: several threads, a kernel that takes it, and no
- * seccomp filter, asked as for residency). */
+ * (os_decommit_many: a kernel that takes it, and no seccomp filter, asked
+ * as for residency). */
 static bool batch_allowed(scan_control *sc, unsigned n)
 {
     return n > 1 && os_decommit_batches() && !sc_filtered(sc);

@@ -86,10 +86,11 @@
  *
  * Reclaim isolates a batch of blocks (off the lists, PG_isolated), drops the
  * zone lock for the madvise calls, and puts them back as PG_reported, so
- * allocation never waits for a madvise.  A multi-threaded process gives a
- * batch back with one process_madvise call (os_decommit_many: one TLB
- * shootdown for the batch, not one per block), unless a seccomp filter is
- * seen in the pass.
+ * allocation never waits for a madvise.  A batch goes back with one
+ * process_madvise call (os_decommit_many: one system call and one TLB
+ * flush for the batch, not one per block; in a multi-threaded process each
+ * flush is a shootdown of every CPU running it), unless a seccomp filter is
+ * seen in the pass or the kernel refuses the call.
  *
  * Timed passes (kswapd, or the slow-path decay) also drain idle per-CPU
  * pagesets (pcp_decay_all) and shrink the slab caches' spare slabs; an upper

@@ -13,7 +13,6 @@
 #include <sys/mman.h>
 #include <signal.h>
 #include <sys/syscall.h>
-#include <sys/single_threaded.h>
 #include <sys/uio.h>
 #include <limits.h>
 #include <stddef.h>
@@ -102,7 +101,7 @@ static int batch_state;
 
 bool os_decommit_batches()
 {
-    return !__libc_single_threaded && READ_ONCE(batch_state) >= 0;
+    return READ_ONCE(batch_state) >= 0;
 }
 
 bool os_decommit_many(const os_range *r, unsigned n, bool batch)

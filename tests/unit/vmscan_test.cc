@@ -5,6 +5,8 @@
 // invariants hold (zone_check.h) after reclaim.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <algorithm>
 
 #include <atomic>
@@ -1624,39 +1626,44 @@ TEST(Khugepaged, HugetlbFallsBackCleanly)
 }
 
 // os_decommit_many (platform/os.h) gives every range of a batch back and
-// nothing else: 16 two-page ranges with a written page between each, from a
-// process made multi-threaded (so a batch goes in one process_madvise call
-// where the kernel takes it) and as a loop of madvise (batch = false).  The
-// ranges read zero and are not resident; the pages between keep their bytes.
+// nothing else: 16 two-page ranges with a written page between each, in one
+// process_madvise call where the kernel takes it (batch = true), single- and
+// multi-threaded, and as a loop of madvise (batch = false).  The ranges read
+// zero and are not resident; the pages between keep their bytes.
 TEST(Os, DecommitManyGivesBackEveryRangeAndNothingElse)
 {
-    kt::idle_thread other;                // the process is multi-threaded
     constexpr unsigned N = 16;
     const size_t len = 3 * N * PAGE_SIZE;
     // On a kernel that refuses process_madvise the batch is a loop of
     // madvise, with the same result.
     const bool kernel_takes_batches = kt::kernel_batches_madvise();
-    for (bool batch : {true, false}) {
-        char *m = (char *)mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        ASSERT_NE(m, MAP_FAILED);
-        for (size_t i = 0; i < len / PAGE_SIZE; i++)
-            memset(m + i * PAGE_SIZE, (int)(i + 1), PAGE_SIZE);
-        os_range r[N];
-        for (unsigned i = 0; i < N; i++)
-            r[i] = {m + (3 * i + 1) * PAGE_SIZE, 2 * PAGE_SIZE};   // pages 3i+1, 3i+2
-        bool one_call = os_decommit_many(r, N, batch);
-        if (!batch)
-            EXPECT_FALSE(one_call);
-        else if (kernel_takes_batches)
-            EXPECT_TRUE(one_call) << "a multi-threaded process on a kernel that takes it: one call";
-        for (unsigned i = 0; i < N; i++) {
-            EXPECT_EQ(resident_pages(r[i].addr, r[i].len), 0u) << "range " << i << " batch " << batch;
-            for (size_t off : {0ul, PAGE_SIZE - 1, PAGE_SIZE, 2 * PAGE_SIZE - 1})
-                ASSERT_EQ(((char *)r[i].addr)[off], 0) << "range " << i << " batch " << batch;
-            const char *kept = m + 3 * i * PAGE_SIZE;             // page 3i, written
-            ASSERT_EQ(kept[0], (char)(3 * i + 1));
-            ASSERT_EQ(kept[PAGE_SIZE - 1], (char)(3 * i + 1));
+    for (bool threaded : {false, true}) {
+        std::optional<kt::idle_thread> other;
+        if (threaded)
+            other.emplace();              // the process is multi-threaded
+        for (bool batch : {true, false}) {
+            char *m = (char *)mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            ASSERT_NE(m, MAP_FAILED);
+            for (size_t i = 0; i < len / PAGE_SIZE; i++)
+                memset(m + i * PAGE_SIZE, (int)(i + 1), PAGE_SIZE);
+            os_range r[N];
+            for (unsigned i = 0; i < N; i++)
+                r[i] = {m + (3 * i + 1) * PAGE_SIZE, 2 * PAGE_SIZE};   // pages 3i+1, 3i+2
+            bool one_call = os_decommit_many(r, N, batch);
+            if (!batch)
+                EXPECT_FALSE(one_call);
+            else if (kernel_takes_batches)
+                EXPECT_TRUE(one_call) << "a kernel that takes it: one call (threaded " << threaded << ")";
+            for (unsigned i = 0; i < N; i++) {
+                EXPECT_EQ(resident_pages(r[i].addr, r[i].len), 0u)
+                    << "range " << i << " batch " << batch << " threaded " << threaded;
+                for (size_t off : {0ul, PAGE_SIZE - 1, PAGE_SIZE, 2 * PAGE_SIZE - 1})
+                    ASSERT_EQ(((char *)r[i].addr)[off], 0) << "range " << i << " batch " << batch;
+                const char *kept = m + 3 * i * PAGE_SIZE;             // page 3i, written
+                ASSERT_EQ(kept[0], (char)(3 * i + 1));
+                ASSERT_EQ(kept[PAGE_SIZE - 1], (char)(3 * i + 1));
+            }
+            munmap(m, len);
         }
-        munmap(m, len);
     }
 }
