@@ -605,9 +605,9 @@ static inline bool run_block_ok(const page *pg, migratetype mt)
  * to their size, so one ending at pfn has an order of at most ctz(pfn). */
 static page *__free_block_ending_at(zone *z, unsigned long pfn)
 {
-    unsigned top = pfn ? __builtin_ctzl(pfn) : 0;
     if (!pfn)
         return nullptr;
+    unsigned top = __builtin_ctzl(pfn);
     if (top > MAX_ORDER)
         top = MAX_ORDER;
     for (unsigned j = 0; j <= top; j++) {
@@ -669,7 +669,10 @@ static page *__rmqueue_run(zone *z, unsigned long nr, migratetype mt)
     }
     if (best_len == ~0ul)
         return nullptr;
+    if (unlikely(z->flags & ZONE_RECLAIM_ACTIVE))
+        WRITE_ONCE(z->flags, z->flags & ~ZONE_RECLAIM_ACTIVE);   /* allocating again, as __rmqueue */
     __take_free_range(z, best, best + nr);
+    pa_stats.pgalloc++;
     pa_stats.run_fit++;
     return pfn_to_page(z, best);
 }
@@ -695,24 +698,15 @@ static page *rmqueue_buddy(zone *z, unsigned order, migratetype mt, bool *zeroed
     pa_stats.zone_lock++;
     page *pg = nullptr;
     if (unaligned && mt == MIGRATE_MOVABLE && nr_pages >= PCP_RUN_MIN_PAGES && !grow &&
-        !resident_block_free(z, order, mt)) {
-        pg = __rmqueue_run(z, nr_pages, mt);
-        if (pg) {
-            if (unlikely(z->flags & ZONE_RECLAIM_ACTIVE))
-                WRITE_ONCE(z->flags, z->flags & ~ZONE_RECLAIM_ACTIVE);   /* as __rmqueue */
-            pa_stats.pgalloc++;
-            __zone_update_below_high(z);
-            spin_unlock(&z->lock);
-            if (zeroed)
-                *zeroed = false;
-            return pg;
-        }
-    }
-    pg = __rmqueue(z, order, mt, &reported);
-    if (!pg && grow && __zone_grow(z, 1ul << order))
+        !resident_block_free(z, order, mt))
+        pg = __rmqueue_run(z, nr_pages, mt);     /* exactly nr_pages, resident: no tail */
+    if (!pg) {
         pg = __rmqueue(z, order, mt, &reported);
-    if (pg && nr_pages < (1ul << order))
-        __free_pages_range(z, page_to_pfn(pg) + nr_pages, (1ul << order) - nr_pages, reported);
+        if (!pg && grow && __zone_grow(z, 1ul << order))
+            pg = __rmqueue(z, order, mt, &reported);
+        if (pg && nr_pages < (1ul << order))
+            __free_pages_range(z, page_to_pfn(pg) + nr_pages, (1ul << order) - nr_pages, reported);
+    }
     if (pg)
         __zone_update_below_high(z);
     spin_unlock(&z->lock);
