@@ -291,9 +291,10 @@ struct kalloc_vmstat {
                                        per block; before version 9, multi-threaded processes only) */
     uint64_t madvise_batched_ranges; /**< free blocks those calls gave back */
     /* --- version 9 --- */
-    uint64_t run_fit;             /**< large allocations placed in a resident run of free
-                                       blocks that are not buddies (no fault), where the buddy
-                                       allocator had only a block given back to split */
+    uint64_t run_fit;             /**< large allocations placed by best fit in a run of free
+                                       blocks that are not buddies (across buddy boundaries:
+                                       resident runs first, then any free memory before the
+                                       heap grows) */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

@@ -124,8 +124,8 @@ struct page_alloc_stats {
     unsigned long pgfallback;       /* allocations served from another migrate type */
     unsigned long pageblock_claims; /* fallbacks that claimed a whole pageblock */
     unsigned long zone_grow;        /* times a zone was grown */
-    unsigned long run_fit;          /* large allocations served from a resident run across
-                                     * buddy boundaries (__rmqueue_run) */
+    unsigned long run_fit;          /* large allocations served from a run across buddy
+                                     * boundaries (__rmqueue_run) */
     unsigned long zone_lock;        /* zone lock holds by the allocation and free paths
                                      * (alloc_pages*, free_pages*, pageset refill/drain) */
 };

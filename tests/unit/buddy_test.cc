@@ -400,69 +400,99 @@ TEST(Buddy, GrowInPlaceTakesTheFollowingFreePages)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
+// Two order-9 blocks of MIGRATE_MOVABLE pageblocks (runs are looked for on
+// that type's lists; in a fresh process the first pageblock may hold
+// metadata) with their middles freed after everything else free was given
+// back: 300 pages (100..400) of one, 400 (50..450) of the other, each split
+// into aligned blocks that cannot merge into an order-9 block.  Watermark
+// reclaim leaves the runs resident while the set-up lives (in a fresh
+// process the zone is small: its usual level is half of a few hundred
+// pages in use); given_back() gives them back too.  The destructor frees
+// everything.
+struct two_holes {
+    static constexpr unsigned o = 9;
+    static constexpr unsigned long n = 1ul << o;
+    std::vector<page *> others;   // order-9 blocks not in movable pageblocks
+    page *a = nullptr, *b = nullptr;
+    zone *z = nullptr;
+    long saved_free_high = options[OPT_FREE_HIGH].value;
+
+    void set_free_high(long v)
+    {
+        options[OPT_FREE_HIGH].value = v;
+        spin_lock(&z->lock);
+        __setup_zone_wmarks(z);
+        spin_unlock(&z->lock);
+    }
+    static void keep(page *pg, unsigned long nr)
+    {
+        prep_compound_page(pg, nr, PG_large);
+        pg->nr_pages = (uint32_t)nr;
+    }
+    // Call with ASSERT_NO_FATAL_FAILURE.
+    void set_up()
+    {
+        while (!b && others.size() < 16) {
+            page *pg = alloc_pages(o, MIGRATE_MOVABLE, nullptr);
+            ASSERT_NE(pg, nullptr);
+            keep(pg, n);
+            memset(page_address(pg), 0x5e, n * PAGE_SIZE);
+            if (get_pageblock_migratetype(page_zone(pg), page_to_pfn(pg)) != MIGRATE_MOVABLE)
+                others.push_back(pg);
+            else if (!a)
+                a = pg;
+            else
+                b = pg;
+        }
+        ASSERT_NE(b, nullptr) << "no two order-9 blocks in movable pageblocks";
+        ASSERT_EQ(page_zone(a), page_zone(b));
+        z = page_zone(a);
+        set_free_high(64l << 20);
+        zone_reclaim_all(0);   // every other free block is given back (reported)
+        // Each block keeps its head and its tail as two large blocks.
+        free_pages_exact(a + 100, 300);
+        keep(a, 100);
+        keep(a + 400, n - 400);
+        free_pages_exact(b + 50, 400);
+        keep(b, 50);
+        keep(b + 450, n - 450);
+        drain_all_pages();     // the runs went to the pagesets: into the zone, as aligned blocks
+        ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    }
+    void given_back()
+    {
+        zone_reclaim_all(0);
+        ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    }
+    ~two_holes()
+    {
+        if (a) {
+            free_pages_exact(a, 100);
+            free_pages_exact(a + 400, n - 400);
+        }
+        if (b) {
+            free_pages_exact(b, 50);
+            free_pages_exact(b + 450, n - 450);
+        }
+        for (page *pg : others)
+            free_pages(pg, o);
+        drain_all_pages();
+        if (z)
+            set_free_high(saved_free_high);
+        verify_all_zones();
+    }
+};
+
 // A large block takes a resident run of free blocks that are not buddies
 // (page_alloc.cc, "Runs across buddy boundaries") before it faults in a
 // block reclaim gave back: the best-fitting run, from its lowest address.
-// Two order-9 blocks have their middles freed after everything else free was
-// given back: 300 pages (100..400) of one, 400 (50..450) of the other, each
-// split into aligned blocks that cannot merge into an order-9 block.  A
-// 290-page request must get the 300-page run (resident, not zeroed); the
-// previous library split a reported order-9 block (zeroed, elsewhere).
+// A 290-page request must get the 300-page hole (resident, not zeroed); the
+// library before runs split a reported order-9 block (zeroed, elsewhere).
 TEST(Buddy, ALargeBlockTakesTheBestResidentRunAcrossBuddyBoundaries)
 {
-    constexpr unsigned o = 9;
-    constexpr unsigned long n = 1ul << o;
-    // Two blocks in pageblocks of type MIGRATE_MOVABLE (runs are looked for
-    // on that type's lists; in a fresh process the first pageblock may hold
-    // metadata); the others stay allocated until the end.
-    std::vector<page *> others;
-    page *a = nullptr, *b = nullptr;
-    while (!b && others.size() < 16) {
-        page *pg = alloc_pages(o, MIGRATE_MOVABLE, nullptr);
-        ASSERT_NE(pg, nullptr);
-        prep_compound_page(pg, n, PG_large);
-        pg->nr_pages = n;
-        memset(page_address(pg), 0x5e, n * PAGE_SIZE);
-        if (get_pageblock_migratetype(page_zone(pg), page_to_pfn(pg)) != MIGRATE_MOVABLE)
-            others.push_back(pg);
-        else if (!a)
-            a = pg;
-        else
-            b = pg;
-    }
-    ASSERT_NE(b, nullptr) << "no two order-9 blocks in movable pageblocks";
-    ASSERT_EQ(page_zone(a), page_zone(b));
-    zone *z = page_zone(a);
-    // Watermark reclaim must leave the freed runs resident (in a fresh
-    // process the zone is small: its usual level is half of a few hundred
-    // pages in use).
-    struct free_high_guard {
-        zone *z;
-        long saved = options[OPT_FREE_HIGH].value;
-        void set(long v)
-        {
-            options[OPT_FREE_HIGH].value = v;
-            spin_lock(&z->lock);
-            __setup_zone_wmarks(z);
-            spin_unlock(&z->lock);
-        }
-        ~free_high_guard() { set(saved); }
-    } guard{z};
-    guard.set(64l << 20);
-    zone_reclaim_all(0);   // every other free block is given back (reported)
-    // Each block keeps its head and its tail as two large blocks.
-    auto keep = [](page *pg, unsigned long nr) {
-        prep_compound_page(pg, nr, PG_large);
-        pg->nr_pages = (uint32_t)nr;
-    };
-    free_pages_exact(a + 100, 300);
-    keep(a, 100);
-    keep(a + 400, n - 400);
-    free_pages_exact(b + 50, 400);
-    keep(b, 50);
-    keep(b + 450, n - 450);
-    drain_all_pages();     // the runs went to the pagesets: into the zone, as aligned blocks
-    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    two_holes h;
+    ASSERT_NO_FATAL_FAILURE(h.set_up());
+    zone *z = h.z;
     spin_lock(&z->lock);
     unsigned long free0 = z->nr_free_pages;
     unsigned long fits0 = pa_stats.run_fit;
@@ -471,28 +501,52 @@ TEST(Buddy, ALargeBlockTakesTheBestResidentRunAcrossBuddyBoundaries)
     bool zeroed = true;
     page *r = alloc_pages_exact(290, MIGRATE_MOVABLE, &zeroed);
     ASSERT_NE(r, nullptr);
-    EXPECT_EQ(r, a + 100) << "not the best-fitting resident run";
+    EXPECT_EQ(r, h.a + 100) << "not the best-fitting resident run";
     EXPECT_FALSE(zeroed) << "a block that was given back was taken while a resident run fit";
     EXPECT_EQ(pa_stats.run_fit, fits0 + 1);
     EXPECT_EQ(z->nr_free_pages, free0 - 290) << "the run's last 10 pages must stay free";
-    prep_compound_page(r, 290, PG_large);
-    r->nr_pages = 290;
+    two_holes::keep(r, 290);
     // The run's pages are the ones the program wrote and nobody else's.
     const uint8_t *p = (const uint8_t *)page_address(r);
     for (size_t off = 0; off < 290 * PAGE_SIZE; off += 1009)
         ASSERT_EQ(p[off], 0x5e) << "a resident run reads what was written before it was freed";
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    free_pages_exact(r, 290);   // everything merges back when freed (verified by h)
+}
 
-    // Everything merges back when freed.
-    free_pages_exact(r, 290);
-    free_pages_exact(a, 100);
-    free_pages_exact(a + 400, n - 400);
-    free_pages_exact(b, 50);
-    free_pages_exact(b + 450, n - 450);
-    for (page *pg : others)
-        free_pages(pg, o);
-    drain_all_pages();
+// With nothing resident, a large block still takes the best-fitting run
+// (page_alloc.cc, "Runs across buddy boundaries": the second pass, over
+// any free memory), not an aligned buddy block: placed so, blocks of
+// random sizes leave the zone's free memory in runs the next large block
+// fits into, where aligned blocks made random-sizes' zone span twice the
+// pages in use.  Both holes given back, a 390-page request must get the
+// 400-page hole (zeroed: every page of it was given back) rather than
+// split a free order-9 block; the previous library took the order-9 block.
+TEST(Buddy, ALargeBlockTakesTheBestFittingRunOfGivenBackMemory)
+{
+    two_holes h;
+    ASSERT_NO_FATAL_FAILURE(h.set_up());
+    ASSERT_NO_FATAL_FAILURE(h.given_back());
+    zone *z = h.z;
+    spin_lock(&z->lock);
+    unsigned long free0 = z->nr_free_pages, spanned0 = z->spanned_pages;
+    unsigned long fits0 = pa_stats.run_fit;
+    spin_unlock(&z->lock);
+
+    bool zeroed = false;
+    page *r = alloc_pages_exact(390, MIGRATE_MOVABLE, &zeroed);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r, h.b + 50) << "not the best-fitting run";
+    EXPECT_TRUE(zeroed) << "every page of the run was given back: it reads zero";
+    EXPECT_EQ(pa_stats.run_fit, fits0 + 1);
+    EXPECT_EQ(z->nr_free_pages, free0 - 390) << "the run's last 10 pages must stay free";
+    EXPECT_EQ(z->spanned_pages, spanned0);
+    two_holes::keep(r, 390);
+    const uint8_t *p = (const uint8_t *)page_address(r);
+    for (size_t off = 0; off < 390 * PAGE_SIZE; off += 1009)
+        ASSERT_EQ(p[off], 0) << "memory given back reads zero";
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+    free_pages_exact(r, 390);
 }
 
 // Large blocks of random sizes taken and freed, with everything free given
