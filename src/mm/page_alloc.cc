@@ -616,7 +616,7 @@ static bool __take_free_range(zone *z, unsigned long first, unsigned long end,
  * pageblocks).  random-sizes (5-7 interleaved runs, medians): faults
  * 325-353K -> 244-275K, zone span 205-222K -> 173K pages, time 0.86-0.90.
  * The walk is bounded (each pass reads at most RUN_FIT_READS descriptors),
- * as it runs under the zone lock: ~3,100 instructions a call on
+ * as it runs under the zone lock: ~3,400 instructions a call (both passes) on
  * random-sizes (callgrind).
  */
 constexpr unsigned RUN_FIT_CANDIDATES = 16;
