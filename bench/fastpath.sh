@@ -9,6 +9,17 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 lib="${1:-$root/build/libkalloc.so}"
 size="${2:-64}"
+# LD_PRELOAD takes a name without a slash from the library path and only
+# warns when it cannot load one: the counts would then be glibc's.
+if ! lib="$(realpath -e "$lib" 2>/dev/null)"; then
+  echo "fastpath.sh: no such library: ${1:-$root/build/libkalloc.so}" >&2
+  exit 1
+fi
+if LD_PRELOAD="$lib" /bin/true 2>&1 | grep -q .; then
+  echo "fastpath.sh: $lib cannot be preloaded:" >&2
+  LD_PRELOAD="$lib" /bin/true >&2 || true
+  exit 1
+fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/fastpath" "$root/bench/fastpath.c"
