@@ -464,6 +464,35 @@ struct two_holes {
         zone_reclaim_all(0);
         ASSERT_NO_FATAL_FAILURE(verify_all_zones());
     }
+    // alloc_pages_exact(nr) must take the run at `at` (a hole, 10 pages
+    // longer), across buddy boundaries: reported as zeroed or not, as
+    // `zeroed` says, its pages reading `fill`, the run's last 10 pages left
+    // free, the zone not grown.  The block is freed again (everything
+    // merges back: verified by the destructor).  Call with
+    // ASSERT_NO_FATAL_FAILURE.
+    void expect_run_fit(unsigned long nr, page *at, bool zeroed, uint8_t fill)
+    {
+        spin_lock(&z->lock);
+        unsigned long free0 = z->nr_free_pages, spanned0 = z->spanned_pages;
+        unsigned long fits0 = pa_stats.run_fit;
+        spin_unlock(&z->lock);
+        bool got_zeroed = !zeroed;
+        page *r = alloc_pages_exact(nr, MIGRATE_MOVABLE, &got_zeroed);
+        ASSERT_NE(r, nullptr);
+        EXPECT_EQ(r, at) << "not the best-fitting run";
+        EXPECT_EQ(got_zeroed, zeroed) << (zeroed ? "every page of the run was given back: it reads zero"
+                                                 : "a block that was given back was taken while a "
+                                                   "resident run fit");
+        EXPECT_EQ(pa_stats.run_fit, fits0 + 1);
+        EXPECT_EQ(z->nr_free_pages, free0 - nr) << "the run's last 10 pages must stay free";
+        EXPECT_EQ(z->spanned_pages, spanned0);
+        keep(r, nr);
+        const uint8_t *p = (const uint8_t *)page_address(r);
+        for (size_t off = 0; off < nr * PAGE_SIZE; off += 1009)
+            ASSERT_EQ(p[off], fill) << "the run's pages are the ones written (or given back) before";
+        ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+        free_pages_exact(r, nr);
+    }
     ~two_holes()
     {
         if (a) {
@@ -492,26 +521,8 @@ TEST(Buddy, ALargeBlockTakesTheBestResidentRunAcrossBuddyBoundaries)
 {
     two_holes h;
     ASSERT_NO_FATAL_FAILURE(h.set_up());
-    zone *z = h.z;
-    spin_lock(&z->lock);
-    unsigned long free0 = z->nr_free_pages;
-    unsigned long fits0 = pa_stats.run_fit;
-    spin_unlock(&z->lock);
-
-    bool zeroed = true;
-    page *r = alloc_pages_exact(290, MIGRATE_MOVABLE, &zeroed);
-    ASSERT_NE(r, nullptr);
-    EXPECT_EQ(r, h.a + 100) << "not the best-fitting resident run";
-    EXPECT_FALSE(zeroed) << "a block that was given back was taken while a resident run fit";
-    EXPECT_EQ(pa_stats.run_fit, fits0 + 1);
-    EXPECT_EQ(z->nr_free_pages, free0 - 290) << "the run's last 10 pages must stay free";
-    two_holes::keep(r, 290);
     // The run's pages are the ones the program wrote and nobody else's.
-    const uint8_t *p = (const uint8_t *)page_address(r);
-    for (size_t off = 0; off < 290 * PAGE_SIZE; off += 1009)
-        ASSERT_EQ(p[off], 0x5e) << "a resident run reads what was written before it was freed";
-    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
-    free_pages_exact(r, 290);   // everything merges back when freed (verified by h)
+    ASSERT_NO_FATAL_FAILURE(h.expect_run_fit(290, h.a + 100, false, 0x5e));
 }
 
 // With nothing resident, a large block still takes the best-fitting run
@@ -527,26 +538,7 @@ TEST(Buddy, ALargeBlockTakesTheBestFittingRunOfGivenBackMemory)
     two_holes h;
     ASSERT_NO_FATAL_FAILURE(h.set_up());
     ASSERT_NO_FATAL_FAILURE(h.given_back());
-    zone *z = h.z;
-    spin_lock(&z->lock);
-    unsigned long free0 = z->nr_free_pages, spanned0 = z->spanned_pages;
-    unsigned long fits0 = pa_stats.run_fit;
-    spin_unlock(&z->lock);
-
-    bool zeroed = false;
-    page *r = alloc_pages_exact(390, MIGRATE_MOVABLE, &zeroed);
-    ASSERT_NE(r, nullptr);
-    EXPECT_EQ(r, h.b + 50) << "not the best-fitting run";
-    EXPECT_TRUE(zeroed) << "every page of the run was given back: it reads zero";
-    EXPECT_EQ(pa_stats.run_fit, fits0 + 1);
-    EXPECT_EQ(z->nr_free_pages, free0 - 390) << "the run's last 10 pages must stay free";
-    EXPECT_EQ(z->spanned_pages, spanned0);
-    two_holes::keep(r, 390);
-    const uint8_t *p = (const uint8_t *)page_address(r);
-    for (size_t off = 0; off < 390 * PAGE_SIZE; off += 1009)
-        ASSERT_EQ(p[off], 0) << "memory given back reads zero";
-    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
-    free_pages_exact(r, 390);
+    ASSERT_NO_FATAL_FAILURE(h.expect_run_fit(390, h.b + 50, true, 0));
 }
 
 // Large blocks of random sizes taken and freed, with everything free given
