@@ -414,6 +414,7 @@ struct two_holes {
     static constexpr unsigned long n = 1ul << o;
     std::vector<page *> others;   // order-9 blocks not in movable pageblocks
     page *a = nullptr, *b = nullptr;
+    bool holes = false;           // a and b have their middles freed
     zone *z = nullptr;
     long saved_free_high = options[OPT_FREE_HIGH].value;
 
@@ -456,6 +457,7 @@ struct two_holes {
         free_pages_exact(b + 50, 400);
         keep(b, 50);
         keep(b + 450, n - 450);
+        holes = true;
         drain_all_pages();     // the runs went to the pagesets: into the zone, as aligned blocks
         ASSERT_NO_FATAL_FAILURE(verify_all_zones());
     }
@@ -495,13 +497,16 @@ struct two_holes {
     }
     ~two_holes()
     {
-        if (a) {
+        if (holes) {
             free_pages_exact(a, 100);
             free_pages_exact(a + 400, n - 400);
-        }
-        if (b) {
             free_pages_exact(b, 50);
             free_pages_exact(b + 450, n - 450);
+        } else {
+            if (a)
+                free_pages(a, o);
+            if (b)
+                free_pages(b, o);
         }
         for (page *pg : others)
             free_pages(pg, o);
