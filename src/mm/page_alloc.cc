@@ -543,10 +543,9 @@ static void __add_free_range(zone *z, unsigned long from, unsigned long to, migr
 
 /* Take [first, end), every page of which is inside a free buddy block, off
  * the free lists: each block leaves its parts outside the range free, with
- * its state.  Returns whether any of the taken blocks was reported.  Caller
- * holds z->lock. */
-static bool __take_free_range(zone *z, unsigned long first, unsigned long end,
-                              bool *all_reported = nullptr)
+ * its state.  Returns whether every taken block was reported (the range
+ * reads as zero).  Caller holds z->lock. */
+static bool __take_free_range(zone *z, unsigned long first, unsigned long end)
 {
     bool any_reported = false, all = true;
     for (unsigned long p = first; p < end;) {
@@ -568,9 +567,7 @@ static bool __take_free_range(zone *z, unsigned long first, unsigned long end,
         p = taken_end;
     }
     __zone_use_rises(z, any_reported, end - first);
-    if (all_reported)
-        *all_reported = all;
-    return any_reported;
+    return all;
 }
 
 /*
@@ -711,8 +708,8 @@ walked:
 found:
     if (unlikely(z->flags & ZONE_RECLAIM_ACTIVE))
         WRITE_ONCE(z->flags, z->flags & ~ZONE_RECLAIM_ACTIVE);   /* allocating again, as __rmqueue */
-    page *head = pfn_to_page(z, best);
-    if (page_is_buddy(head, head->order) && head->order >= k) {
+    page *head = pfn_to_page(z, best);      /* a free block's head: runs start at one */
+    if (head->order >= k) {
         /* A buddy block of order k or more: its own split, tail given back. */
         bool reported = false;
         take_free_block(z, head, head->order, k, &reported);
@@ -720,7 +717,7 @@ found:
             __free_pages_range(z, best + nr, (1ul << k) - nr, reported);
         *zeroed = reported;
     } else {
-        __take_free_range(z, best, best + nr, zeroed);
+        *zeroed = __take_free_range(z, best, best + nr);
         pa_stats.run_fit++;
     }
     pa_stats.pgalloc++;

@@ -29,8 +29,8 @@ void free_pages(page *pg, unsigned order);
  * MIGRATE_MOVABLE runs of PCP_RUN_MIN_PAGES..PCP_RUN_MAX_PAGES come from
  * the current CPU's pageset when it holds one (per_cpu_pages.h).  The pages
  * are not aligned beyond a page (a MIGRATE_MOVABLE request of
- * PCP_RUN_MIN_PAGES or more may take a resident run across buddy
- * boundaries), so they go back with free_pages_exact, never free_pages. */
+ * PCP_RUN_MIN_PAGES or more may take a run across buddy boundaries), so
+ * they go back with free_pages_exact, never free_pages. */
 page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed);
 
 /* Free nr_pages pages starting at pg (from alloc_pages_exact, or the tail of

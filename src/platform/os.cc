@@ -459,23 +459,22 @@ int os_populate_write(void *addr, size_t len)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+    static int refused;      /* EINVAL (unknown advice) or EPERM (filtered), once seen */
+    int r = READ_ONCE(refused);
+    if (r)
+        return r;
     int saved = errno;
-    int r = madvise(addr, len, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
+    r = madvise(addr, len, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
     errno = saved;
+    if (r == EINVAL || r == EPERM)
+        WRITE_ONCE(refused, r);
     return r;
 }
 
 void os_populate_zeroed(void *addr, size_t len)
 {
-    static bool refused;     /* MADV_POPULATE_WRITE unknown (EINVAL) or filtered (EPERM) */
-    if (!READ_ONCE(refused)) {
-        int err = os_populate_write(addr, len);
-        if (err == 0)
-            return;
-        if (err == EINVAL || err == EPERM)
-            WRITE_ONCE(refused, true);
-    }
-    memset(addr, 0, len);    /* the pages read zero: this only faults them in */
+    if (os_populate_write(addr, len) != 0)
+        memset(addr, 0, len);    /* the pages read zero: this only faults them in */
 }
 
 void *os_map_fixed_hugetlb(void *addr, size_t len)

@@ -155,7 +155,9 @@ int os_collapse(void *addr, size_t len);
 
 /* Fault [addr, addr + len) in for writing now (MADV_POPULATE_WRITE, Linux
  * >= 5.14) without changing its contents.  Returns 0, else the errno
- * (EINVAL: the kernel does not know MADV_POPULATE_WRITE). */
+ * (EINVAL: the kernel does not know MADV_POPULATE_WRITE; EPERM: a seccomp
+ * filter refuses it).  Those two are remembered: later calls return them
+ * without a system call. */
 int os_populate_write(void *addr, size_t len);
 
 /* [addr, addr + len) reads as zero (never touched, or given back) and is
