@@ -8,9 +8,11 @@
  * would make every dlopen look like kalloc's.  Without RTLD_DEEPBIND this
  * one is a jump to glibc's dlopen with the caller's return address still
  * on the stack (x86-64 assembly; elsewhere kalloc exports no dlopen).  With it, glibc's dlopen is called from here, then the
- * symbols are rebound: a bare library name is then searched without the
- * caller's RPATH/RUNPATH (LD_LIBRARY_PATH, the cache and the default
- * directories still apply; PHP passes full paths).
+ * symbols are rebound; what glibc would have taken from the caller is
+ * worked out first (dl_caller_file: $ORIGIN in the name, a bare name
+ * along the caller's RPATH/RUNPATH) and glibc gets the resulting path.
+ * dlopen itself is among the symbols rebound, so a deep-bound library's
+ * own dlopen calls come here too (their loads are rebound in turn).
  */
 #include <dlfcn.h>
 #include <malloc.h>
@@ -52,7 +54,10 @@ void free_aligned_sized(void *, size_t, size_t);
 /* An RTLD_DEEPBIND load: glibc's dlopen, then the rebinding. */
 __attribute__((visibility("hidden"), noinline)) void *kalloc_dlopen_deepbind(const char *file, int mode)
 {
-    void *h = kalloc_dlopen_resolve()(file, mode);
+    /* Reached by a jump from dlopen: the return address is the caller's. */
+    char path[4096];
+    const char *name = dl_caller_file(file, __builtin_return_address(0), path, sizeof path);
+    void *h = kalloc_dlopen_resolve()(name, mode);
     /* Behind another allocator (platform/dl_rebind.h) the process's malloc
      * is not kalloc's: the library keeps its bindings, as without kalloc. */
     if (h && (mode & RTLD_DEEPBIND) && !dl_malloc_preceded((const void *)&malloc, (const void *)&free)) {
@@ -72,6 +77,7 @@ __attribute__((visibility("hidden"), noinline)) void *kalloc_dlopen_deepbind(con
             {"cfree", (void *)cfree},
             {"free_sized", (void *)free_sized},
             {"free_aligned_sized", (void *)free_aligned_sized},
+            {"dlopen", (void *)dlopen},
             {"__libc_malloc", (void *)__libc_malloc},
             {"__libc_free", (void *)__libc_free},
             {"__libc_calloc", (void *)__libc_calloc},

@@ -7,8 +7,8 @@
  * section's pointers on x86-64 (they are absolute); a pointer below the
  * object's load address is taken as an offset, as the vDSO's are.
  *
- * Nothing here allocates: dlinfo and dl_iterate_phdr do not, and the
- * RTLD_NEXT lookups (dlsym) run once, outside kalloc's locks.
+ * Nothing here allocates: dlinfo, dladdr1 and dl_iterate_phdr do not, and
+ * the RTLD_NEXT lookups (dlsym) run once, outside kalloc's locks.
  */
 #include "platform/dl_rebind.h"
 
@@ -18,7 +18,12 @@
 #include <stdint.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
+#include <ctype.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "platform/compiler.h"
 
@@ -254,5 +259,154 @@ unsigned dl_rebind(void *handle, const dl_rebind_symbol *syms, unsigned n)
 unsigned dl_rebind(void *, const dl_rebind_symbol *, unsigned) { return 0; }
 
 #endif
+
+namespace {
+
+/* Append src[0..n) to buf at *at; false when it does not fit (with the NUL). */
+bool put(char *buf, size_t len, size_t *at, const char *src, size_t n)
+{
+    if (*at + n >= len)
+        return false;
+    memcpy(buf + *at, src, n);
+    *at += n;
+    buf[*at] = 0;
+    return true;
+}
+
+/* Whether path names an ELF object this process could load: glibc skips
+ * a file of another class or machine and goes on searching. */
+bool loadable_elf(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ElfW(Ehdr) eh;
+    ssize_t got = read(fd, &eh, sizeof eh);
+    close(fd);
+    return got == (ssize_t)sizeof eh && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+           eh.e_ident[EI_CLASS] == (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) &&
+           eh.e_type == ET_DYN &&
+#if defined(__x86_64__)
+           eh.e_machine == EM_X86_64;
+#elif defined(__aarch64__)
+           eh.e_machine == EM_AARCH64;
+#else
+           true;
+#endif
+}
+
+/* The directory $ORIGIN means in an object's names: its file's directory
+ * (the executable's, from /proc/self/exe, for the main program), into
+ * buf; its length, 0 when unknown. */
+size_t origin_of(const struct link_map *lm, char *buf, size_t len)
+{
+    size_t n;
+    if (lm->l_name && lm->l_name[0] == '/') {
+        n = strlen(lm->l_name);
+        if (n >= len)
+            return 0;
+        memcpy(buf, lm->l_name, n + 1);
+    } else if (!lm->l_name || !lm->l_name[0]) {
+        ssize_t r = readlink("/proc/self/exe", buf, len - 1);
+        if (r <= 0)
+            return 0;
+        n = (size_t)r;
+        buf[n] = 0;
+    } else {
+        return 0;      /* a relative name: glibc's own origin would be a guess too */
+    }
+    while (n > 1 && buf[n - 1] != '/')
+        n--;
+    if (n > 1)
+        n--;           /* drop the slash, except for "/" itself */
+    buf[n] = 0;
+    return n;
+}
+
+/* `file` with $ORIGIN and ${ORIGIN} replaced by lm's directory, in buf
+ * (the other DSTs, $LIB and $PLATFORM, mean the same for every caller:
+ * left to glibc).  Apart from the search, so that only one of their
+ * buffers is on the stack. */
+__attribute__((noinline)) const char *expand_origin(const char *file, const struct link_map *lm,
+                                                    char *buf, size_t len)
+{
+    if (getauxval(AT_SECURE))
+        return file;            /* glibc restricts $ORIGIN there: its rules, not ours */
+    char origin[4096];
+    size_t on = origin_of(lm, origin, sizeof origin);
+    if (!on)
+        return file;
+    size_t at = 0;
+    bool replaced = false;
+    buf[0] = 0;
+    for (const char *p = file; *p;) {
+        size_t skip = !strncmp(p, "$ORIGIN", 7) && !(isalnum((unsigned char)p[7]) || p[7] == '_') ? 7
+                      : !strncmp(p, "${ORIGIN}", 9)                                               ? 9
+                                                                                                  : 0;
+        if (skip) {
+            if (!put(buf, len, &at, origin, on))
+                return file;
+            p += skip;
+            replaced = true;
+        } else {
+            if (!put(buf, len, &at, p, 1))
+                return file;
+            p++;
+        }
+    }
+    return replaced ? buf : file;
+}
+
+/* A bare name: the first loadable file in lm's own directories, up to the
+ * defaults, in buf. */
+__attribute__((noinline)) const char *search_caller_dirs(const char *file, struct link_map *lm,
+                                                         char *buf, size_t len)
+{
+    Dl_serinfo size;
+    if (dlinfo(lm, RTLD_DI_SERINFOSIZE, &size) != 0 || size.dls_size > 8192)
+        return file;
+    alignas(Dl_serinfo) char space[8192];
+    Dl_serinfo *si = (Dl_serinfo *)space;
+    si->dls_size = size.dls_size;
+    si->dls_cnt = size.dls_cnt;
+    if (dlinfo(lm, RTLD_DI_SERINFO, si) != 0)
+        return file;
+    size_t fn = strlen(file);
+    /* dls_serpath is declared with one element; dlinfo filled dls_cnt. */
+    const Dl_serpath *paths = (const Dl_serpath *)(space + offsetof(Dl_serinfo, dls_serpath));
+    for (unsigned i = 0; i < si->dls_cnt; i++) {
+        const Dl_serpath &d = paths[i];
+        if (d.dls_flags & LA_SER_DEFAULT)
+            break;                  /* the cache, then the defaults: any caller's */
+        const char *dir = d.dls_name;
+        size_t dn = strlen(dir), at = 0;
+        if (!dn)
+            continue;
+        buf[0] = 0;
+        if (!put(buf, len, &at, dir, dn) || (dir[dn - 1] != '/' && !put(buf, len, &at, "/", 1)) ||
+            !put(buf, len, &at, file, fn))
+            continue;
+        if (loadable_elf(buf))
+            return buf;
+    }
+    return file;
+}
+
+} // namespace
+
+const char *dl_caller_file(const char *file, const void *caller, char *buf, size_t len)
+{
+    if (!file || !file[0] || len < 2)
+        return file;
+    Dl_info info;
+    struct link_map *lm = nullptr;
+    if (!dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+        return file;
+    if (strchr(file, '$'))
+        return expand_origin(file, lm, buf, len);
+    if (strchr(file, '/'))
+        return file;
+    return search_caller_dirs(file, lm, buf, len);
+}
 
 } // namespace kalloc

@@ -74,6 +74,25 @@ bool dl_malloc_preceded(const void *own_malloc, const void *own_free);
 void *dl_next_symbol(const char *name);
 extern void (*dl_global_free)(void *);
 
+/*
+ * The caller's search.  glibc's dlopen takes two things from its caller
+ * (the return address): the RPATH/RUNPATH a bare library name is searched
+ * along, and the directory $ORIGIN in the name stands for.  A dlopen that
+ * kalloc calls (the RTLD_DEEPBIND path, which must rebind after the load)
+ * would make them libkalloc's.  dl_caller_file(file, caller, buf, len)
+ * returns what to pass instead: `file` with $ORIGIN (or ${ORIGIN}) replaced
+ * by the caller's directory, and for a bare name the first loadable file
+ * (an ELF object of this machine's class) in the caller's own search
+ * directories (dlinfo RTLD_DI_SERINFO of the caller's link map: DT_RPATH
+ * and its loaders', LD_LIBRARY_PATH, DT_RUNPATH; the ld.so cache and the
+ * default directories come after them and are the same for every caller),
+ * written into buf; `file` itself when nothing is found or nothing
+ * applies (a path with a slash, a caller in no object, buf too short, a
+ * set-user-ID program, where glibc restricts $ORIGIN).  Not searched as
+ * glibc does: the glibc-hwcaps subdirectories of each directory.
+ */
+const char *dl_caller_file(const char *file, const void *caller, char *buf, size_t len);
+
 /* glibc's own functions (the next definitions after kalloc), found when
  * dl_rebind first ran; null before. */
 extern void (*dl_next_free)(void *);

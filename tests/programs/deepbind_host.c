@@ -4,9 +4,11 @@
  * blocks and abort (jemalloc, tcmalloc and mimalloc users report it).
  * Every line it prints must be the same as with the system allocator.
  *
- * Also checks that a plain dlopen by bare name still finds a library
- * through this program's RUNPATH: dlopen searches its caller's paths, so
- * a dlopen that kalloc wraps must still look like this program's.
+ * Also checks that a dlopen by bare name still finds a library through
+ * its caller's RUNPATH (this program's, or the deep plugin's for its own
+ * dlopen), plainly and with RTLD_DEEPBIND, and that $ORIGIN in a name is
+ * the caller's directory: dlopen searches its caller's paths, so a dlopen
+ * that kalloc wraps must still look like the caller's.
  *
  *   deepbind_host DIR    (DIR holds libkalloc_deep_plugin.so)
  */
@@ -45,6 +47,30 @@ int main(int argc, char **argv)
         printf("dlopen failed: %s\n", dlerror());
         return 1;
     }
+    /* Deep-bound by bare name: this program's RUNPATH again. */
+    void *deep_plain = dlopen("libkalloc_name_plugin.so", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    printf("deep-bound dlopen by name: %s\n", deep_plain ? "found" : dlerror());
+    /* $ORIGIN: this program's directory, where the plugins are. */
+    void *origin = dlopen("$ORIGIN/libkalloc_deep_plugin.so", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    printf("deep-bound dlopen of $ORIGIN/...: %s\n", origin == h ? "same object" : origin ? "other object" : dlerror());
+    /* The deep plugin's own dlopen by bare name: only its RUNPATH
+     * ($ORIGIN/sub) has the library, this program's does not. */
+    void *(*p_dlopen)(const char *, int) = sym(h, "plugin_dlopen");
+    void *sub = p_dlopen("libkalloc_sub_plugin.so", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    printf("the plugin's deep-bound dlopen by name: %s\n", sub ? "found" : dlerror());
+    if (sub) {
+        char *(*s_strdup)(const char *) = sym(sub, "plugin_strdup");
+        void (*s_free)(void *) = sym(sub, "plugin_free");
+        char *x = s_strdup("sub-plugin allocated, host frees");
+        puts(x);
+        free(x);
+        char *y = strdup("host allocated, sub-plugin frees");
+        puts(y);
+        s_free(y);
+    }
+    void *sub_plain = p_dlopen("libkalloc_sub_plugin.so", RTLD_NOW | RTLD_LOCAL);
+    printf("the plugin's dlopen by name: %s\n", sub_plain ? "found" : dlerror());
+
     char *(*p_early)(void) = sym(h, "plugin_early");
     char *(*p_strdup)(const char *) = sym(h, "plugin_strdup");
     void *(*p_calloc)(size_t, size_t) = sym(h, "plugin_calloc");

@@ -1,9 +1,13 @@
 /* deepbind_plugin.c - a plugin as PHP's extensions are: the host loads it
  * with dlopen(RTLD_DEEPBIND), so its own calls to the malloc family bind to
  * glibc's allocator first (its dependencies come before the global scope),
- * and memory crosses between the two in both directions.  Built twice: as
- * libkalloc_deep_plugin.so (loaded with RTLD_DEEPBIND) and as
- * libkalloc_plain_plugin.so (loaded by bare name, plainly). */
+ * and memory crosses between the two in both directions.  Built four
+ * times: as libkalloc_deep_plugin.so (loaded with RTLD_DEEPBIND; its
+ * RUNPATH is $ORIGIN/sub), as libkalloc_plain_plugin.so (loaded by bare
+ * name, plainly), as libkalloc_name_plugin.so (loaded by bare name with
+ * RTLD_DEEPBIND) and as sub/libkalloc_sub_plugin.so (loaded by bare name
+ * by the deep plugin, found only through the deep plugin's RUNPATH). */
+#include <dlfcn.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,3 +46,11 @@ EXPORT int plugin_memalign(void **out, size_t align, size_t n) { return posix_me
 
 /* A data pointer to malloc (a GLOB_DAT / 64-bit relocation, not a call). */
 EXPORT void *(*plugin_malloc_ptr)(size_t) = malloc;
+
+/* dlopen called from this object: glibc searches this object's RUNPATH for
+ * a bare name (not the host's), also when kalloc wraps the call. */
+EXPORT void *plugin_dlopen(const char *name, int mode)
+{
+    void *volatile h = dlopen(name, mode);   /* not a tail call: the caller stays this object */
+    return h;
+}
