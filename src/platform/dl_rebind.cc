@@ -362,6 +362,12 @@ __attribute__((noinline)) const char *expand_origin(const char *file, const stru
 __attribute__((noinline)) const char *search_caller_dirs(const char *file, struct link_map *lm,
                                                          char *buf, size_t len)
 {
+    /* glibc first looks for the name among the objects already loaded
+     * (their names and sonames), whoever calls: such a name stays bare. */
+    if (void *loaded = dlopen(file, RTLD_LAZY | RTLD_NOLOAD)) {
+        dlclose(loaded);            /* the probe's reference */
+        return file;
+    }
     Dl_serinfo size;
     if (dlinfo(lm, RTLD_DI_SERINFOSIZE, &size) != 0 || size.dls_size > 8192)
         return file;

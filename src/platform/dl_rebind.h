@@ -81,7 +81,8 @@ extern void (*dl_global_free)(void *);
  * kalloc calls (the RTLD_DEEPBIND path, which must rebind after the load)
  * would make them libkalloc's.  dl_caller_file(file, caller, buf, len)
  * returns what to pass instead: `file` with $ORIGIN (or ${ORIGIN}) replaced
- * by the caller's directory, and for a bare name the first loadable file
+ * by the caller's directory, and for a bare name that names no object
+ * already loaded (glibc matches those first) the first loadable file
  * (an ELF object of this machine's class) in the caller's own search
  * directories (dlinfo RTLD_DI_SERINFO of the caller's link map: DT_RPATH
  * and its loaders', LD_LIBRARY_PATH, DT_RUNPATH; the ld.so cache and the

@@ -71,6 +71,16 @@ int main(int argc, char **argv)
     void *sub_plain = p_dlopen("libkalloc_sub_plugin.so", RTLD_NOW | RTLD_LOCAL);
     printf("the plugin's dlopen by name: %s\n", sub_plain ? "found" : dlerror());
 
+    /* A name already loaded: other/libkalloc_soname.so by path, then its
+     * soname bare and deep-bound, with another file of that name in this
+     * program's RUNPATH: glibc gives the loaded one. */
+    snprintf(path, sizeof path, "%s/other/libkalloc_soname.so", argv[1]);
+    void *first = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *again = dlopen("libkalloc_soname.so", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    int (*which)(void) = again ? (int (*)(void))dlsym(again, "soname_which") : NULL;
+    printf("a loaded soname by bare name: %s, build %d\n", first && first == again ? "the same object" : "another object",
+           which ? which() : -1);
+
     char *(*p_early)(void) = sym(h, "plugin_early");
     char *(*p_strdup)(const char *) = sym(h, "plugin_strdup");
     void *(*p_calloc)(size_t, size_t) = sym(h, "plugin_calloc");
