@@ -30,6 +30,23 @@ static void *sym(void *h, const char *name)
     return s;
 }
 
+/* A block of the library's freed by the host, and one of the host's freed
+ * by the library. */
+static void cross_both_ways(void *lib, const char *name)
+{
+    char *(*l_strdup)(const char *) = sym(lib, "plugin_strdup");
+    void (*l_free)(void *) = sym(lib, "plugin_free");
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s allocated, host frees", name);
+    char *x = l_strdup(msg);
+    puts(x);
+    free(x);
+    snprintf(msg, sizeof msg, "host allocated, %s frees", name);
+    char *y = strdup(msg);
+    puts(y);
+    l_free(y);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -58,16 +75,8 @@ int main(int argc, char **argv)
     void *(*p_dlopen)(const char *, int) = sym(h, "plugin_dlopen");
     void *sub = p_dlopen("libkalloc_sub_plugin.so", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
     printf("the plugin's deep-bound dlopen by name: %s\n", sub ? "found" : dlerror());
-    if (sub) {
-        char *(*s_strdup)(const char *) = sym(sub, "plugin_strdup");
-        void (*s_free)(void *) = sym(sub, "plugin_free");
-        char *x = s_strdup("sub-plugin allocated, host frees");
-        puts(x);
-        free(x);
-        char *y = strdup("host allocated, sub-plugin frees");
-        puts(y);
-        s_free(y);
-    }
+    if (sub)
+        cross_both_ways(sub, "sub-plugin");
     void *sub_plain = p_dlopen("libkalloc_sub_plugin.so", RTLD_NOW | RTLD_LOCAL);
     printf("the plugin's dlopen by name: %s\n", sub_plain ? "found" : dlerror());
 
@@ -90,12 +99,7 @@ int main(int argc, char **argv)
     int (*p_memalign)(void **, size_t, size_t) = sym(h, "plugin_memalign");
     void *(**p_malloc_ptr)(size_t) = sym(h, "plugin_malloc_ptr");
 
-    char *a = p_strdup("plugin allocated, host frees");
-    puts(a);
-    free(a);
-    char *b = strdup("host allocated, plugin frees");
-    puts(b);
-    p_free(b);
+    cross_both_ways(h, "plugin");
     char *c = p_realloc(strdup("host allocated, plugin reallocates"), 5000);
     puts(c);
     printf("usable >= 5000 (host asks): %d\n", malloc_usable_size(c) >= 5000);
