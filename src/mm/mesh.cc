@@ -286,7 +286,11 @@ void __mesh_unmesh(kmem_cache *c, page *a)
         zone_slab_owner_map(z)[pfn] = 0;
         __atomic_fetch_sub(&z->nr_mesh_aliases, 1ul, __ATOMIC_RELAXED);
         stat_add(mesh_stats.mesh_pages, -1);
-        if (!os_map_file_replace(baddr, PAGE_SIZE, z->backing_fd, file_offset(z, baddr))) {
+        if (z->backing_fd < 0) {
+            /* A zone made anonymous in a fork child (zone_memfd_fork_child):
+             * the alias has its own copy of the page; given back, it is zero. */
+            os_decommit(baddr, PAGE_SIZE);
+        } else if (!os_map_file_replace(baddr, PAGE_SIZE, z->backing_fd, file_offset(z, baddr))) {
             /* Still mapping a's page: never handed out again (leaked). */
             b->flags = PG_meta | PG_head;
             continue;
@@ -297,6 +301,20 @@ void __mesh_unmesh(kmem_cache *c, page *a)
         spin_unlock(&z->lock);
     }
     a->mesh_next = 0;
+}
+
+void mesh_copy_aliases(zone *z, char *image)
+{
+    if (!z->nr_mesh_aliases)
+        return;
+    for (unsigned long pfn = 0; pfn < z->spanned_pages; pfn++) {
+        page *b = pfn_to_page(z, pfn);
+        if ((b->flags & (PG_mesh_alias | PG_buddy)) != PG_mesh_alias)
+            continue;
+        /* Its own file offset is a hole; through its address it reads its
+         * primary's page, which holds its objects. */
+        memcpy(image + (pfn << PAGE_SHIFT), page_address(b), PAGE_SIZE);
+    }
 }
 
 void mesh_remap_aliases(zone *z, int fd)

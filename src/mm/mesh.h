@@ -73,4 +73,12 @@ void __mesh_unmesh(kmem_cache *c, page *a);
  * offsets in the child's new memory file fd (zone_memfd_fork_child). */
 void mesh_remap_aliases(zone *z, int fd);
 
+/* After fork, in a child that cannot make a memory file: copy every alias
+ * page of zone z (what its address reads: its primary's page) into
+ * `image`, the zone's private copy, at the alias's own offset.  Each alias
+ * then has its own copy; frees through it still go to its primary, whose
+ * copy keeps the links, and unmeshing gives the alias's page back with
+ * MADV_DONTNEED. */
+void mesh_copy_aliases(zone *z, char *image);
+
 } // namespace kalloc

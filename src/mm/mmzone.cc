@@ -248,6 +248,25 @@ void zone_memfd_fork_parent()
     fork_pipe[0] = fork_pipe[1] = -1;
 }
 
+/* Zone z (memory-file backed, in a fork child) as private anonymous memory
+ * with the same contents: the file's data and each meshed alias's page
+ * copied into a fresh anonymous mapping, which is then moved over the
+ * zone (mremap: page tables move, bytes do not).  No more meshing in it
+ * (mesh passes need a memory file). */
+static void zone_memfd_to_anon(zone *z)
+{
+    size_t len = z->spanned_pages << PAGE_SHIFT;
+    char *image = (char *)os_map(len, true);
+    if (!image || !os_copy_file_ranges_to_memory(z->backing_fd, len, (const char *)z->zone_start, image))
+        panic("fork: cannot copy a memory-file zone for the child (KALLOC_MESH)");
+    mesh_copy_aliases(z, image);
+    if (os_remap_fixed(image, len, len, (void *)z->zone_start) != (void *)z->zone_start)
+        panic("fork: cannot map the child's copy of a memory-file zone (KALLOC_MESH)");
+    os_close(z->backing_fd);
+    z->backing_fd = -1;
+    z->backing = ZONE_BACKING_ANON;
+}
+
 void zone_memfd_fork_child()
 {
     fork_copied = fork_pipe[0] >= 0;
@@ -261,8 +280,17 @@ void zone_memfd_fork_child()
             continue;
         uint64_t size = (uint64_t)ZONE_MAX_PAGES << PAGE_SHIFT;
         int fd = os_memfd_create("kalloc", size);
-        if (fd < 0 || !os_copy_file_data(z->backing_fd, fd, (uint64_t)z->spanned_pages << PAGE_SHIFT))
-            panic("fork: cannot copy a memory-file zone for the child (KALLOC_MESH)");
+        if (fd >= 0 && !os_copy_file_data(z->backing_fd, fd, (uint64_t)z->spanned_pages << PAGE_SHIFT)) {
+            os_close(fd);
+            fd = -1;
+        }
+        if (fd < 0) {
+            /* No memory file here (a seccomp filter installed since the
+             * zone was made refuses memfd_create: man-db's sandbox, then a
+             * fork): the child's zone becomes private anonymous memory. */
+            zone_memfd_to_anon(z);
+            continue;
+        }
         if (!os_map_file_replace((void *)z->zone_start, z->spanned_pages << PAGE_SHIFT, fd, 0))
             panic("fork: cannot map the child's copy of a memory-file zone (KALLOC_MESH)");
         mesh_remap_aliases(z, fd);

@@ -259,6 +259,25 @@ bool os_copy_file_data(int from, int to, uint64_t size)
     return true;
 }
 
+bool os_copy_file_ranges_to_memory(int fd, uint64_t size, const char *src, char *dst)
+{
+    off_t pos = 0;
+    while ((uint64_t)pos < size) {
+        off_t data = lseek(fd, pos, SEEK_DATA);
+        if (data < 0)
+            return errno == ENXIO;          /* no data past pos */
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0)
+            return false;
+        if ((uint64_t)hole > size)
+            hole = (off_t)size;
+        if (data < hole)
+            memcpy(dst + data, src + data, (size_t)(hole - data));
+        pos = hole;
+    }
+    return true;
+}
+
 bool os_pipe(int fds[2])
 {
     return pipe2(fds, O_CLOEXEC) == 0;

@@ -105,6 +105,12 @@ void os_punch_hole(int fd, uint64_t offset, uint64_t len);
  * False with errno set on failure. */
 bool os_copy_file_data(int from, int to, uint64_t size);
 
+/* Copy the data ranges of memory file `fd` (lseek SEEK_DATA / SEEK_HOLE,
+ * up to `size`) from `src`, a mapping of the file, to the same offsets of
+ * `dst`, memory of at least `size` bytes; the holes are not read.  False
+ * with errno set when the ranges cannot be found. */
+bool os_copy_file_ranges_to_memory(int fd, uint64_t size, const char *src, char *dst);
+
 /* A pipe (pipe2 O_CLOEXEC) into fds[0] (read end) and fds[1]; false on failure. */
 bool os_pipe(int fds[2]);
 

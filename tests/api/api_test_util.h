@@ -215,6 +215,26 @@ inline bool seccomp_errno_on_madvise(int advice, int err) {
          syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
 }
 
+// A seccomp filter (for the calling thread and the threads it creates) that
+// answers each system call of `nrs` with errno `err` and allows everything
+// else: a sandbox that refuses calls it does not expect (man-db's refuses
+// memfd_create) without killing.
+inline bool seccomp_errno_on_syscalls(std::initializer_list<int> nrs, int err) {
+  std::vector<sock_filter> f;
+  f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+  f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+  for (int nr : nrs) {
+    f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1));
+    f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)));
+  }
+  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  struct sock_fprog prog = {(unsigned short)f.size(), f.data()};
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
 }  // namespace kt
 
 #endif  // KALLOC_TESTS_API_TEST_UTIL_H
