@@ -22,10 +22,10 @@
 #include <sys/mman.h>
 #include <ctype.h>
 #include <stddef.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "platform/compiler.h"
+#include "platform/os.h"
 
 namespace kalloc {
 
@@ -274,16 +274,17 @@ bool put(char *buf, size_t len, size_t *at, const char *src, size_t n)
 }
 
 /* Whether path names an ELF object this process could load: glibc skips
- * a file of another class or machine and goes on searching. */
+ * a file of another class or machine and goes on searching.  Read with
+ * raw system calls (os_read_file): never a cancellation point. */
 bool loadable_elf(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ElfW(Ehdr) eh;
-    ssize_t got = read(fd, &eh, sizeof eh);
-    close(fd);
-    return got == (ssize_t)sizeof eh && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+    union {
+        ElfW(Ehdr) eh;
+        char bytes[sizeof(ElfW(Ehdr)) + 1];   /* os_read_file's NUL */
+    } u;
+    long got = os_read_file(path, u.bytes, sizeof(u.bytes));
+    const ElfW(Ehdr) &eh = u.eh;
+    return got == (long)sizeof eh && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
            eh.e_ident[EI_CLASS] == (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) &&
            eh.e_type == ET_DYN &&
 #if defined(__x86_64__)
