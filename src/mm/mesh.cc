@@ -303,32 +303,35 @@ void __mesh_unmesh(kmem_cache *c, page *a)
     a->mesh_next = 0;
 }
 
-void mesh_copy_aliases(zone *z, char *image)
+/* Call fn(b) for every meshed alias b of zone z (a descriptor walk). */
+template <typename Fn>
+static void for_each_alias(zone *z, Fn fn)
 {
     if (!z->nr_mesh_aliases)
         return;
     for (unsigned long pfn = 0; pfn < z->spanned_pages; pfn++) {
         page *b = pfn_to_page(z, pfn);
-        if ((b->flags & (PG_mesh_alias | PG_buddy)) != PG_mesh_alias)
-            continue;
-        /* Its own file offset is a hole; through its address it reads its
-         * primary's page, which holds its objects. */
-        memcpy(image + (pfn << PAGE_SHIFT), page_address(b), PAGE_SIZE);
+        if ((b->flags & (PG_mesh_alias | PG_buddy)) == PG_mesh_alias)
+            fn(b, pfn);
     }
+}
+
+void mesh_copy_aliases(zone *z, char *image)
+{
+    /* Its own file offset is a hole; through its address it reads its
+     * primary's page, which holds its objects. */
+    for_each_alias(z, [image](page *b, unsigned long pfn) {
+        memcpy(image + (pfn << PAGE_SHIFT), page_address(b), PAGE_SIZE);
+    });
 }
 
 void mesh_remap_aliases(zone *z, int fd)
 {
-    if (!z->nr_mesh_aliases)
-        return;
-    for (unsigned long pfn = 0; pfn < z->spanned_pages; pfn++) {
-        page *b = pfn_to_page(z, pfn);
-        if ((b->flags & (PG_mesh_alias | PG_buddy)) != PG_mesh_alias)
-            continue;
+    for_each_alias(z, [z, fd](page *b, unsigned long) {
         if (!os_map_file_replace(page_address(b), PAGE_SIZE, fd,
                                  file_offset(z, page_address(b->mesh_primary))))
             panic("fork: cannot map a meshed page in the child (KALLOC_MESH)");
-    }
+    });
 }
 
 } // namespace kalloc

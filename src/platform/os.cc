@@ -219,16 +219,32 @@ void os_punch_hole(int fd, uint64_t offset, uint64_t len)
     errno = saved;
 }
 
-bool os_copy_file_data(int from, int to, uint64_t size)
+/* Call range(data, hole) for each range of memory file fd that holds pages
+ * (lseek SEEK_DATA / SEEK_HOLE) below `size`, clipped to it; false when a
+ * seek or range() fails. */
+template <typename Range>
+static bool for_each_data_range(int fd, uint64_t size, Range range)
 {
     off_t pos = 0;
     while ((uint64_t)pos < size) {
-        off_t data = lseek(from, pos, SEEK_DATA);
+        off_t data = lseek(fd, pos, SEEK_DATA);
         if (data < 0)
             return errno == ENXIO;          /* no data past pos */
-        off_t hole = lseek(from, data, SEEK_HOLE);
+        off_t hole = lseek(fd, data, SEEK_HOLE);
         if (hole < 0)
             return false;
+        if ((uint64_t)hole > size)
+            hole = (off_t)size;
+        if (data < hole && !range(data, hole))
+            return false;
+        pos = hole;
+    }
+    return true;
+}
+
+bool os_copy_file_data(int from, int to, uint64_t size)
+{
+    return for_each_data_range(from, size, [from, to](off_t data, off_t hole) {
         off_t in = data, out = data;
         while (in < hole) {
             ssize_t n = copy_file_range(from, &in, to, &out, (size_t)(hole - in), 0);
@@ -254,28 +270,16 @@ bool os_copy_file_data(int from, int to, uint64_t size)
             in += r;
             out = in;
         }
-        pos = hole;
-    }
-    return true;
+        return true;
+    });
 }
 
 bool os_copy_file_ranges_to_memory(int fd, uint64_t size, const char *src, char *dst)
 {
-    off_t pos = 0;
-    while ((uint64_t)pos < size) {
-        off_t data = lseek(fd, pos, SEEK_DATA);
-        if (data < 0)
-            return errno == ENXIO;          /* no data past pos */
-        off_t hole = lseek(fd, data, SEEK_HOLE);
-        if (hole < 0)
-            return false;
-        if ((uint64_t)hole > size)
-            hole = (off_t)size;
-        if (data < hole)
-            memcpy(dst + data, src + data, (size_t)(hole - data));
-        pos = hole;
-    }
-    return true;
+    return for_each_data_range(fd, size, [src, dst](off_t data, off_t hole) {
+        memcpy(dst + data, src + data, (size_t)(hole - data));
+        return true;
+    });
 }
 
 bool os_pipe(int fds[2])

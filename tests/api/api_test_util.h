@@ -179,40 +179,51 @@ inline bool seccomp_filtered() {
   return filtered;
 }
 
-inline bool seccomp_kill_on(std::initializer_list<int> nrs) {
+// The filters below: a prologue that allows every call of another
+// architecture, then per-call rules on the system call number, and the
+// installation (no_new_privs, then the filter for the calling thread).
+inline std::vector<sock_filter> seccomp_prologue() {
   std::vector<sock_filter> f;
   f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
   f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
   f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
   f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
-  for (int nr : nrs) {
-    f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1));
-    f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
-  }
-  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  return f;
+}
+
+inline bool seccomp_install(std::vector<sock_filter> &f) {
   struct sock_fprog prog = {(unsigned short)f.size(), f.data()};
   return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
          syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
+// Each call of `nrs` answered with `action`, everything else allowed.
+inline bool seccomp_on_syscalls(std::initializer_list<int> nrs, unsigned action) {
+  std::vector<sock_filter> f = seccomp_prologue();
+  for (int nr : nrs) {
+    f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1));
+    f.push_back(BPF_STMT(BPF_RET | BPF_K, action));
+  }
+  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  return seccomp_install(f);
+}
+
+inline bool seccomp_kill_on(std::initializer_list<int> nrs) {
+  return seccomp_on_syscalls(nrs, SECCOMP_RET_KILL_PROCESS);
 }
 
 // A seccomp filter (for the calling thread and the threads it creates) that
 // answers madvise(addr, len, advice) with errno `err` and allows everything
 // else: a sandbox that refuses an advice glibc's malloc never gives.
 inline bool seccomp_errno_on_madvise(int advice, int err) {
-  std::vector<sock_filter> f;
-  f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
-  f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
-  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+  std::vector<sock_filter> f = seccomp_prologue();
   f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)__NR_madvise, 1, 0));
   f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
   f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])));  // low word
   f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)advice, 0, 1));
   f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)));
   f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  struct sock_fprog prog = {(unsigned short)f.size(), f.data()};
-  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+  return seccomp_install(f);
 }
 
 // A seccomp filter (for the calling thread and the threads it creates) that
@@ -220,19 +231,7 @@ inline bool seccomp_errno_on_madvise(int advice, int err) {
 // else: a sandbox that refuses calls it does not expect (man-db's refuses
 // memfd_create) without killing.
 inline bool seccomp_errno_on_syscalls(std::initializer_list<int> nrs, int err) {
-  std::vector<sock_filter> f;
-  f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
-  f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
-  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
-  for (int nr : nrs) {
-    f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1));
-    f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)));
-  }
-  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-  struct sock_fprog prog = {(unsigned short)f.size(), f.data()};
-  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+  return seccomp_on_syscalls(nrs, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA));
 }
 
 }  // namespace kt

@@ -311,6 +311,35 @@ TEST(MeshChild, TrimMeshes) {
   for (void *p : pop.live) free(p);
 }
 
+// The child's half of the fork tests: the survivors as at the fork (else
+// 1), rewritten and read back (else 2), then freed (unmeshing in the
+// child).  Returns those bits.
+int child_rewrites_and_frees(population &pop, uint64_t salt) {
+  int bad = pop.bad() ? 1 : 0;
+  for (size_t i = 0; i < pop.live.size(); i++) fill(pop.live[i], kSize, pop.seed[i] + salt);
+  for (size_t i = 0; i < pop.live.size(); i++)
+    if (check(pop.live[i], kSize, pop.seed[i] + salt) != kSize) bad |= 2;
+  for (void *p : pop.live) free(p);
+  return bad;
+}
+
+// The parent's half of the fork tests: the child's byte (end of file if
+// it died), the parent's survivors untouched by the child's writes, the
+// child's exit status 0 (`legend` says what its bits mean); then the
+// survivors are freed.
+void parent_waits_for(pid_t pid, int to_parent[2], population &pop, const char *legend) {
+  close(to_parent[1]);              // a child that dies gives end of file
+  char c;
+  EXPECT_EQ(read(to_parent[0], &c, 1), 1) << "the child died before it was done";
+  close(to_parent[0]);
+  EXPECT_EQ(pop.bad(), 0u) << "the child's writes reached the parent";
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << legend;
+  for (void *p : pop.live) free(p);
+}
+
 // fork after meshing: the child sees every survivor (aliases mapped onto
 // its own copy), writes them, and the parent's stay as they were.
 TEST(MeshChild, ForkAfterMeshing) {
@@ -323,25 +352,11 @@ TEST(MeshChild, ForkAfterMeshing) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    int bad = pop.bad() ? 1 : 0;
-    for (size_t i = 0; i < pop.live.size(); i++) fill(pop.live[i], kSize, pop.seed[i] + 5000000);
-    for (size_t i = 0; i < pop.live.size(); i++)
-      if (check(pop.live[i], kSize, pop.seed[i] + 5000000) != kSize) bad |= 2;
-    for (void *p : pop.live) free(p);   // unmesh in the child
+    int bad = child_rewrites_and_frees(pop, 5000000);
     if (write(to_parent[1], "c", 1) != 1) bad |= 4;
     _exit(bad);
   }
-  char c;
-  ASSERT_EQ(read(to_parent[0], &c, 1), 1);
-  EXPECT_EQ(pop.bad(), 0u) << "the child's writes reached the parent";
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "child: 1 data at fork wrong, 2 own writes lost, 4 pipe";
-  EXPECT_EQ(pop.bad(), 0u);
-  for (void *p : pop.live) free(p);
-  close(to_parent[0]);
-  close(to_parent[1]);
+  parent_waits_for(pid, to_parent, pop, "child: 1 data at fork wrong, 2 own writes lost, 4 pipe");
 }
 
 // fork after meshing, under a seccomp filter installed since the zones were
@@ -364,12 +379,8 @@ TEST(MeshChild, ForkUnderAFilterRefusingMemfd) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    int bad = pop.bad() ? 1 : 0;
-    if (memfd_bytes() != 0) bad |= 8;    // the zones' files are the parent's: closed here
-    for (size_t i = 0; i < pop.live.size(); i++) fill(pop.live[i], kSize, pop.seed[i] + 7000000);
-    for (size_t i = 0; i < pop.live.size(); i++)
-      if (check(pop.live[i], kSize, pop.seed[i] + 7000000) != kSize) bad |= 2;
-    for (void *p : pop.live) free(p);
+    int bad = memfd_bytes() != 0 ? 8 : 0;   // the zones' files are the parent's: closed here
+    bad |= child_rewrites_and_frees(pop, 7000000);
     std::vector<void *> more;
     for (int i = 0; i < 20000; i++) {
       more.push_back(malloc(kSize));
@@ -381,19 +392,9 @@ TEST(MeshChild, ForkUnderAFilterRefusingMemfd) {
     if (write(to_parent[1], "c", 1) != 1) bad |= 4;
     _exit(bad);
   }
-  close(to_parent[1]);              // a child that dies gives end of file
-  char c;
-  EXPECT_EQ(read(to_parent[0], &c, 1), 1) << "the child died before it was done";
-  EXPECT_EQ(pop.bad(), 0u) << "the child's writes reached the parent";
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "child killed by signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "child: 1 data at fork wrong, 2 own writes lost, 4 pipe, 8 a kalloc memory file open, "
-         "16 new blocks wrong";
-  EXPECT_EQ(pop.bad(), 0u);
-  for (void *p : pop.live) free(p);
-  close(to_parent[0]);
+  parent_waits_for(pid, to_parent, pop,
+                   "child: 1 data at fork wrong, 2 own writes lost, 4 pipe, 8 a kalloc memory file "
+                   "open, 16 new blocks wrong");
 }
 
 // A process with a second thread does not mesh (no write protection yet).
