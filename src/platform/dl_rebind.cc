@@ -405,15 +405,14 @@ const char *dl_caller_file(const char *file, const void *caller, char *buf, size
 {
     if (!file || !file[0] || len < 2)
         return file;
+    bool dst = strchr(file, '$') != nullptr;
+    if (!dst && strchr(file, '/'))
+        return file;            /* a path: no search, whoever calls (PHP's extensions) */
     Dl_info info;
     struct link_map *lm = nullptr;
     if (!dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
         return file;
-    if (strchr(file, '$'))
-        return expand_origin(file, lm, buf, len);
-    if (strchr(file, '/'))
-        return file;
-    return search_caller_dirs(file, lm, buf, len);
+    return dst ? expand_origin(file, lm, buf, len) : search_caller_dirs(file, lm, buf, len);
 }
 
 } // namespace kalloc
