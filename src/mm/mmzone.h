@@ -187,6 +187,9 @@ struct zone {
     unsigned long nr_free_pages;  /* pages in free blocks */
     unsigned long nr_free_resident; /* of those, pages that may be resident: the sum of the
                                      * non-PG_reported blocks' nr_resident (mm/vmscan.h, "Residency") */
+    unsigned long nr_free_unscanned; /* of nr_free_resident, the counts of the blocks on the age
+                                     * list not read (PG_lru, not PG_scanned): upper bounds, part
+                                     * of which may be phantom (mm/vmscan.h, "Phantom pages") */
     unsigned long _watermark[NR_WMARK]; /* on nr_free_resident, in pages (mm/vmscan.h) */
     unsigned long workingset;     /* free memory the program has been seen to reuse, in pages:
                                    * raised by refaults, decayed by timed passes; the low
@@ -208,6 +211,10 @@ struct zone {
     uint8_t rounds_blocked;       /* the RSS guard found the process at its RSS high-water mark
                                    * while round retention held: none until the next round */
     uint8_t wmark_rounds;         /* wmark_retained comes from round retention (not a steady heap) */
+    uint16_t phantom_ratio;       /* of unread blocks' counts, the part recent residency reads
+                                   * found not resident, in 1/PHANTOM_ONE: the watermark check
+                                   * discounts that part of nr_free_unscanned (mm/vmscan.h,
+                                   * "Phantom pages"); decayed by timed passes */
     unsigned long retention_faulted; /* pages allocated from given-back blocks under round
                                    * retention since the last RSS check */
     pfn_list_node free_lru;       /* resident free blocks >= VMSCAN_MIN_ORDER, newest first (PG_lru);

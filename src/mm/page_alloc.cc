@@ -135,6 +135,8 @@ static inline void add_to_free_list(zone *z, page *pg, unsigned order, migratety
             pg->flags |= PG_lru;
             free_lru_add(z, pg);
             z->nr_free_lru += 1ul << order;
+            if (!exact)
+                z->nr_free_unscanned += resident;
         }
     }
 }
@@ -145,6 +147,8 @@ static inline void del_from_lru(zone *z, page *pg, unsigned order)
     if (pg->flags & PG_lru) {
         free_lru_del(z, pg);
         z->nr_free_lru -= 1ul << order;
+        if (!(pg->flags & PG_scanned))
+            z->nr_free_unscanned -= pg->nr_resident;
         pg->flags &= (uint16_t)~PG_lru;
     }
 }
@@ -1114,7 +1118,7 @@ unsigned long zone_shrink_all()
 const char *__zone_verify(zone *z)
 {
     unsigned long counted[NR_PAGE_ORDERS] = {};
-    unsigned long free_pages = 0, resident = 0, on_lru = 0;
+    unsigned long free_pages = 0, resident = 0, unscanned = 0, on_lru = 0;
     uint16_t pb_free[ZONE_MAX_PAGEBLOCKS] = {};       /* expected pageblock_nr_free */
     for (unsigned o = 0; o < NR_PAGE_ORDERS; o++)
         for (unsigned mt = 0; mt < MIGRATE_TYPES; mt++) {
@@ -1144,6 +1148,8 @@ const char *__zone_verify(zone *z)
                     if (!pg->nr_resident || pg->nr_resident > (1u << o))
                         return "a resident free block counts 0 or more than its pages resident";
                     resident += pg->nr_resident;
+                    if ((pg->flags & PG_lru) && !(pg->flags & PG_scanned))
+                        unscanned += pg->nr_resident;
                     if (pg->flags & PG_desc_off)
                         return "a resident free block has its descriptors given back";
                 } else if (pg->nr_resident || (pg->flags & PG_scanned))
@@ -1169,6 +1175,8 @@ const char *__zone_verify(zone *z)
         return "nr_free_pages does not match the free lists";
     if (resident != z->nr_free_resident)
         return "nr_free_resident does not match the free lists";
+    if (unscanned != z->nr_free_unscanned)
+        return "nr_free_unscanned does not match the free lists";
     /* The age list: exactly the PG_lru blocks, with their pages counted
      * (not strictly ordered: split remainders keep their block's age). */
     unsigned long nr_lru = 0;

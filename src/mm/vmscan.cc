@@ -264,7 +264,7 @@ void __zone_retention_check(zone *z, unsigned long pages)
         }
     }
     __setup_zone_wmarks(z);
-    if (z->nr_free_resident > z->_watermark[WMARK_LOW] && z->nr_free_lru &&
+    if (zone_free_resident_seen(z) > z->_watermark[WMARK_LOW] && z->nr_free_lru &&
         !READ_ONCE(vmscan_pending)) {
         WRITE_ONCE(vmscan_pending, 1);
         vm_reclaim_stats.wmark_low_hits++;
@@ -389,7 +389,7 @@ static void shrink_zone_residency(zone *z, scan_control *sc)
 {
     page *batch[VMSCAN_BATCH];
     uint32_t resident[VMSCAN_BATCH];
-    unsigned long read = 0, untouched = 0, uncounted = 0;
+    unsigned long read = 0, untouched = 0, uncounted = 0, counted = 0;
     while (read < VMSCAN_RESIDENCY_MAX) {
         unsigned n = 0;
         spin_lock(&z->lock);
@@ -427,6 +427,7 @@ static void shrink_zone_residency(zone *z, scan_control *sc)
                 if (r > (long)pages)
                     r = (long)pages;
             }
+            counted += batch[i]->nr_resident;
             if ((unsigned long)r < batch[i]->nr_resident)
                 uncounted += batch[i]->nr_resident - (unsigned long)r;
             resident[i] = (uint32_t)r;
@@ -438,6 +439,16 @@ static void shrink_zone_residency(zone *z, scan_control *sc)
         read += n;
         if (sc->residency < 0)
             break;
+    }
+    /* What the reads found phantom, for the watermark check's discount
+     * (zone_free_resident_seen).  Reads that failed found nothing. */
+    if (counted >= PHANTOM_MIN_SAMPLE && sc->residency > 0) {
+        unsigned long found = (uncounted << PHANTOM_SHIFT) / counted;
+        spin_lock(&z->lock);
+        long ratio = z->phantom_ratio;
+        ratio += ((long)found - ratio) >> PHANTOM_LEARN_SHIFT;
+        z->phantom_ratio = (uint16_t)(ratio < 0 ? 0 : ratio > (long)PHANTOM_ONE ? PHANTOM_ONE : ratio);
+        spin_unlock(&z->lock);
     }
     stat_add(vm_reclaim_stats.residency_reads, read);
     stat_add(vm_reclaim_stats.residency_untouched, untouched);
@@ -458,8 +469,16 @@ void shrink_zone(zone *z, scan_control *sc)
     unsigned long underused[VMSCAN_UNDERUSED_CHECK];
     unsigned nr_underused = 0;
     bool underused_checked = false;
-    if (sc->target != ~0ul && READ_ONCE(z->nr_free_resident) > sc->target && residency_allowed(sc))
-        shrink_zone_residency(z, sc);
+    if (sc->target != ~0ul && READ_ONCE(z->nr_free_resident) > sc->target) {
+        if (residency_allowed(sc)) {
+            shrink_zone_residency(z, sc);
+        } else if (READ_ONCE(z->phantom_ratio)) {
+            /* No reads (a seccomp filter since): no discount they cannot correct. */
+            spin_lock(&z->lock);
+            z->phantom_ratio = 0;
+            spin_unlock(&z->lock);
+        }
+    }
 again:
     for (unsigned rounds = 0; rounds < 4096; rounds++) {
         unsigned n = 0;
@@ -584,6 +603,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         }
         if (timed) {
             z->workingset -= z->workingset / 8;   /* forgotten over a few seconds */
+            z->phantom_ratio -= z->phantom_ratio / 8;   /* learnt again by the next reads */
             unsigned long in_use = z->spanned_pages - z->nr_free_pages;
             if (z->use_peak > in_use)             /* the peak too, towards the use */
                 z->use_peak -= (z->use_peak - in_use + 7) / 8;
@@ -591,7 +611,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         }
         __setup_zone_wmarks(z);
         retaining |= z->wmark_rounds;
-        bool over = z->nr_free_resident > z->_watermark[WMARK_LOW];
+        bool over = zone_free_resident_seen(z) > z->_watermark[WMARK_LOW];
         unsigned long high = z->_watermark[WMARK_HIGH];
         bool any = z->nr_free_lru != 0;
         spin_unlock(&z->lock);
@@ -675,7 +695,7 @@ static bool any_zone_over_min()
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
-        if (READ_ONCE(z->nr_free_resident) > READ_ONCE(z->_watermark[WMARK_MIN]) &&
+        if (zone_free_resident_seen(z) > READ_ONCE(z->_watermark[WMARK_MIN]) &&
             READ_ONCE(z->nr_free_lru))
             return true;
     }

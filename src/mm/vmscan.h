@@ -75,6 +75,25 @@
  * touched.  Never under a seccomp filter (checked each pass, from the
  * calling thread's status), nor with KALLOC_RESIDENCY=0.
  *
+ * Phantom pages: the reads come after a crossing, so a program that frees
+ * blocks it wrote only in part crosses on pages that do not exist, and each
+ * such crossing is a pass (a seccomp check, a mincore per unread block, a
+ * madvise per block found untouched) that finds nothing to give back: jq
+ * joining a 2 MB string (each append allocates twice the new length, copies
+ * the old string into its first half and frees it) ran 134-150K passes, 2-5
+ * s of system time.  So each zone learns, from its reads, which part of the
+ * unread blocks' counts turns out not to be resident (phantom_ratio: the
+ * pages the reads uncounted over the pages they read, each pass a quarter
+ * of the way, an eighth forgotten per timed pass), and the watermark checks
+ * compare zone_free_resident_seen: nr_free_resident less that part of
+ * nr_free_unscanned (the unread blocks on the age list: the population the
+ * reads sample).  The discount is at most half the low watermark, so free
+ * memory that is real (a program that changes from writing a tenth of its
+ * blocks to writing them whole) starts a pass at 1.5 x low at the latest,
+ * and that pass's reads bring the ratio down.  Without reads (a seccomp
+ * filter, KALLOC_RESIDENCY=0) nothing is learnt, and the first pass that
+ * may not read (a filter installed since) sets the ratio to zero.
+ *
  * Age: every free block carries free_time (when it became free, coarse
  * ms).  Resident blocks of order >= VMSCAN_MIN_ORDER are also on the zone's
  * free_lru, newest at the head, so reclaim takes the coldest in O(1) from
@@ -195,6 +214,40 @@ static inline unsigned long wmark_pages(const zone *z, zone_watermarks w)
     return z->_watermark[w];
 }
 
+/* A zone with less than this in use is a small heap: its watermark cap is
+ * the 4 MiB floor, its refaults beside enough resident free memory are not
+ * workingset (__workingset_refault), and a single-threaded process's thread
+ * cache bins stay small (malloc/tcache.h).  (The watermark floor, 1 MiB,
+ * is half the use under 2 MiB: __setup_zone_wmarks.) */
+constexpr unsigned long WMARK_SMALL_HEAP_PAGES = (4ul << 20) >> PAGE_SHIFT;
+
+/* Phantom pages (see the file comment): phantom_ratio is in 1/PHANTOM_ONE;
+ * a pass's reads move it PHANTOM_LEARN_SHIFT of the way to what they found
+ * (reads of fewer than PHANTOM_MIN_SAMPLE counted pages leave it), and each
+ * timed pass takes an eighth off it. */
+constexpr unsigned PHANTOM_SHIFT = 10;
+constexpr unsigned PHANTOM_ONE = 1u << PHANTOM_SHIFT;
+constexpr unsigned PHANTOM_LEARN_SHIFT = 2;
+constexpr unsigned long PHANTOM_MIN_SAMPLE = 16;
+
+/* Free resident pages as the watermarks see them: nr_free_resident less the
+ * pages of unread blocks' counts expected to be phantom (phantom_ratio of
+ * nr_free_unscanned), a discount of at most half the low watermark.  Caller
+ * holds z->lock (or reads racily, for a hint). */
+static inline unsigned long zone_free_resident_seen(const zone *z)
+{
+    unsigned long resident = READ_ONCE(z->nr_free_resident);
+    /* A small heap's watermark is up to half its use: no discount there
+     * (realloc-string's peak RSS +8.5% with one). */
+    if (READ_ONCE(z->spanned_pages) - READ_ONCE(z->nr_free_pages) < WMARK_SMALL_HEAP_PAGES)
+        return resident;
+    unsigned long phantom = (READ_ONCE(z->nr_free_unscanned) * READ_ONCE(z->phantom_ratio)) >> PHANTOM_SHIFT;
+    unsigned long cap = READ_ONCE(z->_watermark[WMARK_LOW]) / 2;
+    if (phantom > cap)
+        phantom = cap;
+    return resident > phantom ? resident - phantom : 0;
+}
+
 /* Set when a zone crossed WMARK_LOW (or kswapd sleeps and there is new
  * reclaimable memory): the next vmscan_tick acts.  Written under a zone
  * lock, read racily. */
@@ -212,7 +265,8 @@ static inline void __zone_watermark_check(zone *z)
 {
     if (!z->nr_free_lru)
         return;
-    if (unlikely(z->nr_free_resident > z->_watermark[WMARK_LOW])) {
+    if (unlikely(z->nr_free_resident > z->_watermark[WMARK_LOW]) &&
+        zone_free_resident_seen(z) > z->_watermark[WMARK_LOW]) {
         /* The program is freeing: the pagesets hold little until the zone
          * next allocates (the kernel's ZONE_RECLAIM_ACTIVE, nr_pcp_high). */
         if (!(z->flags & ZONE_RECLAIM_ACTIVE))
@@ -226,12 +280,6 @@ static inline void __zone_watermark_check(zone *z)
     }
 }
 
-/* A zone with less than this in use is a small heap: its watermark cap is
- * the 4 MiB floor, its refaults beside enough resident free memory are not
- * workingset (__workingset_refault), and a single-threaded process's thread
- * cache bins stay small (malloc/tcache.h).  (The watermark floor, 1 MiB,
- * is half the use under 2 MiB: __setup_zone_wmarks.) */
-constexpr unsigned long WMARK_SMALL_HEAP_PAGES = (4ul << 20) >> PAGE_SHIFT;
 
 /* Whether the process's heap is small: one zone with less than
  * WMARK_SMALL_HEAP_PAGES in use (racy reads: for slow-path policy only,

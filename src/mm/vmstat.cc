@@ -47,9 +47,10 @@ void print_buddyinfo(printbuf &out)
                    blocks[MIGRATE_RECLAIMABLE], blocks[MIGRATE_LONGLIVED], z->spanned_pages, z->nr_free_pages,
                    z->nr_free_resident, z->nr_reported);
         out.printf("  zone %3u watermarks (free resident pages): min %lu low %lu high %lu;"
-                   " reclaimable %lu isolated %lu hugetlb %lu\n",
+                   " reclaimable %lu isolated %lu hugetlb %lu; unread %lu, phantom %u/%u\n",
                    i, z->_watermark[WMARK_MIN], z->_watermark[WMARK_LOW],
-                   z->_watermark[WMARK_HIGH], z->nr_free_lru, z->nr_isolated, z->nr_hugetlb_pages);
+                   z->_watermark[WMARK_HIGH], z->nr_free_lru, z->nr_isolated, z->nr_hugetlb_pages,
+                   z->nr_free_unscanned, (unsigned)z->phantom_ratio, PHANTOM_ONE);
         out.printf("  zone %3u workingset %lu refaulted %lu use_peak %lu retained %lu%s\n", i, z->workingset,
                    z->nr_refault, z->use_peak, z->wmark_retained,
                    z->wmark_rounds ? " (rounds)" : "");

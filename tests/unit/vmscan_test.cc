@@ -93,10 +93,17 @@ struct option_guard {
 };
 
 // Start from a clean slate: everything free is given back, so the zones hold
-// no resident free memory and the watermarks see only what the test does.
+// no resident free memory, and what earlier tests' reads taught the
+// watermark check (phantom_ratio) is forgotten: the watermarks see only what
+// the test does.
 void reclaim_everything()
 {
     zone_reclaim_all(0);
+    for (unsigned i = 0; i < __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE); i++) {
+        spin_lock(&zones[i]->lock);
+        zones[i]->phantom_ratio = 0;
+        spin_unlock(&zones[i]->lock);
+    }
 }
 
 unsigned long total(unsigned long zone::*field)
@@ -708,6 +715,94 @@ TEST(Vmscan, ResidencyCountsStayBoundsThroughSplitsAndMerges)
     for (page *pg : live)
         free_pages(pg, 6);
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
+// Phantom pages: in rounds, three order-9 blocks written in their first 64
+// pages are freed, the zone over its low watermark (1,024 pages) only by the
+// pages never touched (1,536 counted, 192 written).  The first passes read
+// the blocks (their counts fall to the written pages) and learn that most of
+// an unread block's count is phantom (phantom_ratio); after that such frees
+// start no pass (each was a seccomp check and a mincore per block: jq's
+// join ran 134-150K of them).  Blocks then freed written whole are over the
+// watermark in real pages: a pass runs again, reclaims down to the high
+// watermark, and the ratio falls.  Fails without the discount (a pass every
+// round).  Not in a small heap (under 4 MiB in use): there the watermark is
+// up to half the use, and no count is discounted.
+TEST(Vmscan, PhantomPagesOfUnreadBlocksStopStartingPasses)
+{
+    option_guard og;
+    options[OPT_FREE_HIGH].value = 4l << 20;       // low 1024 pages, high 768
+    options[OPT_DECAY_MS].value = 0;
+    options[OPT_RESIDENCY].value = 1;
+    if (os_seccomp_filtered())
+        GTEST_SKIP() << "a seccomp filter: kalloc reads no residency under one";
+    reclaim_everything();
+    // 8 MiB in use beside them (never written): not a small heap, where the
+    // watermark check discounts nothing.
+    page *ballast[2];
+    for (page *&b : ballast) {
+        b = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
+        ASSERT_NE(b, nullptr);
+        mark_allocated(b, MAX_ORDER);
+    }
+    constexpr unsigned order = 9, nr = 3, written = 64, rounds = 16;
+    zone *z = nullptr;
+    std::vector<unsigned long> reads;   // residency reads per round
+    std::vector<blk> live;              // one block per round stays, written whole
+    for (unsigned round = 0; round < rounds; round++) {
+        page *pg[nr];
+        for (unsigned i = 0; i < nr; i++) {
+            pg[i] = alloc_pages(order, MIGRATE_MOVABLE, nullptr);
+            ASSERT_NE(pg[i], nullptr);
+            mark_allocated(pg[i], order);
+            memset(page_address(pg[i]), (int)round + 1, written * PAGE_SIZE);
+        }
+        if (round % 4 == 0)
+            live.push_back(alloc_filled(2, (uint8_t)(round + 1)));
+        z = page_zone(pg[0]);
+        unsigned long before = vm_reclaim_stats.residency_reads;
+        for (unsigned i = 0; i < nr; i++) {
+            ASSERT_EQ(page_zone(pg[i]), z);
+            free_pages(pg[i], order);
+        }
+        reads.push_back(vm_reclaim_stats.residency_reads - before);
+    }
+    EXPECT_GE(reads[0], 1u) << "the first crossing read no block";
+    unsigned long late = 0;
+    for (unsigned r = rounds / 2; r < rounds; r++)
+        late += reads[r];
+    EXPECT_EQ(late, 0u) << "frees over the watermark by phantom pages alone still start passes";
+    spin_lock(&z->lock);
+    unsigned learnt = z->phantom_ratio;
+    spin_unlock(&z->lock);
+    EXPECT_GE(learnt, PHANTOM_ONE / 3) << "the reads did not teach the ratio";
+    // Now such frees written whole: 2,048 pages over the watermark; the
+    // discount is at most half the low watermark (512 pages).
+    unsigned long passes = vm_reclaim_stats.direct_reclaim;
+    for (unsigned round = 0; round < 2; round++) {
+        page *pg[nr + 1];
+        for (unsigned i = 0; i < nr + 1; i++) {
+            pg[i] = alloc_pages(order, MIGRATE_MOVABLE, nullptr);
+            ASSERT_NE(pg[i], nullptr);
+            mark_allocated(pg[i], order);
+            memset(page_address(pg[i]), 0x6b, PAGE_SIZE << order);
+        }
+        for (unsigned i = 0; i < nr + 1; i++)
+            free_pages(pg[i], order);
+    }
+    EXPECT_GT(vm_reclaim_stats.direct_reclaim, passes) << "real pages over the watermark started no pass";
+    spin_lock(&z->lock);
+    __setup_zone_wmarks(z);
+    EXPECT_LE(z->nr_free_resident, wmark_pages(z, WMARK_LOW)) << "the pass left real pages over low";
+    EXPECT_LT(z->phantom_ratio, learnt) << "reads of wholly written blocks did not lower the ratio";
+    spin_unlock(&z->lock);
+    for (page *b : ballast)
+        free_pages(b, MAX_ORDER);
+    spin_lock(&z->lock);
+    if (z->spanned_pages - z->nr_free_pages < WMARK_SMALL_HEAP_PAGES)
+        EXPECT_EQ(zone_free_resident_seen(z), z->nr_free_resident) << "a small heap's count was discounted";
+    spin_unlock(&z->lock);
+    ASSERT_NO_FATAL_FAILURE(expect_filled_then_free(live));
 }
 
 TEST(Vmscan, WithoutResidencyTheTouchedPagesGoBack)
