@@ -409,6 +409,8 @@ static void shrink_zone_residency(zone *z, scan_control *sc)
         spin_unlock(&z->lock);
         if (!n)
             break;
+        os_range none[VMSCAN_BATCH];     /* blocks found with no resident page */
+        unsigned nr_none = 0;
         for (unsigned i = 0; i < n; i++) {
             unsigned long pages = 1ul << batch[i]->order;
             long r = os_resident_pages(page_address(batch[i]), pages);
@@ -416,8 +418,7 @@ static void shrink_zone_residency(zone *z, scan_control *sc)
                 r = (long)batch[i]->nr_resident;   /* unknown: as counted */
                 sc->residency = -1;
             } else if (r == 0) {
-                zone_decommit(z, page_address(batch[i]), PAGE_SIZE << batch[i]->order);
-                khugepaged_note_reclaim(z, page_to_pfn(batch[i]), batch[i]->order);
+                none[nr_none++] = {page_address(batch[i]), PAGE_SIZE << batch[i]->order};
                 untouched += pages;
             } else {
                 /* What keeping it costs: its resident pages and the pages
@@ -431,6 +432,16 @@ static void shrink_zone_residency(zone *z, scan_control *sc)
             if ((unsigned long)r < batch[i]->nr_resident)
                 uncounted += batch[i]->nr_resident - (unsigned long)r;
             resident[i] = (uint32_t)r;
+        }
+        /* Given back before they go back on the lists as reported (they must
+         * read as zero: a swapped-out page is not resident either), with one
+         * call where batch_allowed (one each, before: 0.77M madvise calls in
+         * jq's join). */
+        if (nr_none) {
+            decommit_batch(z, sc, none, nr_none);
+            for (unsigned i = 0; i < n; i++)
+                if (!resident[i])
+                    khugepaged_note_reclaim(z, page_to_pfn(batch[i]), batch[i]->order);
         }
         spin_lock(&z->lock);
         for (unsigned i = 0; i < n; i++)
