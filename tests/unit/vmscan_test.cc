@@ -92,6 +92,22 @@ struct option_guard {
     ~option_guard() { for (unsigned i = 0; i < OPT_COUNT; i++) options[i].value = saved[i]; }
 };
 
+// The residency tests' options (the caller's option_guard restores them):
+// low 1,024 pages (high 768), no decay, residency reads on.  False under a
+// seccomp filter, where kalloc reads none: the test is skipped.
+bool residency_reads_options()
+{
+    options[OPT_FREE_HIGH].value = 4l << 20;
+    options[OPT_DECAY_MS].value = 0;
+    options[OPT_RESIDENCY].value = 1;
+    return !os_seccomp_filtered();
+}
+#define SKIP_UNLESS_RESIDENCY_READS()                                                     \
+    do {                                                                                  \
+        if (!residency_reads_options())                                                   \
+            GTEST_SKIP() << "a seccomp filter: kalloc reads no residency under one";      \
+    } while (0)
+
 // Start from a clean slate: everything free is given back, so the zones hold
 // no resident free memory, and what earlier tests' reads taught the
 // watermark check (phantom_ratio) is forgotten: the watermarks see only what
@@ -551,11 +567,7 @@ void expect_first_pages_then_free(const std::vector<blk> &live)
 TEST(Vmscan, ResidencyCountsTheTouchedPagesOfFreedBlocks)
 {
     option_guard og;
-    options[OPT_FREE_HIGH].value = 4l << 20;       // low 1024 pages, high 768
-    options[OPT_DECAY_MS].value = 0;
-    options[OPT_RESIDENCY].value = 1;
-    if (os_seccomp_filtered())
-        GTEST_SKIP() << "a seccomp filter: kalloc reads no residency under one";
+    SKIP_UNLESS_RESIDENCY_READS();
     reclaim_stats before = vm_reclaim_stats;
     residency_case rc = free_blocks_written_in_their_first_page();
     ASSERT_EQ(rc.touched.size(), 96u);
@@ -633,11 +645,7 @@ void expect_counts_bound_residency(zone *z, const char *when)
 TEST(Vmscan, ResidencyCountsStayBoundsThroughSplitsAndMerges)
 {
     option_guard og;
-    options[OPT_FREE_HIGH].value = 4l << 20;
-    options[OPT_DECAY_MS].value = 0;
-    options[OPT_RESIDENCY].value = 1;
-    if (os_seccomp_filtered())
-        GTEST_SKIP() << "a seccomp filter: kalloc reads no residency under one";
+    SKIP_UNLESS_RESIDENCY_READS();
     reclaim_everything();
     // First, with no other resident free block: a block freed written in 4
     // of its 64 pages, unread (no pass), split by an allocation of 4 pages.
@@ -731,11 +739,7 @@ TEST(Vmscan, ResidencyCountsStayBoundsThroughSplitsAndMerges)
 TEST(Vmscan, PhantomPagesOfUnreadBlocksStopStartingPasses)
 {
     option_guard og;
-    options[OPT_FREE_HIGH].value = 4l << 20;       // low 1024 pages, high 768
-    options[OPT_DECAY_MS].value = 0;
-    options[OPT_RESIDENCY].value = 1;
-    if (os_seccomp_filtered())
-        GTEST_SKIP() << "a seccomp filter: kalloc reads no residency under one";
+    SKIP_UNLESS_RESIDENCY_READS();
     reclaim_everything();
     // 8 MiB in use beside them (never written): not a small heap, where the
     // watermark check discounts nothing.
