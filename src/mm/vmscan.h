@@ -78,7 +78,7 @@
  * Phantom pages: the reads come after a crossing, so a program that frees
  * blocks it wrote only in part crosses on pages that do not exist, and each
  * such crossing is a pass (a seccomp check, a mincore per unread block, a
- * madvise per block found untouched) that finds nothing to give back: jq
+ * madvise for the blocks found untouched) that finds nothing to give back: jq
  * joining a 2 MB string (each append allocates twice the new length, copies
  * the old string into its first half and frees it) ran 134-150K passes, 2-5
  * s of system time.  So each zone learns, from its reads, which part of the
@@ -279,7 +279,6 @@ static inline void __zone_watermark_check(zone *z)
         WRITE_ONCE(vmscan_pending, 1);
     }
 }
-
 
 /* Whether the process's heap is small: one zone with less than
  * WMARK_SMALL_HEAP_PAGES in use (racy reads: for slow-path policy only,
