@@ -221,6 +221,13 @@ static inline unsigned long wmark_pages(const zone *z, zone_watermarks w)
  * is half the use under 2 MiB: __setup_zone_wmarks.) */
 constexpr unsigned long WMARK_SMALL_HEAP_PAGES = (4ul << 20) >> PAGE_SHIFT;
 
+/* Whether z is a small heap (fewer than WMARK_SMALL_HEAP_PAGES in use).
+ * Under z->lock, or racily for slow-path policy. */
+static inline bool zone_small_heap(const zone *z)
+{
+    return READ_ONCE(z->spanned_pages) - READ_ONCE(z->nr_free_pages) < WMARK_SMALL_HEAP_PAGES;
+}
+
 /* Phantom pages (see the file comment): phantom_ratio is in 1/PHANTOM_ONE;
  * a pass's reads move it PHANTOM_LEARN_SHIFT of the way to what they found
  * (reads of fewer than PHANTOM_MIN_SAMPLE counted pages leave it), and each
@@ -239,7 +246,7 @@ static inline unsigned long zone_free_resident_seen(const zone *z)
     unsigned long resident = READ_ONCE(z->nr_free_resident);
     /* A small heap's watermark is up to half its use: no discount there
      * (realloc-string's peak RSS +8.5% with one). */
-    if (READ_ONCE(z->spanned_pages) - READ_ONCE(z->nr_free_pages) < WMARK_SMALL_HEAP_PAGES)
+    if (zone_small_heap(z))
         return resident;
     unsigned long phantom = (READ_ONCE(z->nr_free_unscanned) * READ_ONCE(z->phantom_ratio)) >> PHANTOM_SHIFT;
     unsigned long cap = READ_ONCE(z->_watermark[WMARK_LOW]) / 2;
@@ -287,8 +294,7 @@ static inline bool vmscan_small_heap()
 {
     if (__atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE) != 1)
         return false;
-    const zone *z = zones[0];
-    return READ_ONCE(z->spanned_pages) - READ_ONCE(z->nr_free_pages) < WMARK_SMALL_HEAP_PAGES;
+    return zone_small_heap(zones[0]);
 }
 
 /* Workingset (the kernel's mm/workingset.c, for free memory): an allocation
@@ -306,7 +312,7 @@ static inline bool vmscan_small_heap()
 static inline void __workingset_refault(zone *z, unsigned long nr)
 {
     z->nr_refault += nr;
-    if (z->nr_free_resident >= nr && z->spanned_pages - z->nr_free_pages < WMARK_SMALL_HEAP_PAGES)
+    if (z->nr_free_resident >= nr && zone_small_heap(z))
         return;     /* resident free memory was there, in blocks that did not fit */
     /* At most the zone: the usual level caps what it keeps (4..32 MiB), and
      * retention the rest (the room under the recent peak). */

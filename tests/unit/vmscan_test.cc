@@ -803,7 +803,7 @@ TEST(Vmscan, PhantomPagesOfUnreadBlocksStopStartingPasses)
     for (page *b : ballast)
         free_pages(b, MAX_ORDER);
     spin_lock(&z->lock);
-    if (z->spanned_pages - z->nr_free_pages < WMARK_SMALL_HEAP_PAGES)
+    if (zone_small_heap(z))
         EXPECT_EQ(zone_free_resident_seen(z), z->nr_free_resident) << "a small heap's count was discounted";
     spin_unlock(&z->lock);
     ASSERT_NO_FATAL_FAILURE(expect_filled_then_free(live));
