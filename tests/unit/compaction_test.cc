@@ -13,6 +13,7 @@
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
+#include "mm/vmscan.h"
 #include "mm/vmstat.h"
 #include "platform/options.h"
 #include "slab_check.h"
@@ -270,6 +271,53 @@ TEST(Compaction, ProactiveCompactionRunsWhenTheScoreIsHighAndBacksOff)
         if (pfn % 2 == 1)
             __free_one_page(z, pfn, 0, false);
     EXPECT_EQ(__fragmentation_score_zone(z), 0u);
+    EXPECT_EQ(z->nr_free_pages, z->spanned_pages);
+    EXPECT_EQ(__zone_verify(z), nullptr);
+    spin_unlock(&z->lock);
+}
+
+TEST(Compaction, ProactiveRunKeepsThePeakAndRoundsATrimForgetsThem)
+{
+    // A zone of our own in single pages (score 100), at its peak of use
+    // and in rounds (retention, mm/vmscan.h): a proactive compaction runs on
+    // it (woken by emptied slab pages) but leaves its peak and rounds, which
+    // the program's next drops still need; malloc_trim's give-back forgets
+    // them.  Before, the proactive run reset them too.
+    zone *z = zone_create(4u << MAX_ORDER);
+    ASSERT_NE(z, nullptr);
+    std::vector<unsigned long> pfns;
+    spin_lock(&z->lock);
+    while (page *pg = __rmqueue(z, 0, MIGRATE_MOVABLE, nullptr)) {
+        prep_compound_page(pg, 1, PG_large);
+        pg->nr_pages = 1;
+        pfns.push_back(page_to_pfn(pg));
+    }
+    for (unsigned long pfn : pfns)
+        if (pfn % 2 == 0)
+            __free_one_page(z, pfn, 0, false);
+    ASSERT_EQ(__fragmentation_score_zone(z), 100u);
+    const unsigned long peak = z->spanned_pages;      // every page was in use
+    const uint32_t round = vmscan_now() | 1;
+    z->use_peak = peak;
+    z->round_time = round;
+    z->round_streak = 3;
+    spin_unlock(&z->lock);
+    compact_event_stats s0 = compact_stats;
+    compaction_slab_pages_freed(COMPACT_CHECK_PAGES);
+    spin_lock(&z->lock);
+    const unsigned long peak_after_compaction = z->use_peak;
+    const uint32_t round_after_compaction = z->round_time;
+    spin_unlock(&z->lock);
+    EXPECT_EQ(compact_stats.compact_wake, s0.compact_wake + 1) << "the high score woke compaction";
+    EXPECT_EQ(peak_after_compaction, peak) << "proactive compaction forgot the zone's peak";
+    EXPECT_EQ(round_after_compaction, round) << "proactive compaction forgot the zone's rounds";
+    zone_reclaim_all(0);   // malloc_trim's give-back
+    spin_lock(&z->lock);
+    EXPECT_EQ(z->use_peak, z->spanned_pages - z->nr_free_pages) << "a trim kept the old peak";
+    EXPECT_EQ(z->round_time, 0u) << "a trim kept the rounds";
+    for (unsigned long pfn : pfns)
+        if (pfn % 2 == 1)
+            __free_one_page(z, pfn, 0, false);
     EXPECT_EQ(z->nr_free_pages, z->spanned_pages);
     EXPECT_EQ(__zone_verify(z), nullptr);
     spin_unlock(&z->lock);
