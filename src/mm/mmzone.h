@@ -195,6 +195,9 @@ struct zone {
                                    * raised by refaults, decayed by timed passes; the low
                                    * watermark follows it (mm/vmscan.h, workingset) */
     unsigned long nr_refault;     /* pages allocated again from reclaimed blocks (a count, ever) */
+    unsigned long workingset_block; /* pages of the largest single refault that raised the
+                                   * workingset, decayed with it: the usual level keeps twice
+                                   * that (mm/vmscan.h, workingset) */
     unsigned long use_peak;       /* pages in use at the recent peak: raised by allocations
                                    * (take_free_block), decayed towards the use by timed passes;
                                    * reused free memory is kept resident below it (mm/vmscan.h,

@@ -161,6 +161,16 @@ void __setup_zone_wmarks(zone *z)
         unsigned long cap = in_use / 32;
         if (cap < floor)
             cap = floor;
+        /* At least twice the largest block the program was seen to take
+         * back (glibc's trim threshold is twice its mmap threshold, which
+         * follows the largest block freed): with one block as large as the
+         * level, freeing it crossed `low` and the pass gave it back, past
+         * `high`, and the next allocation faulted it in again.  jq's join
+         * (a 13 MiB heap cycling a 4 MiB string) fell into that loop in
+         * runs slowed by load: 17K passes, each giving back the block,
+         * 17.6M pages refaulted, the run 6.0 -> 10.4-11.3 s. */
+        if (cap < 2 * z->workingset_block)
+            cap = 2 * z->workingset_block;
         if (cap > ceiling)
             cap = ceiling;
         /* Up to that, only as much as the program has been seen to reuse
@@ -614,6 +624,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         }
         if (timed) {
             z->workingset -= z->workingset / 8;   /* forgotten over a few seconds */
+            z->workingset_block -= z->workingset_block / 8;
             z->phantom_ratio -= z->phantom_ratio / 8;   /* learnt again by the next reads */
             unsigned long in_use = z->spanned_pages - z->nr_free_pages;
             if (z->use_peak > in_use)             /* the peak too, towards the use */

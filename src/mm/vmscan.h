@@ -22,7 +22,8 @@
  *      memory the program has been seen to reuse (the workingset: refaults of
  *      reclaimed blocks, forgotten over a few seconds), at least 1 MiB (half
  *      the use in a heap under 2 MiB) and at most in-use / 32
- *      clamped to 4 MiB .. 32 MiB; KALLOC_FREE_HIGH fixes low
+ *      clamped to 4 MiB .. 32 MiB, or twice the largest block taken back
+ *      (workingset_block) if more; KALLOC_FREE_HIGH fixes low
  *      instead).  Retention: while the use stays within an eighth of the
  *      zone's recent peak of in-use pages (use_peak, raised by allocations,
  *      decayed by timed passes) the low watermark rises to what the program
@@ -308,7 +309,9 @@ static inline bool vmscan_small_heap()
  * keeping more of it would not have spared the fault.  Counting those kept
  * realloc-string's watermark at 1.0-1.5 MiB beside 1.2 MiB in use.  Not in
  * larger heaps: there kv-ttl's peak rose 196.1 -> 198.7 MiB (4 runs) with
- * it.  Caller holds z->lock. */
+ * it.  The largest such refault (workingset_block) sets a floor under the
+ * usual level's cap: twice the block, so a program cycling one large block
+ * is not left with a level the block alone crosses.  Caller holds z->lock. */
 static inline void __workingset_refault(zone *z, unsigned long nr)
 {
     z->nr_refault += nr;
@@ -317,6 +320,8 @@ static inline void __workingset_refault(zone *z, unsigned long nr)
     /* At most the zone: the usual level caps what it keeps (4..32 MiB), and
      * retention the rest (the room under the recent peak). */
     z->workingset = z->workingset + nr < z->spanned_pages ? z->workingset + nr : z->spanned_pages;
+    if (nr > z->workingset_block)
+        z->workingset_block = nr;
 }
 
 /* Retention (see the file comment): resident memory grew by an allocation

@@ -154,9 +154,10 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     // Auto: the workingset (refaulted pages), at least 1 MiB (half the use
     // if less), at most in-use / 8 clamped to 4..32 MiB.
     options[OPT_FREE_HIGH].value = 0;
-    unsigned long saved_ws = z->workingset, saved_peak = z->use_peak;
+    unsigned long saved_ws = z->workingset, saved_peak = z->use_peak, saved_block = z->workingset_block;
     unsigned long in_use = z->spanned_pages - z->nr_free_pages;
     z->use_peak = in_use;              // at its peak: no retention (see below)
+    z->workingset_block = 0;           // no large block taken back (see TheLevelKeeps...)
     z->workingset = 0;                 // no refault: 1 MiB
     __setup_zone_wmarks(z);
     EXPECT_EQ(wmark_pages(z, WMARK_LOW), std::min((1ul << 20) >> PAGE_SHIFT, in_use / 2));
@@ -171,6 +172,7 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     EXPECT_LE(wmark_pages(z, WMARK_LOW), (32ul << 20) >> PAGE_SHIFT);
     z->workingset = saved_ws;
     z->use_peak = saved_peak;
+    z->workingset_block = saved_block;
     __setup_zone_wmarks(z);
     spin_unlock(&z->lock);
 }
@@ -189,7 +191,7 @@ static zone *first_zone()
 // (under the zone lock, held by the caller) around a test's changes.
 struct zone_counters {
     unsigned long workingset, use_peak, spanned_pages, nr_free_pages, nr_free_resident, nr_free_lru,
-        nr_thp_kept, retention_faulted;
+        nr_thp_kept, retention_faulted, workingset_block;
     uint32_t round_time;
     uint8_t use_dropped, rounds_blocked, wmark_rounds, round_streak;
     int pending, rss_due;
@@ -197,7 +199,7 @@ struct zone_counters {
     {
         return {z->workingset,    z->use_peak,       z->spanned_pages,  z->nr_free_pages,
                 z->nr_free_resident, z->nr_free_lru, z->nr_thp_kept,    z->retention_faulted,
-                z->round_time,    z->use_dropped,    z->rounds_blocked, z->wmark_rounds,
+                z->workingset_block, z->round_time,    z->use_dropped,    z->rounds_blocked, z->wmark_rounds,
                 z->round_streak,  READ_ONCE(vmscan_pending), READ_ONCE(rss_check_due)};
     }
     void restore(zone *z) const
@@ -210,6 +212,7 @@ struct zone_counters {
         z->nr_free_lru = nr_free_lru;
         z->nr_thp_kept = nr_thp_kept;
         z->retention_faulted = retention_faulted;
+        z->workingset_block = workingset_block;
         z->round_time = round_time;
         z->use_dropped = use_dropped;
         z->rounds_blocked = rounds_blocked;
@@ -231,6 +234,7 @@ static zone *lock_zone_for_wmarks(zone_counters *saved)
     spin_lock(&z->lock);
     *saved = zone_counters::save(z);
     z->nr_thp_kept = 0;
+    z->workingset_block = 0;
     z->round_time = 0;
     z->round_streak = 0;
     return z;
@@ -284,6 +288,46 @@ TEST(Vmscan, SmallHeapKeepsHalfItsUseBeforeRefaults)
 {
     // 1 MiB in use, no refault yet
     EXPECT_EQ(low_wmark_with((1ul << 20) >> PAGE_SHIFT, 0), (512ul << 10) >> PAGE_SHIFT);
+}
+
+// A program that takes back a block as large as the usual level keeps twice
+// that block free and resident (glibc's trim threshold is twice its mmap
+// threshold): jq's join, a 13 MiB heap cycling a 4 MiB string, crossed the
+// 4 MiB level at each free of it and gave it back at each pass (17K passes,
+// the run 70% slower).  A refault counts only what it took from one block;
+// the level stays within the 32 MiB ceiling and the workingset, and follows
+// the block down as the timed passes forget it.
+TEST(Vmscan, TheLevelKeepsTwiceTheLargestBlockTakenBack)
+{
+    option_guard og;
+    const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
+    zone_counters saved;
+    zone *z = lock_zone_for_wmarks(&saved);
+    z->spanned_pages = z->nr_free_pages + 13 * MiB;
+    z->use_peak = 13 * MiB;
+    z->workingset = 0;
+    __setup_zone_wmarks(z);
+    const unsigned long before = wmark_pages(z, WMARK_LOW);   // no refault: the 1 MiB floor
+    for (int i = 0; i < 8; i++)
+        __workingset_refault(z, 4 * MiB);                      // the 4 MiB block, again and again
+    __setup_zone_wmarks(z);
+    const unsigned long cycling = wmark_pages(z, WMARK_LOW);
+    const unsigned long block = z->workingset_block;
+    z->workingset = 64 * MiB;
+    z->workingset_block = 20 * MiB;                            // a 20 MiB block: the ceiling
+    __setup_zone_wmarks(z);
+    const unsigned long ceiling = wmark_pages(z, WMARK_LOW);
+    z->workingset_block = 4 * MiB;
+    z->workingset = 6 * MiB;                                   // less reused than two blocks
+    __setup_zone_wmarks(z);
+    const unsigned long by_workingset = wmark_pages(z, WMARK_LOW);
+    saved.restore(z);
+    spin_unlock(&z->lock);
+    EXPECT_EQ(before, 1 * MiB);
+    EXPECT_EQ(block, 4 * MiB);
+    EXPECT_EQ(cycling, 8 * MiB) << "a 4 MiB block cycled: twice it, not the 4 MiB of a 32nd's floor";
+    EXPECT_EQ(ceiling, 32 * MiB);
+    EXPECT_EQ(by_workingset, 6 * MiB);
 }
 
 // Retention: a heap whose use moves within an eighth of its recent peak
