@@ -39,6 +39,41 @@ bool intact(const void *obj, size_t size)
     return true;
 }
 
+// A zone of our own whose free memory is all in single pages (score 100):
+// every page taken, then every other one freed; *pfns gets them all, and the
+// odd ones are still in use (zone_make_whole gives them back).  Call with
+// ASSERT_NO_FATAL_FAILURE; *out is the zone.
+void zone_in_single_pages(zone **out, std::vector<unsigned long> *pfns)
+{
+    zone *z = zone_create(4u << MAX_ORDER);
+    ASSERT_NE(z, nullptr);
+    spin_lock(&z->lock);
+    while (page *pg = __rmqueue(z, 0, MIGRATE_MOVABLE, nullptr)) {
+        prep_compound_page(pg, 1, PG_large);
+        pg->nr_pages = 1;
+        pfns->push_back(page_to_pfn(pg));
+    }
+    for (unsigned long pfn : *pfns)
+        if (pfn % 2 == 0)
+            __free_one_page(z, pfn, 0, false);
+    const unsigned score = __fragmentation_score_zone(z);
+    spin_unlock(&z->lock);
+    ASSERT_EQ(score, 100u);
+    *out = z;
+}
+
+// Everything zone_in_single_pages left in use comes back: the zone is whole
+// again.  Caller holds z->lock.
+void zone_make_whole_locked(zone *z, const std::vector<unsigned long> &pfns)
+{
+    for (unsigned long pfn : pfns)
+        if (pfn % 2 == 1)
+            __free_one_page(z, pfn, 0, false);
+    EXPECT_EQ(__fragmentation_score_zone(z), 0u);
+    EXPECT_EQ(z->nr_free_pages, z->spanned_pages);
+    EXPECT_EQ(__zone_verify(z), nullptr);
+}
+
 } // namespace
 
 TEST(Compaction, DeferralBacksOffLikeTheKernel)
@@ -238,20 +273,9 @@ TEST(Compaction, ProactiveCompactionRunsWhenTheScoreIsHighAndBacksOff)
     // 100): the check made every COMPACT_CHECK_PAGES emptied slab pages
     // compacts it; compaction cannot merge pages that are in use, so the run
     // fails and the next checks are deferred.
-    zone *z = zone_create(4u << MAX_ORDER);
-    ASSERT_NE(z, nullptr);
+    zone *z;
     std::vector<unsigned long> pfns;
-    spin_lock(&z->lock);
-    while (page *pg = __rmqueue(z, 0, MIGRATE_MOVABLE, nullptr)) {
-        prep_compound_page(pg, 1, PG_large);
-        pg->nr_pages = 1;
-        pfns.push_back(page_to_pfn(pg));
-    }
-    for (unsigned long pfn : pfns)
-        if (pfn % 2 == 0)
-            __free_one_page(z, pfn, 0, false);
-    ASSERT_EQ(__fragmentation_score_zone(z), 100u);
-    spin_unlock(&z->lock);
+    ASSERT_NO_FATAL_FAILURE(zone_in_single_pages(&z, &pfns));
     compact_event_stats s0 = compact_stats;
     compaction_slab_pages_freed(COMPACT_CHECK_PAGES);
     EXPECT_EQ(compact_stats.compact_wake, s0.compact_wake + 1) << "the high score woke compaction";
@@ -266,13 +290,7 @@ TEST(Compaction, ProactiveCompactionRunsWhenTheScoreIsHighAndBacksOff)
     compaction_slab_pages_freed(COMPACT_CHECK_PAGES);     // runs again, fails again
     spin_lock(&z->lock);
     EXPECT_EQ(z->compact_defer_shift, 2u);
-    // Everything in use comes back: the zone is whole again.
-    for (unsigned long pfn : pfns)
-        if (pfn % 2 == 1)
-            __free_one_page(z, pfn, 0, false);
-    EXPECT_EQ(__fragmentation_score_zone(z), 0u);
-    EXPECT_EQ(z->nr_free_pages, z->spanned_pages);
-    EXPECT_EQ(__zone_verify(z), nullptr);
+    zone_make_whole_locked(z, pfns);
     spin_unlock(&z->lock);
 }
 
@@ -283,19 +301,10 @@ TEST(Compaction, ProactiveRunKeepsThePeakAndRoundsATrimForgetsThem)
     // it (woken by emptied slab pages) but leaves its peak and rounds, which
     // the program's next drops still need; malloc_trim's give-back forgets
     // them.  Before, the proactive run reset them too.
-    zone *z = zone_create(4u << MAX_ORDER);
-    ASSERT_NE(z, nullptr);
+    zone *z;
     std::vector<unsigned long> pfns;
+    ASSERT_NO_FATAL_FAILURE(zone_in_single_pages(&z, &pfns));
     spin_lock(&z->lock);
-    while (page *pg = __rmqueue(z, 0, MIGRATE_MOVABLE, nullptr)) {
-        prep_compound_page(pg, 1, PG_large);
-        pg->nr_pages = 1;
-        pfns.push_back(page_to_pfn(pg));
-    }
-    for (unsigned long pfn : pfns)
-        if (pfn % 2 == 0)
-            __free_one_page(z, pfn, 0, false);
-    ASSERT_EQ(__fragmentation_score_zone(z), 100u);
     const unsigned long peak = z->spanned_pages;      // every page was in use
     const uint32_t round = vmscan_now() | 1;
     z->use_peak = peak;
@@ -315,10 +324,6 @@ TEST(Compaction, ProactiveRunKeepsThePeakAndRoundsATrimForgetsThem)
     spin_lock(&z->lock);
     EXPECT_EQ(z->use_peak, z->spanned_pages - z->nr_free_pages) << "a trim kept the old peak";
     EXPECT_EQ(z->round_time, 0u) << "a trim kept the rounds";
-    for (unsigned long pfn : pfns)
-        if (pfn % 2 == 1)
-            __free_one_page(z, pfn, 0, false);
-    EXPECT_EQ(z->nr_free_pages, z->spanned_pages);
-    EXPECT_EQ(__zone_verify(z), nullptr);
+    zone_make_whole_locked(z, pfns);
     spin_unlock(&z->lock);
 }
