@@ -71,4 +71,6 @@ __attribute__((destructor)) static void kalloc_exit_report()
     options_init();
     if (option_get(OPT_STATS))
         stats_print(2);
+    if (option_get(OPT_TRACE_VMSCAN))
+        trace_print(2);
 }

@@ -183,6 +183,15 @@ int stats_vmstat_get(kalloc_vmstat *out)
     return 0;
 }
 
+void trace_print(int fd)
+{
+    static printbuf out;          /* not on the (possibly small) stack */
+    out.fd = fd;
+    out.len = 0;
+    print_vmscan_trace(out);
+    out.flush();
+}
+
 void stats_print(int fd)
 {
     static printbuf out;          /* 4 KiB: not on the (possibly small) stack */

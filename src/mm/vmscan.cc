@@ -5,6 +5,8 @@
  */
 #include "mm/vmscan.h"
 
+#include <unistd.h>
+
 #include "mm/khugepaged.h"
 #include "mm/mesh.h"
 #include "mm/page_alloc.h"
@@ -471,6 +473,10 @@ static void shrink_zone_residency(zone *z, scan_control *sc)
         z->phantom_ratio = (uint16_t)(ratio < 0 ? 0 : ratio > (long)PHANTOM_ONE ? PHANTOM_ONE : ratio);
         spin_unlock(&z->lock);
     }
+    sc->nr_read += (unsigned)read;
+    sc->nr_counted += counted;
+    sc->nr_uncounted += uncounted;
+    sc->nr_untouched += untouched;
     stat_add(vm_reclaim_stats.residency_reads, read);
     stat_add(vm_reclaim_stats.residency_untouched, untouched);
     stat_add(vm_reclaim_stats.residency_uncounted, uncounted);
@@ -533,6 +539,9 @@ again:
             resident -= pg->nr_resident;
             __isolate_free_block(z, pg);
             batch[n++] = {pg, order, !over};
+            sc->nr_blocks++;
+            if (order > sc->max_order)
+                sc->max_order = order;
         }
         spin_unlock(&z->lock);
         if (!n)
@@ -582,6 +591,115 @@ again:
         __setup_zone_wmarks(z);
         spin_unlock(&z->lock);
     }
+}
+
+/* ---------------------------------------------------------------------------
+ * The reclaim trace (KALLOC_TRACE_VMSCAN, see vmscan.h)
+ * ------------------------------------------------------------------------- */
+
+struct vmscan_trace_entry {
+    uint32_t now;              /* the pass's clock (vmscan_now, ms) */
+    uint16_t zone;             /* zone id */
+    uint8_t timed;             /* a timed pass (decay) */
+    uint8_t over;              /* the zone was over WMARK_LOW (as seen) */
+    uint32_t in_use;           /* pages in use */
+    uint32_t use_peak;         /* recent peak of pages in use */
+    uint32_t workingset;       /* pages taken back recently */
+    uint32_t workingset_block; /* the largest of those refaults */
+    uint32_t low, high;        /* watermarks */
+    uint32_t resident;         /* free resident pages counted (upper bounds) */
+    uint32_t seen;             /* the same, less the phantom discount */
+    uint32_t unread;           /* counts of the unread blocks on the age list */
+    uint32_t retained;         /* how far retention holds low above its usual level */
+    uint16_t phantom_ratio;    /* /1024 */
+    uint8_t round_streak;      /* rounds in a row */
+    uint8_t rounds_blocked;    /* the RSS guard stopped round retention */
+    uint32_t round_age;        /* ms since the last round (0: none) */
+    uint32_t read;             /* blocks read (mincore) */
+    uint32_t counted;          /* their counts before the reads */
+    uint32_t uncounted;        /* of which the reads found not resident */
+    uint32_t untouched;        /* pages of blocks with no resident page */
+    uint32_t reclaimed;        /* pages given back for the watermark */
+    uint32_t decayed;          /* pages given back for their age */
+    uint32_t blocks;           /* blocks given back */
+    uint8_t max_order;         /* the largest of them */
+};
+
+static vmscan_trace_entry vmscan_trace[VMSCAN_TRACE_MAX];   /* a ring, under vmscan_lock */
+static unsigned long vmscan_trace_next;                     /* entries ever written */
+
+static inline uint32_t trace_u32(unsigned long v) { return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; }
+
+/* The state the pass found zone z in (z->lock held). */
+static void trace_zone_state(vmscan_trace_entry *e, zone *z, uint32_t now, bool timed, bool over)
+{
+    *e = {};
+    e->now = now;
+    e->zone = z->id;
+    e->timed = timed;
+    e->over = over;
+    e->in_use = trace_u32(z->spanned_pages - z->nr_free_pages);
+    e->use_peak = trace_u32(z->use_peak);
+    e->workingset = trace_u32(z->workingset);
+    e->workingset_block = trace_u32(z->workingset_block);
+    e->low = trace_u32(z->_watermark[WMARK_LOW]);
+    e->high = trace_u32(z->_watermark[WMARK_HIGH]);
+    e->resident = trace_u32(z->nr_free_resident);
+    e->seen = trace_u32(zone_free_resident_seen(z));
+    e->unread = trace_u32(z->nr_free_unscanned);
+    e->retained = trace_u32(z->wmark_retained);
+    e->phantom_ratio = z->phantom_ratio;
+    e->round_streak = z->round_streak;
+    e->rounds_blocked = z->rounds_blocked;
+    e->round_age = z->round_time ? now - z->round_time : 0;
+}
+
+/* What the pass did (its scan_control), and the entry kept in the ring. */
+static void trace_zone_pass(const vmscan_trace_entry &e, const scan_control &sc)
+{
+    unsigned long keep = (unsigned long)option_get(OPT_TRACE_VMSCAN);
+    if (keep > VMSCAN_TRACE_MAX)
+        keep = VMSCAN_TRACE_MAX;
+    vmscan_trace_entry *t = &vmscan_trace[vmscan_trace_next++ % keep];
+    *t = e;
+    t->read = sc.nr_read;
+    t->counted = trace_u32(sc.nr_counted);
+    t->uncounted = trace_u32(sc.nr_uncounted);
+    t->untouched = trace_u32(sc.nr_untouched);
+    t->reclaimed = trace_u32(sc.nr_reclaimed);
+    t->decayed = trace_u32(sc.nr_decayed);
+    t->blocks = sc.nr_blocks;
+    t->max_order = (uint8_t)sc.max_order;
+}
+
+void print_vmscan_trace(printbuf &out)
+{
+    unsigned long keep = (unsigned long)option_get(OPT_TRACE_VMSCAN);
+    if (keep > VMSCAN_TRACE_MAX)
+        keep = VMSCAN_TRACE_MAX;
+    if (!keep)
+        return;
+    spin_lock(&vmscan_lock);
+    unsigned long end = vmscan_trace_next, start = end > keep ? end - keep : 0;
+    if (!end) {                     /* no pass: nothing to say (a shell's many processes) */
+        spin_unlock(&vmscan_lock);
+        return;
+    }
+    out.printf("vmscan trace: pid %d, %lu passes over zones, the last %lu (pages; ms)\n",
+               (int)getpid(), end, end - start);
+    for (unsigned long i = start; i < end; i++) {
+        const vmscan_trace_entry &e = vmscan_trace[i % keep];
+        out.printf("mm_vmscan_zone: t=%u zone=%u timed=%u over=%u in_use=%u peak=%u ws=%u ws_block=%u "
+                   "low=%u high=%u resident=%u seen=%u unread=%u phantom=%u retained=%u "
+                   "rounds=%u/%u%s read=%u counted=%u uncounted=%u untouched=%u reclaimed=%u "
+                   "decayed=%u blocks=%u max_order=%u\n",
+                   e.now, e.zone, e.timed, e.over, e.in_use, e.use_peak, e.workingset,
+                   e.workingset_block, e.low, e.high, e.resident, e.seen, e.unread, e.phantom_ratio,
+                   e.retained, e.round_streak, e.round_age, e.rounds_blocked ? "/blocked" : "",
+                   e.read, e.counted, e.uncounted, e.untouched, e.reclaimed, e.decayed, e.blocks,
+                   e.max_order);
+    }
+    spin_unlock(&vmscan_lock);
 }
 
 bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
@@ -636,6 +754,10 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         bool over = zone_free_resident_seen(z) > z->_watermark[WMARK_LOW];
         unsigned long high = z->_watermark[WMARK_HIGH];
         bool any = z->nr_free_lru != 0;
+        const bool trace = unlikely(option_get(OPT_TRACE_VMSCAN) > 0);
+        vmscan_trace_entry te;
+        if (trace)
+            trace_zone_state(&te, z, now, timed, over);
         spin_unlock(&z->lock);
         if (over || (any && timed)) {   /* over with none on the age list: shrink_zone_small */
             scan_control sc = {};
@@ -647,6 +769,8 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
             residency = sc.residency;
             reclaimed += sc.nr_reclaimed;
             decayed += sc.nr_decayed;
+            if (trace)
+                trace_zone_pass(te, sc);
         }
 
         if (timed && decay > 0) {

@@ -367,6 +367,13 @@ struct scan_control {
     unsigned long nr_decayed;    /* out: pages given back because they were idle */
     int residency;               /* mincore allowed in this pass: 0 not asked yet, 1 yes, -1 no */
     int filtered;                /* a seccomp filter on this thread: 0 not asked yet, 1 yes, -1 no */
+    /* out, for the trace (KALLOC_TRACE_VMSCAN): */
+    unsigned nr_read;            /* blocks whose residency was read */
+    unsigned long nr_counted;    /* their counts (upper bounds) before the reads */
+    unsigned long nr_uncounted;  /* of those, pages the reads found not resident */
+    unsigned long nr_untouched;  /* pages of the blocks found with no resident page */
+    unsigned nr_blocks;          /* blocks given back by the watermark and decay loop */
+    unsigned max_order;          /* the largest of them */
 };
 
 /* Give back the coldest resident free blocks of z per sc.  Takes z->lock,
@@ -453,5 +460,18 @@ void vmscan_reread_cgroup();
 /* One line per counter, for the stats report. */
 struct printbuf;
 void print_reclaim_stats(printbuf &out);
+
+/* The reclaim trace (the kernel's mm_vmscan_* tracepoints, kept in memory):
+ * with KALLOC_TRACE_VMSCAN=N, each pass records, for every zone it worked
+ * on, the zone's state as the pass found it (use, recent peak, workingset and
+ * its largest block, watermarks, free resident pages counted and seen after
+ * the phantom discount, unread pages, retention and rounds) and what the pass
+ * did (blocks read and what they held, pages given back and blocks); the
+ * last N (at most VMSCAN_TRACE_MAX) are printed at exit, oldest first, one
+ * mm_vmscan_zone line each.  Written under vmscan_lock into a static ring
+ * (untouched, so not resident, unless the option is on).  Found both
+ * give-back/refault loops of session 24 (docs/architecture.md, Reclaim). */
+constexpr unsigned VMSCAN_TRACE_MAX = 4096;
+void print_vmscan_trace(printbuf &out);
 
 } // namespace kalloc

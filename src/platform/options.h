@@ -22,7 +22,7 @@ enum option_id {
     OPT_STATS,          /* KALLOC_STATS=1: print statistics at exit */
     OPT_TCACHE,         /* KALLOC_TCACHE=0: no thread caches (every call takes the slow path) */
     OPT_FREE_HIGH,      /* KALLOC_FREE_HIGH=bytes: the low watermark of free-but-resident memory
-                           per zone (reclaim starts above it); 0 = auto (the refaulted workingset, 1M (in-use / 2 if less) .. in-use / 8 clamped to 4M .. 32M) */
+                           per zone (reclaim starts above it); 0 = auto (the refaulted workingset, 1M (in-use / 2 if less) .. in-use / 32 clamped to 4M .. 32M, at least twice the largest block taken back) */
     OPT_DECAY_MS,       /* KALLOC_DECAY_MS=ms: free memory idle this long is given back (0 = never) */
     OPT_BACKGROUND,     /* KALLOC_BACKGROUND=1: a background reclaimer thread (kswapd) */
     OPT_THP,            /* KALLOC_THP=0: leave transparent hugepages alone (no madvise); 1 dense
@@ -49,6 +49,8 @@ enum option_id {
                            watermark reclaim, mm/vmscan.h "Residency") */
     OPT_TRUST_SECCOMP,  /* KALLOC_TRUST_SECCOMP=1: the process's seccomp filter allows mincore and
                          * membarrier (Docker's default profile does): use them under one */
+    OPT_TRACE_VMSCAN,   /* KALLOC_TRACE_VMSCAN=N: keep the last N (at most VMSCAN_TRACE_MAX)
+                           reclaim passes' zone states, printed at exit (mm/vmscan.h, trace) */
     OPT_COUNT
 };
 

@@ -9,6 +9,10 @@
 #      really loaded), and python's allocations move nr_slab_refills, in_use
 #      and the large/huge counters (stats_check.py), with pymalloc and with
 #      PYTHONMALLOC=malloc.  Without LD_PRELOAD the symbol must be absent.
+#   4. KALLOC_TRACE_VMSCAN=16: at exit the reclaim trace, a header ("vmscan
+#      trace: pid N, P passes over zones, the last M") and M = min(P, 16) >= 1
+#      mm_vmscan_zone lines of key=value integers, each with low >= high
+#      (the workload's frees cross the watermark).
 #   stats.sh /path/to/libkalloc.so
 . "$(dirname "$0")/common.sh" "$1"
 
@@ -96,5 +100,42 @@ for pm in pymalloc malloc; do
     cat "$WORK/ctypes-$pm.out"
   fi
 done
+
+# --- 4. KALLOC_TRACE_VMSCAN=16: the reclaim trace -------------------------------
+if run_py trace KALLOC_TRACE_VMSCAN=16 LD_PRELOAD="$KALLOC_LIB" -- -c "$WORKLOAD"; then
+  if [ "$(cat "$WORK/trace.out")" != "300000 50000 16760832 300000" ]; then
+    fail "KALLOC_TRACE_VMSCAN=16: wrong program output"
+  fi
+  header="$(grep -E '^vmscan trace: pid [0-9]+, [0-9]+ passes over zones, the last [0-9]+ ' "$WORK/trace.err" || true)"
+  lines="$(grep -c '^mm_vmscan_zone: ' "$WORK/trace.err" || true)"
+  if [ -z "$header" ]; then
+    fail "KALLOC_TRACE_VMSCAN=16: no trace header on stderr"
+    show_tail "$WORK/trace.err" "stderr"
+  else
+    echo "$header"
+    passes="$(sed -E 's/^.*, ([0-9]+) passes.*$/\1/' <<<"$header")"
+    last="$(sed -E 's/^.*the last ([0-9]+) .*$/\1/' <<<"$header")"
+    want=$(( passes < 16 ? passes : 16 ))
+    if [ "$last" -ne "$want" ] || [ "$lines" -ne "$want" ] || [ "$want" -lt 1 ]; then
+      fail "KALLOC_TRACE_VMSCAN=16: $passes passes, header says the last $last, $lines lines (want $want >= 1)"
+    fi
+    bad="$(grep '^mm_vmscan_zone: ' "$WORK/trace.err" | awk '{
+        n = 0
+        for (i = 2; i <= NF; i++) {
+          split($i, kv, "=")
+          if (kv[2] !~ /^[0-9]+(\/[0-9]+)*(\/blocked)?$/) { print "not a number: " $i; next }
+          v[kv[1]] = kv[2] + 0; n++
+        }
+        if (n < 24) print "fields missing: " $0
+        else if (v["low"] < v["high"]) print "low < high: " $0
+      }')"
+    if [ -n "$bad" ]; then
+      fail "KALLOC_TRACE_VMSCAN=16: bad trace lines"
+      echo "$bad" | head -5 >&2
+    else
+      grep '^mm_vmscan_zone: ' "$WORK/trace.err" | tail -n 2
+    fi
+  fi
+fi
 
 finish
