@@ -64,8 +64,9 @@ __export void kalloc_thread_flush(void)
 
 } // extern "C"
 
-/* KALLOC_STATS=1: the report at exit (libkalloc's destructor runs after the
- * program's, since it was loaded first). */
+/* KALLOC_STATS=1: the report at exit, and KALLOC_TRACE_VMSCAN=N the reclaim
+ * trace after it (libkalloc's destructor runs after the program's, since it
+ * was loaded first). */
 __attribute__((destructor)) static void kalloc_exit_report()
 {
     options_init();

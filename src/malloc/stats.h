@@ -14,7 +14,6 @@ namespace kalloc {
 void stats_get(kalloc_stats *out);
 int stats_vmstat_get(kalloc_vmstat *out);
 void stats_print(int fd);
-
 /* KALLOC_TRACE_VMSCAN=N: the reclaim trace (mm/vmscan.h) on fd. */
 void trace_print(int fd);
 struct mallinfo2 stats_mallinfo2();
