@@ -258,10 +258,7 @@ static unsigned long __compact_run(compact_mode mode)
         mesh_all();
     if (mode == COMPACT_FULL)
         count_compact_event(&compact_stats.compact_slabs_ordered, kmem_cache_order_partial_all());
-    /* A full compaction is a request to give everything back; a proactive
-     * one keeps the zones' peaks and rounds (zone_reclaim_all). */
-    unsigned long released = mode == COMPACT_FULL ? zone_reclaim_all(0, true)
-                                                  : zone_reclaim_all(pageblock_order, false);
+    unsigned long released = zone_reclaim_all(mode == COMPACT_FULL ? 0 : pageblock_order);
     if (mode == COMPACT_FULL)   /* free pages inside partial slabs (slab holes: counted
                                    in slab_holes_punched, not here, whose pages are
                                    free blocks of the zones) */

@@ -21,9 +21,9 @@
  *      slabs and pageblocks drain;
  *   3. give back: free pageblocks are returned to the OS through the
  *      reclaim path (zone_reclaim_all); a full compaction (kalloc_compact)
- *      returns every free page and unmaps the zones' free tops, and, like
- *      malloc_trim, forgets each zone's peak and rounds (retention,
- *      mm/vmscan.h); a proactive one keeps them.
+ *      returns every free page and unmaps the zones' free tops.  Either
+ *      forgets each zone's peak and rounds, as malloc_trim does (retention,
+ *      mm/vmscan.h; zone_reclaim_all).
  *
  * Fragmentation, per zone, the kernel's two measures for order-9 (2 MiB,
  * pageblock) blocks:

@@ -1012,7 +1012,7 @@ static void __report_free_blocks(zone *z, page *const *batch, unsigned n, unsign
     }
 }
 
-unsigned long zone_reclaim_all(unsigned min_order, bool forget_peak)
+unsigned long zone_reclaim_all(unsigned min_order)
 {
     /* The trim gives its blocks back 32 per call (one system call and one
      * TLB flush each instead of each block's: vmscan.h), unless a seccomp
@@ -1049,18 +1049,14 @@ unsigned long zone_reclaim_all(unsigned min_order, bool forget_peak)
                 }
                 __report_free_blocks(z, batch, nb, o, one_call);
             }
-        /* Asked to give everything back: no free memory is kept for a
-         * peak before now (retention, mm/vmscan.h).  Not after proactive
-         * compaction: it runs in a program churning through slabs, whose
-         * next drops its peak and rounds must still cover (xmalloc-test's
-         * 1 KiB producers and consumers, where it ran 5-15 times in 3 s:
-         * each run forgot the rounds, and 76% of the pages reclaim gave back
-         * went in passes after such a run, refaulted at once). */
-        if (forget_peak) {
-            z->use_peak = z->spanned_pages - z->nr_free_pages;
-            z->round_time = 0;
-            z->use_dropped = 0;
-        }
+        /* Everything given back: no free memory is kept for a peak before
+         * now (retention, mm/vmscan.h).  Proactive compaction too: keeping
+         * the rounds there (session 24) cut xmalloc-test's 1 KiB refaults
+         * by 40% but kept kv-ttl's workingset resident after its spike
+         * (idle phase 30.8 -> 36.8 MiB, medians of 8): not kept. */
+        z->use_peak = z->spanned_pages - z->nr_free_pages;
+        z->round_time = 0;
+        z->use_dropped = 0;
         __setup_zone_wmarks(z);
         spin_unlock(&z->lock);
     }

@@ -51,12 +51,9 @@ void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags);
 /* Drain the per-CPU pagesets, then give every free, still-resident block of
  * at least `min_order` back to the OS (madvise); returns pages released.
  * For malloc_trim and compaction.  Takes vmscan_lock (so no reclaim pass
- * runs meanwhile); hugetlb-backed blocks stay.  `forget_peak` (an explicit
- * request: malloc_trim, kalloc_compact): no free memory is kept for a peak
- * before now, so each zone's use_peak and rounds start again (retention,
- * mm/vmscan.h); proactive compaction keeps them, as the program that
- * triggered it churns on. */
-unsigned long zone_reclaim_all(unsigned min_order, bool forget_peak = true);
+ * runs meanwhile); hugetlb-backed blocks stay.  Each zone's use_peak and
+ * rounds start again (retention, mm/vmscan.h). */
+unsigned long zone_reclaim_all(unsigned min_order);
 
 /* Give address space back: unmap whole free MAX_ORDER blocks at the top of
  * every zone (the zones' brk trim), after draining the per-CPU pagesets.
