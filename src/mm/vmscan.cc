@@ -630,6 +630,13 @@ static unsigned long vmscan_trace_next;                     /* entries ever writ
 
 static inline uint32_t trace_u32(unsigned long v) { return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; }
 
+/* Entries the ring keeps: the option, at most VMSCAN_TRACE_MAX (0: off). */
+static inline unsigned long trace_keep()
+{
+    long keep = option_get(OPT_TRACE_VMSCAN);
+    return keep <= 0 ? 0 : keep > (long)VMSCAN_TRACE_MAX ? VMSCAN_TRACE_MAX : (unsigned long)keep;
+}
+
 /* The state the pass found zone z in (z->lock held). */
 static void trace_zone_state(vmscan_trace_entry *e, zone *z, uint32_t now, bool timed, bool over)
 {
@@ -657,10 +664,7 @@ static void trace_zone_state(vmscan_trace_entry *e, zone *z, uint32_t now, bool 
 /* What the pass did (its scan_control), and the entry kept in the ring. */
 static void trace_zone_pass(const vmscan_trace_entry &e, const scan_control &sc)
 {
-    unsigned long keep = (unsigned long)option_get(OPT_TRACE_VMSCAN);
-    if (keep > VMSCAN_TRACE_MAX)
-        keep = VMSCAN_TRACE_MAX;
-    vmscan_trace_entry *t = &vmscan_trace[vmscan_trace_next++ % keep];
+    vmscan_trace_entry *t = &vmscan_trace[vmscan_trace_next++ % trace_keep()];
     *t = e;
     t->read = sc.nr_read;
     t->counted = trace_u32(sc.nr_counted);
@@ -674,9 +678,7 @@ static void trace_zone_pass(const vmscan_trace_entry &e, const scan_control &sc)
 
 void print_vmscan_trace(printbuf &out)
 {
-    unsigned long keep = (unsigned long)option_get(OPT_TRACE_VMSCAN);
-    if (keep > VMSCAN_TRACE_MAX)
-        keep = VMSCAN_TRACE_MAX;
+    const unsigned long keep = trace_keep();
     if (!keep)
         return;
     spin_lock(&vmscan_lock);
@@ -754,7 +756,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         bool over = zone_free_resident_seen(z) > z->_watermark[WMARK_LOW];
         unsigned long high = z->_watermark[WMARK_HIGH];
         bool any = z->nr_free_lru != 0;
-        const bool trace = unlikely(option_get(OPT_TRACE_VMSCAN) > 0);
+        const bool trace = unlikely(trace_keep() != 0);
         vmscan_trace_entry te;
         if (trace)
             trace_zone_state(&te, z, now, timed, over);
