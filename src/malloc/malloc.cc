@@ -63,6 +63,8 @@ block_info classify(const void *p)
             uintptr_t off = a - (uintptr_t)page_address(head);
             if (off % c->size != 0 || off / c->size >= head->carved)
                 return {BLOCK_INVALID, nullptr, 0, 0};
+            if (slab_obj_parked(c, head, (unsigned)(off / c->size)))
+                return {BLOCK_FREED, nullptr, 0, 0};    /* free, in a slab hole */
             return {BLOCK_SLAB, head, c->index, c->size};
         }
         if ((pg->flags & (PG_large | PG_head)) == (PG_large | PG_head)) {
@@ -133,7 +135,7 @@ void free_slab_object(block_info &bi, void *p)
 {
     void **obj = (void **)p;
     tcache *tc = tcache_get();
-    if ((uint64_t)obj[1] == tcache_key) {
+    if ((uint64_t)obj[1] == slab_free_key) {
         /* Probably a double free: look where a free object can be. */
         if ((tc && tcache_contains(tc, bi.idx, p)) || pcs_contains(bi.idx, p) ||
             kmem_cache_obj_is_free(&kmalloc_caches[bi.idx], bi.head, p))
@@ -152,7 +154,7 @@ void free_slab_object(block_info &bi, void *p)
         tcache_bin *b = &tc->bins[bi.idx];
         if (b->avail) {
             obj[0] = b->head;
-            ((uint64_t *)obj)[1] = tcache_key;
+            ((uint64_t *)obj)[1] = slab_free_key;
             b->head = obj;
             b->avail--;
         } else {
@@ -160,7 +162,7 @@ void free_slab_object(block_info &bi, void *p)
         }
         return;
     }
-    ((uint64_t *)obj)[1] = tcache_key;
+    ((uint64_t *)obj)[1] = slab_free_key;
     kmem_cache_free(&kmalloc_caches[bi.idx], p);
 }
 
@@ -245,7 +247,7 @@ void __kfree_object_slow(void *p, unsigned idx, unsigned owner)
         tcache_bin *b = &tc->bins[idx];
         if (likely(b->avail != 0)) {
             ((void **)p)[0] = b->head;
-            ((uint64_t *)p)[1] = tcache_key;
+            ((uint64_t *)p)[1] = slab_free_key;
             b->head = p;
             b->avail--;
             return;

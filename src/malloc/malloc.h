@@ -101,12 +101,12 @@ static __fastpath void kfree(void *p)
     /* An object's start with no key (not, apparently, already free), of a
      * slab that is this thread's (else a remote free, slow path). */
     tcache *tc = tcache_current;
-    if (likely(slab_object_start(p, &z, &pfn, &idx) && (uint64_t)obj[1] != tcache_key)) {
+    if (likely(slab_object_start(p, &z, &pfn, &idx) && (uint64_t)obj[1] != slab_free_key)) {
         tcache_bin *b = &tc->bins[idx];
         unsigned owner = zone_slab_owner_map(z)[pfn];
         if (likely(owner == tc->owner_id && b->avail != 0)) {
             obj[0] = (uint64_t *)b->head;
-            obj[1] = (uint64_t *)tcache_key;
+            obj[1] = (uint64_t *)slab_free_key;
             b->head = obj;
             b->avail--;
             return;
@@ -131,7 +131,7 @@ static __fastpath size_t kusable_fast(const void *p, bool *large)
     unsigned long pfn;
     unsigned idx;
     if (likely(slab_object_start(p, &z, &pfn, &idx) &&
-               ((const uint64_t *)p)[1] != tcache_key)) {
+               ((const uint64_t *)p)[1] != slab_free_key)) {
         *large = false;
         return kmalloc_size(idx);
     }

@@ -26,7 +26,6 @@ namespace kalloc {
 __thread tcache *tcache_current __attribute__((tls_model("initial-exec"))) = &tcache_boot;
 __thread uint8_t tcache_state __attribute__((tls_model("initial-exec"))) = TCACHE_NONE;
 tcache tcache_boot;     /* all bins empty with no room: every fast path misses */
-uint64_t tcache_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init */
 
 namespace {
 
@@ -196,7 +195,7 @@ bool kalloc_init()
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return false;       /* running (maybe in this very thread): go direct */
     options_init();
-    tcache_key = os_random_seed() | 1;
+    slab_free_key = os_random_seed() | 1;
     if (pthread_key_create(&tcache_pthread_key, tcache_thread_exit) != 0)
         panic("cannot create the thread-cache key");
     kalloc_register_fork_handlers();
@@ -603,7 +602,7 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
          * does) kept half of that cost; frees are not hot, refills are. */
         if (!tcache_drain_cap(idx) ||
             tc->cap_bytes + (size_t)cap * kmalloc_info[idx].size > tcache_budget(tc)) {
-            ((uint64_t *)obj)[1] = tcache_key;   /* as on the bin: a double free is checked */
+            ((uint64_t *)obj)[1] = slab_free_key;   /* as on the bin: a double free is checked */
             tcache_free_own(tc, idx, obj, 1);
             return;
         }
@@ -627,11 +626,11 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
     tcache_enforce_budget(tc);
     if (b->avail) {
         ((void **)obj)[0] = b->head;
-        ((uint64_t *)obj)[1] = tcache_key;
+        ((uint64_t *)obj)[1] = slab_free_key;
         b->head = obj;
         b->avail--;
     } else {
-        ((uint64_t *)obj)[1] = tcache_key;   /* as on the bin: a double free is checked */
+        ((uint64_t *)obj)[1] = slab_free_key;   /* as on the bin: a double free is checked */
         tcache_free_own(tc, idx, obj, 1);
     }
 }

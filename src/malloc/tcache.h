@@ -34,8 +34,9 @@
  *   TCACHE_DEAD    the thread is exiting and its cache was flushed (by the
  *                  pthread key destructor); later allocations from other
  *                  destructors go straight to the slabs, so nothing leaks.
- * Objects in a tcache have tcache_key in their second word: a free that
- * finds it there is probably a double free and is checked on the slow path.
+ * Objects in a tcache have slab_free_key (mm/slab.h) in their second word,
+ * as every free object has: a free that finds it there is probably a double
+ * free and is checked on the slow path.
  *
  * Size.  Each bin has a capacity `cap`, at most the class's tcache_max
  * (32 KiB of objects, 2..128 of them), and while a single-threaded process's
@@ -139,7 +140,6 @@ enum tcache_state_t : uint8_t { TCACHE_NONE, TCACHE_INIT, TCACHE_ACTIVE, TCACHE_
 extern __thread tcache *tcache_current __attribute__((tls_model("initial-exec")));
 extern __thread uint8_t tcache_state __attribute__((tls_model("initial-exec")));
 extern tcache tcache_boot __hidden;
-extern uint64_t tcache_key __hidden;
 
 /* The calling thread's cache, created if needed; nullptr when the thread
  * must go straight to the slabs (recursion during creation, thread exiting,
@@ -172,7 +172,7 @@ static inline void tcache_remote_free(tcache *tc, unsigned idx, void *obj, unsig
     }
     tc->remote_bytes += kmalloc_info[idx].size;
     ((void **)obj)[0] = r->head;
-    ((uint64_t *)obj)[1] = tcache_key;
+    ((uint64_t *)obj)[1] = slab_free_key;
     r->head = obj;
     r->avail--;
 }

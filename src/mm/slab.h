@@ -222,6 +222,22 @@ static inline void *kmem_cache_alloc(kmem_cache *c)
 }
 static inline void kmem_cache_free(kmem_cache *c, void *obj) { kmem_cache_free_bulk(c, obj, 1); }
 
+/* Pages first..last of the slab that object i of cache c overlaps, as a mask. */
+static inline uint32_t obj_page_mask(const kmem_cache *c, unsigned i)
+{
+    unsigned long off = (unsigned long)i * c->size;
+    unsigned first = (unsigned)(off >> PAGE_SHIFT), last = (unsigned)((off + c->size - 1) >> PAGE_SHIFT);
+    return (uint32_t)(((2ull << last) - 1) & ~((1ull << first) - 1));
+}
+
+/* Whether object i of slab `head` (cache c) overlaps one of its holes: it is
+ * free (parked).  Read without the lock by free()'s slow path: an object in
+ * use never overlaps a hole, so a stale read can only miss a parked one. */
+static inline bool slab_obj_parked(const kmem_cache *c, const page *head, unsigned i)
+{
+    return READ_ONCE(head->nr_holes) && (obj_page_mask(c, i) & READ_ONCE(head[1].slab_hole_mask));
+}
+
 /* Whether obj (a valid object address of cache c, in slab `head`) is free
  * in the slab: on its freelist or never carved.  Takes c->lock. */
 bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj);

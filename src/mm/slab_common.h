@@ -210,6 +210,19 @@ inline constexpr auto kmalloc_index_fixed_small_table = detail::make_small_index
 extern detail::kmalloc_small_index_t kmalloc_index_small_table __hidden;
 inline constexpr uint8_t *kmalloc_index_small = kmalloc_index_small_table.idx;
 
+/* The free-object key: a free object has it in its second word, wherever
+ * it sits (a slab's freelist, a thread cache's bin or remote list, a sheaf,
+ * the barn), and an object handed out has that word cleared (the malloc
+ * layer clears it).  So a free() that finds the key is probably a double
+ * free, or the free of an object never handed out, and is checked on the
+ * slow path (glibc's tcache key).  The slab layer writes it on every object
+ * it carves, and on the never-carved objects of every page a carve touches
+ * (so a free of a neighbour that was never handed out is caught too; the
+ * objects of a slab's untouched pages read zero, and are not written, so no
+ * page is faulted in for them), and again on objects it unparks from holes.
+ * Random, set once by kalloc_init (a constant before it). */
+extern uint64_t slab_free_key __hidden;
+
 /* The malloc fast path's table: (size + 15) >> 4 -> class index * 16, the
  * byte offset of the class's bin in a thread cache (bins are 16 bytes), so
  * the lookup needs no shift. */

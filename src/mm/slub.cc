@@ -70,6 +70,7 @@
 namespace kalloc {
 
 kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
+uint64_t slab_free_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init (slab.h) */
 kmem_cache_node kmem_cache_node_table[NR_SLAB_OWNERS][NR_KMALLOC_CLASSES];
 slab_hole_stats slab_holes;
 
@@ -103,7 +104,12 @@ static inline kmem_cache *cache_lock(kmem_cache *c)
     return c;
 }
 
-/* A new slab from the buddy allocator, every page tagged with the class. */
+/* A new slab from the buddy allocator.  Only its first page is tagged
+ * with the class in the zone's class map; the others are tagged as carving
+ * reaches them (slab_key_uncarved), so a free() of an address in a page no
+ * object was carved from misses the fast path (class 0) and is reported by
+ * the slow path's check against `carved`, instead of putting an object that
+ * was never handed out in a thread cache (it would be handed out twice). */
 static page *allocate_slab(kmem_cache *c)
 {
     page *pg = alloc_pages(c->order, (migratetype)c->migratetype, nullptr);
@@ -114,7 +120,7 @@ static page *allocate_slab(kmem_cache *c)
     uint8_t *classes = zone_slab_class_map(page_zone(pg)) + page_to_pfn(pg);
     uint8_t *owners = zone_slab_owner_map(page_zone(pg)) + page_to_pfn(pg);
     for (unsigned long i = 0; i < n; i++) {
-        classes[i] = c->index;
+        classes[i] = i ? 0 : c->index;
         owners[i] = 0;                  /* no owner yet */
     }
     pg->order = c->order;
@@ -162,12 +168,13 @@ static inline unsigned slab_nr_listed(const page *pg)
     return (unsigned)(pg->carved - pg->inuse) - parked;
 }
 
-/* Pages first..last of the slab that object i overlaps, as a mask. */
-static inline uint32_t obj_page_mask(const kmem_cache *c, unsigned i)
+/* The pages of mask in slab pg get class `idx` in the zone's class map (0:
+ * a hole, where no object starts that is not free: allocate_slab). */
+static void slab_tag_pages(page *pg, uint32_t mask, uint8_t idx)
 {
-    unsigned long off = (unsigned long)i * c->size;
-    unsigned first = (unsigned)(off >> PAGE_SHIFT), last = (unsigned)((off + c->size - 1) >> PAGE_SHIFT);
-    return (uint32_t)(((2ull << last) - 1) & ~((1ull << first) - 1));
+    uint8_t *classes = zone_slab_class_map(page_zone(pg)) + page_to_pfn(pg);
+    for (; mask; mask &= mask - 1)
+        classes[__builtin_ctz(mask)] = idx;
 }
 
 /* madvise the pages of `mask` (a run of adjacent pages in one call). */
@@ -308,6 +315,9 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
     if (last)
         pg->freelist_tail = (uint32_t)((char *)last - base);
     slab_decommit_mask(pg, new_mask);
+    /* Frees there take the slow path's check; not on the first page, whose
+     * byte names the slab's cache (page_slab_cache). */
+    slab_tag_pages(pg, new_mask & ~1u, 0);
     /* A pageblock the kernel may collapse would get the holes back (its
      * khugepaged fills them): it turns to small pages. */
     if (new_mask)
@@ -336,9 +346,16 @@ static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
         if (!head)
             pg->freelist_tail = (uint32_t)((size_t)i * c->size);
         *(void **)obj = head;
+        ((uint64_t *)obj)[1] = slab_free_key;   /* the hole read zero */
         head = obj;
     }
     pg->freelist = head;
+    /* The class back on the hole pages carving had reached (allocate_slab):
+     * those up to the page of the last carved object's start. */
+    if (pg->carved) {
+        unsigned reached = (unsigned)(((size_t)(pg->carved - 1) * c->size) >> PAGE_SHIFT);
+        slab_tag_pages(pg, mask & (uint32_t)((2ull << reached) - 1), c->index);
+    }
     pg[1].slab_punch_inuse = pg->objects;   /* may be looked at again as it drains */
     if (c->holes_freed_ms) {
         /* The frees' holes came back: if soon (within KALLOC_DECAY_MS, the
@@ -457,6 +474,34 @@ static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner)
 kmem_cache *kmem_cache_lock(kmem_cache *c) { return cache_lock(c); }
 void __slab_set_list(kmem_cache *c, page *pg, slab_list_id to) { set_slab_list(c, pg, to); }
 
+/* Objects from..to-1 of slab pg are being carved.  The pages the carve
+ * reaches (up to the page of object to-1's start, where it writes the
+ * object's first 16 bytes) are tagged with the class in the zone's class
+ * map (allocate_slab), and the never-carved objects that start in them get
+ * the free-object key (slab_common.h), so a free() of an object never
+ * handed out is caught wherever it lies: by the key on a reached page, by
+ * the class map's 0 beyond (both send it to the slow path, whose check
+ * against `carved` reports it).  No page is touched that the carve does not
+ * touch itself; each object is keyed once (those of the pages reached
+ * before, up to the page end of object from-1's start, were). */
+static inline void slab_key_uncarved(const kmem_cache *c, page *pg, unsigned from, unsigned to)
+{
+    const size_t size = c->size;
+    size_t done = from ? ((from - 1) * size + PAGE_SIZE) & ~(size_t)(PAGE_SIZE - 1) : 0;
+    size_t end = ((to - 1) * size + PAGE_SIZE) & ~(size_t)(PAGE_SIZE - 1);
+    if (end > done) {
+        uint8_t *classes = zone_slab_class_map(page_zone(pg)) + page_to_pfn(pg);
+        for (size_t i = done >> PAGE_SHIFT; i < end >> PAGE_SHIFT; i++)
+            classes[i] = c->index;
+    }
+    size_t off = (size_t)to * size;
+    if (off < done)                     /* keyed already, up to done */
+        off = (done + size - 1) / size * size;
+    char *base = (char *)page_address(pg);
+    for (unsigned i = (unsigned)(off / size); off < end && i < pg->objects; off += size, i++)
+        ((uint64_t *)(base + off))[1] = slab_free_key;
+}
+
 /* Take objects from slab pg as a new chain, *seg (null-terminated; *seg_tail
  * its last object): up to `want`, or its whole freelist when that fits in
  * `max` (max >= want).  A whole freelist
@@ -506,9 +551,11 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
         char *base = (char *)page_address(pg);
         if (!*seg)                      /* the highest carved object ends the segment */
             *seg_tail = base + (size_t)(pg->carved + carve - 1) * c->size;
+        slab_key_uncarved(c, pg, pg->carved, pg->carved + carve);
         for (unsigned i = pg->carved + carve; i-- > pg->carved;) {
             void *obj = base + (size_t)i * c->size;
             *(void **)obj = *seg;
+            ((uint64_t *)obj)[1] = slab_free_key;
             *seg = obj;
         }
         pg->carved = (uint16_t)(pg->carved + carve);

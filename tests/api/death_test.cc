@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "api_test_util.h"
 #include "kalloc/kalloc.h"
@@ -119,6 +121,67 @@ TEST_F(Death, DoubleFreeSmallWithOtherFreeInBetween) {
         Free(a);
       },
       kFreeMsg);
+}
+
+// An object of n bytes whose neighbour in its slab (p + its usable size)
+// was never handed out: taken after 1 MiB of objects of its class, so the
+// class's older slabs (what gtest holds) are full and objects come from a
+// fresh slab in address order, and placed so that the neighbour is in the
+// same slab: both on one page below 4 KiB; at a multiple of twice the size
+// (rounded to a power of two) above, as slabs are aligned to their size and
+// hold at least two objects.
+char *ObjectBeforeOneNeverHandedOut(size_t n) {
+  size_t usable = malloc_usable_size(opaque(malloc(opaque(n))));
+  size_t align = usable < 4096 ? 4096 : std::bit_ceil(2 * usable);
+  for (size_t taken = 0;; taken += usable) {
+    char *p = static_cast<char *>(malloc(opaque(n)));
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    bool placed = usable < 4096 ? a / 4096 == (a + usable) / 4096 : a % align == 0;
+    if (taken >= (1u << 20) && placed) return p;
+  }
+}
+
+// free(p + size): the next object of p's slab, never handed out (the
+// mimalloc-bench security test invalid_free_close).  It was taken for a
+// free object, pushed on the thread cache, and handed out twice; in the
+// smaller classes the push made the bin's list loop on itself, so every
+// later malloc returned it.  glibc reports it too ("free(): invalid
+// pointer").
+TEST_F(Death, FreeOfAnObjectNeverHandedOut) {
+  for (size_t n : {16, 48, 256, 1024, 2048, 4096, 8192, 16384, 32768}) {
+    SCOPED_TRACE(n);
+    EXPECT_DEATH(
+        {
+          char *p = ObjectBeforeOneNeverHandedOut(n);
+          Free(p + malloc_usable_size(p));
+        },
+        kFreeMsg);
+  }
+}
+
+// A double free of an object whose page was given back while its slab holds
+// other objects (a slab hole, docs/architecture.md): the page reads zero, so
+// the object no longer carries the free-object key; the zone's class map
+// sends frees there to the slow path, which finds it parked.  8000-byte
+// objects (two pages each), those at 16 KiB boundaries kept, the others
+// freed, then malloc_trim(0) punches the holes (KALLOC_THP=1: no hugepage
+// kept whole, see slab_holes_test.cc).
+TEST_F(Death, DoubleFreeOfAnObjectInASlabHole) {
+  setenv("KALLOC_THP", "1", 1);
+  EXPECT_DEATH(
+      {
+        std::vector<char *> freed;
+        for (int i = 0; i < 512; i++) {
+          char *p = static_cast<char *>(malloc(opaque<size_t>(8000)));
+          memset(p, 1, 8000);
+          if (reinterpret_cast<uintptr_t>(p) % 16384 != 0) freed.push_back(p);
+        }
+        for (char *p : freed) Free(p);
+        malloc_trim(0);
+        Free(freed[freed.size() / 2]);
+      },
+      kFreeMsg);
+  unsetenv("KALLOC_THP");
 }
 
 TEST_F(Death, DoubleFreeLarge) {

@@ -41,6 +41,38 @@ inline kalloc::list_head *partial_list_if_set(kalloc::kmem_cache *c, unsigned o)
     return l->next ? l : nullptr;
 }
 
+// What a free() of a slab address that was never handed out meets
+// (allocate_slab, slab_key_uncarved): the zone's class map names the cache
+// on the slab's first page and on the pages carving reached (up to the page
+// of the last carved object's start) but for holes, 0 on the others; the
+// never-carved objects that start on a reached page that is not a hole
+// carry the free-object key.  Caller holds c->lock.
+inline void check_slab_tags(kalloc::kmem_cache *c, kalloc::page *pg)
+{
+    using namespace kalloc;
+    if (pg->flags & PG_mesh_alias)
+        return;
+    const uint8_t *classes = zone_slab_class_map(page_zone(pg)) + page_to_pfn(pg);
+    const unsigned npages = 1u << c->order;
+    const uint32_t holes = pg->nr_holes ? pg[1].slab_hole_mask : 0;
+    const unsigned reached = pg->carved ? (unsigned)(((size_t)(pg->carved - 1) * c->size) >> PAGE_SHIFT) : 0;
+    for (unsigned p = 0; p < npages; p++) {
+        bool tagged = p == 0 || (p <= reached && !(holes & (1u << p)));
+        EXPECT_EQ(classes[p], tagged ? c->index : 0) << "page " << p << " of a slab of " << c->size
+                                                     << " B objects, " << pg->carved << " carved";
+    }
+    const char *base = (const char *)page_address(pg);
+    for (unsigned i = pg->carved; i < pg->objects; i++) {
+        size_t off = (size_t)i * c->size;
+        unsigned p = (unsigned)(off >> PAGE_SHIFT);
+        if (p > reached)
+            break;
+        if (!(holes & (1u << p)))
+            EXPECT_EQ(((const uint64_t *)(base + off))[1], slab_free_key)
+                << "never-carved object " << i << " of " << c->size << " B on reached page " << p;
+    }
+}
+
 inline void check_cache(kalloc::kmem_cache *c)
 {
     using namespace kalloc;
@@ -57,6 +89,7 @@ inline void check_cache(kalloc::kmem_cache *c)
             if (l != &c->full)   /* a slab on partial[o] is owned by o */
                 EXPECT_EQ(&c->partial[zone_slab_owner_map(page_zone(pg))[page_to_pfn(pg)]], l);
             EXPECT_EQ(page_slab_cache(pg), c);
+            check_slab_tags(c, pg);
             unsigned parked = pg->nr_holes ? pg[1].slab_parked : 0;
             EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved) + parked,
                       pg->objects);
