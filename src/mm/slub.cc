@@ -106,7 +106,7 @@ static inline kmem_cache *cache_lock(kmem_cache *c)
 
 /* A new slab from the buddy allocator.  Only its first page is tagged
  * with the class in the zone's class map; the others are tagged as carving
- * reaches them (slab_key_uncarved), so a free() of an address in a page no
+ * reaches them (slab_key_reached), so a free() of an address in a page no
  * object was carved from misses the fast path (class 0) and is reported by
  * the slow path's check against `carved`, instead of putting an object that
  * was never handed out in a thread cache (it would be handed out twice). */
@@ -477,29 +477,32 @@ void __slab_set_list(kmem_cache *c, page *pg, slab_list_id to) { set_slab_list(c
 /* Objects from..to-1 of slab pg are being carved.  The pages the carve
  * reaches (up to the page of object to-1's start, where it writes the
  * object's first 16 bytes) are tagged with the class in the zone's class
- * map (allocate_slab), and the never-carved objects that start in them get
- * the free-object key (slab_common.h), so a free() of an object never
- * handed out is caught wherever it lies: by the key on a reached page, by
- * the class map's 0 beyond (both send it to the slow path, whose check
- * against `carved` reports it).  No page is touched that the carve does not
- * touch itself; each object is keyed once (those of the pages reached
- * before, up to the page end of object from-1's start, were). */
-static inline void slab_key_uncarved(const kmem_cache *c, page *pg, unsigned from, unsigned to)
+ * map (allocate_slab), and every object that starts in them gets the
+ * free-object key (slab_common.h): the carved ones, and the never-carved
+ * ones after them, so a free() of an object never handed out is caught
+ * wherever it lies: by the key on a reached page, by the class map's 0
+ * beyond (both send it to the slow path, whose check against `carved`
+ * reports it).  No page is touched that the carve does not touch itself.
+ * Each object is keyed once, when its page is reached: those before the page
+ * end of object from-1's start were.  (Cost: one store per object;
+ * frag-churn's instructions +0.7..1.0%, callgrind, --scale=0.1.) */
+static inline void slab_key_reached(const kmem_cache *c, page *pg, unsigned from, unsigned to)
 {
     const size_t size = c->size;
-    size_t done = from ? ((from - 1) * size + PAGE_SIZE) & ~(size_t)(PAGE_SIZE - 1) : 0;
+    const size_t done = from ? ((from - 1) * size + PAGE_SIZE) & ~(size_t)(PAGE_SIZE - 1) : 0;
     size_t end = ((to - 1) * size + PAGE_SIZE) & ~(size_t)(PAGE_SIZE - 1);
-    if (end > done) {
-        uint8_t *classes = zone_slab_class_map(page_zone(pg)) + page_to_pfn(pg);
-        for (size_t i = done >> PAGE_SHIFT; i < end >> PAGE_SHIFT; i++)
-            classes[i] = c->index;
-    }
-    size_t off = (size_t)to * size;
-    if (off < done)                     /* keyed already, up to done */
-        off = (done + size - 1) / size * size;
+    if (end <= done)
+        return;
+    uint8_t *classes = zone_slab_class_map(page_zone(pg)) + page_to_pfn(pg);
+    for (size_t i = done >> PAGE_SHIFT; i < end >> PAGE_SHIFT; i++)
+        classes[i] = c->index;
+    const size_t limit = (size_t)pg->objects * size;
+    if (end > limit)
+        end = limit;
+    const uint64_t key = slab_free_key;     /* (the stores could alias it) */
     char *base = (char *)page_address(pg);
-    for (unsigned i = (unsigned)(off / size); off < end && i < pg->objects; off += size, i++)
-        ((uint64_t *)(base + off))[1] = slab_free_key;
+    for (size_t off = (done + size - 1) / size * size; off < end; off += size)
+        ((uint64_t *)(base + off))[1] = key;
 }
 
 /* Take objects from slab pg as a new chain, *seg (null-terminated; *seg_tail
@@ -551,11 +554,10 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
         char *base = (char *)page_address(pg);
         if (!*seg)                      /* the highest carved object ends the segment */
             *seg_tail = base + (size_t)(pg->carved + carve - 1) * c->size;
-        slab_key_uncarved(c, pg, pg->carved, pg->carved + carve);
+        slab_key_reached(c, pg, pg->carved, pg->carved + carve);
         for (unsigned i = pg->carved + carve; i-- > pg->carved;) {
             void *obj = base + (size_t)i * c->size;
             *(void **)obj = *seg;
-            ((uint64_t *)obj)[1] = slab_free_key;
             *seg = obj;
         }
         pg->carved = (uint16_t)(pg->carved + carve);

@@ -42,7 +42,7 @@ inline kalloc::list_head *partial_list_if_set(kalloc::kmem_cache *c, unsigned o)
 }
 
 // What a free() of a slab address that was never handed out meets
-// (allocate_slab, slab_key_uncarved): the zone's class map names the cache
+// (allocate_slab, slab_key_reached): the zone's class map names the cache
 // on the slab's first page and on the pages carving reached (up to the page
 // of the last carved object's start) but for holes, 0 on the others; the
 // never-carved objects that start on a reached page that is not a hole
