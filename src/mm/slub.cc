@@ -13,7 +13,13 @@
  *     freelist_tail (whose link is nullptr);
  *   - a slab on full has inuse == objects; on partial 0 < inuse < objects
  *     (or inuse < objects while it is being filled);
- *   - active_objects == sum of inuse.
+ *   - active_objects == sum of inuse;
+ *   - the zone's class map has the cache's index on a slab's first page and
+ *     on the pages carving reached (up to the page of object carved-1's
+ *     start) that are not holes, 0 on its other pages; every never-carved
+ *     object that starts on such a tagged page has the free-object key
+ *     (slab_common.h) in its second word (slab_key_reached), so a free of an
+ *     object never handed out is caught (tests/unit/slab_check.h).
  *
  * Slab holes.  Objects never move, but a page of a slab whose every
  * overlapping object is free belongs to nobody: it is given back with
