@@ -34,7 +34,7 @@
  *   TCACHE_DEAD    the thread is exiting and its cache was flushed (by the
  *                  pthread key destructor); later allocations from other
  *                  destructors go straight to the slabs, so nothing leaks.
- * Objects in a tcache have slab_free_key (mm/slab.h) in their second word,
+ * Objects in a tcache have slab_free_key (mm/slab_common.h) in their second word,
  * as every free object has: a free that finds it there is probably a double
  * free and is checked on the slow path.
  *

@@ -76,7 +76,7 @@
 namespace kalloc {
 
 kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
-uint64_t slab_free_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init (slab.h) */
+uint64_t slab_free_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init (slab_common.h) */
 kmem_cache_node kmem_cache_node_table[NR_SLAB_OWNERS][NR_KMALLOC_CLASSES];
 slab_hole_stats slab_holes;
 
