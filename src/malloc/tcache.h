@@ -34,9 +34,9 @@
  *   TCACHE_DEAD    the thread is exiting and its cache was flushed (by the
  *                  pthread key destructor); later allocations from other
  *                  destructors go straight to the slabs, so nothing leaks.
- * Objects in a tcache have slab_free_key (mm/slab_common.h) in their second word,
- * as every free object has: a free that finds it there is probably a double
- * free and is checked on the slow path.
+ * Objects in a tcache have slab_free_key (mm/slab_common.h) in their
+ * second word, as every free object has: a free that finds it there is
+ * probably a double free and is checked on the slow path.
  *
  * Size.  Each bin has a capacity `cap`, at most the class's tcache_max
  * (32 KiB of objects, 2..128 of them), and while a single-threaded process's
