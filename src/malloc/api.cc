@@ -16,6 +16,7 @@ using namespace kalloc;
 extern "C" {
 
 __export const char *kalloc_version(void) { return "0.1.0"; }
+__export int kalloc_hardened(void) { return KALLOC_FREELIST_HARDENED; }
 __export void *kalloc_malloc(size_t size) { return kmalloc(size); }
 __export void kalloc_free(void *p) { kfree(p); }
 __export void *kalloc_calloc(size_t n, size_t size) { return kcalloc(n, size); }

@@ -114,7 +114,7 @@ void *alloc_class(unsigned idx)
         tcache_bin *b = &tc->bins[idx];
         void **obj = (void **)b->head;
         if (obj) {
-            b->head = obj[0];
+            b->head = get_freepointer_checked(obj);
             b->avail++;
             obj[1] = nullptr;
             return obj;
@@ -153,7 +153,7 @@ void free_slab_object(block_info &bi, void *p)
         }
         tcache_bin *b = &tc->bins[bi.idx];
         if (b->avail) {
-            obj[0] = b->head;
+            set_freepointer(obj, b->head);
             ((uint64_t *)obj)[1] = slab_free_key;
             b->head = obj;
             b->avail--;
@@ -246,7 +246,7 @@ void __kfree_object_slow(void *p, unsigned idx, unsigned owner)
         /* A large class's shared pool: every thread's own (slab.h). */
         tcache_bin *b = &tc->bins[idx];
         if (likely(b->avail != 0)) {
-            ((void **)p)[0] = b->head;
+            set_freepointer(p, b->head);
             ((uint64_t *)p)[1] = slab_free_key;
             b->head = p;
             b->avail--;

@@ -49,7 +49,7 @@ static __fastpath void *kmalloc(size_t size)
         tcache_bin *b = (tcache_bin *)((char *)tcache_current->bins + off);
         void **obj = (void **)b->head;
         if (likely(obj != nullptr)) {
-            void *next = obj[0];
+            void *next = get_freepointer_checked(obj);
             b->head = next;
             /* The next pop reads the next object's link: start its cache
              * miss now (objects freed by another thread or long ago are
@@ -105,7 +105,7 @@ static __fastpath void kfree(void *p)
         tcache_bin *b = &tc->bins[idx];
         unsigned owner = zone_slab_owner_map(z)[pfn];
         if (likely(owner == tc->owner_id && b->avail != 0)) {
-            obj[0] = (uint64_t *)b->head;
+            set_freepointer(obj, b->head);
             obj[1] = (uint64_t *)slab_free_key;
             b->head = obj;
             b->avail--;

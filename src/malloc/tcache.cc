@@ -363,15 +363,15 @@ void *tcache_refill(tcache *tc, unsigned idx)
     if (!chain)
         return nullptr;
     void *obj = chain;
-    void *rest = *(void **)obj;
+    void *rest = get_freepointer_checked(obj);
     if (got > 1) {
         /* chain's last link is nullptr; splice onto the bin (empty, unless
          * this is a refill without a malloc miss) */
         if (b->head) {
             void *last = rest;
-            while (*(void **)last)
-                last = *(void **)last;
-            *(void **)last = b->head;
+            for (void *n; (n = get_freepointer_checked(last));)
+                last = n;
+            set_freepointer(last, b->head);
         }
         b->head = rest;
         b->avail -= got - 1;
@@ -407,9 +407,9 @@ void tcache_bin_flush_to(tcache *tc, unsigned idx, unsigned keep)
     } else {
         void *cut = b->head;
         for (unsigned i = 1; i < keep; i++)
-            cut = *(void **)cut;
-        chain = *(void **)cut;
-        *(void **)cut = nullptr;
+            cut = get_freepointer_checked(cut);
+        chain = get_freepointer_checked(cut);
+        set_freepointer(cut, nullptr);
     }
     /* The chain is off the list before the slabs get it (see
      * tcache_bin_give_back); avail catches up after. */
@@ -625,7 +625,7 @@ void tcache_flush_push(tcache *tc, unsigned idx, void *obj)
     }
     tcache_enforce_budget(tc);
     if (b->avail) {
-        ((void **)obj)[0] = b->head;
+        set_freepointer(obj, b->head);
         ((uint64_t *)obj)[1] = slab_free_key;
         b->head = obj;
         b->avail--;
@@ -653,10 +653,10 @@ void tcache_flush_all(tcache *tc)
 
 bool tcache_contains(tcache *tc, unsigned idx, void *obj)
 {
-    for (void *o = tc->bins[idx].head; o; o = *(void **)o)
+    for (void *o = tc->bins[idx].head; o; o = get_freepointer_checked(o))
         if (o == obj)
             return true;
-    for (void *o = tc->remote[idx].head; o; o = *(void **)o)
+    for (void *o = tc->remote[idx].head; o; o = get_freepointer_checked(o))
         if (o == obj)
             return true;
     return false;
@@ -711,12 +711,12 @@ void tcache_recover_bin(tcache_bin *b, unsigned i)
     unsigned claimed = b->avail <= max ? max - b->avail : 0;
     void *head = b->head, *last = nullptr;
     unsigned n = 0;
-    for (void *o = head; o && n < claimed && obj_of_class(o, i); o = *(void **)o) {
+    for (void *o = head; o && n < claimed && obj_of_class(o, i); o = get_freepointer(o)) {
         last = o;
         n++;
     }
     if (n) {
-        *(void **)last = nullptr;
+        set_freepointer(last, nullptr);
         kmem_cache_free_bulk(&kmalloc_caches[i], head, n);
     }
     b->head = nullptr;

@@ -171,7 +171,7 @@ static inline void tcache_remote_free(tcache *tc, unsigned idx, void *obj, unsig
         r->mixed = 1;
     }
     tc->remote_bytes += kmalloc_info[idx].size;
-    ((void **)obj)[0] = r->head;
+    set_freepointer(obj, r->head);
     ((uint64_t *)obj)[1] = slab_free_key;
     r->head = obj;
     r->avail--;

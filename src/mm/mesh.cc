@@ -61,7 +61,7 @@ bool slab_occupancy(kmem_cache *c, page *pg, uint64_t *bits)
         bits[i / 64] |= 1ull << (i % 64);
     unsigned listed = pg->carved - pg->inuse, n = 0;
     char *base = (char *)page_address(pg);
-    for (void *o = pg->freelist; o; o = *(void **)o) {
+    for (void *o = pg->freelist; o; o = get_freepointer(o)) {
         size_t off = (size_t)((char *)o - base);
         if (off >= PAGE_SIZE || off % c->size || ++n > listed)
             return false;
@@ -92,7 +92,7 @@ void rebuild_freelist(kmem_cache *c, page *a, const uint64_t *bits, unsigned car
         void *obj = base + (size_t)i * c->size;
         if (!head)
             tail = (uint32_t)((size_t)i * c->size);
-        *(void **)obj = head;
+        set_freepointer(obj, head);
         head = obj;
     }
     a->freelist = head;

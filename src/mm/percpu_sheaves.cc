@@ -58,14 +58,14 @@ inline unsigned pcs_cap(unsigned idx)
     return n < 2 ? 0 : n > PCS_SLOTS ? PCS_SLOTS : n;
 }
 
-inline void *next_of(void *obj) { return *(void **)obj; }
+inline void *next_of(void *obj) { return get_freepointer_checked(obj); }
 
 /* Link objs[0..n) into a chain, objs[n-1]'s link set to `tail`. */
 inline void link_chain(void *const *objs, unsigned n, void *tail)
 {
     for (unsigned i = 0; i + 1 < n; i++)
-        *(void **)objs[i] = objs[i + 1];
-    *(void **)objs[n - 1] = tail;
+        set_freepointer(objs[i], objs[i + 1]);
+    set_freepointer(objs[n - 1], tail);
 }
 
 __attribute__((noinline)) bool pcs_setup()
@@ -136,7 +136,7 @@ void *alloc_from_pcs_bulk(kmem_cache *c, unsigned want, unsigned *got, unsigned 
     for (unsigned i = 1; i < want; i++)
         last = next_of(last);
     void *rest = next_of(last);
-    *(void **)last = nullptr;
+    set_freepointer(last, nullptr);
     *got = want;
     /* The rest onto the array, PCS_BATCH at a time (a bounded stack). */
     unsigned nrest = total - want;

@@ -223,6 +223,88 @@ inline constexpr uint8_t *kmalloc_index_small = kmalloc_index_small_table.idx;
  * Random, set once by kalloc_init (a constant before it). */
 extern uint64_t slab_free_key __hidden;
 
+/* Free pointers (mm/slub.c's get_freepointer / set_freepointer).  A free
+ * object's first word links it to the next free object of its list (a
+ * slab's freelist, a thread cache's bin or remote list, a chain on its way
+ * between them, a sheaf in the barn); nothing else in kalloc keeps its
+ * lists in the program's memory.  Every read and write of such a link goes
+ * through these two functions.
+ *
+ * With KALLOC_FREELIST_HARDENED (CMake option KALLOC_HARDENED, or the
+ * library libkalloc-hardened.so built beside libkalloc.so), a link is
+ * stored as the kernel's CONFIG_SLAB_FREELIST_HARDENED stores it:
+ *   stored = next ^ slab_freeptr_random ^ bswap(address of the link)
+ * so a program that writes into a freed object (a use after free) turns
+ * the link into garbage rather than into an address it chose, and the pop
+ * that would hand that garbage out finds it misaligned (15 times in 16)
+ * and stops with a message (freeptr_check; glibc's "unaligned tcache
+ * chunk detected").  The encoding depends only on where the link is
+ * stored, so a chain is still spliced in O(1) through its tail.  A list's
+ * end is a null pointer once decoded, not in memory: code never tests the
+ * word itself.  The default build stores links as they are (the mask is
+ * 0) and compiles to the same code as before.
+ *
+ * slab_freeptr_random is set once, before any object is linked
+ * (kalloc_init's first step; tests that drive the slab layer without it
+ * keep the constant). */
+#ifndef KALLOC_FREELIST_HARDENED
+#define KALLOC_FREELIST_HARDENED 0
+#endif
+extern uint64_t slab_freeptr_random __hidden;
+
+/* The value a link stored at `where` is exclusive-ored with. */
+static __fastpath uintptr_t freeptr_mask(const void *where)
+{
+#if KALLOC_FREELIST_HARDENED
+    return (uintptr_t)slab_freeptr_random ^ __builtin_bswap64((uintptr_t)where);
+#else
+    (void)where;
+    return 0;
+#endif
+}
+
+/* The next free object after obj on its list (nullptr at the end). */
+static __fastpath void *get_freepointer(const void *obj)
+{
+    return (void *)((uintptr_t) * (void *const *)obj ^ freeptr_mask(obj));
+}
+
+/* Link obj to next (nullptr: obj ends its list).  Stored as a pointer, not
+ * an integer, so the compiler knows the store cannot change slab_free_key
+ * or slab_freeptr_random (the free fast path would load its key twice). */
+static __fastpath void set_freepointer(void *obj, const void *next)
+{
+    *(void **)obj = (void *)((uintptr_t)next ^ freeptr_mask(obj));
+}
+
+/* Whether a link read from a free object can be one: a list's end or a
+ * 16-byte aligned object (every kalloc object is).  Always true in the
+ * default build, where links are not encoded and the check would catch
+ * only what a program wrote there by chance. */
+static __fastpath bool freeptr_plausible(const void *next)
+{
+#if KALLOC_FREELIST_HARDENED
+    return ((uintptr_t)next & (KMALLOC_MIN_ALIGN - 1)) == 0;
+#else
+    (void)next;
+    return true;
+#endif
+}
+
+/* A free object's link that cannot be one: the object was written after it
+ * was freed (or memory near it was overrun).  Prints obj and aborts. */
+__cold __noreturn void freeptr_corrupted(const void *obj, const void *next);
+
+/* get_freepointer for code that follows the link: checked first (free in
+ * the default build). */
+static __fastpath void *get_freepointer_checked(const void *obj)
+{
+    void *next = get_freepointer(obj);
+    if (unlikely(!freeptr_plausible(next)))
+        freeptr_corrupted(obj, next);
+    return next;
+}
+
 /* The malloc fast path's table: (size + 15) >> 4 -> class index * 16, the
  * byte offset of the class's bin in a thread cache (bins are 16 bytes), so
  * the lookup needs no shift. */

@@ -77,6 +77,7 @@ namespace kalloc {
 
 kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
 uint64_t slab_free_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init (slab_common.h) */
+uint64_t slab_freeptr_random;     /* 0 until the first slab is made (slab_freeptr_seed) */
 kmem_cache_node kmem_cache_node_table[NR_SLAB_OWNERS][NR_KMALLOC_CLASSES];
 slab_hole_stats slab_holes;
 
@@ -116,8 +117,32 @@ static inline kmem_cache *cache_lock(kmem_cache *c)
  * object was carved from misses the fast path (class 0) and is reported by
  * the slow path's check against `carved`, instead of putting an object that
  * was never handed out in a thread cache (it would be handed out twice). */
+/* Draw slab_freeptr_random (slab_common.h) when the process's first slab
+ * is made: no free object, so no link, exists before it.  Two caches may
+ * make their first slabs at once: the first to store wins, the other takes
+ * its value (the exchange orders it before any link the loser writes, and
+ * every other thread reaches a slab's objects through its cache's lock).
+ * Its low 4 bits are fixed at 9, so a link overwritten with zero or with
+ * any 16-byte aligned value decodes misaligned: always caught, not 15
+ * times in 16 (bswap puts the address's top byte, 0 in user space, in the
+ * low bits of the mask). */
+static __cold void slab_freeptr_seed()
+{
+    uint64_t expected = 0, r = (os_random_seed() & ~0xfull) | 0x9;
+    __atomic_compare_exchange_n(&slab_freeptr_random, &expected, r, false, __ATOMIC_ACQ_REL,
+                                __ATOMIC_ACQUIRE);
+}
+
+void freeptr_corrupted(const void *obj, const void *next)
+{
+    panic("malloc(): corrupted free list: free object %p links to %p "
+          "(written after free, or overrun)", obj, next);
+}
+
 static page *allocate_slab(kmem_cache *c)
 {
+    if (unlikely(!__atomic_load_n(&slab_freeptr_random, __ATOMIC_ACQUIRE)))
+        slab_freeptr_seed();
     page *pg = alloc_pages(c->order, (migratetype)c->migratetype, nullptr);
     if (!pg)
         return nullptr;
@@ -268,7 +293,7 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
         free_bits[w] = 0;
     char *base = (char *)page_address(pg);
     unsigned listed = slab_nr_listed(pg), walked = 0;
-    for (void *o = pg->freelist; o && walked < listed; o = *(void **)o, walked++) {
+    for (void *o = pg->freelist; o && walked < listed; o = get_freepointer(o), walked++) {
         unsigned i = (unsigned)((size_t)((char *)o - base) / c->size);
         free_bits[i / 64] |= 1ull << (i % 64);
     }
@@ -302,21 +327,24 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
     /* Park the listed objects that overlap a new hole: rebuild the
      * freelist without them, in the same order. */
     unsigned parked = 0;
-    void *head = nullptr, **link = &head, *last = nullptr;
+    void *head = nullptr, *last = nullptr;
     walked = 0;
     for (void *o = pg->freelist; o && walked < listed; walked++) {
-        void *next = *(void **)o;
+        void *next = get_freepointer(o);
         unsigned i = (unsigned)((size_t)((char *)o - base) / c->size);
         if (obj_page_mask(c, i) & new_mask) {
             parked++;
         } else {
-            *link = o;
-            link = (void **)o;
+            if (last)
+                set_freepointer(last, o);
+            else
+                head = o;
             last = o;
         }
         o = next;
     }
-    *link = nullptr;
+    if (last)
+        set_freepointer(last, nullptr);
     pg->freelist = head;
     if (last)
         pg->freelist_tail = (uint32_t)((char *)last - base);
@@ -351,7 +379,7 @@ static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
         void *obj = base + (size_t)i * c->size;
         if (!head)
             pg->freelist_tail = (uint32_t)((size_t)i * c->size);
-        *(void **)obj = head;
+        set_freepointer(obj, head);
         ((uint64_t *)obj)[1] = slab_free_key;   /* the hole read zero */
         head = obj;
     }
@@ -542,8 +570,8 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
         } else {
             while (got < want && pg->freelist) {
                 void *obj = pg->freelist;
-                pg->freelist = *(void **)obj;
-                *(void **)obj = *seg;
+                pg->freelist = get_freepointer_checked(obj);
+                set_freepointer(obj, *seg);
                 if (!*seg)
                     *seg_tail = obj;           /* the first pushed is the last */
                 *seg = obj;
@@ -563,7 +591,7 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
         slab_key_reached(c, pg, pg->carved, pg->carved + carve);
         for (unsigned i = pg->carved + carve; i-- > pg->carved;) {
             void *obj = base + (size_t)i * c->size;
-            *(void **)obj = *seg;
+            set_freepointer(obj, *seg);
             *seg = obj;
         }
         pg->carved = (uint16_t)(pg->carved + carve);
@@ -680,7 +708,7 @@ void *kmem_cache_alloc_bulk(kmem_cache *c, unsigned want, unsigned *got_out, uns
         unsigned n = take_from_slab(c, pg, want - got, max - got, &seg, &seg_tail);
         if (n) {
             if (tail)
-                *(void **)tail = seg;
+                set_freepointer(tail, seg);
             else
                 head = seg;
             tail = seg_tail;
@@ -880,7 +908,7 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     if (n)
         slab_of(obj, 0);           /* the first: no slab before it to update */
     for (unsigned i = 0; i < n; i++) {
-        void *next = *(void **)obj;
+        void *next = i + 1 < n ? get_freepointer_checked(obj) : nullptr;
         if ((uintptr_t)obj - base >= slab_bytes) {
             slab_objects_freed(c, pg, run, to_free, &nr_to_free, ARRAY_SIZE(to_free), holes);
             slab_of(obj, i);
@@ -888,7 +916,7 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
         if (!pg->freelist)
             pg->freelist_tail = (uint32_t)((uintptr_t)obj - base);
         obj = (void *)((uintptr_t)obj + mesh_delta);
-        *(void **)obj = pg->freelist;
+        set_freepointer(obj, pg->freelist);
         pg->freelist = obj;
         run++;
         obj = next;
@@ -1009,11 +1037,11 @@ bool kmem_cache_obj_is_free(kmem_cache *c, page *head, void *obj)
         found = true;
     else if (head->nr_holes && (obj_page_mask(c, (unsigned)idx) & head[1].slab_hole_mask))
         found = true;                   /* parked in a hole */
-    for (void *o = head->freelist; o && !found; o = *(void **)o)
+    for (void *o = head->freelist; o && !found; o = get_freepointer_checked(o))
         if (o == obj)
             found = true;
     for (unsigned i = 0; i < c->nr_barn && !found; i++)       /* parked in the barn */
-        for (void *o = c->barn[i].head; o && !found; o = *(void **)o)
+        for (void *o = c->barn[i].head; o && !found; o = get_freepointer_checked(o))
             if (o == obj || o == alias)
                 found = true;
     spin_unlock(&c->lock);
@@ -1062,10 +1090,10 @@ void *kmem_cache_barn_take(kmem_cache *c, unsigned owner, unsigned max, unsigned
         slab_sheaf &sh = c->barn[split];
         void *last = sh.head;
         for (unsigned k = 1; k < max; k++)
-            last = *(void **)last;
+            last = get_freepointer_checked(last);
         head = sh.head;
-        sh.head = *(void **)last;
-        *(void **)last = nullptr;
+        sh.head = get_freepointer_checked(last);
+        set_freepointer(last, nullptr);
         sh.nr = (uint16_t)(sh.nr - max);
         *got = max;
         c->barn_objects -= max;

@@ -184,6 +184,79 @@ TEST_F(Death, DoubleFreeOfAnObjectInASlabHole) {
   unsetenv("KALLOC_THP");
 }
 
+// A write into a freed object's first word (its link to the next free
+// object) is caught by the next malloc that would follow the link, in the
+// hardened library; libkalloc.so does not encode its links (skipped there).
+void *MallocOpaque(size_t n) { return opaque(malloc(n)); }
+
+TEST_F(Death, WriteAfterFreeIsCaughtWhenHardened) {
+  if (!kalloc_hardened())
+    GTEST_SKIP() << "libkalloc.so stores free-list links as they are (libkalloc-hardened.so runs this)";
+  const char *msg = "malloc\\(\\): corrupted free list: free object 0x[0-9a-fA-F]+";
+  for (size_t n : {16, 64, 200, 1024, 4000, 30000}) {
+    SCOPED_TRACE(n);
+    // Zero, an aligned pointer, or a fill pattern over the link.
+    EXPECT_DEATH(
+        {
+          void *keep = MallocOpaque(n);
+          void *p = MallocOpaque(n);
+          Free(p);
+          memset(opaque(p), 0, 16);
+          void *a = MallocOpaque(n);
+          void *b = MallocOpaque(n);
+          Free(a);
+          Free(b);
+          Free(keep);
+        },
+        msg);
+    EXPECT_DEATH(
+        {
+          alignas(16) static char target[64];
+          void *p = MallocOpaque(n);
+          Free(p);
+          *(void **)opaque(p) = target;
+          void *a = MallocOpaque(n);
+          void *b = MallocOpaque(n);
+          Free(a);
+          Free(b);
+        },
+        msg);
+    EXPECT_DEATH(
+        {
+          void *p = MallocOpaque(n);
+          Free(p);
+          memset(opaque(p), 'A', 16);
+          void *a = MallocOpaque(n);
+          void *b = MallocOpaque(n);
+          Free(a);
+          Free(b);
+        },
+        msg);
+  }
+}
+
+// Objects that went back to their slabs: the write is found when the slab
+// hands the object's link out again (the refill's walk or the bin's pop).
+TEST_F(Death, WriteAfterFreeOfASlabObjectIsCaughtWhenHardened) {
+  if (!kalloc_hardened())
+    GTEST_SKIP() << "libkalloc.so stores free-list links as they are (libkalloc-hardened.so runs this)";
+  EXPECT_DEATH(
+      {
+        std::vector<void *> v;
+        for (int i = 0; i < 4000; i++)
+          v.push_back(MallocOpaque(48));
+        for (int i = 0; i < 4000; i += 2)   // the odd ones keep the slabs in use
+          Free(v[i]);
+        kalloc_thread_flush();      // every cached object back to its slab
+        memset(opaque(v[1234]), 0x5a, 8);
+        for (int i = 0; i < 4000; i += 2)
+          v[i] = MallocOpaque(48);
+        for (void *p : v)
+          Free(p);
+      },
+      "malloc\\(\\): corrupted free list: free object 0x[0-9a-fA-F]+");
+}
+
 TEST_F(Death, DoubleFreeLarge) {
   EXPECT_DEATH(
       {

@@ -146,7 +146,7 @@ TEST(Compaction, KeepsPagesAccountedAndLiveObjectsIntact)
             void *chain = kmem_cache_alloc_bulk(c, 32, &got, 0);
             ASSERT_EQ(got, 32u);
             for (void *o = chain; o;) {
-                void *next = *(void **)o;
+                void *next = get_freepointer(o);
                 fill(o, c->size);
                 objs.push_back({o, c});
                 o = next;

@@ -214,7 +214,7 @@ TEST(Migrate, SizeClassLifetimeIsLearned)
     a_chains.push_back({chain, got});
     void *last = chain;
     for (unsigned i = 1; i < got; i++)
-        last = *(void **)last;
+        last = get_freepointer(last);
     zone *z = page_zone_of((uintptr_t)last);
     page *head = compound_head(virt_to_page(z, (uintptr_t)last));
     EXPECT_EQ(head->migratetype, MIGRATE_LONGLIVED);

@@ -17,7 +17,7 @@ inline unsigned long freelist_len(kalloc::page *pg)
 {
     using namespace kalloc;
     unsigned long n = 0;
-    for (void *o = pg->freelist; o; o = *(void **)o)
+    for (void *o = pg->freelist; o; o = get_freepointer(o))
         n++;
     return n;
 }
@@ -25,7 +25,7 @@ inline unsigned long freelist_len(kalloc::page *pg)
 inline void *freelist_last(kalloc::page *pg)
 {
     void *last = nullptr;
-    for (void *o = pg->freelist; o; o = *(void **)o)
+    for (void *o = pg->freelist; o; o = kalloc::get_freepointer(o))
         last = o;
     return last;
 }

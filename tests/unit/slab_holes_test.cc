@@ -69,7 +69,7 @@ std::map<page *, std::vector<void *>> whole_slabs(kmem_cache *c, unsigned nslabs
     unsigned got = 0;
     void *chain = kmem_cache_alloc_bulk(c, want, &got, 0);
     EXPECT_EQ(got, want);
-    for (void *o = chain; o; o = *(void **)o)
+    for (void *o = chain; o; o = get_freepointer(o))
         all.push_back(o);
     std::map<page *, std::vector<void *>> by;
     for (void *o : all)
@@ -435,7 +435,7 @@ TEST(SlabHoles, HolesRefaultedSoonDeferTheFrees)
     EXPECT_EQ(c->holes_defer_shift, 1u);
     // Round 2: the same frees punch nothing, and the objects are intact.
     std::vector<void *> again;
-    for (void *o = chain; o; o = *(void **)o)
+    for (void *o = chain; o; o = get_freepointer(o))
         again.push_back(o);
     for (void *o : again)
         fill(o, c->size, 3);

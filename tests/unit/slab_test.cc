@@ -32,7 +32,7 @@ TEST(Slab, BulkAllocFreeKeepsBooksBalanced)
             void *chain = kmem_cache_alloc_bulk(c, want, &got, 0);
             ASSERT_EQ(got, want);
             for (void *o = chain; o;) {
-                void *next = *(void **)o;
+                void *next = get_freepointer(o);
                 uintptr_t a = (uintptr_t)o;
                 ASSERT_EQ(a % 16, 0u);
                 ASSERT_TRUE(seen.insert(a).second) << "object handed out twice";
@@ -54,7 +54,7 @@ TEST(Slab, BulkAllocFreeKeepsBooksBalanced)
         // Free the rest as one chain.
         if (!objs.empty()) {
             for (size_t i = 0; i + 1 < objs.size(); i++)
-                *(void **)objs[i] = objs[i + 1];
+                set_freepointer(objs[i], objs[i + 1]);
             kmem_cache_free_bulk(c, objs[0], (unsigned)objs.size());
         }
         check_cache(c);
@@ -71,7 +71,7 @@ TEST(Slab, SlabPagesAreTaggedWithTheirClass)
     unsigned got;
     void *o = kmem_cache_alloc_bulk(c, 5, &got, 0);
     ASSERT_EQ(got, 5u);
-    for (void *p = o; p; p = *(void **)p) {
+    for (void *p = o; p; p = get_freepointer(p)) {
         zone *z = page_zone_of((uintptr_t)p);
         ASSERT_NE(z, nullptr);
         page *pg = virt_to_page(z, (uintptr_t)p);
@@ -101,7 +101,7 @@ TEST(Slab, SlabsAreAlignedToTheirSize)
         void *o = kmem_cache_alloc_bulk(c, 3 * kmalloc_info[idx].objects, &got, 0);
         ASSERT_GT(got, 0u);
         const uintptr_t bytes = PAGE_SIZE << kmalloc_info[idx].order;
-        for (void *p = o; p; p = *(void **)p) {
+        for (void *p = o; p; p = get_freepointer(p)) {
             zone *z = page_zone_of((uintptr_t)p);
             ASSERT_NE(z, nullptr);
             page *head = compound_head(virt_to_page(z, (uintptr_t)p));
@@ -140,7 +140,7 @@ TEST(Slab, BarnParksWholeSheavesForTheirOwner)
     void *chain = kmem_cache_alloc_bulk(c, 20, &got, 7);
     ASSERT_EQ(got, 20u);
     std::vector<void *> objs;
-    for (void *p = chain; p; p = *(void **)p)
+    for (void *p = chain; p; p = get_freepointer(p))
         objs.push_back(p);
     ASSERT_EQ(objs.size(), 20u);
     spin_lock(&c->lock);
@@ -164,7 +164,7 @@ TEST(Slab, BarnParksWholeSheavesForTheirOwner)
     ASSERT_EQ(back, chain);
     EXPECT_EQ(got, 20u);
     unsigned n = 0;
-    for (void *p = back; p; p = *(void **)p)
+    for (void *p = back; p; p = get_freepointer(p))
         n++;
     EXPECT_EQ(n, 20u);
     spin_lock(&c->lock);
@@ -180,7 +180,7 @@ TEST(Slab, BarnParksWholeSheavesForTheirOwner)
     ASSERT_EQ(part, chain);
     EXPECT_EQ(got, 6u);
     n = 0;
-    for (void *p = part; p; p = *(void **)p, n++)
+    for (void *p = part; p; p = get_freepointer(p), n++)
         EXPECT_EQ(p, objs[n]) << "the sheaf's head, in order";
     EXPECT_EQ(n, 6u);
     spin_lock(&c->lock);
@@ -198,9 +198,9 @@ TEST(Slab, BarnParksWholeSheavesForTheirOwner)
     EXPECT_EQ(c->barn_objects, 0u);
     spin_unlock(&c->lock);
     void *last = rest;
-    while (*(void **)last)
-        last = *(void **)last;
-    *(void **)last = part;      // one chain of all 20 again: the 14, then the 6
+    while (get_freepointer(last))
+        last = get_freepointer(last);
+    set_freepointer(last, part);      // one chain of all 20 again: the 14, then the 6
     kmem_cache_barn_put(c, rest, 20, 7);
     kmem_cache_shrink_all();
     spin_lock(&c->lock);
@@ -218,7 +218,7 @@ std::vector<void *> chain_objects(kmem_cache *c, void *chain)
 {
     std::vector<void *> v;
     std::set<void *> seen;
-    for (void *o = chain; o; o = *(void **)o) {
+    for (void *o = chain; o; o = get_freepointer(o)) {
         zone *z = page_zone_of((uintptr_t)o);
         EXPECT_NE(z, nullptr);
         if (!z)
@@ -242,7 +242,7 @@ void free_chain(kmem_cache *c, std::vector<void *> &objs)
     if (objs.empty())
         return;
     for (size_t i = 0; i + 1 < objs.size(); i++)
-        *(void **)objs[i] = objs[i + 1];
+        set_freepointer(objs[i], objs[i + 1]);
     kmem_cache_free_bulk(c, objs[0], (unsigned)objs.size());
     objs.clear();
 }
@@ -476,14 +476,14 @@ TEST(Slab, BulkFreeCountsFreedBytesInTheZone)
     for (void *o : chain)
         ASSERT_EQ(page_zone_of((uintptr_t)o), z);
     for (size_t i = 0; i + 1 < chain.size(); i++)
-        *(void **)chain[i] = chain[i + 1];
+        set_freepointer(chain[i], chain[i + 1]);
     unsigned long before = __atomic_load_n(&z->freed_pages, __ATOMIC_RELAXED);
     kmem_cache_free_bulk(c, chain[0], (unsigned)chain.size());
     unsigned long after = __atomic_load_n(&z->freed_pages, __ATOMIC_RELAXED);
     EXPECT_EQ(after - before, (chain.size() * c->size + PAGE_SIZE - 1) / PAGE_SIZE);
     check_cache(c);
     for (size_t i = 0; i + 1 < kept.size(); i++)
-        *(void **)kept[i] = kept[i + 1];
+        set_freepointer(kept[i], kept[i + 1]);
     kmem_cache_free_bulk(c, kept[0], (unsigned)kept.size());
     check_cache(c);
 }
