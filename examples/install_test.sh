@@ -48,6 +48,21 @@ if [ -e "$libdir/libkalloc.so" ]; then
   grep -qw malloc <<<"$dsyms" || fail "installed libkalloc.so does not export malloc"
   grep -qw kalloc_stats_get <<<"$dsyms" || fail "installed libkalloc.so does not export kalloc_stats_get"
 fi
+# libkalloc-hardened.so, when the build made it (KALLOC_BUILD_HARDENED):
+# installed beside libkalloc.so, preloadable, and saying it is hardened.
+if grep -q '^KALLOC_BUILD_HARDENED:BOOL=ON' "$build/CMakeCache.txt" &&
+   ! grep -q '^KALLOC_HARDENED:BOOL=ON' "$build/CMakeCache.txt"; then
+  if [ -e "$libdir/libkalloc-hardened.so" ]; then
+    hsyms="$(nm -D --defined-only "$(readlink -f "$libdir/libkalloc-hardened.so")")"
+    grep -qw malloc <<<"$hsyms" || fail "installed libkalloc-hardened.so does not export malloc"
+    grep -qw kalloc_hardened <<<"$hsyms" || fail "installed libkalloc-hardened.so does not export kalloc_hardened"
+    out="$(LD_PRELOAD="$libdir/libkalloc-hardened.so" python3 -c \
+      'import ctypes; print(ctypes.CDLL(None).kalloc_hardened())' 2>&1)" || true
+    [ "$out" = 1 ] || fail "kalloc_hardened() under the installed libkalloc-hardened.so said: $out"
+  else
+    fail "installed tree lacks $libdir_rel/libkalloc-hardened.so"
+  fi
+fi
 if [ -e "$libdir/libkalloc.a" ]; then
   ssyms="$(nm --defined-only "$libdir/libkalloc.a" 2>/dev/null)"
   grep -qw 'T kalloc_malloc' <<<"$ssyms" || fail "installed libkalloc.a does not define kalloc_malloc"
