@@ -116,17 +116,17 @@ void *alloc_class(unsigned idx)
         if (obj) {
             b->head = get_freepointer_checked(obj);
             b->avail++;
-            obj[1] = nullptr;
+            slab_obj_handed_out(obj);
             return obj;
         }
         obj = (void **)tcache_refill(tc, idx);
         if (obj)
-            obj[1] = nullptr;
+            slab_obj_handed_out(obj);
         return obj;
     }
     void **obj = (void **)kmem_cache_alloc(&kmalloc_caches[idx]);
     if (obj)
-        obj[1] = nullptr;
+        slab_obj_handed_out(obj);
     return obj;
 }
 

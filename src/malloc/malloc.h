@@ -25,7 +25,8 @@
  * The interior-pointer and double-free checks are what glibc does not pay
  * for; they keep a bad free from silently corrupting other blocks.
  * libkalloc-hardened.so (encoded free-list links, mm/slab_common.h):
- *   kmalloc +5 (decode: bswap and two xors; the alignment check) = 23,
+ *   kmalloc +6 (decode: bswap and two xors; the alignment check; the
+ *   link cleared in the object handed out) = 24,
  *   kfree +3 (encode) = 44; the other paths unchanged.
  */
 #pragma once
@@ -64,7 +65,7 @@ static __fastpath void *kmalloc(size_t size)
              * their spread. */
             __builtin_prefetch(next, 1, 3);
             b->avail++;
-            obj[1] = nullptr;          /* clear the double-free key */
+            slab_obj_handed_out(obj);  /* clear the double-free key */
             return obj;
         }
     }

@@ -295,6 +295,19 @@ static __fastpath bool freeptr_plausible(const void *next)
  * was freed (or memory near it was overrun).  Prints obj and aborts. */
 __cold __noreturn void freeptr_corrupted(const void *obj, const void *next);
 
+/* An object being handed out to the program: the free-object key in its
+ * second word cleared (so its free is not taken for a double free), and in
+ * the hardened build its link too, so the program never reads an encoded
+ * link (with the object's own address and its neighbour's, which a fresh
+ * slab's link usually is, it would give slab_freeptr_random away).  The
+ * two stores share one 16-byte line of the object. */
+static __fastpath void slab_obj_handed_out(void *obj)
+{
+    if (KALLOC_FREELIST_HARDENED)
+        ((void **)obj)[0] = nullptr;
+    ((void **)obj)[1] = nullptr;
+}
+
 /* get_freepointer for code that follows the link: checked first (free in
  * the default build). */
 static __fastpath void *get_freepointer_checked(const void *obj)
