@@ -363,8 +363,8 @@ void *tcache_refill(tcache *tc, unsigned idx)
     if (!chain)
         return nullptr;
     void *obj = chain;
-    void *rest = get_freepointer_checked(obj);
     if (got > 1) {
+        void *rest = get_freepointer_checked(obj);
         /* chain's last link is nullptr; splice onto the bin (empty, unless
          * this is a refill without a malloc miss) */
         if (b->head) {

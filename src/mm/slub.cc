@@ -139,6 +139,21 @@ void freeptr_corrupted(const void *obj, const void *next)
           "(written after free, or overrun)", obj, next);
 }
 
+/* The next object on slab pg's freelist after obj, checked to be one of
+ * the slab's objects (or the end): a program that wrote into a free object
+ * must not make the slab layer write outside the slab (the hole scan's
+ * bitmap, the freelist pops).  Slow paths only: a division. */
+static inline void *slab_freelist_next(const kmem_cache *c, page *pg, const void *obj)
+{
+    void *next = get_freepointer(obj);
+    if (next) {
+        size_t off = (size_t)((uintptr_t)next - (uintptr_t)page_address(pg));
+        if (unlikely(off >= (size_t)pg->objects * c->size || off % c->size))
+            freeptr_corrupted(obj, next);
+    }
+    return next;
+}
+
 static page *allocate_slab(kmem_cache *c)
 {
     if (unlikely(!__atomic_load_n(&slab_freeptr_random, __ATOMIC_ACQUIRE)))
@@ -293,7 +308,7 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
         free_bits[w] = 0;
     char *base = (char *)page_address(pg);
     unsigned listed = slab_nr_listed(pg), walked = 0;
-    for (void *o = pg->freelist; o && walked < listed; o = get_freepointer(o), walked++) {
+    for (void *o = pg->freelist; o && walked < listed; o = slab_freelist_next(c, pg, o), walked++) {
         unsigned i = (unsigned)((size_t)((char *)o - base) / c->size);
         free_bits[i / 64] |= 1ull << (i % 64);
     }
@@ -570,7 +585,7 @@ static unsigned take_from_slab(kmem_cache *c, page *pg, unsigned want, unsigned 
         } else {
             while (got < want && pg->freelist) {
                 void *obj = pg->freelist;
-                pg->freelist = get_freepointer_checked(obj);
+                pg->freelist = slab_freelist_next(c, pg, obj);
                 set_freepointer(obj, *seg);
                 if (!*seg)
                     *seg_tail = obj;           /* the first pushed is the last */

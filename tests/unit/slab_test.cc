@@ -487,3 +487,26 @@ TEST(Slab, BulkFreeCountsFreedBytesInTheZone)
     kmem_cache_free_bulk(c, kept[0], (unsigned)kept.size());
     check_cache(c);
 }
+
+// A free object's link that points outside its slab (a program wrote into
+// the object after freeing it) is reported when the slab layer would follow
+// it, in either build: the slab's freelist pops and the hole scan check that
+// each link is one of the slab's objects (slab_freelist_next).
+TEST(SlabDeath, ALinkOutsideItsSlabIsReportedNotFollowed)
+{
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    EXPECT_DEATH(
+        {
+            kmem_cache *c = &kmalloc_caches[4];   // 64 B objects, 64 in an order-0 slab
+            unsigned got = 0;
+            std::vector<void *> v;
+            for (void *o = kmem_cache_alloc_bulk(c, 40, &got, 0); o; o = get_freepointer(o))
+                v.push_back(o);
+            for (unsigned i = 0; i < 30; i++)
+                kmem_cache_free(c, v[i]);       // v[29] heads the slab's freelist
+            alignas(64) static char outside[64];
+            set_freepointer(v[29], outside);    // aligned, but not the slab's
+            kmem_cache_alloc_bulk(c, 5, &got, 0, 5);   // pops one by one
+        },
+        "corrupted free list");
+}
