@@ -194,7 +194,7 @@ extern kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
  * map (struct page keeps no pointer to it). */
 static inline kmem_cache *page_slab_cache(const page *pg)
 {
-    return &kmalloc_caches[zone_slab_class_map(page_zone(pg))[page_to_pfn(pg)]];
+    return &kmalloc_caches[zone_slab_class_map(page_zone(pg))[page_to_pfn(pg)] & (SLAB_CLASS_HOLE - 1)];
 }
 
 /* Take up to `want` objects of cache `c`, linked through their first words

@@ -337,6 +337,15 @@ constexpr kmalloc_small_offset_t make_small_offset()
 extern detail::kmalloc_small_offset_t kmalloc_bin_offset_small_table __hidden;
 inline constexpr uint16_t *kmalloc_bin_offset_small = kmalloc_bin_offset_small_table.off;
 
+/* The class map's byte for the first page of a slab while that page is a
+ * hole (mm/slub.cc): the cache's index with this bit, so page_slab_cache
+ * still finds the cache (masking it off), while the pointer fast paths,
+ * whose table has no class there, send a free of an object on that page to
+ * the slow path's check (a double free of an object parked in the hole).
+ * The other hole pages have class 0. */
+constexpr uint8_t SLAB_CLASS_HOLE = 0x80;
+static_assert(NR_KMALLOC_CLASSES < SLAB_CLASS_HOLE, "the hole bit is free in every class index");
+
 /* What the free fast path needs per class, 16 bytes an entry so that the
  * same idx << 4 indexes this table and the thread cache's bins. */
 struct kmalloc_fast_class {
@@ -357,12 +366,14 @@ constexpr kmalloc_fast_class make_fast_class(const kmalloc_class &k)
                               (uint32_t)k.objects * k.size};
 }
 
-struct kmalloc_fast_table_t { kmalloc_fast_class c[NR_KMALLOC_CLASSES]; };
+/* Every byte value of the class map has an entry: the classes, and after
+ * them entries like class 0's for the values with SLAB_CLASS_HOLE. */
+struct kmalloc_fast_table_t { kmalloc_fast_class c[256]; };
 
 constexpr kmalloc_fast_table_t make_fast_table()
 {
     kmalloc_fast_table_t t{};
-    for (unsigned i = 0; i < NR_KMALLOC_CLASSES; i++)
+    for (unsigned i = 0; i < 256; i++)
         t.c[i] = i < NR_KMALLOC_STATIC ? make_fast_class(make_class(i))
                                        : kmalloc_fast_class{0, 0xffffffffu, 0};  /* as class 0 */
     return t;

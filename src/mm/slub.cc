@@ -14,9 +14,10 @@
  *   - a slab on full has inuse == objects; on partial 0 < inuse < objects
  *     (or inuse < objects while it is being filled);
  *   - active_objects == sum of inuse;
- *   - the zone's class map has the cache's index on a slab's first page and
- *     on the pages carving reached (up to the page of object carved-1's
- *     start) that are not holes, 0 on its other pages; every never-carved
+ *   - the zone's class map has the cache's index on a slab's first page
+ *     (with SLAB_CLASS_HOLE while that page is a hole) and on the pages
+ *     carving reached (up to the page of object carved-1's start) that are
+ *     not holes, 0 on its other pages; every never-carved
  *     object that starts on such a tagged page has the free-object key
  *     (slab_common.h) in its second word (slab_key_reached), so a free of an
  *     object never handed out is caught (tests/unit/slab_check.h).
@@ -364,9 +365,12 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
     if (last)
         pg->freelist_tail = (uint32_t)((char *)last - base);
     slab_decommit_mask(pg, new_mask);
-    /* Frees there take the slow path's check; not on the first page, whose
-     * byte names the slab's cache (page_slab_cache). */
+    /* Frees there take the slow path's check: class 0, and on the first
+     * page, whose byte names the slab's cache (page_slab_cache), the cache
+     * with SLAB_CLASS_HOLE (slab_common.h). */
     slab_tag_pages(pg, new_mask & ~1u, 0);
+    if (new_mask & 1u)
+        slab_tag_pages(pg, 1u, (uint8_t)(c->index | SLAB_CLASS_HOLE));
     /* A pageblock the kernel may collapse would get the holes back (its
      * khugepaged fills them): it turns to small pages. */
     if (new_mask)
@@ -400,7 +404,10 @@ static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
     }
     pg->freelist = head;
     /* The class back on the hole pages carving had reached (allocate_slab):
-     * those up to the page of the last carved object's start. */
+     * those up to the page of the last carved object's start, and always the
+     * first page (which had it with SLAB_CLASS_HOLE). */
+    if (mask & 1u)
+        slab_tag_pages(pg, 1u, c->index);
     if (pg->carved) {
         unsigned reached = (unsigned)(((size_t)(pg->carved - 1) * c->size) >> PAGE_SHIFT);
         slab_tag_pages(pg, mask & (uint32_t)((2ull << reached) - 1), c->index);

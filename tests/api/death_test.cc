@@ -184,6 +184,29 @@ TEST_F(Death, DoubleFreeOfAnObjectInASlabHole) {
   unsetenv("KALLOC_THP");
 }
 
+// The same on a slab's first page: its class byte names the cache, with the
+// hole bit while the page is a hole (SLAB_CLASS_HOLE), so the free fast path
+// does not take the object for a live one.  8000 B objects, two in a 16 KiB
+// slab: the first of each slab is freed, the second kept, so malloc_trim
+// makes holes of the slabs' first pages.
+TEST_F(Death, DoubleFreeOfAnObjectInAHoleOnASlabsFirstPage) {
+  setenv("KALLOC_THP", "1", 1);
+  EXPECT_DEATH(
+      {
+        std::vector<char *> freed;
+        for (int i = 0; i < 512; i++) {
+          char *p = static_cast<char *>(malloc(opaque<size_t>(8000)));
+          memset(p, 1, 8000);
+          if (reinterpret_cast<uintptr_t>(p) % 16384 == 0) freed.push_back(p);
+        }
+        for (char *p : freed) Free(p);
+        malloc_trim(0);
+        Free(freed[freed.size() / 2]);
+      },
+      kFreeMsg);
+  unsetenv("KALLOC_THP");
+}
+
 // A write into a freed object's first word (its link to the next free
 // object) is caught by the next malloc that would follow the link, in the
 // hardened library; libkalloc.so does not encode its links (skipped there).
