@@ -203,7 +203,8 @@ void stats_print(int fd)
     unsigned long pcs_objects = count_cached(cached, &nr_tc);
     kalloc_stats s;
     stats_get(&s);
-    out.printf("----- kalloc %s statistics -----\n", kalloc_version());
+    out.printf("----- kalloc %s%s statistics -----\n", kalloc_version(),
+               KALLOC_FREELIST_HARDENED ? " (hardened: encoded free lists)" : "");
     print_buddyinfo(out);
     print_pagetypeinfo(out);
     print_extfrag(out);
