@@ -163,10 +163,12 @@ TEST_F(Death, FreeOfAnObjectNeverHandedOut) {
 // other objects (a slab hole, docs/architecture.md): the page reads zero, so
 // the object no longer carries the free-object key; the zone's class map
 // sends frees there to the slow path, which finds it parked.  8000-byte
-// objects (two pages each), those at 16 KiB boundaries kept, the others
-// freed, then malloc_trim(0) punches the holes (KALLOC_THP=1: no hugepage
-// kept whole, see slab_holes_test.cc).
-TEST_F(Death, DoubleFreeOfAnObjectInASlabHole) {
+// objects (two pages each, two in a 16 KiB slab): one of each slab freed,
+// the other kept, then malloc_trim(0) punches the holes (KALLOC_THP=1: no
+// hugepage kept whole, see slab_holes_test.cc), and one freed object is
+// freed again.  first_page: the freed ones are the slabs' first objects,
+// whose page keeps naming the cache with the hole bit (SLAB_CLASS_HOLE).
+void DoubleFreeInASlabHole(bool first_page) {
   setenv("KALLOC_THP", "1", 1);
   EXPECT_DEATH(
       {
@@ -174,7 +176,7 @@ TEST_F(Death, DoubleFreeOfAnObjectInASlabHole) {
         for (int i = 0; i < 512; i++) {
           char *p = static_cast<char *>(malloc(opaque<size_t>(8000)));
           memset(p, 1, 8000);
-          if (reinterpret_cast<uintptr_t>(p) % 16384 != 0) freed.push_back(p);
+          if ((reinterpret_cast<uintptr_t>(p) % 16384 == 0) == first_page) freed.push_back(p);
         }
         for (char *p : freed) Free(p);
         malloc_trim(0);
@@ -184,28 +186,8 @@ TEST_F(Death, DoubleFreeOfAnObjectInASlabHole) {
   unsetenv("KALLOC_THP");
 }
 
-// The same on a slab's first page: its class byte names the cache, with the
-// hole bit while the page is a hole (SLAB_CLASS_HOLE), so the free fast path
-// does not take the object for a live one.  8000 B objects, two in a 16 KiB
-// slab: the first of each slab is freed, the second kept, so malloc_trim
-// makes holes of the slabs' first pages.
-TEST_F(Death, DoubleFreeOfAnObjectInAHoleOnASlabsFirstPage) {
-  setenv("KALLOC_THP", "1", 1);
-  EXPECT_DEATH(
-      {
-        std::vector<char *> freed;
-        for (int i = 0; i < 512; i++) {
-          char *p = static_cast<char *>(malloc(opaque<size_t>(8000)));
-          memset(p, 1, 8000);
-          if (reinterpret_cast<uintptr_t>(p) % 16384 == 0) freed.push_back(p);
-        }
-        for (char *p : freed) Free(p);
-        malloc_trim(0);
-        Free(freed[freed.size() / 2]);
-      },
-      kFreeMsg);
-  unsetenv("KALLOC_THP");
-}
+TEST_F(Death, DoubleFreeOfAnObjectInASlabHole) { DoubleFreeInASlabHole(false); }
+TEST_F(Death, DoubleFreeOfAnObjectInAHoleOnASlabsFirstPage) { DoubleFreeInASlabHole(true); }
 
 // A write into a freed object's first word (its link to the next free
 // object) is caught by the next malloc that would follow the link, in the
