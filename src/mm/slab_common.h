@@ -235,18 +235,19 @@ extern uint64_t slab_free_key __hidden;
  * stored as the kernel's CONFIG_SLAB_FREELIST_HARDENED stores it:
  *   stored = next ^ slab_freeptr_random ^ bswap(address of the link)
  * so a program that writes into a freed object (a use after free) turns
- * the link into garbage rather than into an address it chose, and the pop
- * that would hand that garbage out finds it misaligned (15 times in 16)
- * and stops with a message (freeptr_check; glibc's "unaligned tcache
- * chunk detected").  The encoding depends only on where the link is
+ * the link into garbage rather than into an address it chose, and the
+ * code that would follow it finds it misaligned and stops with a message
+ * (get_freepointer_checked, freeptr_corrupted; glibc's "unaligned tcache
+ * chunk detected"): always for zero or a 16-byte aligned value written
+ * there (the random value's low 4 bits are fixed, mm/slub.cc), 15 times
+ * in 16 for others.  The encoding depends only on where the link is
  * stored, so a chain is still spliced in O(1) through its tail.  A list's
  * end is a null pointer once decoded, not in memory: code never tests the
  * word itself.  The default build stores links as they are (the mask is
  * 0) and compiles to the same code as before.
  *
- * slab_freeptr_random is set once, before any object is linked
- * (kalloc_init's first step; tests that drive the slab layer without it
- * keep the constant). */
+ * slab_freeptr_random is drawn once, when the process's first slab is
+ * made, before any link exists (slab_freeptr_seed, mm/slub.cc). */
 #ifndef KALLOC_FREELIST_HARDENED
 #define KALLOC_FREELIST_HARDENED 0
 #endif

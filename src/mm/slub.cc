@@ -112,12 +112,6 @@ static inline kmem_cache *cache_lock(kmem_cache *c)
     return c;
 }
 
-/* A new slab from the buddy allocator.  Only its first page is tagged
- * with the class in the zone's class map; the others are tagged as carving
- * reaches them (slab_key_reached), so a free() of an address in a page no
- * object was carved from misses the fast path (class 0) and is reported by
- * the slow path's check against `carved`, instead of putting an object that
- * was never handed out in a thread cache (it would be handed out twice). */
 /* Draw slab_freeptr_random (slab_common.h) when the process's first slab
  * is made: no free object, so no link, exists before it.  Two caches may
  * make their first slabs at once: the first to store wins, the other takes
@@ -155,6 +149,12 @@ static inline void *slab_freelist_next(const kmem_cache *c, page *pg, const void
     return next;
 }
 
+/* A new slab from the buddy allocator.  Only its first page is tagged
+ * with the class in the zone's class map; the others are tagged as carving
+ * reaches them (slab_key_reached), so a free() of an address in a page no
+ * object was carved from misses the fast path (class 0) and is reported by
+ * the slow path's check against `carved`, instead of putting an object that
+ * was never handed out in a thread cache (it would be handed out twice). */
 static page *allocate_slab(kmem_cache *c)
 {
     if (unlikely(!__atomic_load_n(&slab_freeptr_random, __ATOMIC_ACQUIRE)))
