@@ -227,6 +227,11 @@ struct zone {
     unsigned long nr_thp_kept;    /* free resident pages the watermark passes since the last timed
                                    * one left in whole hugepages (khugepaged_keep_resident): the
                                    * watermarks sit this much higher (mm/vmscan.cc) */
+    unsigned long futile_seen;    /* the free resident count a watermark pass met that read
+                                   * blocks and found nothing to give back (their counts were
+                                   * upper bounds, raised again by splits): until futile_until,
+                                   * frees start a pass only past it plus WMARK_LOW (vmscan.cc) */
+    uint32_t futile_until;        /* vmscan_now() until which that holds (0: no such pass) */
     unsigned long nr_hugetlb_pages; /* pages mapped from hugetlbfs (KALLOC_HUGETLB) */
     unsigned long nr_reported;    /* pages given back to the OS (a count, ever) */
     unsigned long nr_large_pages; /* pages in large allocations */

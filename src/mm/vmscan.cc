@@ -276,8 +276,8 @@ void __zone_retention_check(zone *z, unsigned long pages)
         }
     }
     __setup_zone_wmarks(z);
-    if (zone_free_resident_seen(z) > z->_watermark[WMARK_LOW] && z->nr_free_lru &&
-        !READ_ONCE(vmscan_pending)) {
+    unsigned long seen = zone_free_resident_seen(z), low = z->_watermark[WMARK_LOW];
+    if (seen > low && z->nr_free_lru && !READ_ONCE(vmscan_pending) && !zone_pass_futile(z, seen, low)) {
         WRITE_ONCE(vmscan_pending, 1);
         vm_reclaim_stats.wmark_low_hits++;
     }
@@ -286,6 +286,17 @@ void __zone_retention_check(zone *z, unsigned long pages)
 /* ---------------------------------------------------------------------------
  * Reclaim
  * ------------------------------------------------------------------------- */
+
+/* After a watermark pass over z that met `seen` (z->lock held). */
+static void __zone_note_pass(zone *z, const scan_control &sc, unsigned long seen, uint32_t now)
+{
+    if (sc.nr_read && !sc.nr_reclaimed && !sc.nr_decayed) {
+        z->futile_seen = seen;
+        z->futile_until = (now + VMSCAN_FUTILE_MS) | 1;
+    } else {
+        z->futile_until = 0;
+    }
+}
 
 /* Whether the calling thread runs under a seccomp filter: then this pass
  * makes no call glibc's malloc never makes (mincore, process_madvise: a
@@ -753,7 +764,8 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
         }
         __setup_zone_wmarks(z);
         retaining |= z->wmark_rounds;
-        bool over = zone_free_resident_seen(z) > z->_watermark[WMARK_LOW];
+        const unsigned long seen = zone_free_resident_seen(z);
+        bool over = seen > z->_watermark[WMARK_LOW];
         unsigned long high = z->_watermark[WMARK_HIGH];
         bool any = z->nr_free_lru != 0;
         const bool trace = unlikely(trace_keep() != 0);
@@ -769,6 +781,11 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
             sc.residency = residency;
             shrink_zone(z, &sc);
             residency = sc.residency;
+            if (over) {
+                spin_lock(&z->lock);
+                __zone_note_pass(z, sc, seen, now);
+                spin_unlock(&z->lock);
+            }
             reclaimed += sc.nr_reclaimed;
             decayed += sc.nr_decayed;
             if (trace)

@@ -266,6 +266,26 @@ extern int rounds_retaining;   /* some zone keeps free memory across a round's d
  * reclaimable memory must wake it. */
 extern int kswapd_idle;
 
+/* A watermark pass that read blocks' residency and gave nothing back: the
+ * free resident count was over WMARK_LOW only by its upper bounds.  They
+ * come back at once in a program that takes a block out of a larger one
+ * and frees it again (expand gives each half the whole block's count, an
+ * upper bound, and the free adds them up when they merge): malloc(256 KiB)
+ * and free in a loop ran such a pass (a seccomp check, a mincore) at every
+ * free, ~30 us a pair, 7x jemalloc's time.  In a larger heap the phantom
+ * discount learnt from such reads (zone_free_resident_seen) stops them; a
+ * small heap has none, so there, for VMSCAN_FUTILE_MS after such a pass,
+ * frees start a pass only when the count passes the one that pass met by
+ * WMARK_LOW (as much again to give back: at most half the small heap's
+ * use); timed passes run as before.  z->lock held. */
+constexpr uint32_t VMSCAN_FUTILE_MS = 100;
+
+static inline bool zone_pass_futile(const zone *z, unsigned long seen, unsigned long low)
+{
+    return z->futile_until && zone_small_heap(z) && (int32_t)(vmscan_now() - z->futile_until) < 0 &&
+           seen <= z->futile_seen + low;
+}
+
 /* Called by the page allocator, z->lock held, after a free added resident
  * memory: notes a WMARK_LOW crossing (or new work for an idle kswapd) for
  * the next tick. */
@@ -273,13 +293,14 @@ static inline void __zone_watermark_check(zone *z)
 {
     if (!z->nr_free_lru)
         return;
+    unsigned long seen;
     if (unlikely(z->nr_free_resident > z->_watermark[WMARK_LOW]) &&
-        zone_free_resident_seen(z) > z->_watermark[WMARK_LOW]) {
+        (seen = zone_free_resident_seen(z)) > z->_watermark[WMARK_LOW]) {
         /* The program is freeing: the pagesets hold little until the zone
          * next allocates (the kernel's ZONE_RECLAIM_ACTIVE, nr_pcp_high). */
         if (!(z->flags & ZONE_RECLAIM_ACTIVE))
             WRITE_ONCE(z->flags, z->flags | ZONE_RECLAIM_ACTIVE);
-        if (!READ_ONCE(vmscan_pending)) {
+        if (!READ_ONCE(vmscan_pending) && !zone_pass_futile(z, seen, z->_watermark[WMARK_LOW])) {
             WRITE_ONCE(vmscan_pending, 1);
             vm_reclaim_stats.wmark_low_hits++;
         }
