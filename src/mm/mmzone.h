@@ -230,7 +230,8 @@ struct zone {
     unsigned long futile_seen;    /* the free resident count a watermark pass met that read
                                    * blocks and found nothing to give back (their counts were
                                    * upper bounds, raised again by splits): until futile_until,
-                                   * frees start a pass only past it plus WMARK_LOW (vmscan.cc) */
+                                   * frees in a small heap start a pass only past it plus a
+                                   * quarter of WMARK_LOW (zone_pass_futile, vmscan.h) */
     uint32_t futile_until;        /* vmscan_now() until which that holds (0: no such pass) */
     unsigned long nr_hugetlb_pages; /* pages mapped from hugetlbfs (KALLOC_HUGETLB) */
     unsigned long nr_reported;    /* pages given back to the OS (a count, ever) */

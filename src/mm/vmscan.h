@@ -276,14 +276,15 @@ extern int kswapd_idle;
  * discount learnt from such reads (zone_free_resident_seen) stops them; a
  * small heap has none, so there, for VMSCAN_FUTILE_MS after such a pass,
  * frees start a pass only when the count passes the one that pass met by
- * WMARK_LOW (as much again to give back: at most half the small heap's
- * use); timed passes run as before.  z->lock held. */
+ * a quarter of WMARK_LOW (a margin for counts that wobble; with a whole
+ * WMARK_LOW, realloc-string's peak RSS rose 5.9 -> 6.6 MiB); timed passes
+ * run as before.  z->lock held. */
 constexpr uint32_t VMSCAN_FUTILE_MS = 100;
 
 static inline bool zone_pass_futile(const zone *z, unsigned long seen, unsigned long low)
 {
     return z->futile_until && zone_small_heap(z) && (int32_t)(vmscan_now() - z->futile_until) < 0 &&
-           seen <= z->futile_seen + low;
+           seen <= z->futile_seen + low / 4;
 }
 
 /* Called by the page allocator, z->lock held, after a free added resident
