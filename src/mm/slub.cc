@@ -137,13 +137,16 @@ void freeptr_corrupted(const void *obj, const void *next)
 /* The next object on slab pg's freelist after obj, checked to be one of
  * the slab's objects (or the end): a program that wrote into a free object
  * must not make the slab layer write outside the slab (the hole scan's
- * bitmap, the freelist pops).  Slow paths only: a division. */
+ * bitmap, the freelist pops).  The multiple-of-size test is the free fast
+ * path's (kmalloc_fast_class.divc: a multiply, not a division, for the
+ * offsets below 2^32 the range test leaves). */
 static inline void *slab_freelist_next(const kmem_cache *c, page *pg, const void *obj)
 {
     void *next = get_freepointer(obj);
     if (next) {
-        size_t off = (size_t)((uintptr_t)next - (uintptr_t)page_address(pg));
-        if (unlikely(off >= (size_t)pg->objects * c->size || off % c->size))
+        uint64_t off = (uint64_t)((uintptr_t)next - (uintptr_t)page_address(pg));
+        uint64_t divc = kmalloc_fast[c->index].divc;
+        if (unlikely(off >= (uint64_t)pg->objects * c->size || off * divc >= divc))
             freeptr_corrupted(obj, next);
     }
     return next;

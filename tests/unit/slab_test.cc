@@ -509,4 +509,19 @@ TEST(SlabDeath, ALinkOutsideItsSlabIsReportedNotFollowed)
             kmem_cache_alloc_bulk(c, 5, &got, 0, 5);   // pops one by one
         },
         "corrupted free list");
+    // Inside the slab but not at an object's start (16-byte aligned, so only
+    // the multiple-of-size test sees it).
+    EXPECT_DEATH(
+        {
+            kmem_cache *c = &kmalloc_caches[4];
+            unsigned got = 0;
+            std::vector<void *> v;
+            for (void *o = kmem_cache_alloc_bulk(c, 40, &got, 0); o; o = get_freepointer(o))
+                v.push_back(o);
+            for (unsigned i = 0; i < 30; i++)
+                kmem_cache_free(c, v[i]);
+            set_freepointer(v[29], (char *)v[35] + 16);
+            kmem_cache_alloc_bulk(c, 5, &got, 0, 5);
+        },
+        "corrupted free list");
 }
