@@ -13,6 +13,20 @@ namespace kalloc {
 unsigned long nr_large_pages;
 unsigned long nr_large_allocs;
 
+/* The next colour of this thread's large blocks, in turn (large.h). */
+static __thread uint32_t large_colour_next __attribute__((tls_model("initial-exec")));
+
+/* The colour of a block of nr pages holding size bytes aligned to align. */
+static unsigned large_pick_colour(unsigned long nr, size_t size, size_t align)
+{
+    size_t unit = align > LARGE_COLOUR_UNIT ? align : LARGE_COLOUR_UNIT;
+    size_t slack = (nr << PAGE_SHIFT) - size;   /* < PAGE_SIZE: nr is size's page count */
+    if (unit >= PAGE_SIZE || slack < unit || slack >= PAGE_SIZE)
+        return 0;
+    unsigned colours = (unsigned)(slack / unit) + 1;
+    return (unsigned)(large_colour_next++ % colours * unit);
+}
+
 void *kmalloc_large(size_t size, size_t align, bool zero)
 {
     unsigned long nr = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
@@ -42,9 +56,10 @@ void *kmalloc_large(size_t size, size_t align, bool zero)
     pg->flags = PG_large | PG_head;
     pg->compound_head = 0;
     pg->nr_pages = (uint32_t)nr;
+    pg->colour = (uint16_t)large_pick_colour(nr, size, align);
     __atomic_fetch_add(&nr_large_pages, nr, __ATOMIC_RELAXED);
     __atomic_fetch_add(&nr_large_allocs, 1, __ATOMIC_RELAXED);
-    void *p = page_address(pg);
+    void *p = large_address(pg);
     /* calloc.  Memory known to read zero (fresh, or given back) is faulted
      * in with one call, not left to the program: a program that reads a
      * calloc'd page before writing it (counters, tables, a check) maps the
@@ -61,9 +76,9 @@ void *kmalloc_large(size_t size, size_t align, bool zero)
      * (vmalloc, above 4 MiB), where sparse tables live and glibc's calloc
      * is lazy (mmap), stay untouched. */
     if (zero && !zeroed)
-        memset(p, 0, nr << PAGE_SHIFT);
+        memset(p, 0, large_size(pg));
     else if (zero)
-        os_populate_zeroed(p, nr << PAGE_SHIFT);
+        os_populate_zeroed(page_address(pg), nr << PAGE_SHIFT);
     return p;
 }
 
@@ -77,7 +92,7 @@ void kfree_large(page *head)
 bool kmalloc_large_grow(page *head, size_t new_size)
 {
     unsigned long nr = head->nr_pages;
-    unsigned long want = (new_size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+    unsigned long want = (new_size + head->colour + PAGE_SIZE - 1) >> PAGE_SHIFT;
     if (want <= nr)
         return true;
     if (!grow_pages_exact_inplace(head, nr, want))
@@ -90,7 +105,7 @@ bool kmalloc_large_grow(page *head, size_t new_size)
 void kmalloc_large_shrink(page *head, size_t new_size)
 {
     unsigned long nr = head->nr_pages;
-    unsigned long keep = (new_size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+    unsigned long keep = (new_size + head->colour + PAGE_SIZE - 1) >> PAGE_SHIFT;
     if (keep == 0 || keep >= nr)
         return;
     head->nr_pages = (uint32_t)keep;

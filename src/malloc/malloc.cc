@@ -5,6 +5,7 @@
  * Where a pointer comes from, in order of the checks (classify()):
  *   slab object   zone page with PG_slab; p at an object boundary
  *   large block   zone page that is the PG_large head; p its first byte
+ *                 after the colour (malloc/large.h)
  *   huge block    the start of a live vmalloc area
  *   anything else is reported and the process aborts (as glibc does):
  *   "kalloc: free(): invalid pointer 0x...",
@@ -68,7 +69,7 @@ block_info classify(const void *p)
             return {BLOCK_SLAB, head, c->index, c->size};
         }
         if ((pg->flags & (PG_large | PG_head)) == (PG_large | PG_head)) {
-            if (a != (uintptr_t)page_address(pg))
+            if (a != (uintptr_t)large_address(pg))
                 return {BLOCK_INVALID, nullptr, 0, 0};
             return {BLOCK_LARGE, pg, 0, large_size(pg)};
         }
@@ -211,7 +212,7 @@ void *__kmalloc_slow(size_t size)
     if (size > MAX_REQUEST)
         return enomem();
     kalloc_init();
-    void *p = size <= LARGE_MAX_SIZE ? kmalloc_large(size, PAGE_SIZE, false)
+    void *p = size <= LARGE_MAX_SIZE ? kmalloc_large(size, KMALLOC_MIN_ALIGN, false)
                                      : vmalloc(size, PAGE_SIZE);
     return p ?: enomem();
 }
@@ -272,7 +273,7 @@ void *kcalloc(size_t n, size_t size)
     }
     kalloc_init();
     if (total <= LARGE_MAX_SIZE) {
-        void *p = kmalloc_large(total, PAGE_SIZE, true);
+        void *p = kmalloc_large(total, KMALLOC_MIN_ALIGN, true);
         return p ?: enomem();
     }
     bool zeroed = false;

@@ -20,8 +20,9 @@
  *   krealloc(p, n) in place (the class still fits and is not twice too big,
  *                        or a large block keeps its page count) and
  *   ksize(p): the free fast path's checks, then the class size; a
- *                        large block: its head page's flags and size
- *                        realloc 38 (64 B), 49 (large); ksize 33, 42
+ *                        large block: its head page's flags, colour and
+ *                        size               realloc 38 (64 B), 53 (large);
+ *                                           ksize 33, 46 (the colour: +4)
  * The interior-pointer and double-free checks are what glibc does not pay
  * for; they keep a bad free from silently corrupting other blocks.
  * libkalloc-hardened.so (encoded free-list links, mm/slab_common.h):
@@ -139,10 +140,10 @@ static __fastpath size_t kusable_fast(const void *p, bool *large)
         *large = false;
         return kmalloc_size(idx);
     }
-    if (z && idx == 0 && !((uintptr_t)p & (PAGE_SIZE - 1)) && zone_table_type(z) == ZONE_NORMAL &&
-        pfn < READ_ONCE(z->spanned_pages)) {
+    if (z && idx == 0 && zone_table_type(z) == ZONE_NORMAL && pfn < READ_ONCE(z->spanned_pages)) {
         const page *pg = z->mem_map + pfn;
-        if ((pg->flags & (PG_large | PG_head | PG_slab)) == (PG_large | PG_head)) {
+        if ((pg->flags & (PG_large | PG_head | PG_slab)) == (PG_large | PG_head) &&
+            ((uintptr_t)p & (PAGE_SIZE - 1)) == pg->colour) {
             *large = true;
             return large_size(pg);
         }

@@ -121,7 +121,13 @@ struct page {
     };
     uint16_t inuse;          /* objects handed out of this slab (to thread caches or the program) */
     uint16_t objects;        /* objects the slab holds */
-    uint16_t carved;         /* objects carved so far; the rest were never touched (bump area) */
+    union {
+        uint16_t carved;     /* PG_slab head: objects carved so far; the rest were never touched
+                              * (bump area) */
+        uint16_t colour;     /* PG_large head: bytes between the first page's start and the
+                              * block the program got (a multiple of 64, < PAGE_SIZE; SLAB's
+                              * cache colouring, malloc/large.h) */
+    };
     uint8_t slab_list;       /* which kmem_cache list the slab is on (SLAB_PARTIAL, SLAB_FULL, SLAB_NONE) */
     uint8_t nr_holes;        /* PG_slab head: pages of the slab that are holes (0 for most;
                               * a slab page's size class is in the zone's slab_class map) */

@@ -262,6 +262,33 @@ TEST_F(Death, WriteAfterFreeOfASlabObjectIsCaughtWhenHardened) {
       "malloc\\(\\): corrupted free list: free object 0x[0-9a-fA-F]+");
 }
 
+// A large block starts at its colour (malloc/large.h): the start of its
+// first page, or a cache line past its start, is not a block.
+TEST_F(Death, FreeOfALargeBlocksPageStartOrColourMissed) {
+  auto coloured = [] {
+    for (int i = 0; i < 64; ++i) {
+      char *p = static_cast<char *>(malloc(opaque<size_t>(100000 + 8 * static_cast<size_t>(i))));
+      if (reinterpret_cast<uintptr_t>(p) & 4095) return p;
+    }
+    return static_cast<char *>(nullptr);
+  };
+  char *probe = coloured();
+  ASSERT_NE(probe, nullptr) << "no large block with a colour in 64";
+  EXPECT_DEATH(
+      {
+        char *p = coloured();
+        Free(reinterpret_cast<void *>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{4095}));
+      },
+      kFreeMsg);
+  EXPECT_DEATH(
+      {
+        char *p = coloured();
+        Free(p + 64);
+      },
+      kFreeMsg);
+  free(probe);
+}
+
 TEST_F(Death, DoubleFreeLarge) {
   EXPECT_DEATH(
       {
