@@ -15,9 +15,12 @@
  *     10-page run, and the next malloc of 10 pages takes it back without
  *     the zone lock.  A run that is larger than the request is split, the
  *     rest staying on the pageset (9 pages or more) or going back to the
- *     buddy allocator.  A miss takes a buddy block and gives its tail back
- *     under one hold of the zone lock (page_alloc.cc), so the tail stays
- *     mergeable and a realloc can still grow into it.
+ *     buddy allocator.  A miss first gives every run on the pageset back
+ *     to the zone (they merge there; kept, runs of sizes no longer asked
+ *     for cut the free memory into pieces: pcp_drain_runs_locked), then
+ *     takes a buddy block and gives its tail back under one hold of the
+ *     zone lock (page_alloc.cc), so the tail stays mergeable and a realloc
+ *     can still grow into it.
  *
  * The kernel's counters, with its adaptive high (6.7+):
  *   count       pages on the lists (blocks and runs)

@@ -500,3 +500,47 @@ TEST(PerCpuPages, LargeRunsKeepEveryPageAccountedAndExact)
     verify_all_zones();
     unpin();
 }
+
+// A run allocation that misses gives every run on the pageset back to the
+// zone (pcp_drain_runs_locked): they merge with their free neighbours there,
+// where the caller's best fit sees them.  Fails with runs kept until high.
+TEST(PerCpuPages, ARunMissGivesThePagesetsRunsBackToTheZone)
+{
+    if (!pin_to_cpu(0))
+        GTEST_SKIP() << "needs sched_setaffinity";
+    high_watermarks hw;
+    drain_all_pages();
+    page *room = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
+    ASSERT_NE(room, nullptr);
+    free_pages(room, MAX_ORDER);
+
+    // Two neighbours of 20 and 12 pages; both freed: both runs sit on the
+    // pageset, unmerged.
+    page *a = alloc_large(20);
+    ASSERT_NE(a, nullptr);
+    page *b = alloc_large(12);
+    ASSERT_NE(b, nullptr);
+    zone *z = page_zone(a);
+    per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
+    drain_all_pages();
+    free_pages_exact(a, 20);
+    free_pages_exact(b, 12);
+    page_totals before = totals();
+    ASSERT_EQ(before.pcp, 32u) << "the freed runs did not stay on the pageset";
+
+    // 24 pages: no run holds them (a miss in the 20-page run's own class).
+    unsigned long misses = pcp->nr_run_miss;
+    page *c = alloc_large(24);
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(pcp->nr_run_miss, misses + 1);
+    page_totals t = totals();
+    EXPECT_EQ(t.pcp, 0u) << "the runs stayed on the pageset after a miss";
+    EXPECT_EQ(t.buddy + 24, before.buddy + 32) << "pages lost giving the runs back";
+    verify_all_zones();
+    if (page_zone(b) == z && b == a + 20)
+        EXPECT_EQ(c, a) << "the two runs did not merge into one the 24 pages could use";
+    free_pages_exact(c, 24);
+    drain_all_pages();
+    verify_all_zones();
+    unpin();
+}
