@@ -18,7 +18,9 @@ and allocator, kalloc's ratio to each peer and to the best peer, and the
 geometric means of those ratios.
 
 Besides the workloads of bench/workloads/ (built into <build>/bench/) it runs
-real programs: python3 (PYTHONMALLOC=malloc), sqlite3 (in-memory database),
+real programs: python3 (PYTHONMALLOC=malloc), python3-bytes (a cache of
+bytes values replaced the way a memcached client builds its requests: large
+copies between large blocks), sqlite3 (in-memory database),
 redis-server (driven by redis-benchmark on 127.0.0.1, a free port), a g++
 compile of a mid-sized C++ file, and redis-expiry (redis-server with key
 expiry, driven by bench/programs/redis_expiry.py, its RSS sampled from
@@ -85,7 +87,7 @@ WORKLOADS = [
     # issue 4's memory workloads (they print rss_phase / rss_sample lines)
     "fragmentation", "kv-ttl", "idle-drift", "idle-drift-scattered", "sleeping-threads",
 ]
-PROGRAMS = ["python3", "sqlite3", "redis", "g++", "redis-expiry"]
+PROGRAMS = ["python3", "python3-bytes", "sqlite3", "redis", "g++", "redis-expiry"]
 
 # Benchmarks run by another benchmark's executable with extra arguments.
 WORKLOAD_EXE = {
@@ -551,7 +553,8 @@ class Suite:
         for prog in PROGRAMS:
             if only and prog not in only:
                 continue
-            maker = {"python3": self._python, "sqlite3": self._sqlite,
+            maker = {"python3": self._python, "python3-bytes": self._python_bytes,
+                     "sqlite3": self._sqlite,
                      "redis": self._redis, "g++": self._gxx,
                      "redis-expiry": self._redis_expiry}[prog]
             runner = maker()
@@ -569,6 +572,22 @@ class Suite:
             env = alloc_env(path, {"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0"})
             r = run_measured([py, "-S", script, "%g" % self.scale], env, self.timeout, self.tmp)
             r["checksum"] = checksum_from_output(r["out"])
+            return r
+        return run
+
+    def _python_bytes(self):
+        py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else shutil.which("python3")
+        if not py:
+            warn("python3 not found: the python3-bytes workload is skipped")
+            return None
+        script = os.path.join(HERE, "programs", "py_bytes_cache.py")
+
+        def run(alloc, path):
+            env = alloc_env(path, {"PYTHONHASHSEED": "0"})
+            r = run_measured([py, "-S", script, "%g" % self.scale], env, self.timeout, self.tmp)
+            r["checksum"] = checksum_from_output(r["out"])
+            if r["rc"] == 0 and r["checksum"] is None:
+                r["problem"] = "no checksum line in the output"
             return r
         return run
 
@@ -1300,7 +1319,10 @@ def markdown(meta, runs, benches, kinds, allocs, med, rt, rr, micro, problems, r
              "linked with jemalloc, so for *redis* `system` means that jemalloc; the "
              "other columns interpose their malloc over it with LD_PRELOAD.")
     L.append("- The *python3* program runs with `PYTHONMALLOC=malloc`, so every Python "
-             "object goes to the allocator under test.")
+             "object goes to the allocator under test. *python3-bytes* "
+             "(`bench/programs/py_bytes_cache.py`) keeps CPython's own allocator: only "
+             "its `bytes` values above 512 bytes (1-20 KB, every tenth 100-400 KB, "
+             "replaced in a cache) reach the allocator under test.")
     L.append("- The *redis* time is redis-benchmark's wall time for a fixed number of "
              "requests (pipelined, loopback); requests per second are in latest.json.")
     L.append("- *redis-expiry* is the same redis-server (so its `system` is jemalloc too), "
@@ -1689,7 +1711,7 @@ def main():
     ap.add_argument("--only", help="comma-separated subset of the benchmarks: " +
                     ",".join(WORKLOADS + PROGRAMS))
     ap.add_argument("--no-programs", action="store_true",
-                    help="skip the real programs (python3, sqlite3, redis, g++)")
+                    help="skip the real programs (python3, python3-bytes, sqlite3, redis, g++, redis-expiry)")
     ap.add_argument("--no-workloads", action="store_true", help="skip bench/workloads/")
     ap.add_argument("--micro", action="store_true",
                     help="also run the Google Benchmark binary under every allocator")
