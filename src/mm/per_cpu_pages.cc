@@ -370,19 +370,21 @@ void free_unref_page(zone *z, page *pg, unsigned order)
 constexpr unsigned PCP_RUN_SCAN = 4;
 
 /*
- * A run allocation missed: give every run on the pageset back to the zone,
- * under one hold of the zone lock (the caller takes it next anyway).  Runs
- * kept on a pageset do not merge, and only a request of their own size class
- * takes them; while sizes vary, those kept between the frees that make them
- * and the next request they fit cut the zone's free memory into runs too
- * short for the requests that come, and the zone grows around them.  A
- * Python program caching 100-400 KB values (20,000 replacements over 1,200
- * keys, ~300 MiB live; no reclaim, to see the placement alone): 388-394 MiB
- * with runs kept until high, 348-352 MiB when a miss gives them back (glibc
- * 337, no runs at all 348); frag-churn and random-sizes -1%, realloc-string
- * level (docs/architecture.md, "Large blocks: colouring").  A miss no longer
- * raises high either: the run it needed was of another size, not one a
- * larger high would have kept.  Caller holds pcp->lock.
+ * Run allocations missed twice in a row (PCP_RUN_DRAIN_MISSES): give every
+ * run on the pageset back to the zone, under one hold of the zone lock (the
+ * caller takes it next anyway).  Runs kept on a pageset do not merge, and
+ * only a request of their own size class takes them; while sizes vary,
+ * those kept between the frees that make them and the next request they
+ * fit cut the zone's free memory into runs too short for the requests that
+ * come, and the zone grows around them.  A Python program caching 100-400 KB
+ * values (20,000 replacements over 1,200 keys, ~300 MiB live; no reclaim, to
+ * see the placement alone): 388-394 MiB with runs kept until high, 353 MiB
+ * when misses give them back (glibc 337, no runs at all 348)
+ * (docs/architecture.md, "Large blocks: colouring").  Not in a small heap
+ * (zone_small_heap): its pageset holds a run or two, and the runs given back
+ * pushed its small watermark over at every miss (a reclaim pass each).  A
+ * miss no longer raises high either: the run it needed was of another size,
+ * not one a larger high would have kept.  Caller holds pcp->lock.
  */
 static void pcp_drain_runs_locked(zone *z, per_cpu_pages *pcp)
 {
@@ -403,6 +405,7 @@ static void pcp_drain_runs_locked(zone *z, per_cpu_pages *pcp)
         }
     }
     pcp->nr_drain++;
+    pcp->nr_run_drain++;
     __zone_update_below_high(z);
     spin_unlock(&z->lock);
 }
@@ -446,12 +449,16 @@ page *rmqueue_pcp_run(zone *z, unsigned long nr)
             break;
     }
     if (!best) {
-        /* A miss: the caller goes to the zone.  The runs this pageset holds
-         * are not what the program asks for now: they go back to the zone
-         * first, where they merge with their free neighbours and the
-         * caller's best fit sees them (pcp_drain_runs_locked). */
+        /* A miss: the caller goes to the zone.  At the second in a row,
+         * the runs this pageset holds are not what the program asks for
+         * now: they go back to the zone first, where they merge with their
+         * free neighbours and the caller's best fit sees them
+         * (pcp_drain_runs_locked). */
         pcp->nr_run_miss++;
-        pcp_drain_runs_locked(z, pcp);
+        if (++pcp->run_misses >= PCP_RUN_DRAIN_MISSES && !zone_small_heap(z)) {
+            pcp->run_misses = 0;
+            pcp_drain_runs_locked(z, pcp);
+        }
         spin_unlock(&pcp->lock);
         return nullptr;
     }
@@ -459,6 +466,7 @@ page *rmqueue_pcp_run(zone *z, unsigned long nr)
     unsigned long have = best->nr_pages;
     pcp->count -= (int)have;
     pcp->nr_run_hit++;
+    pcp->run_misses = 0;
     if (have > nr) {
         /* Split: a rest of 9 pages or more stays here as a run, a smaller
          * one goes back to the buddy allocator. */

@@ -15,12 +15,12 @@
  *     10-page run, and the next malloc of 10 pages takes it back without
  *     the zone lock.  A run that is larger than the request is split, the
  *     rest staying on the pageset (9 pages or more) or going back to the
- *     buddy allocator.  A miss first gives every run on the pageset back
- *     to the zone (they merge there; kept, runs of sizes no longer asked
- *     for cut the free memory into pieces: pcp_drain_runs_locked), then
- *     takes a buddy block and gives its tail back under one hold of the
- *     zone lock (page_alloc.cc), so the tail stays mergeable and a realloc
- *     can still grow into it.
+ *     buddy allocator.  A second miss in a row first gives every run on
+ *     the pageset back to the zone (they merge there; kept, runs of sizes
+ *     no longer asked for cut the free memory into pieces:
+ *     pcp_drain_runs_locked); a miss takes a buddy block and gives its tail
+ *     back under one hold of the zone lock (page_alloc.cc), so the tail
+ *     stays mergeable and a realloc can still grow into it.
  *
  * The kernel's counters, with its adaptive high (6.7+):
  *   count       pages on the lists (blocks and runs)
@@ -91,6 +91,12 @@ constexpr unsigned long PCP_RUN_MIN_PAGES = (1ul << (PCP_RUN_MIN_ORDER - 1)) + 1
 constexpr unsigned long PCP_RUN_MAX_PAGES = 1ul << PCP_RUN_MAX_ORDER;                /* 512 */
 constexpr unsigned NR_PCP_LISTS = NR_LOWORDER_PCP_LISTS + NR_PCP_RUN_LISTS;
 
+/* Run allocations missing in a row that give the pageset's runs back to the
+ * zone (pcp_drain_runs_locked): 2, so that a program alternating two sizes
+ * (a 64 KiB buffer freed, then a 100 KiB one) keeps both runs: giving them
+ * back at every miss made such a loop 64 ns -> 12 us per malloc and free
+ * beside a 100 MB heap (each block then faulted in again). */
+constexpr unsigned PCP_RUN_DRAIN_MISSES = 2;
 /* high_max is the zone's pages / this, split among the CPUs.  The kernel's
  * MIN_PERCPU_PAGELIST_HIGH_FRACTION is 8, but a free page kept on a
  * pageset is resident memory that does not merge: with 8, bench/'s
@@ -118,6 +124,8 @@ struct per_cpu_pages {
     int batch;                    /* pages per refill / drain (zone_batchsize) */
     int free_count;               /* pages freed since the last allocation, halved by each allocation */
     uint8_t alloc_factor;         /* order-0 refills are batch << alloc_factor */
+    uint8_t run_misses;           /* run allocations that found no run since the last that did
+                                   * (PCP_RUN_DRAIN_MISSES of them give the runs back) */
     unsigned long uses;           /* allocations and frees so far (a count; wraps) */
     unsigned long uses_seen;      /* `uses` when a decay pass last saw it change */
     unsigned long last_used_ms;   /* that pass's time: no use since, if uses == uses_seen */
@@ -125,6 +133,7 @@ struct per_cpu_pages {
     unsigned long nr_drain;       /* free_pcppages_bulk calls (a count) */
     unsigned long nr_run_hit;     /* large allocations served from a run (a count) */
     unsigned long nr_run_miss;    /* large allocations that found no run (a count) */
+    unsigned long nr_run_drain;   /* misses that gave the runs back (pcp_drain_runs_locked) */
     unsigned long freed_pages;    /* pages freed onto this pageset, ever: with zone freed_pages,
                                    * khugepaged_split_underused's bound (counted here, under
                                    * the pageset's lock, so a free writes no shared line) */

@@ -57,11 +57,12 @@ void print_buddyinfo(printbuf &out)
         for (unsigned c = 0; c < z->nr_pcp; c++) {
             per_cpu_pages *pcp = &z->per_cpu_pageset[c];
             out.printf("  zone %3u pcp cpu %u: count %d high %d (min %d max %d) batch %d "
-                       "free_count %d refills %lu drains %lu runs hit %lu miss %lu\n",
+                       "free_count %d refills %lu drains %lu runs hit %lu miss %lu drained %lu\n",
                        i, c, READ_ONCE(pcp->count), READ_ONCE(pcp->high), READ_ONCE(pcp->high_min),
                        READ_ONCE(pcp->high_max), READ_ONCE(pcp->batch), READ_ONCE(pcp->free_count),
                        READ_ONCE(pcp->nr_refill), READ_ONCE(pcp->nr_drain),
-                       READ_ONCE(pcp->nr_run_hit), READ_ONCE(pcp->nr_run_miss));
+                       READ_ONCE(pcp->nr_run_hit), READ_ONCE(pcp->nr_run_miss),
+                       READ_ONCE(pcp->nr_run_drain));
         }
         spin_unlock(&z->lock);
     }

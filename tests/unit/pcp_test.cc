@@ -501,10 +501,12 @@ TEST(PerCpuPages, LargeRunsKeepEveryPageAccountedAndExact)
     unpin();
 }
 
-// A run allocation that misses gives every run on the pageset back to the
-// zone (pcp_drain_runs_locked): they merge with their free neighbours there,
-// where the caller's best fit sees them.  Fails with runs kept until high.
-TEST(PerCpuPages, ARunMissGivesThePagesetsRunsBackToTheZone)
+// Two run allocations missing in a row give every run on the pageset back
+// to the zone (pcp_drain_runs_locked): they merge with their free neighbours
+// there, where the caller's best fit sees them.  One miss keeps them, so a
+// program alternating two sizes keeps both runs.  Fails with runs kept
+// until high, and with runs given back at every miss.
+TEST(PerCpuPages, TwoRunMissesInARowGiveThePagesetsRunsBackToTheZone)
 {
     if (!pin_to_cpu(0))
         GTEST_SKIP() << "needs sched_setaffinity";
@@ -512,34 +514,76 @@ TEST(PerCpuPages, ARunMissGivesThePagesetsRunsBackToTheZone)
     drain_all_pages();
     page *room = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
     ASSERT_NE(room, nullptr);
+    zone *rz = page_zone(room);
+    free_pages(room, MAX_ORDER);
+    // A heap that is not small (zone_small_heap: small heaps keep their runs).
+    std::vector<page *> ballast;
+    while (zone_small_heap(rz) && ballast.size() < 64) {
+        page *pg = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
+        ASSERT_NE(pg, nullptr);
+        prep_compound_page(pg, 1ul << MAX_ORDER, PG_meta);
+        pg->nr_pages = 1u << MAX_ORDER;
+        ballast.push_back(pg);
+    }
+    ASSERT_FALSE(zone_small_heap(rz));
+    room = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
+    ASSERT_NE(room, nullptr);
     free_pages(room, MAX_ORDER);
 
-    // Two neighbours of 20 and 12 pages; both freed: both runs sit on the
+    // Alternating sizes: after one miss each, both runs stay and are hit.
+    page *x = alloc_large(20);
+    ASSERT_NE(x, nullptr);
+    zone *z = page_zone(x);
+    per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
+    drain_all_pages();
+    free_pages_exact(x, 20);                   // pageset: [20]
+    page *y = alloc_large(12);                 // a miss (the first)
+    ASSERT_NE(y, nullptr);
+    free_pages_exact(y, 12);                   // pageset: [20, 12]
+    EXPECT_EQ(totals().pcp, 32u) << "one miss gave the runs back";
+    unsigned long hits = pcp->nr_run_hit;
+    for (int i = 0; i < 4; i++) {
+        page *x2 = alloc_large(20);
+        EXPECT_EQ(x2, x) << "the 20-page run was not kept for the next 20 pages";
+        free_pages_exact(x2, 20);
+        page *y2 = alloc_large(12);
+        EXPECT_EQ(y2, y) << "the 12-page run was not kept for the next 12 pages";
+        free_pages_exact(y2, 12);
+    }
+    EXPECT_EQ(pcp->nr_run_hit, hits + 8);
+    verify_all_zones();
+
+    // Two neighbours of 20 and 12 pages, both freed: both runs sit on the
     // pageset, unmerged.
     page *a = alloc_large(20);
     ASSERT_NE(a, nullptr);
     page *b = alloc_large(12);
     ASSERT_NE(b, nullptr);
-    zone *z = page_zone(a);
-    per_cpu_pages *pcp = &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
     drain_all_pages();
     free_pages_exact(a, 20);
     free_pages_exact(b, 12);
     page_totals before = totals();
     ASSERT_EQ(before.pcp, 32u) << "the freed runs did not stay on the pageset";
 
-    // 24 pages: no run holds them (a miss in the 20-page run's own class).
+    // 100 pages (no run holds them: the first miss) keep the runs; then 24
+    // pages (the second miss in a row) give them back first.
     unsigned long misses = pcp->nr_run_miss;
+    page *big = alloc_large(100);
+    ASSERT_NE(big, nullptr);
+    EXPECT_EQ(totals().pcp, 32u) << "the first miss gave the runs back";
     page *c = alloc_large(24);
     ASSERT_NE(c, nullptr);
-    EXPECT_EQ(pcp->nr_run_miss, misses + 1);
+    EXPECT_EQ(pcp->nr_run_miss, misses + 2);
     page_totals t = totals();
-    EXPECT_EQ(t.pcp, 0u) << "the runs stayed on the pageset after a miss";
-    EXPECT_EQ(t.buddy + 24, before.buddy + 32) << "pages lost giving the runs back";
+    EXPECT_EQ(t.pcp, 0u) << "the runs stayed on the pageset after two misses in a row";
     verify_all_zones();
     if (page_zone(b) == z && b == a + 20)
         EXPECT_EQ(c, a) << "the two runs did not merge into one the 24 pages could use";
     free_pages_exact(c, 24);
+    free_pages_exact(big, 100);
+    drain_all_pages();
+    for (page *pg : ballast)
+        free_pages(pg, MAX_ORDER);
     drain_all_pages();
     verify_all_zones();
     unpin();
