@@ -5,9 +5,10 @@
  * Why: an allocator that starts every large block on a page boundary puts a
  * program's headers at the same page offset in every block, so a copy that
  * prepends a few bytes (Python's `header + value`) has its destination 1..31
- * bytes past its source modulo 4 KiB.  glibc 2.36's memmove runs 15x slower
- * there on AMD EPYC (2.7 against 41 GB/s for 256,000 bytes), from 2 KiB up to
- * about 3/4 MiB; kalloc therefore colours its large blocks (malloc/large.h).
+ * bytes past its source modulo 4 KiB.  glibc 2.36's memmove runs 15-26x
+ * slower there on AMD EPYC (2.7 against 41 GB/s for 256,000 bytes), for
+ * copies of 16 KB to about 3/4 MiB; kalloc therefore colours its large
+ * blocks (malloc/large.h).
  *
  *   cc -O2 bench/tools/memmove_alias.c -o memmove_alias
  *   ./memmove_alias [bytes] [iterations]      # a table over destination shifts

@@ -36,8 +36,8 @@ constexpr size_t REALLOC_PAGES_MIN = 4096;
  * put every program's headers at the same page offset, so a copy between
  * two of them that shifts the data by a few bytes (a prefix prepended: Python's
  * `header + value`, a message built around a payload) has its source and
- * destination 1..31 bytes apart modulo 4 KiB.  glibc's memmove (2.36, `rep
- * movsb` from 2 KiB to ~3/4 MiB) runs 15x slower there on AMD Zen (EPYC:
+ * destination 1..31 bytes apart modulo 4 KiB.  glibc's memmove (2.36) runs
+ * 15-26x slower there on AMD Zen for copies of 16 KB to ~3/4 MiB (EPYC:
  * 2.7 GB/s against 41 GB/s for 256,000 bytes, bench/tools/memmove_alias.c).
  * So a large block the program did not ask to be aligned starts at a colour:
  * a multiple of LARGE_COLOUR_UNIT (a cache line) in its last page's slack
