@@ -137,6 +137,19 @@ struct high_watermarks {
     }
 };
 
+// Empty the pagesets and make sure a MAX_ORDER block is free (so nothing a
+// test allocates next grows a zone); the zone it came from.
+zone *drain_and_make_room()
+{
+    drain_all_pages();
+    page *room = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
+    if (!room)
+        return nullptr;
+    zone *z = page_zone(room);
+    free_pages(room, MAX_ORDER);
+    return z;
+}
+
 } // namespace
 
 TEST(PerCpuPages, CountStaysBelowHighAfterEveryFree)
@@ -425,11 +438,8 @@ TEST(PerCpuPages, LargeRunsKeepEveryPageAccountedAndExact)
     // pagesets under ZONE_RECLAIM_ACTIVE between the steps (whether one
     // runs depended on how many refaults earlier steps had counted).
     high_watermarks hw;
-    drain_all_pages();
     // Enough free memory that nothing below grows a zone.
-    page *room = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
-    ASSERT_NE(room, nullptr);
-    free_pages(room, MAX_ORDER);
+    ASSERT_NE(drain_and_make_room(), nullptr);
     page_totals t0 = totals();
     auto in_use = [&](const page_totals &t) {
         return (long)(t.spanned - t.buddy - t.pcp) - (long)(t0.spanned - t0.buddy - t0.pcp);
@@ -511,11 +521,8 @@ TEST(PerCpuPages, TwoRunMissesInARowGiveThePagesetsRunsBackToTheZone)
     if (!pin_to_cpu(0))
         GTEST_SKIP() << "needs sched_setaffinity";
     high_watermarks hw;
-    drain_all_pages();
-    page *room = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
-    ASSERT_NE(room, nullptr);
-    zone *rz = page_zone(room);
-    free_pages(room, MAX_ORDER);
+    zone *rz = drain_and_make_room();
+    ASSERT_NE(rz, nullptr);
     // A heap that is not small (zone_small_heap: small heaps keep their runs).
     std::vector<page *> ballast;
     while (zone_small_heap(rz) && ballast.size() < 64) {
@@ -526,9 +533,7 @@ TEST(PerCpuPages, TwoRunMissesInARowGiveThePagesetsRunsBackToTheZone)
         ballast.push_back(pg);
     }
     ASSERT_FALSE(zone_small_heap(rz));
-    room = alloc_pages(MAX_ORDER, MIGRATE_MOVABLE, nullptr);
-    ASSERT_NE(room, nullptr);
-    free_pages(room, MAX_ORDER);
+    ASSERT_NE(drain_and_make_room(), nullptr);
 
     // Alternating sizes: after one miss each, both runs stay and are hit.
     page *x = alloc_large(20);
