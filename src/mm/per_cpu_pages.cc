@@ -386,12 +386,18 @@ constexpr unsigned PCP_RUN_SCAN = 4;
  * miss no longer raises high either: the run it needed was of another size,
  * not one a larger high would have kept.  Caller holds pcp->lock.
  */
+/* Whether the pageset holds a run (racy without pcp->lock: a hint). */
+static inline bool pcp_holds_runs(const per_cpu_pages *pcp)
+{
+    for (unsigned pi = NR_LOWORDER_PCP_LISTS; pi < NR_PCP_LISTS; pi++)
+        if (READ_ONCE(pcp->lists[pi].next) != &pcp->lists[pi])
+            return true;
+    return false;
+}
+
 static void pcp_drain_runs_locked(zone *z, per_cpu_pages *pcp)
 {
-    bool any = false;
-    for (unsigned pi = NR_LOWORDER_PCP_LISTS; pi < NR_PCP_LISTS && !any; pi++)
-        any = !list_empty(&pcp->lists[pi]);
-    if (!any)
+    if (!pcp_holds_runs(pcp))
         return;
     const uint32_t now = vmscan_now();
     spin_lock(&z->lock);
@@ -425,10 +431,7 @@ page *rmqueue_pcp_run(zone *z, unsigned long nr)
     /* Racy peek: a pageset with no run at all is a miss with nothing to
      * give back, so it takes no lock (a run added meanwhile is only missed
      * once). */
-    bool runs = false;
-    for (unsigned pi = NR_LOWORDER_PCP_LISTS; pi < NR_PCP_LISTS && !runs; pi++)
-        runs = READ_ONCE(pcp->lists[pi].next) != &pcp->lists[pi];
-    if (!runs) {
+    if (!pcp_holds_runs(pcp)) {
         WRITE_ONCE(pcp->nr_run_miss, READ_ONCE(pcp->nr_run_miss) + 1);   /* racy statistic */
         return nullptr;
     }
