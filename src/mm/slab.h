@@ -265,15 +265,20 @@ struct slab_hole_stats {
     unsigned long refaulted;    /* hole pages whose objects went back on a freelist because
                                  * the slab needed them (slab_holes_refaulted) */
     unsigned long hole_pages;   /* pages that are holes now (a gauge) */
-    unsigned long madvise_calls;/* madvise calls made for them */
+    unsigned long madvise_calls;/* system calls that gave them back (madvise, or one
+                                 * process_madvise for a batch) */
+    unsigned long batched;      /* ranges given back in batches of more than one */
+    unsigned long cancelled;    /* hole pages taken out of the batch before it went back
+                                 * (their slab needed them, or was freed) */
     unsigned long deferred;     /* times a class's frees stopped punching holes because their
                                  * holes came back within KALLOC_DECAY_MS (slab_holes_deferred) */
 };
 extern slab_hole_stats slab_holes;
 
 /* Look for pages of slab pg whose objects are all free and give them back
- * (park their objects, madvise the pages).  Caller holds c->lock.  Returns
- * the pages given back.  Exposed for tests; the slab layer calls it itself:
+ * (park their objects; the pages go back with the holes' batch, by the
+ * time slab_holes_flush returns at the latest).  Caller holds c->lock.
+ * Returns the pages given back.  Exposed for tests; the slab layer calls it itself:
  *   - when a slab of a cache being freed (draining, see above, or 16 bulk
  *     frees with no refill) falls to half full or less and has lost a
  *     page's worth of objects since it was last looked at, and on the spare
@@ -281,6 +286,14 @@ extern slab_hole_stats slab_holes;
  *     background thread);
  *   - kmem_cache_punch_holes_all. */
 unsigned long __slab_punch_holes(kmem_cache *c, page *pg);
+
+/* Give the holes' batch back now: hole pages are queued (up to 32 ranges,
+ * process-wide) and go back with one system call when the batch is full,
+ * at the end of each reclaim pass and of kmem_cache_punch_holes_all, or
+ * here.  Takes the batch's lock (innermost); call with no zone or pageset
+ * lock held.  _try: not if another thread holds that lock (then false). */
+void slab_holes_flush();
+bool slab_holes_flush_try();
 
 /* Punch holes in the partial slabs of every cache (slabs of 2 or more
  * pages, at least half free).  idle_only: only caches that took no refill

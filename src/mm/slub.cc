@@ -58,9 +58,27 @@
  * A cache that churns (larson, frag-churn's mixed phases) refills between
  * its frees, is not being freed, and does not pay a madvise and a refault
  * for a page it would use again at once.
- * Lock: c->lock is held across the madvise calls of a slab (a few pages),
- * so nobody unparks an object of a page being given back.  The zone lock
+ * The holes' batch.  A hole's pages are not given back at once: their
+ * ranges are queued, process-wide, and go back SLAB_HOLE_BATCH at a time
+ * with one process_madvise call (os_decommit_many), at the end of every
+ * reclaim pass (vmscan_run), and at the end of kmem_cache_punch_holes_all
+ * (timed passes, malloc_trim, kalloc_compact): slab_holes_flush.  A
+ * madvise each cost a system call and a TLB flush per range (in a
+ * multi-threaded process an inter-processor interrupt to every CPU running
+ * it).  Until its batch goes back a queued page is still resident, and
+ * whatever ends a hole first takes the slab's ranges out of the batch
+ * (hole_batch_cancel): the unpark (its objects are handed out and written)
+ * and the free of an empty slab with holes (the pages' next owner writes
+ * them; a PG_reported block must read zero, so that free gives them back
+ * itself).  So a queued range is only ever given back while no object on
+ * it is in use.  Memory-file zones (KALLOC_MESH) give their holes back at
+ * once (MADV_REMOVE).
+ * Lock: c->lock is held while a slab's holes are punched and queued, so
+ * nobody unparks an object of a page being given back.  The zone lock
  * is taken under it to free an empty slab with holes (cache -> zone).
+ * hole_batch.lock is innermost: taken under a cache lock or none (never
+ * with a zone or pageset lock), held across the batch's system call, and
+ * nothing is locked under it; reclaim passes only try it.
  */
 #include "mm/slab.h"
 #include "mm/mesh.h"
@@ -83,6 +101,9 @@ kmem_cache_node kmem_cache_node_table[NR_SLAB_OWNERS][NR_KMALLOC_CLASSES];
 slab_hole_stats slab_holes;
 
 constexpr unsigned SLAB_HOLES_MAX_ORDER = 5;   /* slab_hole_mask has a bit per page */
+/* Ranges of hole pages given back with one call (os_decommit_many's
+ * batch, as reclaim's decommit_batch). */
+constexpr unsigned SLAB_HOLE_BATCH = 32;
 /* Bulk frees of a class with no refill in between after which its slabs
  * are looked at for holes as they fall (see cache_freeing). */
 constexpr unsigned long SLAB_HOLES_FLUSH_STREAK = 16;
@@ -227,16 +248,124 @@ static void slab_tag_pages(page *pg, uint32_t mask, uint8_t idx)
         classes[__builtin_ctz(mask)] = idx;
 }
 
-/* madvise the pages of `mask` (a run of adjacent pages in one call). */
+/* The holes' batch (see the file comment): ranges of hole pages queued to
+ * be given back together.  Constant-initialised; hole_batch.lock is the
+ * innermost lock. */
+struct slab_hole_batch {
+    spinlock_t lock;                    /* guards the ranges and nr's writes */
+    unsigned nr;                        /* ranges queued; written under lock (release),
+                                         * read without it (acquire) to skip an empty batch */
+    os_range ranges[SLAB_HOLE_BATCH];   /* hole pages of anonymous zones, each inside one
+                                         * slab (a cancel takes whole ranges out) */
+};
+static slab_hole_batch hole_batch = {SPINLOCK_INIT, 0, {}};
+
+/* Give the queued ranges back: one process_madvise call for them all
+ * where the kernel takes it and no seccomp filter is seen (asked per
+ * batch, as reclaim asks per pass), else a madvise each.  Caller holds
+ * hole_batch.lock. */
+static void hole_batch_flush_locked()
+{
+    unsigned n = hole_batch.nr;
+    if (!n)
+        return;
+    bool one = n > 1 && os_decommit_batches() && !os_seccomp_filtered();
+    if (os_decommit_many(hole_batch.ranges, n, one)) {
+        hole_stat_add(slab_holes.madvise_calls, 1);
+        hole_stat_add(slab_holes.batched, n);
+    } else {
+        hole_stat_add(slab_holes.madvise_calls, n);
+    }
+    __atomic_store_n(&hole_batch.nr, 0u, __ATOMIC_RELEASE);
+}
+
+void slab_holes_flush()
+{
+    if (!__atomic_load_n(&hole_batch.nr, __ATOMIC_ACQUIRE))
+        return;
+    spin_lock(&hole_batch.lock);
+    hole_batch_flush_locked();
+    spin_unlock(&hole_batch.lock);
+}
+
+bool slab_holes_flush_try()
+{
+    if (!__atomic_load_n(&hole_batch.nr, __ATOMIC_ACQUIRE))
+        return true;
+    if (!spin_trylock(&hole_batch.lock))
+        return false;
+    hole_batch_flush_locked();
+    spin_unlock(&hole_batch.lock);
+    return true;
+}
+
+/* Queue [addr, addr + len), hole pages of the slab that starts at slab_lo
+ * (caller holds its cache's lock); a range that continues the last one
+ * inside the same slab extends it.  A full batch goes back at once. */
+static void hole_batch_add(char *slab_lo, char *addr, size_t len)
+{
+    spin_lock(&hole_batch.lock);
+    unsigned n = hole_batch.nr;
+    os_range *last = n ? &hole_batch.ranges[n - 1] : nullptr;
+    if (last && (char *)last->addr >= slab_lo && (char *)last->addr + last->len == addr) {
+        last->len += len;
+    } else {
+        hole_batch.ranges[n].addr = addr;
+        hole_batch.ranges[n].len = len;
+        __atomic_store_n(&hole_batch.nr, n + 1, __ATOMIC_RELEASE);
+        if (n + 1 == SLAB_HOLE_BATCH)
+            hole_batch_flush_locked();
+    }
+    spin_unlock(&hole_batch.lock);
+}
+
+/* Slab pg (2^order pages) ends its holes (unpark, or freed): take its
+ * queued ranges out of the batch, so they are never given back while the
+ * slab's objects, or the pages' next owner, may write them.  Returns the
+ * pages taken out (still resident: never given back).  The slab's ranges
+ * were queued under its cache's lock, which the caller holds, or held when
+ * it took the slab off the cache's lists, so an empty batch read here
+ * holds none of them. */
+static unsigned long hole_batch_cancel(page *pg, unsigned order)
+{
+    if (!__atomic_load_n(&hole_batch.nr, __ATOMIC_ACQUIRE))
+        return 0;
+    char *lo = (char *)page_address(pg), *hi = lo + (PAGE_SIZE << order);
+    unsigned long pages = 0;
+    spin_lock(&hole_batch.lock);
+    unsigned n = hole_batch.nr, kept = 0;
+    for (unsigned i = 0; i < n; i++) {
+        os_range r = hole_batch.ranges[i];
+        if ((char *)r.addr >= lo && (char *)r.addr < hi)
+            pages += r.len >> PAGE_SHIFT;
+        else
+            hole_batch.ranges[kept++] = r;
+    }
+    __atomic_store_n(&hole_batch.nr, kept, __ATOMIC_RELEASE);
+    spin_unlock(&hole_batch.lock);
+    if (pages)
+        hole_stat_add(slab_holes.cancelled, pages);
+    return pages;
+}
+
+/* Give the pages of `mask` back, a run of adjacent pages per range: queued
+ * in the holes' batch for an anonymous zone, at once (madvise or
+ * MADV_REMOVE) for a memory-file zone (KALLOC_MESH). */
 static void slab_decommit_mask(page *pg, uint32_t mask)
 {
     char *base = (char *)page_address(pg);
+    const zone *z = page_zone(pg);
     uint64_t m = mask;
     while (m) {
         unsigned start = (unsigned)__builtin_ctzll(m);
         unsigned len = (unsigned)__builtin_ctzll(~(m >> start));   /* <= 32 */
-        zone_decommit(page_zone(pg), base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
-        hole_stat_add(slab_holes.madvise_calls, 1);
+        char *addr = base + ((size_t)start << PAGE_SHIFT);
+        if (z->backing_fd < 0) {
+            hole_batch_add(base, addr, (size_t)len << PAGE_SHIFT);
+        } else {
+            zone_decommit(z, addr, (size_t)len << PAGE_SHIFT);
+            hole_stat_add(slab_holes.madvise_calls, 1);
+        }
         m &= ~(((1ull << len) - 1) << start);
     }
 }
@@ -393,6 +522,8 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg)
 static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
 {
     const uint32_t mask = pg[1].slab_hole_mask;
+    /* First: its objects may be written as soon as they are handed out. */
+    const unsigned long kept = hole_batch_cancel(pg, c->order);
     char *base = (char *)page_address(pg);
     void *head = pg->freelist;
     for (unsigned i = pg->carved; i-- > 0;) {
@@ -433,12 +564,13 @@ static __cold void slab_unpark_locked(kmem_cache *c, page *pg)
         }
         c->holes_freed_ms = 0;
     }
-    hole_stat_add(slab_holes.refaulted, pg->nr_holes);
+    hole_stat_add(slab_holes.refaulted, pg->nr_holes - kept);
     hole_stat_add(slab_holes.hole_pages, -(long)pg->nr_holes);
     pg->nr_holes = 0;
 }
 
-/* An empty slab with holes goes back to the buddy allocator.  Mostly holes:
+/* An empty slab with holes goes back to the buddy allocator.  Mostly holes
+ * given back (not those still queued in the batch, which are resident):
  * its other pages are given back too and the block is freed PG_reported,
  * straight to the zone (the per-CPU lists hold resident blocks).  Otherwise
  * it is freed as usual, resident (the hole pages read zero, which is
@@ -449,12 +581,25 @@ static __cold void free_slab_with_holes(kmem_cache *c, page *pg)
     uint32_t mask = pg[1].slab_hole_mask;
     pg->nr_holes = 0;
     hole_stat_add(slab_holes.hole_pages, -(long)holes);
-    if (2 * holes < npages) {
+    /* Its queued holes come out of the batch first: the pages' next owner
+     * may write them as soon as they are freed.  Those are still resident:
+     * only the holes given back count for the choice below. */
+    const unsigned long queued = hole_batch_cancel(pg, c->order);
+    if (2 * (holes - queued) < npages) {
         free_pages(pg, c->order);
         return;
     }
     uint32_t all = npages >= 32 ? ~0u : (1u << npages) - 1;
-    slab_decommit_mask(pg, all & ~mask);
+    /* Given back now, and before the free: a PG_reported block reads zero. */
+    const zone *bz = page_zone(pg);
+    char *base = (char *)page_address(pg);
+    for (uint64_t m = queued ? all : all & ~mask; m;) {
+        unsigned start = (unsigned)__builtin_ctzll(m);
+        unsigned len = (unsigned)__builtin_ctzll(~(m >> start));
+        zone_decommit(bz, base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
+        hole_stat_add(slab_holes.madvise_calls, 1);
+        m &= ~(((1ull << len) - 1) << start);
+    }
     zone *z = page_zone(pg);
     unsigned long pfn = page_to_pfn(pg);
     khugepaged_note_reclaim(z, pfn, c->order);
@@ -1198,6 +1343,7 @@ unsigned long kmem_cache_punch_holes_all(bool idle_only)
         }
         spin_unlock(&c->lock);
     }
+    slab_holes_flush();     /* the batch too: what the caller asks back is back */
     return punched;
 }
 
@@ -1205,10 +1351,12 @@ void kmem_cache_lock_all()
 {
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
         spin_lock(&kmalloc_caches[i].lock);
+    spin_lock(&hole_batch.lock);    /* innermost: nobody holding it waits for another lock */
 }
 
 void kmem_cache_unlock_all()
 {
+    spin_unlock(&hole_batch.lock);
     for (unsigned i = NR_KMALLOC_CLASSES; i-- > 1;)
         spin_unlock(&kmalloc_caches[i].lock);
 }
@@ -1217,6 +1365,7 @@ void kmem_cache_reinit_locks()
 {
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
         spin_lock_init(&kmalloc_caches[i].lock);
+    spin_lock_init(&hole_batch.lock);
 }
 
 } // namespace kalloc

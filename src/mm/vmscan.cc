@@ -812,6 +812,10 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
     spin_unlock(&vmscan_lock);
     stat_add(vm_reclaim_stats.pgreclaim, reclaimed);
     stat_add(vm_reclaim_stats.pgdecay, decayed);
+    /* The slab holes queued since the last pass (mm/slub.cc: a batch's
+     * wait is bounded by the passes a freeing program runs).  Only tried:
+     * the caller may hold a cache lock, and a flush in progress does it. */
+    slab_holes_flush_try();
     return true;
 }
 

@@ -188,6 +188,7 @@ TEST(SlabHoles, PatternsSurvivePunchAndRefault)
         for (auto &[pg, objs] : slabs)
             __slab_punch_holes(c, pg);      // whatever the frees did not punch already
         spin_unlock(&c->lock);
+        slab_holes_flush();                 // the holes' batch goes back (mm/slub.cc)
         check_cache(c);
         for (auto &[pg, objs] : slabs) {
             uint32_t want = expected_holes(c, live_idx[pg]);
@@ -277,6 +278,7 @@ TEST(SlabHoles, EmptySlabWithHolesIsFreed)
         __slab_punch_holes(c, pg);
         unsigned holes = pg->nr_holes;
         spin_unlock(&c->lock);
+        slab_holes_flush();     // given back (queued ones: QueuedHolesLeaveTheBatch...)
         ASSERT_EQ(holes, (unsigned)__builtin_popcount(expected_holes(c, live)));
         ASSERT_GT(holes, 0u);
         EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
@@ -462,4 +464,141 @@ TEST(SlabHoles, HolesRefaultedSoonDeferTheFrees)
     check_cache(c);
     EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
     (void)per;
+}
+
+// Hole pages are given back in batches (one system call for up to 32
+// ranges): until the batch goes back they are queued, still resident.  A
+// slab that needs its parked objects before that takes its ranges out of
+// the batch, so the batch going back later cannot zero the objects it has
+// handed out again since; and the same for a slab with queued holes that
+// empties and goes back to the buddy allocator resident (its pages' next
+// owner writes them).  Without the cancel both fail: the flush at the end
+// zeroes what was written.
+namespace {
+
+// Objects of one whole new 8 KiB slab, object 0 kept, the others freed, and
+// the slab's holes punched into an empty batch (not given back).  Returns
+// the slab; `objs` its objects, `want` its hole mask.
+page *queued_holes(kmem_cache *c, std::vector<void *> &objs, uint32_t &want)
+{
+    kmem_cache_shrink_all();
+    kmem_cache_punch_holes_all(false);      // forget earlier tests' state; empties the batch
+    auto slabs = whole_slabs(c, 1);
+    page *pg = slabs.begin()->first;
+    objs = slabs.begin()->second;
+    for (unsigned i = 0; i < objs.size(); i++)
+        fill(objs[i], c->size, 11);         // every page resident
+    for (unsigned i = 1; i < objs.size(); i++)
+        kmem_cache_free(c, objs[i]);
+    spin_lock(&c->lock);
+    if (!pg->nr_holes)
+        __slab_punch_holes(c, pg);
+    want = pg[1].slab_hole_mask;
+    spin_unlock(&c->lock);
+    return pg;
+}
+
+} // namespace
+
+TEST(SlabHoles, QueuedHolesLeaveTheBatchWhenTheSlabNeedsThem)
+{
+    const unsigned idx = fixed_class_of_size(8192);
+    kmem_cache *c = &kmalloc_caches[idx];
+    std::vector<void *> objs;
+    uint32_t want = 0;
+    page *pg = queued_holes(c, objs, want);
+    ASSERT_NE(want, 0u);
+    const char *base = (const char *)page_address(pg);
+    unsigned queued = 0;
+    for (unsigned p = 0; p < (1u << c->order); p++)
+        if ((want & (1u << p)) && resident(base + ((size_t)p << PAGE_SHIFT)))
+            queued++;
+    ASSERT_EQ(queued, (unsigned)__builtin_popcount(want)) << "the holes went back before the batch";
+    // The slab needs its objects again: they come out of the batch.
+    unsigned long cancelled = slab_holes.cancelled;
+    std::vector<void *> again;
+    for (int guard = 0; again.size() < objs.size() - 1 && guard < 10000; guard++) {
+        void *o = kmem_cache_alloc(c);
+        ASSERT_NE(o, nullptr);
+        if (head_of(o) == pg) {
+            again.push_back(o);
+            fill(o, c->size, 12);
+        } else {
+            kmem_cache_free(c, o);
+        }
+    }
+    ASSERT_EQ(again.size(), objs.size() - 1);
+    EXPECT_EQ(slab_holes.cancelled - cancelled, (unsigned long)queued);
+    slab_holes_flush();
+    ASSERT_TRUE(check(objs[0], c->size, 11)) << "the live object changed";
+    for (void *o : again)
+        ASSERT_TRUE(check(o, c->size, 12)) << "an object handed out again was zeroed by the batch";
+    for (void *o : again)
+        kmem_cache_free(c, o);
+    kmem_cache_free(c, objs[0]);
+    kmem_cache_shrink_all();
+    check_cache(c);
+    EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+}
+
+TEST(SlabHoles, QueuedHolesLeaveTheBatchWhenTheSlabIsFreed)
+{
+    // 1664 B, objects 0-9 kept: 3 of 8 pages are holes; 8192 B, object 0
+    // kept: 6 of 8 (EmptySlabWithHolesIsFreed).  Both empty slabs go back
+    // resident: their holes were never given back.
+    for (unsigned idx : {33u, 52u}) {
+        SCOPED_TRACE(idx);
+        const unsigned nkeep = idx == 33 ? 10 : 1;
+        kmem_cache *c = &kmalloc_caches[idx];
+        kmem_cache_shrink_all();
+        kmem_cache_punch_holes_all(false);
+        auto slabs = whole_slabs(c, 1);
+        page *pg = slabs.begin()->first;
+        auto objs = slabs.begin()->second;
+        for (void *o : objs)
+            fill(o, c->size, 11);
+        for (unsigned i = nkeep; i < objs.size(); i++)
+            kmem_cache_free(c, objs[i]);
+        spin_lock(&c->lock);
+        if (!pg->nr_holes)
+            __slab_punch_holes(c, pg);
+        unsigned holes = pg->nr_holes;
+        spin_unlock(&c->lock);
+        ASSERT_GT(holes, 0u);
+        unsigned long cancelled = slab_holes.cancelled;
+        zone *z = page_zone(pg);
+        unsigned long pfn = page_to_pfn(pg);
+        for (unsigned i = 0; i < nkeep; i++)
+            kmem_cache_free(c, objs[i]);
+        kmem_cache_shrink_all();
+        ASSERT_FALSE(pfn_to_page(z, pfn)->flags & PG_slab) << "the empty slab was not freed";
+        EXPECT_GE(slab_holes.cancelled - cancelled, (unsigned long)holes);   // (and other slabs')
+        for (unsigned p = 0; p < (1u << c->order); p++)
+            EXPECT_TRUE(resident((const char *)page_address(pg) + ((size_t)p << PAGE_SHIFT)))
+                << "page " << p << ": a queued hole went back";
+        // Its pages' next owner: take blocks of the slab's order from the page
+        // allocator until one is those pages, write it, then let the batch go back.
+        std::vector<page *> taken;
+        page *mine = nullptr;
+        for (int i = 0; i < 4096 && !mine; i++) {
+            bool zeroed = false;
+            page *p2 = alloc_pages(c->order, MIGRATE_RECLAIMABLE, &zeroed);
+            ASSERT_NE(p2, nullptr);
+            if (p2 == pg)
+                mine = p2;
+            else
+                taken.push_back(p2);
+        }
+        ASSERT_NE(mine, nullptr) << "the freed slab's pages were not handed out again";
+        const size_t bytes = PAGE_SIZE << c->order;
+        fill(page_address(mine), bytes, 13);
+        slab_holes_flush();
+        EXPECT_TRUE(check(page_address(mine), bytes, 13)) << "the new owner's data was zeroed by the batch";
+        free_pages(mine, c->order);
+        for (page *p2 : taken)
+            free_pages(p2, c->order);
+        kmem_cache_shrink_all();
+        check_cache(c);
+        EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+    }
 }
