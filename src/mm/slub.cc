@@ -60,7 +60,8 @@
  * for a page it would use again at once.
  * The holes' batch.  A hole's pages are not given back at once: their
  * ranges are queued, process-wide, and go back SLAB_HOLE_BATCH at a time
- * with one process_madvise call (os_decommit_many), at the end of every
+ * with one process_madvise call (os_decommit_many) once the cache lock of
+ * the frees that filled the batch is let go, at the end of every
  * reclaim pass (vmscan_run), and at the end of kmem_cache_punch_holes_all
  * (timed passes, malloc_trim, kalloc_compact): slab_holes_flush.  A
  * madvise each cost a system call and a TLB flush per range (in a
@@ -77,7 +78,8 @@
  * nobody unparks an object of a page being given back.  The zone lock
  * is taken under it to free an empty slab with holes (cache -> zone).
  * hole_batch.lock is innermost: taken under a cache lock or none (never
- * with a zone or pageset lock), held across the batch's system call, and
+ * with a zone or pageset lock), held across the batch's system call (with
+ * no cache lock held, but when an add finds the batch still full), and
  * nothing is locked under it; reclaim passes only try it.
  */
 #include "mm/slab.h"
@@ -301,10 +303,15 @@ bool slab_holes_flush_try()
 
 /* Queue [addr, addr + len), hole pages of the slab that starts at slab_lo
  * (caller holds its cache's lock); a range that continues the last one
- * inside the same slab extends it.  A full batch goes back at once. */
+ * inside the same slab extends it.  A batch this fills goes back when the
+ * caller has let its cache lock go (hole_batch_flush_full: the system call
+ * for 32 ranges takes ~90 us, which other threads would wait for on that
+ * lock); one still full at the next add goes back then. */
 static void hole_batch_add(char *slab_lo, char *addr, size_t len)
 {
     spin_lock(&hole_batch.lock);
+    if (hole_batch.nr == SLAB_HOLE_BATCH)
+        hole_batch_flush_locked();
     unsigned n = hole_batch.nr;
     os_range *last = n ? &hole_batch.ranges[n - 1] : nullptr;
     if (last && (char *)last->addr >= slab_lo && (char *)last->addr + last->len == addr) {
@@ -313,10 +320,15 @@ static void hole_batch_add(char *slab_lo, char *addr, size_t len)
         hole_batch.ranges[n].addr = addr;
         hole_batch.ranges[n].len = len;
         __atomic_store_n(&hole_batch.nr, n + 1, __ATOMIC_RELEASE);
-        if (n + 1 == SLAB_HOLE_BATCH)
-            hole_batch_flush_locked();
     }
     spin_unlock(&hole_batch.lock);
+}
+
+/* A full batch goes back (no lock held but, possibly, others' innermost). */
+static inline void hole_batch_flush_full()
+{
+    if (__atomic_load_n(&hole_batch.nr, __ATOMIC_ACQUIRE) == SLAB_HOLE_BATCH)
+        slab_holes_flush();
 }
 
 /* Slab pg (2^order pages) ends its holes (unpark, or freed): take its
@@ -1100,6 +1112,8 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     c->life_frees += n;
     const bool mesh = unlikely(c->order == 0 && option_get(OPT_MESH) == 1) && mesh_due_on_free(c);
     spin_unlock(&c->lock);
+    if (unlikely(holes))
+        hole_batch_flush_full();
     if (fz)
         zone_note_freed(fz, fbytes);
     if (unlikely(mesh))
@@ -1342,6 +1356,7 @@ unsigned long kmem_cache_punch_holes_all(bool idle_only)
             }
         }
         spin_unlock(&c->lock);
+        hole_batch_flush_full();
     }
     slab_holes_flush();     /* the batch too: what the caller asks back is back */
     return punched;
