@@ -295,6 +295,10 @@ unsigned long __slab_punch_holes(kmem_cache *c, page *pg);
 void slab_holes_flush();
 bool slab_holes_flush_try();
 
+/* Ranges in the holes' batch now (a gauge; at most 32, and never 32 once
+ * the frees that filled it have let their cache lock go). */
+unsigned slab_holes_queued();
+
 /* Punch holes in the partial slabs of every cache (slabs of 2 or more
  * pages, at least half free).  idle_only: only caches that took no refill
  * since the previous such pass and got frees since (timed passes: their free

@@ -290,6 +290,11 @@ void slab_holes_flush()
     spin_unlock(&hole_batch.lock);
 }
 
+unsigned slab_holes_queued()
+{
+    return __atomic_load_n(&hole_batch.nr, __ATOMIC_ACQUIRE);
+}
+
 bool slab_holes_flush_try()
 {
     if (!__atomic_load_n(&hole_batch.nr, __ATOMIC_ACQUIRE))

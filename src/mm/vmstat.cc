@@ -223,11 +223,11 @@ void print_vmstat(printbuf &out)
                life[MIGRATE_RECLAIMABLE], life[MIGRATE_LONGLIVED], changes, kmalloc_dynamic_nr());
     out.printf("  slab_holes_punched %lu\n  slab_holes_refaulted %lu\n  slab_hole_pages %lu\n"
                "  slab_hole_madvise %lu\n  slab_hole_batched %lu\n  slab_holes_cancelled %lu\n"
-               "  slab_holes_deferred %lu\n",
+               "  slab_hole_queued %u\n  slab_holes_deferred %lu\n",
                READ_ONCE(slab_holes.punched), READ_ONCE(slab_holes.refaulted),
                READ_ONCE(slab_holes.hole_pages), READ_ONCE(slab_holes.madvise_calls),
                READ_ONCE(slab_holes.batched), READ_ONCE(slab_holes.cancelled),
-               READ_ONCE(slab_holes.deferred));
+               slab_holes_queued(), READ_ONCE(slab_holes.deferred));
     out.printf("  mesh_pages %lu\n  mesh_success %lu\n  mesh_attempt %lu\n  mesh_fail_overlap %lu\n"
                "  unmesh %lu\n  mesh_skip_threads %lu\n  mesh_passes %lu\n",
                READ_ONCE(mesh_stats.mesh_pages), READ_ONCE(mesh_stats.mesh_success),

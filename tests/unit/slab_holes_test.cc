@@ -14,6 +14,7 @@
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
+#include "platform/os.h"
 #include "slab_check.h"
 
 using namespace kalloc;
@@ -601,4 +602,45 @@ TEST(SlabHoles, QueuedHolesLeaveTheBatchWhenTheSlabIsFreed)
         check_cache(c);
         EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
     }
+}
+
+// The frees that fill the holes' batch give it back once they have let the
+// cache lock go (its system call is not made with the lock held, which the
+// class's other threads would wait on): no free returns with the batch
+// full.  Without that it would sit full until the next hole is queued.
+TEST(SlabHoles, AFullBatchGoesBackWhenTheFreesReturn)
+{
+    const unsigned idx = fixed_class_of_size(8192);
+    kmem_cache *c = &kmalloc_caches[idx];
+    kmem_cache_shrink_all();
+    kmem_cache_punch_holes_all(false);      // forget earlier tests' state; empties the batch
+    auto slabs = whole_slabs(c, 96);
+    std::vector<void *> keep;
+    unsigned long batched = slab_holes.batched, calls = slab_holes.madvise_calls;
+    unsigned most = 0;
+    for (auto &[pg, objs] : slabs)
+        for (unsigned i = 0; i < objs.size(); i++) {
+            fill(objs[i], c->size, 21);     // resident, so giving back is real work
+            if (i == 0) {
+                keep.push_back(objs[i]);
+            } else {
+                kmem_cache_free(c, objs[i]);
+                unsigned q = slab_holes_queued();
+                most = std::max(most, q);
+                ASSERT_LT(q, 32u) << "a free returned with the holes' batch full";
+            }
+        }
+    // 96 slabs of 4 objects in 8 pages, one kept in each: its last 6 pages
+    // one range once the class counts as being freed; the batch filled.
+    EXPECT_GT(most, 0u);
+    if (os_decommit_batches() && !os_seccomp_filtered()) {   // one call per batch here
+        EXPECT_GE(slab_holes.batched - batched, 32u) << "no batch went back";
+        EXPECT_LT(slab_holes.madvise_calls - calls, slab_holes.batched - batched);
+    }
+    for (void *o : keep)
+        ASSERT_TRUE(check(o, c->size, 21));
+    for (void *o : keep)
+        kmem_cache_free(c, o);
+    kmem_cache_shrink_all();
+    check_cache(c);
 }
