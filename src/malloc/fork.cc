@@ -4,8 +4,9 @@
  * Nothing is locked when the process is single-threaded (see prepare).
  * Lock order taken in prepare: glibc's stdio list lock (_IO_list_lock, see
  * prepare), compact_lock, pcs_drain_lock, tcache_list_lock, every
- * kmem_cache.lock (by class), the slab holes' batch lock, vmap_lock, vmscan_lock, zone_list_lock, every
- * per_cpu_pages.lock (by zone, then CPU), every zone.lock (by zone id).
+ * kmem_cache.lock (by class), the slab holes' batch lock (mm/slub.cc),
+ * vmap_lock, vmscan_lock, zone_list_lock, every per_cpu_pages.lock (by
+ * zone, then CPU), every zone.lock (by zone id).
  *
  * Memory-file zones (KALLOC_MESH=1) are mapped MAP_SHARED, so fork would
  * share them with the child: the child copies them (zone_memfd_fork_child)
