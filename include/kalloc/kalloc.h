@@ -180,9 +180,10 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 9   /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+#define KALLOC_VMSTAT_VERSION 10  /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
                                      5: mesh_*; 6: thp_kept_pages; 7: residency_*,
-                                     workingset_refault; 8: madvise_batch*; 9: run_fit */
+                                     workingset_refault; 8: madvise_batch*; 9: run_fit;
+                                     10: slab_hole* */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -306,6 +307,15 @@ struct kalloc_vmstat {
                                        blocks that are not buddies (across buddy boundaries:
                                        resident runs first, then any free memory before the
                                        heap grows) */
+    /* --- version 10: slab holes (free pages inside slabs still in use) --- */
+    uint64_t slab_holes_punched;  /**< pages made holes (queued to be given back) */
+    uint64_t slab_holes_refaulted;/**< hole pages given back, then needed again by their slab */
+    uint64_t slab_holes_cancelled;/**< hole pages taken out of the batch before it went back
+                                       (their slab needed them, or was freed): never given back */
+    uint64_t slab_hole_pages;     /**< pages that are holes now */
+    uint64_t slab_hole_madvise;   /**< system calls that gave holes back (one process_madvise
+                                       per batch of up to 32 ranges where allowed) */
+    uint64_t slab_hole_batched;   /**< ranges those batch calls gave back */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

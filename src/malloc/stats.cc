@@ -176,6 +176,12 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.madvise_batches = READ_ONCE(r.madvise_batches);
     v.madvise_batched_ranges = READ_ONCE(r.madvise_batched_ranges);
     v.run_fit = READ_ONCE(pa_stats.run_fit);
+    v.slab_holes_punched = READ_ONCE(slab_holes.punched);
+    v.slab_holes_refaulted = READ_ONCE(slab_holes.refaulted);
+    v.slab_holes_cancelled = READ_ONCE(slab_holes.cancelled);
+    v.slab_hole_pages = READ_ONCE(slab_holes.hole_pages);
+    v.slab_hole_madvise = READ_ONCE(slab_holes.madvise_calls);
+    v.slab_hole_batched = READ_ONCE(slab_holes.batched);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;
