@@ -365,26 +365,35 @@ static unsigned long hole_batch_cancel(page *pg, unsigned order)
     return pages;
 }
 
-/* Give the pages of `mask` back, a run of adjacent pages per range: queued
- * in the holes' batch for an anonymous zone, at once (madvise or
- * MADV_REMOVE) for a memory-file zone (KALLOC_MESH). */
-static void slab_decommit_mask(page *pg, uint32_t mask)
+/* fn(first page, pages) for each run of adjacent pages set in mask. */
+template <class F>
+static inline void for_each_page_run(uint32_t mask, F fn)
 {
-    char *base = (char *)page_address(pg);
-    const zone *z = page_zone(pg);
     uint64_t m = mask;
     while (m) {
         unsigned start = (unsigned)__builtin_ctzll(m);
         unsigned len = (unsigned)__builtin_ctzll(~(m >> start));   /* <= 32 */
+        fn(start, len);
+        m &= ~(((1ull << len) - 1) << start);
+    }
+}
+
+/* Give the pages of `mask` back, a run of adjacent pages per range: queued
+ * in the holes' batch for an anonymous zone, at once (madvise or
+ * MADV_REMOVE) for a memory-file zone (KALLOC_MESH) or when `now`. */
+static void slab_decommit_mask(page *pg, uint32_t mask, bool now = false)
+{
+    char *base = (char *)page_address(pg);
+    const zone *z = page_zone(pg);
+    for_each_page_run(mask, [&](unsigned start, unsigned len) {
         char *addr = base + ((size_t)start << PAGE_SHIFT);
-        if (z->backing_fd < 0) {
+        if (z->backing_fd < 0 && !now) {
             hole_batch_add(base, addr, (size_t)len << PAGE_SHIFT);
         } else {
             zone_decommit(z, addr, (size_t)len << PAGE_SHIFT);
             hole_stat_add(slab_holes.madvise_calls, 1);
         }
-        m &= ~(((1ull << len) - 1) << start);
-    }
+    });
 }
 
 /* The free bytes of the pageblock at start: free blocks plus the free
@@ -608,15 +617,7 @@ static __cold void free_slab_with_holes(kmem_cache *c, page *pg)
     }
     uint32_t all = npages >= 32 ? ~0u : (1u << npages) - 1;
     /* Given back now, and before the free: a PG_reported block reads zero. */
-    const zone *bz = page_zone(pg);
-    char *base = (char *)page_address(pg);
-    for (uint64_t m = queued ? all : all & ~mask; m;) {
-        unsigned start = (unsigned)__builtin_ctzll(m);
-        unsigned len = (unsigned)__builtin_ctzll(~(m >> start));
-        zone_decommit(bz, base + ((size_t)start << PAGE_SHIFT), (size_t)len << PAGE_SHIFT);
-        hole_stat_add(slab_holes.madvise_calls, 1);
-        m &= ~(((1ull << len) - 1) << start);
-    }
+    slab_decommit_mask(pg, queued ? all : all & ~mask, true);
     zone *z = page_zone(pg);
     unsigned long pfn = page_to_pfn(pg);
     khugepaged_note_reclaim(z, pfn, c->order);
