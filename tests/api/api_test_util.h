@@ -27,6 +27,8 @@
 
 #include <vector>
 
+#include <gtest/gtest.h>
+
 namespace kt {
 
 // Returns v unchanged, but the compiler cannot know that.
@@ -232,6 +234,16 @@ inline bool seccomp_errno_on_madvise(int advice, int err) {
 // memfd_create) without killing.
 inline bool seccomp_errno_on_syscalls(std::initializer_list<int> nrs, int err) {
   return seccomp_on_syscalls(nrs, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA));
+}
+
+// A forked child under a seccomp filter exited 0 (not killed by SIGSYS);
+// `codes` explains the child's exit statuses in the failure message.
+inline void expect_sandboxed_child_exits_cleanly(pid_t pid, const char *codes = "") {
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
+                                 << " (31 = SIGSYS: a system call the filter forbids)";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << codes;
 }
 
 }  // namespace kt

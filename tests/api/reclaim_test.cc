@@ -730,15 +730,7 @@ bool calloc_of_a_reused_area_reads_zero(int rounds)
     return true;
 }
 
-// A forked child under a seccomp filter exited 0 (not killed by SIGSYS).
-void expect_sandboxed_child_exits_cleanly(pid_t pid)
-{
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
-                                   << " (31 = SIGSYS: a system call the filter forbids)";
-    EXPECT_EQ(WEXITSTATUS(status), 0);
-}
+using kt::expect_sandboxed_child_exits_cleanly;
 
 } // namespace
 
