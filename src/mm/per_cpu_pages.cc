@@ -369,6 +369,15 @@ void free_unref_page(zone *z, page *pg, unsigned order)
  * the common case: malloc and free of the same size). */
 constexpr unsigned PCP_RUN_SCAN = 4;
 
+/* Whether the pageset holds a run (racy without pcp->lock: a hint). */
+static inline bool pcp_holds_runs(const per_cpu_pages *pcp)
+{
+    for (unsigned pi = NR_LOWORDER_PCP_LISTS; pi < NR_PCP_LISTS; pi++)
+        if (READ_ONCE(pcp->lists[pi].next) != &pcp->lists[pi])
+            return true;
+    return false;
+}
+
 /*
  * Run allocations missed twice in a row (PCP_RUN_DRAIN_MISSES): give every
  * run on the pageset back to the zone, under one hold of the zone lock (the
@@ -386,15 +395,6 @@ constexpr unsigned PCP_RUN_SCAN = 4;
  * miss no longer raises high either: the run it needed was of another size,
  * not one a larger high would have kept.  Caller holds pcp->lock.
  */
-/* Whether the pageset holds a run (racy without pcp->lock: a hint). */
-static inline bool pcp_holds_runs(const per_cpu_pages *pcp)
-{
-    for (unsigned pi = NR_LOWORDER_PCP_LISTS; pi < NR_PCP_LISTS; pi++)
-        if (READ_ONCE(pcp->lists[pi].next) != &pcp->lists[pi])
-            return true;
-    return false;
-}
-
 static void pcp_drain_runs_locked(zone *z, per_cpu_pages *pcp)
 {
     if (!pcp_holds_runs(pcp))
