@@ -180,10 +180,10 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 10  /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+#define KALLOC_VMSTAT_VERSION 11  /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
                                      5: mesh_*; 6: thp_kept_pages; 7: residency_*,
                                      workingset_refault; 8: madvise_batch*; 9: run_fit;
-                                     10: slab_hole* */
+                                     10: slab_hole*; 11: large_fault_around*, large_probe* */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -316,6 +316,14 @@ struct kalloc_vmstat {
     uint64_t slab_hole_madvise;   /**< system calls that gave holes back (one process_madvise
                                        per batch of up to 32 ranges where allowed) */
     uint64_t slab_hole_batched;   /**< ranges those batch calls gave back */
+    /* --- version 11: fault-around for large blocks (KALLOC_FAULT_AROUND) --- */
+    uint64_t large_fault_around;  /**< pages of large blocks that read zero faulted in with one
+                                       call when handed out (the program touched its large
+                                       blocks whole, as probes showed) */
+    uint64_t large_probes_read;   /**< large blocks left to the program's faults (probes) whose
+                                       touched pages were counted at their free */
+    uint64_t large_probe_pages;   /**< the pages of those probes */
+    uint64_t large_probe_touched; /**< of which the program had touched (resident at the free) */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

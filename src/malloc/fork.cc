@@ -6,7 +6,8 @@
  * prepare), compact_lock, pcs_drain_lock, tcache_list_lock, every
  * kmem_cache.lock (by class), the slab holes' batch lock (mm/slub.cc),
  * vmap_lock, vmscan_lock, zone_list_lock, every per_cpu_pages.lock (by
- * zone, then CPU), every zone.lock (by zone id).
+ * zone, then CPU), every zone.lock (by zone id).  Fault-around's lock
+ * (malloc/large.cc) is only ever tried: not taken here, reset in the child.
  *
  * Memory-file zones (KALLOC_MESH=1) are mapped MAP_SHARED, so fork would
  * share them with the child: the child copies them (zone_memfd_fork_child)
@@ -17,6 +18,7 @@
 #include <pthread.h>
 #include <sys/single_threaded.h>
 
+#include "malloc/large.h"
 #include "malloc/tcache.h"
 #include "mm/compaction.h"
 #include "mm/mmzone.h"
@@ -123,6 +125,7 @@ void kalloc_fork_child()
     kmalloc_dynamic_reinit_lock();
     pcs_reinit_lock();
     tcache_after_fork_child();
+    large_fault_around_reinit_lock();
     if (fork_io_locked)
         _IO_list_resetlock();   /* one thread now: free, whatever fork did with it */
 }

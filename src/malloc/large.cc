@@ -6,7 +6,10 @@
 #include <string.h>
 
 #include "mm/page_alloc.h"
+#include "mm/vmscan.h"
+#include "platform/options.h"
 #include "platform/os.h"
+#include "platform/spinlock.h"
 
 namespace kalloc {
 
@@ -26,6 +29,82 @@ static unsigned large_pick_colour(unsigned long nr, size_t size, size_t align)
     unsigned colours = (unsigned)(slack / unit) + 1;
     return (unsigned)(large_colour_next++ % colours * unit);
 }
+
+/* Fault-around (large.h): what the probes read.  Constant-initialised;
+ * written under lock, read without it (an estimate). */
+struct large_fault_around {
+    spinlock_t lock;          /* guards the writes below (a probe read at most every
+                               * LARGE_PROBE_MIN_MS, so never contended for long) */
+    uint32_t touched;         /* pages of the probes read that the program touched
+                               * (decayed with probed) */
+    uint32_t probed;          /* pages of the probes read (halved with touched past
+                               * LARGE_PROBE_DECAY_PAGES) */
+    uint32_t last_read;       /* vmscan_now() of the last probe read */
+};
+static large_fault_around fault_around = {SPINLOCK_INIT, 0, 0, 0};
+
+large_fault_around_stats large_fa_stats;
+
+/* Blocks this thread gave out reading zero while fault-around was on: every
+ * LARGE_PROBE_EVERY-th of them is left to the program's faults (a probe). */
+static __thread uint32_t fault_around_turn __attribute__((tls_model("initial-exec")));
+
+/* Whether the probes say the program touches its large blocks whole. */
+static inline bool fault_around_on()
+{
+    uint32_t probed = READ_ONCE(fault_around.probed), touched = READ_ONCE(fault_around.touched);
+    return probed >= LARGE_PROBE_MIN_PAGES &&
+           (uint64_t)touched * LARGE_FAULT_AROUND_DEN >= (uint64_t)probed * LARGE_FAULT_AROUND_NUM;
+}
+
+/* Block pg (nr pages at addr) reads zero and is about to be handed out:
+ * fault it in now, or leave it as a probe. */
+static void large_fault_around(page *pg, void *addr, unsigned long nr)
+{
+    if (!option_get(OPT_FAULT_AROUND) || page_zone(pg)->backing_fd >= 0)
+        return;
+    if (fault_around_on() && vmscan_cgroup_pressure() == 0 &&
+        ++fault_around_turn % LARGE_PROBE_EVERY != 0) {
+        if (os_populate_write(addr, nr << PAGE_SHIFT) == 0) {
+            __atomic_fetch_add(&large_fa_stats.populated, nr, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+    pg->flags |= PG_probe;
+}
+
+/* A probe is freed: read how many of its pages the program touched (at most
+ * every LARGE_PROBE_MIN_MS, and never under a seccomp filter, which may kill
+ * the process on mincore). */
+static __attribute__((noinline)) void large_probe_read(page *head, unsigned long nr)
+{
+    uint32_t now = vmscan_now();
+    if ((uint32_t)(now - READ_ONCE(fault_around.last_read)) < LARGE_PROBE_MIN_MS ||
+        !spin_trylock(&fault_around.lock))
+        return;
+    long touched = -1;
+    if ((uint32_t)(now - fault_around.last_read) >= LARGE_PROBE_MIN_MS) {
+        fault_around.last_read = now;
+        if (!os_seccomp_filtered())
+            touched = os_resident_pages(page_address(head), nr);
+    }
+    if (touched >= 0) {
+        uint32_t probed = fault_around.probed + (uint32_t)nr;
+        uint32_t got = fault_around.touched + (uint32_t)touched;
+        while (probed > LARGE_PROBE_DECAY_PAGES) {
+            probed /= 2;
+            got /= 2;
+        }
+        WRITE_ONCE(fault_around.probed, probed);
+        WRITE_ONCE(fault_around.touched, got);
+        large_fa_stats.probes_read++;
+        large_fa_stats.probe_pages += nr;
+        large_fa_stats.probe_touched += (unsigned long)touched;
+    }
+    spin_unlock(&fault_around.lock);
+}
+
+void large_fault_around_reinit_lock() { spin_lock_init(&fault_around.lock); }
 
 void *kmalloc_large(size_t size, size_t align, bool zero)
 {
@@ -79,12 +158,18 @@ void *kmalloc_large(size_t size, size_t align, bool zero)
         memset(p, 0, large_size(pg));
     else if (zero)
         os_populate_zeroed(page_address(pg), nr << PAGE_SHIFT);
+    else if (zeroed)
+        large_fault_around(pg, page_address(pg), nr);
     return p;
 }
 
 void kfree_large(page *head)
 {
     unsigned long nr = head->nr_pages;
+    if (unlikely(head->flags & PG_probe)) {
+        head->flags &= (uint16_t)~PG_probe;
+        large_probe_read(head, nr);
+    }
     __atomic_fetch_sub(&nr_large_pages, nr, __ATOMIC_RELAXED);
     free_pages_exact(head, nr);
 }

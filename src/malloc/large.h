@@ -81,6 +81,46 @@ static inline void *large_address(const page *head)
     return (char *)page_address(head) + head->colour;
 }
 
+/*
+ * Fault-around (the kernel's mmap read-around, mm/filemap.c, which maps the
+ * pages around a fault in one go and stops when they go unused: mmap_miss).
+ * A large block that reads zero (fresh, or given back by reclaim) is
+ * otherwise faulted in by the program a page at a time: a 256 KiB block is
+ * 64 page faults, ~3.7 us each on this VM, where one MADV_POPULATE_WRITE
+ * takes ~2.5 us a page (no exception entry and exit, no VMA lookup per
+ * page).  So, while the program is seen to touch its large blocks whole, a
+ * block that reads zero is faulted in when it is handed out.  What is seen:
+ * probes.  A block handed out reading zero and not faulted in is a probe
+ * (PG_probe); when it is freed, mincore counts the pages the program
+ * touched (at most one read every LARGE_PROBE_MIN_MS; none under a seccomp
+ * filter).  Fault-around is on while the probes read (the last
+ * LARGE_PROBE_DECAY_PAGES or so) were at least 15/16 touched and held at
+ * least LARGE_PROBE_MIN_PAGES; even then every LARGE_PROBE_EVERY-th block
+ * stays a probe, so a program that turns to leaving its blocks mostly
+ * untouched (buffers sized for the worst case) turns it off again within a
+ * few probes.  Not for calloc (always faulted in, above), memory-file zones
+ * or under cgroup pressure.  Off: KALLOC_FAULT_AROUND=0.
+ */
+constexpr unsigned LARGE_PROBE_EVERY = 8;             /* one block in 8 stays a probe */
+constexpr uint32_t LARGE_PROBE_MIN_MS = 8;            /* probe reads at most this often */
+constexpr uint32_t LARGE_PROBE_MIN_PAGES = 256;       /* probed before fault-around starts */
+constexpr uint32_t LARGE_PROBE_DECAY_PAGES = 2048;    /* the probes' counts halve past this */
+constexpr unsigned LARGE_FAULT_AROUND_NUM = 15;       /* on at touched/probed >= NUM/DEN */
+constexpr unsigned LARGE_FAULT_AROUND_DEN = 16;
+
+/* Fault-around's counters (kalloc_vmstat_get, kalloc_stats_print). */
+struct large_fault_around_stats {
+    unsigned long populated;      /* pages faulted in ahead (MADV_POPULATE_WRITE) */
+    unsigned long probes_read;    /* probes whose residency was read at free */
+    unsigned long probe_pages;    /* their pages */
+    unsigned long probe_touched;  /* of which the program had touched */
+};
+extern large_fault_around_stats large_fa_stats;
+
+/* The fork child's: fault-around's lock (only ever tried, so fork's prepare
+ * does not take it) may have been held by a thread the child does not have. */
+void large_fault_around_reinit_lock();
+
 /* Pages in large blocks and large allocations made (counters). */
 extern unsigned long nr_large_pages;
 extern unsigned long nr_large_allocs;

@@ -182,6 +182,10 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.slab_hole_pages = READ_ONCE(slab_holes.hole_pages);
     v.slab_hole_madvise = READ_ONCE(slab_holes.madvise_calls);
     v.slab_hole_batched = READ_ONCE(slab_holes.batched);
+    v.large_fault_around = READ_ONCE(large_fa_stats.populated);
+    v.large_probes_read = READ_ONCE(large_fa_stats.probes_read);
+    v.large_probe_pages = READ_ONCE(large_fa_stats.probe_pages);
+    v.large_probe_touched = READ_ONCE(large_fa_stats.probe_touched);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;
@@ -224,6 +228,11 @@ void stats_print(int fd)
                "zone grows %lu run fits %lu zone lock holds %lu\n",
                pa_stats.pgalloc, pa_stats.pgfree, pa_stats.pgfallback, pa_stats.pageblock_claims,
                pa_stats.zone_grow, pa_stats.run_fit, pa_stats.zone_lock);
+    const large_fault_around_stats &fa = large_fa_stats;
+    out.printf("large: fault-around %s populated_pages %lu probes_read %lu probe_pages %lu "
+               "probe_touched %lu\n",
+               option_get(OPT_FAULT_AROUND) ? "on" : "off", READ_ONCE(fa.populated),
+               READ_ONCE(fa.probes_read), READ_ONCE(fa.probe_pages), READ_ONCE(fa.probe_touched));
     out.printf("kalloc: totals mapped_kb=%lu resident_kb=%lu in_use_kb=%lu slab_kb=%lu "
                "large_kb=%lu huge_kb=%lu free_kb=%lu free_resident_kb=%lu reclaimed_kb=%lu "
                "zones=%lu threads=%lu refills=%lu flushes=%lu large=%lu huge=%lu\n",

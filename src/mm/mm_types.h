@@ -35,6 +35,9 @@
  *                    the pages it does not hold (mm/vmscan.h, workingset)
  *   PG_scanned       (free blocks, not PG_reported) nr_resident was read with
  *                    mincore: exact, not an upper bound
+ *   PG_probe         (PG_large head) a block given out reading zero and left
+ *                    to the program's faults: its residency is read when it
+ *                    is freed (malloc/large.h, fault-around)
  * A slab of 2 or more pages may have holes (mm/slub.cc, "slab holes"): pages
  * the slab still owns whose memory was given back because every object
  * overlapping them is free.  The head's nr_holes counts them; the second
@@ -92,6 +95,9 @@ enum pageflags : uint16_t {
     PG_scanned = 1u << 14,  /* (PG_buddy, not PG_reported) nr_resident is exact: mincore read
                                the block's residency (mm/vmscan.h, "Residency") and nothing
                                unread has merged into it since */
+    PG_probe = 1u << 15,    /* (PG_large head) given out reading zero and not faulted in
+                               ahead: its residency, read when it is freed, says how much of
+                               a large block the program touches (malloc/large.h, fault-around) */
 };
 
 struct page {

@@ -30,6 +30,7 @@ option_desc options[OPT_COUNT] = {
     {"RESIDENCY", 1, "read with mincore which pages of free blocks are resident before watermark reclaim (0 = count every page of a freed block as resident)"},
     {"TRUST_SECCOMP", 0, "the seccomp filter the process runs under (a container's) allows mincore and membarrier, as Docker's default profile does: use them (residency reads, calloc of reused huge areas, per-CPU arrays) instead of leaving them out"},
     {"TRACE_VMSCAN", 0, "keep the last N reclaim passes (at most 4096) with each zone's watermarks, use, workingset and what the pass read and gave back, and print them on stderr at exit (mm_vmscan_zone lines)"},
+    {"FAULT_AROUND", 1, "fault a large block that reads zero in with one call when it is handed out, while blocks read at their free show the program touches its large blocks whole (0: never)"},
 };
 
 namespace {

@@ -51,6 +51,9 @@ enum option_id {
                          * membarrier (Docker's default profile does): use them under one */
     OPT_TRACE_VMSCAN,   /* KALLOC_TRACE_VMSCAN=N: keep the last N (at most VMSCAN_TRACE_MAX)
                            reclaim passes' zone states, printed at exit (mm/vmscan.h, trace) */
+    OPT_FAULT_AROUND,   /* KALLOC_FAULT_AROUND=0: never fault a large block in when it is handed
+                           out (default 1: while probes show the program touches its large
+                           blocks whole, malloc/large.h) */
     OPT_COUNT
 };
 

@@ -1,0 +1,199 @@
+// Fault-around for large blocks (malloc/large.h) through the public API: a
+// large block that reads zero (given back by malloc_trim(0)) is faulted in
+// with one call when it is handed out, but only once probes (blocks left to
+// the program's faults, read with mincore at their free) showed the program
+// touches its large blocks whole; it stops when they show it does not; never
+// with KALLOC_FAULT_AROUND=0 or under a seccomp filter that may kill on
+// mincore.  Each test runs in a fresh process (run_self): what the probes
+// read is process-wide.
+#include <gtest/gtest.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "api_test_util.h"
+#include "kalloc/kalloc.h"
+
+namespace {
+
+constexpr size_t kBlock = 256 * 1024;   // a large block of 64 pages
+constexpr size_t kPages = kBlock / 4096;
+
+kalloc_vmstat vmstat_now() {
+  kalloc_vmstat v;
+  memset(&v, 0, sizeof(v));
+  v.size = sizeof(v);
+  EXPECT_EQ(kalloc_vmstat_get(&v), 0);
+  return v;
+}
+
+// Pages of [p, p + len) that are resident (p page-aligned).
+size_t resident_pages(void *p, size_t len) {
+  size_t n = (len + 4095) / 4096;
+  std::vector<unsigned char> vec(n);
+  if (mincore(p, len, vec.data()) != 0) return (size_t)-1;
+  size_t r = 0;
+  for (unsigned char c : vec) r += c & 1;
+  return r;
+}
+
+// One round: a block that reads zero (everything free was given back), its
+// residency right after malloc, then `touch` pages of it written, checked,
+// freed and given back; then a pause longer than the probes' rate limit
+// (one read per 8 ms).  Returns the pages resident right after malloc.
+size_t round_trip(size_t touch, uint32_t seed) {
+  void *p = malloc(kBlock);
+  EXPECT_NE(p, nullptr);
+  if (!p) return 0;
+  EXPECT_TRUE(kt::is_aligned(p, 4096)) << "a page multiple has no colour";
+  size_t res = resident_pages(p, kBlock);
+  unsigned char *b = static_cast<unsigned char *>(p);
+  for (size_t i = 0; i < touch; i++) kt::fill(b + i * 4096, 4096, seed + (uint32_t)i);
+  for (size_t i = 0; i < touch; i++)
+    EXPECT_EQ(kt::check(b + i * 4096, 4096, seed + (uint32_t)i), 4096u) << "page " << i;
+  free(p);
+  malloc_trim(0);
+  usleep(12000);
+  return res;
+}
+
+}  // namespace
+
+TEST(FaultAround, WholeBlocksAreFaultedInOnceProbesShowThem) {
+  if (!getenv("KT_FA_CHILD")) {
+    EXPECT_EQ(kt::run_self("FaultAround.WholeBlocksAreFaultedInOnceProbesShowThem",
+                           {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", nullptr}}),
+              0);
+    return;
+  }
+  if (kt::seccomp_filtered()) GTEST_SKIP() << "under a seccomp filter kalloc reads no probe";
+  // Before any probe is read, a block that reads zero is left to the faults.
+  kalloc_vmstat v0 = vmstat_now();
+  ASSERT_GE(v0.version, 11u);
+  size_t first = round_trip(kPages, 1);
+  EXPECT_LE(first, 1u) << "a block reading zero was faulted in before any probe was read";
+  for (int i = 0; i < 7; i++) round_trip(kPages, 100 + i);
+  kalloc_vmstat v1 = vmstat_now();
+  EXPECT_GE(v1.large_probes_read, 4u);
+  EXPECT_GE(v1.large_probe_pages, 4 * kPages);
+  EXPECT_EQ(v1.large_probe_touched, v1.large_probe_pages) << "every probe was written whole";
+  // Now 7 blocks of every 8 are faulted in when handed out.
+  size_t whole = 0;
+  for (int i = 0; i < 16; i++) whole += round_trip(kPages, 1000 + i) == kPages;
+  kalloc_vmstat v2 = vmstat_now();
+  std::printf("[ figures  ] probes read %lu (%lu of %lu pages touched); then %zu of 16 blocks "
+              "resident when handed out, %lu pages faulted in ahead\n",
+              (unsigned long)v1.large_probes_read, (unsigned long)v1.large_probe_touched,
+              (unsigned long)v1.large_probe_pages, whole,
+              (unsigned long)(v2.large_fault_around - v1.large_fault_around));
+  EXPECT_GE(whole, 12u);
+  EXPECT_LE(whole, 15u) << "every eighth block stays a probe";
+  EXPECT_GE(v2.large_fault_around - v1.large_fault_around, whole * kPages);
+}
+
+TEST(FaultAround, BlocksTouchedInPartStayLazy) {
+  if (!getenv("KT_FA_CHILD")) {
+    EXPECT_EQ(kt::run_self("FaultAround.BlocksTouchedInPartStayLazy",
+                           {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", nullptr}}),
+              0);
+    return;
+  }
+  if (kt::seccomp_filtered()) GTEST_SKIP() << "under a seccomp filter kalloc reads no probe";
+  size_t most = 0;
+  for (int i = 0; i < 24; i++) {
+    size_t r = round_trip(2, 10 * i);   // a buffer sized for the worst case, 2 pages used
+    if (r > most) most = r;
+  }
+  kalloc_vmstat v = vmstat_now();
+  std::printf("[ figures  ] probes read %lu (%lu of %lu pages touched), at most %zu pages "
+              "resident when handed out\n",
+              (unsigned long)v.large_probes_read, (unsigned long)v.large_probe_touched,
+              (unsigned long)v.large_probe_pages, most);
+  EXPECT_GE(v.large_probes_read, 8u);
+  EXPECT_LE(v.large_probe_touched * 16, v.large_probe_pages);
+  EXPECT_EQ(v.large_fault_around, 0u) << "blocks the program leaves mostly untouched were faulted in";
+  EXPECT_LE(most, 2u);
+}
+
+TEST(FaultAround, TurnsOffWhenBlocksGoUntouched) {
+  if (!getenv("KT_FA_CHILD")) {
+    EXPECT_EQ(kt::run_self("FaultAround.TurnsOffWhenBlocksGoUntouched",
+                           {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", nullptr}}),
+              0);
+    return;
+  }
+  if (kt::seccomp_filtered()) GTEST_SKIP() << "under a seccomp filter kalloc reads no probe";
+  for (int i = 0; i < 8; i++) round_trip(kPages, i);
+  size_t whole = 0;
+  for (int i = 0; i < 8; i++) whole += round_trip(kPages, 100 + i) == kPages;
+  ASSERT_GE(whole, 5u) << "fault-around did not start";
+  // The program turns to using 1 page of each block: the probes (one block
+  // in 8) show it, and fault-around stops.
+  int last_whole = -1;
+  for (int i = 0; i < 64; i++)
+    if (round_trip(1, 1000 + i) == kPages) last_whole = i;
+  kalloc_vmstat v = vmstat_now();
+  std::printf("[ figures  ] the last block faulted in ahead was round %d of 64 with 1 page "
+              "used; probes read %lu (%lu of %lu pages touched)\n",
+              last_whole, (unsigned long)v.large_probes_read, (unsigned long)v.large_probe_touched,
+              (unsigned long)v.large_probe_pages);
+  EXPECT_LT(last_whole, 32) << "fault-around went on faulting in blocks the program leaves untouched";
+  // And the last 16 rounds were all left to the faults.
+  size_t late = 0;
+  for (int i = 0; i < 16; i++) late += round_trip(1, 5000 + i) > 1;
+  EXPECT_EQ(late, 0u);
+}
+
+TEST(FaultAround, OptionOffNeverFaultsAhead) {
+  if (!getenv("KT_FA_CHILD")) {
+    EXPECT_EQ(kt::run_self("FaultAround.OptionOffNeverFaultsAhead",
+                           {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", "0"}}),
+              0);
+    return;
+  }
+  size_t most = 0;
+  for (int i = 0; i < 16; i++) {
+    size_t r = round_trip(kPages, 10 * i);
+    if (r > most) most = r;
+  }
+  kalloc_vmstat v = vmstat_now();
+  EXPECT_EQ(v.large_fault_around, 0u);
+  EXPECT_EQ(v.large_probes_read, 0u) << "with the option off no probe is read either";
+  EXPECT_LE(most, 1u);
+}
+
+TEST(FaultAround, AFilterThatKillsMincoreIsNoHarm) {
+  // A sandbox that kills on mincore (installed after start-up, as OpenSSH's
+  // and Chromium's are): no probe is read, so no block is faulted in ahead,
+  // and the child lives.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (!kt::seccomp_kill_on({__NR_mincore})) _exit(0);   // the kernel refuses filters: nothing to test
+    int bad = 0;
+    for (int i = 0; i < 16; i++) {
+      void *p = malloc(kBlock);
+      if (!p) _exit(3);
+      memset(p, i + 1, kBlock);
+      for (size_t k = 0; k < kBlock; k += 4096)
+        if (static_cast<unsigned char *>(p)[k] != (unsigned char)(i + 1)) bad = 1;
+      free(p);
+      malloc_trim(0);
+      usleep(12000);
+    }
+    kalloc_vmstat v;
+    memset(&v, 0, sizeof(v));
+    v.size = sizeof(v);
+    if (kalloc_vmstat_get(&v) != 0) _exit(4);
+    if (bad) _exit(5);
+    _exit(v.large_probes_read == 0 && v.large_fault_around == 0 ? 0 : 6);
+  }
+  kt::expect_sandboxed_child_exits_cleanly(
+      pid, "3: malloc failed, 4: no vmstat, 5: contents lost, 6: a probe was read under the filter");
+}
