@@ -29,7 +29,18 @@
 
 #include <gtest/gtest.h>
 
+#include "kalloc/kalloc.h"
+
 namespace kt {
+
+// kalloc's vmstat snapshot now (the whole struct this header knows).
+inline kalloc_vmstat vmstat_now() {
+  kalloc_vmstat v;
+  memset(&v, 0, sizeof(v));
+  v.size = sizeof(v);
+  EXPECT_EQ(kalloc_vmstat_get(&v), 0);
+  return v;
+}
 
 // Returns v unchanged, but the compiler cannot know that.
 template <class T>

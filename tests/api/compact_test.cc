@@ -27,14 +27,6 @@ struct blk {
   uint32_t seed;
 };
 
-kalloc_vmstat vmstat_now() {
-  kalloc_vmstat v;
-  memset(&v, 0, sizeof(v));
-  v.size = sizeof(v);
-  EXPECT_EQ(kalloc_vmstat_get(&v), 0);
-  return v;
-}
-
 // Allocate, fill and check blocks of random sizes (mostly small, some large),
 // freeing at random, for `ops` operations.  Returns false on corruption.
 bool churn(uint64_t seed, int ops, std::atomic<bool> *stop) {
@@ -88,11 +80,11 @@ TEST(Compact, FragmentingPatternGivesMemoryBack) {
   size_t keep = N / 10;
   for (size_t i = keep; i < N; i++) free(objs[i].p);
   objs.resize(keep);
-  kalloc_vmstat before = vmstat_now();
+  kalloc_vmstat before = kt::vmstat_now();
   kalloc_stats s0;
   kalloc_stats_get(&s0);
   size_t released = kalloc_compact();
-  kalloc_vmstat after = vmstat_now();
+  kalloc_vmstat after = kt::vmstat_now();
   kalloc_stats s1;
   kalloc_stats_get(&s1);
   printf("[ figures  ] %zu objects of 16..512 B, 90%% freed: score %llu -> %llu, "
@@ -132,7 +124,7 @@ TEST(Compact, ConcurrentAllocationAndFreeFromSeveralThreads) {
   stop = true;
   compactor.join();
   EXPECT_EQ(bad.load(), 0) << "a live block changed under compaction";
-  kalloc_vmstat v = vmstat_now();
+  kalloc_vmstat v = kt::vmstat_now();
   EXPECT_GT(v.compact_full, 0u);
 }
 
@@ -191,7 +183,7 @@ TEST(Compact, VmstatSnapshotIsConsistent) {
   for (int i = 0; i < 5000; i++) ps.push_back(malloc(16 + i % 700));
   for (int i = 0; i < 20; i++) ps.push_back(malloc(100000 + i * 4096));
   kalloc_thread_flush();
-  kalloc_vmstat v = vmstat_now();
+  kalloc_vmstat v = kt::vmstat_now();
   EXPECT_EQ(v.size, sizeof(v));
   EXPECT_EQ(v.version, (uint32_t)KALLOC_VMSTAT_VERSION);
   EXPECT_EQ(v.nr_migrate_types, 4u);
@@ -298,7 +290,7 @@ struct thp_fill {
   kalloc_vmstat before, after;
   std::vector<void *> ps;
   thp_fill() {
-    before = vmstat_now();
+    before = kt::vmstat_now();
     ps.reserve((96u << 20) / 1024);
     for (size_t got = 0; got < (96u << 20); got += 1024) {
       void *p = malloc(1024);
@@ -307,7 +299,7 @@ struct thp_fill {
       memset(p, 0x5a, 1024);
       ps.push_back(p);
     }
-    after = vmstat_now();
+    after = kt::vmstat_now();
   }
   ~thp_fill() {
     for (void *p : ps) free(p);
@@ -382,7 +374,7 @@ TEST(CompactThpChild, ReclaimKeepsDenseHugepagesWhole) {
   f.ps.swap(keep);
   kalloc_thread_flush();
   ASSERT_GT(freed, (size_t)(8u << 20) / 1024) << "at least 8 MiB freed";
-  kalloc_vmstat v = vmstat_now();
+  kalloc_vmstat v = kt::vmstat_now();
   printf("freed %zu KiB; hugepages %lu -> %lu MiB; pgreclaim %lu -> %lu\n", freed,
          (unsigned long)(huge_filled >> 20), (unsigned long)(v.anon_huge_bytes >> 20),
          (unsigned long)f.after.pgreclaim_wmark, (unsigned long)v.pgreclaim_wmark);
@@ -421,7 +413,7 @@ TEST(CompactThpChild, ReclaimSplitsHugepagesOfMostlyFreeObjects) {
   f.ps.swap(keep);
   kalloc_thread_flush();
   ASSERT_GT(freed, (size_t)(64u << 20) / 1024) << "at least 64 MiB freed";
-  kalloc_vmstat v = vmstat_now();
+  kalloc_vmstat v = kt::vmstat_now();
   printf("freed %zu KiB; hugepages %lu -> %lu MiB; pgreclaim %lu -> %lu\n", freed,
          (unsigned long)(huge_filled >> 20), (unsigned long)(v.anon_huge_bytes >> 20),
          (unsigned long)f.after.pgreclaim_wmark, (unsigned long)v.pgreclaim_wmark);

@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "api_test_util.h"
 #include "kalloc/kalloc.h"
@@ -24,14 +25,6 @@ namespace {
 
 constexpr size_t kBlock = 256 * 1024;   // a large block of 64 pages
 constexpr size_t kPages = kBlock / 4096;
-
-kalloc_vmstat vmstat_now() {
-  kalloc_vmstat v;
-  memset(&v, 0, sizeof(v));
-  v.size = sizeof(v);
-  EXPECT_EQ(kalloc_vmstat_get(&v), 0);
-  return v;
-}
 
 // Pages of [p, p + len) that are resident (p page-aligned).
 size_t resident_pages(void *p, size_t len) {
@@ -63,30 +56,36 @@ size_t round_trip(size_t touch, uint32_t seed) {
   return res;
 }
 
+// Runs FaultAround.<test> again in a fresh process with KALLOC_FAULT_AROUND
+// set to `option` (nullptr: unset, the default) and checks it passed: true
+// in that child, which runs the test, false in the parent.
+bool in_fresh_child(const char *test, const char *option) {
+  if (getenv("KT_FA_CHILD")) return true;
+  std::string filter = std::string("FaultAround.") + test;
+  EXPECT_EQ(kt::run_self(filter.c_str(), {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", option}}), 0)
+      << "the child running " << filter << " failed";
+  return false;
+}
+
 }  // namespace
 
 TEST(FaultAround, WholeBlocksAreFaultedInOnceProbesShowThem) {
-  if (!getenv("KT_FA_CHILD")) {
-    EXPECT_EQ(kt::run_self("FaultAround.WholeBlocksAreFaultedInOnceProbesShowThem",
-                           {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", nullptr}}),
-              0);
-    return;
-  }
+  if (!in_fresh_child("WholeBlocksAreFaultedInOnceProbesShowThem", nullptr)) return;
   if (kt::seccomp_filtered()) GTEST_SKIP() << "under a seccomp filter kalloc reads no probe";
   // Before any probe is read, a block that reads zero is left to the faults.
-  kalloc_vmstat v0 = vmstat_now();
+  kalloc_vmstat v0 = kt::vmstat_now();
   ASSERT_GE(v0.version, 11u);
   size_t first = round_trip(kPages, 1);
   EXPECT_LE(first, 1u) << "a block reading zero was faulted in before any probe was read";
   for (int i = 0; i < 7; i++) round_trip(kPages, 100 + i);
-  kalloc_vmstat v1 = vmstat_now();
+  kalloc_vmstat v1 = kt::vmstat_now();
   EXPECT_GE(v1.large_probes_read, 4u);
   EXPECT_GE(v1.large_probe_pages, 4 * kPages);
   EXPECT_EQ(v1.large_probe_touched, v1.large_probe_pages) << "every probe was written whole";
   // Now 7 blocks of every 8 are faulted in when handed out.
   size_t whole = 0;
   for (int i = 0; i < 16; i++) whole += round_trip(kPages, 1000 + i) == kPages;
-  kalloc_vmstat v2 = vmstat_now();
+  kalloc_vmstat v2 = kt::vmstat_now();
   std::printf("[ figures  ] probes read %lu (%lu of %lu pages touched); then %zu of 16 blocks "
               "resident when handed out, %lu pages faulted in ahead\n",
               (unsigned long)v1.large_probes_read, (unsigned long)v1.large_probe_touched,
@@ -98,19 +97,14 @@ TEST(FaultAround, WholeBlocksAreFaultedInOnceProbesShowThem) {
 }
 
 TEST(FaultAround, BlocksTouchedInPartStayLazy) {
-  if (!getenv("KT_FA_CHILD")) {
-    EXPECT_EQ(kt::run_self("FaultAround.BlocksTouchedInPartStayLazy",
-                           {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", nullptr}}),
-              0);
-    return;
-  }
+  if (!in_fresh_child("BlocksTouchedInPartStayLazy", nullptr)) return;
   if (kt::seccomp_filtered()) GTEST_SKIP() << "under a seccomp filter kalloc reads no probe";
   size_t most = 0;
   for (int i = 0; i < 24; i++) {
     size_t r = round_trip(2, 10 * i);   // a buffer sized for the worst case, 2 pages used
     if (r > most) most = r;
   }
-  kalloc_vmstat v = vmstat_now();
+  kalloc_vmstat v = kt::vmstat_now();
   std::printf("[ figures  ] probes read %lu (%lu of %lu pages touched), at most %zu pages "
               "resident when handed out\n",
               (unsigned long)v.large_probes_read, (unsigned long)v.large_probe_touched,
@@ -122,12 +116,7 @@ TEST(FaultAround, BlocksTouchedInPartStayLazy) {
 }
 
 TEST(FaultAround, TurnsOffWhenBlocksGoUntouched) {
-  if (!getenv("KT_FA_CHILD")) {
-    EXPECT_EQ(kt::run_self("FaultAround.TurnsOffWhenBlocksGoUntouched",
-                           {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", nullptr}}),
-              0);
-    return;
-  }
+  if (!in_fresh_child("TurnsOffWhenBlocksGoUntouched", nullptr)) return;
   if (kt::seccomp_filtered()) GTEST_SKIP() << "under a seccomp filter kalloc reads no probe";
   for (int i = 0; i < 8; i++) round_trip(kPages, i);
   size_t whole = 0;
@@ -138,7 +127,7 @@ TEST(FaultAround, TurnsOffWhenBlocksGoUntouched) {
   int last_whole = -1;
   for (int i = 0; i < 64; i++)
     if (round_trip(1, 1000 + i) == kPages) last_whole = i;
-  kalloc_vmstat v = vmstat_now();
+  kalloc_vmstat v = kt::vmstat_now();
   std::printf("[ figures  ] the last block faulted in ahead was round %d of 64 with 1 page "
               "used; probes read %lu (%lu of %lu pages touched)\n",
               last_whole, (unsigned long)v.large_probes_read, (unsigned long)v.large_probe_touched,
@@ -151,18 +140,13 @@ TEST(FaultAround, TurnsOffWhenBlocksGoUntouched) {
 }
 
 TEST(FaultAround, OptionOffNeverFaultsAhead) {
-  if (!getenv("KT_FA_CHILD")) {
-    EXPECT_EQ(kt::run_self("FaultAround.OptionOffNeverFaultsAhead",
-                           {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", "0"}}),
-              0);
-    return;
-  }
+  if (!in_fresh_child("OptionOffNeverFaultsAhead", "0")) return;
   size_t most = 0;
   for (int i = 0; i < 16; i++) {
     size_t r = round_trip(kPages, 10 * i);
     if (r > most) most = r;
   }
-  kalloc_vmstat v = vmstat_now();
+  kalloc_vmstat v = kt::vmstat_now();
   EXPECT_EQ(v.large_fault_around, 0u);
   EXPECT_EQ(v.large_probes_read, 0u) << "with the option off no probe is read either";
   EXPECT_LE(most, 1u);

@@ -195,13 +195,6 @@ TEST(MeshChild, ForkCopiesWithThreads) {
 
 // --- meshing -------------------------------------------------------------
 
-kalloc_vmstat vmstat_now() {
-  kalloc_vmstat v{};
-  v.size = sizeof(v);
-  kalloc_vmstat_get(&v);
-  return v;
-}
-
 // kCount objects of kSize bytes (an order-0 class), each filled with its own
 // pattern; a random 90% freed (fixed seed), so nearly every slab keeps a few.
 constexpr size_t kSize = 48;
@@ -219,7 +212,7 @@ struct population {
       EXPECT_NE(all[i], nullptr);
       fill(all[i], kSize, (uint32_t)i);
     }
-    full = vmstat_now();
+    full = kt::vmstat_now();
     file_full = memfd_bytes();
     uint64_t x = 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < kCount; i++) {
@@ -250,7 +243,7 @@ TEST(MeshChild, MergesHalfEmptySlabs) {
   const kalloc_vmstat &before = pop.full;
   long file_before = pop.file_full;
   kalloc_compact();
-  kalloc_vmstat after = vmstat_now();
+  kalloc_vmstat after = kt::vmstat_now();
   long file_after = memfd_bytes();
   EXPECT_GT(after.mesh_success, before.mesh_success);
   EXPECT_GT(after.mesh_pages, 0u);
@@ -278,7 +271,7 @@ TEST(MeshChild, MergesHalfEmptySlabs) {
   for (void *p : pop.live) free(p);
   pop.live.clear();
   kalloc_thread_flush();
-  kalloc_vmstat end = vmstat_now();
+  kalloc_vmstat end = kt::vmstat_now();
   // Every alias is accounted for (merged = given back + still merged), and
   // all but a few are given back: a merged slab may also hold objects the
   // test harness allocated meanwhile (gtest's own 48-byte blocks).
@@ -303,9 +296,9 @@ TEST(MeshChild, MergesHalfEmptySlabs) {
 TEST(MeshChild, TrimMeshes) {
   MESH_CHILD("TrimMeshes");
   population pop;
-  kalloc_vmstat before = vmstat_now();
+  kalloc_vmstat before = kt::vmstat_now();
   malloc_trim(0);
-  kalloc_vmstat after = vmstat_now();
+  kalloc_vmstat after = kt::vmstat_now();
   EXPECT_GT(after.mesh_success, before.mesh_success);
   EXPECT_EQ(pop.bad(), 0u);
   for (void *p : pop.live) free(p);
@@ -346,7 +339,7 @@ TEST(MeshChild, ForkAfterMeshing) {
   MESH_CHILD("ForkAfterMeshing");
   population pop;
   kalloc_compact();
-  ASSERT_GT(vmstat_now().mesh_pages, 0u);
+  ASSERT_GT(kt::vmstat_now().mesh_pages, 0u);
   int to_parent[2];
   ASSERT_EQ(pipe(to_parent), 0);
   pid_t pid = fork();
@@ -371,7 +364,7 @@ TEST(MeshChild, ForkUnderAFilterRefusingMemfd) {
   MESH_CHILD("ForkUnderAFilterRefusingMemfd");
   population pop;
   kalloc_compact();
-  ASSERT_GT(vmstat_now().mesh_pages, 0u);
+  ASSERT_GT(kt::vmstat_now().mesh_pages, 0u);
   ASSERT_GT(memfd_bytes(), 0);
   ASSERT_TRUE(kt::seccomp_errno_on_syscalls({__NR_memfd_create}, ENOSYS));
   int to_parent[2];
@@ -403,10 +396,10 @@ TEST(MeshChild, MultiThreadedDoesNotMesh) {
   std::atomic<bool> stop{false};
   std::thread t([&] { while (!stop.load()) usleep(1000); });
   population pop;   // its frees do not mesh either
-  EXPECT_EQ(vmstat_now().mesh_success, pop.full.mesh_success);
-  kalloc_vmstat before = vmstat_now();
+  EXPECT_EQ(kt::vmstat_now().mesh_success, pop.full.mesh_success);
+  kalloc_vmstat before = kt::vmstat_now();
   kalloc_compact();
-  kalloc_vmstat after = vmstat_now();
+  kalloc_vmstat after = kt::vmstat_now();
   stop = true;
   t.join();
   EXPECT_EQ(after.mesh_success, before.mesh_success);
@@ -420,7 +413,7 @@ TEST(MeshChild, MultiThreadedDoesNotMesh) {
 TEST(MeshChild, FreesMesh) {
   MESH_CHILD("FreesMesh");
   population pop;
-  kalloc_vmstat after = vmstat_now();
+  kalloc_vmstat after = kt::vmstat_now();
   long file_after = memfd_bytes();
   EXPECT_GT(after.mesh_success, pop.full.mesh_success);
   EXPECT_GE(after.mesh_pages, 500u);
