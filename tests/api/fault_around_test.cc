@@ -4,8 +4,9 @@
 // the program's faults, read with mincore at their free) showed the program
 // touches its large blocks whole; it stops when they show it does not; never
 // with KALLOC_FAULT_AROUND=0 or under a seccomp filter that may kill on
-// mincore.  Each test runs in a fresh process (run_self): what the probes
-// read is process-wide.
+// mincore; and threads churning large blocks keep their contents.  Each
+// test runs in a fresh process (run_self): what the probes read is
+// process-wide.
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -14,9 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "api_test_util.h"
 #include "kalloc/kalloc.h"
@@ -180,4 +184,51 @@ TEST(FaultAround, AFilterThatKillsMincoreIsNoHarm) {
   }
   kt::expect_sandboxed_child_exits_cleanly(
       pid, "3: malloc failed, 4: no vmstat, 5: contents lost, 6: a probe was read under the filter");
+}
+
+TEST(FaultAround, ThreadsKeepTheirContents) {
+  // Four threads churn large blocks of 40 KiB .. 1 MiB, each written whole
+  // with its own pattern and checked before its free, while one of them
+  // gives everything free back now and then (so blocks read zero again):
+  // fault-around, probes and their reads run concurrently.
+  if (!in_fresh_child("ThreadsKeepTheirContents", nullptr)) return;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; t++)
+    threads.emplace_back([t, &bad] {
+      uint64_t x = 0x9E3779B97F4A7C15ull * (t + 1);
+      struct blk { void *p; size_t n; uint32_t seed; };
+      std::vector<blk> live;
+      for (int i = 0; i < 600; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        if (live.size() > 8 || (!live.empty() && (x & 3) == 0)) {
+          size_t k = (x >> 8) % live.size();
+          if (kt::check_sparse(live[k].p, live[k].n, live[k].seed, true) != live[k].n) bad++;
+          free(live[k].p);
+          live[k] = live.back();
+          live.pop_back();
+        }
+        size_t n = 40 * 1024 + (x >> 20) % (1024 * 1024 - 40 * 1024);
+        void *p = malloc(n);
+        if (!p) { bad++; continue; }
+        memset(p, 0x5a, n);   // written whole, as the probes see it
+        kt::fill_sparse(p, n, (uint32_t)(t * 100000 + i));
+        live.push_back({p, n, (uint32_t)(t * 100000 + i)});
+        if (t == 0 && i % 50 == 0) malloc_trim(0);
+        if (i % 40 == 0) usleep(9000);
+      }
+      for (blk &b : live) {
+        if (kt::check_sparse(b.p, b.n, b.seed, true) != b.n) bad++;
+        free(b.p);
+      }
+    });
+  for (auto &th : threads) th.join();
+  kalloc_vmstat v = kt::vmstat_now();
+  std::printf("[ figures  ] %lu pages faulted in ahead, %lu probes read (%lu of %lu pages touched)\n",
+              (unsigned long)v.large_fault_around, (unsigned long)v.large_probes_read,
+              (unsigned long)v.large_probe_touched, (unsigned long)v.large_probe_pages);
+  EXPECT_EQ(bad.load(), 0) << "a block lost its contents";
+  if (!kt::seccomp_filtered()) {
+    EXPECT_GT(v.large_fault_around, 0u) << "fault-around never ran";
+  }
 }
