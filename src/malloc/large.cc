@@ -1,5 +1,6 @@
 /*
- * malloc/large.cc - page-granular allocations from the buddy allocator.
+ * malloc/large.cc - page-granular allocations from the buddy allocator:
+ * placement, colours and fault-around (see large.h).
  */
 #include "malloc/large.h"
 

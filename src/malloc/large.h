@@ -4,7 +4,15 @@
  * Requests above the largest size class (32 KiB) and up to a MAX_ORDER block
  * (4 MiB) get exactly the pages they need (alloc_pages_exact), tagged
  * PG_large on the head page with nr_pages; above that they are huge and go
- * to vmalloc.  The kernel's kmalloc_large.
+ * to vmalloc.  The kernel's kmalloc_large.  Two things on top: colours
+ * (the start of a block in its last page's slack) and fault-around (a block
+ * that reads zero faulted in with one call while probes show the program
+ * writes its large blocks whole); both are explained below.
+ *
+ * Locking: no lock of its own on the allocation and free paths (the page
+ * allocator's); fault-around's probe counts have a leaf lock that is only
+ * ever tried (a probe read that finds it taken is skipped), so fork does
+ * not take it and the child resets it.
  */
 #pragma once
 
