@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "mm/khugepaged.h"
 #include "mm/page_alloc.h"
 #include "mm/vmscan.h"
 #include "platform/options.h"
@@ -62,7 +63,12 @@ static inline bool fault_around_on()
  * fault it in now, or leave it as a probe. */
 static void large_fault_around(page *pg, void *addr, unsigned long nr)
 {
-    if (!option_get(OPT_FAULT_AROUND) || page_zone(pg)->backing_fd >= 0)
+    const zone *z = page_zone(pg);
+    if (!option_get(OPT_FAULT_AROUND) || z->backing_fd >= 0)
+        return;
+    /* Where a fault may map a hugepage, the first touch maps it all anyway,
+     * and the pages resident at the free would not tell what was touched. */
+    if (khugepaged_range_may_be_huge(z, page_to_pfn(pg), nr))
         return;
     if (fault_around_on() && vmscan_cgroup_pressure() == 0 &&
         ++fault_around_turn % LARGE_PROBE_EVERY != 0) {
@@ -84,7 +90,10 @@ static __attribute__((noinline)) void large_probe_read(page *head, unsigned long
         !spin_trylock(&fault_around.lock))
         return;
     long touched = -1;
-    if ((uint32_t)(now - fault_around.last_read) >= LARGE_PROBE_MIN_MS) {
+    if ((uint32_t)(now - fault_around.last_read) >= LARGE_PROBE_MIN_MS &&
+        !khugepaged_range_may_be_huge(page_zone(head), page_to_pfn(head), nr)) {
+        /* (A pageblock made huge since the block was handed out, or
+         * collapsed, would show pages the program never touched.) */
         fault_around.last_read = now;
         if (!os_seccomp_filtered())
             touched = os_resident_pages(page_address(head), nr);
@@ -106,6 +115,15 @@ static __attribute__((noinline)) void large_probe_read(page *head, unsigned long
 }
 
 void large_fault_around_reinit_lock() { spin_lock_init(&fault_around.lock); }
+
+const char *large_fault_around_state(unsigned *touched, unsigned *probed)
+{
+    *touched = READ_ONCE(fault_around.touched);
+    *probed = READ_ONCE(fault_around.probed);
+    if (!option_get(OPT_FAULT_AROUND))
+        return "disabled";
+    return fault_around_on() ? "on" : "off";
+}
 
 void *kmalloc_large(size_t size, size_t align, bool zero)
 {

@@ -125,6 +125,12 @@ struct large_fault_around_stats {
 };
 extern large_fault_around_stats large_fa_stats;
 
+/* What fault-around does now: "on" (the probes read say blocks are written
+ * whole), "off" (they do not, or too few were read yet) or "disabled"
+ * (KALLOC_FAULT_AROUND=0); *touched and *probed get the probes' decayed
+ * counts.  For kalloc_stats_print. */
+const char *large_fault_around_state(unsigned *touched, unsigned *probed);
+
 /* The fork child's: fault-around's lock (only ever tried, so fork's prepare
  * does not take it) may have been held by a thread the child does not have. */
 void large_fault_around_reinit_lock();

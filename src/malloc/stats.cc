@@ -229,10 +229,12 @@ void stats_print(int fd)
                pa_stats.pgalloc, pa_stats.pgfree, pa_stats.pgfallback, pa_stats.pageblock_claims,
                pa_stats.zone_grow, pa_stats.run_fit, pa_stats.zone_lock);
     const large_fault_around_stats &fa = large_fa_stats;
-    out.printf("large: fault-around %s populated_pages %lu probes_read %lu probe_pages %lu "
-               "probe_touched %lu\n",
-               option_get(OPT_FAULT_AROUND) ? "on" : "off", READ_ONCE(fa.populated),
-               READ_ONCE(fa.probes_read), READ_ONCE(fa.probe_pages), READ_ONCE(fa.probe_touched));
+    unsigned fa_touched, fa_probed;
+    const char *fa_state = large_fault_around_state(&fa_touched, &fa_probed);
+    out.printf("large: fault-around %s (recent probes: %u of %u pages touched) populated_pages %lu "
+               "probes_read %lu probe_pages %lu probe_touched %lu\n",
+               fa_state, fa_touched, fa_probed, READ_ONCE(fa.populated), READ_ONCE(fa.probes_read),
+               READ_ONCE(fa.probe_pages), READ_ONCE(fa.probe_touched));
     out.printf("kalloc: totals mapped_kb=%lu resident_kb=%lu in_use_kb=%lu slab_kb=%lu "
                "large_kb=%lu huge_kb=%lu free_kb=%lu free_resident_kb=%lu reclaimed_kb=%lu "
                "zones=%lu threads=%lu refills=%lu flushes=%lu large=%lu huge=%lu\n",

@@ -172,6 +172,24 @@ bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn)
                (PB_THP_HUGE | PB_THP_COLLAPSED);
 }
 
+bool khugepaged_range_may_be_huge(const zone *z, unsigned long pfn, unsigned long nr)
+{
+    const thp_mode mode = READ_ONCE(thp_enabled);
+    for (unsigned long pb = pfn >> pageblock_order, last = (pfn + nr - 1) >> pageblock_order;
+         pb <= last; pb++) {
+        uint8_t f = READ_ONCE(z->pageblock_thp[pb]);
+        if (f & PB_HUGETLB)
+            return true;
+        if (mode == THP_NEVER)
+            continue;
+        if (f & (PB_THP_HUGE | PB_THP_FAULT | PB_THP_COLLAPSED))
+            return true;
+        if (mode == THP_ALWAYS && !(f & PB_THP_NOHUGE))
+            return true;
+    }
+    return false;
+}
+
 bool khugepaged_pageblock_filling(const zone *z, unsigned long pfn)
 {
     if (option_get(OPT_THP) < THP_OPT_FIRST_FAULT)

@@ -145,6 +145,14 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
 bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn);
 bool khugepaged_keep_resident(const zone *z, unsigned long pfn, unsigned order);
 
+/* Whether a fault in [pfn, pfn + nr) may map a hugepage, or has: the range
+ * meets a pageblock made MADV_HUGEPAGE (or huge at its first fault, or
+ * collapsed), a hugetlb one, or in `always` mode any pageblock that is not
+ * MADV_NOHUGEPAGE.  There the pages resident say little about the pages the
+ * program touched (malloc/large.h's probes), and a fault maps them all
+ * anyway.  No lock: the flags are read racily (a hint). */
+bool khugepaged_range_may_be_huge(const zone *z, unsigned long pfn, unsigned long nr);
+
 /* Whether pfn's pageblock was made huge at its first fault and has only been
  * allocated from since (PB_THP_FILLING): a growing heap is filling it, so
  * its free rest is resident by design and watermark reclaim leaves it (and

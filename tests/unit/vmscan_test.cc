@@ -1425,6 +1425,45 @@ unsigned long counted_free_bytes(zone *, unsigned long)
     return fake_free_bytes;
 }
 
+TEST(Khugepaged, RangesWhereAFaultMayMapAHugepage)
+{
+    // malloc/large.h's fault-around neither faults in nor probes a block
+    // where a fault may map a hugepage: the flags of every pageblock the
+    // range meets, and the system's mode, decide.
+    blk b = alloc_filled(pageblock_order + 1, 0x24);   // two pageblocks
+    ASSERT_NE(b.pg, nullptr);
+    zone *z = page_zone(b.pg);
+    const unsigned long pfn = page_to_pfn(b.pg), pb = pfn >> pageblock_order;
+    const uint8_t saved0 = z->pageblock_thp[pb], saved1 = z->pageblock_thp[pb + 1];
+    const thp_mode saved_mode = thp_enabled;
+    const unsigned long span = 2 * pageblock_nr_pages;
+    for (thp_mode mode : {THP_NEVER, THP_MADVISE, THP_ALWAYS}) {
+        thp_enabled = mode;
+        z->pageblock_thp[pb] = z->pageblock_thp[pb + 1] = 0;
+        EXPECT_EQ(khugepaged_range_may_be_huge(z, pfn, span), mode == THP_ALWAYS) << "mode " << mode;
+        z->pageblock_thp[pb] = z->pageblock_thp[pb + 1] = PB_THP_NOHUGE;
+        EXPECT_FALSE(khugepaged_range_may_be_huge(z, pfn, span)) << "mode " << mode;
+        for (uint8_t f : {(uint8_t)PB_THP_HUGE, (uint8_t)PB_THP_FAULT, (uint8_t)PB_THP_COLLAPSED}) {
+            z->pageblock_thp[pb + 1] = f;       // only the second pageblock
+            EXPECT_EQ(khugepaged_range_may_be_huge(z, pfn, span), mode != THP_NEVER)
+                << "mode " << mode << " flags " << (unsigned)f;
+            EXPECT_FALSE(khugepaged_range_may_be_huge(z, pfn, pageblock_nr_pages))
+                << "the first pageblock alone";
+            EXPECT_EQ(khugepaged_range_may_be_huge(z, pfn + pageblock_nr_pages - 1, 2), mode != THP_NEVER)
+                << "two pages across the boundary";
+            z->pageblock_thp[pb + 1] = PB_THP_NOHUGE;
+        }
+        z->pageblock_thp[pb] = PB_HUGETLB;
+        EXPECT_TRUE(khugepaged_range_may_be_huge(z, pfn, 1)) << "hugetlb, mode " << mode;
+    }
+    thp_enabled = saved_mode;
+    z->pageblock_thp[pb] = saved0;
+    z->pageblock_thp[pb + 1] = saved1;
+    ASSERT_NO_FATAL_FAILURE(expect_filled(b));
+    free_pages(b.pg, b.order);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 TEST(Khugepaged, ADenseBlockIsCountedAgainOnlyAfterEnoughFrees)
 {
     option_guard og;
