@@ -4,6 +4,7 @@
  */
 #include "malloc/large.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "mm/khugepaged.h"
@@ -47,6 +48,10 @@ static large_fault_around fault_around = {SPINLOCK_INIT, 0, 0, 0};
 
 large_fault_around_stats large_fa_stats;
 
+/* MADV_POPULATE_WRITE was refused (EINVAL: a kernel before 5.14; EPERM: a
+ * seccomp filter): fault-around is off for good, and no probe is left. */
+static bool fault_around_refused;
+
 /* Blocks this thread gave out reading zero while fault-around was on: every
  * LARGE_PROBE_EVERY-th of them is left to the program's faults (a probe). */
 static __thread uint32_t fault_around_turn __attribute__((tls_model("initial-exec")));
@@ -64,7 +69,7 @@ static inline bool fault_around_on()
 static void large_fault_around(page *pg, void *addr, unsigned long nr)
 {
     const zone *z = page_zone(pg);
-    if (!option_get(OPT_FAULT_AROUND) || z->backing_fd >= 0)
+    if (!option_get(OPT_FAULT_AROUND) || z->backing_fd >= 0 || READ_ONCE(fault_around_refused))
         return;
     /* Where a fault may map a hugepage, the first touch maps it all anyway,
      * and the pages resident at the free would not tell what was touched. */
@@ -72,8 +77,13 @@ static void large_fault_around(page *pg, void *addr, unsigned long nr)
         return;
     if (fault_around_on() && vmscan_cgroup_pressure() == 0 &&
         ++fault_around_turn % LARGE_PROBE_EVERY != 0) {
-        if (os_populate_write(addr, nr << PAGE_SHIFT) == 0) {
+        int err = os_populate_write(addr, nr << PAGE_SHIFT);
+        if (err == 0) {
             __atomic_fetch_add(&large_fa_stats.populated, nr, __ATOMIC_RELAXED);
+            return;
+        }
+        if (err == EINVAL || err == EPERM) {
+            WRITE_ONCE(fault_around_refused, true);
             return;
         }
     }
@@ -120,7 +130,7 @@ const char *large_fault_around_state(unsigned *touched, unsigned *probed)
 {
     *touched = READ_ONCE(fault_around.touched);
     *probed = READ_ONCE(fault_around.probed);
-    if (!option_get(OPT_FAULT_AROUND))
+    if (!option_get(OPT_FAULT_AROUND) || READ_ONCE(fault_around_refused))
         return "disabled";
     return fault_around_on() ? "on" : "off";
 }

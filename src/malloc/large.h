@@ -107,7 +107,8 @@ static inline void *large_address(const page *head)
  * stays a probe, so a program that turns to leaving its blocks mostly
  * untouched (buffers sized for the worst case) turns it off again within a
  * few probes.  Not for calloc (always faulted in, above), memory-file zones
- * or under cgroup pressure.  Off: KALLOC_FAULT_AROUND=0.
+ * or under cgroup pressure.  Off: KALLOC_FAULT_AROUND=0, and for good once
+ * MADV_POPULATE_WRITE is refused (a kernel before 5.14, or a filter's EPERM).
  */
 constexpr unsigned LARGE_PROBE_EVERY = 8;             /* one block in 8 stays a probe */
 constexpr uint32_t LARGE_PROBE_MIN_MS = 8;            /* probe reads at most this often */
@@ -127,7 +128,8 @@ extern large_fault_around_stats large_fa_stats;
 
 /* What fault-around does now: "on" (the probes read say blocks are written
  * whole), "off" (they do not, or too few were read yet) or "disabled"
- * (KALLOC_FAULT_AROUND=0); *touched and *probed get the probes' decayed
+ * (KALLOC_FAULT_AROUND=0, or the kernel or a seccomp filter refused
+ * MADV_POPULATE_WRITE); *touched and *probed get the probes' decayed
  * counts.  For kalloc_stats_print. */
 const char *large_fault_around_state(unsigned *touched, unsigned *probed);
 

@@ -247,3 +247,32 @@ TEST(FaultAround, ThreadsKeepTheirContents) {
     EXPECT_GT(v.large_fault_around, 0u) << "fault-around never ran";
   }
 }
+
+TEST(FaultAround, AFilterRefusingPopulateIsNoHarm) {
+  // KALLOC_TRUST_SECCOMP=1 (probes are read under the filter) and a filter
+  // that answers MADV_POPULATE_WRITE with EPERM: the probes turn
+  // fault-around on, its first call is refused, and from then on blocks are
+  // left to the program's faults with no probe left (nothing to learn for).
+  if (!getenv("KT_FA_CHILD")) {
+    EXPECT_EQ(kt::run_self("FaultAround.AFilterRefusingPopulateIsNoHarm",
+                           {{"KT_FA_CHILD", "1"}, {"KALLOC_FAULT_AROUND", nullptr},
+                            {"KALLOC_TRUST_SECCOMP", "1"}}),
+              0);
+    return;
+  }
+  if (thp_always()) GTEST_SKIP() << "transparent hugepages are `always`: no probe is read";
+  if (!kt::seccomp_errno_on_madvise(23 /* MADV_POPULATE_WRITE */, EPERM))
+    GTEST_SKIP() << "the kernel refuses seccomp filters";
+  for (int i = 0; i < 8; i++) round_trip(kPages, i);
+  kalloc_vmstat v1 = kt::vmstat_now();
+  ASSERT_GE(v1.large_probes_read, 4u) << "the probes were not read under a trusted filter";
+  size_t whole = 0;
+  for (int i = 0; i < 24; i++) whole += round_trip(kPages, 100 + i) == kPages;
+  kalloc_vmstat v2 = kt::vmstat_now();
+  std::printf("[ figures  ] probes read %lu then %lu; %zu of 24 blocks resident when handed out\n",
+              (unsigned long)v1.large_probes_read, (unsigned long)v2.large_probes_read, whole);
+  EXPECT_EQ(v2.large_fault_around, 0u);
+  EXPECT_EQ(whole, 0u);
+  EXPECT_LE(v2.large_probes_read, v1.large_probes_read + 1) << "probes went on being read";
+  EXPECT_GE(v2.large_probes_read, 4u);
+}
