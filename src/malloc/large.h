@@ -106,8 +106,10 @@ static inline void *large_address(const page *head)
  * least LARGE_PROBE_MIN_PAGES; even then every LARGE_PROBE_EVERY-th block
  * stays a probe, so a program that turns to leaving its blocks mostly
  * untouched (buffers sized for the worst case) turns it off again within a
- * few probes.  Not for calloc (always faulted in, above), memory-file zones
- * or under cgroup pressure.  Off: KALLOC_FAULT_AROUND=0, and for good once
+ * few probes.  Not for calloc (always faulted in, above), memory-file zones,
+ * pageblocks where a fault may map a hugepage (khugepaged_range_may_be_huge:
+ * the first touch maps 2 MiB anyway, and a probe there would count pages
+ * never touched), or under cgroup pressure.  Off: KALLOC_FAULT_AROUND=0, and for good once
  * MADV_POPULATE_WRITE is refused (a kernel before 5.14, or a filter's EPERM).
  */
 constexpr unsigned LARGE_PROBE_EVERY = 8;             /* one block in 8 stays a probe */
