@@ -130,7 +130,12 @@ KALLOC_EXPORT int kalloc_trim(size_t pad);
 /** Start (enable = 1) or stop (enable = 0) the background reclaimer, a
  *  thread that gives idle free memory back to the operating system even
  *  while the program makes no calls (the kernel's kswapd; also
- *  KALLOC_BACKGROUND=1).  enable < 0 only asks.  A forked child has no
+ *  KALLOC_BACKGROUND=1, which waits until the program has a thread of its
+ *  own, and =2).  This call starts it in any process: a single-threaded
+ *  program that forks from signal handlers, calls unshare(CLONE_NEWUSER) or
+ *  changes its credentials with per-thread capabilities (glibc aborts a
+ *  set*id call whose result differs between threads) must not ask for it.
+ *  enable < 0 only asks.  A forked child has no
  *  such thread until it calls this again.  Returns 1 if the thread is
  *  running afterwards, else 0. */
 KALLOC_EXPORT int kalloc_background(int enable);

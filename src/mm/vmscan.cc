@@ -50,6 +50,12 @@ int kswapd_state;               /* KSWAPD_* */
 int kswapd_wanted;              /* asked for (option or kalloc_background) */
 unsigned kswapd_gen;            /* the running thread's generation; bumped to stop it */
 int kswapd_wait_word;           /* futex: 0 sleeping, 1 woken */
+/* KALLOC_BACKGROUND=1 starts the thread only in a process that has a thread
+ * of its own already (process_single_threaded, platform/kthread.h: a
+ * single-threaded program stays one); 2 and kalloc_background(1) start it
+ * in any process. */
+int kswapd_needs_threads;       /* the start waits for the program's first thread */
+int kswapd_deferred;            /* a start found the process single-threaded: the timed hooks look again */
 
 inline void stat_add(unsigned long &c, unsigned long v) { __atomic_fetch_add(&c, v, __ATOMIC_RELAXED); }
 
@@ -856,6 +862,13 @@ void vmscan_malloc_slowpath()
     if ((int32_t)(now - READ_ONCE(vmscan_hooks_next)) < 0)
         return;
     WRITE_ONCE(vmscan_hooks_next, now + tick_period());
+    if (unlikely(READ_ONCE(kswapd_deferred)) && !process_single_threaded()) {
+        WRITE_ONCE(kswapd_deferred, 0);         /* the program has threads now */
+        WRITE_ONCE(kswapd_start_pending, 1);
+        kswapd_run_if_wanted();
+        if (kswapd_running())
+            return;
+    }
     run_decay_hooks(now);
 }
 
@@ -963,6 +976,13 @@ void kswapd_run_if_wanted()
 {
     if (!READ_ONCE(kswapd_start_pending) || spin_lock_bypass)
         return;
+    if (READ_ONCE(kswapd_needs_threads) && process_single_threaded()) {
+        /* Not in a single-threaded process (see kswapd_needs_threads):
+         * vmscan_malloc_slowpath's timed part looks again. */
+        WRITE_ONCE(kswapd_start_pending, 0);
+        WRITE_ONCE(kswapd_deferred, 1);
+        return;
+    }
     int expected = KSWAPD_OFF;
     if (!__atomic_compare_exchange_n(&kswapd_state, &expected, KSWAPD_STARTING, false,
                                      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
@@ -984,6 +1004,8 @@ void kswapd_run_if_wanted()
 void kswapd_set_wanted(bool on)
 {
     vmscan_init();
+    WRITE_ONCE(kswapd_needs_threads, 0);    /* the program asked: any process */
+    WRITE_ONCE(kswapd_deferred, 0);
     WRITE_ONCE(kswapd_wanted, on ? 1 : 0);
     if (on) {
         WRITE_ONCE(kswapd_start_pending, 1);
@@ -1014,6 +1036,8 @@ void vmscan_after_fork_child(bool locks_taken)
     kswapd_state = KSWAPD_OFF;
     kswapd_wanted = 0;
     kswapd_start_pending = 0;
+    kswapd_needs_threads = 0;
+    kswapd_deferred = 0;
     kswapd_idle = 0;
     kswapd_wait_word = 0;
     kswapd_gen++;
@@ -1031,8 +1055,9 @@ void vmscan_init()
     cgroup_read_limits(&cg_limits, "/sys/fs/cgroup");
     khugepaged_init();
     vmscan_next_tick = vmscan_now() + tick_period();
-    if (option_get(OPT_BACKGROUND)) {
+    if (long bg = option_get(OPT_BACKGROUND)) {
         kswapd_wanted = 1;
+        kswapd_needs_threads = bg == 1;
         WRITE_ONCE(kswapd_start_pending, 1);   /* started by a later malloc slow path */
     }
     WRITE_ONCE(vmscan_inited, true);

@@ -59,7 +59,11 @@
  *      zone crosses WMARK_LOW; with nothing left to decay it sleeps until
  *      woken.  It is created from a malloc slow path after kalloc_init, never
  *      during it, never in a forked child (the child asks again with
- *      kalloc_background(1)).
+ *      kalloc_background(1)).  KALLOC_BACKGROUND=1 waits until the program
+ *      has a thread of its own (a single-threaded program stays one: see
+ *      process_single_threaded, platform/kthread.h; the timed hooks of
+ *      vmscan_malloc_slowpath look again); 2 and kalloc_background(1) start
+ *      it in any process.
  *
  * Residency: a free block counts its pages in nr_free_resident, but a block
  * the program freed may hold pages it never touched (a 40 KB block of which

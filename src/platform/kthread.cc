@@ -7,11 +7,14 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 namespace kalloc {
+
+bool process_single_threaded() { return __libc_single_threaded; }
 
 bool kthread_run(void *(*fn)(void *), void *arg)
 {

@@ -17,6 +17,17 @@
 
 namespace kalloc {
 
+/* Whether the process has only ever had its main thread (glibc's
+ * __libc_single_threaded, which turns false at the first pthread_create and
+ * stays so).  A thread of kalloc's own would change what such a program may
+ * do: fork from a signal handler (glibc's fork skips its malloc locks only
+ * in a single-threaded process), unshare(CLONE_NEWUSER) and setns into a
+ * user namespace (EINVAL with threads), set*id calls after per-thread
+ * capability changes (PR_SET_KEEPCAPS, capset: glibc aborts the process when
+ * the call's result differs between threads, as setpriv's --reuid with
+ * --regid does). */
+bool process_single_threaded();
+
 /* Start fn(arg) on a new detached thread with all signals blocked (a small
  * 64 KiB stack).  False (errno preserved) when the thread cannot be created. */
 bool kthread_run(void *(*fn)(void *), void *arg);

@@ -17,7 +17,7 @@ option_desc options[OPT_COUNT] = {
     {"TCACHE", 1, "per-thread object caches (0 = every malloc/free takes the locked path)"},
     {"FREE_HIGH", 0, "low watermark: free resident bytes per zone before reclaim (0 = auto)"},
     {"DECAY_MS", 1000, "free memory idle for this many ms is given back to the OS (0 = never)"},
-    {"BACKGROUND", 0, "background reclaimer thread (kswapd)"},
+    {"BACKGROUND", 0, "background reclaimer thread (kswapd): 1 once the program has a thread of its own (a single-threaded program stays one), 2 in any process"},
     {"THP", 3, "transparent hugepages: 0 none, 1 dense pageblocks collapsed and sparse ones out, 2 also fresh pageblocks huge at their first fault, 3 the same while that first fault is measured cheap"},
     {"THP_FAULT_US", 1000, "KALLOC_THP=3: a hugepage's first fault costing more CPU time than this (us) is slow, and fresh pageblocks keep small pages for a while"},
     {"HUGETLB", 0, "map zones from reserved hugetlbfs pages (MAP_HUGETLB) when available"},

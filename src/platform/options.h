@@ -24,7 +24,8 @@ enum option_id {
     OPT_FREE_HIGH,      /* KALLOC_FREE_HIGH=bytes: the low watermark of free-but-resident memory
                            per zone (reclaim starts above it); 0 = auto (the refaulted workingset, 1M (in-use / 2 if less) .. in-use / 32 clamped to 4M .. 32M, at least twice the largest block taken back) */
     OPT_DECAY_MS,       /* KALLOC_DECAY_MS=ms: free memory idle this long is given back (0 = never) */
-    OPT_BACKGROUND,     /* KALLOC_BACKGROUND=1: a background reclaimer thread (kswapd) */
+    OPT_BACKGROUND,     /* KALLOC_BACKGROUND=1: a background reclaimer thread (kswapd) once the
+                           program has a thread of its own; 2 in any process (mm/vmscan.cc) */
     OPT_THP,            /* KALLOC_THP=0: leave transparent hugepages alone (no madvise); 1 dense
                            pageblocks collapsed; 2 also fresh pageblocks huge at their first
                            fault; 3 (default) the same while such faults are measured cheap */

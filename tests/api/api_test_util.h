@@ -149,10 +149,10 @@ struct Rng {
 // Runs this test binary again in a fresh process, with `env` set (a nullptr
 // value unsets the variable) and only the tests `filter` matches (gtest
 // syntax).  For options kalloc reads once at start-up, which a fork() alone
-// would inherit.  Returns the child's exit status (0: its tests passed), or -1
-// if it could not be started or did not exit.
-inline int run_self(const char *filter,
-                    std::initializer_list<std::pair<const char *, const char *>> env) {
+// would inherit.  Returns the child's wait status (waitpid's), or -1 if it
+// could not be started.
+inline int run_self_status(const char *filter,
+                           std::initializer_list<std::pair<const char *, const char *>> env) {
   std::string arg = std::string("--gtest_filter=") + filter;
   pid_t pid = fork();
   if (pid < 0) return -1;
@@ -167,7 +167,16 @@ inline int run_self(const char *filter,
     _exit(127);
   }
   int status = 0;
-  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  return status;
+}
+
+// run_self_status's child's exit status (0: its tests passed), or -1 if it
+// could not be started or did not exit.
+inline int run_self(const char *filter,
+                    std::initializer_list<std::pair<const char *, const char *>> env) {
+  int status = run_self_status(filter, env);
+  if (status == -1 || !WIFEXITED(status)) return -1;
   return WEXITSTATUS(status);
 }
 
