@@ -4,6 +4,7 @@
 // each pageblock holds, and the per-size-class lifetime learning.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <map>
 #include <random>
 #include <set>
@@ -237,6 +238,8 @@ TEST(Migrate, SizeClassLifetimeIsLearned)
 
 TEST(Migrate, LifetimeIsLearnedButNotAppliedByDefault)
 {
+    if (getenv("KALLOC_LIFETIME"))
+        GTEST_SKIP() << "KALLOC_LIFETIME is set in the environment (classes may be regrouped before the test)";
     long saved_option = options[OPT_LIFETIME].value;
     options[OPT_LIFETIME].value = 0;
     kmem_cache *c = &kmalloc_caches[kmalloc_index(2000)];
