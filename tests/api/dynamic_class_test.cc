@@ -5,7 +5,6 @@
 // Each test runs in its own process (gtest_discover_tests), so classes made
 // by one test do not leak into another.
 #include <gtest/gtest.h>
-#include <strings.h>
 
 #include <malloc.h>
 #include <stdint.h>
@@ -45,20 +44,16 @@ size_t fixed_class(size_t n) {
   return (n + step - 1) / step * step;
 }
 
-// The tests that expect classes to be made skip when the environment turns
-// them off (a whole-suite run with KALLOC_DYNAMIC_CLASSES=0 exported).
-bool dynamic_classes_off() {
-  const char *v = getenv("KALLOC_DYNAMIC_CLASSES");
-  return v && (strcmp(v, "0") == 0 || strcasecmp(v, "off") == 0 || strcasecmp(v, "no") == 0 ||
-               strcasecmp(v, "false") == 0);
-}
-#define SKIP_IF_DYNAMIC_CLASSES_OFF()                                              \
+// The tests that expect classes to be made skip when the option is set in the
+// environment (a whole-suite run with KALLOC_DYNAMIC_CLASSES=0 exported).
+#define SKIP_IF_DYNAMIC_CLASSES_SET()                                              \
   do {                                                                             \
-    if (dynamic_classes_off()) GTEST_SKIP() << "KALLOC_DYNAMIC_CLASSES=0 in the environment"; \
+    if (getenv("KALLOC_DYNAMIC_CLASSES"))                                          \
+      GTEST_SKIP() << "KALLOC_DYNAMIC_CLASSES is set in the environment";          \
   } while (0)
 
 TEST(DynamicClass, AHotSizeGetsAnExactClass) {
-  SKIP_IF_DYNAMIC_CLASSES_OFF();
+  SKIP_IF_DYNAMIC_CLASSES_SET();
   const size_t n = 4368;  // sqlite's page-cache entry: a 4 KiB page and its header
   void *first = malloc(opaque(n));
   ASSERT_NE(first, nullptr);
@@ -127,7 +122,7 @@ TEST(DynamicClass, AHotSizeGetsAnExactClass) {
 // size must still get its class, about as soon (1,024 votes' worth: 3,000
 // requests leave a margin of some 120 sampled votes against the 64 needed).
 TEST(DynamicClass, AHotSizeGetsAnExactClassWithThreads) {
-  SKIP_IF_DYNAMIC_CLASSES_OFF();
+  SKIP_IF_DYNAMIC_CLASSES_SET();
   std::mutex m;
   std::condition_variable cv;
   bool done = false;
@@ -181,7 +176,7 @@ TEST(DynamicClass, SpreadSizesGetNone) {
 }
 
 TEST(DynamicClass, ASmallHotSizeGetsAnExactClass) {
-  SKIP_IF_DYNAMIC_CLASSES_OFF();
+  SKIP_IF_DYNAMIC_CLASSES_SET();
   // redis's values of redis-benchmark -d 200: 277,551 live blocks of 193..208
   // bytes at its peak, in 224-byte blocks.  Up to 1 KiB only thread-cache
   // refills vote (56 of a window of 64 make the class, once the live
@@ -272,7 +267,7 @@ TEST(DynamicClass, SmallSizesThatShareAClassEvenlyGetNone) {
 }
 
 TEST(DynamicClass, SlotsAreBoundedAndEveryBlockStaysValid) {
-  SKIP_IF_DYNAMIC_CLASSES_OFF();
+  SKIP_IF_DYNAMIC_CLASSES_SET();
   // Twelve hot sizes, each wasting a lot in its fixed class; only eight
   // slots exist, so some keep their fixed class; all blocks stay usable.
   std::vector<size_t> sizes;
@@ -300,7 +295,7 @@ TEST(DynamicClass, SlotsAreBoundedAndEveryBlockStaysValid) {
 }
 
 TEST(DynamicClass, AForkedChildKeepsAndCanMakeClasses) {
-  SKIP_IF_DYNAMIC_CLASSES_OFF();
+  SKIP_IF_DYNAMIC_CLASSES_SET();
   std::vector<void *> v;
   for (unsigned i = 0; i < 2000; i++) v.push_back(malloc(opaque(4368)));
   ASSERT_EQ(malloc_usable_size(v.back()), 4368u);
