@@ -84,6 +84,7 @@ PEER_COLOURS = {
 WORKLOADS = [
     "larson", "xmalloc", "cache-scratch", "cache-thrash", "alloc-test",
     "frag-churn", "many-threads", "realloc-string", "containers", "random-sizes",
+    "thread-rounds",
     # issue 4's memory workloads (they print rss_phase / rss_sample lines)
     "fragmentation", "kv-ttl", "idle-drift", "idle-drift-scattered", "sleeping-threads",
 ]
