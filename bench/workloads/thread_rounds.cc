@@ -4,8 +4,9 @@
 // Models the commonest shape of a server or a batch program's heap: each
 // worker thread handles one request (a parse, a query, a compile unit) at a
 // time, builds its objects and buffers, and drops all of them when the
-// request is done.  The threads are not in step, so the process's total use
-// swings between a fraction of its peak and the peak while each thread's
+// request is done.  Nothing keeps the threads in step (they start together
+// and drift apart), so the process's total use swings under its peak while
+// each thread's
 // own use goes from zero to its batch and back, over and over (mimalloc-
 // bench's "mstress" has the same shape with its threads in step).  An
 // allocator that gives a finished round's memory back to the OS at once
