@@ -6,9 +6,8 @@
 // time, builds its objects and buffers, and drops all of them when the
 // request is done.  Nothing keeps the threads in step (they start together
 // and drift apart), so the process's total use swings under its peak while
-// each thread's
-// own use goes from zero to its batch and back, over and over (mimalloc-
-// bench's "mstress" has the same shape with its threads in step).  An
+// each thread's own use goes from zero to its batch and back, over and over
+// (mimalloc-bench's "mstress" has the same shape with its threads in step).  An
 // allocator that gives a finished round's memory back to the OS at once
 // has the next round fault it in again; one that keeps everything holds
 // every thread's peak at once.
