@@ -140,8 +140,10 @@ bool os_decommit_many(const os_range *r, unsigned n, bool batch)
 void os_zero_range(void *addr, size_t len)
 {
     constexpr size_t pg = 4096;
-    constexpr size_t chunk_pages = 4096;          /* 16 MiB per mincore call */
-    constexpr unsigned max_runs = 64;
+    /* 4 MiB per mincore call: its vector is on the stack of whatever thread
+     * callocs (read_fields says why that stack may be small). */
+    constexpr size_t chunk_pages = 1024;
+    constexpr unsigned max_runs = 16;
     /* Sandboxes allow what glibc's malloc calls and may kill the process on
      * anything else: no mincore under a seccomp filter. */
     if (os_seccomp_filtered()) {
@@ -244,7 +246,9 @@ static bool for_each_data_range(int fd, uint64_t size, Range range)
 
 bool os_copy_file_data(int from, int to, uint64_t size)
 {
-    return for_each_data_range(from, size, [from, to](off_t data, off_t hole) {
+    constexpr size_t buf_len = 64 * 1024;
+    char *buf = nullptr;
+    bool ok = for_each_data_range(from, size, [from, to, &buf](off_t data, off_t hole) {
         off_t in = data, out = data;
         while (in < hole) {
             ssize_t n = copy_file_range(from, &in, to, &out, (size_t)(hole - in), 0);
@@ -254,9 +258,11 @@ bool os_copy_file_data(int from, int to, uint64_t size)
                 continue;
             if (n == 0)
                 break;
-            /* copy_file_range unsupported here: copy through a buffer. */
-            char buf[16384];
-            ssize_t r = sys_pread(from, buf, (size_t)(hole - in) < sizeof(buf) ? (size_t)(hole - in) : sizeof(buf), in);
+            /* copy_file_range unsupported here: copy through a buffer,
+             * mapped, not on the stack of the thread that forks. */
+            if (!buf && !(buf = (char *)os_map(buf_len, false)))
+                return false;
+            ssize_t r = sys_pread(from, buf, (size_t)(hole - in) < buf_len ? (size_t)(hole - in) : buf_len, in);
             if (r <= 0)
                 return false;
             for (ssize_t done = 0; done < r;) {
@@ -272,6 +278,9 @@ bool os_copy_file_data(int from, int to, uint64_t size)
         }
         return true;
     });
+    if (buf)
+        os_unmap(buf, buf_len);
+    return ok;
 }
 
 bool os_copy_file_ranges_to_memory(int fd, uint64_t size, const char *src, char *dst)
@@ -322,10 +331,11 @@ void os_restore_signals(uint64_t old)
 
 unsigned os_nr_threads()
 {
-    char buf[2048];
-    if (os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
+    static const char *const keys[] = {"Threads:"};
+    uint64_t threads = 0;
+    if (!os_read_fields("/proc/self/status", keys, &threads, 1))
         return 0;
-    return (unsigned)os_parse_field(buf, "Threads:", 0);
+    return (unsigned)threads;
 }
 
 bool os_seccomp_filtered()
@@ -335,13 +345,14 @@ bool os_seccomp_filtered()
         return false;            /* the user vouches for the filter (a container's) */
     if (READ_ONCE(filtered))
         return true;
-    char buf[4096];
     /* The calling thread's: a filter installed without TSYNC is only in the
      * thread that installed it (and threads it creates later). */
-    if (os_read_file("/proc/thread-self/status", buf, sizeof(buf)) <= 0 &&
-        os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
+    static const char *const keys[] = {"Seccomp:"};
+    uint64_t mode = 0;
+    if (!os_read_fields("/proc/thread-self/status", keys, &mode, 1) &&
+        !os_read_fields("/proc/self/status", keys, &mode, 1))
         return true;             /* unknown: not remembered */
-    if (os_parse_field(buf, "Seccomp:", 0) == 0)
+    if (mode == 0)
         return false;
     if (!__atomic_exchange_n(&filtered, true, __ATOMIC_RELAXED) && option_get(OPT_VERBOSE))
         fdprintk(2, "kalloc: note: a seccomp filter: mincore, membarrier and process_madvise left out "
@@ -393,12 +404,13 @@ void os_write(int fd, const char *buf, size_t len)
 
 bool os_resident_and_peak(uint64_t *rss, uint64_t *peak)
 {
-    char buf[4096];
+    static const char *const keys[] = {"VmRSS:", "VmHWM:"};
+    uint64_t kb[2] = {0, 0};
     *rss = *peak = 0;
-    if (os_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
+    if (!os_read_fields("/proc/self/status", keys, kb, 2))
         return false;
-    *rss = os_parse_field(buf, "VmRSS:", 0) << 10;      /* kB */
-    *peak = os_parse_field(buf, "VmHWM:", 0) << 10;
+    *rss = kb[0] << 10;
+    *peak = kb[1] << 10;
     return *rss && *peak;
 }
 
@@ -569,6 +581,70 @@ uint64_t os_parse_field(const char *buf, const char *key, uint64_t dflt)
             line++;
     }
     return dflt;
+}
+
+/* os_read_fields (os.h): a 256-byte buffer, line by line.  The malloc slow
+ * paths that read /proc/self/status (reclaim's RSS guard and seccomp check,
+ * on whatever thread frees) must fit on the smallest stack a program may
+ * give a thread (16 KiB): with a 4 KiB buffer for each read, two of them in
+ * one reclaim pass, kalloc's deepest slow path took 13.5 KiB of such a
+ * thread's stack where glibc's malloc takes 7.3 KiB (8.6 KiB now;
+ * Threads.SmallStacksRunEverySlowPath). */
+bool os_read_fields(const char *path, const char *const *keys, uint64_t *vals, unsigned n)
+{
+    int saved = errno;
+    int fd = sys_open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = saved;
+        return false;
+    }
+    char buf[256];
+    size_t have = 0;
+    unsigned found = 0;
+    bool skipping = false;       /* inside a line longer than the buffer */
+    auto take = [&](const char *line) {
+        for (unsigned k = 0; k < n; k++)
+            if (starts_with(line, keys[k])) {
+                vals[k] = parse_u64(line + __builtin_strlen(keys[k]));
+                found++;
+            }
+    };
+    while (found < n) {
+        ssize_t got = sys_read(fd, buf + have, sizeof(buf) - 1 - have);
+        if (got < 0 && errno == EINTR)
+            continue;
+        bool eof = got <= 0;
+        if (got > 0)
+            have += (size_t)got;
+        size_t start = 0;
+        for (size_t nl = 0; nl < have && found < n; nl++) {
+            if (buf[nl] != '\n')
+                continue;
+            buf[nl] = 0;
+            if (!skipping)
+                take(buf + start);
+            skipping = false;
+            start = nl + 1;
+        }
+        if (eof) {
+            if (start < have && !skipping && found < n) {
+                buf[have] = 0;
+                take(buf + start);
+            }
+            break;
+        }
+        if (start == 0 && have == sizeof(buf) - 1) {
+            skipping = true;     /* no newline in a full buffer: drop the line */
+            have = 0;
+            continue;
+        }
+        for (size_t i = start; i < have; i++)
+            buf[i - start] = buf[i];
+        have -= start;
+    }
+    sys_close(fd);
+    errno = saved;
+    return true;
 }
 
 static uint64_t parse_hex(const char **sp)

@@ -73,8 +73,8 @@ bool os_decommit_batches();
  * it resident: its resident pages are cleared with memset, the others (never
  * touched, given back, or swapped out) are dropped with MADV_DONTNEED, so
  * they fault in as zero pages when touched.  mincore tells which is which,
- * 16 MiB per call through a stack vector.  A range whose residency is too
- * scattered (more than 64 non-resident runs in a chunk), or any range under a
+ * 4 MiB per call through a 1 KiB stack vector.  A range whose residency is too
+ * scattered (more than 16 non-resident runs in a chunk), or any range under a
  * seccomp filter (no mincore there), is memset whole. */
 void os_zero_range(void *addr, size_t len);
 
@@ -187,6 +187,15 @@ long os_read_file(const char *path, char *buf, size_t len);
 /* A number after `key` (e.g. "HugePages_Free:") in a buffer read from a
  * /proc file; `dflt` when the key is absent. */
 uint64_t os_parse_field(const char *buf, const char *key, uint64_t dflt);
+
+/* The numbers after keys[0..n) in a file of "Key: value" lines
+ * (/proc/self/status), read line by line through a small buffer on the
+ * stack, so any thread's slow path may call it: vals[k] is set for each key
+ * found and left as it is otherwise.  Lines longer than the buffer (the CPU
+ * and node masks of a large machine) are skipped; reading stops once every
+ * key is found.  False if the file could not be opened (no /proc, no
+ * descriptor left).  errno preserved. */
+bool os_read_fields(const char *path, const char *const *keys, uint64_t *vals, unsigned n);
 
 /* Resident memory, from /proc/self/smaps, of the mappings inside the given
  * address ranges ([lo, hi) pairs), or of the whole process when nr == 0

@@ -193,6 +193,15 @@ TEST(MeshChild, ForkCopiesWithThreads) {
   fork_isolation(true);
 }
 
+// Where copy_file_range is refused (an older kernel, a filter), the fork
+// copies the memory files through a buffer (os_copy_file_data), a mapped one:
+// 16 KiB of it used to sit on the stack of the thread that forks.
+TEST(MeshChild, ForkCopiesWithoutCopyFileRange) {
+  MESH_CHILD("ForkCopiesWithoutCopyFileRange");
+  ASSERT_TRUE(kt::seccomp_errno_on_syscalls({__NR_copy_file_range}, ENOSYS));
+  fork_isolation(false);
+}
+
 // --- meshing -------------------------------------------------------------
 
 // kCount objects of kSize bytes (an order-0 class), each filled with its own
@@ -433,5 +442,6 @@ TEST(Mesh, ZonesAreMemoryFileBacked) { run_mesh_child("ZonesAreMemoryFileBacked"
 TEST(Mesh, GivenBackLeavesTheFile) { run_mesh_child("GivenBackLeavesTheFile"); }
 TEST(Mesh, ForkCopiesSingleThreaded) { run_mesh_child("ForkCopiesSingleThreaded"); }
 TEST(Mesh, ForkCopiesWithThreads) { run_mesh_child("ForkCopiesWithThreads"); }
+TEST(Mesh, ForkCopiesWithoutCopyFileRange) { run_mesh_child("ForkCopiesWithoutCopyFileRange"); }
 
 }  // namespace

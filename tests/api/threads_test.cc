@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -493,6 +495,111 @@ TEST(Threads, ConcurrentLargeAndHuge) {
     });
   }
   for (auto &t : ts) t.join();
+  EXPECT_EQ(errors.load(), 0);
+}
+
+// Threads with the smallest stack pthreads allow (16 KiB on x86-64; programs
+// that run many threads set it small) go through every slow path: refills
+// and flushes, large and huge blocks, calloc of reused memory (its zeroing
+// reads residency into a buffer on the stack), watermark reclaim (isolation
+// batches, residency reads), malloc_trim, compaction, the statistics views,
+// and the thread's exit.  A slow path that needed more stack than that would
+// run into the guard page below it and kill the process.
+// A calloc'd block reads zero: every 512th byte and the last 64.
+bool ZeroSparse(const void *p, size_t n) {
+  const unsigned char *c = static_cast<const unsigned char *>(p);
+  for (size_t i = 0; i < n; i += 512)
+    if (c[i]) return false;
+  return kt::all_bytes_are(c + (n > 64 ? n - 64 : 0), n > 64 ? 64 : n, 0);
+}
+
+struct SmallStackArgs {
+  int index;
+  int devnull;
+  std::atomic<int> *errors;
+};
+
+void SmallStackChurn(SmallStackArgs *a);
+
+// The program's own frames take part of the stack too: the churn runs below
+// 2 KiB of them.  With the library of 2026-12-06 (4 KiB buffers for reading
+// /proc/self/status in the reclaim passes' RSS guard and seccomp check) this
+// test died of SIGSEGV with 2 KiB here (3 runs of 3; it passed with 1 KiB);
+// with 256-byte buffers it passes with 3 KiB and dies with 4.
+constexpr size_t kSmallStackFrame = 2048;
+
+void *SmallStackThread(void *arg) {
+  volatile char frame[kSmallStackFrame];
+  for (size_t i = 0; i < sizeof(frame); i += 64) frame[i] = static_cast<char>(i);
+  SmallStackChurn(static_cast<SmallStackArgs *>(arg));
+  return frame[64] == 64 ? nullptr : arg;
+}
+
+__attribute__((noinline)) void SmallStackChurn(SmallStackArgs *a) {
+  kt::Rng rng(static_cast<uint64_t>(a->index) + 77);
+  Block live[64];
+  for (int i = 0; i < 6000; ++i) {
+    Block &b = live[rng.below(64)];
+    if (b.p) {
+      if (!CheckBlock(b, b.n)) a->errors->fetch_add(1);
+      if (rng.below(4) == 0) {
+        size_t n = RandomSize(rng);
+        void *q = realloc(b.p, n);
+        if (!q) {
+          a->errors->fetch_add(1);
+          continue;
+        }
+        b = Block{q, n, static_cast<uint32_t>(a->index * 1000003 + i)};
+        FillBlock(b);
+        continue;
+      }
+      free(b.p);
+      b = Block{};
+    } else {
+      size_t n = rng.below(100) == 0 ? 6 * MiB + rng.below(4 * MiB) : RandomSize(rng);
+      bool zero = rng.below(2) == 0;
+      void *p = zero ? calloc(1, n) : malloc(n);
+      if (!p || (zero && !ZeroSparse(p, n))) {
+        a->errors->fetch_add(1);
+        free(p);
+        continue;
+      }
+      b = Block{p, n, static_cast<uint32_t>(a->index * 1000003 + i)};
+      FillBlock(b);
+    }
+    if (i % 1500 == 1499) {
+      malloc_trim(0);
+      kalloc_compact();
+      kalloc_stats_print_fd(a->devnull);
+      struct mallinfo2 mi = mallinfo2();
+      if (mi.uordblks == 0) a->errors->fetch_add(1);
+    }
+  }
+  for (Block &b : live) {
+    if (!b.p) continue;
+    if (!CheckBlock(b, b.n)) a->errors->fetch_add(1);
+    free(b.p);
+  }
+}
+
+TEST(Threads, SmallStacksRunEverySlowPath) {
+  long min = sysconf(_SC_THREAD_STACK_MIN);
+  size_t stack = min > 16384 ? static_cast<size_t>(min) : 16384;
+  int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(devnull, 0);
+  std::atomic<int> errors{0};
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, stack), 0);
+  pthread_t ts[4];
+  SmallStackArgs args[4];
+  for (int t = 0; t < 4; ++t) {
+    args[t] = SmallStackArgs{t, devnull, &errors};
+    ASSERT_EQ(pthread_create(&ts[t], &attr, SmallStackThread, &args[t]), 0);
+  }
+  for (pthread_t t : ts) pthread_join(t, nullptr);
+  pthread_attr_destroy(&attr);
+  close(devnull);
   EXPECT_EQ(errors.load(), 0);
 }
 

@@ -1849,3 +1849,73 @@ TEST(Os, DecommitManyGivesBackEveryRangeAndNothingElse)
         }
     }
 }
+
+// os_read_fields: "Key: value" lines read through a small buffer (the
+// reclaim passes' RSS guard and seccomp check use it on any thread's stack).
+TEST(Os, ReadFieldsFindsKeysPastLongLinesAndAtTheEnd)
+{
+    char path[] = "/tmp/kalloc-fields-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    std::string text = "Name:\tx\nLong:\t" + std::string(1000, 'f') + "\nVmRSS:\t  1234 kB\n" +
+                       std::string(600, 'z') + "\nThreads:\t7\nSeccomp:\t2";   // no last newline
+    ASSERT_EQ(write(fd, text.data(), text.size()), (ssize_t)text.size());
+    close(fd);
+    static const char *const keys[] = {"VmRSS:", "Threads:", "Seccomp:", "Missing:"};
+    uint64_t vals[4] = {0, 0, 0, 99};
+    EXPECT_TRUE(os_read_fields(path, keys, vals, 4));
+    EXPECT_EQ(vals[0], 1234u);
+    EXPECT_EQ(vals[1], 7u);
+    EXPECT_EQ(vals[2], 2u);
+    EXPECT_EQ(vals[3], 99u) << "a key not found leaves its value";
+    // A line longer than the buffer is skipped whole, its key with it.
+    static const char *const longkey[] = {"Long:"};
+    uint64_t v = 5;
+    EXPECT_TRUE(os_read_fields(path, longkey, &v, 1));
+    EXPECT_EQ(v, 5u);
+    // Keys found wherever the buffer's refills cut the lines.
+    for (unsigned pad = 0; pad < 600; pad += 7) {
+        std::string t;
+        for (unsigned i = 0; i < pad; i += 1 + i % 37)
+            t += std::string(1 + i % 37, 'a') + ":\t1\n";
+        t += "VmHWM:\t" + std::to_string(pad + 1) + " kB\nTail:\t0\n";
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(write(fd, t.data(), t.size()), (ssize_t)t.size());
+        close(fd);
+        static const char *const hwm[] = {"VmHWM:"};
+        uint64_t got = 0;
+        EXPECT_TRUE(os_read_fields(path, hwm, &got, 1));
+        EXPECT_EQ(got, pad + 1u) << "padding " << pad;
+    }
+    unlink(path);
+    uint64_t none = 3;
+    errno = 42;
+    EXPECT_FALSE(os_read_fields("/nonexistent/status", keys, &none, 1));
+    EXPECT_EQ(none, 3u);
+    EXPECT_EQ(errno, 42);
+}
+
+// The callers read /proc/self/status as the whole-file parse did.
+TEST(Os, StatusFieldsAgreeWithTheWholeFile)
+{
+    char buf[8192];
+    ASSERT_GT(os_read_file("/proc/thread-self/status", buf, sizeof(buf)), 0);
+    EXPECT_EQ(os_seccomp_filtered(), os_parse_field(buf, "Seccomp:", 0) != 0);
+    unsigned before = os_nr_threads();
+    ASSERT_GT(before, 0u);
+    std::atomic<bool> go{false};
+    std::thread t([&] {
+        while (!go.load())
+            usleep(1000);
+    });
+    EXPECT_EQ(os_nr_threads(), before + 1);
+    go.store(true);
+    t.join();
+    uint64_t rss = 0, peak = 0;
+    ASSERT_TRUE(os_resident_and_peak(&rss, &peak));
+    uint64_t statm = os_resident_bytes();
+    EXPECT_GE(peak, rss);
+    // Two readings a moment apart: within a few MiB of each other.
+    EXPECT_LT(rss > statm ? rss - statm : statm - rss, 8ull << 20);
+}
