@@ -141,7 +141,7 @@ void os_zero_range(void *addr, size_t len)
 {
     constexpr size_t pg = 4096;
     /* 4 MiB per mincore call: its vector is on the stack of whatever thread
-     * callocs (read_fields says why that stack may be small). */
+     * callocs (os_read_fields says why that stack may be small). */
     constexpr size_t chunk_pages = 1024;
     constexpr unsigned max_runs = 16;
     /* Sandboxes allow what glibc's malloc calls and may kill the process on
