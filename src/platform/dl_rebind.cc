@@ -370,33 +370,42 @@ __attribute__((noinline)) const char *search_caller_dirs(const char *file, struc
         return file;
     }
     Dl_serinfo size;
-    if (dlinfo(lm, RTLD_DI_SERINFOSIZE, &size) != 0 || size.dls_size > 8192)
+    constexpr size_t space_len = 8192;
+    if (dlinfo(lm, RTLD_DI_SERINFOSIZE, &size) != 0 || size.dls_size > space_len)
         return file;
-    alignas(Dl_serinfo) char space[8192];
+    /* Mapped, not on the stack: the thread that calls dlopen may have a
+     * small one (os_read_fields). */
+    char *space = (char *)os_map(space_len, false);
+    if (!space)
+        return file;
     Dl_serinfo *si = (Dl_serinfo *)space;
     si->dls_size = size.dls_size;
     si->dls_cnt = size.dls_cnt;
-    if (dlinfo(lm, RTLD_DI_SERINFO, si) != 0)
-        return file;
-    size_t fn = strlen(file);
-    /* dls_serpath is declared with one element; dlinfo filled dls_cnt. */
-    const Dl_serpath *paths = (const Dl_serpath *)(space + offsetof(Dl_serinfo, dls_serpath));
-    for (unsigned i = 0; i < si->dls_cnt; i++) {
-        const Dl_serpath &d = paths[i];
-        if (d.dls_flags & LA_SER_DEFAULT)
-            break;                  /* the cache, then the defaults: any caller's */
-        const char *dir = d.dls_name;
-        size_t dn = strlen(dir), at = 0;
-        if (!dn)
-            continue;
-        buf[0] = 0;
-        if (!put(buf, len, &at, dir, dn) || (dir[dn - 1] != '/' && !put(buf, len, &at, "/", 1)) ||
-            !put(buf, len, &at, file, fn))
-            continue;
-        if (loadable_elf(buf))
-            return buf;
+    const char *found = file;
+    if (dlinfo(lm, RTLD_DI_SERINFO, si) == 0) {
+        size_t fn = strlen(file);
+        /* dls_serpath is declared with one element; dlinfo filled dls_cnt. */
+        const Dl_serpath *paths = (const Dl_serpath *)(space + offsetof(Dl_serinfo, dls_serpath));
+        for (unsigned i = 0; i < si->dls_cnt; i++) {
+            const Dl_serpath &d = paths[i];
+            if (d.dls_flags & LA_SER_DEFAULT)
+                break;              /* the cache, then the defaults: any caller's */
+            const char *dir = d.dls_name;
+            size_t dn = strlen(dir), at = 0;
+            if (!dn)
+                continue;
+            buf[0] = 0;
+            if (!put(buf, len, &at, dir, dn) || (dir[dn - 1] != '/' && !put(buf, len, &at, "/", 1)) ||
+                !put(buf, len, &at, file, fn))
+                continue;
+            if (loadable_elf(buf)) {
+                found = buf;
+                break;
+            }
+        }
     }
-    return file;
+    os_unmap(space, space_len);
+    return found;
 }
 
 } // namespace
