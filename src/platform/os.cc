@@ -583,6 +583,50 @@ uint64_t os_parse_field(const char *buf, const char *key, uint64_t dflt)
     return dflt;
 }
 
+/* Feed the lines of fd, NUL-terminated without their newline, to line(),
+ * through buf[len]: a line longer than the buffer is given cut at the
+ * buffer's size, its rest as further lines (long_lines), or skipped.  line()
+ * returns false to stop reading. */
+template <class F>
+static void read_lines(int fd, char *buf, size_t len, bool long_lines, F &&line)
+{
+    size_t have = 0;
+    bool skipping = false;       /* inside a skipped line longer than the buffer */
+    bool go = true;
+    while (go) {
+        ssize_t got = sys_read(fd, buf + have, len - 1 - have);
+        if (got < 0 && errno == EINTR)
+            continue;
+        bool eof = got <= 0;
+        if (got > 0)
+            have += (size_t)got;
+        size_t start = 0;
+        for (size_t nl = 0; nl < have && go; nl++) {
+            if (buf[nl] != '\n')
+                continue;
+            buf[nl] = 0;
+            if (!skipping)
+                go = line(buf + start);
+            skipping = false;
+            start = nl + 1;
+        }
+        if (go && start < have && (eof || (start == 0 && have == len - 1))) {
+            /* No newline: a last line at EOF, or a line longer than the buffer. */
+            buf[have] = 0;
+            if (eof ? !skipping : long_lines)
+                go = line(buf);
+            else if (!eof)
+                skipping = true;
+            start = have;
+        }
+        for (size_t i = start; i < have; i++)
+            buf[i - start] = buf[i];
+        have -= start;
+        if (eof)
+            break;
+    }
+}
+
 /* os_read_fields (os.h): a 256-byte buffer, line by line.  The malloc slow
  * paths that read /proc/self/status (reclaim's RSS guard and seccomp check,
  * on whatever thread frees) must fit on the smallest stack a program may
@@ -599,49 +643,15 @@ bool os_read_fields(const char *path, const char *const *keys, uint64_t *vals, u
         return false;
     }
     char buf[256];
-    size_t have = 0;
     unsigned found = 0;
-    bool skipping = false;       /* inside a line longer than the buffer */
-    auto take = [&](const char *line) {
+    read_lines(fd, buf, sizeof(buf), false, [&](const char *line) {
         for (unsigned k = 0; k < n; k++)
             if (starts_with(line, keys[k])) {
                 vals[k] = parse_u64(line + __builtin_strlen(keys[k]));
                 found++;
             }
-    };
-    while (found < n) {
-        ssize_t got = sys_read(fd, buf + have, sizeof(buf) - 1 - have);
-        if (got < 0 && errno == EINTR)
-            continue;
-        bool eof = got <= 0;
-        if (got > 0)
-            have += (size_t)got;
-        size_t start = 0;
-        for (size_t nl = 0; nl < have && found < n; nl++) {
-            if (buf[nl] != '\n')
-                continue;
-            buf[nl] = 0;
-            if (!skipping)
-                take(buf + start);
-            skipping = false;
-            start = nl + 1;
-        }
-        if (eof) {
-            if (start < have && !skipping && found < n) {
-                buf[have] = 0;
-                take(buf + start);
-            }
-            break;
-        }
-        if (start == 0 && have == sizeof(buf) - 1) {
-            skipping = true;     /* no newline in a full buffer: drop the line */
-            have = 0;
-            continue;
-        }
-        for (size_t i = start; i < have; i++)
-            buf[i - start] = buf[i];
-        have -= start;
-    }
+        return found < n;
+    });
     sys_close(fd);
     errno = saved;
     return true;
@@ -703,40 +713,11 @@ bool os_smaps_usage(const uintptr_t (*ranges)[2], unsigned nr, smaps_usage *out)
         return false;
     }
     char buf[4096];
-    size_t have = 0;
     bool counting = nr == 0;
-    for (;;) {
-        ssize_t n = sys_read(fd, buf + have, sizeof(buf) - 1 - have);
-        if (n < 0 && errno == EINTR)
-            continue;
-        bool eof = n <= 0;
-        if (n > 0)
-            have += (size_t)n;
-        size_t start = 0;
-        for (;;) {
-            size_t nl = start;
-            while (nl < have && buf[nl] != '\n')
-                nl++;
-            if (nl == have) {
-                /* No newline: a last line at EOF, or a line longer than the
-                 * buffer (a long path), taken as it is. */
-                if (start < have && (eof || (start == 0 && have == sizeof(buf) - 1))) {
-                    buf[have] = 0;
-                    smaps_line(buf + start, ranges, nr, &counting, out);
-                    start = have;
-                }
-                break;
-            }
-            buf[nl] = 0;
-            smaps_line(buf + start, ranges, nr, &counting, out);
-            start = nl + 1;
-        }
-        for (size_t i = start; i < have; i++)
-            buf[i - start] = buf[i];
-        have -= start;
-        if (eof)
-            break;
-    }
+    read_lines(fd, buf, sizeof(buf), true, [&](char *line) {
+        smaps_line(line, ranges, nr, &counting, out);
+        return true;
+    });
     sys_close(fd);
     errno = saved;
     return true;
