@@ -549,6 +549,13 @@ void tcache_make_room(tcache *tc, unsigned idx, size_t need, size_t budget)
 {
     const size_t want = (size_t)tc->bins[idx].cap * kmalloc_info[idx].size + need;
     while (tc->cap_bytes + need > budget) {
+        /* The top row bounds the largest bin: under 2^(k+1) bytes.  When
+         * that is not twice `want`, no bin qualifies and the row need not
+         * be walked (a full budget of equal bins made every refill walk
+         * them: thread-rounds spent 400 instructions a refill here). */
+        if (!tc->cap_buckets ||
+            (2ull << (31u - (unsigned)__builtin_clz(tc->cap_buckets))) <= 2 * want)
+            return;
         size_t top_bytes;
         unsigned top = tcache_top_bin(tc, &top_bytes);
         if (top_bytes < 2 * want)
