@@ -185,10 +185,11 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 11  /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+#define KALLOC_VMSTAT_VERSION 12  /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
                                      5: mesh_*; 6: thp_kept_pages; 7: residency_*,
                                      workingset_refault; 8: madvise_batch*; 9: run_fit;
-                                     10: slab_hole*; 11: large_fault_around*, large_probe* */
+                                     10: slab_hole*; 11: large_fault_around*, large_probe*;
+                                     12: thread_rounds* */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -329,6 +330,12 @@ struct kalloc_vmstat {
                                        touched pages were counted at their free */
     uint64_t large_probe_pages;   /**< the pages of those probes */
     uint64_t large_probe_touched; /**< of which the program had touched (resident at the free) */
+    /* --- version 12: threads in rounds --- */
+    uint64_t thread_rounds;       /**< rounds threads completed in a streak (a thread's use back
+                                       near its peak after falling under an eighth of it, the
+                                       second time or more in a row) */
+    int64_t thread_rounds_pages;  /**< pages threads in rounds are below their peaks now: free
+                                       memory reclaim keeps for their next rounds */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "malloc/tcache.h"
 #include "mm/khugepaged.h"
 #include "mm/page_alloc.h"
 #include "mm/vmscan.h"
@@ -167,6 +168,7 @@ void *kmalloc_large(size_t size, size_t align, bool zero)
     pg->colour = (uint16_t)large_pick_colour(nr, size, align);
     __atomic_fetch_add(&nr_large_pages, nr, __ATOMIC_RELAXED);
     __atomic_fetch_add(&nr_large_allocs, 1, __ATOMIC_RELAXED);
+    tcache_round_note((long)(nr << PAGE_SHIFT));
     void *p = large_address(pg);
     /* calloc.  Memory known to read zero (fresh, or given back) is faulted
      * in with one call, not left to the program: a program that reads a
@@ -200,6 +202,7 @@ void kfree_large(page *head)
         large_probe_read(head, nr);
     }
     __atomic_fetch_sub(&nr_large_pages, nr, __ATOMIC_RELAXED);
+    tcache_round_note(-(long)(nr << PAGE_SHIFT));
     free_pages_exact(head, nr);
 }
 
@@ -213,6 +216,7 @@ bool kmalloc_large_grow(page *head, size_t new_size)
         return false;
     head->nr_pages = (uint32_t)want;
     __atomic_fetch_add(&nr_large_pages, want - nr, __ATOMIC_RELAXED);
+    tcache_round_note((long)((want - nr) << PAGE_SHIFT));
     return true;
 }
 
@@ -224,6 +228,7 @@ void kmalloc_large_shrink(page *head, size_t new_size)
         return;
     head->nr_pages = (uint32_t)keep;
     __atomic_fetch_sub(&nr_large_pages, nr - keep, __ATOMIC_RELAXED);
+    tcache_round_note(-(long)((nr - keep) << PAGE_SHIFT));
     free_pages_exact(head + keep, nr - keep);
 }
 

@@ -186,6 +186,8 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.large_probes_read = READ_ONCE(large_fa_stats.probes_read);
     v.large_probe_pages = READ_ONCE(large_fa_stats.probe_pages);
     v.large_probe_touched = READ_ONCE(large_fa_stats.probe_touched);
+    v.thread_rounds = READ_ONCE(r.thread_rounds);
+    v.thread_rounds_pages = READ_ONCE(thread_rounds_pages);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

@@ -178,6 +178,8 @@ void tcache_thread_exit(void *arg)
     tcache_current = &tcache_boot;
     tcache_state = TCACHE_DEAD;
     tcache_flush_all(tc);
+    vmscan_thread_rounds_add(-tc->round_share);   /* an exited thread takes nothing back */
+    tc->round_share = 0;
     spin_lock(&tcache_list_lock);
     tcache_put_owner_locked(tc->owner_id);
     tcache_unregister_locked(tc);
@@ -231,6 +233,9 @@ tcache *tcache_get()
         /* Bins start with no room: the first refill of a class gives it
          * some (tcache_refill), so unused classes cost no budget. */
         tc->cap_bytes = tc->remote_bytes = 0;
+        tc->round_net = tc->round_hi = tc->round_prev_hi = tc->round_share = 0;
+        tc->round_time = 0;
+        tc->round_streak = tc->round_trough = 0;
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
             tc->remote[i].avail = tc->remote[i].cap = tcache_remote_cap(i);
         tc->owner_id = tcache_pick_owner_locked(pool);
@@ -317,6 +322,47 @@ unsigned tcache_top_bin(const tcache *tc, size_t *top_bytes)
 }
 } // namespace
 
+void tcache_round_account(tcache *tc, long bytes)
+{
+    const long net = tc->round_net += bytes;
+    if (net > tc->round_hi)
+        tc->round_hi = net;
+    uint32_t now = 0;
+    if (!tc->round_trough) {
+        if (tc->round_hi >= TCACHE_ROUND_MIN_BYTES && net < tc->round_hi / 8) {
+            tc->round_trough = 1;
+            tc->round_prev_hi = tc->round_hi;
+            tc->round_hi = net;
+        }
+    } else if (net >= tc->round_prev_hi - tc->round_prev_hi / 8) {
+        now = vmscan_now();
+        bool recent = tc->round_time && (uint32_t)(now - tc->round_time) < ROUNDS_WINDOW_MS;
+        tc->round_streak = !recent ? 1 : tc->round_streak < 255 ? tc->round_streak + 1 : 255;
+        if (tc->round_streak >= ROUNDS_MIN_STREAK)
+            __atomic_fetch_add(&vm_reclaim_stats.thread_rounds, 1, __ATOMIC_RELAXED);
+        tc->round_time = now ? now : 1;
+        tc->round_trough = 0;
+    }
+    /* The share: what the thread is below its peak, while its rounds are
+     * recent and other threads run (one thread's rounds are the zone's:
+     * __zone_round, under the RSS guard); published in steps of TCACHE_ROUND_STEP pages (an atomic add
+     * each), or at once when it falls to zero. */
+    long share = 0;
+    if (tc->round_streak >= ROUNDS_MIN_STREAK && READ_ONCE(nr_tcaches) > 1) {
+        if (!now)
+            now = vmscan_now();
+        if ((uint32_t)(now - tc->round_time) < ROUNDS_WINDOW_MS) {
+            long top = tc->round_hi > tc->round_prev_hi ? tc->round_hi : tc->round_prev_hi;
+            share = top > net ? (top - net) >> PAGE_SHIFT : 0;
+        }
+    }
+    long delta = share - tc->round_share;
+    if (delta >= TCACHE_ROUND_STEP || delta <= -TCACHE_ROUND_STEP || (!share && delta)) {
+        vmscan_thread_rounds_add(delta);
+        tc->round_share = share;
+    }
+}
+
 void *tcache_refill(tcache *tc, unsigned idx)
 {
     tcache_bin *b = &tc->bins[idx];
@@ -362,6 +408,7 @@ void *tcache_refill(tcache *tc, unsigned idx)
                                       b->avail + 1);   /* whole slab freelists up to the room */
     if (!chain)
         return nullptr;
+    tcache_round_account(tc, (long)got * (long)size);
     void *obj = chain;
     if (got > 1) {
         void *rest = get_freepointer_checked(obj);
@@ -383,8 +430,9 @@ namespace {
 
 /* Where a cache's own objects go back (a bin's, never a remote list's):
  * a pool cache's to the current CPU's sheaf, the others' to the slabs. */
-inline void tcache_free_own(const tcache *tc, unsigned idx, void *chain, unsigned n)
+inline void tcache_free_own(tcache *tc, unsigned idx, void *chain, unsigned n)
 {
+    tcache_round_account(tc, -(long)n * (long)kmalloc_info[idx].size);
     if (tc->pcs)
         free_to_pcs_bulk(&kmalloc_caches[idx], chain, n);
     else
@@ -430,7 +478,7 @@ void tcache_bin_flush_half(tcache *tc, unsigned idx)
  * between, the child's orphan recovery (tcache_recover_bin) must not find
  * objects on the list that the slabs already have (a double free in the
  * child); at worst the child loses them. */
-void tcache_bin_give_back(const tcache *tc, tcache_bin *b, unsigned idx)
+void tcache_bin_give_back(tcache *tc, tcache_bin *b, unsigned idx)
 {
     unsigned n = b->cap - b->avail;
     void *chain = b->head;
@@ -439,10 +487,12 @@ void tcache_bin_give_back(const tcache *tc, tcache_bin *b, unsigned idx)
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     if (!n)
         return;
-    if (b == &tc->bins[idx])
+    if (b == &tc->bins[idx]) {
         tcache_free_own(tc, idx, chain, n);
-    else
+    } else {
+        tcache_round_account(tc, -(long)n * (long)kmalloc_info[idx].size);
         kmem_cache_free_bulk(&kmalloc_caches[idx], chain, n);
+    }
 }
 
 /* Give the whole remote list of class idx back to the slabs. */
@@ -458,6 +508,7 @@ void tcache_remote_flush(tcache *tc, unsigned idx)
         WRITE_ONCE(r->head, nullptr);
         WRITE_ONCE(r->avail, r->cap);
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        tcache_round_account(tc, -(long)n * (long)kmalloc_info[idx].size);
         kmem_cache_barn_put(&kmalloc_caches[idx], chain, n, r->owner);
         return;
     }
@@ -762,6 +813,8 @@ void tcache_after_fork_child()
     }
     if (mine)
         mine->tid = (unsigned long)pthread_self();
+    /* The other threads' rounds are gone with them. */
+    thread_rounds_pages = mine ? mine->round_share : 0;
 }
 
 } // namespace kalloc

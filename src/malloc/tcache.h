@@ -130,6 +130,16 @@ struct tcache {
                                           * bins are found without a walk of every class */
     uint32_t cap_buckets;                /* bit k: row k of cap_bucket is not empty */
     size_t remote_bytes;                 /* bytes on the remote lists */
+    /* Rounds (tcache_round_account; mm/vmscan.h, thread_rounds_pages): the
+     * thread's use, counted where objects and large blocks cross between
+     * this cache and the layers below (slow paths only). */
+    long round_net;                      /* bytes taken (refills, large blocks) less bytes given back */
+    long round_hi;                       /* the highest round_net since the last trough */
+    long round_prev_hi;                  /* round_hi when the last trough began */
+    long round_share;                    /* pages this thread has added to thread_rounds_pages */
+    uint32_t round_time;                 /* vmscan_now() at the last round (0: none) */
+    uint8_t round_streak;                /* rounds in a row, each within ROUNDS_WINDOW_MS of the last */
+    uint8_t round_trough;                /* round_net fell under an eighth of round_hi, not back yet */
     tcache *next;                        /* registry of live caches (tcache_list) */
     tcache *prev;
     unsigned long tid;                   /* owning thread (pthread_self) */
@@ -140,6 +150,33 @@ enum tcache_state_t : uint8_t { TCACHE_NONE, TCACHE_INIT, TCACHE_ACTIVE, TCACHE_
 extern __thread tcache *tcache_current __attribute__((tls_model("initial-exec")));
 extern __thread uint8_t tcache_state __attribute__((tls_model("initial-exec")));
 extern tcache tcache_boot __hidden;
+
+/* A thread in rounds: its use (round_net) goes from its peak to under an
+ * eighth of it (a trough) and back to within an eighth of that peak (a
+ * round), as a worker that handles one request, batch or unit at a time
+ * does.  After ROUNDS_MIN_STREAK rounds in a row, each within
+ * ROUNDS_WINDOW_MS of the one before (as a zone's rounds, mm/vmscan.h),
+ * what the thread is below its peak is memory its next round takes back:
+ * its share of thread_rounds_pages, which lets reclaim keep that much free
+ * memory resident (under the RSS guard).  A zone sees no round when threads
+ * are out of step (their sum stays near its peak while each one frees its
+ * batch), and reclaim gave back each thread's batch for another thread to
+ * fault in again: thread-rounds, 4 threads x 6,000 blocks a round, ~80K
+ * faults a run against tcmalloc's 33K.  Peaks under TCACHE_ROUND_MIN_BYTES
+ * are not rounds: small batches are what the watermarks' usual level keeps. */
+constexpr long TCACHE_ROUND_MIN_BYTES = 2l << 20;
+constexpr long TCACHE_ROUND_STEP = 16;   /* pages: a share is published when it moves this much */
+
+/* Count `bytes` (negative: given back) in tc's use and update its rounds
+ * and its share of thread_rounds_pages.  Slow paths only. */
+void tcache_round_account(tcache *tc, long bytes);
+
+/* The same for the calling thread's cache, if it has one (large blocks). */
+static inline void tcache_round_note(long bytes)
+{
+    if (tcache_state == TCACHE_ACTIVE)
+        tcache_round_account(tcache_current, bytes);
+}
 
 /* The calling thread's cache, created if needed; nullptr when the thread
  * must go straight to the slabs (recursion during creation, thread exiting,

@@ -27,6 +27,7 @@ reclaim_stats vm_reclaim_stats;
 uint32_t vmscan_clock_skew;
 int vmscan_pending;
 int rounds_retaining;   /* some zone keeps free memory across a round's drop (wmark_rounds) */
+long thread_rounds_pages;   /* pages threads in rounds will take back (vmscan_thread_rounds_add) */
 int rss_check_due;      /* the next pass reads the RSS for round retention's guard */
 size_t rss_growth_pending; /* bytes mapped or faulted in under round retention since the
                             * last RSS read, not all in the RSS yet (the guard adds them) */
@@ -213,6 +214,7 @@ void __setup_zone_wmarks(zone *z)
      * as resident here, so that bound is not one on RSS); rounds have the
      * RSS guard. */
     unsigned long retained = 0;
+    bool beyond_peak = false;   /* keeps more than the room under the zone's peak */
     bool steady = z->use_peak - in_use <= in_use / 8;
     if (!steady)
         z->use_dropped = 1;         /* a large drop: a round if the use comes back */
@@ -224,16 +226,25 @@ void __setup_zone_wmarks(zone *z)
     bool rounds = !steady && z->round_time && !z->rounds_blocked &&
                   z->round_streak >= ROUNDS_MIN_STREAK &&
                   (uint32_t)(vmscan_now() - z->round_time) < ROUNDS_WINDOW_MS;
-    if (fixed <= 0 && z->use_peak > in_use && (steady || rounds)) {
-        unsigned long room = z->use_peak - in_use;
+    /* Threads in rounds out of step (thread-rounds): the zone's use stays
+     * near its peak, so the room under it is small, while each thread's
+     * frees are what the next round (its own or another thread's) takes
+     * back: the room grows by what those threads are below their peaks,
+     * under the RSS guard as rounds are. */
+    long tr = READ_ONCE(thread_rounds_pages);
+    unsigned long extra = tr > 0 ? (unsigned long)tr : 0;
+    if (fixed <= 0 && (z->use_peak > in_use || extra) && (steady || rounds || extra)) {
+        unsigned long under = z->use_peak > in_use ? z->use_peak - in_use : 0;
+        unsigned long room = under + extra;
         unsigned long keep = z->workingset < room ? z->workingset : room;
         if (keep > low) {
             retained = keep - low;
             low = keep;
+            beyond_peak = keep > under;
         }
     }
     z->wmark_retained = retained;
-    z->wmark_rounds = retained && !steady;
+    z->wmark_rounds = retained && !steady && !beyond_peak;
     if (z->wmark_rounds && !READ_ONCE(rounds_retaining))
         WRITE_ONCE(rounds_retaining, 1);
     unsigned p = READ_ONCE(cg_pressure);
@@ -1096,6 +1107,8 @@ void print_reclaim_stats(printbuf &out)
                "madvise_batches %lu madvise_batched_ranges %lu\n",
                s.residency_reads, s.residency_untouched, s.residency_uncounted,
                s.madvise_batches, s.madvise_batched_ranges);
+    out.printf("reclaim: thread_rounds %lu (in a streak) thread_rounds_pages %ld now, %lu at most\n",
+               s.thread_rounds, READ_ONCE(thread_rounds_pages), s.thread_rounds_pages_max);
     uint64_t limit = vmscan_cgroup_limit();
     out.printf("reclaim: cgroup v%d limit_kb %lu pressure %u/1024 (passes under pressure %lu)\n",
                cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),

@@ -190,6 +190,8 @@ struct reclaim_stats {
     unsigned long residency_uncounted; /* pages those reads took out of nr_free_resident */
     unsigned long madvise_batches;  /* process_madvise calls that gave a reclaim (or trim) batch back */
     unsigned long madvise_batched_ranges; /* blocks those calls gave back */
+    unsigned long thread_rounds;    /* rounds threads completed in a streak (malloc/tcache.h) */
+    unsigned long thread_rounds_pages_max; /* the highest thread_rounds_pages seen (racy) */
 };
 extern reclaim_stats vm_reclaim_stats;
 
@@ -363,6 +365,22 @@ void __zone_round(zone *z);
  * mapped afresh): while some zone keeps free memory across a round's drop,
  * the next pass reads the process's RSS (round retention's guard). */
 void vmscan_note_growth(size_t bytes);
+
+/* Threads in rounds (the malloc layer's per-thread signal, malloc/tcache.h):
+ * pages that threads which have each gone from their peak use to near zero
+ * and back, twice in a row, are below their last peak now, so their next
+ * round takes them back.  The zone's retention may keep that much more
+ * than the room under its own peak (__setup_zone_wmarks), under the RSS
+ * guard.  The malloc layer adds and takes away its threads' shares. */
+extern long thread_rounds_pages;
+static inline void vmscan_thread_rounds_add(long pages)
+{
+    if (!pages)
+        return;
+    long now = __atomic_add_fetch(&thread_rounds_pages, pages, __ATOMIC_RELAXED);
+    if (now > 0 && (unsigned long)now > READ_ONCE(vm_reclaim_stats.thread_rounds_pages_max))
+        WRITE_ONCE(vm_reclaim_stats.thread_rounds_pages_max, (unsigned long)now);
+}
 
 /* An allocation took `pages` pages off z's free lists (reported: from
  * blocks given back or never touched, so resident memory grew).  Raises

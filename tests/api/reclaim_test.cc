@@ -593,6 +593,68 @@ TEST(Reclaim, RoundsKeepWhatTheNextRoundTakesBack)
     malloc_trim(0);
 }
 
+// Threads in rounds (malloc/tcache.h): each of three threads allocates a
+// batch (3 MiB of 64 KiB blocks and 500 small objects), writes it, frees it,
+// six times; from its second round in a row on, what a thread is below its
+// peak is shared with reclaim (thread_rounds_pages), which keeps that much
+// free memory for the next rounds, and an exited thread's share goes with
+// it.  The counts come from the slow paths the batch goes through (slab
+// refills and flushes, large blocks): a thread's frees drop its share in.
+TEST(Reclaim, ThreadsInRoundsShareWhatTheyWillTakeBack)
+{
+    const char *tc = getenv("KALLOC_TCACHE");
+    if (tc && tc[0] == '0')
+        GTEST_SKIP() << "no thread caches (KALLOC_TCACHE=0): rounds are counted by them";
+    struct kalloc_vmstat before {}, after {};
+    before.size = after.size = sizeof before;
+    ASSERT_EQ(kalloc_vmstat_get(&before), 0);
+    ASSERT_GE(before.version, 12u);
+    constexpr int ROUNDS = 6, THREADS = 3;
+    std::atomic<long> shared_max{0};
+    std::atomic<bool> bad{false};
+    auto worker = [&](int t) {
+        std::vector<unsigned char *> v;
+        for (int round = 0; round < ROUNDS; round++) {
+            v.clear();
+            for (int i = 0; i < 48; i++)
+                v.push_back((unsigned char *)malloc(kt::opaque<size_t>(64 * 1024)));
+            for (int i = 0; i < 500; i++)
+                v.push_back((unsigned char *)malloc(kt::opaque<size_t>(100)));
+            for (size_t i = 0; i < v.size(); i++) {
+                if (!v[i]) {
+                    bad = true;
+                    return;
+                }
+                memset(v[i], t * 31 + round + (int)i, i < 48 ? 64 * 1024 : 100);
+            }
+            for (size_t i = 0; i < v.size(); i++) {
+                if (v[i][0] != (unsigned char)(t * 31 + round + (int)i))
+                    bad = true;
+                free(v[i]);
+            }
+            struct kalloc_vmstat now {};
+            now.size = sizeof now;
+            kalloc_vmstat_get(&now);
+            long seen = (long)now.thread_rounds_pages, m = shared_max.load();
+            while (seen > m && !shared_max.compare_exchange_weak(m, seen)) {
+            }
+        }
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < THREADS; t++)
+        threads.emplace_back(worker, t);
+    for (auto &th : threads)
+        th.join();
+    ASSERT_EQ(kalloc_vmstat_get(&after), 0);
+    EXPECT_FALSE(bad) << "a block was lost or overwritten";
+    EXPECT_GE(after.thread_rounds - before.thread_rounds, (uint64_t)THREADS * (ROUNDS - 2))
+        << "the threads' rounds were not seen";
+    EXPECT_GE(shared_max.load(), (long)(2u << 20) / 4096)
+        << "a thread between rounds shared less than 2 MiB of its 3";
+    EXPECT_EQ(after.thread_rounds_pages, before.thread_rounds_pages)
+        << "exited threads kept their shares";
+}
+
 // A timed pass that comes while the zone keeps a round's memory finds the
 // RSS at its high-water mark (the kept memory is resident: that is the
 // point) but no growth: it must not give the memory back.  Before, every

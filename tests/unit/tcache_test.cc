@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstring>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -14,6 +15,8 @@
 #include "malloc/tcache.h"
 #include "mm/mmzone.h"
 #include "mm/page_alloc.h"
+#include "mm/vmscan.h"
+#include "platform/options.h"
 
 using namespace kalloc;
 
@@ -228,4 +231,90 @@ TEST(Tcache, RefillTakesRoomFromTheLargestBin)
     t.join();
     EXPECT_GT(bytes + 4096, TCACHE_MAX_BYTES) << "the large bins did not fill the budget";
     EXPECT_EQ(cap, 4096 / 64u);
+}
+
+// Rounds (tcache_round_account): a thread whose use goes from its peak to
+// under an eighth of it and back, twice in a row, shares what it is below
+// its peak with reclaim (thread_rounds_pages), while other threads run and
+// while its rounds are recent; a thread's share goes when it stops.
+TEST(Tcache, AThreadInRoundsSharesWhatItWillTakeBack)
+{
+    if (!tcache_get())
+        GTEST_SKIP() << "no thread cache (KALLOC_TCACHE=0)";
+    const long MiB = 1l << 20, pages_per_mib = MiB >> PAGE_SHIFT;
+    std::mutex m;
+    std::condition_variable cv;
+    bool ready = false, done = false;
+    std::thread other([&] {       // a second live cache: rounds of one thread are the zone's
+        tcache_get();
+        std::unique_lock<std::mutex> l(m);
+        ready = true;
+        cv.notify_all();
+        cv.wait(l, [&] { return done; });
+    });
+    {
+        std::unique_lock<std::mutex> l(m);
+        cv.wait(l, [&] { return ready; });
+    }
+    tcache tc;
+    memset(&tc, 0, sizeof(tc));
+    const long before = READ_ONCE(thread_rounds_pages);
+    auto share = [&] { return READ_ONCE(thread_rounds_pages) - before; };
+    // Batches of 1 MiB are under TCACHE_ROUND_MIN_BYTES: no rounds.
+    for (int i = 0; i < 4; i++) {
+        tcache_round_account(&tc, MiB);
+        tcache_round_account(&tc, -MiB);
+    }
+    const unsigned small_streak = tc.round_streak;
+    const bool small_trough = tc.round_trough;
+    // 4 MiB batches, with 256 KiB kept between them.
+    tcache_round_account(&tc, 256 * 1024);
+    tcache_round_account(&tc, 4 * MiB);                 // the first peak
+    tcache_round_account(&tc, -4 * MiB);                // a trough
+    const bool trough = tc.round_trough;
+    tcache_round_account(&tc, 4 * MiB);                 // back within an eighth: round 1
+    const unsigned streak1 = tc.round_streak;
+    tcache_round_account(&tc, -2 * MiB);                // half way down: one round is no pattern
+    const long share1 = share();
+    tcache_round_account(&tc, -2 * MiB);
+    tcache_round_account(&tc, 4 * MiB);                 // round 2
+    const unsigned streak2 = tc.round_streak;
+    tcache_round_account(&tc, -3 * MiB);                // 3 MiB under the peak
+    const long share2 = share(), own2 = tc.round_share;
+    tcache_round_account(&tc, 3 * MiB);                 // taken back
+    const long share3 = share();
+    tcache_round_account(&tc, -3 * MiB);
+    // Long after the last round: no share.
+    const uint32_t skew = vmscan_clock_skew;
+    WRITE_ONCE(vmscan_clock_skew, skew + ROUNDS_WINDOW_MS + 1);
+    tcache_round_account(&tc, -4096);
+    const long stale = share();
+    WRITE_ONCE(vmscan_clock_skew, skew);
+    // Recent again (a third round), then the other thread exits: one thread left.
+    tcache_round_account(&tc, -MiB + 4096);             // a trough
+    tcache_round_account(&tc, 4 * MiB);                 // round 3
+    tcache_round_account(&tc, -3 * MiB);
+    const long share4 = share();
+    {
+        std::lock_guard<std::mutex> l(m);
+        done = true;
+    }
+    cv.notify_all();
+    other.join();
+    tcache_round_account(&tc, -4096);
+    const long alone = share();
+    vmscan_thread_rounds_add(-tc.round_share);          // leave the count as found
+    EXPECT_EQ(small_streak, 0u) << "1 MiB batches were counted as rounds";
+    EXPECT_FALSE(small_trough);
+    EXPECT_TRUE(trough) << "4 MiB down to 256 KiB is not a trough";
+    EXPECT_EQ(streak1, 1u);
+    EXPECT_EQ(share1, 0) << "a single round shared its memory";
+    EXPECT_EQ(streak2, 2u);
+    EXPECT_EQ(share2, 3 * pages_per_mib) << "the thread's 3 MiB under its peak were not shared";
+    EXPECT_EQ(own2, 3 * pages_per_mib);
+    EXPECT_EQ(share3, 0) << "memory taken back stayed shared";
+    EXPECT_EQ(stale, 0) << "rounds long past still shared memory";
+    EXPECT_EQ(share4, 3 * pages_per_mib);
+    if (!option_get(OPT_BACKGROUND))   // kswapd's thread has a cache of its own
+        EXPECT_EQ(alone, 0) << "the rounds of the only thread left were shared (they are the zone's)";
 }

@@ -462,6 +462,54 @@ TEST(Vmscan, RoundsKeepTheWorkingsetAcrossDrops)
     EXPECT_LT(stale, 5 * MiB);
 }
 
+// Threads in rounds out of step (malloc/tcache.h): the zone's use stays near
+// its peak (no room under it, no drop, no round of its own) while the
+// threads are below their peaks by thread_rounds_pages; that much of the
+// workingset is kept, beyond the room, and not under the RSS guard (at the
+// peak of such rounds the RSS is at its mark by design, and the guard
+// stopped the retention in all but the first rounds).  Nothing without it.
+TEST(Vmscan, ThreadsInRoundsKeepWhatTheyWillTakeBack)
+{
+    option_guard og;
+    const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
+    zone_counters saved;
+    zone *z = lock_zone_for_wmarks(&saved);
+    const unsigned long base = z->nr_free_pages;
+    const long shared = READ_ONCE(thread_rounds_pages);
+    z->use_dropped = 0;
+    z->rounds_blocked = 0;
+    z->workingset = 100 * MiB;
+    z->use_peak = 400 * MiB;
+    z->spanned_pages = base + 400 * MiB;         // at the peak: no room under it
+    WRITE_ONCE(thread_rounds_pages, 0);
+    __setup_zone_wmarks(z);
+    const unsigned long none = wmark_pages(z, WMARK_LOW);
+    WRITE_ONCE(thread_rounds_pages, (long)(60 * MiB));
+    __setup_zone_wmarks(z);
+    const unsigned long kept = wmark_pages(z, WMARK_LOW), retained = z->wmark_retained;
+    const bool guarded = z->wmark_rounds;
+    z->rounds_blocked = 1;                       // the guard stopped the zone's own rounds
+    __setup_zone_wmarks(z);
+    const unsigned long blocked = wmark_pages(z, WMARK_LOW);
+    z->rounds_blocked = 0;
+    z->spanned_pages = base + 380 * MiB;         // 20 MiB of room: 80 MiB kept, within the workingset
+    __setup_zone_wmarks(z);
+    const unsigned long room = wmark_pages(z, WMARK_LOW);
+    WRITE_ONCE(thread_rounds_pages, (long)(300 * MiB));
+    __setup_zone_wmarks(z);
+    const unsigned long capped = wmark_pages(z, WMARK_LOW);
+    WRITE_ONCE(thread_rounds_pages, shared);
+    saved.restore(z);
+    spin_unlock(&z->lock);
+    EXPECT_EQ(none, 400 * MiB / 32 < 4 * MiB ? 4 * MiB : 400 * MiB / 32) << "the usual level";
+    EXPECT_EQ(kept, 60 * MiB) << "what the threads will take back was not kept";
+    EXPECT_EQ(retained, 60 * MiB - none);
+    EXPECT_FALSE(guarded) << "thread rounds' retention is not the guard's";
+    EXPECT_EQ(blocked, 60 * MiB);
+    EXPECT_EQ(room, 80 * MiB) << "the room under the peak and the threads' shares add up";
+    EXPECT_EQ(capped, 100 * MiB) << "more than the workingset was kept";
+}
+
 // In a small heap (under 4 MiB in use) a refault raises the workingset only
 // when the zone held fewer resident free pages than it took: resident free
 // memory in blocks that did not fit would not have spared the fault by being
