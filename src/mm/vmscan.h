@@ -43,7 +43,12 @@
  *      process's RSS and its high-water mark, and if the RSS plus that growth
  *      comes near the mark, the kept memory goes back (rounds_blocked, until
  *      the next round): kept memory never raises the RSS peak by more than
- *      the slack.  While a
+ *      the slack.  Threads in rounds out of step keep the zone near its
+ *      peak, so it sees no round: the malloc layer counts each thread's use
+ *      and adds what threads in a streak of rounds are below their peaks
+ *      (thread_rounds_pages) to the room under the zone's peak, not under
+ *      the guard (at such rounds' peak the RSS is at its mark by design).
+ *      While a
  *      zone is over WMARK_LOW and has not allocated since
  *      (ZONE_RECLAIM_ACTIVE) its per-CPU pagesets hold at most 4 batches between passes, none after a pass, and fall to zero as the process nears its cgroup's
  *      memory.high / memory.max.
