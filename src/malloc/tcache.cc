@@ -178,8 +178,8 @@ void tcache_thread_exit(void *arg)
     tcache_current = &tcache_boot;
     tcache_state = TCACHE_DEAD;
     tcache_flush_all(tc);
-    vmscan_thread_rounds_add(-tc->round_share);   /* an exited thread takes nothing back */
-    tc->round_share = 0;
+    /* An exited thread takes nothing back. */
+    vmscan_thread_rounds_add(-__atomic_exchange_n(&tc->round_share, 0, __ATOMIC_RELAXED));
     spin_lock(&tcache_list_lock);
     tcache_put_owner_locked(tc->owner_id);
     tcache_unregister_locked(tc);
@@ -322,6 +322,33 @@ unsigned tcache_top_bin(const tcache *tc, size_t *top_bytes)
 }
 } // namespace
 
+namespace {
+uint32_t round_expire_last;   /* when tcache_round_expire last walked the caches */
+
+/* Take away the shares of threads whose last round is older than
+ * ROUNDS_WINDOW_MS: a thread that stopped its rounds (asleep, or doing
+ * something else) keeps its share until its own next slow path otherwise.
+ * Run by a thread completing a round, at most every ROUNDS_WINDOW_MS / 4,
+ * and only if the registry's lock is free (a try: never waits). */
+void tcache_round_expire(const tcache *self, uint32_t now)
+{
+    if ((uint32_t)(now - READ_ONCE(round_expire_last)) < ROUNDS_WINDOW_MS / 4)
+        return;
+    if (!spin_trylock(&tcache_list_lock))
+        return;
+    WRITE_ONCE(round_expire_last, now);
+    for (tcache *t = tcache_list; t; t = t->next) {
+        if (t == self || !READ_ONCE(t->round_share))
+            continue;
+        if ((uint32_t)(now - READ_ONCE(t->round_time)) < ROUNDS_WINDOW_MS)
+            continue;
+        long old = __atomic_exchange_n(&t->round_share, 0, __ATOMIC_RELAXED);
+        vmscan_thread_rounds_add(-old);
+    }
+    spin_unlock(&tcache_list_lock);
+}
+} // namespace
+
 void tcache_round_account(tcache *tc, long bytes)
 {
     const long net = tc->round_net += bytes;
@@ -338,8 +365,11 @@ void tcache_round_account(tcache *tc, long bytes)
         now = vmscan_now();
         bool recent = tc->round_time && (uint32_t)(now - tc->round_time) < ROUNDS_WINDOW_MS;
         tc->round_streak = !recent ? 1 : tc->round_streak < 255 ? tc->round_streak + 1 : 255;
-        if (tc->round_streak >= ROUNDS_MIN_STREAK)
+        if (tc->round_streak >= ROUNDS_MIN_STREAK) {
             __atomic_fetch_add(&vm_reclaim_stats.thread_rounds, 1, __ATOMIC_RELAXED);
+            vmscan_thread_round_seen(tc->round_time);
+            tcache_round_expire(tc, tc->round_time);
+        }
         tc->round_time = now ? now : 1;
         tc->round_trough = 0;
     }
@@ -356,10 +386,12 @@ void tcache_round_account(tcache *tc, long bytes)
             share = top > net ? (top - net) >> PAGE_SHIFT : 0;
         }
     }
-    long delta = share - tc->round_share;
+    long delta = share - READ_ONCE(tc->round_share);
     if (delta >= TCACHE_ROUND_STEP || delta <= -TCACHE_ROUND_STEP || (!share && delta)) {
-        vmscan_thread_rounds_add(delta);
-        tc->round_share = share;
+        /* Exchanged: another thread may take a stale share away meanwhile
+         * (tcache_round_expire). */
+        long old = __atomic_exchange_n(&tc->round_share, share, __ATOMIC_RELAXED);
+        vmscan_thread_rounds_add(share - old);
     }
 }
 

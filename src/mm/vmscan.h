@@ -378,6 +378,13 @@ void vmscan_note_growth(size_t bytes);
  * than the room under its own peak (__setup_zone_wmarks), under the RSS
  * guard.  The malloc layer adds and takes away its threads' shares. */
 extern long thread_rounds_pages;
+extern uint32_t thread_rounds_time;   /* vmscan_now() at the last round of a thread in a streak */
+/* A thread completed a round in a streak at `now`: the shares count for
+ * ROUNDS_WINDOW_MS from here (no round anywhere since: none counts). */
+static inline void vmscan_thread_round_seen(uint32_t now)
+{
+    WRITE_ONCE(thread_rounds_time, now ? now : 1);
+}
 static inline void vmscan_thread_rounds_add(long pages)
 {
     if (!pages)

@@ -464,10 +464,12 @@ TEST(Vmscan, RoundsKeepTheWorkingsetAcrossDrops)
 
 // Threads in rounds out of step (malloc/tcache.h): the zone's use stays near
 // its peak (no room under it, no drop, no round of its own) while the
-// threads are below their peaks by thread_rounds_pages; that much of the
-// workingset is kept, beyond the room, and not under the RSS guard (at the
+// threads are below their peaks by thread_rounds_pages; that much is kept,
+// beyond the room and beyond the workingset (the shares are memory the
+// threads take back), and not under the RSS guard (at the
 // peak of such rounds the RSS is at its mark by design, and the guard
-// stopped the retention in all but the first rounds).  Nothing without it.
+// stopped the retention in all but the first rounds).  Nothing without it,
+// nor once no thread has completed a round for ROUNDS_WINDOW_MS.
 TEST(Vmscan, ThreadsInRoundsKeepWhatTheyWillTakeBack)
 {
     option_guard og;
@@ -476,6 +478,8 @@ TEST(Vmscan, ThreadsInRoundsKeepWhatTheyWillTakeBack)
     zone *z = lock_zone_for_wmarks(&saved);
     const unsigned long base = z->nr_free_pages;
     const long shared = READ_ONCE(thread_rounds_pages);
+    const uint32_t shared_time = READ_ONCE(thread_rounds_time);
+    vmscan_thread_round_seen(vmscan_now());      // a thread's round just now
     z->use_dropped = 0;
     z->rounds_blocked = 0;
     z->workingset = 100 * MiB;
@@ -497,8 +501,13 @@ TEST(Vmscan, ThreadsInRoundsKeepWhatTheyWillTakeBack)
     const unsigned long room = wmark_pages(z, WMARK_LOW);
     WRITE_ONCE(thread_rounds_pages, (long)(300 * MiB));
     __setup_zone_wmarks(z);
-    const unsigned long capped = wmark_pages(z, WMARK_LOW);
+    const unsigned long beyond_ws = wmark_pages(z, WMARK_LOW);
+    // No thread's round for longer than the window: the shares are stale.
+    WRITE_ONCE(thread_rounds_time, vmscan_now() - ROUNDS_WINDOW_MS - 1);
+    __setup_zone_wmarks(z);
+    const unsigned long stale = wmark_pages(z, WMARK_LOW);
     WRITE_ONCE(thread_rounds_pages, shared);
+    WRITE_ONCE(thread_rounds_time, shared_time);
     saved.restore(z);
     spin_unlock(&z->lock);
     EXPECT_EQ(none, 400 * MiB / 32 < 4 * MiB ? 4 * MiB : 400 * MiB / 32) << "the usual level";
@@ -507,7 +516,8 @@ TEST(Vmscan, ThreadsInRoundsKeepWhatTheyWillTakeBack)
     EXPECT_FALSE(guarded) << "thread rounds' retention is not the guard's";
     EXPECT_EQ(blocked, 60 * MiB);
     EXPECT_EQ(room, 80 * MiB) << "the room under the peak and the threads' shares add up";
-    EXPECT_EQ(capped, 100 * MiB) << "more than the workingset was kept";
+    EXPECT_EQ(beyond_ws, 300 * MiB) << "shares beyond the workingset (not yet refaulted) were not kept";
+    EXPECT_LT(stale, 100 * MiB) << "shares kept with no thread's round for longer than the window";
 }
 
 // In a small heap (under 4 MiB in use) a refault raises the workingset only
