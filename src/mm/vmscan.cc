@@ -241,9 +241,9 @@ void __setup_zone_wmarks(zone *z)
         unsigned long room = under + extra;
         /* At most the workingset (memory seen refaulting), shares or not:
          * counting the shares as workingset took thread-rounds from 52K to
-         * 45K faults (11 runs, peak RSS level) but raised the round test's
-         * peak by 2.5% (289.5 -> 296.8 MB, 5 runs; its kept memory ends in
-         * pieces its large blocks cannot use) for no fewer faults. */
+         * 45K faults (11 runs, peak RSS level) and the round test's peak
+         * from 295.2 to 298.2 MB (9 runs, faults level), and left the
+         * shares as their only bound. */
         unsigned long keep = z->workingset < room ? z->workingset : room;
         if (keep > low) {
             retained = keep - low;
