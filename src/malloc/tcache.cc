@@ -365,18 +365,19 @@ void tcache_round_account(tcache *tc, long bytes)
         now = vmscan_now();
         bool recent = tc->round_time && (uint32_t)(now - tc->round_time) < ROUNDS_WINDOW_MS;
         tc->round_streak = !recent ? 1 : tc->round_streak < 255 ? tc->round_streak + 1 : 255;
+        tc->round_time = now ? now : 1;
+        tc->round_trough = 0;
         if (tc->round_streak >= ROUNDS_MIN_STREAK) {
             __atomic_fetch_add(&vm_reclaim_stats.thread_rounds, 1, __ATOMIC_RELAXED);
             vmscan_thread_round_seen(tc->round_time);
             tcache_round_expire(tc, tc->round_time);
         }
-        tc->round_time = now ? now : 1;
-        tc->round_trough = 0;
     }
     /* The share: what the thread is below its peak, while its rounds are
      * recent and other threads run (one thread's rounds are the zone's:
-     * __zone_round, under the RSS guard); published in steps of TCACHE_ROUND_STEP pages (an atomic add
-     * each), or at once when it falls to zero. */
+     * __zone_round, under the RSS guard); published in steps of
+     * TCACHE_ROUND_STEP pages (an atomic exchange and add each), or at
+     * once when it falls to zero. */
     long share = 0;
     if (tc->round_streak >= ROUNDS_MIN_STREAK && READ_ONCE(nr_tcaches) > 1) {
         if (!now)

@@ -158,7 +158,8 @@ extern tcache tcache_boot __hidden;
  * ROUNDS_WINDOW_MS of the one before (as a zone's rounds, mm/vmscan.h),
  * what the thread is below its peak is memory its next round takes back:
  * its share of thread_rounds_pages, which lets reclaim keep that much free
- * memory resident (under the RSS guard).  A zone sees no round when threads
+ * memory resident (not under the RSS guard: at such rounds' peak the RSS is
+ * at its mark by design; shares expire, tcache.cc).  A zone sees no round when threads
  * are out of step (their sum stays near its peak while each one frees its
  * batch), and reclaim gave back each thread's batch for another thread to
  * fault in again: thread-rounds, 4 threads x 6,000 blocks a round, ~80K

@@ -230,8 +230,10 @@ void __setup_zone_wmarks(zone *z)
     /* Threads in rounds out of step (thread-rounds): the zone's use stays
      * near its peak, so the room under it is small, while each thread's
      * frees are what the next round (its own or another thread's) takes
-     * back: the room grows by what those threads are below their peaks,
-     * under the RSS guard as rounds are. */
+     * back: the room grows by what those threads are below their peaks
+     * (while some thread's round is recent), not under the RSS guard (it
+     * tripped at such rounds' peak, where the RSS is at its mark by
+     * design, and stopped the zone's own rounds with them). */
     long tr = READ_ONCE(thread_rounds_pages);
     uint32_t trt = READ_ONCE(thread_rounds_time);
     unsigned long extra =

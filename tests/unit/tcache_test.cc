@@ -279,6 +279,7 @@ TEST(Tcache, AThreadInRoundsSharesWhatItWillTakeBack)
     tcache_round_account(&tc, -2 * MiB);
     tcache_round_account(&tc, 4 * MiB);                 // round 2
     const unsigned streak2 = tc.round_streak;
+    const uint32_t round2_time = tc.round_time;
     tcache_round_account(&tc, -3 * MiB);                // 3 MiB under the peak
     const long share2 = share(), own2 = tc.round_share;
     tcache_round_account(&tc, 3 * MiB);                 // taken back
@@ -289,12 +290,17 @@ TEST(Tcache, AThreadInRoundsSharesWhatItWillTakeBack)
     WRITE_ONCE(vmscan_clock_skew, skew + ROUNDS_WINDOW_MS + 1);
     tcache_round_account(&tc, -4096);
     const long stale = share();
-    WRITE_ONCE(vmscan_clock_skew, skew);
-    // Recent again (a third round), then the other thread exits: one thread left.
+    // A third round 1 s after the second (within the window), then the other
+    // thread exits: one thread left.
+    WRITE_ONCE(vmscan_clock_skew, skew + 1000);
     tcache_round_account(&tc, -MiB + 4096);             // a trough
     tcache_round_account(&tc, 4 * MiB);                 // round 3
+    const unsigned streak3 = tc.round_streak;
+    const bool seen_now =
+        READ_ONCE(thread_rounds_time) == tc.round_time && (uint32_t)(tc.round_time - round2_time) >= 1000;
     tcache_round_account(&tc, -3 * MiB);
     const long share4 = share();
+    WRITE_ONCE(vmscan_clock_skew, skew);
     {
         std::lock_guard<std::mutex> l(m);
         done = true;
@@ -314,6 +320,8 @@ TEST(Tcache, AThreadInRoundsSharesWhatItWillTakeBack)
     EXPECT_EQ(own2, 3 * pages_per_mib);
     EXPECT_EQ(share3, 0) << "memory taken back stayed shared";
     EXPECT_EQ(stale, 0) << "rounds long past still shared memory";
+    EXPECT_EQ(streak3, 3u);
+    EXPECT_TRUE(seen_now) << "the round was published with an earlier round's time";
     EXPECT_EQ(share4, 3 * pages_per_mib);
     if (!option_get(OPT_BACKGROUND))   // kswapd's thread has a cache of its own
         EXPECT_EQ(alone, 0) << "the rounds of the only thread left were shared (they are the zone's)";
