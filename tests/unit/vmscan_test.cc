@@ -229,6 +229,7 @@ struct zone_counters {
 // option_guard), no hugepage kept and no round seen.
 static zone *lock_zone_for_wmarks(zone_counters *saved)
 {
+    options_init();   /* the environment first (a KALLOC_FREE_HIGH there), then the override */
     options[OPT_FREE_HIGH].value = 0;
     zone *z = first_zone();
     spin_lock(&z->lock);
