@@ -224,9 +224,10 @@ void __setup_zone_wmarks(zone *z)
      * drop too, under the RSS guard (rss_guard_at_peak): its next round takes
      * back what the last one freed (mimalloc-bench's mstress refaulted its
      * rounds' memory, 1.3 M faults a run). */
+    const uint32_t now = vmscan_now();
     bool rounds = !steady && z->round_time && !z->rounds_blocked &&
                   z->round_streak >= ROUNDS_MIN_STREAK &&
-                  (uint32_t)(vmscan_now() - z->round_time) < ROUNDS_WINDOW_MS;
+                  (uint32_t)(now - z->round_time) < ROUNDS_WINDOW_MS;
     /* Threads in rounds out of step (thread-rounds): the zone's use stays
      * near its peak, so the room under it is small, while each thread's
      * frees are what the next round (its own or another thread's) takes
@@ -237,9 +238,11 @@ void __setup_zone_wmarks(zone *z)
     long tr = READ_ONCE(thread_rounds_pages);
     uint32_t trt = READ_ONCE(thread_rounds_time);
     unsigned long extra =
-        tr > 0 && trt && (uint32_t)(vmscan_now() - trt) < ROUNDS_WINDOW_MS ? (unsigned long)tr : 0;
-    if (fixed <= 0 && (z->use_peak > in_use || extra) && (steady || rounds || extra)) {
-        unsigned long under = z->use_peak > in_use ? z->use_peak - in_use : 0;
+        tr > 0 && trt && (uint32_t)(now - trt) < ROUNDS_WINDOW_MS ? (unsigned long)tr : 0;
+    /* The room under the peak counts only where the zone's own rules keep
+     * it (a steady heap, or recent rounds the guard did not stop). */
+    unsigned long under = (steady || rounds) && z->use_peak > in_use ? z->use_peak - in_use : 0;
+    if (fixed <= 0 && (under || extra)) {
         unsigned long room = under + extra;
         /* At most the workingset (memory seen refaulting), shares or not:
          * counting the shares as workingset took thread-rounds from 52K to

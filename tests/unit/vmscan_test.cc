@@ -495,6 +495,15 @@ TEST(Vmscan, ThreadsInRoundsKeepWhatTheyWillTakeBack)
     z->rounds_blocked = 1;                       // the guard stopped the zone's own rounds
     __setup_zone_wmarks(z);
     const unsigned long blocked = wmark_pages(z, WMARK_LOW);
+    // Far under the peak after two rounds, the guard having stopped them:
+    // the shares only, not the 100 MiB of room the rounds would keep.
+    z->spanned_pages = base + 300 * MiB;
+    z->round_time = vmscan_now();
+    z->round_streak = ROUNDS_MIN_STREAK;
+    __setup_zone_wmarks(z);
+    const unsigned long blocked_drop = wmark_pages(z, WMARK_LOW);
+    z->round_time = 0;
+    z->round_streak = 0;
     z->rounds_blocked = 0;
     z->spanned_pages = base + 380 * MiB;         // 20 MiB of room: 80 MiB kept, within the workingset
     __setup_zone_wmarks(z);
@@ -515,6 +524,7 @@ TEST(Vmscan, ThreadsInRoundsKeepWhatTheyWillTakeBack)
     EXPECT_EQ(retained, 60 * MiB - none);
     EXPECT_FALSE(guarded) << "thread rounds' retention is not the guard's";
     EXPECT_EQ(blocked, 60 * MiB);
+    EXPECT_EQ(blocked_drop, 60 * MiB) << "the room of rounds the guard stopped was kept with the shares";
     EXPECT_EQ(room, 80 * MiB) << "the room under the peak and the threads' shares add up";
     EXPECT_EQ(capped, 100 * MiB) << "more than the workingset was kept";
     EXPECT_EQ(stale, 20 * MiB) << "shares kept with no thread's round for longer than the window (the room: 20 MiB)";
