@@ -162,6 +162,27 @@ static bool pageblock_dense(zone *z, unsigned long pb)
     return fn(z, pb << pageblock_order) <= ((unsigned long)KHUGEPAGED_DENSE_FREE << PAGE_SHIFT);
 }
 
+/* Whether pageblock pb's pages are resident, all but at most
+ * KHUGEPAGED_DENSE_FREE of them (mincore): allocated is not written.  A
+ * large block the program writes in part (rsync's receiver touched 12% of
+ * its buffers' pages) makes its pageblock dense to the free lists, and
+ * MADV_COLLAPSE then makes the untouched pages resident (as MADV_HUGEPAGE
+ * lets the kernel's khugepaged do: its max_ptes_none is 511): `rsync -a` of
+ * 13.5K files (199 MB) peaked at 60-108 MB against glibc's 7.6 MB, its
+ * receiver with 46 collapses of 2 MiB for 0.6 MiB in use at the end.  With
+ * no residency reads (a seccomp filter, KALLOC_RESIDENCY=0) nothing is
+ * known, and no pageblock is made huge by the scan.  *allowed caches
+ * whether reads may be made, per scan (0: not asked yet). */
+static bool pageblock_resident(zone *z, unsigned long pb, int *allowed)
+{
+    if (*allowed == 0)
+        *allowed = option_get(OPT_RESIDENCY) != 0 && !os_seccomp_filtered() ? 1 : -1;
+    if (*allowed < 0)
+        return false;
+    long n = os_resident_pages(pageblock_address(z, pb), pageblock_nr_pages);
+    return n >= 0 && (unsigned long)n + KHUGEPAGED_DENSE_FREE >= pageblock_nr_pages;
+}
+
 bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn)
 {
     if (option_get(OPT_THP) < THP_OPT_FIRST_FAULT)
@@ -278,6 +299,7 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
     if (thp_enabled <= THP_NEVER || !option_get(OPT_THP))
         return;
     unsigned collapses = 0;
+    int residency = 0;          /* pageblock_resident's: reads allowed (1), not (-1), not asked (0) */
     unsigned long start_ns = budget_ns ? ktime_get_ns() : 0;
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++) {
@@ -301,8 +323,8 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
                     continue;
                 bool want = !(f & PB_THP_COLLAPSED) || (f & PB_THP_RECLAIMED);
                 if ((!(f & PB_THP_HUGE) || (want && collapse_works && collapses < max_collapse)) &&
-                    !pageblock_dense(z, pb))
-                    continue;      /* dense pages, sparse contents */
+                    (!pageblock_dense(z, pb) || !pageblock_resident(z, pb, &residency)))
+                    continue;      /* dense pages, sparse contents (or pages never written) */
                 if (!(f & PB_THP_HUGE)) {
                     os_hugepage(pageblock_address(z, pb), PAGEBLOCK_BYTES);
                     f = (uint8_t)((f | PB_THP_HUGE) & ~PB_THP_NOHUGE);
