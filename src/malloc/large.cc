@@ -118,6 +118,10 @@ static __attribute__((noinline)) void large_probe_read(page *head, unsigned long
         }
         WRITE_ONCE(fault_around.probed, probed);
         WRITE_ONCE(fault_around.touched, got);
+        /* The hugepage policy's view of it (mm/khugepaged.h). */
+        bool whole = fault_around_on();
+        if (READ_ONCE(khugepaged_large_written_whole) != whole)
+            WRITE_ONCE(khugepaged_large_written_whole, whole);
         large_fa_stats.probes_read++;
         large_fa_stats.probe_pages += nr;
         large_fa_stats.probe_touched += (unsigned long)touched;

@@ -106,6 +106,12 @@ constexpr long THP_OPT_MEASURED = 3;      /* the same, backing off while that fa
 constexpr unsigned long KHUGEPAGED_FAULT_BACKOFF_MIN = 16;
 constexpr unsigned long KHUGEPAGED_FAULT_BACKOFF_MAX = 1024;
 
+/* Whether the malloc layer's probes say the program writes its large blocks
+ * whole (malloc/large.h, fault-around on): only then are the fresh
+ * pageblocks large blocks take made huge at their first fault.  Set by that
+ * layer, read racily. */
+extern bool khugepaged_large_written_whole;
+
 /* Read the THP mode (idempotent). */
 void khugepaged_init();
 
