@@ -85,8 +85,9 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
      * without them).  Their pageblocks are left to the dense-block collapse.
      * Larger ones only while the program is seen to write its large blocks
      * whole: 40 blocks of 1,500 KiB (order 9) written at two places each
-     * peaked at 21 MiB against 2.9 with small pages (each first touch
-     * mapped 2 MiB), 52 MiB against 27 beside a 24 MiB heap. */
+     * peaked at 21-47 MiB against 2.9 with small pages (each first touch
+     * mapped 2 MiB; how many depends on the probes' backoff on this VM),
+     * 52-74 MiB against 27 beside a 24 MiB heap. */
     if (mt == MIGRATE_MOVABLE &&
         (order < pageblock_order || !READ_ONCE(khugepaged_large_written_whole)))
         return false;
