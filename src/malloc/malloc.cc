@@ -43,7 +43,7 @@ constexpr size_t MAX_REQUEST = PTRDIFF_MAX;
 enum block_kind { BLOCK_INVALID, BLOCK_SLAB, BLOCK_LARGE, BLOCK_HUGE, BLOCK_FREED };
 
 struct block_info {
-    block_kind kind;
+    block_kind kind;   /* what p is: a slab object, a large or huge block, freed, or none */
     page *head;        /* slab or large: head page */
     unsigned idx;      /* slab: size class */
     size_t size;       /* usable size */

@@ -56,12 +56,12 @@ void print_slabinfo(printbuf &out, const unsigned long cached[NR_KMALLOC_CLASSES
 
 /* Page-level totals, summed over zones (taking each zone lock briefly). */
 struct zone_totals {
-    unsigned long spanned_pages;
-    unsigned long free_pages;
-    unsigned long free_resident;
-    unsigned long reported;
-    unsigned long meta_pages;
-    unsigned long nr_zones;
+    unsigned long spanned_pages;  /* pages the zones span (their data, grown on demand) */
+    unsigned long free_pages;     /* pages in free blocks on the buddy lists */
+    unsigned long free_resident;  /* of those, counted resident (nr_free_resident) */
+    unsigned long reported;       /* pages given back to the OS, ever (nr_reported) */
+    unsigned long meta_pages;     /* pages of allocator metadata (nr_meta_pages) */
+    unsigned long nr_zones;       /* zones set up */
 };
 zone_totals get_zone_totals();
 

@@ -14,9 +14,9 @@ namespace kalloc {
 namespace {
 
 struct out {
-    char *buf;
-    size_t size;
-    size_t len;
+    char *buf;    /* where the text goes */
+    size_t size;  /* bytes of buf */
+    size_t len;   /* bytes written so far (may pass size: then the text is cut) */
     void put(char c)
     {
         if (len + 1 < size)
