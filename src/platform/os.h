@@ -70,12 +70,13 @@ bool os_decommit_many(const os_range *r, unsigned n, bool batch);
 bool os_decommit_batches();
 
 /* Make a private anonymous range (page aligned) read as zero without making
- * it resident: its resident pages are cleared with memset, the others (never
- * touched, given back, or swapped out) are dropped with MADV_DONTNEED, so
+ * it resident: its resident pages are cleared with memset, but not those
+ * that read zero already (the shared zero page a read mapped, which a
+ * memset would copy); the others (never touched, given back, or swapped out)
+ * are dropped with MADV_DONTNEED, 32 runs per call (os_decommit_many), so
  * they fault in as zero pages when touched.  mincore tells which is which,
- * 4 MiB per call through a 1 KiB stack vector.  A range whose residency is too
- * scattered (more than 16 non-resident runs in a chunk), or any range under a
- * seccomp filter (no mincore there), is memset whole. */
+ * 4 MiB per call through a 1 KiB stack vector.  Under a seccomp filter (no
+ * mincore there) the whole range is dropped. */
 void os_zero_range(void *addr, size_t len);
 
 /* Give the pages back whatever maps them: `fd` < 0 (anonymous private
