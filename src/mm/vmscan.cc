@@ -41,7 +41,13 @@ namespace {
 
 spinlock_t vmscan_lock = SPINLOCK_INIT;  /* one reclaim pass at a time (see vmscan.h) */
 bool vmscan_inited;                      /* vmscan_init ran */
-cgroup_limits cg_limits;                 /* the process's cgroup limits */
+cgroup_limits cg_limits;                 /* the process's cgroup limits, once cg_limits_state is CG_READ */
+/* CG_*: cg_limits is read at its first use (cg_limits_get), not at start-up:
+ * the dozen files of a cgroup v1 hierarchy cost a `cat` ~130 us of its
+ * ~500 us under kalloc on this VM, and nothing uses the limits before the
+ * first timed pass (update_cgroup_pressure) or the statistics. */
+enum { CG_UNREAD, CG_READING, CG_READ };
+int cg_limits_state;
 uint64_t cg_limit_override;              /* tests: a limit instead of the cgroup's (bytes) */
 unsigned cg_pressure;                    /* 0 .. 1024, recomputed by timed passes */
 unsigned long last_timed_work = 1;       /* pages the last timed pass gave back */
@@ -1055,6 +1061,8 @@ void vmscan_after_fork_child(bool locks_taken)
 {
     if (locks_taken)
         spin_lock_init(&vmscan_lock);
+    if (cg_limits_state == CG_READING)
+        cg_limits_state = CG_UNREAD;    /* the reading thread is not here */
     /* The parent's thread does not exist here, and is not restarted unless
      * the child asks (kalloc_background(1)). */
     kswapd_state = KSWAPD_OFF;
@@ -1076,7 +1084,6 @@ void vmscan_init()
     if (READ_ONCE(vmscan_inited))
         return;
     options_init();
-    cgroup_read_limits(&cg_limits, "/sys/fs/cgroup");
     khugepaged_init();
     vmscan_next_tick = vmscan_now() + tick_period();
     if (long bg = option_get(OPT_BACKGROUND)) {
@@ -1087,10 +1094,30 @@ void vmscan_init()
     WRITE_ONCE(vmscan_inited, true);
 }
 
+/* The cgroup's limits, read by the first caller; while another thread
+ * reads them, none (a pass without pressure: harmless). */
+static const cgroup_limits *cg_limits_get()
+{
+    int st = __atomic_load_n(&cg_limits_state, __ATOMIC_ACQUIRE);
+    if (likely(st == CG_READ))
+        return &cg_limits;
+    if (st == CG_UNREAD &&
+        __atomic_compare_exchange_n(&cg_limits_state, &st, CG_READING, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED)) {
+        cgroup_read_limits(&cg_limits, "/sys/fs/cgroup");
+        __atomic_store_n(&cg_limits_state, CG_READ, __ATOMIC_RELEASE);
+        return &cg_limits;
+    }
+    return nullptr;
+}
+
 uint64_t vmscan_cgroup_limit()
 {
     uint64_t o = READ_ONCE(cg_limit_override);
-    return o ? o : cgroup_limit(cg_limits);
+    if (o)
+        return o;
+    const cgroup_limits *l = cg_limits_get();
+    return l ? cgroup_limit(*l) : 0;
 }
 
 unsigned vmscan_cgroup_pressure() { return READ_ONCE(cg_pressure); }
@@ -1103,6 +1130,8 @@ void vmscan_set_cgroup_limit(uint64_t bytes)
 
 void vmscan_reread_cgroup()
 {
+    if (!cg_limits_get())
+        return;                 /* another thread is reading them now */
     cgroup_read_limits(&cg_limits, "/sys/fs/cgroup");
     update_cgroup_pressure();
 }
@@ -1123,8 +1152,9 @@ void print_reclaim_stats(printbuf &out)
     out.printf("reclaim: thread_rounds %lu (in a streak) thread_rounds_pages %ld now, %lu at most\n",
                s.thread_rounds, READ_ONCE(thread_rounds_pages), s.thread_rounds_pages_max);
     uint64_t limit = vmscan_cgroup_limit();
+    const cgroup_limits *cg = cg_limits_get();
     out.printf("reclaim: cgroup v%d limit_kb %lu pressure %u/1024 (passes under pressure %lu)\n",
-               cg_limits.version, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),
+               cg ? cg->version : 0, (unsigned long)(limit >> 10), vmscan_cgroup_pressure(),
                s.cgroup_pressure);
     static const char *const modes[] = {"unknown", "never", "madvise", "always"};
     out.printf("thp: mode %s thp_madvised %lu thp_fault_advised %lu thp_fault_slow %lu thp_nohuge %lu "
