@@ -201,14 +201,15 @@ void os_zero_range(void *addr, size_t len)
                  * then summed) had every page of it made resident at its
                  * next calloc, 102.7 MB peak against glibc's 38.8. */
                 for (size_t k = i; k < j;) {
-                    while (k < j && page_reads_zero(p + k * pg))
+                    if (page_reads_zero(p + k * pg)) {
                         k++;
-                    size_t m = k;
+                        continue;
+                    }
+                    size_t m = k + 1;
                     while (m < j && !page_reads_zero(p + m * pg))
                         m++;
-                    if (m > k)
-                        memset(p + k * pg, 0, (m - k) * pg);
-                    k = m;
+                    memset(p + k * pg, 0, (m - k) * pg);
+                    k = m + 1;          /* page m, if any, read zero */
                 }
             } else {
                 /* Not resident: never touched or given back (reads zero
