@@ -121,8 +121,8 @@ TEST(PercpuSheaves, PoolThreadsVisitTheSlabsRarely) {
   constexpr unsigned kThreads = 4, kRounds = 1000, kObjects = 160;
   // Each thread stays on one CPU (two per CPU on two CPUs): a thread the
   // scheduler moves between its mallocs and its frees empties one CPU's
-  // array and fills the other's, about one slab visit a round (800-1,150
-  // in 3 runs of 100 beside four CPU hogs, unpinned: a property of any
+  // array and fills the other's, about one slab visit a round (790-1,150
+  // in 7 of 200 unpinned runs beside four CPU hogs: a property of any
   // per-CPU cache, not what this test is about).
   std::vector<int> cpus;
   cpu_set_t allowed;
