@@ -76,10 +76,10 @@ TEST(HugeReuse, CallocOfAReusedAreaStaysUntouched)
 // there, which mincore counts as resident: numpy's zeros of a 72 MB matrix,
 // written every 10th row and then summed, had its whole area cleared in
 // place at the next calloc (every page copied and resident: 102.7 MB peak
-// against glibc's 38.8 from the third call on).  Only the pages the program
-// wrote (present and its own in /proc/self/pagemap) are cleared in place;
-// the zero page's mappings are dropped.  Also with scattered writes (more
-// runs than a chunk clears one by one) nothing is made resident.
+// against glibc's 38.8 from the third call on).  Only resident pages that
+// do not read zero are cleared in place; the zero page's mappings stay as
+// they are.  Also with scattered writes (more runs than a chunk cleared one
+// by one before) nothing is made resident.
 TEST(HugeReuse, CallocOfAnAreaReadButNotWrittenStaysUntouched)
 {
     malloc_trim(0);
