@@ -93,13 +93,13 @@ static void large_fault_around(page *pg, void *addr, unsigned long nr)
 
 /* A probe is freed: read how many of its pages the program touched (at most
  * every LARGE_PROBE_MIN_MS, and never under a seccomp filter, which may kill
- * the process on mincore). */
-static __attribute__((noinline)) void large_probe_read(page *head, unsigned long nr)
+ * the process on mincore).  Returns that count, or -1 when not read. */
+static __attribute__((noinline)) long large_probe_read(page *head, unsigned long nr)
 {
     uint32_t now = vmscan_now();
     if ((uint32_t)(now - READ_ONCE(fault_around.last_read)) < LARGE_PROBE_MIN_MS ||
         !spin_trylock(&fault_around.lock))
-        return;
+        return -1;
     long touched = -1;
     if ((uint32_t)(now - fault_around.last_read) >= LARGE_PROBE_MIN_MS &&
         !khugepaged_range_may_be_huge(page_zone(head), page_to_pfn(head), nr)) {
@@ -127,6 +127,7 @@ static __attribute__((noinline)) void large_probe_read(page *head, unsigned long
         large_fa_stats.probe_touched += (unsigned long)touched;
     }
     spin_unlock(&fault_around.lock);
+    return touched;
 }
 
 void large_fault_around_reinit_lock() { spin_lock_init(&fault_around.lock); }
@@ -201,13 +202,21 @@ void *kmalloc_large(size_t size, size_t align, bool zero)
 void kfree_large(page *head)
 {
     unsigned long nr = head->nr_pages;
+    long touched = -1;
     if (unlikely(head->flags & PG_probe)) {
         head->flags &= (uint16_t)~PG_probe;
-        large_probe_read(head, nr);
+        touched = large_probe_read(head, nr);
     }
     __atomic_fetch_sub(&nr_large_pages, nr, __ATOMIC_RELAXED);
     tcache_round_note(-(long)(nr << PAGE_SHIFT));
-    free_pages_exact(head, nr);
+    /* A probe read found none of its pages touched: given back now, as the
+     * reclaim pass its free would start would do after reading it again
+     * (a short process that frees an unused buffer, such as `cat` of an
+     * empty file: one status read, mincore and madvise fewer). */
+    if (touched == 0)
+        free_pages_untouched(head, nr);
+    else
+        free_pages_exact(head, nr);
 }
 
 bool kmalloc_large_grow(page *head, size_t new_size)

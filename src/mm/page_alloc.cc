@@ -957,6 +957,24 @@ void free_pages_exact(page *pg, unsigned long nr_pages)
     vmscan_tick();
 }
 
+void free_pages_untouched(page *pg, unsigned long nr_pages)
+{
+    zone *z = page_zone(pg);
+    unsigned long pfn = page_to_pfn(pg);
+    khugepaged_note_free(z, pfn);
+    /* Given back before it goes on the lists (reported blocks read zero: a
+     * swapped-out page is not resident either), outside the zone lock. */
+    zone_decommit(z, page_address(pg), nr_pages << PAGE_SHIFT);
+    spin_lock(&z->lock);
+    pa_stats.zone_lock++;
+    zone_note_freed_pages(z, nr_pages);
+    z->nr_reported += nr_pages;
+    __free_pages_range(z, pfn, nr_pages, true);
+    pa_stats.pgfree++;
+    spin_unlock(&z->lock);
+    vmscan_tick();
+}
+
 bool grow_pages_exact_inplace(page *pg, unsigned long old_nr, unsigned long new_nr)
 {
     zone *z = page_zone(pg);

@@ -158,6 +158,42 @@ TEST(FaultAround, TurnsOffWhenBlocksGoUntouched) {
   EXPECT_EQ(late, 0u);
 }
 
+// A probe the program never touched (a buffer sized for the worst case and
+// not used: `cat` of an empty file) goes back at its free, read once: no
+// reclaim pass reads it again.  The previous library put it on the lists as
+// resident, so the pass its free started read it and gave it back.
+TEST(FaultAround, AnUntouchedProbeGoesBackAtItsFree) {
+  if (!in_fresh_child("AnUntouchedProbeGoesBackAtItsFree", nullptr)) return;
+  if (kt::seccomp_filtered()) GTEST_SKIP() << "under a seccomp filter kalloc reads no probe";
+  if (thp_always()) GTEST_SKIP() << "transparent hugepages are `always`: no probe is read";
+  malloc_trim(0);            // every free block reads zero: the next large block is a probe
+  usleep(12000);             // past the probes' rate limit
+  void *p = malloc(kBlock);
+  ASSERT_NE(p, nullptr);
+  kalloc_vmstat v0 = kt::vmstat_now();
+  struct kalloc_stats s0 {};
+  ASSERT_EQ(kalloc_stats_get(&s0), 0);
+  free(p);
+  kalloc_vmstat v1 = kt::vmstat_now();
+  struct kalloc_stats s1 {};
+  ASSERT_EQ(kalloc_stats_get(&s1), 0);
+  std::printf("[ figures  ] at the free: probes read +%lu, residency reads +%lu, pages given back +%lu\n",
+              (unsigned long)(v1.large_probes_read - v0.large_probes_read),
+              (unsigned long)(v1.residency_reads - v0.residency_reads),
+              (unsigned long)(s1.reclaimed_pages - s0.reclaimed_pages));
+  EXPECT_EQ(v1.large_probes_read, v0.large_probes_read + 1) << "the block was a probe, read at its free";
+  EXPECT_EQ(v1.large_probe_touched, v0.large_probe_touched) << "nothing of it was touched";
+  EXPECT_EQ(v1.residency_reads, v0.residency_reads) << "a reclaim pass read the block again";
+  EXPECT_GE(s1.reclaimed_pages - s0.reclaimed_pages, kPages) << "the block was not given back at its free";
+  // Handed out again, it reads zero (calloc) and keeps what is written.
+  unsigned char *q = static_cast<unsigned char *>(calloc(1, kBlock));
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(kt::all_bytes_are(q, kBlock, 0));
+  kt::fill(q, kBlock, 7);
+  EXPECT_EQ(kt::check(q, kBlock, 7), kBlock);
+  free(q);
+}
+
 TEST(FaultAround, OptionOffNeverFaultsAhead) {
   if (!in_fresh_child("OptionOffNeverFaultsAhead", "0")) return;
   size_t most = 0;
