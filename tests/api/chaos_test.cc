@@ -7,7 +7,9 @@
 // classes, large blocks, huge mappings); beside them a thread calling
 // malloc_trim(0), kalloc_compact(), kalloc_thread_flush() and the
 // statistics at random moments; and a fork in the middle of it all whose
-// child checks and frees what it can reach.  Every block carries a pattern
+// child checks and frees what it can reach (and, before the threads start,
+// the same from the main thread alone, with a fork and, under
+// KALLOC_MESH=1, slabs merged).  Every block carries a pattern
 // checked before every free and realloc (calloc's zeroes too), and its
 // alignment and usable size are checked when it is handed out.
 //
@@ -382,8 +384,39 @@ void maintenance() {
   if (devnull) fclose(devnull);
 }
 
+// The single-threaded phase before the threads: the same operations from
+// the main thread, kalloc_compact() every 2,000 of them (meshing merges
+// only in a single-threaded process), and a fork with no other thread.
+void single_threaded_phase() {
+  kt::Rng r(99);
+  uint32_t seed = 90000000u;
+  for (unsigned op = 0; op < kOpsPerWorker; op++) {
+    if (op == kOpsPerWorker / 2) {
+      pid_t pid = fork();
+      if (pid == 0) forked_child(seed);
+      int st = -1;
+      if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        Block none;
+        note_error("the single-threaded fork's child failed", none, (size_t)st);
+      }
+    }
+    if (op % 2000 == 1999) kalloc_compact();
+    Slot *s = lock_random_slot(r);
+    Block *b = &s->b;
+    if (!b->p) {
+      if (live_bytes.load() <= kLiveLimit) allocate(r, b, ++seed);
+    } else if (r.below(10) < 6) {   // mostly frees: half-empty slabs to merge
+      release(b, r);
+    } else if (b->kind != kNewArray && b->kind != kNewAligned) {
+      reallocate(b, r, ++seed);
+    }
+    unlock_slot(s);
+  }
+}
+
 // Runs the workload; the result is in `errors` and `first_error`.
 void run_chaos() {
+  single_threaded_phase();
   std::thread m(maintenance);
   for (unsigned g = 0; g < kGenerations; g++) {
     std::vector<std::thread> ts;
@@ -425,10 +458,15 @@ void chaos_under(std::initializer_list<std::pair<const char *, const char *>> en
 TEST(ChaosChild, Workload) {
   if (!getenv("KT_CHAOS_CHILD")) GTEST_SKIP() << "run by the Chaos.* tests in a fresh process";
   run_chaos();
+  kalloc_vmstat v = kt::vmstat_now();
   std::printf("[ figures  ] %lu allocations, %lu reallocs, %lu frees, %lu usable-size writes, "
-              "%lu maintenance calls; fork: %s\n",
+              "%lu maintenance calls; fork beside threads: %s; slab pairs merged %lu\n",
               nr_alloc.load(), nr_realloc.load(), nr_free.load(), nr_usable.load(), nr_maint.load(),
-              fork_status.load() == -1 ? "none" : fork_status.load() == 0 ? "the child passed" : "the child failed");
+              fork_status.load() == -1 ? "none" : fork_status.load() == 0 ? "the child passed" : "the child failed",
+              (unsigned long)v.mesh_success);
+  if (getenv("KALLOC_MESH")) {
+    EXPECT_GT(v.mesh_success, 0u) << "the single-threaded phase merged no slabs";
+  }
   EXPECT_EQ(errors.load(), 0u) << first_error;
 }
 
@@ -443,3 +481,5 @@ TEST(Chaos, NoResidencyNoFaultAroundNoHoles) {
 TEST(Chaos, SmallWatermarks) { chaos_under({{"KALLOC_FREE_HIGH", "64K"}}); }
 TEST(Chaos, NoPercpuSheaves) { chaos_under({{"KALLOC_PERCPU_SHEAVES", "0"}}); }
 TEST(Chaos, Meshing) { chaos_under({{"KALLOC_MESH", "1"}}); }
+TEST(Chaos, HugetlbWhereReservedSmallPagesElse) { chaos_under({{"KALLOC_HUGETLB", "1"}}); }
+TEST(Chaos, NoHugepagesNoDecay) { chaos_under({{"KALLOC_THP", "0"}, {"KALLOC_DECAY_MS", "0"}}); }
