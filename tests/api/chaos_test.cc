@@ -17,10 +17,16 @@
 // at a time: each runs the same workload in a fresh process (run_self), so
 // a combination no other test reaches (a trim racing a fork beside
 // KALLOC_TCACHE=0, a compaction beside the background reclaimer, ...)
-// shows here as a wrong byte, a failed allocation or a crash.
+// shows here as a wrong byte, a failed allocation or a crash.  Two sets run
+// under an address-space limit (KT_CHAOS_AS_MB): allocations then fail, and
+// each failure must be NULL with ENOMEM, a failed realloc must leave its
+// block whole, and allocation must work again once memory is freed.
 #include <gtest/gtest.h>
+#include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,7 +36,6 @@
 #include <algorithm>
 #include <new>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "api_test_util.h"
@@ -65,6 +70,12 @@ std::atomic<unsigned> errors{0};
 std::atomic<bool> maintenance_stop{false};
 std::atomic<unsigned long> nr_alloc{0}, nr_realloc{0}, nr_free{0}, nr_usable{0}, nr_maint{0};
 std::atomic<int> fork_status{-1};   // the forked child's wait status (-1: no fork)
+// KT_CHAOS_AS_MB: the run has an address-space limit this many MiB above
+// its start, so allocations fail: each failure must be NULL with ENOMEM
+// (posix_memalign: the code), a failed realloc must leave its block whole,
+// and everything must work again once memory is freed.
+bool oom_mode = false;
+std::atomic<unsigned long> nr_enomem{0};
 char first_error[512];
 std::atomic<bool> error_noted{false};
 
@@ -118,6 +129,9 @@ bool allocate(kt::Rng &r, Block *b, uint32_t seed) {
   Block x;
   x.n = n;
   x.seed = seed;
+  int code = 0;   // posix_memalign's result
+  bool sets_errno = true;
+  errno = 0;
   switch (r.below(9)) {
     case 0:
     case 1:
@@ -137,7 +151,9 @@ bool allocate(kt::Rng &r, Block *b, uint32_t seed) {
       x.align = (uint32_t)random_align(r);
       switch (r.below(4)) {
         case 0:
-          if (posix_memalign(&x.p, x.align, n) != 0) x.p = nullptr;
+          sets_errno = false;
+          code = posix_memalign(&x.p, x.align, n);
+          if (code != 0) x.p = nullptr;
           break;
         case 1:   // (C11: a multiple of the alignment; free_aligned_sized takes it back)
           x.kind = kAlignedAlloc;
@@ -156,10 +172,12 @@ bool allocate(kt::Rng &r, Block *b, uint32_t seed) {
     }
     case 5:
       x.kind = kNewArray;
+      sets_errno = false;
       x.p = new (std::nothrow) unsigned char[n];
       break;
     case 6:
       x.kind = kNewAligned;
+      sets_errno = false;
       x.align = (uint32_t)(size_t(32) << r.below(8));
       x.p = ::operator new(n, std::align_val_t(x.align), std::nothrow);
       break;
@@ -172,7 +190,12 @@ bool allocate(kt::Rng &r, Block *b, uint32_t seed) {
     }
   }
   if (!x.p) {
-    note_error("allocation failed", x, 0);
+    if (!oom_mode)
+      note_error("allocation failed", x, 0);
+    else if (sets_errno ? errno != ENOMEM : (x.kind == kAligned && code != ENOMEM && code != 0))
+      note_error("a failed allocation without ENOMEM", x, (size_t)(sets_errno ? errno : code));
+    else
+      nr_enomem.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   if ((uintptr_t)x.p % 16 != 0 || (x.align && (uintptr_t)x.p % x.align != 0)) note_error("misaligned", x, 0);
@@ -226,9 +249,17 @@ void reallocate(Block *b, kt::Rng &r, uint32_t seed) {
   size_t n = r.below(3) ? random_size(r) : b->n + r.below(64);   // sometimes a small step
   check_block(*b, b->n, true);
   nr_realloc.fetch_add(1, std::memory_order_relaxed);
+  errno = 0;
   void *q = realloc(b->p, n);
   if (!q && n) {
-    note_error("realloc failed", *b, n);
+    if (!oom_mode) {
+      note_error("realloc failed", *b, n);
+    } else if (errno != ENOMEM) {
+      note_error("a failed realloc without ENOMEM", *b, (size_t)errno);
+    } else {
+      nr_enomem.fetch_add(1, std::memory_order_relaxed);
+      check_block(*b, b->n, true);   // untouched and still valid
+    }
     return;
   }
   Block nb = *b;   // (still the old size: it says how the block was filled)
@@ -274,6 +305,40 @@ Slot *lock_random_slot(kt::Rng &r) {
 
 void unlock_slot(Slot *s) { s->busy.store(0, std::memory_order_release); }
 
+// A thread with a 256 KiB stack (an address-space limit leaves little room
+// for 8 MiB ones); where it cannot be made (the limit), fn runs here.
+struct Task {
+  void (*fn)(unsigned, unsigned);
+  unsigned a, b;
+  pthread_t t;
+  bool started;
+};
+
+void *task_main(void *arg) {
+  Task *k = static_cast<Task *>(arg);
+  k->fn(k->a, k->b);
+  return nullptr;
+}
+
+void task_start(Task *k) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  k->started = pthread_create(&k->t, &attr, task_main, k) == 0;
+  pthread_attr_destroy(&attr);
+  if (!k->started) {
+    if (!oom_mode) {
+      Block none;
+      note_error("pthread_create failed", none, 0);
+    }
+    k->fn(k->a, k->b);
+  }
+}
+
+void task_join(Task *k) {
+  if (k->started) pthread_join(k->t, nullptr);
+}
+
 // The child of a fork made while every other thread may be inside malloc:
 // it checks, reallocates and frees what it can reach (slots not held at the
 // fork), allocates its own, and exits 0 if everything held.
@@ -296,11 +361,13 @@ void unlock_slot(Slot *s) { s->busy.store(0, std::memory_order_release); }
   }
   malloc_trim(0);
   kalloc_compact();
-  std::thread t([] {   // a thread in the child too
-    void *p = malloc(1000);
-    free(p);
-  });
-  t.join();
+  Task t{[](unsigned, unsigned) {   // a thread in the child too
+            void *p = malloc(1000);
+            free(p);
+          },
+          0, 0, {}, false};
+  task_start(&t);
+  task_join(&t);
   if (errors.load() != bad) {
     char msg[600];
     int len = snprintf(msg, sizeof msg, "forked child: %u errors; the first: %s\n", errors.load() - bad,
@@ -414,23 +481,74 @@ void single_threaded_phase() {
   }
 }
 
+// The address-space limit of KT_CHAOS_AS_MB: that many MiB above what the
+// process maps now.
+void limit_address_space(long headroom_mib) {
+  FILE *f = fopen("/proc/self/status", "r");
+  long vm_kib = 0;
+  char line[256];
+  while (f && fgets(line, sizeof line, f))
+    if (strncmp(line, "VmSize:", 7) == 0) vm_kib = atol(line + 7);
+  if (f) fclose(f);
+  struct rlimit rl;
+  getrlimit(RLIMIT_AS, &rl);
+  rl.rlim_cur = (rlim_t)(vm_kib + headroom_mib * 1024) * 1024;
+  setrlimit(RLIMIT_AS, &rl);
+}
+
+void lift_address_space_limit() {
+  struct rlimit rl;
+  getrlimit(RLIMIT_AS, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_AS, &rl);
+}
+
 // Runs the workload; the result is in `errors` and `first_error`.
 void run_chaos() {
+  if (const char *as = getenv("KT_CHAOS_AS_MB")) {
+    oom_mode = true;
+    limit_address_space(atol(as));
+  }
   single_threaded_phase();
-  std::thread m(maintenance);
+  Task m{[](unsigned, unsigned) { maintenance(); }, 0, 0, {}, false};
+  task_start(&m);
   for (unsigned g = 0; g < kGenerations; g++) {
-    std::vector<std::thread> ts;
-    for (unsigned i = 0; i < kWorkers; i++) ts.emplace_back(worker, g, i);
-    for (auto &t : ts) t.join();
+    Task ts[kWorkers];
+    for (unsigned i = 0; i < kWorkers; i++) {
+      ts[i] = Task{worker, g, i, {}, false};
+      task_start(&ts[i]);
+    }
+    for (auto &t : ts) task_join(&t);
   }
   maintenance_stop.store(true);
-  m.join();
+  task_join(&m);
   kt::Rng r(5);
   for (Slot &s : slots)
     if (s.b.p) release(&s.b, r);
   if (live_bytes.load() != 0) {
     Block none;
     note_error("live bytes left", none, live_bytes.load());
+  }
+  if (oom_mode) {
+    // Everything freed, the limit still on: what failed works again.
+    std::vector<Block> again;
+    for (unsigned i = 0; i < 2000; i++) {
+      Block b;
+      b.n = i % 10 == 0 ? (256u << 10) : 16 + i % 1000;
+      b.seed = 70000000u + i;
+      b.p = malloc(b.n);
+      if (!b.p) {
+        note_error("no allocation after everything was freed", b, i);
+        break;
+      }
+      fill_block(b);
+      again.push_back(b);
+    }
+    for (Block &b : again) {
+      check_block(b, b.n, true);
+      free(b.p);
+    }
+    lift_address_space_limit();
   }
 }
 
@@ -464,6 +582,11 @@ TEST(ChaosChild, Workload) {
               nr_alloc.load(), nr_realloc.load(), nr_free.load(), nr_usable.load(), nr_maint.load(),
               fork_status.load() == -1 ? "none" : fork_status.load() == 0 ? "the child passed" : "the child failed",
               (unsigned long)v.mesh_success);
+  if (oom_mode) {
+    std::printf("[ figures  ] %lu allocations and reallocs failed with ENOMEM under the limit\n",
+                nr_enomem.load());
+    EXPECT_GT(nr_enomem.load(), 100u) << "the address-space limit was not reached";
+  }
   if (getenv("KALLOC_MESH")) {
     EXPECT_GT(v.mesh_success, 0u) << "the single-threaded phase merged no slabs";
   }
@@ -482,4 +605,8 @@ TEST(Chaos, SmallWatermarks) { chaos_under({{"KALLOC_FREE_HIGH", "64K"}}); }
 TEST(Chaos, NoPercpuSheaves) { chaos_under({{"KALLOC_PERCPU_SHEAVES", "0"}}); }
 TEST(Chaos, Meshing) { chaos_under({{"KALLOC_MESH", "1"}}); }
 TEST(Chaos, HugetlbWhereReservedSmallPagesElse) { chaos_under({{"KALLOC_HUGETLB", "1"}}); }
+TEST(Chaos, UnderAnAddressSpaceLimit) { chaos_under({{"KT_CHAOS_AS_MB", "96"}}); }
+TEST(Chaos, UnderAnAddressSpaceLimitNoThreadCaches) {
+  chaos_under({{"KT_CHAOS_AS_MB", "96"}, {"KALLOC_TCACHE", "0"}});
+}
 TEST(Chaos, NoHugepagesNoDecay) { chaos_under({{"KALLOC_THP", "0"}, {"KALLOC_DECAY_MS", "0"}}); }
