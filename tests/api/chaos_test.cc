@@ -75,6 +75,9 @@ std::atomic<int> fork_status{-1};   // the forked child's wait status (-1: no fo
 // (posix_memalign: the code), a failed realloc must leave its block whole,
 // and everything must work again once memory is freed.
 bool oom_mode = false;
+// KT_CHAOS_THREADS: workers per generation (the same operations in all);
+// more than 4 per CPU makes pool threads, which use the per-CPU sheaves.
+unsigned nr_workers = kWorkers;
 std::atomic<unsigned long> nr_enomem{0};
 char first_error[512];
 std::atomic<bool> error_noted{false};
@@ -380,12 +383,13 @@ void task_join(Task *k) {
 
 void worker(unsigned gen, unsigned id) {
   kt::Rng r(1000 * gen + id + 1);
-  uint32_t seed = (gen * kWorkers + id) * 1000000u;
-  for (unsigned op = 0; op < kOpsPerWorker; op++) {
+  uint32_t seed = (gen * 64 + id) * 1000000u;
+  const unsigned ops = kOpsPerWorker * kWorkers / nr_workers;
+  for (unsigned op = 0; op < ops; op++) {
     // (Not with KALLOC_MESH=1: its zones are memory files the child copies
     // after the fork while the other threads write on, a documented limit,
     // docs/architecture.md, Meshing, "Known limits".)
-    if (gen == 1 && id == 0 && op == kOpsPerWorker / 2 && !getenv("KALLOC_MESH")) {
+    if (gen == 1 && id == 0 && op == ops / 2 && !getenv("KALLOC_MESH")) {
       pid_t pid = fork();
       if (pid == 0) forked_child(seed + op);
       int st = 0;
@@ -512,9 +516,10 @@ void run_chaos() {
   single_threaded_phase();
   Task m{[](unsigned, unsigned) { maintenance(); }, 0, 0, {}, false};
   task_start(&m);
+  if (const char *n = getenv("KT_CHAOS_THREADS")) nr_workers = (unsigned)std::min(std::max(atoi(n), 1), 64);
   for (unsigned g = 0; g < kGenerations; g++) {
-    Task ts[kWorkers];
-    for (unsigned i = 0; i < kWorkers; i++) {
+    std::vector<Task> ts(nr_workers);
+    for (unsigned i = 0; i < nr_workers; i++) {
       ts[i] = Task{worker, g, i, {}, false};
       task_start(&ts[i]);
     }
@@ -552,6 +557,21 @@ void run_chaos() {
   }
 }
 
+// The "percpu sheaves:" line of kalloc_stats_print_fd.
+std::string sheaves_line() {
+  int fds[2];
+  if (pipe(fds) != 0) return "";
+  kalloc_stats_print_fd(fds[1]);
+  close(fds[1]);
+  std::string all;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) all.append(buf, (size_t)n);
+  close(fds[0]);
+  size_t at = all.find("percpu sheaves:");
+  return at == std::string::npos ? "" : all.substr(at, all.find('\n', at) - at);
+}
+
 // Runs ChaosChild.Workload in a fresh process with `env` set.
 void chaos_under(std::initializer_list<std::pair<const char *, const char *>> env) {
   std::vector<std::pair<const char *, const char *>> e(env);
@@ -582,6 +602,13 @@ TEST(ChaosChild, Workload) {
               nr_alloc.load(), nr_realloc.load(), nr_free.load(), nr_usable.load(), nr_maint.load(),
               fork_status.load() == -1 ? "none" : fork_status.load() == 0 ? "the child passed" : "the child failed",
               (unsigned long)v.mesh_success);
+  if (getenv("KT_CHAOS_THREADS")) {
+    std::string l = sheaves_line();
+    std::printf("[ figures  ] %s\n", l.c_str());
+    size_t at = l.find("refills=");
+    EXPECT_TRUE(at != std::string::npos && std::stoul(l.substr(at + 8)) > 0)
+        << "no pool thread used the per-CPU sheaves: " << l;
+  }
   if (oom_mode) {
     std::printf("[ figures  ] %lu allocations and reallocs failed with ENOMEM under the limit\n",
                 nr_enomem.load());
@@ -603,6 +630,7 @@ TEST(Chaos, NoResidencyNoFaultAroundNoHoles) {
 }
 TEST(Chaos, SmallWatermarks) { chaos_under({{"KALLOC_FREE_HIGH", "64K"}}); }
 TEST(Chaos, NoPercpuSheaves) { chaos_under({{"KALLOC_PERCPU_SHEAVES", "0"}}); }
+TEST(Chaos, PoolThreadsOnPercpuSheaves) { chaos_under({{"KT_CHAOS_THREADS", "24"}}); }
 TEST(Chaos, Meshing) { chaos_under({{"KALLOC_MESH", "1"}}); }
 TEST(Chaos, HugetlbWhereReservedSmallPagesElse) { chaos_under({{"KALLOC_HUGETLB", "1"}}); }
 TEST(Chaos, UnderAnAddressSpaceLimit) { chaos_under({{"KT_CHAOS_AS_MB", "96"}}); }
