@@ -209,12 +209,14 @@ void kfree_large(page *head)
     }
     __atomic_fetch_sub(&nr_large_pages, nr, __ATOMIC_RELAXED);
     tcache_round_note(-(long)(nr << PAGE_SHIFT));
-    /* A probe read found none of its pages touched: given back now, as the
-     * reclaim pass its free would start would do after reading it again
-     * (a short process that frees an unused buffer, such as `cat` of an
-     * empty file: one status read, mincore and madvise fewer). */
-    if (touched == 0)
-        free_pages_untouched(head, nr);
+    /* A probe read found part of it touched: to the zone with that count
+     * (none: given back now), so the reclaim pass its free would start does
+     * not read it again (a short process that frees a buffer it used in
+     * part, such as `cat` of a small file: one status read and one mincore
+     * fewer, and with none touched one madvise as well).  Written whole, it
+     * counts as any freed block does. */
+    if (touched >= 0 && (unsigned long)touched < nr)
+        free_pages_read(head, nr, (unsigned long)touched);
     else
         free_pages_exact(head, nr);
 }

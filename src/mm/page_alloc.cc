@@ -957,19 +957,42 @@ void free_pages_exact(page *pg, unsigned long nr_pages)
     vmscan_tick();
 }
 
-void free_pages_untouched(page *pg, unsigned long nr_pages)
+void free_pages_read(page *pg, unsigned long nr_pages, unsigned long resident)
 {
     zone *z = page_zone(pg);
     unsigned long pfn = page_to_pfn(pg);
     khugepaged_note_free(z, pfn);
-    /* Given back before it goes on the lists (reported blocks read zero: a
-     * swapped-out page is not resident either), outside the zone lock. */
-    zone_decommit(z, page_address(pg), nr_pages << PAGE_SHIFT);
+    /* None resident: given back before it goes on the lists (reported
+     * blocks read zero: a swapped-out page is not resident either), outside
+     * the zone lock. */
+    if (!resident)
+        zone_decommit(z, page_address(pg), nr_pages << PAGE_SHIFT);
     spin_lock(&z->lock);
     pa_stats.zone_lock++;
     zone_note_freed_pages(z, nr_pages);
-    z->nr_reported += nr_pages;
-    __free_pages_range(z, pfn, nr_pages, true);
+    if (!resident) {
+        z->nr_reported += nr_pages;
+        __free_pages_range(z, pfn, nr_pages, true);
+    } else {
+        /* Each aligned block holds at most `resident` of the pages (an
+         * upper bound); a range that is one block holds exactly that many
+         * (read: PG_scanned, so a pass need not read it again). */
+        const uint32_t now = vmscan_now();
+        unsigned long p = pfn, left = nr_pages;
+        while (left) {
+            unsigned order = p ? __builtin_ctzl(p) : MAX_ORDER;
+            if (order > MAX_ORDER)
+                order = MAX_ORDER;
+            while ((1ul << order) > left)
+                order--;
+            unsigned long size = 1ul << order;
+            __free_one_block(z, p, order, false, false, false, now,
+                             (uint32_t)(resident < size ? resident : size), size == nr_pages);
+            p += size;
+            left -= size;
+        }
+        __zone_watermark_check(z);      /* (an exact block does not check) */
+    }
     pa_stats.pgfree++;
     spin_unlock(&z->lock);
     vmscan_tick();

@@ -38,12 +38,15 @@ page *alloc_pages_exact(unsigned long nr_pages, migratetype mt, bool *zeroed);
  * the current CPU's pageset, anything else to the zone as aligned blocks. */
 void free_pages_exact(page *pg, unsigned long nr_pages);
 
-/* Free nr_pages pages at pg (as free_pages_exact) that the caller has just
- * read to hold no resident page (a large block's probe, malloc/large.h):
- * given back with madvise and put on the zone's lists as reported at once,
- * so they need no reclaim pass (which would read them again and do the
- * same).  Not for hugetlb or hugepage-backed ranges.  Takes z->lock. */
-void free_pages_untouched(page *pg, unsigned long nr_pages);
+/* Free nr_pages pages at pg (as free_pages_exact) of which the caller has
+ * just read that `resident` are resident (a large block's probe,
+ * malloc/large.h), to the zone with that count, so reclaim need not read
+ * them again: none resident, they are given back with madvise and go on the
+ * lists as reported at once (what a reclaim pass would do after reading
+ * them); some, each aligned block counts at most that many (exactly, when
+ * the range is one block).  Not for hugetlb or hugepage-backed ranges.
+ * Takes z->lock. */
+void free_pages_read(page *pg, unsigned long nr_pages, unsigned long resident);
 
 /* Grow an allocation of old_nr pages at pg to new_nr pages in place, taking
  * the pages right after it, when they are all free in the buddy allocator
