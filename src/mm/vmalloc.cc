@@ -454,6 +454,19 @@ size_t vmalloc_decay(uint32_t now, uint32_t min_age)
     return released;
 }
 
+size_t vmalloc_evict_at_high(uint32_t now)
+{
+    if (!READ_ONCE(vcache_n))
+        return 0;                       /* racy peek: the common case takes no lock */
+    spin_lock(&vmap_lock);
+    size_t before = vstats.cached_bytes;
+    while (vcache_n && (int32_t)(now - vcache[0].free_time) >= (int32_t)VCACHE_HIGH_MIN_AGE_MS)
+        __vcache_evict(0, true);
+    size_t released = before - vstats.cached_bytes;
+    spin_unlock(&vmap_lock);
+    return released;
+}
+
 void *vrealloc(void *p, size_t new_size)
 {
     int saved = errno;

@@ -75,6 +75,18 @@ size_t vmalloc_drain_cache();
  * retention's peak and workingset.  Returns the bytes released. */
 size_t vmalloc_decay(uint32_t now, uint32_t min_age);
 
+/* A zone's use reached a new high (the process is growing by other memory):
+ * unmap the cached areas freed at least VCACHE_HIGH_MIN_AGE_MS ago, leaving
+ * shadows (an eviction under pressure, as the kernel's).  A cached area is
+ * memory the program freed; kept resident while the heap grows past its
+ * peak, it raises the process's RSS peak by its size (LibreOffice's rounds
+ * of a 64 MiB block left one cached through the rest of a conversion: 303
+ * MB against glibc's 215).  Areas freed more recently stay: the program
+ * may be in a round that takes them back.  Returns the bytes unmapped.
+ * Takes vmap_lock: call with no allocator lock held. */
+constexpr uint32_t VCACHE_HIGH_MIN_AGE_MS = 20;
+size_t vmalloc_evict_at_high(uint32_t now);
+
 /* The mapped length of the area starting at p, or 0 if p is not the start
  * of a live huge area (so free(p) of anything else is reported). */
 size_t vmalloc_size(const void *p);

@@ -883,8 +883,14 @@ static void run_decay_hooks(uint32_t now)
 
 uint32_t vmscan_hooks_next;
 
+int vcache_high_pending;
+
 void vmscan_malloc_slowpath()
 {
+    if (unlikely(READ_ONCE(vcache_high_pending))) {
+        WRITE_ONCE(vcache_high_pending, 0);
+        vmalloc_evict_at_high(vmscan_now());
+    }
     kswapd_run_if_wanted();
     if (kswapd_running() || spin_lock_bypass)
         return;                 /* kswapd runs the hooks */

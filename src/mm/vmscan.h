@@ -399,11 +399,20 @@ static inline void vmscan_thread_rounds_add(long pages)
  * use_peak and notes a round; with retention in effect a growth of resident
  * memory is checked against the peak (__zone_retention_check).  Caller
  * holds z->lock. */
+/* Set when a zone's use reached a new high: the next malloc slow path
+ * unmaps the huge areas cached for reuse that have been idle a while
+ * (vmalloc_evict_at_high, mm/vmalloc.h).  Written under a zone lock, read
+ * racily. */
+extern int vcache_high_pending;
+
 static inline void __zone_use_rises(zone *z, bool reported, unsigned long pages)
 {
     unsigned long in_use = z->spanned_pages - z->nr_free_pages;
-    if (in_use > z->use_peak)
+    if (in_use > z->use_peak) {
         z->use_peak = in_use;
+        if (!READ_ONCE(vcache_high_pending))
+            WRITE_ONCE(vcache_high_pending, 1);
+    }
     if (unlikely(z->use_dropped) && in_use >= z->use_peak - z->use_peak / 8)
         __zone_round(z);
     if (unlikely(reported && z->wmark_retained))
@@ -486,7 +495,7 @@ void vmscan_malloc_slowpath();
 extern uint32_t vmscan_hooks_next;   /* clock value when vmscan_malloc_slowpath next acts */
 static inline bool vmscan_malloc_slowpath_due()
 {
-    return READ_ONCE(kswapd_start_pending) ||
+    return READ_ONCE(kswapd_start_pending) || READ_ONCE(vcache_high_pending) ||
            (int32_t)(vmscan_now() - READ_ONCE(vmscan_hooks_next)) >= 0;
 }
 
