@@ -865,15 +865,23 @@ void __free_pages_range(zone *z, unsigned long pfn, unsigned long nr, bool repor
     __free_pages_range_at(z, pfn, nr, reported, vmscan_now());
 }
 
+/* The order of the largest aligned block that starts at pfn and fits in
+ * `left` pages: how a range of pages is cut into buddy blocks. */
+static inline unsigned range_block_order(unsigned long pfn, unsigned long left)
+{
+    unsigned order = pfn ? __builtin_ctzl(pfn) : MAX_ORDER;
+    if (order > MAX_ORDER)
+        order = MAX_ORDER;
+    while ((1ul << order) > left)
+        order--;
+    return order;
+}
+
 void __free_pages_range_at(zone *z, unsigned long pfn, unsigned long nr, bool reported,
                            uint32_t now)
 {
     while (nr) {
-        unsigned order = pfn ? __builtin_ctzl(pfn) : MAX_ORDER;
-        if (order > MAX_ORDER)
-            order = MAX_ORDER;
-        while ((1ul << order) > nr)
-            order--;
+        unsigned order = range_block_order(pfn, nr);
         __free_one_page_at(z, pfn, order, reported, false, now);
         pfn += 1ul << order;
         nr -= 1ul << order;
@@ -980,11 +988,7 @@ void free_pages_read(page *pg, unsigned long nr_pages, unsigned long resident)
         const uint32_t now = vmscan_now();
         unsigned long p = pfn, left = nr_pages;
         while (left) {
-            unsigned order = p ? __builtin_ctzl(p) : MAX_ORDER;
-            if (order > MAX_ORDER)
-                order = MAX_ORDER;
-            while ((1ul << order) > left)
-                order--;
+            unsigned order = range_block_order(p, left);
             unsigned long size = 1ul << order;
             __free_one_block(z, p, order, false, false, false, now,
                              (uint32_t)(resident < size ? resident : size), size == nr_pages);

@@ -116,6 +116,23 @@ inline bool all_bytes_are(const void *p, size_t n, uint8_t v) {
   return true;
 }
 
+// The line of kalloc_stats_print_fd's report that starts with `prefix`
+// ("percpu sheaves:", ...), without its newline; empty if there is none.
+inline std::string stats_line(const char *prefix) {
+  int fds[2];
+  if (pipe(fds) != 0) return "";
+  kalloc_stats_print_fd(fds[1]);
+  close(fds[1]);
+  std::string all;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) all.append(buf, (size_t)n);
+  close(fds[0]);
+  size_t at = all.find(prefix);
+  if (at == std::string::npos) return "";
+  return all.substr(at, all.find('\n', at) - at);
+}
+
 // Small deterministic PRNG (xorshift64*), one per thread.
 struct Rng {
   uint64_t s;

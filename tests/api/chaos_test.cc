@@ -563,21 +563,6 @@ void run_chaos() {
   }
 }
 
-// The "percpu sheaves:" line of kalloc_stats_print_fd.
-std::string sheaves_line() {
-  int fds[2];
-  if (pipe(fds) != 0) return "";
-  kalloc_stats_print_fd(fds[1]);
-  close(fds[1]);
-  std::string all;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) all.append(buf, (size_t)n);
-  close(fds[0]);
-  size_t at = all.find("percpu sheaves:");
-  return at == std::string::npos ? "" : all.substr(at, all.find('\n', at) - at);
-}
-
 // Runs ChaosChild.Workload in a fresh process with `env` set.
 void chaos_under(std::initializer_list<std::pair<const char *, const char *>> env) {
   std::vector<std::pair<const char *, const char *>> e(env);
@@ -609,7 +594,7 @@ TEST(ChaosChild, Workload) {
               fork_status.load() == -1 ? "none" : fork_status.load() == 0 ? "the child passed" : "the child failed",
               (unsigned long)v.mesh_success);
   if (getenv("KT_CHAOS_THREADS")) {
-    std::string l = sheaves_line();
+    std::string l = kt::stats_line("percpu sheaves:");
     std::printf("[ figures  ] %s\n", l.c_str());
     size_t at = l.find("refills=");
     EXPECT_TRUE(at != std::string::npos && std::stoul(l.substr(at + 8)) > 0)

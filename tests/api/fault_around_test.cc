@@ -83,6 +83,22 @@ bool in_fresh_child(const char *test, const char *option) {
   return false;
 }
 
+// kalloc's counters just before and just after free(p).
+struct FreeSeen {
+  kalloc_vmstat v0, v1;
+  kalloc_stats s0, s1;
+};
+
+FreeSeen free_and_count(void *p) {
+  FreeSeen f{};
+  f.v0 = kt::vmstat_now();
+  EXPECT_EQ(kalloc_stats_get(&f.s0), 0);
+  free(p);
+  f.v1 = kt::vmstat_now();
+  EXPECT_EQ(kalloc_stats_get(&f.s1), 0);
+  return f;
+}
+
 }  // namespace
 
 TEST(FaultAround, WholeBlocksAreFaultedInOnceProbesShowThem) {
@@ -170,13 +186,9 @@ TEST(FaultAround, AnUntouchedProbeGoesBackAtItsFree) {
   usleep(12000);             // past the probes' rate limit
   void *p = malloc(kBlock);
   ASSERT_NE(p, nullptr);
-  kalloc_vmstat v0 = kt::vmstat_now();
-  struct kalloc_stats s0 {};
-  ASSERT_EQ(kalloc_stats_get(&s0), 0);
-  free(p);
-  kalloc_vmstat v1 = kt::vmstat_now();
-  struct kalloc_stats s1 {};
-  ASSERT_EQ(kalloc_stats_get(&s1), 0);
+  const FreeSeen f = free_and_count(p);
+  const kalloc_vmstat &v0 = f.v0, &v1 = f.v1;
+  const kalloc_stats &s0 = f.s0, &s1 = f.s1;
   std::printf("[ figures  ] at the free: probes read +%lu, residency reads +%lu, pages given back +%lu\n",
               (unsigned long)(v1.large_probes_read - v0.large_probes_read),
               (unsigned long)(v1.residency_reads - v0.residency_reads),
@@ -215,13 +227,9 @@ TEST(FaultAround, AProbeWrittenInPartIsCountedByItsRead) {
   kt::fill(p, 4096, 1);
   kt::fill(p + kBlock / 2, 4096, 2);
   EXPECT_EQ(kt::check(p + kBlock / 2, 4096, 2), 4096u);
-  kalloc_vmstat v0 = kt::vmstat_now();
-  struct kalloc_stats s0 {};
-  ASSERT_EQ(kalloc_stats_get(&s0), 0);
-  free(p);
-  kalloc_vmstat v1 = kt::vmstat_now();
-  struct kalloc_stats s1 {};
-  ASSERT_EQ(kalloc_stats_get(&s1), 0);
+  const FreeSeen f = free_and_count(p);
+  const kalloc_vmstat &v0 = f.v0, &v1 = f.v1;
+  const kalloc_stats &s0 = f.s0, &s1 = f.s1;
   std::printf("[ figures  ] at the free: probes read +%lu (%lu pages touched), residency reads +%lu, "
               "free resident pages %+ld\n",
               (unsigned long)(v1.large_probes_read - v0.large_probes_read),

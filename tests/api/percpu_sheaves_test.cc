@@ -68,20 +68,7 @@ class OwnerIdHolders {
 };
 
 // The "percpu sheaves:" line of kalloc_stats_print_fd.
-std::string SheavesLine() {
-  int fds[2];
-  if (pipe(fds) != 0) return "";
-  kalloc_stats_print_fd(fds[1]);
-  close(fds[1]);
-  std::string all;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) all.append(buf, (size_t)n);
-  close(fds[0]);
-  size_t at = all.find("percpu sheaves:");
-  if (at == std::string::npos) return "";
-  return all.substr(at, all.find('\n', at) - at);
-}
+std::string SheavesLine() { return kt::stats_line("percpu sheaves:"); }
 
 unsigned long SheafObjects() {
   std::string l = SheavesLine();
