@@ -394,17 +394,18 @@ static inline void vmscan_thread_rounds_add(long pages)
         WRITE_ONCE(vm_reclaim_stats.thread_rounds_pages_max, (unsigned long)now);
 }
 
-/* An allocation took `pages` pages off z's free lists (reported: from
- * blocks given back or never touched, so resident memory grew).  Raises
- * use_peak and notes a round; with retention in effect a growth of resident
- * memory is checked against the peak (__zone_retention_check).  Caller
- * holds z->lock. */
 /* Set when a zone's use reached a new high: the next malloc slow path
  * unmaps the huge areas cached for reuse that have been idle a while
  * (vmalloc_evict_at_high, mm/vmalloc.h).  Written under a zone lock, read
  * racily. */
 extern int vcache_high_pending;
 
+/* An allocation took `pages` pages off z's free lists (reported: from
+ * blocks given back or never touched, so resident memory grew).  Raises
+ * use_peak (a new high flags the huge-area cache: vcache_high_pending) and
+ * notes a round; with retention in effect a growth of resident
+ * memory is checked against the peak (__zone_retention_check).  Caller
+ * holds z->lock. */
 static inline void __zone_use_rises(zone *z, bool reported, unsigned long pages)
 {
     unsigned long in_use = z->spanned_pages - z->nr_free_pages;
