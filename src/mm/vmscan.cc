@@ -1136,9 +1136,12 @@ void vmscan_set_cgroup_limit(uint64_t bytes)
 
 void vmscan_reread_cgroup()
 {
-    if (!cg_limits_get())
-        return;                 /* another thread is reading them now */
-    cgroup_read_limits(&cg_limits, "/sys/fs/cgroup");
+    /* Read once: by cg_limits_get if they were never read (nothing if
+     * another thread is reading them now), else again here. */
+    if (__atomic_load_n(&cg_limits_state, __ATOMIC_ACQUIRE) == CG_READ)
+        cgroup_read_limits(&cg_limits, "/sys/fs/cgroup");
+    else if (!cg_limits_get())
+        return;
     update_cgroup_pressure();
 }
 
