@@ -114,6 +114,18 @@ static unsigned long slab_pageblock_free_bytes(zone *z, unsigned long start);
 
 static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
 {
+    /* Meshing merges single pages (mm/mesh.h): under KALLOC_MESH the
+     * classes that take 2-page slabs for their strides (slab_common.h,
+     * choose_order) keep one-page slabs.  Nothing of the class exists yet:
+     * no slab, so no page names it and no free reads its fast entry. */
+    options_init();
+    if (unlikely(option_get(OPT_MESH)) && kmalloc_info[idx].order) {
+        kmalloc_class one = detail::make_class_size(kmalloc_info[idx].size, idx >= NR_KMALLOC_STATIC, false);
+        if (one.order == 0) {
+            kmalloc_info[idx] = one;
+            kmalloc_fast[idx] = detail::make_fast_class(one);
+        }
+    }
     const kmalloc_class &k = kmalloc_info[idx];
     c->size = k.size;
     c->objects = k.objects;
