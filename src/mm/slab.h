@@ -284,8 +284,11 @@ extern slab_hole_stats slab_holes;
  *     page's worth of objects since it was last looked at, and on the spare
  *     empty slab of such a cache (the frees give memory back, with no
  *     background thread);
- *   - kmem_cache_punch_holes_all. */
-unsigned long __slab_punch_holes(kmem_cache *c, page *pg);
+ *   - kmem_cache_punch_holes_all.
+ * keep_huge: punch nothing in a slab whose pageblock is one whole hugepage
+ * that is not sparse (the frees' rule, slub.cc slab_in_whole_hugepage),
+ * asked only once a page is found to punch. */
+unsigned long __slab_punch_holes(kmem_cache *c, page *pg, bool keep_huge = false);
 
 /* Give the holes' batch back now: hole pages are queued (up to 32 ranges,
  * process-wide) and go back with one system call when the batch is full,
