@@ -383,12 +383,14 @@ static void decommit_batch(zone *z, scan_control *sc, const os_range *r, unsigne
  * program that takes them again refaults, which raises the workingset and
  * with it the watermark, so a churning heap stops paying for them.  Each is
  * its own madvise call: bounded per call, as the kernel bounds a direct
- * reclaim's batch.  Caller holds vmscan_lock, not z->lock. */
-static void shrink_zone_small(zone *z, scan_control *sc)
+ * reclaim's batch.  Returns the resident pages its first walk left in whole
+ * hugepages (kept, as shrink_zone's: they must not hold the watermark
+ * pass after pass).  Caller holds vmscan_lock, not z->lock. */
+static unsigned long shrink_zone_small(zone *z, scan_control *sc)
 {
     page *batch[VMSCAN_BATCH];
-    unsigned long done = 0;
-    while (done < VMSCAN_SMALL_MAX) {
+    unsigned long done = 0, kept = 0;
+    for (bool first = true; done < VMSCAN_SMALL_MAX; first = false) {
         unsigned n = 0;
         unsigned order[VMSCAN_BATCH];
         spin_lock(&z->lock);
@@ -403,8 +405,11 @@ static void shrink_zone_small(zone *z, scan_control *sc)
                     unsigned long pfn = page_to_pfn(pg);
                     if (z->nr_hugetlb_pages && (z->pageblock_thp[pfn >> pageblock_order] & PB_HUGETLB))
                         continue;
-                    if (khugepaged_keep_resident(z, pfn, o) || khugepaged_pageblock_filling(z, pfn))
+                    if (khugepaged_keep_resident(z, pfn, o) || khugepaged_pageblock_filling(z, pfn)) {
+                        if (first)
+                            kept += pg->nr_resident;
                         continue;               /* giving it back splits a hugepage */
+                    }
                     resident -= pg->nr_resident;
                     __isolate_free_block(z, pg);
                     order[n] = o;
@@ -432,6 +437,7 @@ static void shrink_zone_small(zone *z, scan_control *sc)
     }
     if (done)
         stat_add(vm_reclaim_stats.pgreclaim_small, done);
+    return kept;
 }
 
 /* Residency (vmscan.h): read how many pages of the free blocks near the
@@ -624,13 +630,15 @@ again:
             goto again;
         }
     }
+    unsigned long kept_small = 0;
     if (sc->target != ~0ul && READ_ONCE(z->nr_free_resident) > sc->target)
-        shrink_zone_small(z, sc);
-    if (sc->target != ~0ul && (kept || z->nr_thp_kept)) {
+        kept_small = shrink_zone_small(z, sc);
+    if (sc->target != ~0ul && (kept || kept_small || z->nr_thp_kept)) {
         spin_lock(&z->lock);
         /* A block met again after the list wrapped was counted twice. */
         if (kept > z->nr_free_lru)
             kept = z->nr_free_lru;
+        kept += kept_small;
         /* What this pass met, not the most ever met: hugepages split or
          * taken since then no longer hold the watermark up (a freed burst
          * kept 4.6 MiB free and resident behind a stale count). */
