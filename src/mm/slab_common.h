@@ -77,28 +77,9 @@ constexpr uint32_t base_class_size(unsigned idx)
     return base + step * (base / 8);
 }
 
-/* Classes up to this size that leave an unused tail in a page (48, 80, 96,
- * 112, 160, 192 and 224 B) take slabs of at least 2 pages (see
- * choose_order). */
-constexpr uint32_t SLAB_STRIDE_MAX = 256;
-
 /* The slab order of a class: the smallest order (0..5) whose slab holds at
  * least 2 objects and wastes little (at most 1/16 of itself below 4 KiB,
  * 1/8 from 4 KiB), else the one that wastes least.
- * stride: a class up to SLAB_STRIDE_MAX whose size does not divide the page
- * starts at order 1.  A program that allocates the same sequence of objects
- * again and again (a parser: ~26 nodes per input line) and walks one of
- * each (the open elements' parent chain) finds them at one stride in a
- * single-page slab, but the stride changes at every page by the page's
- * unused tail (64 B for 112 B objects), and the CPU's stride prefetcher
- * loses them: tidy 5.6 on nested HTML took 1.6 s against glibc's 1.1
- * (whose heap keeps one stride throughout); 2-page slabs change it half as
- * often and come from the order-1 lists in address order: 1.31-1.38 s
- * (bench/tools/stridewalk.c: 12.4 -> 8.9 ns a node; docs/architecture.md,
- * "Strides across slabs").  Cost: fragmentation's peak 325.3 -> 328.3 MiB;
- * 4-page slabs gained little more (1.34-1.41 s).  Meshing merges single
- * pages, so under KALLOC_MESH these classes keep order 0 (mm/slub.cc,
- * kmem_cache_init_locked).
  * Small slabs fit the free pages a heap with scattered survivors has, and
  * a slab of a class with a few live objects pins less: with 8 objects at
  * least below 4 KiB, 4 up to 16 KiB and 1/16 everywhere (the rule until
@@ -112,12 +93,12 @@ constexpr uint32_t SLAB_STRIDE_MAX = 256;
  * a larger slab pins little more and its tail matters more: at most 1/64
  * wasted (sqlite3's 4,368 B page-cache entries: 15 in 64 KiB, 4,369 B
  * each, where the fixed rule's 7 in 32 KiB cost 4,681). */
-constexpr uint8_t choose_order(uint32_t size, bool dense = false, bool stride = true)
+constexpr uint8_t choose_order(uint32_t size, bool dense = false)
 {
     unsigned min_objs = 2;
     unsigned best = 0;
     unsigned long best_waste_ppm = ~0ul;
-    for (unsigned o = stride && size <= SLAB_STRIDE_MAX && 4096 % size ? 1 : 0; o <= 5; o++) {
+    for (unsigned o = 0; o <= 5; o++) {
         unsigned long bytes = 4096ul << o;
         unsigned long objs = bytes / size;
         if (objs < min_objs)
@@ -154,7 +135,7 @@ constexpr uint32_t class_size(unsigned idx)
     return wide < base_class_size(idx + 1) && choose_order(wide) == order ? wide : base;
 }
 
-constexpr kmalloc_class make_class_size(uint32_t size, bool dense = false, bool stride = true);
+constexpr kmalloc_class make_class_size(uint32_t size, bool dense = false);
 
 constexpr kmalloc_class make_class(unsigned idx)
 {
@@ -170,11 +151,11 @@ constexpr kmalloc_class make_class(unsigned idx)
 }
 
 /* The facts of a class of `size` bytes (a multiple of 16, at most
- * KMALLOC_MAX_SIZE): also used at run time for dynamic classes (dense,
- * stride: see choose_order). */
-constexpr kmalloc_class make_class_size(uint32_t size, bool dense, bool stride)
+ * KMALLOC_MAX_SIZE): also used at run time for dynamic classes (dense:
+ * see choose_order). */
+constexpr kmalloc_class make_class_size(uint32_t size, bool dense)
 {
-    uint8_t order = choose_order(size, dense, stride);
+    uint8_t order = choose_order(size, dense);
     uint32_t bytes = 4096u << order;
     uint64_t recip = ((1ull << 32) + size - 1) / size;
     /* Thread cache capacity: 32 KiB of objects, between 2 and 128 of them

@@ -470,38 +470,6 @@ TEST(KallocApi, LargeBlocksStartAtColoursInTheirSlack) {
   }
 }
 
-// Objects of a class that leaves a page's tail unused (112 B: 36 to a page,
-// 64 B left) come from 2-page slabs, so a chain of them allocated at a
-// period keeps one stride across the page in the middle of each slab, and
-// the CPU's stride prefetcher follows it (slab_common.h, SLAB_STRIDE_MAX;
-// bench/tools/stridewalk.c).  Counted: consecutive allocations 112 B apart
-// on two pages (an object straddling the boundary).  With one-page slabs
-// there are none (a page's last object and the next slab's first are at
-// least 176 B apart).  A new thread, so its objects come from fresh slabs.
-TEST(KallocApi, SmallObjectsKeepTheirStrideAcrossAPage) {
-  size_t straddles = 0, pow2_straddles = 0;
-  std::thread([&] {
-    std::vector<char *> ps, qs;
-    for (int i = 0; i < 10000; ++i) {
-      ps.push_back(static_cast<char *>(malloc(opaque<size_t>(104))));
-      qs.push_back(static_cast<char *>(malloc(opaque<size_t>(128))));
-    }
-    for (size_t i = 1; i < ps.size(); ++i) {
-      uintptr_t a = reinterpret_cast<uintptr_t>(ps[i - 1]), b = reinterpret_cast<uintptr_t>(ps[i]);
-      straddles += b == a + 112 && a / 4096 != (b + 111) / 4096;
-      uintptr_t c = reinterpret_cast<uintptr_t>(qs[i - 1]), d = reinterpret_cast<uintptr_t>(qs[i]);
-      pow2_straddles += d == c + 128 && c / 4096 != d / 4096;
-    }
-    for (char *p : ps) free(p);
-    for (char *q : qs) free(q);
-  }).join();
-  // 10,000 objects fill ~137 slabs of 73; most come out in address order.
-  EXPECT_GE(straddles, 100u) << "112-byte objects do not keep their stride across a page";
-  // 128 B divides the page: one-page slabs, which keep the stride whenever
-  // two of them are adjacent (not asserted: the page allocator's order).
-  RecordProperty("pow2_page_crossings_at_stride", std::to_string(pow2_straddles));
-}
-
 TEST(KallocApi, ReallocInPlaceKeepsTheBlockUntilItMustShrink) {
   char *p = static_cast<char *>(malloc(opaque<size_t>(100)));
   ASSERT_NE(p, nullptr);
