@@ -389,8 +389,26 @@ void *zone_map_hugetlb(zone *z, void *addr, size_t len)
     uint64_t rsvd = os_parse_field(buf, "HugePages_Rsvd:", 0);
     uint64_t hsize = os_parse_field(buf, "Hugepagesize:", 0) << 10;
     void *p = nullptr;
-    if (hsize == PAGEBLOCK_BYTES && free_huge > rsvd && (free_huge - rsvd) * hsize >= len)
-        p = os_map_fixed_hugetlb(addr, len);
+    if (hsize == PAGEBLOCK_BYTES && free_huge > rsvd) {
+        /* The pool's pages nobody has reserved, against what this mapping
+         * reserves and, unless KALLOC_HUGETLB=2, what a forked child may
+         * need: hugetlb memory is private copy-on-write across fork(), and
+         * a write that finds no free hugepage to copy to kills the child
+         * with SIGBUS (the kernel keeps the reserving parent's pages).  So
+         * the process keeps as many unreserved as it holds, and a child
+         * can write all of them once (session 39: Chaos under
+         * KALLOC_HUGETLB=1 with a 128-page pool, its child of a fork beside
+         * threads died of SIGBUS in 3 runs of 3). */
+        uint64_t avail = free_huge - rsvd, want = len / hsize, held = 0;
+        if (option_get(OPT_HUGETLB) != 2) {
+            unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+            for (unsigned i = 0; i < n; i++)
+                held += READ_ONCE(zones[i]->nr_hugetlb_pages) >> pageblock_order;
+            want += held + want;        /* after the mapping: held + want kept free */
+        }
+        if (avail >= want)
+            p = os_map_fixed_hugetlb(addr, len);
+    }
     if (!p) {
         stat_add(vm_reclaim_stats.hugetlb_fallbacks, 1);
         return nullptr;

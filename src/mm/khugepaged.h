@@ -208,7 +208,9 @@ void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order);
 
 /* Map [addr, addr + len) of z from hugetlbfs pages when KALLOC_HUGETLB asks
  * for it and enough are free; nullptr otherwise (the caller maps ordinary
- * memory).  Zone growth, z->lock held. */
+ * memory).  KALLOC_HUGETLB=1 leaves as many of the pool's pages unreserved
+ * as the process holds, so a forked child can copy every one it writes
+ * (else SIGBUS); =2 takes all it finds.  Zone growth, z->lock held. */
 void *zone_map_hugetlb(zone *z, void *addr, size_t len);
 
 /* Hugepage coverage: Rss, AnonHugePages and hugetlb bytes of kalloc's zones

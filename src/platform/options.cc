@@ -20,7 +20,7 @@ option_desc options[OPT_COUNT] = {
     {"BACKGROUND", 0, "background reclaimer thread (kswapd): 1 once the program has a thread of its own (a single-threaded program stays one), 2 in any process"},
     {"THP", 3, "transparent hugepages: 0 none, 1 dense pageblocks collapsed and sparse ones out, 2 also fresh pageblocks huge at their first fault, 3 the same while that first fault is measured cheap"},
     {"THP_FAULT_US", 1000, "KALLOC_THP=3: a hugepage's first fault costing more CPU time than this (us) is slow, and fresh pageblocks keep small pages for a while"},
-    {"HUGETLB", 0, "map zones from reserved hugetlbfs pages (MAP_HUGETLB) when available"},
+    {"HUGETLB", 0, "map zones from reserved hugetlbfs pages (MAP_HUGETLB) when available (1: keeping as many free as in use, for fork; 2: all)"},
     {"VERBOSE", 0, "print warnings for unusual events"},
     {"LIFETIME", 0, "group slabs of size classes learned to be long-lived in their own pageblocks"},
     {"SLAB_HOLES", 1, "give back the free pages of partly used slabs (0 = only whole empty slabs)"},
@@ -98,6 +98,19 @@ void options_init()
         }
     }
     options_read = true;
+}
+
+/* A program whose first malloc runs from .preinit_array finds `environ`
+ * still null (libc sets it in its own initialiser, after the executable's
+ * preinit functions): read the options when this library is initialised,
+ * at the latest.  The decisions taken before stay (the first zone, the
+ * first thread's cache); every later one sees the options.  Before, the
+ * paths that call options_init again were seldom taken (a new zone, a
+ * run-time class, the exit report), so such a process ran with most
+ * defaults (API test Lifecycle.OptionsReachAProcessThatAllocatedInPreinit). */
+__attribute__((constructor)) static void options_read_at_load()
+{
+    options_init();
 }
 
 } // namespace kalloc

@@ -9,8 +9,9 @@
  * keeps the default.
  *
  * Options are read once, on the first allocation that reaches a slow path
- * (options_init); if `environ` is not yet set then, they are read again
- * later (options_init is idempotent until it has seen an environment).
+ * (options_init); if `environ` is not yet set then (a malloc from
+ * .preinit_array), they are read when the library is initialised
+ * (options_init is idempotent until it has seen an environment).
  */
 #pragma once
 
@@ -31,7 +32,8 @@ enum option_id {
                            fault; 3 (default) the same while such faults are measured cheap */
     OPT_THP_FAULT_US,   /* KALLOC_THP_FAULT_US: a hugepage's first fault costing more thread
                            CPU time than this is slow (KALLOC_THP=3 backs off) */
-    OPT_HUGETLB,        /* KALLOC_HUGETLB=1: map zones from reserved hugetlbfs pages when there are some */
+    OPT_HUGETLB,        /* KALLOC_HUGETLB=1: map zones from reserved hugetlbfs pages when there are some,
+                         * keeping as many unreserved as in use (a forked child's copies); 2: all of them */
     OPT_VERBOSE,        /* KALLOC_VERBOSE=1: warnings for unusual events (mmap failures) */
     OPT_LIFETIME,       /* KALLOC_LIFETIME=1: slabs of size classes learned to be long-lived
                            go to MIGRATE_LONGLIVED pageblocks (default 0: measured, not applied) */

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "api_test_util.h"
+#include "../common/hugetlb_pool.h"
 #include "kalloc/kalloc.h"
 
 namespace {
@@ -634,7 +635,10 @@ TEST(Chaos, SmallWatermarks) { chaos_under({{"KALLOC_FREE_HIGH", "64K"}}); }
 TEST(Chaos, NoPercpuSheaves) { chaos_under({{"KALLOC_PERCPU_SHEAVES", "0"}}); }
 TEST(Chaos, PoolThreadsOnPercpuSheaves) { chaos_under({{"KT_CHAOS_THREADS", "24"}}); }
 TEST(Chaos, Meshing) { chaos_under({{"KALLOC_MESH", "1"}}); }
-TEST(Chaos, HugetlbWhereReservedSmallPagesElse) { chaos_under({{"KALLOC_HUGETLB", "1"}}); }
+TEST(Chaos, HugetlbWhereReservedSmallPagesElse) {
+  kt::HugetlbPoolLock lock;   // its forks copy hugetlb pages: no other test drains the pool meanwhile
+  chaos_under({{"KALLOC_HUGETLB", "1"}});
+}
 TEST(Chaos, UnderAnAddressSpaceLimit) { chaos_under({{"KT_CHAOS_AS_MB", "96"}}); }
 TEST(Chaos, UnderAnAddressSpaceLimitNoThreadCaches) {
   chaos_under({{"KT_CHAOS_AS_MB", "96"}, {"KALLOC_TCACHE", "0"}});

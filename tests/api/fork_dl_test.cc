@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "api_test_util.h"
+#include "../common/hugetlb_pool.h"
 #include "kalloc/kalloc.h"
 
 namespace {
@@ -596,3 +597,110 @@ TEST(Lifecycle, ManyThreadsStartTogether) {
 }
 
 }  // namespace
+
+// KALLOC_HUGETLB=1 and fork(): hugetlb memory is private copy-on-write
+// across fork, and a child's write that finds no free hugepage to copy to
+// dies of SIGBUS (the kernel keeps the reserving parent's pages).  kalloc
+// keeps as many of the pool's pages unreserved as it holds, so a child can
+// write every block it inherited.  Before that rule (KALLOC_HUGETLB=2 still
+// takes the whole pool) the child died of SIGBUS.  Needs a reserved pool
+// (vm.nr_hugepages); skipped without one.
+TEST(ForkHugetlbChild, WritesEveryInheritedBlock) {
+  if (!getenv("KT_HUGETLB_CHILD")) GTEST_SKIP() << "run by ForkHugetlb.* in a fresh process";
+  const long avail = kt::hugetlb_unreserved();
+  ASSERT_GT(avail, 0);
+  // Three quarters of the pool in small blocks (at most 512 MiB): kalloc
+  // maps hugetlb pages while it keeps as many unreserved, then ordinary ones.
+  size_t target = (size_t)avail * (2u << 20) / 4 * 3;
+  if (target > (512u << 20)) target = 512u << 20;
+  const size_t n = target / 560;
+  char **blocks = static_cast<char **>(malloc(n * sizeof(char *)));
+  ASSERT_NE(blocks, nullptr);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = 96 + (i * 37) % 1024;
+    blocks[i] = static_cast<char *>(malloc(len));
+    ASSERT_NE(blocks[i], nullptr);
+    memset(blocks[i], (int)(i & 0x7f), len);
+  }
+  kalloc_vmstat v{};
+  v.size = sizeof v;
+  ASSERT_EQ(kalloc_vmstat_get(&v), 0);
+  const long held = (long)(v.hugetlb_pages >> 9);
+  const bool keep_half = strcmp(getenv("KALLOC_HUGETLB"), "2") != 0;
+  std::printf("[ figures  ] %zu blocks (%zu MiB); %ld of the pool's %ld unreserved hugepages mapped, %ld left\n",
+              n, target >> 20, held, avail, kt::hugetlb_unreserved());
+  ASSERT_GT(held, 0) << "no hugetlb pages were mapped";
+  if (keep_half) {
+    EXPECT_GE(kt::hugetlb_unreserved(), held) << "fewer hugepages left unreserved than held";
+  }
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Every page copied on write, then frees and new blocks.
+    for (size_t i = 0; i < n; i++) {
+      size_t len = 96 + (i * 37) % 1024;
+      if (blocks[i][len - 1] != (char)(i & 0x7f)) _exit(3);
+      memset(blocks[i], 0x55, len);
+    }
+    for (size_t i = 0; i < n; i += 2) free(blocks[i]);
+    for (size_t i = 0; i < n / 4; i++) memset(malloc(200), 0x66, 200);
+    _exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      << "the child " << (WIFSIGNALED(st) ? "died of signal " : "exited with ")
+      << (WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st)) << " (7: SIGBUS, no hugepage to copy to)";
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = 96 + (i * 37) % 1024;
+    bad += blocks[i][0] != (char)(i & 0x7f) || blocks[i][len - 1] != (char)(i & 0x7f);
+    free(blocks[i]);
+  }
+  EXPECT_EQ(bad, 0u) << "the parent's blocks changed";
+  free(blocks);
+}
+
+TEST(ForkHugetlb, AChildWritesEveryBlockItInherited) {
+  kt::HugetlbPoolLock lock;   // the pool is the machine's: one such test at a time
+  const long avail = kt::hugetlb_unreserved();
+  if (avail < 8) GTEST_SKIP() << "no reserved hugetlbfs pool (vm.nr_hugepages; " << avail << " unreserved)";
+  EXPECT_EQ(kt::run_self("ForkHugetlbChild.*", {{"KALLOC_HUGETLB", "1"}, {"KT_HUGETLB_CHILD", "1"}}), 0);
+}
+
+// Options reach a process whose first malloc ran from .preinit_array
+// (PreinitAllocates above), before libc has set `environ`: kalloc reads
+// them at the latest when its library is initialised.  Before (session 39)
+// they were read again only where a running process seldom goes (a new
+// zone, a run-time class, the exit report), so such a process ran with
+// most defaults: KALLOC_HUGETLB=1 never reached zone growth (this test's
+// first half failed: no hugetlb page mapped and no fallback counted).
+// Growth under the option maps hugetlbfs pages or, with no pool, counts a
+// fallback; without it (the control half) neither.
+TEST(LifecycleEnvChild, OptionsReachAProcessThatAllocatedInPreinit) {
+  const char *mode = getenv("KT_PREINIT_OPTION_CHILD");
+  if (!mode) GTEST_SKIP() << "run by Lifecycle.OptionsReachAProcessThatAllocatedInPreinit in a fresh process";
+  ASSERT_TRUE(g_preinit_ok) << "the .preinit_array allocation did not run";
+  std::vector<void *> v;
+  for (unsigned i = 0; i < 48; i++) {   // 48 MiB: the zone grows
+    v.push_back(malloc(1u << 20));
+    ASSERT_NE(v.back(), nullptr);
+    memset(v.back(), 1, 4096);
+  }
+  std::string l = kt::stats_line("thp:");
+  size_t a = l.find("hugetlb_pages "), b = l.find("hugetlb_fallbacks ");
+  ASSERT_TRUE(a != std::string::npos && b != std::string::npos) << l;
+  unsigned long tried = std::stoul(l.substr(a + 14)) + std::stoul(l.substr(b + 18));
+  std::printf("[ figures  ] %s\n", l.c_str());
+  if (mode[0] == '1')
+    EXPECT_GT(tried, 0u) << "KALLOC_HUGETLB=1 was not read: zone growth never tried hugetlbfs";
+  else
+    EXPECT_EQ(tried, 0u) << "hugetlbfs tried without the option (the control)";
+  for (void *p : v) free(p);
+}
+
+TEST(Lifecycle, OptionsReachAProcessThatAllocatedInPreinit) {
+  kt::HugetlbPoolLock lock;   // the child may take pages of the machine's pool
+  EXPECT_EQ(kt::run_self("LifecycleEnvChild.*", {{"KALLOC_HUGETLB", "1"}, {"KT_PREINIT_OPTION_CHILD", "1"}}), 0);
+  EXPECT_EQ(kt::run_self("LifecycleEnvChild.*", {{"KT_PREINIT_OPTION_CHILD", "0"}}), 0);
+}
