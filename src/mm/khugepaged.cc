@@ -95,9 +95,11 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
      * by /sys/kernel/mm/transparent_hugepage/shmem_enabled, not by madvise. */
     if (z->backing != ZONE_BACKING_ANON)
         return false;
-    /* In `always` mode the fault makes hugepages anyway; `never`: nothing. */
+    /* `never`: nothing.  In `always` mode fresh pageblocks were advised
+     * MADV_NOHUGEPAGE when the zone grew (khugepaged_zone_grown), so the
+     * same rule as in `madvise` mode decides. */
     long mode = option_get(OPT_THP);
-    if (thp_enabled != THP_MADVISE || mode < THP_OPT_FIRST_FAULT)
+    if (thp_enabled < THP_MADVISE || mode < THP_OPT_FIRST_FAULT)
         return false;
     if (z->spanned_pages - z->nr_free_pages < KHUGEPAGED_FAULT_MIN_INUSE)
         return false;
@@ -374,6 +376,24 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
             }
         }
     }
+}
+
+void khugepaged_zone_grown(zone *z, unsigned long pfn, unsigned long nr)
+{
+    /* (Before session 39 fresh memory in `always` mode got a hugepage at
+     * its first touch: one slab page made 2 MiB resident that kalloc
+     * counted as given back, and the residency tests read 16 resident
+     * pages where one was touched.) */
+    if (thp_enabled != THP_ALWAYS)
+        return;
+    unsigned long first = pfn >> pageblock_order, last = (pfn + nr) >> pageblock_order;
+    for (unsigned long pb = first; pb < last; pb++) {
+        if (z->pageblock_thp[pb] & PB_HUGETLB)
+            return;             /* mapped from hugetlbfs: nothing to advise */
+        WRITE_ONCE(z->pageblock_thp[pb], (uint8_t)PB_THP_NOHUGE);
+    }
+    os_nohugepage((void *)(z->zone_start + (pfn << PAGE_SHIFT)), nr << PAGE_SHIFT);
+    stat_add(vm_reclaim_stats.thp_nohuge, last - first);
 }
 
 void *zone_map_hugetlb(zone *z, void *addr, size_t len)

@@ -206,6 +206,15 @@ bool khugepaged_pageblock_sparse(zone *z, unsigned long pb, pageblock_free_bytes
  * decision for the block. */
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order);
 
+/* Pages [pfn, pfn + nr) of anonymous zone z were just mapped.  In `always`
+ * mode the kernel would back each of their pageblocks with a hugepage at
+ * its first fault, whatever kalloc hands out there: they are advised
+ * MADV_NOHUGEPAGE (PB_THP_NOHUGE), so hugepages come only where kalloc's
+ * own rules put them (a busy zone's fresh pageblocks, dense ones), as in
+ * `madvise` mode, and the residency kalloc counts is the kernel's.  Zone
+ * growth, z->lock held. */
+void khugepaged_zone_grown(zone *z, unsigned long pfn, unsigned long nr);
+
 /* Map [addr, addr + len) of z from hugetlbfs pages when KALLOC_HUGETLB asks
  * for it and enough are free; nullptr otherwise (the caller maps ordinary
  * memory).  KALLOC_HUGETLB=1 leaves as many of the pool's pages unreserved

@@ -133,6 +133,8 @@ bool __zone_grow(zone *z, unsigned long min_pages)
      * until their pages are taken (PG_desc_off, page_alloc.cc). */
     for (unsigned long pfn = first; pfn < first + step; pfn += pageblock_nr_pages)
         set_pageblock_migratetype(z, pfn, MIGRATE_MOVABLE);
+    if (z->backing_fd < 0)
+        khugepaged_zone_grown(z, first, step);
     WRITE_ONCE(z->spanned_pages, first + step);
     if (z->per_cpu_pageset)
         pcp_update_batch_high(z);

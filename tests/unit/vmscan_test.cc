@@ -1883,13 +1883,54 @@ TEST(Khugepaged, FreshPageblocksAreLeftAloneWithThpOff)
     page *pg = take_block(z, 0, MIGRATE_RECLAIMABLE, &zeroed);
     ASSERT_NE(pg, nullptr);
     unsigned long pb = page_to_pfn(pg) >> pageblock_order;
-    EXPECT_EQ(z->pageblock_thp[pb], 0u);
+    // No hugepage advice; in `always` mode the zone's growth advised it
+    // small (khugepaged_zone_grown), and nothing changed that.
+    EXPECT_EQ(z->pageblock_thp[pb] & ~PB_THP_NOHUGE, 0u);
+    EXPECT_EQ(!!(z->pageblock_thp[pb] & PB_THP_NOHUGE), thp_enabled == THP_ALWAYS);
     EXPECT_TRUE(pageblock_has_reported(z, pb)) << "its rest is still not resident";
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
     free_pages(pg, 0);
     free_pages(first, pageblock_order);
     for (page *h : held)
         free_pages(h, MAX_ORDER);
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
+// In `always` mode the kernel backs any pageblock with a hugepage at its
+// first fault: a zone's fresh memory is advised MADV_NOHUGEPAGE when the
+// zone grows, so kalloc's own rules decide, as in `madvise` mode (the
+// residency tests read 16 resident pages for one touched before: every
+// growth was huge at its first fault).  The mode is set here, whatever
+// the machine's; the advice is read back from smaps' VmFlags ("nh").
+TEST(Khugepaged, AlwaysModeAdvisesGrownMemorySmall)
+{
+    const thp_mode saved = thp_enabled;
+    thp_enabled = THP_ALWAYS;
+    zone *z = zone_create(16ul << MAX_ORDER);
+    thp_enabled = saved;
+    ASSERT_NE(z, nullptr);
+    const unsigned long nr_pb = z->spanned_pages >> pageblock_order;
+    ASSERT_GT(nr_pb, 0u);
+    for (unsigned long pb = 0; pb < nr_pb; pb++)
+        EXPECT_EQ(z->pageblock_thp[pb], PB_THP_NOHUGE) << "pageblock " << pb;
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK) == 0) {
+        FILE *f = fopen("/proc/self/smaps", "r");
+        ASSERT_NE(f, nullptr);
+        char line[512];
+        bool in = false, nh = false, found = false;
+        while (fgets(line, sizeof line, f)) {
+            unsigned long lo, hi;
+            if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+                in = lo <= z->zone_start && z->zone_start < hi;
+                found |= in;
+            } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+                nh = strstr(line, " nh") != nullptr;
+            }
+        }
+        fclose(f);
+        EXPECT_TRUE(found) << "no mapping at the zone's start";
+        EXPECT_TRUE(nh) << "the zone's memory is not advised MADV_NOHUGEPAGE";
+    }
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
