@@ -265,7 +265,8 @@ struct kalloc_vmstat {
     uint64_t decay_runs;          /**< timed passes (decay, cgroup check, THP scan) */
     uint64_t cgroup_pressure;     /**< timed passes that found RSS near the cgroup limit */
     uint64_t thp_madvised;        /**< pageblocks marked MADV_HUGEPAGE (dense) */
-    uint64_t thp_nohuge;          /**< pageblocks marked MADV_NOHUGEPAGE (sparse) */
+    uint64_t thp_nohuge;          /**< pageblocks marked MADV_NOHUGEPAGE (sparse; in THP `always`
+                                       mode also every pageblock a zone grows by) */
     uint64_t thp_collapsed;       /**< pageblocks collapsed with MADV_COLLAPSE */
     uint64_t hugetlb_pages;       /**< 4 KiB pages mapped from hugetlbfs (KALLOC_HUGETLB=1) */
     /* --- version 2 --- */

@@ -384,14 +384,13 @@ void khugepaged_zone_grown(zone *z, unsigned long pfn, unsigned long nr)
      * its first touch: one slab page made 2 MiB resident that kalloc
      * counted as given back, and the residency tests read 16 resident
      * pages where one was touched.) */
-    if (thp_enabled != THP_ALWAYS)
-        return;
     unsigned long first = pfn >> pageblock_order, last = (pfn + nr) >> pageblock_order;
-    for (unsigned long pb = first; pb < last; pb++) {
-        if (z->pageblock_thp[pb] & PB_HUGETLB)
-            return;             /* mapped from hugetlbfs: nothing to advise */
+    if (thp_enabled != THP_ALWAYS || first >= last)
+        return;
+    if (z->pageblock_thp[first] & PB_HUGETLB)
+        return;                 /* mapped from hugetlbfs (a growth is all or none) */
+    for (unsigned long pb = first; pb < last; pb++)
         WRITE_ONCE(z->pageblock_thp[pb], (uint8_t)PB_THP_NOHUGE);
-    }
     os_nohugepage((void *)(z->zone_start + (pfn << PAGE_SHIFT)), nr << PAGE_SHIFT);
     stat_add(vm_reclaim_stats.thp_nohuge, last - first);
 }
