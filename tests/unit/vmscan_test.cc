@@ -1194,22 +1194,30 @@ TEST(Vmscan, ReclaimNeverTakesLiveMemoryUnderConcurrentUse)
     });
     std::mt19937_64 rng(7);
     std::vector<blk> live;
-    for (int step = 0; step < 6000; step++) {
-        if (live.size() < 200 && (live.empty() || rng() % 100 < 55)) {
-            unsigned order = rng() % 100 < 70 ? rng() % 4 : 4 + rng() % 7;
-            blk b = alloc_filled(order, (uint8_t)(1 + rng() % 250));
-            ASSERT_NE(b.pg, nullptr);
-            live.push_back(b);
-        } else {
-            size_t i = rng() % live.size();
-            ASSERT_NO_FATAL_FAILURE(expect_filled(live[i]));
-            free_pages(live[i].pg, live[i].order);
-            live[i] = live.back();
-            live.pop_back();
+    // The steps run in a function of their own, so that a failed assertion
+    // (an allocation refused under strict overcommit when another process
+    // has taken the commit limit) stops and joins the reclaimer and reports
+    // the failure, instead of std::terminate on a joinable thread.
+    auto steps = [&] {
+        for (int step = 0; step < 6000; step++) {
+            if (live.size() < 200 && (live.empty() || rng() % 100 < 55)) {
+                unsigned order = rng() % 100 < 70 ? rng() % 4 : 4 + rng() % 7;
+                blk b = alloc_filled(order, (uint8_t)(1 + rng() % 250));
+                ASSERT_NE(b.pg, nullptr) << "order " << order << ", step " << step;
+                live.push_back(b);
+            } else {
+                size_t i = rng() % live.size();
+                ASSERT_NO_FATAL_FAILURE(expect_filled(live[i]));
+                free_pages(live[i].pg, live[i].order);
+                live[i] = live.back();
+                live.pop_back();
+            }
         }
-    }
+    };
+    steps();
     stop = true;
     reclaimer.join();
+    ASSERT_FALSE(HasFatalFailure());
     for (blk &b : live)
         ASSERT_NO_FATAL_FAILURE(expect_filled(b));
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
