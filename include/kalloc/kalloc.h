@@ -185,11 +185,11 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 12  /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+#define KALLOC_VMSTAT_VERSION 13  /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
                                      5: mesh_*; 6: thp_kept_pages; 7: residency_*,
                                      workingset_refault; 8: madvise_batch*; 9: run_fit;
                                      10: slab_hole*; 11: large_fault_around*, large_probe*;
-                                     12: thread_rounds* */
+                                     12: thread_rounds*; 13: mesh_fail_map */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -337,6 +337,9 @@ struct kalloc_vmstat {
                                        second time or more in a row) */
     int64_t thread_rounds_pages;  /**< pages threads in rounds are below their peaks now: free
                                        memory reclaim keeps for their next rounds */
+    /* --- version 13 --- */
+    uint64_t mesh_fail_map;       /**< pairs of slabs left unmerged because the kernel refused
+                                       the remap (vm.max_map_count reached); each ends its pass */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

@@ -188,6 +188,7 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.large_probe_touched = READ_ONCE(large_fa_stats.probe_touched);
     v.thread_rounds = READ_ONCE(r.thread_rounds);
     v.thread_rounds_pages = READ_ONCE(thread_rounds_pages);
+    v.mesh_fail_map = READ_ONCE(mesh_stats.mesh_fail_map);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

@@ -49,6 +49,7 @@ uint32_t mesh_threads_recheck;            /* vmscan_now() before which timed pas
 page *cand[MESH_MAX_CAND];
 uint64_t occ[MESH_MAX_CAND][MESH_WORDS];
 bool merged_away[MESH_MAX_CAND];
+bool mesh_map_failed;                     /* a remap was refused in this pass: stop it */
 
 inline uint64_t file_offset(const zone *z, const void *addr) { return (uintptr_t)addr - z->zone_start; }
 
@@ -116,8 +117,15 @@ bool mesh_pair(kmem_cache *c, page *a, uint64_t *occa, page *b, const uint64_t *
         }
     if (!os_map_file_replace(bbase, PAGE_SIZE, fd, file_offset(z, abase))) {
         /* B keeps (or gets back) its own page, whose data is untouched; the
-         * copies landed in slots free in A, whose links are rebuilt. */
-        if (!os_map_file_replace(bbase, PAGE_SIZE, fd, file_offset(z, bbase)))
+         * copies landed in slots free in A, whose links are rebuilt.  A
+         * refusal for want of mappings (vm.max_map_count: the remap splits
+         * the zone's mapping) comes before anything is unmapped, and mapping
+         * B back would be refused the same way: only a hole is mapped
+         * again.  No more pairs are tried in this pass. */
+        mesh_map_failed = true;
+        stat_add(mesh_stats.mesh_fail_map, 1);
+        if (!os_is_mapped(bbase, PAGE_SIZE) &&
+            !os_map_file_replace(bbase, PAGE_SIZE, fd, file_offset(z, bbase)))
             panic("mesh: cannot map a slab page back (%p)", (void *)bbase);
         rebuild_freelist(c, a, occa, a->carved);
         return false;
@@ -178,7 +186,7 @@ unsigned long mesh_cache_round(kmem_cache *c, unsigned *cursor, bool *more)
         if (merged_away[i])
             continue;
         page *a = cand[i];
-        for (unsigned j = i + 1; j < n && j <= i + MESH_SEARCH; j++) {
+        for (unsigned j = i + 1; j < n && j <= i + MESH_SEARCH && !mesh_map_failed; j++) {
             if (merged_away[j] || page_zone(cand[j]) != page_zone(a))
                 continue;
             if (2u * a->inuse > a->objects)
@@ -230,6 +238,7 @@ unsigned long __mesh_all(bool timed)
     stat_add(mesh_stats.mesh_passes, 1);
     uint64_t old_mask;
     os_block_signals(&old_mask);
+    mesh_map_failed = false;
     unsigned long saved = 0;
     for (unsigned idx = 1; idx < NR_KMALLOC_CLASSES; idx++) {
         kmem_cache *c = &kmalloc_caches[idx];
@@ -244,7 +253,7 @@ unsigned long __mesh_all(bool timed)
         }
         unsigned cursor = 0;
         bool more = true;
-        for (unsigned r = 0; more && r < (timed ? MESH_TIMED_ROUNDS : MESH_MAX_ROUNDS); r++)
+        for (unsigned r = 0; more && !mesh_map_failed && r < (timed ? MESH_TIMED_ROUNDS : MESH_MAX_ROUNDS); r++)
             saved += mesh_cache_round(c, &cursor, &more);
         spin_unlock(&c->lock);
     }

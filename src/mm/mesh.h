@@ -44,6 +44,7 @@ struct mesh_stats {
     unsigned long unmesh;         /* aliases given back when their merged slab emptied */
     unsigned long mesh_skip_threads; /* passes skipped: the process had more than one thread */
     unsigned long mesh_passes;    /* passes run */
+    unsigned long mesh_fail_map;  /* remaps refused (vm.max_map_count): pair left, pass ended */
 };
 extern mesh_stats mesh_stats;
 

@@ -229,11 +229,11 @@ void print_vmstat(printbuf &out)
                READ_ONCE(slab_holes.batched), READ_ONCE(slab_holes.cancelled),
                slab_holes_queued(), READ_ONCE(slab_holes.deferred));
     out.printf("  mesh_pages %lu\n  mesh_success %lu\n  mesh_attempt %lu\n  mesh_fail_overlap %lu\n"
-               "  unmesh %lu\n  mesh_skip_threads %lu\n  mesh_passes %lu\n",
+               "  unmesh %lu\n  mesh_skip_threads %lu\n  mesh_passes %lu\n  mesh_fail_map %lu\n",
                READ_ONCE(mesh_stats.mesh_pages), READ_ONCE(mesh_stats.mesh_success),
                READ_ONCE(mesh_stats.mesh_attempt), READ_ONCE(mesh_stats.mesh_fail_overlap),
                READ_ONCE(mesh_stats.unmesh), READ_ONCE(mesh_stats.mesh_skip_threads),
-               READ_ONCE(mesh_stats.mesh_passes));
+               READ_ONCE(mesh_stats.mesh_passes), READ_ONCE(mesh_stats.mesh_fail_map));
 }
 
 void print_slabinfo(printbuf &out, const unsigned long cached[NR_KMALLOC_CLASSES])

@@ -259,6 +259,14 @@ bool os_map_file_replace(void *addr, size_t len, int fd, uint64_t offset)
     return p == addr;
 }
 
+bool os_is_mapped(void *addr, size_t len)
+{
+    int saved = errno;
+    bool mapped = madvise(addr, len, MADV_NORMAL) == 0 || errno != ENOMEM;
+    errno = saved;
+    return mapped;
+}
+
 void os_punch_hole(int fd, uint64_t offset, uint64_t len)
 {
     int saved = errno;

@@ -96,6 +96,13 @@ int os_memfd_create(const char *name, uint64_t size);
  * replace kalloc's own mappings). */
 bool os_map_file_replace(void *addr, size_t len, int fd, uint64_t offset);
 
+/* Whether [addr, addr + len) is mapped at all (madvise MADV_NORMAL, which
+ * changes nothing on kalloc's mappings and fails with ENOMEM on a hole).
+ * After a failed os_map_file_replace it tells whether the old mapping is
+ * still there: the kernel refuses a mapping that would pass
+ * vm.max_map_count before it unmaps anything.  errno is kept. */
+bool os_is_mapped(void *addr, size_t len);
+
 /* Free the file pages of [offset, offset + len) of `fd`, keeping its size
  * (fallocate PUNCH_HOLE | KEEP_SIZE); they read as zero afterwards. */
 void os_punch_hole(int fd, uint64_t offset, uint64_t len);

@@ -20,6 +20,7 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -282,6 +283,48 @@ inline void expect_sandboxed_child_exits_cleanly(pid_t pid, const char *codes = 
                                  << " (31 = SIGSYS: a system call the filter forbids)";
   EXPECT_EQ(WEXITSTATUS(status), 0) << codes;
 }
+
+// vm.max_map_count, or -1 when it cannot be read.
+inline long max_map_count() {
+  FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+  long v = -1;
+  if (f) {
+    if (fscanf(f, "%ld", &v) != 1) v = -1;
+    fclose(f);
+  }
+  return v;
+}
+
+// Takes every mapping the process may still make (vm.max_map_count): a
+// PROT_NONE region whose every other page is made readable, each mprotect
+// splitting it (two more mappings), until the kernel refuses with ENOMEM.
+// Costs address space only (nothing is touched or committed).  release()
+// unmaps it, giving the mappings back.  Meant for a child process.
+struct mapping_hog {
+  char *base = nullptr;
+  size_t len = 0;
+  long splits = 0;     // mprotect calls that succeeded
+  int last_errno = 0;  // the refusal's errno (ENOMEM expected)
+  explicit mapping_hog(long max) {
+    size_t pages = 2 * (size_t)max + 64;
+    len = pages * 4096;
+    void *m = mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return;
+    base = (char *)m;
+    for (size_t i = 1; i < pages; i += 2) {
+      if (mprotect(base + i * 4096, 4096, PROT_READ) != 0) {
+        last_errno = errno;
+        break;
+      }
+      splits++;
+    }
+  }
+  bool exhausted() const { return base && last_errno == ENOMEM; }
+  void release() {
+    if (base) munmap(base, len);
+    base = nullptr;
+  }
+};
 
 }  // namespace kt
 

@@ -301,6 +301,36 @@ TEST(MeshChild, MergesHalfEmptySlabs) {
   for (void *p : again) free(p);
 }
 
+// With every mapping the process may make taken (vm.max_map_count), a pass
+// cannot map an alias onto its partner (the remap splits the zone's
+// mapping): the pair stays unmerged, the pass counts it (mesh_fail_map) and
+// stops, and every object keeps its bytes (kalloc aborted here before, in
+// "cannot map a slab page back").  With the mappings given back, the next
+// pass merges.
+TEST(MeshChild, NoMappingLeft) {
+  MESH_CHILD("NoMappingLeft");
+  long max = kt::max_map_count();
+  if (max < 0 || max > (1l << 20))
+    GTEST_SKIP() << "vm.max_map_count is " << max << ": too many mappings to take in a test";
+  population pop;
+  kalloc_vmstat before = kt::vmstat_now();
+  kt::mapping_hog hog(max);
+  ASSERT_TRUE(hog.exhausted()) << hog.splits << " splits, errno " << hog.last_errno;
+  kalloc_compact();
+  kalloc_vmstat during = kt::vmstat_now();
+  size_t bad = pop.bad();
+  hog.release();
+  EXPECT_EQ(bad, 0u);
+  EXPECT_EQ(during.mesh_fail_map, before.mesh_fail_map + 1) << "one refusal ends the pass";
+  EXPECT_LE(during.mesh_success, before.mesh_success + 1) << "a remap needs a mapping";
+  kalloc_compact();
+  kalloc_vmstat after = kt::vmstat_now();
+  EXPECT_GE(after.mesh_success, during.mesh_success + 1000);
+  EXPECT_EQ(after.mesh_fail_map, during.mesh_fail_map);
+  EXPECT_EQ(pop.bad(), 0u);
+  for (void *p : pop.live) free(p);
+}
+
 // malloc_trim(0) meshes too.
 TEST(MeshChild, TrimMeshes) {
   MESH_CHILD("TrimMeshes");
@@ -434,6 +464,7 @@ TEST(MeshChild, FreesMesh) {
 // KALLOC_MESH=2 (on demand only) for the tests of kalloc_compact and trim.
 TEST(Mesh, MergesHalfEmptySlabs) { run_mesh_child("MergesHalfEmptySlabs", "2"); }
 TEST(Mesh, TrimMeshes) { run_mesh_child("TrimMeshes", "2"); }
+TEST(Mesh, NoMappingLeft) { run_mesh_child("NoMappingLeft", "2"); }
 TEST(Mesh, FreesMesh) { run_mesh_child("FreesMesh", "1"); }
 TEST(Mesh, ForkAfterMeshing) { run_mesh_child("ForkAfterMeshing"); }
 TEST(Mesh, ForkUnderAFilterRefusingMemfd) { run_mesh_child("ForkUnderAFilterRefusingMemfd"); }

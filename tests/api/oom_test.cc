@@ -200,6 +200,119 @@ TEST(OutOfMemory, ExhaustThenRecover) {
   WaitForChild(pid);
 }
 
+// --- running out of mappings (vm.max_map_count) --------------------------
+
+struct Blk {
+  void *p;
+  size_t n;
+  uint32_t seed;
+};
+
+// Mostly small blocks, some of a page or more, a few large and huge.
+size_t RandomSize(kt::Rng &rng) {
+  uint64_t r = rng.below(1000);
+  if (r < 600) return 8 + rng.below(504);
+  if (r < 850) return 512 + rng.below(8 * KiB);
+  if (r < 970) return 8 * KiB + rng.below(248 * KiB);
+  if (r < 995) return 256 * KiB + rng.below(2 * MiB - 256 * KiB);
+  return 2 * MiB + rng.below(6 * MiB);
+}
+
+// With every mapping the process may make taken (kt::mapping_hog), each
+// call either works (the block usable) or fails cleanly (NULL and ENOMEM;
+// realloc's block intact); trim and compaction run; nothing live changes;
+// with the mappings given back, even a huge block is had again.  Zone
+// growth, huge blocks, hugepage advice and reclaim's madvise calls all want
+// mappings (a split): none of their refusals may crash or corrupt.
+void NoMappingLeftChild(long max_maps) {
+  const size_t kCap = 20000;
+  void *m = mmap(nullptr, kCap * sizeof(Blk), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  KT_CHILD_CHECK(m != MAP_FAILED, 80);
+  Blk *live = static_cast<Blk *>(m);
+  size_t n = 0;
+  kt::Rng rng(42);
+  uint32_t seed = 1;
+  for (; n < 3000; n++) {
+    size_t sz = RandomSize(rng);
+    void *p = malloc(sz);
+    KT_CHILD_CHECK(p != nullptr, 81);
+    kt::fill_sparse(p, sz, seed);
+    live[n] = {p, sz, seed++};
+  }
+  for (size_t i = 0; i < n; i += 3) free(live[i].p), live[i].p = nullptr;
+
+  kt::mapping_hog hog(max_maps);
+  KT_CHILD_CHECK(hog.exhausted(), 82);
+  size_t tried = 0, refused = 0, realloc_refused = 0;
+  for (int round = 0; round < 3; round++) {
+    for (int k = 0; k < 2000 && n < kCap; k++) {
+      size_t sz = RandomSize(rng);
+      errno = 0;
+      void *p = (k % 7 == 0) ? calloc(1, sz) : malloc(sz);
+      tried++;
+      if (!p) {
+        KT_CHILD_CHECK(errno == ENOMEM, 83);
+        refused++;
+        continue;
+      }
+      if (k % 7 == 0) KT_CHILD_CHECK(kt::all_bytes_are(p, sz < 8192 ? sz : 8192, 0), 84);
+      kt::fill_sparse(p, sz, seed);
+      live[n++] = {p, sz, seed++};
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (!live[i].p) continue;
+      uint64_t r = rng.below(10);
+      if (r < 4) {
+        KT_CHILD_CHECK(kt::check_sparse(live[i].p, live[i].n, live[i].seed) == live[i].n, 85);
+        free(live[i].p);
+        live[i].p = nullptr;
+      } else if (r == 4) {
+        size_t sz = RandomSize(rng);
+        errno = 0;
+        void *q = realloc(live[i].p, sz);
+        if (!q) {
+          KT_CHILD_CHECK(errno == ENOMEM, 86);
+          realloc_refused++;
+          continue;  // the old block stays, checked below
+        }
+        size_t keep = sz < live[i].n ? sz : live[i].n;
+        KT_CHILD_CHECK(kt::check_sparse(q, keep, live[i].seed, false) == keep, 87);
+        kt::fill_sparse(q, sz, seed);
+        live[i] = {q, sz, seed++};
+      }
+    }
+    malloc_trim(0);
+    kalloc_compact();
+    for (size_t i = 0; i < n; i++)
+      if (live[i].p)
+        KT_CHILD_CHECK(kt::check_sparse(live[i].p, live[i].n, live[i].seed) == live[i].n, 88);
+  }
+  hog.release();
+  fprintf(stderr, "[child] %ld mappings taken; %zu of %zu allocations and %zu reallocs refused "
+          "while none was left\n", 2 * hog.splits, refused, tried, realloc_refused);
+  void *big = malloc(opaque(6 * MiB));
+  KT_CHILD_CHECK(big != nullptr, 89);
+  memset(big, 0x5a, 6 * MiB);
+  free(big);
+  for (size_t i = 0; i < n; i++)
+    if (live[i].p) {
+      KT_CHILD_CHECK(kt::check_sparse(live[i].p, live[i].n, live[i].seed) == live[i].n, 90);
+      free(live[i].p);
+    }
+  _exit(0);
+}
+
+TEST(OutOfMappings, EveryCallWorksOrFailsCleanly) {
+  long max = kt::max_map_count();
+  if (max < 0 || max > (1l << 20))
+    GTEST_SKIP() << "vm.max_map_count is " << max << ": too many mappings to take in a test";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) NoMappingLeftChild(max);
+  WaitForChild(pid);
+}
+
 // Each block size on its own, through several allocation functions.
 template <class AllocFn>
 void ExhaustSingleChild(size_t size, AllocFn fn, void (*freefn)(void *) = free) {
