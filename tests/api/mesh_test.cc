@@ -328,6 +328,27 @@ TEST(MeshChild, NoMappingLeft) {
   EXPECT_GE(after.mesh_success, during.mesh_success + 1000);
   EXPECT_EQ(after.mesh_fail_map, during.mesh_fail_map);
   EXPECT_EQ(pop.bad(), 0u);
+
+  // fork() with the aliases in place and no mapping left: the child maps
+  // its own copy of the memory file over the zone and every alias onto its
+  // primary again (as many mappings as the parent holds), and reads every
+  // object.
+  kt::mapping_hog again(max);
+  ASSERT_TRUE(again.exhausted());
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    size_t b = pop.bad();
+    for (size_t i = 0; i < pop.live.size(); i += 2) fill(pop.live[i], kSize, pop.seed[i] ^ 0x5555);
+    for (size_t i = 0; i < pop.live.size(); i += 2) b += check(pop.live[i], kSize, pop.seed[i] ^ 0x5555) != kSize;
+    _exit(b ? 1 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  again.release();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the child " << (WIFSIGNALED(status) ? "died of a signal" : "found objects changed");
+  EXPECT_EQ(pop.bad(), 0u) << "the child's writes reached the parent";
   for (void *p : pop.live) free(p);
 }
 
