@@ -189,7 +189,7 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
                                      5: mesh_*; 6: thp_kept_pages; 7: residency_*,
                                      workingset_refault; 8: madvise_batch*; 9: run_fit;
                                      10: slab_hole*; 11: large_fault_around*, large_probe*;
-                                     12: thread_rounds*; 13: mesh_fail_map */
+                                     12: thread_rounds*; 13: mesh_fail_map, memfd_lost */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -340,6 +340,8 @@ struct kalloc_vmstat {
     /* --- version 13 --- */
     uint64_t mesh_fail_map;       /**< pairs of slabs left unmerged because the kernel refused
                                        the remap (vm.max_map_count reached); each ends its pass */
+    uint64_t memfd_lost;          /**< memory-file zones (KALLOC_MESH) whose descriptor the
+                                       program closed: no more growth or meshing in them */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

@@ -70,7 +70,7 @@ static inline bool fault_around_on()
 static void large_fault_around(page *pg, void *addr, unsigned long nr)
 {
     const zone *z = page_zone(pg);
-    if (!option_get(OPT_FAULT_AROUND) || z->backing_fd >= 0 || READ_ONCE(fault_around_refused))
+    if (!option_get(OPT_FAULT_AROUND) || z->backing != ZONE_BACKING_ANON || READ_ONCE(fault_around_refused))
         return;
     /* Where a fault may map a hugepage, the first touch maps it all anyway,
      * and the pages resident at the free would not tell what was touched. */

@@ -236,6 +236,11 @@ unsigned long __mesh_all(bool timed)
         return 0;
     }
     stat_add(mesh_stats.mesh_passes, 1);
+    /* Candidates are slabs of zones whose memory file kalloc still holds
+     * (the process has one thread: nothing closes it during the pass). */
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nz; i++)
+        zone_backing_check(zones[i]);
     uint64_t old_mask;
     os_block_signals(&old_mask);
     mesh_map_failed = false;
@@ -295,11 +300,16 @@ void __mesh_unmesh(kmem_cache *c, page *a)
         zone_slab_owner_map(z)[pfn] = 0;
         __atomic_fetch_sub(&z->nr_mesh_aliases, 1ul, __ATOMIC_RELAXED);
         stat_add(mesh_stats.mesh_pages, -1);
-        if (z->backing_fd < 0) {
+        if (z->backing == ZONE_BACKING_ANON) {
             /* A zone made anonymous in a fork child (zone_memfd_fork_child):
              * the alias has its own copy of the page; given back, it is zero. */
             os_decommit(baddr, PAGE_SIZE);
-        } else if (!os_map_file_replace(baddr, PAGE_SIZE, z->backing_fd, file_offset(z, baddr))) {
+        } else if (!zone_backing_check(z) ? !os_map_anon_replace(baddr, PAGE_SIZE)
+                                          : !os_map_file_replace(baddr, PAGE_SIZE, z->backing_fd,
+                                                                 file_offset(z, baddr))) {
+            /* (Its own file page cannot be mapped without the file, which the
+             * program closed: a private zero page instead, still in the zone's
+             * range; the zone no longer meshes.) */
             /* Still mapping a's page: never handed out again (leaked). */
             b->flags = PG_meta | PG_head;
             continue;

@@ -86,16 +86,35 @@ static unsigned long zone_grow_step(const zone *z, unsigned long min_pages)
     return step;
 }
 
+bool zone_backing_check(zone *z)
+{
+    if (z->backing != ZONE_BACKING_MEMFD)
+        return false;
+    uint64_t dev, ino;
+    if (os_fd_identity(z->backing_fd, &dev, &ino) && dev == z->backing_dev && ino == z->backing_ino)
+        return true;
+    /* Not closed by kalloc: the number may be the program's now. */
+    z->backing_fd = -1;
+    z->backing = ZONE_BACKING_MEMFD_LOST;
+    z->full = true;
+    __atomic_fetch_add(&pa_stats.memfd_lost, 1ul, __ATOMIC_RELAXED);
+    return false;
+}
+
 bool __zone_grow(zone *z, unsigned long min_pages)
 {
     if (z->full || z->spanned_pages + min_pages > z->max_pages)
+        return false;
+    /* Growth maps the memory file: never a file the program opened under
+     * the number kalloc's descriptor had (it would share the heap's bytes). */
+    if (z->backing != ZONE_BACKING_ANON && !zone_backing_check(z))
         return false;
     unsigned long step = zone_grow_step(z, min_pages);
     if (step < min_pages)
         return false;
     uintptr_t addr = z->zone_start + (z->spanned_pages << PAGE_SHIFT);
     int saved = errno;
-    void *p = z->backing_fd < 0 ? zone_map_hugetlb(z, (void *)addr, step << PAGE_SHIFT) : nullptr;
+    void *p = z->backing == ZONE_BACKING_ANON ? zone_map_hugetlb(z, (void *)addr, step << PAGE_SHIFT) : nullptr;
     if (!p)
         p = os_map_fixed((void *)addr, step << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
     /* The descriptors of the new pages that have none yet (a zone that shrank
@@ -133,7 +152,7 @@ bool __zone_grow(zone *z, unsigned long min_pages)
      * until their pages are taken (PG_desc_off, page_alloc.cc). */
     for (unsigned long pfn = first; pfn < first + step; pfn += pageblock_nr_pages)
         set_pageblock_migratetype(z, pfn, MIGRATE_MOVABLE);
-    if (z->backing_fd < 0)
+    if (z->backing == ZONE_BACKING_ANON)
         khugepaged_zone_grown(z, first, step);
     WRITE_ONCE(z->spanned_pages, first + step);
     if (z->per_cpu_pageset)
@@ -169,9 +188,11 @@ zone *zone_create(unsigned long min_pages)
             /* The file spans the data pages; sparse, pages appear as they
              * are touched.  No memfd (seccomp, old kernel): anonymous. */
             int fd = os_memfd_create("kalloc", (uint64_t)ZONE_MAX_PAGES << PAGE_SHIFT);
-            if (fd >= 0) {
+            if (fd >= 0 && os_fd_identity(fd, &z->backing_dev, &z->backing_ino)) {
                 z->backing = ZONE_BACKING_MEMFD;
                 z->backing_fd = fd;
+            } else if (fd >= 0) {
+                os_close(fd);
             }
         }
         z->id = (uint16_t)nr_zones;
@@ -222,6 +243,18 @@ out:
 namespace {
 int fork_pipe[2] = {-1, -1};   /* child -> parent: "my copy is made"; -1: no memory-file zone */
 bool fork_copied;              /* (child) zone_memfd_fork_child copied the memory files */
+
+/* Where no pipe can be made (the program has no descriptor left): the
+ * child says "copied" in shared memory instead, and the parent waits on
+ * it with a futex, looking every FORK_SYNC_POLL_MS whether the child died. */
+struct fork_sync_page {
+    int done;                  /* the child has its copy (futex word) */
+    int pid;                   /* the child, written first thing in it (0: not yet) */
+};
+fork_sync_page *fork_sync;     /* mapped at the first fork that needs it; kept */
+bool fork_sync_used;           /* this fork waits on fork_sync, not on the pipe */
+constexpr unsigned FORK_SYNC_POLL_MS = 20;
+constexpr unsigned FORK_SYNC_NO_PID_MS = 10000;   /* a child that never wrote its pid */
 }
 
 bool zone_memfd_fork_copied() { return fork_copied; }
@@ -229,16 +262,41 @@ bool zone_memfd_fork_copied() { return fork_copied; }
 void zone_memfd_fork_prepare()
 {
     fork_pipe[0] = fork_pipe[1] = -1;
+    fork_sync_used = false;
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     bool any = false;
-    for (unsigned i = 0; i < nz; i++)
-        any |= zones[i]->backing_fd >= 0;
-    if (any && !os_pipe(fork_pipe))
-        panic("fork: no pipe for the memory-file zones' copy (KALLOC_MESH)");
+    for (unsigned i = 0; i < nz; i++) {
+        zone_backing_check(zones[i]);
+        any |= zones[i]->backing != ZONE_BACKING_ANON;
+    }
+    if (!any || os_pipe(fork_pipe))
+        return;
+    if (!fork_sync)
+        fork_sync = (fork_sync_page *)os_map_shared(PAGE_SIZE);
+    if (!fork_sync)
+        panic("fork: no pipe and no shared page for the memory-file zones' copy (KALLOC_MESH)");
+    __atomic_store_n(&fork_sync->done, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fork_sync->pid, 0, __ATOMIC_RELAXED);
+    fork_sync_used = true;
 }
 
 void zone_memfd_fork_parent()
 {
+    if (fork_sync_used) {
+        /* Until the child says it has its copy, or is seen to have died (or
+         * never started: fork failed, or it was killed before its first
+         * step, given FORK_SYNC_NO_PID_MS). */
+        unsigned waited = 0;
+        while (!__atomic_load_n(&fork_sync->done, __ATOMIC_ACQUIRE)) {
+            os_futex_wait_shared(&fork_sync->done, 0, FORK_SYNC_POLL_MS);
+            int pid = __atomic_load_n(&fork_sync->pid, __ATOMIC_ACQUIRE);
+            waited += FORK_SYNC_POLL_MS;
+            if (pid ? os_child_exited(pid) : waited >= FORK_SYNC_NO_PID_MS)
+                break;
+        }
+        fork_sync_used = false;
+        return;
+    }
     if (fork_pipe[0] < 0)
         return;
     os_close(fork_pipe[1]);
@@ -269,15 +327,49 @@ static void zone_memfd_to_anon(zone *z)
     z->backing = ZONE_BACKING_ANON;
 }
 
+/* Zone z (ZONE_BACKING_MEMFD_LOST, in a fork child) as private anonymous
+ * memory: without a descriptor the file's data ranges cannot be asked for,
+ * so every page outside the free buddy blocks is copied through the
+ * mapping (the file, shared with the parent, which waits), aliases
+ * included; free blocks read zero in the copy, which is what any free page
+ * may hold.  Then it grows again, anonymous. */
+static void zone_memfd_lost_to_anon(zone *z)
+{
+    size_t len = z->spanned_pages << PAGE_SHIFT;
+    char *image = (char *)os_map(len, true);
+    if (!image)
+        panic("fork: cannot copy a memory-file zone for the child (KALLOC_MESH)");
+    for (unsigned long pfn = 0; pfn < z->spanned_pages;) {
+        const page *pg = pfn_to_page(z, pfn);
+        if (pg->flags & PG_buddy) {
+            pfn += 1ul << pg->order;
+            continue;
+        }
+        memcpy(image + (pfn << PAGE_SHIFT), (const char *)z->zone_start + (pfn << PAGE_SHIFT), PAGE_SIZE);
+        pfn++;
+    }
+    if (os_remap_fixed(image, len, len, (void *)z->zone_start) != (void *)z->zone_start)
+        panic("fork: cannot map the child's copy of a memory-file zone (KALLOC_MESH)");
+    z->backing = ZONE_BACKING_ANON;
+    z->full = false;
+}
+
 void zone_memfd_fork_child()
 {
-    fork_copied = fork_pipe[0] >= 0;
-    if (fork_pipe[0] < 0)
+    fork_copied = fork_pipe[0] >= 0 || fork_sync_used;
+    if (!fork_copied)
         return;
-    os_close(fork_pipe[0]);
+    if (fork_sync_used)
+        __atomic_store_n(&fork_sync->pid, os_getpid(), __ATOMIC_RELEASE);
+    else
+        os_close(fork_pipe[0]);
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
+        if (z->backing == ZONE_BACKING_MEMFD_LOST) {
+            zone_memfd_lost_to_anon(z);
+            continue;
+        }
         if (z->backing_fd < 0)
             continue;
         uint64_t size = (uint64_t)ZONE_MAX_PAGES << PAGE_SHIFT;
@@ -298,6 +390,13 @@ void zone_memfd_fork_child()
         mesh_remap_aliases(z, fd);
         os_close(z->backing_fd);
         z->backing_fd = fd;
+        os_fd_identity(fd, &z->backing_dev, &z->backing_ino);
+    }
+    if (fork_sync_used) {
+        __atomic_store_n(&fork_sync->done, 1, __ATOMIC_RELEASE);
+        os_futex_wake_shared(&fork_sync->done);
+        fork_sync_used = false;
+        return;
     }
     os_write(fork_pipe[1], "", 1);
     os_close(fork_pipe[1]);

@@ -128,6 +128,10 @@ struct free_area {
 enum zone_backing : uint8_t {
     ZONE_BACKING_ANON,
     ZONE_BACKING_MEMFD,
+    ZONE_BACKING_MEMFD_LOST,  /* the program closed the memory file's descriptor (a
+                               * daemon closing all it did not open): what is mapped
+                               * stays the file's, shared; no growth (the zone is full),
+                               * no meshing; a fork child copies it through the mapping */
 };
 
 enum zone_type : uint8_t {
@@ -177,7 +181,9 @@ struct zone {
     zone_type type;               /* ZONE_NORMAL (must be the first member, see zone_table) */
     zone_backing backing;         /* what the pages are mapped from */
     uint16_t id;                  /* index in the zone list */
-    int backing_fd;               /* ZONE_BACKING_MEMFD: the memory file; -1 otherwise */
+    int backing_fd;               /* ZONE_BACKING_MEMFD: the memory file; -1 otherwise.  Used
+                                   * only after zone_backing_check (the program may have
+                                   * closed it and opened its own file under the number) */
     spinlock_t lock;              /* protects free_area, counters, growth */
     uintptr_t zone_start;         /* first byte; ZONE_SLOT_SIZE aligned */
     unsigned long spanned_pages;  /* pages mapped so far (the zone grows upward, shrinks from the top) */
@@ -244,6 +250,8 @@ struct zone {
                                    * can have grown by since it was counted
                                    * (khugepaged_split_underused) */
     unsigned long nr_mesh_aliases; /* slabs merged into another's physical page now (mm/mesh.h) */
+    uint64_t backing_dev;         /* ZONE_BACKING_MEMFD: st_dev and st_ino of the memory */
+    uint64_t backing_ino;         /* file, which backing_fd must still name (zone_backing_check) */
     struct free_area free_area[NR_PAGE_ORDERS]; /* the buddy allocator's free lists */
     uint8_t pageblock_mt[ZONE_MAX_PAGEBLOCKS]; /* migrate type of each 2 MiB pageblock */
     uint8_t pageblock_thp[ZONE_MAX_PAGEBLOCKS]; /* pageblock_thp_flags of each pageblock */
@@ -410,7 +418,7 @@ static inline void set_pageblock_migratetype(zone *z, unsigned long pfn, migrate
  * which frees the file pages). */
 static inline void zone_decommit(const zone *z, void *addr, size_t len)
 {
-    os_decommit_backed(addr, len, z->backing_fd);
+    os_decommit_backed(addr, len, z->backing != ZONE_BACKING_ANON);
 }
 
 /* zone_decommit for n ranges of zone z: one call for the batch where
@@ -418,13 +426,21 @@ static inline void zone_decommit(const zone *z, void *addr, size_t len)
  * one call did. */
 static inline bool zone_decommit_many(const zone *z, const os_range *r, unsigned n, bool batch)
 {
-    if (z->backing_fd >= 0) {
+    if (z->backing != ZONE_BACKING_ANON) {
         for (unsigned i = 0; i < n; i++)
-            os_decommit_backed(r[i].addr, r[i].len, z->backing_fd);
+            os_decommit_backed(r[i].addr, r[i].len, true);
         return false;
     }
     return os_decommit_many(r, n, batch);
 }
+
+/* Whether zone z's memory file may be used through backing_fd: true for a
+ * ZONE_BACKING_MEMFD zone whose descriptor still names the file it made
+ * (fstat).  Otherwise the program closed it (and may have opened its own
+ * file under the number, which kalloc must never map, punch or copy): the
+ * zone becomes ZONE_BACKING_MEMFD_LOST (backing_fd -1, full), counted in
+ * pa_stats.memfd_lost; false.  False for other zones. */
+bool zone_backing_check(zone *z);
 
 /* fork() with memory-file zones (KALLOC_MESH): their MAP_SHARED mappings
  * are shared with the child, so the child gives itself a copy.

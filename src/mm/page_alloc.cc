@@ -1125,9 +1125,9 @@ unsigned long __zone_shrink_top(zone *z, bool idle_reported_only, uint32_t now, 
         }
         pg->flags &= (uint16_t)~PG_desc_off;   /* zeroed below anyway */
         del_from_free_list(z, pg, MAX_ORDER);
+        if (z->backing != ZONE_BACKING_ANON)  /* the file pages behind the range go too */
+            zone_decommit(z, (void *)(z->zone_start + (top << PAGE_SHIFT)), PAGE_SIZE << MAX_ORDER);
         os_unmap((void *)(z->zone_start + (top << PAGE_SHIFT)), PAGE_SIZE << MAX_ORDER);
-        if (z->backing_fd >= 0)      /* the file pages behind the range go too */
-            os_punch_hole(z->backing_fd, top << PAGE_SHIFT, PAGE_SIZE << MAX_ORDER);
         WRITE_ONCE(z->spanned_pages, top);
         /* The descriptors stay mapped (lock-free readers never fault) but
          * are zeroed, no longer resident: growth sets them up again.  1024

@@ -139,6 +139,8 @@ struct page_alloc_stats {
                                      * boundaries (__rmqueue_run) */
     unsigned long zone_lock;        /* zone lock holds by the allocation and free paths
                                      * (alloc_pages*, free_pages*, pageset refill/drain) */
+    unsigned long memfd_lost;       /* memory-file zones whose descriptor the program closed
+                                     * (zone_backing_check) */
 };
 extern page_alloc_stats pa_stats;   /* updated under the zone locks (approximate totals) */
 

@@ -387,7 +387,7 @@ static void slab_decommit_mask(page *pg, uint32_t mask, bool now = false)
     const zone *z = page_zone(pg);
     for_each_page_run(mask, [&](unsigned start, unsigned len) {
         char *addr = base + ((size_t)start << PAGE_SHIFT);
-        if (z->backing_fd < 0 && !now) {
+        if (z->backing == ZONE_BACKING_ANON && !now) {
             hole_batch_add(base, addr, (size_t)len << PAGE_SHIFT);
         } else {
             zone_decommit(z, addr, (size_t)len << PAGE_SHIFT);

@@ -11,6 +11,9 @@
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -232,11 +235,58 @@ void os_zero_range(void *addr, size_t len)
     errno = saved;
 }
 
-void os_decommit_backed(void *addr, size_t len, int fd)
+void os_decommit_backed(void *addr, size_t len, bool shared)
 {
     int saved = errno;
-    madvise(addr, len, fd < 0 ? MADV_DONTNEED : MADV_REMOVE);
+    if (!shared || (madvise(addr, len, MADV_REMOVE) != 0 && errno == EINVAL))
+        madvise(addr, len, MADV_DONTNEED);
     errno = saved;
+}
+
+bool os_fd_identity(int fd, uint64_t *dev, uint64_t *ino)
+{
+    int saved = errno;
+    struct stat st;
+    bool ok = fd >= 0 && fstat(fd, &st) == 0;
+    errno = saved;
+    if (!ok)
+        return false;
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    return true;
+}
+
+void *os_map_shared(size_t len)
+{
+    void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+void os_futex_wait_shared(int *word, int val, unsigned timeout_ms)
+{
+    int saved = errno;
+    struct timespec ts = {(time_t)(timeout_ms / 1000), (long)(timeout_ms % 1000) * 1000000};
+    syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, nullptr, 0);
+    errno = saved;
+}
+
+void os_futex_wake_shared(int *word)
+{
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+    errno = saved;
+}
+
+int os_getpid() { return (int)syscall(SYS_getpid); }
+
+bool os_child_exited(int pid)
+{
+    int saved = errno;
+    siginfo_t si;
+    si.si_pid = 0;
+    bool gone = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == pid;
+    errno = saved;
+    return gone;
 }
 
 int os_memfd_create(const char *name, uint64_t size)
@@ -256,6 +306,12 @@ int os_memfd_create(const char *name, uint64_t size)
 bool os_map_file_replace(void *addr, size_t len, int fd, uint64_t offset)
 {
     void *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)offset);
+    return p == addr;
+}
+
+bool os_map_anon_replace(void *addr, size_t len)
+{
+    void *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     return p == addr;
 }
 

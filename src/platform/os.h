@@ -79,12 +79,36 @@ bool os_decommit_batches();
  * mincore there) the whole range is dropped. */
 void os_zero_range(void *addr, size_t len);
 
-/* Give the pages back whatever maps them: `fd` < 0 (anonymous private
+/* Give the pages back whatever maps them: not `shared` (anonymous private
  * memory) MADV_DONTNEED as os_decommit; otherwise the range is a shared
- * mapping of the memory file `fd` and MADV_REMOVE frees the file pages
- * behind it (MADV_DONTNEED would only drop this mapping's page-table entries
- * and keep the file pages, so nothing would be given back). */
-void os_decommit_backed(void *addr, size_t len, int fd);
+ * mapping of a memory file and MADV_REMOVE frees the file pages behind it
+ * (MADV_DONTNEED would only drop this mapping's page-table entries and keep
+ * the file pages, so nothing would be given back).  A shared range may hold
+ * private pages (an alias given back in a zone whose file kalloc lost):
+ * where MADV_REMOVE is refused (EINVAL), MADV_DONTNEED. */
+void os_decommit_backed(void *addr, size_t len, bool shared);
+
+/* The identity (st_dev, st_ino) of the file open as fd; false when fd is
+ * not open.  Tells whether a descriptor kalloc keeps still names its file:
+ * a program may close every descriptor it did not open (a daemon's start)
+ * and open its own files under the same numbers. */
+bool os_fd_identity(int fd, uint64_t *dev, uint64_t *ino);
+
+/* Shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS): seen by a fork
+ * child and its parent alike.  nullptr on failure. */
+void *os_map_shared(size_t len);
+
+/* Wait while *word == val (at most timeout_ms), or wake one waiter, on a
+ * word in shared memory: across processes (not FUTEX_PRIVATE). */
+void os_futex_wait_shared(int *word, int val, unsigned timeout_ms);
+void os_futex_wake_shared(int *word);
+
+/* This process's id (the system call: right in a fork child at once). */
+int os_getpid();
+
+/* Whether the child `pid` has exited (waitid WNOHANG | WNOWAIT: its status
+ * is left for the program to reap). */
+bool os_child_exited(int pid);
 
 /* A memory file (memfd_create, MFD_CLOEXEC) of `size` bytes, sparse (no
  * page allocated until touched).  The fd, or -1 with errno set. */
@@ -95,6 +119,10 @@ int os_memfd_create(const char *name, uint64_t size);
  * errno set on failure (the old mapping may then be gone: callers only
  * replace kalloc's own mappings). */
 bool os_map_file_replace(void *addr, size_t len, int fd, uint64_t offset);
+
+/* Map fresh private anonymous memory exactly at addr, replacing whatever
+ * is mapped there (MAP_FIXED).  False with errno set on failure. */
+bool os_map_anon_replace(void *addr, size_t len);
 
 /* Whether [addr, addr + len) is mapped at all (madvise MADV_NORMAL, which
  * changes nothing on kalloc's mappings and fails with ENOMEM on a hole).

@@ -468,6 +468,113 @@ TEST(MeshChild, MultiThreadedDoesNotMesh) {
   for (void *p : pop.live) free(p);
 }
 
+// fork() in a child (the pop's objects are read, then overwritten there);
+// the parent's objects must not change.  Returns the child's exit status.
+int fork_and_overwrite(population &pop) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    size_t b = pop.bad();
+    for (size_t i = 0; i < pop.live.size(); i++) fill(pop.live[i], kSize, pop.seed[i] ^ 0x5555);
+    for (size_t i = 0; i < pop.live.size(); i++) b += check(pop.live[i], kSize, pop.seed[i] ^ 0x5555) != kSize;
+    void *big = malloc(8 << 20);
+    if (big) memset(big, 1, 8 << 20);
+    free(big);
+    _exit(b ? 1 : 0);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  return status;
+}
+
+// A daemon's start: the program closes every descriptor it did not open,
+// then opens its own files, which take the numbers of kalloc's memory
+// files.  kalloc must never map, punch or copy those files: before, zone
+// growth mapped the program's file into the heap (SIGBUS past its end, its
+// bytes overwritten within it).  Now each use of a memory file checks it is
+// still the file kalloc made (memfd_lost); such a zone stops growing and
+// meshing, gives aliases back as private pages, and a fork child copies it
+// through its mapping.
+TEST(MeshChild, TheProgramClosesTheMemoryFile) {
+  MESH_CHILD("TheProgramClosesTheMemoryFile");
+  population pop;
+  kalloc_compact();
+  ASSERT_GT(kt::vmstat_now().mesh_pages, 0u);
+  // The program's file: 1 MiB of 0x77, opened under every low number.
+  char path[] = "/tmp/kalloc-mesh-closed-XXXXXX";
+  int tfd = mkstemp(path);
+  ASSERT_GE(tfd, 0);
+  std::vector<char> content(1 << 20, 0x77);
+  ASSERT_EQ(write(tfd, content.data(), content.size()), (ssize_t)content.size());
+  close(tfd);
+  for (int fd = 3; fd < 1024; fd++) close(fd);
+  std::vector<int> fds;
+  for (int i = 0; i < 32; i++) {
+    int fd = open(path, O_RDWR);
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+  }
+  unlink(path);
+  EXPECT_EQ(fds[0], 3);
+  // Grow the heap (a new zone takes a new memory file, which keeps working),
+  // trim, compact (mesh passes), give aliases back, fork.
+  std::vector<void *> big;
+  for (uint32_t i = 0; i < 256; i++) {
+    void *p = malloc(256 << 10);
+    ASSERT_NE(p, nullptr);
+    fill(p, 256 << 10, i + 7);
+    big.push_back(p);
+  }
+  for (size_t i = 0; i < big.size(); i += 2) free(big[i]), big[i] = nullptr;
+  malloc_trim(0);
+  kalloc_compact();
+  for (size_t i = 0; i < pop.live.size(); i += 2) free(pop.live[i]), pop.live[i] = nullptr;
+  std::vector<void *> keep;
+  std::vector<uint32_t> keep_seed;
+  for (size_t i = 1; i < pop.live.size(); i += 2) keep.push_back(pop.live[i]), keep_seed.push_back(pop.seed[i]);
+  pop.live = keep;
+  pop.seed = keep_seed;
+  kalloc_compact();
+  EXPECT_EQ(pop.bad(), 0u);
+  int status = fork_and_overwrite(pop);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_EQ(pop.bad(), 0u) << "the child's writes reached the parent";
+  for (size_t i = 1; i < big.size(); i += 2)
+    EXPECT_EQ(check(big[i], 256 << 10, (uint32_t)i + 7), (size_t)(256 << 10)) << i;
+  kalloc_vmstat v = kt::vmstat_now();
+  EXPECT_GE(v.memfd_lost, 1u);
+  // The program's file is as it wrote it, through every descriptor.
+  for (int fd : fds) {
+    struct stat st;
+    ASSERT_EQ(fstat(fd, &st), 0);
+    EXPECT_EQ(st.st_size, (off_t)content.size()) << "fd " << fd;
+    std::vector<char> now(content.size());
+    ASSERT_EQ(pread(fd, now.data(), now.size(), 0), (ssize_t)now.size());
+    EXPECT_TRUE(now == content) << "fd " << fd << ": the program's file changed";
+  }
+  for (int fd : fds) close(fd);
+  for (void *p : pop.live) free(p);
+  for (void *p : big) free(p);
+}
+
+// fork() with no descriptor left for the pipe that makes the parent wait
+// for the child's copy (it aborted: "no pipe for the memory-file zones'
+// copy"): the wait goes through shared memory instead, and the child's
+// writes stay its own.
+TEST(MeshChild, ForkWithNoDescriptorLeft) {
+  MESH_CHILD("ForkWithNoDescriptorLeft");
+  population pop;
+  kalloc_compact();
+  std::vector<int> dups;
+  for (int fd; (fd = dup(0)) >= 0;) dups.push_back(fd);
+  ASSERT_EQ(errno, EMFILE);
+  int status = fork_and_overwrite(pop);
+  for (int fd : dups) close(fd);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_EQ(pop.bad(), 0u) << "the child's writes reached the parent";
+  for (void *p : pop.live) free(p);
+}
+
 // KALLOC_MESH=1: the frees themselves start passes (a pass per quarter of a
 // class's objects freed), with no compaction or trim call.
 TEST(MeshChild, FreesMesh) {
@@ -486,6 +593,8 @@ TEST(MeshChild, FreesMesh) {
 TEST(Mesh, MergesHalfEmptySlabs) { run_mesh_child("MergesHalfEmptySlabs", "2"); }
 TEST(Mesh, TrimMeshes) { run_mesh_child("TrimMeshes", "2"); }
 TEST(Mesh, NoMappingLeft) { run_mesh_child("NoMappingLeft", "2"); }
+TEST(Mesh, TheProgramClosesTheMemoryFile) { run_mesh_child("TheProgramClosesTheMemoryFile", "2"); }
+TEST(Mesh, ForkWithNoDescriptorLeft) { run_mesh_child("ForkWithNoDescriptorLeft", "2"); }
 TEST(Mesh, FreesMesh) { run_mesh_child("FreesMesh", "1"); }
 TEST(Mesh, ForkAfterMeshing) { run_mesh_child("ForkAfterMeshing"); }
 TEST(Mesh, ForkUnderAFilterRefusingMemfd) { run_mesh_child("ForkUnderAFilterRefusingMemfd"); }
