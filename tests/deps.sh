@@ -6,7 +6,7 @@ KALLOC_DEB_PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
   python3 sqlite3 git perl php-cli redis-server redis-tools nodejs openjdk-17-jdk-headless postgresql
-  graphviz glibc-source rsync
+  graphviz glibc-source rsync faketime
   libpython3.11-testsuite
   hyperfine time procps valgrind
 )

@@ -5,6 +5,7 @@
 
 #include "platform/options.h"
 #include "platform/printk.h"
+#include "platform/timekeeping.h"
 
 #include <errno.h>
 #include <string.h>
@@ -564,9 +565,7 @@ uint64_t os_random_seed()
     if (r)
         for (int i = 0; i < 8; i++)
             seed = (seed << 8 | (seed >> 56)) ^ r[i];
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    seed ^= (uint64_t)ts.tv_nsec * 0xbf58476d1ce4e5b9ull;
+    seed ^= (uint64_t)ktime_get_ns() * 0xbf58476d1ce4e5b9ull;
     seed ^= seed >> 31;
     return seed;
 }

@@ -3,8 +3,8 @@
  * housekeeping (per-CPU pageset decay, idle drains).
  *
  * Mirrors the kernel's ktime_get_coarse_*() (kernel/time/timekeeping.c):
- * CLOCK_MONOTONIC_COARSE through the vDSO, no system call, a few
- * nanoseconds, with the resolution of the kernel's tick (1..10 ms), which
+ * CLOCK_MONOTONIC_COARSE through the vDSO (called directly, not through
+ * libc's interposable clock_gettime), no system call, a few nanoseconds, with the resolution of the kernel's tick (1..10 ms), which
  * is all that deciding "idle for a second" needs.  Never allocates; safe in
  * any thread and in a fork child.
  */
@@ -26,5 +26,8 @@ unsigned long ktime_get_ns();
  * CPU left out (the hugepage policy's fault probe, mm/khugepaged.h).  Like
  * the kernel's task_sched_runtime(). */
 unsigned long ktime_get_thread_cpu_ns();
+
+/* Whether the clock is read through the vDSO (else the system call). */
+bool ktime_uses_vdso();
 
 } // namespace kalloc

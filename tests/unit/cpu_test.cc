@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include "platform/cpu.h"
+#include "platform/timekeeping.h"
+
+#include <time.h>
 
 using namespace kalloc;
 
@@ -49,4 +52,30 @@ TEST(Cpu, PinnedThreadSeesItsCpu)
     sched_setaffinity(0, sizeof(allowed), &allowed);
     EXPECT_GT(checked, 0);
     EXPECT_LT(raw_smp_processor_id(), (unsigned)CPU_SETSIZE);
+}
+
+// The allocator's clocks come from the vDSO directly (not libc's
+// interposable clock_gettime: see platform/timekeeping.cc) and agree with
+// the system's: each reading lies between two of clock_gettime's.
+TEST(Timekeeping, VdsoClocksAgreeWithTheSystem)
+{
+    EXPECT_TRUE(ktime_uses_vdso()) << "no __vdso_clock_gettime found: every reading is a system call";
+    for (int i = 0; i < 1000; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        unsigned long ns = ktime_get_ns();
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        ASSERT_LE((unsigned long)a.tv_sec * 1000000000ul + (unsigned long)a.tv_nsec, ns);
+        ASSERT_GE((unsigned long)b.tv_sec * 1000000000ul + (unsigned long)b.tv_nsec, ns);
+    }
+    struct timespec c;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &c);
+    unsigned long ms = ktime_get_coarse_ms(), sys_ms = (unsigned long)c.tv_sec * 1000 + (unsigned long)c.tv_nsec / 1000000;
+    EXPECT_GE(ms, sys_ms);
+    EXPECT_LE(ms, sys_ms + 50);
+    unsigned long t0 = ktime_get_thread_cpu_ns();
+    volatile unsigned long x = 0;
+    for (unsigned long i = 0; i < 20000000; i++)
+        x = x + i;
+    EXPECT_GT(ktime_get_thread_cpu_ns(), t0 + 1000000) << "20M additions took under 1 ms of CPU time";
 }
