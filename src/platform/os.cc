@@ -248,7 +248,8 @@ bool os_fd_identity(int fd, uint64_t *dev, uint64_t *ino)
 {
     int saved = errno;
     struct stat st;
-    bool ok = fd >= 0 && fstat(fd, &st) == 0;
+    /* The system call, not libc's fstat, which tools such as fakeroot wrap. */
+    bool ok = fd >= 0 && syscall(SYS_fstat, fd, &st) == 0;
     errno = saved;
     if (!ok)
         return false;
@@ -285,7 +286,8 @@ bool os_child_exited(int pid)
     int saved = errno;
     siginfo_t si;
     si.si_pid = 0;
-    bool gone = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == pid;
+    bool gone = syscall(SYS_waitid, P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT, nullptr) != 0 ||
+                si.si_pid == pid;
     errno = saved;
     return gone;
 }
