@@ -14,6 +14,8 @@
 namespace kalloc {
 
 thp_mode thp_enabled;
+thp_mode thp_system;
+uint32_t thp_process_checked;  /* ktime_get_coarse_ms() of the last look at THP_enabled */
 
 namespace {
 
@@ -37,6 +39,30 @@ constexpr size_t PAGEBLOCK_BYTES = pageblock_nr_pages << PAGE_SHIFT;
 
 } // namespace
 
+/* The system's mode for this process: never where the process has THP
+ * turned off (prctl(PR_SET_THP_DISABLE), inherited across fork and exec:
+ * "THP_enabled: 0" in /proc/self/status, Linux >= 5.0); the kernel then
+ * maps no hugepage whatever the advice. */
+static thp_mode thp_mode_for_process(thp_mode system)
+{
+    if (system <= THP_NEVER)
+        return system;
+    static const char *const keys[] = {"THP_enabled:"};
+    uint64_t on = 1;            /* no such line (older kernel): as the system says */
+    os_read_fields("/proc/self/status", keys, &on, 1);
+    return on ? system : THP_NEVER;
+}
+
+void khugepaged_recheck_process()
+{
+    thp_mode system = READ_ONCE(thp_system);
+    uint32_t now = (uint32_t)ktime_get_coarse_ms();
+    if (system <= THP_NEVER || now - READ_ONCE(thp_process_checked) < KHUGEPAGED_PROCESS_RECHECK_MS)
+        return;
+    WRITE_ONCE(thp_process_checked, now);
+    WRITE_ONCE(thp_enabled, thp_mode_for_process(system));
+}
+
 void khugepaged_init()
 {
     if (thp_enabled != THP_UNKNOWN)
@@ -54,7 +80,9 @@ void khugepaged_init()
                 break;
             }
     }
-    thp_enabled = m;
+    thp_system = m;
+    thp_process_checked = (uint32_t)ktime_get_coarse_ms();
+    thp_enabled = thp_mode_for_process(m);
 }
 
 /* Make the first page of [addr, 2 MiB) resident now, the pageblock having
@@ -79,6 +107,7 @@ bool khugepaged_large_written_whole;
 
 bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, migratetype mt)
 {
+    khugepaged_recheck_process();
     /* Large blocks under 2 MiB are cut from power-of-two blocks whose tails
      * wait on the free lists for a smaller request: in a hugepage those
      * tails are resident (idle-drift's burst peaked 22 MiB higher, 7 MiB
@@ -306,6 +335,7 @@ void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
 
 void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
 {
+    khugepaged_recheck_process();   /* a program may turn THP off (Redis does, at start) */
     if (thp_enabled <= THP_NEVER || !option_get(OPT_THP))
         return;
     unsigned collapses = 0;

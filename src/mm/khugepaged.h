@@ -78,7 +78,16 @@
 namespace kalloc {
 
 enum thp_mode : uint8_t { THP_UNKNOWN, THP_NEVER, THP_MADVISE, THP_ALWAYS };
-extern thp_mode thp_enabled;        /* the system's transparent_hugepage/enabled */
+extern thp_mode thp_enabled;        /* the system's transparent_hugepage/enabled, or THP_NEVER
+                                     * where this process has THP turned off (prctl) */
+extern thp_mode thp_system;         /* the system's transparent_hugepage/enabled */
+extern uint32_t thp_process_checked; /* when THP_enabled was last read (coarse ms) */
+constexpr uint32_t KHUGEPAGED_PROCESS_RECHECK_MS = 1000;
+
+/* Read this process's THP switch again (at most every
+ * KHUGEPAGED_PROCESS_RECHECK_MS): a program may turn THP off, or on, with
+ * prctl(PR_SET_THP_DISABLE) while it runs. */
+void khugepaged_recheck_process();
 
 constexpr unsigned KHUGEPAGED_DENSE_FREE = pageblock_nr_pages / 8;   /* at most this free: dense */
 constexpr unsigned KHUGEPAGED_SPARSE_FREE = pageblock_nr_pages / 2;  /* at least this free: sparse */

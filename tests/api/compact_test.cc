@@ -272,6 +272,20 @@ TEST(Compact, StatsPrintShowsTheViews) {
 // process started by the Compact test after it, with its options in the
 // environment and KALLOC_TEST_THP_CHILD naming it (a heap that has not grown
 // yet, and the policy's state as a program starts); run directly, they skip.
+// This process's THP switch ("THP_enabled:" in /proc/self/status: 0 after
+// prctl(PR_SET_THP_DISABLE), inherited across exec); -1 if the kernel does
+// not say (before Linux 5.0).
+int process_thp_on() {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int on = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "THP_enabled: %d", &on) == 1) break;
+  fclose(f);
+  return on;
+}
+
 bool thp_child_setup(const char *name) {
   const char *child = getenv("KALLOC_TEST_THP_CHILD");
   if (!child || strcmp(child, name) != 0) return false;
@@ -281,7 +295,7 @@ bool thp_child_setup(const char *name) {
     if (read(fd, mode, sizeof(mode) - 1) < 0) mode[0] = 0;
     close(fd);
   }
-  return strstr(mode, "[madvise]") != nullptr;
+  return strstr(mode, "[madvise]") != nullptr && process_thp_on() != 0;
 }
 
 // Fill 96 MiB with 1 KiB objects (slab pageblocks filled densely): about 40
@@ -313,7 +327,39 @@ struct thp_fill {
 #define THP_CHILD(name)                                                             \
   if (!thp_child_setup(name))                                                       \
     GTEST_SKIP() << "run by the Compact test of the same name, in a fresh process, " \
-                    "when transparent_hugepage/enabled is madvise";
+                    "when transparent_hugepage/enabled is madvise and the process has THP on";
+
+// A process with THP turned off (prctl(PR_SET_THP_DISABLE): inherited from
+// its parent here; Redis turns it off itself at start) gets no hugepage
+// whatever the advice, so kalloc gives none (it advised every fresh
+// pageblock and kept dense ones resident as if they were huge), and it
+// notices when the program turns THP on again, or off, while it runs (a
+// look at most every second).
+TEST(CompactThpChild, NoAdviceWhereTheProcessTurnedThpOff) {
+  const char *child = getenv("KALLOC_TEST_THP_CHILD");
+  if (!child || strcmp(child, "NoAdviceWhereTheProcessTurnedThpOff") != 0)
+    GTEST_SKIP() << "run by the Compact test of the same name";
+  ASSERT_EQ(process_thp_on(), 0) << "the parent turned THP off before starting this process";
+  {
+    thp_fill f;
+    EXPECT_EQ(f.advised(), 0u) << "THP off: no fresh pageblock is advised";
+    EXPECT_EQ(f.after.thp_madvised, f.before.thp_madvised);
+  }
+  // On again: after a second the next fresh pageblocks are advised.
+  ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0), 0);
+  usleep(1100 * 1000);
+  {
+    thp_fill f;
+    EXPECT_GE(f.advised(), 24u) << "THP on again: the fresh pageblocks are made huge";
+  }
+  // Off while it runs (as Redis does).
+  ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
+  usleep(1100 * 1000);
+  {
+    thp_fill f;
+    EXPECT_EQ(f.advised(), 0u) << "THP turned off by the program: no more advice";
+  }
+}
 
 // KALLOC_THP=2: every fresh pageblock of a busy zone is advised, so the heap
 // that grows past 16 MiB fills hugepages without a collapse.
@@ -554,6 +600,21 @@ void run_thp_child(const char *name, const char *thp, const char *fault_us) {
 }
 
 TEST(Compact, FirstFaultAlways) { run_thp_child("FirstFaultAlways", "2", nullptr); }
+TEST(Compact, NoAdviceWhereTheProcessTurnedThpOff) {
+  {
+    char mode[128] = {};
+    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY);
+    if (fd >= 0) {
+      if (read(fd, mode, sizeof(mode) - 1) < 0) mode[0] = 0;
+      close(fd);
+    }
+    if (!strstr(mode, "[madvise]")) GTEST_SKIP() << "transparent_hugepage/enabled is not madvise";
+    if (process_thp_on() != 1) GTEST_SKIP() << "no THP_enabled line, or THP already off here";
+  }
+  ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
+  run_thp_child("NoAdviceWhereTheProcessTurnedThpOff", "2", nullptr);
+  prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
+}
 TEST(Compact, FirstFaultMeasuredCheap) {
   run_thp_child("FirstFaultMeasuredCheap", "3", "100000000");
 }
