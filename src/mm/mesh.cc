@@ -304,12 +304,12 @@ void __mesh_unmesh(kmem_cache *c, page *a)
             /* A zone made anonymous in a fork child (zone_memfd_fork_child):
              * the alias has its own copy of the page; given back, it is zero. */
             os_decommit(baddr, PAGE_SIZE);
-        } else if (!zone_backing_check(z) ? !os_map_anon_replace(baddr, PAGE_SIZE)
-                                          : !os_map_file_replace(baddr, PAGE_SIZE, z->backing_fd,
-                                                                 file_offset(z, baddr))) {
+        } else if (!zone_backing_check(z) ||
+                   !os_map_file_replace(baddr, PAGE_SIZE, z->backing_fd, file_offset(z, baddr))) {
             /* (Its own file page cannot be mapped without the file, which the
-             * program closed: a private zero page instead, still in the zone's
-             * range; the zone no longer meshes.) */
+             * program closed.  A private page there would make the zone's
+             * MADV_REMOVE fail on ranges across it and leave file pages that
+             * read as given back but are not zero.) */
             /* Still mapping a's page: never handed out again (leaked). */
             b->flags = PG_meta | PG_head;
             continue;

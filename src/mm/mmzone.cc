@@ -354,11 +354,23 @@ static void zone_memfd_lost_to_anon(zone *z)
     z->full = false;
 }
 
+/* (Child) the shared page is the parent's too: the child's own forks get
+ * a page of their own, so a parent and a child that fork at once never
+ * wait on one word. */
+static void zone_memfd_fork_sync_drop()
+{
+    if (fork_sync)
+        os_unmap(fork_sync, PAGE_SIZE);
+    fork_sync = nullptr;
+}
+
 void zone_memfd_fork_child()
 {
     fork_copied = fork_pipe[0] >= 0 || fork_sync_used;
-    if (!fork_copied)
+    if (!fork_copied) {
+        zone_memfd_fork_sync_drop();
         return;
+    }
     if (fork_sync_used)
         __atomic_store_n(&fork_sync->pid, os_getpid(), __ATOMIC_RELEASE);
     else
@@ -396,8 +408,10 @@ void zone_memfd_fork_child()
         __atomic_store_n(&fork_sync->done, 1, __ATOMIC_RELEASE);
         os_futex_wake_shared(&fork_sync->done);
         fork_sync_used = false;
+        zone_memfd_fork_sync_drop();
         return;
     }
+    zone_memfd_fork_sync_drop();
     os_write(fork_pipe[1], "", 1);
     os_close(fork_pipe[1]);
     fork_pipe[0] = fork_pipe[1] = -1;

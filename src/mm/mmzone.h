@@ -131,7 +131,8 @@ enum zone_backing : uint8_t {
     ZONE_BACKING_MEMFD_LOST,  /* the program closed the memory file's descriptor (a
                                * daemon closing all it did not open): what is mapped
                                * stays the file's, shared; no growth (the zone is full),
-                               * no meshing; a fork child copies it through the mapping */
+                               * no meshing, aliases given back are leaked; a fork child
+                               * copies it through the mapping */
 };
 
 enum zone_type : uint8_t {

@@ -239,8 +239,7 @@ void os_zero_range(void *addr, size_t len)
 void os_decommit_backed(void *addr, size_t len, bool shared)
 {
     int saved = errno;
-    if (!shared || (madvise(addr, len, MADV_REMOVE) != 0 && errno == EINVAL))
-        madvise(addr, len, MADV_DONTNEED);
+    madvise(addr, len, shared ? MADV_REMOVE : MADV_DONTNEED);
     errno = saved;
 }
 
@@ -309,12 +308,6 @@ int os_memfd_create(const char *name, uint64_t size)
 bool os_map_file_replace(void *addr, size_t len, int fd, uint64_t offset)
 {
     void *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)offset);
-    return p == addr;
-}
-
-bool os_map_anon_replace(void *addr, size_t len)
-{
-    void *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     return p == addr;
 }
 

@@ -83,9 +83,7 @@ void os_zero_range(void *addr, size_t len);
  * memory) MADV_DONTNEED as os_decommit; otherwise the range is a shared
  * mapping of a memory file and MADV_REMOVE frees the file pages behind it
  * (MADV_DONTNEED would only drop this mapping's page-table entries and keep
- * the file pages, so nothing would be given back).  A shared range may hold
- * private pages (an alias given back in a zone whose file kalloc lost):
- * where MADV_REMOVE is refused (EINVAL), MADV_DONTNEED. */
+ * the file pages, so nothing would be given back). */
 void os_decommit_backed(void *addr, size_t len, bool shared);
 
 /* The identity (st_dev, st_ino) of the file open as fd; false when fd is
@@ -119,10 +117,6 @@ int os_memfd_create(const char *name, uint64_t size);
  * errno set on failure (the old mapping may then be gone: callers only
  * replace kalloc's own mappings). */
 bool os_map_file_replace(void *addr, size_t len, int fd, uint64_t offset);
-
-/* Map fresh private anonymous memory exactly at addr, replacing whatever
- * is mapped there (MAP_FIXED).  False with errno set on failure. */
-bool os_map_anon_replace(void *addr, size_t len);
 
 /* Whether [addr, addr + len) is mapped at all (madvise MADV_NORMAL, which
  * changes nothing on kalloc's mappings and fails with ENOMEM on a hole).
