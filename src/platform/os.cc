@@ -296,6 +296,17 @@ int os_memfd_create(const char *name, uint64_t size)
     int fd = (int)syscall(SYS_memfd_create, name, MFD_CLOEXEC);
     if (fd < 0)
         return -1;
+    if (fd <= 2) {
+        /* A program started with stdin, stdout or stderr closed: its next
+         * print to that number would write into the heap's file.  Above 2. */
+        int high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 3);
+        int saved = errno;
+        sys_close(fd);
+        errno = saved;
+        if (high < 0)
+            return -1;
+        fd = high;
+    }
     if (ftruncate(fd, (off_t)size) != 0) {
         int saved = errno;
         sys_close(fd);

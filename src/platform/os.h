@@ -109,7 +109,8 @@ int os_getpid();
 bool os_child_exited(int pid);
 
 /* A memory file (memfd_create, MFD_CLOEXEC) of `size` bytes, sparse (no
- * page allocated until touched).  The fd, or -1 with errno set. */
+ * page allocated until touched).  The fd (never 0, 1 or 2: a program
+ * started with those closed still prints to them), or -1 with errno set. */
 int os_memfd_create(const char *name, uint64_t size);
 
 /* Map `len` bytes of memory file `fd` at `offset` exactly at `addr`,

@@ -575,6 +575,33 @@ TEST(MeshChild, ForkWithNoDescriptorLeft) {
   for (void *p : pop.live) free(p);
 }
 
+// A program started with stderr closed (cron jobs, some daemons' children):
+// the first memory file must not take descriptor 2, or the program's next
+// message to stderr is written into the heap (the previous library: SIGSEGV
+// after 50 lines of stderr).  The child checks 2 is not open, prints to it
+// anyway, and reads every object back.
+TEST(MeshChild, StartedWithStderrClosed) {
+  MESH_CHILD("StartedWithStderrClosed");
+  std::vector<char *> keep;
+  for (int i = 0; i < 2000; i++) {
+    char *p = (char *)malloc(64);
+    ASSERT_NE(p, nullptr);
+    memset(p, 'A' + i % 26, 64);
+    keep.push_back(p);
+  }
+  EXPECT_EQ(fcntl(2, F_GETFD), -1) << "descriptor 2 is open: kalloc's memory file took it";
+  for (int r = 0; r < 50; r++) {
+    const char line[] = "an error message a program writes to stderr\n";
+    ssize_t w = write(2, line, sizeof line - 1);
+    (void)w;
+  }
+  size_t bad = 0;
+  for (int i = 0; i < 2000; i++)
+    for (int k = 0; k < 64; k++) bad += keep[i][k] != 'A' + i % 26;
+  EXPECT_EQ(bad, 0u);
+  for (char *p : keep) free(p);
+}
+
 // KALLOC_MESH=1: the frees themselves start passes (a pass per quarter of a
 // class's objects freed), with no compaction or trim call.
 TEST(MeshChild, FreesMesh) {
@@ -595,6 +622,27 @@ TEST(Mesh, TrimMeshes) { run_mesh_child("TrimMeshes", "2"); }
 TEST(Mesh, NoMappingLeft) { run_mesh_child("NoMappingLeft", "2"); }
 TEST(Mesh, TheProgramClosesTheMemoryFile) { run_mesh_child("TheProgramClosesTheMemoryFile", "2"); }
 TEST(Mesh, ForkWithNoDescriptorLeft) { run_mesh_child("ForkWithNoDescriptorLeft", "2"); }
+TEST(Mesh, StartedWithStderrClosed) {
+  // The child is started with descriptor 2 closed (not through run_self,
+  // which gives it one); its gtest output goes to stdout.
+  fflush(nullptr);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(2);
+    setenv("KALLOC_MESH", "1", 1);
+    setenv("KALLOC_TEST_MESH_CHILD", "StartedWithStderrClosed", 1);
+    char filter[] = "--gtest_filter=MeshChild.StartedWithStderrClosed";
+    char self[] = "/proc/self/exe";
+    char *argv[] = {self, filter, nullptr};
+    execv(self, argv);
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "MeshChild.StartedWithStderrClosed: status " << status << " (a signal: " << WIFSIGNALED(status) << ")";
+}
 TEST(Mesh, FreesMesh) { run_mesh_child("FreesMesh", "1"); }
 TEST(Mesh, ForkAfterMeshing) { run_mesh_child("ForkAfterMeshing"); }
 TEST(Mesh, ForkUnderAFilterRefusingMemfd) { run_mesh_child("ForkUnderAFilterRefusingMemfd"); }
