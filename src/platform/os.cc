@@ -86,10 +86,33 @@ void *os_remap_fixed(void *addr, size_t old_len, size_t new_len, void *new_addr)
     return p == MAP_FAILED ? nullptr : p;
 }
 
+/* madvise(advice) that drops [addr, addr + len), which then reads zero
+ * (MADV_DONTNEED, MADV_REMOVE).  Where the kernel refuses (EINVAL: locked
+ * pages, after mlockall(MCL_FUTURE) or a program's mlock of a block it then
+ * freed) the range is cleared in place instead, 64 KiB at a time, so that a
+ * lock on a few pages costs only their chunk: reclaim marks what it gave
+ * back as reading zero, and calloc hands such memory out without clearing
+ * it (before session 40, calloc under mlockall returned old bytes). */
+static void drop_or_zero(void *addr, size_t len, int advice)
+{
+    if (madvise(addr, len, advice) == 0 || errno != EINVAL)
+        return;
+    constexpr uintptr_t CHUNK = 64 << 10;
+    char *p = (char *)addr, *end = p + len;
+    while (p < end) {
+        size_t n = CHUNK - ((uintptr_t)p & (CHUNK - 1));
+        if (n > (size_t)(end - p))
+            n = (size_t)(end - p);
+        if (madvise(p, n, advice) != 0 && errno == EINVAL)
+            memset(p, 0, n);
+        p += n;
+    }
+}
+
 void os_decommit(void *addr, size_t len)
 {
     int saved = errno;
-    madvise(addr, len, MADV_DONTNEED);
+    drop_or_zero(addr, len, MADV_DONTNEED);
     errno = saved;
 }
 
@@ -136,7 +159,7 @@ bool os_decommit_many(const os_range *r, unsigned n, bool batch)
             WRITE_ONCE(batch_state, -1);
     }
     for (unsigned i = 0; i < n; i++)
-        madvise(r[i].addr, r[i].len, MADV_DONTNEED);
+        drop_or_zero(r[i].addr, r[i].len, MADV_DONTNEED);
     errno = saved;
     return false;
 }
@@ -145,8 +168,7 @@ bool os_decommit_many(const os_range *r, unsigned n, bool batch)
  * kernel refuses. */
 static void zero_by_drop(char *p, size_t n)
 {
-    if (madvise(p, n, MADV_DONTNEED) != 0)
-        memset(p, 0, n);
+    drop_or_zero(p, n, MADV_DONTNEED);
 }
 
 /* Whether the (mapped) page at p reads all zero: a page with contents
@@ -239,7 +261,7 @@ void os_zero_range(void *addr, size_t len)
 void os_decommit_backed(void *addr, size_t len, bool shared)
 {
     int saved = errno;
-    madvise(addr, len, shared ? MADV_REMOVE : MADV_DONTNEED);
+    drop_or_zero(addr, len, shared ? MADV_REMOVE : MADV_DONTNEED);
     errno = saved;
 }
 
