@@ -101,6 +101,28 @@ bool zone_backing_check(zone *z)
     return false;
 }
 
+/* Whether memory-file zones may map `bytes` more under RLIMIT_DATA.  The
+ * kernel counts only private writable mappings against it (VmData), so a
+ * program capping its heap with the limit would find no cap at all with
+ * KALLOC_MESH=1 (one ran to 24 GB and the OOM killer); kalloc counts its
+ * memory files' mapped pages with VmData, as if they were private. */
+static bool zone_memfd_within_data_limit(unsigned long bytes)
+{
+    uint64_t limit = os_data_limit();
+    if (limit == ~0ull)
+        return true;
+    static const char *const keys[] = {"VmData:"};
+    uint64_t data_kb = 0;
+    if (!os_read_fields("/proc/self/status", keys, &data_kb, 1))
+        return true;            /* unknown (no /proc): the kernel's own count only */
+    uint64_t shared = 0;
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nz; i++)
+        if (zones[i]->backing != ZONE_BACKING_ANON)
+            shared += (uint64_t)READ_ONCE(zones[i]->spanned_pages) << PAGE_SHIFT;
+    return (data_kb << 10) + shared + bytes <= limit;
+}
+
 bool __zone_grow(zone *z, unsigned long min_pages)
 {
     if (z->full || z->spanned_pages + min_pages > z->max_pages)
@@ -112,6 +134,8 @@ bool __zone_grow(zone *z, unsigned long min_pages)
     unsigned long step = zone_grow_step(z, min_pages);
     if (step < min_pages)
         return false;
+    if (z->backing != ZONE_BACKING_ANON && !zone_memfd_within_data_limit(step << PAGE_SHIFT))
+        return false;           /* as the kernel refuses private memory past the limit */
     uintptr_t addr = z->zone_start + (z->spanned_pages << PAGE_SHIFT);
     int saved = errno;
     void *p = z->backing == ZONE_BACKING_ANON ? zone_map_hugetlb(z, (void *)addr, step << PAGE_SHIFT) : nullptr;

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <linux/futex.h>
@@ -301,6 +302,17 @@ void os_futex_wake_shared(int *word)
 }
 
 int os_getpid() { return (int)syscall(SYS_getpid); }
+
+uint64_t os_data_limit()
+{
+    int saved = errno;
+    struct rlimit rl;
+    long rc = syscall(SYS_prlimit64, 0, RLIMIT_DATA, nullptr, &rl);
+    errno = saved;
+    if (rc != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return ~0ull;
+    return (uint64_t)rl.rlim_cur;
+}
 
 bool os_child_exited(int pid)
 {

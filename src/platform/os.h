@@ -101,6 +101,9 @@ void *os_map_shared(size_t len);
 void os_futex_wait_shared(int *word, int val, unsigned timeout_ms);
 void os_futex_wake_shared(int *word);
 
+/* The soft RLIMIT_DATA in bytes, or ~0 when unlimited (or unknown). */
+uint64_t os_data_limit();
+
 /* This process's id (the system call: right in a fork child at once). */
 int os_getpid();
 

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -602,6 +603,44 @@ TEST(MeshChild, StartedWithStderrClosed) {
   for (char *p : keep) free(p);
 }
 
+// RLIMIT_DATA counts only private writable mappings, so memory-file zones
+// escaped it: a program capping its heap with the limit ran on to the OOM
+// killer (24 GB on the test machine).  kalloc counts its memory files with
+// the process's VmData: 1 MiB blocks under a limit 64 MiB above the start
+// end in NULL and ENOMEM near 64 MiB, and work again once freed.
+TEST(MeshChild, RespectsTheDataLimit) {
+  MESH_CHILD("RespectsTheDataLimit");
+  FILE *f = fopen("/proc/self/status", "r");
+  ASSERT_NE(f, nullptr);
+  char line[256];
+  long data_kb = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmData: %ld kB", &data_kb) == 1) break;
+  fclose(f);
+  ASSERT_GT(data_kb, 0);
+  struct rlimit rl;
+  rl.rlim_cur = (rlim_t)(data_kb << 10) + (64ul << 20);
+  rl.rlim_max = RLIM_INFINITY;
+  ASSERT_EQ(setrlimit(RLIMIT_DATA, &rl), 0);
+  std::vector<void *> got;
+  for (;;) {
+    errno = 0;
+    void *p = malloc(1 << 20);
+    if (!p) {
+      EXPECT_EQ(errno, ENOMEM);
+      break;
+    }
+    memset(p, 0x33, 1 << 20);
+    got.push_back(p);
+    ASSERT_LT(got.size(), 256u) << "256 MiB allocated under a limit 64 MiB above the start";
+  }
+  EXPECT_GE(got.size(), 32u) << "the limit left 64 MiB";
+  for (void *p : got) free(p);
+  void *again = malloc(1 << 20);
+  EXPECT_NE(again, nullptr) << "freed, the memory is had again";
+  free(again);
+}
+
 // KALLOC_MESH=1: the frees themselves start passes (a pass per quarter of a
 // class's objects freed), with no compaction or trim call.
 TEST(MeshChild, FreesMesh) {
@@ -622,6 +661,7 @@ TEST(Mesh, TrimMeshes) { run_mesh_child("TrimMeshes", "2"); }
 TEST(Mesh, NoMappingLeft) { run_mesh_child("NoMappingLeft", "2"); }
 TEST(Mesh, TheProgramClosesTheMemoryFile) { run_mesh_child("TheProgramClosesTheMemoryFile", "2"); }
 TEST(Mesh, ForkWithNoDescriptorLeft) { run_mesh_child("ForkWithNoDescriptorLeft", "2"); }
+TEST(Mesh, RespectsTheDataLimit) { run_mesh_child("RespectsTheDataLimit", "2"); }
 TEST(Mesh, StartedWithStderrClosed) {
   // The child is started with descriptor 2 closed (not through run_self,
   // which gives it one); its gtest output goes to stdout.
