@@ -680,7 +680,10 @@ struct vmscan_trace_entry {
     uint8_t max_order;         /* the largest of them */
 };
 
-static vmscan_trace_entry vmscan_trace[VMSCAN_TRACE_MAX];   /* a ring, under vmscan_lock */
+/* A ring, under vmscan_lock, mapped at the first traced pass: 352 KiB that a
+ * static array put in every process's data (RLIMIT_DATA and mlockall count
+ * it even untouched). */
+static vmscan_trace_entry *vmscan_trace;
 static unsigned long vmscan_trace_next;                     /* entries ever written */
 
 static inline uint32_t trace_u32(unsigned long v) { return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; }
@@ -719,6 +722,11 @@ static void trace_zone_state(vmscan_trace_entry *e, zone *z, uint32_t now, bool 
 /* What the pass did (its scan_control), and the entry kept in the ring. */
 static void trace_zone_pass(const vmscan_trace_entry &e, const scan_control &sc)
 {
+    if (!vmscan_trace) {
+        vmscan_trace = (vmscan_trace_entry *)os_map(sizeof(vmscan_trace_entry) * VMSCAN_TRACE_MAX, true);
+        if (!vmscan_trace)
+            return;
+    }
     vmscan_trace_entry *t = &vmscan_trace[vmscan_trace_next++ % trace_keep()];
     *t = e;
     t->read = sc.nr_read;
@@ -738,7 +746,7 @@ void print_vmscan_trace(printbuf &out)
         return;
     spin_lock(&vmscan_lock);
     unsigned long end = vmscan_trace_next, start = end > keep ? end - keep : 0;
-    if (!end) {                     /* no pass: nothing to say (a shell's many processes) */
+    if (!end || !vmscan_trace) {    /* no pass: nothing to say (a shell's many processes) */
         spin_unlock(&vmscan_lock);
         return;
     }
