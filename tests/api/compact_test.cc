@@ -286,16 +286,21 @@ int process_thp_on() {
   return on;
 }
 
-bool thp_child_setup(const char *name) {
-  const char *child = getenv("KALLOC_TEST_THP_CHILD");
-  if (!child || strcmp(child, name) != 0) return false;
+// Whether the system's THP mode (transparent_hugepage/enabled) is madvise.
+bool thp_system_madvise() {
   char mode[128] = {};
   int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY);
   if (fd >= 0) {
     if (read(fd, mode, sizeof(mode) - 1) < 0) mode[0] = 0;
     close(fd);
   }
-  return strstr(mode, "[madvise]") != nullptr && process_thp_on() != 0;
+  return strstr(mode, "[madvise]") != nullptr;
+}
+
+bool thp_child_setup(const char *name) {
+  const char *child = getenv("KALLOC_TEST_THP_CHILD");
+  if (!child || strcmp(child, name) != 0) return false;
+  return thp_system_madvise() && process_thp_on() != 0;
 }
 
 // Fill 96 MiB with 1 KiB objects (slab pageblocks filled densely): about 40
@@ -601,16 +606,8 @@ void run_thp_child(const char *name, const char *thp, const char *fault_us) {
 
 TEST(Compact, FirstFaultAlways) { run_thp_child("FirstFaultAlways", "2", nullptr); }
 TEST(Compact, NoAdviceWhereTheProcessTurnedThpOff) {
-  {
-    char mode[128] = {};
-    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY);
-    if (fd >= 0) {
-      if (read(fd, mode, sizeof(mode) - 1) < 0) mode[0] = 0;
-      close(fd);
-    }
-    if (!strstr(mode, "[madvise]")) GTEST_SKIP() << "transparent_hugepage/enabled is not madvise";
-    if (process_thp_on() != 1) GTEST_SKIP() << "no THP_enabled line, or THP already off here";
-  }
+  if (!thp_system_madvise()) GTEST_SKIP() << "transparent_hugepage/enabled is not madvise";
+  if (process_thp_on() != 1) GTEST_SKIP() << "no THP_enabled line, or THP already off here";
   ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
   run_thp_child("NoAdviceWhereTheProcessTurnedThpOff", "2", nullptr);
   prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
