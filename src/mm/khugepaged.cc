@@ -414,8 +414,11 @@ void khugepaged_zone_grown(zone *z, unsigned long pfn, unsigned long nr)
      * its first touch: one slab page made 2 MiB resident that kalloc
      * counted as given back, and the residency tests read 16 resident
      * pages where one was touched.) */
-    unsigned long first = pfn >> pageblock_order, last = (pfn + nr) >> pageblock_order;
-    if (thp_enabled != THP_ALWAYS || first >= last)
+    /* The pageblocks the range touches: a growth need not start or end on
+     * a pageblock boundary (mm/mmzone.h). */
+    unsigned long first = pfn >> pageblock_order;
+    unsigned long last = (pfn + nr + pageblock_nr_pages - 1) >> pageblock_order;
+    if (thp_enabled != THP_ALWAYS || !nr)
         return;
     if (z->pageblock_thp[first] & PB_HUGETLB)
         return;                 /* mapped from hugetlbfs (a growth is all or none) */

@@ -68,22 +68,34 @@ uintptr_t __reserve_zone_slots(unsigned nr_slots)
     return 0;
 }
 
-/* Step by which a zone grows: at least what is needed, otherwise 1/8 of the
- * zone (4 MiB .. 64 MiB), in whole MAX_ORDER blocks. */
-static unsigned long zone_grow_step(const zone *z, unsigned long min_pages)
+/* The top a zone grows to: 1/8 of the zone more (4 MiB .. 64 MiB), ending
+ * on a MAX_ORDER boundary and holding a free block of min_pages above what
+ * the zone has (rounded up to a power of two: a buddy block, aligned to its
+ * size).  *need: the lowest top that holds that block.  Returns 0 when it
+ * would not fit under max_pages.
+ *
+ * A first growth of 1 MiB was tried (2026-12-07): the program's first
+ * allocations of three migrate types then shared one pageblock, and each
+ * request of a type that may not claim it took the largest free block of
+ * another type (the kernel's fallback), so cat's 39 pages in use left 217
+ * free pages in 94 blocks of 1-4 pages and the next 128 KiB buffer grew the
+ * zone anyway.  So growth keeps whole MAX_ORDER blocks, and only a growth
+ * the kernel refuses goes smaller (__zone_grow). */
+static unsigned long zone_grow_top(const zone *z, unsigned long min_pages, unsigned long *need)
 {
     constexpr unsigned long block = 1ul << MAX_ORDER;
-    unsigned long step = z->spanned_pages / 8;
+    const unsigned long spanned = z->spanned_pages;
+    const unsigned long size = 1ul << ceil_log2(min_pages ? min_pages : 1);
+    *need = align_up(spanned, size) + size;
+    unsigned long step = spanned / 8;
     if (step < block)
         step = block;
     if (step > 16 * block)
         step = 16 * block;
-    if (step < min_pages)
-        step = min_pages;
-    step = align_up(step, block);
-    if (step > z->max_pages - z->spanned_pages)
-        step = z->max_pages - z->spanned_pages;
-    return step;
+    unsigned long top = align_up(spanned + step > *need ? spanned + step : *need, block);
+    if (top > z->max_pages)
+        top = z->max_pages;
+    return top >= *need ? top : 0;
 }
 
 bool zone_backing_check(zone *z)
@@ -123,6 +135,89 @@ static bool zone_memfd_within_data_limit(unsigned long bytes)
     return (data_kb << 10) + shared + bytes <= limit;
 }
 
+/* Under RLIMIT_AS or RLIMIT_DATA a growth takes at most half of the room
+ * left below the limit (against VmSize and VmData), in 64-page steps, but
+ * at least what the request needs (need): the program's own mappings
+ * (thread stacks, files, Python's 1 MiB arenas) must still fit beside the
+ * zone, which otherwise takes 4 MiB or 1/8 of itself at a time while
+ * glibc's heap grows by 132 KiB.  Half, not a quarter: Python under
+ * `ulimit -v` (the smallest limit, in steps of 1 MB, at which a json dump
+ * runs; glibc 16 MB) needed 18 MB with no cap, 19 with half, 20 with a
+ * quarter (its arenas, sparser than kalloc's slabs, then took the room).
+ * Unlimited (the usual case): top as it is, with no read of /proc. */
+static unsigned long zone_grow_within_limits(const zone *z, unsigned long top, unsigned long need)
+{
+    uint64_t as = os_as_limit(), data = os_data_limit();
+    if (as == ~0ull && data == ~0ull)
+        return top;
+    static const char *const keys[] = {"VmSize:", "VmData:"};
+    uint64_t kb[2] = {0, 0};
+    if (!os_read_fields("/proc/self/status", keys, kb, 2))
+        return top;             /* unknown (no /proc): refusals still halve the step */
+    uint64_t used[2] = {kb[0] << 10, kb[1] << 10}, limit[2] = {as, data}, room = ~0ull;
+    for (unsigned i = 0; i < 2; i++) {
+        uint64_t r = limit[i] > used[i] ? limit[i] - used[i] : 0;
+        if (r < room)
+            room = r;
+    }
+    unsigned long cap = z->spanned_pages + ((room / 2) >> PAGE_SHIFT & ~63ul);
+    if (cap < need)
+        cap = need;
+    return top < cap ? top : cap;
+}
+
+/* Map the zone's pages [spanned_pages, top), their descriptors (whole
+ * pageblocks of them) and their slab-map bytes.  On failure nothing of the
+ * data range stays mapped; EEXIST (someone else's mapping in the way) makes
+ * the zone full, anything else (ENOMEM: RLIMIT_AS, RLIMIT_DATA, the mapping
+ * count) may pass. */
+static bool __zone_map_range(zone *z, unsigned long top)
+{
+    const unsigned long first = z->spanned_pages, nr = top - first;
+    if (z->backing != ZONE_BACKING_ANON && !zone_memfd_within_data_limit(nr << PAGE_SHIFT))
+        return false;           /* as the kernel refuses private memory past the limit */
+    uintptr_t addr = z->zone_start + (first << PAGE_SHIFT);
+    void *p = z->backing == ZONE_BACKING_ANON ? zone_map_hugetlb(z, (void *)addr, nr << PAGE_SHIFT) : nullptr;
+    if (!p)
+        p = os_map_fixed((void *)addr, nr << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
+    bool ok = p != nullptr;
+    /* The descriptors of the new pages that have none yet (a zone that shrank
+     * kept them), in whole pageblocks (32 KiB, page aligned), so a walk over
+     * a pageblock the top cuts reads zero descriptors past it, never a
+     * fault. */
+    unsigned long mm_to = align_up(top, pageblock_nr_pages);
+    if (ok && mm_to > z->mem_map_pages) {
+        ok = os_map_fixed(z->mem_map + z->mem_map_pages, (mm_to - z->mem_map_pages) * sizeof(page), -1, 0);
+        if (ok)
+            z->mem_map_pages = mm_to;
+    }
+    /* The slab maps' bytes for the new pages (a page of each map covers
+     * 4,096 pages of the zone). */
+    unsigned long maps_to = align_up(top, PAGE_SIZE);
+    if (ok && maps_to > z->slab_maps_rw) {
+        size_t len = maps_to - z->slab_maps_rw;
+        ok = os_protect_rw(zone_slab_class_map(z) + z->slab_maps_rw, len) &&
+             os_protect_rw(zone_slab_owner_map(z) + z->slab_maps_rw, len);
+        if (ok)
+            z->slab_maps_rw = maps_to;
+    }
+    if (ok)
+        return true;
+    bool full = errno == EEXIST;
+    if (p)
+        os_unmap(p, nr << PAGE_SHIFT);
+    /* zone_map_hugetlb's marks (it maps whole pageblocks only) */
+    for (unsigned long pb = align_up(first, pageblock_nr_pages) >> pageblock_order; pb < top >> pageblock_order;
+         pb++) {
+        if (z->pageblock_thp[pb] & PB_HUGETLB)
+            z->nr_hugetlb_pages -= pageblock_nr_pages;
+        z->pageblock_thp[pb] = 0;
+    }
+    if (full)
+        z->full = true;
+    return false;
+}
+
 bool __zone_grow(zone *z, unsigned long min_pages)
 {
     if (z->full || z->spanned_pages + min_pages > z->max_pages)
@@ -131,59 +226,53 @@ bool __zone_grow(zone *z, unsigned long min_pages)
      * the number kalloc's descriptor had (it would share the heap's bytes). */
     if (z->backing != ZONE_BACKING_ANON && !zone_backing_check(z))
         return false;
-    unsigned long step = zone_grow_step(z, min_pages);
-    if (step < min_pages)
+    unsigned long need;
+    unsigned long top = zone_grow_top(z, min_pages, &need);
+    if (!top)
         return false;
-    if (z->backing != ZONE_BACKING_ANON && !zone_memfd_within_data_limit(step << PAGE_SHIFT))
-        return false;           /* as the kernel refuses private memory past the limit */
-    uintptr_t addr = z->zone_start + (z->spanned_pages << PAGE_SHIFT);
+    top = zone_grow_within_limits(z, top, need);
     int saved = errno;
-    void *p = z->backing == ZONE_BACKING_ANON ? zone_map_hugetlb(z, (void *)addr, step << PAGE_SHIFT) : nullptr;
-    if (!p)
-        p = os_map_fixed((void *)addr, step << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
-    /* The descriptors of the new pages that have none yet (a zone that shrank
-     * kept them): step is a multiple of 1024 pages, so this range (64 bytes a
-     * page) is page aligned. */
-    unsigned long mm_from = z->mem_map_pages > z->spanned_pages ? z->mem_map_pages : z->spanned_pages;
-    unsigned long mm_to = z->spanned_pages + step;
-    void *m = p;
-    if (p && mm_to > mm_from)
-        m = os_map_fixed(z->mem_map + mm_from, (mm_to - mm_from) * sizeof(page), -1, 0);
-    if (!m) {
-        /* Someone else's mapping is in the way (EEXIST): this zone is full.
-         * Out of memory (ENOMEM, RLIMIT_AS): try again later. */
-        bool full = errno == EEXIST;
-        if (p)
-            os_unmap(p, step << PAGE_SHIFT);
-        for (unsigned long pb = z->spanned_pages >> pageblock_order;
-             pb < (z->spanned_pages + step) >> pageblock_order; pb++) {
-            if (z->pageblock_thp[pb] & PB_HUGETLB)
-                z->nr_hugetlb_pages -= pageblock_nr_pages;
-            z->pageblock_thp[pb] = 0;
-        }
-        if (full)
-            z->full = true;
-        errno = saved;
-        return false;
+    bool ok = __zone_map_range(z, top);
+    /* Refused (RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK under mlockall, the
+     * commit limit): the last pages under the limit may still hold the
+     * block asked for, as glibc's heap uses them.  Half as much each time,
+     * down to the block alone; the top is then no MAX_ORDER boundary (the
+     * next growth ends on one again). */
+    while (!ok && !z->full && top > need) {
+        unsigned long half = z->spanned_pages + (top - z->spanned_pages) / 2;
+        top = half > need ? half : need;
+        ok = __zone_map_range(z, top);
     }
     errno = saved;
-    unsigned long first = z->spanned_pages;
-    if (mm_to > z->mem_map_pages)
-        z->mem_map_pages = mm_to;
+    if (!ok)
+        return false;
+    const unsigned long first = z->spanned_pages;
     /* No descriptor is written here: a zero descriptor is a valid one (its
      * zone is found from its address, page_zone), and the free path sets up
-     * each MAX_ORDER block's head; the rest stay untouched (not resident)
-     * until their pages are taken (PG_desc_off, page_alloc.cc). */
-    for (unsigned long pfn = first; pfn < first + step; pfn += pageblock_nr_pages)
+     * each block's head; the rest stay untouched (not resident) until their
+     * pages are taken (PG_desc_off, page_alloc.cc).  A pageblock the old top
+     * cut keeps its type. */
+    for (unsigned long pfn = align_up(first, pageblock_nr_pages); pfn < top; pfn += pageblock_nr_pages)
         set_pageblock_migratetype(z, pfn, MIGRATE_MOVABLE);
     if (z->backing == ZONE_BACKING_ANON)
-        khugepaged_zone_grown(z, first, step);
-    WRITE_ONCE(z->spanned_pages, first + step);
+        khugepaged_zone_grown(z, first, top - first);
+    WRITE_ONCE(z->spanned_pages, top);
     if (z->per_cpu_pageset)
         pcp_update_batch_high(z);
-    /* Fresh anonymous memory is zero and not resident: PG_reported. */
-    for (unsigned long pfn = first; pfn < first + step; pfn += 1ul << MAX_ORDER)
-        __free_one_page_fresh(z, pfn, MAX_ORDER, true, true);
+    /* Fresh anonymous memory is zero and not resident: PG_reported, in the
+     * largest aligned blocks.  Above a top that was not a MAX_ORDER boundary
+     * they may merge with free blocks below it, whose descriptors are not
+     * all zero: then not "fresh" (descriptors given back when kept off). */
+    const bool fresh = !(first & ((1ul << MAX_ORDER) - 1));
+    for (unsigned long pfn = first; pfn < top;) {
+        unsigned order = pfn ? __builtin_ctzl(pfn) : MAX_ORDER;
+        if (order > MAX_ORDER)
+            order = MAX_ORDER;
+        while (pfn + (1ul << order) > top)
+            order--;
+        __free_one_page_fresh(z, pfn, order, true, fresh);
+        pfn += 1ul << order;
+    }
     __setup_zone_wmarks(z);
     pa_stats.zone_grow++;
     return true;
@@ -198,12 +287,21 @@ zone *zone_create(unsigned long min_pages)
     if (nr_zones >= MAX_NR_ZONES)
         goto out;
     {
-        /* header, slab maps, per-CPU pagesets */
+        /* header, slab maps, per-CPU pagesets: reserved readable, the
+         * header and pagesets made writable now, the maps as the zone
+         * grows (__zone_map_range) */
         unsigned ncpu = nr_cpu_ids();
-        size_t meta = ZONE_HDR_SIZE + ZONE_SLAB_MAPS_SIZE + ncpu * sizeof(per_cpu_pages);
-        char *m = (char *)os_map(meta, true);
+        size_t pcp_bytes = align_up(ncpu * sizeof(per_cpu_pages), PAGE_SIZE);
+        size_t meta = ZONE_HDR_SIZE + ZONE_SLAB_MAPS_SIZE + pcp_bytes;
+        char *m = (char *)os_map_readonly(meta);
         if (!m)
             goto out;
+        if (!os_protect_rw(m, ZONE_HDR_SIZE) ||
+            !os_protect_rw(m + ZONE_HDR_SIZE + ZONE_SLAB_MAPS_SIZE, pcp_bytes)) {
+            os_unmap(m, meta);
+            z = nullptr;
+            goto out;
+        }
         z = (zone *)m;
         z->type = ZONE_NORMAL;
         z->backing = ZONE_BACKING_ANON;
@@ -235,6 +333,7 @@ zone *zone_create(unsigned long min_pages)
             z->zone_start = start;
             z->mem_map = (page *)(start + (ZONE_MAX_PAGES << PAGE_SHIFT));
             z->spanned_pages = 0;
+            z->mem_map_pages = 0;
             z->full = false;
             /* The first growth maps at the slot's start; EEXIST means the
              * slot is someone else's, so try the next one. */
@@ -247,6 +346,8 @@ zone *zone_create(unsigned long min_pages)
         if (!z->spanned_pages) {
             if (z->backing_fd >= 0)
                 os_close(z->backing_fd);
+            if (z->mem_map_pages)   /* mapped before a later step was refused */
+                os_unmap(z->mem_map, z->mem_map_pages * sizeof(page));
             os_unmap(m, meta);
             z = nullptr;
             goto out;

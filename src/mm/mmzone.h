@@ -14,7 +14,12 @@
  * after what the zone has); the struct page descriptors of the new pages (the
  * mem_map, in the top 48 MiB of the slot) are mapped in the same step, so
  * metadata costs 1/64 of what is used, not of what could be, and kalloc stays
- * usable under tight RLIMIT_AS limits.
+ * usable under tight RLIMIT_AS limits.  Growth maps whole MAX_ORDER
+ * blocks; one the kernel refuses (an RLIMIT) is tried again with half as
+ * much, down to what the request needs, so the zone's top need not be a
+ * MAX_ORDER (or pageblock) boundary: buddies merge only below
+ * spanned_pages, and descriptors are mapped in whole pageblocks, so a walk
+ * over a pageblock the top cuts reads zero descriptors past it.
  *
  * Finding the zone of any pointer is O(1) and never faults: zone_table[] has
  * one entry per ZONE_SLOT_SIZE of the 47-bit address space (256 KiB of BSS),
@@ -188,7 +193,11 @@ struct zone {
     spinlock_t lock;              /* protects free_area, counters, growth */
     uintptr_t zone_start;         /* first byte; ZONE_SLOT_SIZE aligned */
     unsigned long spanned_pages;  /* pages mapped so far (the zone grows upward, shrinks from the top) */
-    unsigned long mem_map_pages;  /* pages whose descriptors are mapped (>= spanned_pages; never shrinks) */
+    unsigned long mem_map_pages;  /* pages whose descriptors are mapped (>= spanned_pages, whole
+                                   * pageblocks; never shrinks) */
+    unsigned long slab_maps_rw;   /* pages whose slab-map bytes are writable (>= spanned_pages,
+                                   * PAGE_SIZE multiples; never shrinks); the rest of the maps
+                                   * reads as zero (zone_create) */
     unsigned long max_pages;      /* pages it may grow to before it is full */
     bool full;                    /* growth failed (address space taken or exhausted) */
     unsigned long nr_free_pages;  /* pages in free blocks */
@@ -274,13 +283,17 @@ struct zone {
     /* followed (at ZONE_HDR_SIZE) by the slab maps: class then owner, ZONE_SLOT_PAGES bytes each */
 };
 
-/* The slab maps sit right after the zone descriptor, in the same mapping.
+/* The slab maps sit right after the zone descriptor, in the same mapping,
+ * each page aligned: reserved whole and readable (a wild pointer reads 0),
+ * writable only as far as the zone has grown (slab_maps_rw), so the 2 MiB
+ * of a zone that never grows that far count neither against RLIMIT_DATA nor
+ * as locked memory under mlockall.
  * slab_class[pfn]: the size class of the slab page pfn belongs to (0: not a
  * slab page).  slab_owner[pfn]: the owner id of that slab (0: none), an
  * arena-like id shared by thread caches (mm/slab.h); a free of an object
  * whose slab has another owner id is a remote free (malloc/tcache.h).  Two byte maps, not one of
  * pairs, so the free fast path reads each with a single instruction. */
-constexpr size_t ZONE_HDR_SIZE = (sizeof(zone) + 63) & ~size_t(63);
+constexpr size_t ZONE_HDR_SIZE = (sizeof(zone) + 4095) & ~size_t(4095);
 constexpr size_t ZONE_SLAB_MAPS_SIZE = 2 * ZONE_SLOT_PAGES;
 static inline uint8_t *zone_slab_class_map(zone *z) { return (uint8_t *)z + ZONE_HDR_SIZE; }
 static inline uint8_t *zone_slab_owner_map(zone *z)

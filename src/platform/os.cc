@@ -68,6 +68,17 @@ void *os_map(size_t len, bool noreserve)
     return p == MAP_FAILED ? nullptr : p;
 }
 
+void *os_map_readonly(size_t len)
+{
+    void *p = mmap(nullptr, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+bool os_protect_rw(void *addr, size_t len)
+{
+    return mprotect(addr, len, PROT_READ | PROT_WRITE) == 0;
+}
+
 void os_unmap(void *addr, size_t len)
 {
     int saved = errno;
@@ -303,16 +314,20 @@ void os_futex_wake_shared(int *word)
 
 int os_getpid() { return (int)syscall(SYS_getpid); }
 
-uint64_t os_data_limit()
+static uint64_t os_soft_limit(int resource)
 {
     int saved = errno;
     struct rlimit rl;
-    long rc = syscall(SYS_prlimit64, 0, RLIMIT_DATA, nullptr, &rl);
+    long rc = syscall(SYS_prlimit64, 0, resource, nullptr, &rl);
     errno = saved;
     if (rc != 0 || rl.rlim_cur == RLIM_INFINITY)
         return ~0ull;
     return (uint64_t)rl.rlim_cur;
 }
+
+uint64_t os_data_limit() { return os_soft_limit(RLIMIT_DATA); }
+
+uint64_t os_as_limit() { return os_soft_limit(RLIMIT_AS); }
 
 bool os_child_exited(int pid)
 {

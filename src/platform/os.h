@@ -30,6 +30,17 @@ void *os_map_fixed(void *addr, size_t len, int fd, uint64_t offset);
  * `noreserve`: MAP_NORESERVE, for large descriptor arrays touched lazily. */
 void *os_map(size_t len, bool noreserve);
 
+/* Map `len` bytes that read as zero and cannot be written yet (private,
+ * PROT_READ, MAP_NORESERVE): readers never fault, and until a part is made
+ * writable (os_protect_rw) it counts neither against RLIMIT_DATA nor, under
+ * mlockall, as locked memory (the kernel maps its zero page). */
+void *os_map_readonly(size_t len);
+
+/* Make [addr, addr + len) of such a mapping writable (mprotect); false when
+ * refused (errno ENOMEM: RLIMIT_DATA, the mapping count, the commit
+ * limit). */
+bool os_protect_rw(void *addr, size_t len);
+
 void os_unmap(void *addr, size_t len);
 
 /* Grow or shrink a mapping in place (mremap without MREMAP_MAYMOVE). */
@@ -103,6 +114,9 @@ void os_futex_wake_shared(int *word);
 
 /* The soft RLIMIT_DATA in bytes, or ~0 when unlimited (or unknown). */
 uint64_t os_data_limit();
+
+/* The soft RLIMIT_AS in bytes, or ~0 when unlimited (or unknown). */
+uint64_t os_as_limit();
 
 /* This process's id (the system call: right in a fork child at once). */
 int os_getpid();

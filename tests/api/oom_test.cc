@@ -380,6 +380,74 @@ TEST(OutOfMemory, KallocMalloc3MiBOnly) {
   WaitForChild(pid);
 }
 
+// --- the last megabytes under a limit --------------------------------------
+
+uint64_t SpannedPages() {
+  kalloc_vmstat v{};
+  v.size = sizeof v;
+  KT_CHILD_CHECK(kalloc_vmstat_get(&v) == 0, 70);
+  return v.nr_spanned_pages;
+}
+
+// Under RLIMIT_AS with 3 MiB of room, kalloc's zone still grows into it:
+// a growth the kernel refuses is tried again smaller (a zone grows in whole
+// 4 MiB blocks otherwise, which never fit).  64-byte blocks until NULL; the
+// zones must have taken at least 2 of the 3 MiB, and each block is usable.
+void LastMegabytesChild() {
+  PtrArray arr(2 * kHeadroom / 64 + 400000);
+  uint64_t before = SpannedPages();
+  LimitAddressSpace(3 * MiB);
+  size_t n = ExhaustWith(arr, 64, [](size_t n) { return malloc(n); }, 71);
+  uint64_t grown = SpannedPages() - before;
+  fprintf(stderr, "[child] 64-byte blocks: %zu; zones grew by %llu KiB under 3 MiB of room\n", n,
+          (unsigned long long)grown * 4);
+  KT_CHILD_CHECK(grown * 4096 >= 2 * MiB, 75);
+  for (size_t i = 0; i < arr.n; ++i) free(arr.v[i]);
+  _exit(0);
+}
+
+TEST(OutOfMemory, TheLastMegabytesUnderALimitAreUsed) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) LastMegabytesChild();
+  WaitForChild(pid);
+}
+
+// Under RLIMIT_AS a zone grows by at most half of the room left, so the
+// program's own mappings still fit beside it (thread stacks, files, Python's
+// 1 MiB arenas; glibc's heap grows 132 KiB at a time).  6 MiB of room:
+// after the zones' first growth under the limit (4 MiB or more otherwise),
+// the program can still map 2.5 MiB.
+void RoomForTheProgramChild() {
+  PtrArray arr(2 * kHeadroom / 64 + 400000);
+  uint64_t before = SpannedPages();
+  LimitAddressSpace(6 * MiB);
+  while (arr.n % 256 != 0 || SpannedPages() == before) {   // (the snapshot reads /proc)
+    void *p = malloc(opaque<size_t>(64));
+    KT_CHILD_CHECK(p != nullptr && arr.n < arr.cap, 76);
+    arr.v[arr.n++] = p;
+  }
+  uint64_t grown = SpannedPages() - before;
+  const size_t own_len = 5 * MiB / 2;
+  void *own = mmap(nullptr, own_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  fprintf(stderr, "[child] first growth under 6 MiB of room: %llu KiB; a 2.5 MiB mmap: %s\n",
+          (unsigned long long)grown * 4, own == MAP_FAILED ? "refused" : "mapped");
+  KT_CHILD_CHECK(grown * 4096 <= 3 * MiB, 77);
+  KT_CHILD_CHECK(own != MAP_FAILED, 78);
+  munmap(own, own_len);
+  // And the rest of the room is still the allocator's when it needs it.
+  ExhaustWith(arr, 64, [](size_t n) { return malloc(n); }, 79);
+  for (size_t i = 0; i < arr.n; ++i) free(arr.v[i]);
+  _exit(0);
+}
+
+TEST(OutOfMemory, AGrowthLeavesRoomForTheProgramsOwnMappings) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) RoomForTheProgramChild();
+  WaitForChild(pid);
+}
+
 // Grow one block with realloc until it fails: NULL + ENOMEM, old block intact.
 TEST(OutOfMemory, ReallocGrowthFailsCleanly) {
   pid_t pid = fork();
