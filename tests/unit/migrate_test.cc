@@ -50,21 +50,33 @@ prediction predict(zone *z, unsigned order, migratetype mt)
         if (!list_empty(&z->free_area[o].free_list[mt]))
             return p;                                   // no fallback
     p.fallback = true;
-    // Largest block first, then the table's order of types.
+    // Claim: the largest block whose pageblock mt may claim (a block of a
+    // pageblock or more always; a smaller one for a large request or a type
+    // other than movable, when half its pageblock is free), in the table's
+    // order of types at each order.
+    bool may = order >= pageblock_order / 2 || mt != MIGRATE_MOVABLE;
     for (int o = MAX_ORDER; o >= (int)order; o--)
+        for (migratetype f : fallbacks[mt]) {
+            list_head *l = &z->free_area[o].free_list[f];
+            if (list_empty(l))
+                continue;
+            page *b = list_first_entry(l, page, lru);
+            if ((unsigned)o >= pageblock_order ||
+                (may && model_pageblock_free(z, page_to_pfn(b)) >= pageblock_nr_pages / 2)) {
+                p.block = b;
+                p.from = f;
+                p.claim = true;
+                return p;
+            }
+        }
+    // Steal: otherwise the smallest block that fits, nothing claimed.
+    for (unsigned o = order; o < NR_PAGE_ORDERS; o++)
         for (migratetype f : fallbacks[mt]) {
             list_head *l = &z->free_area[o].free_list[f];
             if (list_empty(l))
                 continue;
             p.block = list_first_entry(l, page, lru);
             p.from = f;
-            if ((unsigned)o >= pageblock_order) {
-                p.claim = true;
-            } else {
-                bool may = order >= pageblock_order / 2 || mt != MIGRATE_MOVABLE;
-                p.claim = may && model_pageblock_free(z, page_to_pfn(p.block)) >=
-                                     pageblock_nr_pages / 2;
-            }
             return p;
         }
     p.block = nullptr;                                  // nothing at all: nullptr
@@ -111,8 +123,8 @@ TEST(Migrate, FallbackAndClaimRulesAgainstReferenceModel)
                 fallbacks_seen++;
                 EXPECT_EQ(pa_stats.pgfallback, fb0 + 1) << "step " << step;
                 unsigned long bpfn = page_to_pfn(p.block);
-                EXPECT_EQ(pfn, bpfn) << "step " << step << ": not the largest block of the first "
-                                        "fallback type";
+                EXPECT_EQ(pfn, bpfn) << "step " << step << ": not the block the claim and steal "
+                                        "rules pick";
                 EXPECT_EQ(pa_stats.pageblock_claims, cl0 + (p.claim ? 1 : 0)) << "step " << step;
                 EXPECT_EQ(get_pageblock_migratetype(z, pfn), p.claim ? mt : p.from)
                     << "step " << step << " " << migratetype_names[mt] << " from "
@@ -160,6 +172,7 @@ TEST(Migrate, FallbackAndClaimRulesAgainstReferenceModel)
     }
     EXPECT_GT(fallbacks_seen, 20u) << "the sequence must exercise fallbacks";
     EXPECT_GT(claims_seen, 5u);
+    EXPECT_GT(fallbacks_seen - claims_seen, 5u) << "and steals";
     spin_lock(&z->lock);
     for (auto &b : live)
         __free_one_page(z, b.pfn, b.order, false);
