@@ -23,6 +23,7 @@
 #include "malloc/malloc.h"
 #include "malloc/stats.h"
 #include "platform/dl_rebind.h"
+#include "platform/options.h"
 
 using namespace kalloc;
 
@@ -30,6 +31,11 @@ using namespace kalloc;
 
 EXPORT void *malloc(size_t size);
 EXPORT void free(void *p);
+EXPORT void *calloc(size_t n, size_t size);
+EXPORT void *realloc(void *p, size_t size);
+EXPORT void *memalign(size_t align, size_t size);
+EXPORT void *valloc(size_t size);
+EXPORT int posix_memalign(void **out, size_t align, size_t size);
 
 namespace {
 
@@ -40,6 +46,22 @@ inline bool preceded() { return unlikely(dl_malloc_preceded((const void *)&mallo
  * dlopen()s libkalloc.so and calls its functions, or kalloc's memalign
  * under an allocator without one, hands kalloc its own blocks. */
 inline bool foreign(void *p) { return preceded() && !(p && kowns(p)); }
+
+/* Under a valgrind tool (memcheck, helgrind, massif...) the malloc family of
+ * every library is redirected to the tool's by code address: malloc, free,
+ * calloc, realloc, memalign, posix_memalign, aligned_alloc, valloc, cfree,
+ * malloc_usable_size and the C++ operators (valgrind 3.19), but not the entry
+ * points it does not know, which then met the tool's blocks: reallocarray of
+ * a malloc'd block aborted ("kalloc: realloc(): invalid pointer": GNU ls and
+ * sort call it), and a block from reallocarray or pvalloc was an "Invalid
+ * free" to memcheck.  Under valgrind those call the ones it redirects,
+ * through their addresses (tool_call: never inlined). */
+inline bool under_tool() { return unlikely(options_under_valgrind()); }
+template <typename F> F *tool_call(F *f)
+{
+    F *volatile g = f;
+    return g;
+}
 
 /* glibc's definition of `name`, looked up once per entry point. */
 template <typename F> F next(F &cache, const char *name)
@@ -83,6 +105,14 @@ EXPORT void *reallocarray(void *p, size_t n, size_t size)
         if (auto f = next(glibc.reallocarray, "reallocarray"))
             return f(p, n, size);   /* glibc's: overflow check, then the process's realloc */
     }
+    if (under_tool()) {
+        size_t bytes;
+        if (__builtin_mul_overflow(n, size, &bytes)) {
+            errno = ENOMEM;
+            return nullptr;
+        }
+        return tool_call(&realloc)(p, bytes);
+    }
     return kreallocarray(p, n, size);
 }
 EXPORT int posix_memalign(void **out, size_t align, size_t size)
@@ -92,18 +122,31 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
 EXPORT void *aligned_alloc(size_t align, size_t size) { return kaligned_alloc(align, size); }
 EXPORT void *memalign(size_t align, size_t size) { return kaligned_alloc(align, size); }
 EXPORT void *valloc(size_t size) { return kvalloc(size); }
-EXPORT void *pvalloc(size_t size) { return kpvalloc(size); }
+/* pvalloc under a valgrind tool: valloc of whole pages (one for 0), as glibc's. */
+static void *tool_pvalloc(size_t size)
+{
+    if (size > SIZE_MAX - (PAGE_SIZE - 1)) {
+        errno = ENOMEM;
+        return nullptr;
+    }
+    return tool_call(&valloc)(size ? align_up(size, PAGE_SIZE) : PAGE_SIZE);
+}
+EXPORT void *pvalloc(size_t size) { return under_tool() ? tool_pvalloc(size) : kpvalloc(size); }
 EXPORT size_t malloc_usable_size(void *p) { return ksize(p); }
 EXPORT void free_sized(void *p, size_t size)
 {
     if (foreign(p))
         return dl_global_free(p);
+    if (under_tool())
+        return tool_call(&free)(p);
     kfree_sized(p, size);
 }
 EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
     if (foreign(p))
         return dl_global_free(p);
+    if (under_tool())
+        return tool_call(&free)(p);
     kfree_sized(p, size);
 }
 EXPORT int malloc_trim(size_t pad) { return ktrim(pad); }
@@ -139,40 +182,56 @@ EXPORT int malloc_info(int options, FILE *fp) { return stats_malloc_info(options
 EXPORT void *__libc_malloc(size_t size)
 {
     LIBC_FORWARD(libc_malloc, "__libc_malloc", size);
+    if (under_tool())
+        return tool_call(&malloc)(size);
     return kmalloc(size);
 }
 EXPORT void __libc_free(void *p)
 {
     LIBC_FORWARD_BLOCK(p, libc_free, "__libc_free", p);
+    if (under_tool())
+        return tool_call(&free)(p);
     kfree(p);
 }
 EXPORT void *__libc_calloc(size_t n, size_t size)
 {
     LIBC_FORWARD(libc_calloc, "__libc_calloc", n, size);
+    if (under_tool())
+        return tool_call(&calloc)(n, size);
     return kcalloc(n, size);
 }
 EXPORT void *__libc_realloc(void *p, size_t size)
 {
     LIBC_FORWARD_BLOCK(p, libc_realloc, "__libc_realloc", p, size);
+    if (under_tool())
+        return tool_call(&realloc)(p, size);
     return krealloc(p, size);
 }
 EXPORT void *__libc_memalign(size_t align, size_t size)
 {
     LIBC_FORWARD(libc_memalign, "__libc_memalign", align, size);
+    if (under_tool())
+        return tool_call(&memalign)(align, size);
     return kaligned_alloc(align, size);
 }
 EXPORT void *__libc_valloc(size_t size)
 {
     LIBC_FORWARD(libc_valloc, "__libc_valloc", size);
+    if (under_tool())
+        return tool_call(&valloc)(size);
     return kvalloc(size);
 }
 EXPORT void *__libc_pvalloc(size_t size)
 {
     LIBC_FORWARD(libc_pvalloc, "__libc_pvalloc", size);
+    if (under_tool())
+        return tool_pvalloc(size);
     return kpvalloc(size);
 }
 EXPORT int __posix_memalign(void **out, size_t align, size_t size)
 {
     LIBC_FORWARD(posix_memalign, "posix_memalign", out, align, size);
+    if (under_tool())
+        return tool_call(&posix_memalign)(out, align, size);
     return kposix_memalign(out, align, size);
 }

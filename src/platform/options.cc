@@ -36,6 +36,7 @@ option_desc options[OPT_COUNT] = {
 namespace {
 
 bool options_read;   /* environ has been scanned */
+bool valgrind_seen;  /* LD_PRELOAD names one of valgrind's preloads */
 bool options_warned; /* a scan has claimed the right to print the warnings (threads
                         may scan at once before options_read is seen: one prints) */
 
@@ -82,6 +83,8 @@ void options_init()
     bool warn = !__atomic_exchange_n(&options_warned, true, __ATOMIC_RELAXED);
     for (; *env; env++) {
         const char *e = *env;
+        if (strncmp(e, "LD_PRELOAD=", 11) == 0 && strstr(e, "/vgpreload_"))
+            valgrind_seen = true;
         if (strncmp(e, "KALLOC_", 7) != 0)
             continue;
         e += 7;
@@ -99,6 +102,8 @@ void options_init()
     }
     options_read = true;
 }
+
+bool options_under_valgrind() { return valgrind_seen; }
 
 /* A program whose first malloc runs from .preinit_array finds `environ`
  * still null (libc sets it in its own initialiser, after the executable's

@@ -71,6 +71,11 @@ extern option_desc options[OPT_COUNT];
 /* Scan environ (idempotent; cheap once done). */
 void options_init();
 
+/* Whether the process runs under a valgrind tool (LD_PRELOAD names its
+ * vgpreload_*.so, seen by the scan): the tool redirects malloc & co. by
+ * code address (preload/override.cc). */
+bool options_under_valgrind();
+
 static inline long option_get(option_id id) { return options[id].value; }
 
 } // namespace kalloc
