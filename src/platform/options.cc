@@ -4,6 +4,7 @@
 #include "platform/options.h"
 
 #include <string.h>
+#include <sys/auxv.h>
 
 #include "platform/printk.h"
 
@@ -81,11 +82,17 @@ void options_init()
     /* Only the first scan prints: two threads whose first slow paths race both scan
      * (the values they store are the same), but a bad value is reported once. */
     bool warn = !__atomic_exchange_n(&options_warned, true, __ATOMIC_RELAXED);
+    /* A set-user-ID, set-group-ID or file-capability program (AT_SECURE)
+     * keeps the defaults, as glibc ignores MALLOC_* and GLIBC_TUNABLES
+     * there: the options of whoever runs it would otherwise steer a
+     * privileged process (print its heap statistics and trace on stderr,
+     * take the hugetlb pool, create memory files). */
+    const bool secure = getauxval(AT_SECURE) != 0;
     for (; *env; env++) {
         const char *e = *env;
         if (strncmp(e, "LD_PRELOAD=", 11) == 0 && strstr(e, "/vgpreload_"))
             valgrind_seen = true;
-        if (strncmp(e, "KALLOC_", 7) != 0)
+        if (secure || strncmp(e, "KALLOC_", 7) != 0)
             continue;
         e += 7;
         for (auto &o : options) {

@@ -6,7 +6,8 @@
  * is not used, so reading works before libc has finished starting up and
  * never allocates.  Values accept 1/0, on/off, yes/no, true/false, and
  * numbers with K, M or G suffixes.  A malformed value prints a warning and
- * keeps the default.
+ * keeps the default.  A set-user-ID or set-group-ID program (AT_SECURE)
+ * reads none and keeps every default, as glibc ignores MALLOC_* there.
  *
  * Options are read once, on the first allocation that reaches a slow path
  * (options_init); if `environ` is not yet set then (a malloc from

@@ -10,6 +10,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -329,6 +333,63 @@ TEST(DynamicClassEnv, OptionSwitchesItOff) {
   EXPECT_EQ(kt::run_self("DynamicClassEnvChild.*",
                          {{"KALLOC_DYNAMIC_CLASSES", "0"}, {"KALLOC_DYNAMIC_CLASS_TEST_CHILD", "1"}}),
             0);
+}
+
+// Run by SecureEnv.ASetGroupIdProgramKeepsTheDefaults in a set-group-ID
+// copy of this binary (AT_SECURE) with KALLOC_DYNAMIC_CLASSES=0: the option
+// must be ignored, as glibc ignores MALLOC_* there, so the hot size still
+// gets its class.  Exit status 77: the kernel did not set AT_SECURE.
+TEST(SecureEnvChild, OptionsAreIgnored) {
+  if (!getenv("KALLOC_SECURE_TEST_CHILD"))
+    GTEST_SKIP() << "only run by SecureEnv.ASetGroupIdProgramKeepsTheDefaults";
+  if (!getauxval(AT_SECURE)) _exit(77);
+  std::vector<void *> v;
+  for (unsigned i = 0; i < 3000; i++) v.push_back(malloc(opaque(4368)));
+  size_t usable = malloc_usable_size(v.back());
+  EXPECT_GE(usable, 4368u);
+  EXPECT_NE(usable, fixed_class(4368)) << "KALLOC_DYNAMIC_CLASSES=0 was obeyed";
+  for (void *p : v) free(p);
+}
+
+// A set-user-ID or set-group-ID program keeps every default: the options of
+// whoever runs it would otherwise steer a privileged process (print its heap
+// statistics, take the hugetlb pool, create memory files).  The test copies
+// this binary, makes the copy set-group-ID "nogroup" (root runs it with
+// another effective group: AT_SECURE) and runs its child test.
+TEST(SecureEnv, ASetGroupIdProgramKeepsTheDefaults) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (to make a set-group-ID copy)";
+  struct group *g = getgrnam("nogroup");
+  if (!g) GTEST_SKIP() << "no group nogroup";
+  char dir[] = "/tmp/kalloc-secure.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string copy = std::string(dir) + "/self";
+  {
+    int in = open("/proc/self/exe", O_RDONLY), out = open(copy.c_str(), O_WRONLY | O_CREAT, 0755);
+    ASSERT_GE(in, 0);
+    ASSERT_GE(out, 0);
+    char buf[1 << 16];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0) ASSERT_EQ(write(out, buf, (size_t)n), n);
+    close(in);
+    close(out);
+  }
+  ASSERT_EQ(chown(copy.c_str(), 0, g->gr_gid), 0);
+  ASSERT_EQ(chmod(copy.c_str(), 02755), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setenv("KALLOC_DYNAMIC_CLASSES", "0", 1);
+    setenv("KALLOC_SECURE_TEST_CHILD", "1", 1);
+    execl(copy.c_str(), "kt_secure_child", "--gtest_filter=SecureEnvChild.*", (char *)nullptr);
+    _exit(127);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  unlink(copy.c_str());
+  rmdir(dir);
+  ASSERT_TRUE(WIFEXITED(st));
+  if (WEXITSTATUS(st) == 77) GTEST_SKIP() << dir << " is mounted nosuid: no AT_SECURE";
+  EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 
 }  // namespace
