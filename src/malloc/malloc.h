@@ -10,8 +10,8 @@
  * Fast-path budget (x86-64, g++ -O2; measured with callgrind, see
  * bench/README.md):
  *   kmalloc(n <= 1024):  size check, class lookup, TLS cache load, bin pop,
- *                        prefetch of the next object, room update, key
- *                        clear                              18 instructions
+ *                        prefetch of the next object, room update, link
+ *                        and key clear                      19 instructions
  *   kfree(p) of a slab object: zone_table lookup, slab map load, interior-
  *                        pointer check (multiply), double-free key check,
  *                        owner check, bin push     ~ 40 instructions
@@ -26,8 +26,7 @@
  * The interior-pointer and double-free checks are what glibc does not pay
  * for; they keep a bad free from silently corrupting other blocks.
  * libkalloc-hardened.so (encoded free-list links, mm/slab_common.h):
- *   kmalloc +6 (decode: bswap and two xors; the alignment check; the
- *   link cleared in the object handed out) = 24,
+ *   kmalloc +5 (decode: bswap and two xors; the alignment check) = 24,
  *   kfree +3 (encode) = 44; the other paths unchanged.
  */
 #pragma once
@@ -58,7 +57,7 @@ static __fastpath void *kmalloc(size_t size)
             b->head = next;
             /* The next pop reads the next object's link: start its cache
              * miss now (objects freed by another thread or long ago are
-             * cold).  One instruction (18 in all; prefetch ignores null):
+             * cold).  One instruction (19 in all; prefetch ignores null):
              * user CPU, pairs of interleaved runs, medians of the pairs'
              * ratios: xmalloc 0.92 (7 of 8 faster), alloc-test 0.94 (7 of
              * 8), fragmentation 0.90 (6 of 6); larson, many-threads,
@@ -66,7 +65,7 @@ static __fastpath void *kmalloc(size_t size)
              * their spread. */
             __builtin_prefetch(next, 1, 3);
             b->avail++;
-            slab_obj_handed_out(obj);  /* clear the double-free key */
+            slab_obj_handed_out(obj);  /* clear the link and the double-free key */
             return obj;
         }
     }
