@@ -182,7 +182,7 @@ static bool __zone_map_range(zone *z, unsigned long top)
         p = os_map_fixed((void *)addr, nr << PAGE_SHIFT, z->backing_fd, addr - z->zone_start);
     bool ok = p != nullptr;
     /* The descriptors of the new pages that have none yet (a zone that shrank
-     * kept them), in whole pageblocks (32 KiB, page aligned), so a walk over
+     * kept them), in whole pageblocks (24 KiB, page aligned), so a walk over
      * a pageblock the top cuts reads zero descriptors past it, never a
      * fault. */
     unsigned long mm_to = align_up(top, pageblock_nr_pages);

@@ -8,9 +8,9 @@
  * when the type has nothing, it falls back to other types in the order of
  * fallbacks[][]: the largest block whose whole 2 MiB pageblock it may claim
  * (__rmqueue_claim), else the smallest block that fits, claiming nothing
- * (__rmqueue_steal), so each type stays packed in few pageblocks.  Freeing merges a block with its buddy
- * (pfn ^ 2^order) as long as the buddy is free and of the same order
- * (__free_one_page).
+ * (__rmqueue_steal), so each type stays packed in few pageblocks.  Freeing
+ * merges a block with its buddy (pfn ^ 2^order) as long as the buddy is free
+ * and of the same order (__free_one_page).
  *
  * Orders 0..3 go through the current CPU's pageset, and so do large
  * allocations of 9..512 pages (alloc_pages_exact / free_pages_exact: runs,
