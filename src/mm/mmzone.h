@@ -36,7 +36,9 @@
  *   - every page in [zone_start, zone_start + spanned_pages) is either inside
  *     exactly one free block on exactly one free list, or inside exactly one
  *     allocated block;
- *   - a free block of order k starts at a pfn that is a multiple of 2^k;
+ *   - a free block of order k starts at a pfn that is a multiple of 2^k and
+ *     ends at or below spanned_pages (which need not be a multiple of
+ *     2^MAX_ORDER: a growth under an RLIMIT);
  *   - no two free buddies of the same order are both on the free lists
  *     (__free_one_page merges them);
  *   - zone->free_area[k].nr_free counts the blocks on its lists;

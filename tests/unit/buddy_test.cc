@@ -2,6 +2,11 @@
 // against a reference model: every page free or allocated exactly once, no
 // two free buddies left unmerged, and everything coalesces back at the end.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <map>
 #include <random>
@@ -609,4 +614,88 @@ TEST(Buddy, RunsAcrossBuddyBoundariesAgainstReferenceModel)
         ASSERT_NO_FATAL_FAILURE(check_and_free(live.size() - 1));
     drain_all_pages();
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
+// A zone whose growth the kernel refuses (RLIMIT_AS) grows in smaller steps
+// (__zone_grow halves the step, down to the block asked for), so its top
+// stops being a MAX_ORDER boundary: blocks of every order and type taken and
+// freed across such tops must keep the buddy invariants (__zone_verify: no
+// free block past the top, buddies merged below it, counts).  In a forked
+// child, which the limit binds.
+TEST(Buddy, GrowthUnderALimitKeepsTheInvariantsAcrossUnalignedTops)
+{
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        zone *z = zone_create(1ul << MAX_ORDER);
+        if (!z)
+            _exit(10);
+        FILE *f = fopen("/proc/self/status", "r");
+        unsigned long vm_kb = 0;
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            sscanf(line, "VmSize: %lu kB", &vm_kb);
+        if (f)
+            fclose(f);
+        struct rlimit rl;
+        rl.rlim_cur = rl.rlim_max = (vm_kb << 10) + (12ul << 20);
+        if (!vm_kb || setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(11);
+        std::mt19937_64 rng(77);
+        struct held { unsigned long pfn; unsigned order; };
+        std::vector<held> live;
+        live.reserve(4096);
+        unsigned long unaligned_tops = 0, grows = 0;
+        for (int step = 0; step < 4000; step++) {
+            spin_lock(&z->lock);
+            if (live.empty() || rng() % 100 < 70) {
+                unsigned r = rng() % 100;
+                unsigned order = r < 60 ? rng() % 3 : r < 90 ? 3 + rng() % 4 : 7 + rng() % 4;
+                migratetype mt = (migratetype)(rng() % MIGRATE_TYPES);
+                page *pg = __rmqueue(z, order, mt, nullptr);
+                if (!pg && __zone_grow(z, 1ul << order)) {
+                    grows++;
+                    unaligned_tops += (z->spanned_pages & ((1ul << MAX_ORDER) - 1)) != 0;
+                    pg = __rmqueue(z, order, mt, nullptr);
+                }
+                if (pg) {
+                    prep_compound_page(pg, 1ul << order, PG_large);
+                    pg->nr_pages = 1u << order;
+                    pg->migratetype = mt;
+                    live.push_back({page_to_pfn(pg), order});
+                }
+            } else {
+                size_t i = rng() % live.size();
+                held b = live[i];
+                live[i] = live.back();
+                live.pop_back();
+                __free_one_page(z, b.pfn, b.order, false);
+            }
+            const char *why = step % 200 == 0 ? __zone_verify(z) : nullptr;
+            spin_unlock(&z->lock);
+            if (why) {
+                fprintf(stderr, "step %d: %s\n", step, why);
+                _exit(12);
+            }
+        }
+        spin_lock(&z->lock);
+        for (auto &b : live)
+            __free_one_page(z, b.pfn, b.order, false);
+        const char *why = __zone_verify(z);
+        bool all_back = z->nr_free_pages == z->spanned_pages;
+        unsigned long spanned = z->spanned_pages;
+        spin_unlock(&z->lock);
+        fprintf(stderr, "grows %lu, %lu of them to a top that is no MAX_ORDER boundary; spanned %lu\n",
+                grows, unaligned_tops, spanned);
+        if (why) {
+            fprintf(stderr, "at the end: %s\n", why);
+            _exit(13);
+        }
+        _exit(!all_back ? 14 : unaligned_tops == 0 ? 15 : 0);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFEXITED(st)) << "child killed by signal " << (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    EXPECT_EQ(WEXITSTATUS(st), 0) << "10: no zone, 11: no limit, 12/13: invariant broken, "
+                                      "14: pages lost, 15: no unaligned top reached";
 }
