@@ -38,7 +38,7 @@ struct vm_region {
     uint64_t *mapped;         /* per area start: mapped bytes */
 };
 
-vm_region *vmalloc_table[NR_ZONE_SLOTS];
+vm_region **vmalloc_table;
 
 namespace {
 
@@ -126,10 +126,16 @@ vm_region *region_create(unsigned long min_chunks)
     r->mapped = (uint64_t *)(m + align_up(sizeof(vm_region), 16));
     r->chunk_state = (uint32_t *)(r->mapped + nr_chunks);
     spin_lock(&zone_list_lock);
-    r->start = __reserve_zone_slots(nr_slots);
+    vm_region **table = vmalloc_table;
+    if (!table) {
+        table = (vm_region **)os_map(NR_ZONE_SLOTS * sizeof(vm_region *), true);
+        if (table)
+            __atomic_store_n(&vmalloc_table, table, __ATOMIC_RELEASE);
+    }
+    r->start = table ? __reserve_zone_slots(nr_slots) : 0;
     if (r->start)
         for (unsigned i = 0; i < nr_slots; i++)
-            WRITE_ONCE(vmalloc_table[(r->start >> ZONE_SLOT_SHIFT) + i], r);
+            WRITE_ONCE(table[(r->start >> ZONE_SLOT_SHIFT) + i], r);
     spin_unlock(&zone_list_lock);
     if (!r->start) {
         os_unmap(m, align_up(meta, OS_PAGE_SIZE));
@@ -227,7 +233,8 @@ bool lookup(const void *p, vm_region **rout, unsigned long *iout)
     uintptr_t a = (uintptr_t)p;
     if (a >> ADDRESS_BITS)
         return false;
-    vm_region *r = READ_ONCE(vmalloc_table[a >> ZONE_SLOT_SHIFT]);
+    vm_region **table = __atomic_load_n(&vmalloc_table, __ATOMIC_ACQUIRE);
+    vm_region *r = table ? READ_ONCE(table[a >> ZONE_SLOT_SHIFT]) : nullptr;
     if (!r || (a & (VMAP_CHUNK_SIZE - 1)))
         return false;
     unsigned long i = (a - r->start) >> VMAP_CHUNK_SHIFT;
@@ -406,7 +413,8 @@ size_t vmalloc_size(const void *p)
 bool is_vmalloc_addr(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    return !(a >> ADDRESS_BITS) && READ_ONCE(vmalloc_table[a >> ZONE_SLOT_SHIFT]);
+    vm_region **table = __atomic_load_n(&vmalloc_table, __ATOMIC_ACQUIRE);
+    return !(a >> ADDRESS_BITS) && table && READ_ONCE(table[a >> ZONE_SLOT_SHIFT]);
 }
 
 void vfree(void *p)

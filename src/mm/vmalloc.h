@@ -49,7 +49,11 @@ constexpr unsigned VMAP_CHUNK_SHIFT = 21;            /* 2 MiB */
 constexpr size_t VMAP_CHUNK_SIZE = 1ul << VMAP_CHUNK_SHIFT;
 
 struct vm_region;
-extern vm_region *vmalloc_table[NR_ZONE_SLOTS];
+/* One entry per ZONE_SLOT_SIZE of the address space (256 KiB), mapped at the
+ * first region's creation (null before: no huge block yet), so a process
+ * that never makes one holds no such table in its data (RLIMIT_DATA, locked
+ * by mlockall).  Read with an acquire load; written under zone_list_lock. */
+extern vm_region **vmalloc_table;
 
 constexpr unsigned VCACHE_SLOTS = 32;
 /* How far above the recent peak of live bytes the live areas and the cache
