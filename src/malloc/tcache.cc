@@ -223,7 +223,11 @@ tcache *tcache_get()
     const bool pool = READ_ONCE(nr_tcaches) >= tcache_nr_owner_ids() && pcs_enabled() &&
                       rseq_thread_registered();
     spin_lock(&tcache_list_lock);
-    tcache *tc = tcache_alloc_locked();
+    /* The owner id's slab lists made writable first (mm/slab.h); refused
+     * (no memory), the thread goes without a cache, as when none can be
+     * made. */
+    const uint8_t owner = tcache_pick_owner_locked(pool);
+    tcache *tc = kmem_cache_node_row_ready(owner) ? tcache_alloc_locked() : nullptr;
     if (tc) {
         memset(tc->bins, 0, sizeof(tc->bins));
         memset(tc->remote, 0, sizeof(tc->remote));
@@ -238,7 +242,7 @@ tcache *tcache_get()
         tc->round_streak = tc->round_trough = 0;
         for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
             tc->remote[i].avail = tc->remote[i].cap = tcache_remote_cap(i);
-        tc->owner_id = tcache_pick_owner_locked(pool);
+        tc->owner_id = owner;
         tc->pcs = tc->owner_id == SLAB_OWNER_POOL;
         if (owner_users[tc->owner_id]++ == 0)
             slab_owner_set_live(tc->owner_id, true);

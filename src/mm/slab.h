@@ -99,11 +99,16 @@ struct slab_sheaf {
 constexpr unsigned SLAB_OWNER_PARTIAL_MAX = 4096; /* partial slabs one owner keeps per cache */
 
 /* One owner id's part of one cache (the kernel's struct kmem_cache_node,
- * with owner ids for nodes).  They live apart from struct kmem_cache, in
- * kmem_cache_node_table[owner][class]: a row per owner id, so the memory
- * touched grows with the owner ids in use (4 per CPU), not with the 256 an
- * owner byte can name.  Inside struct kmem_cache, these lists took 4.6 KiB
- * per class, 340 KiB of BSS resident in a program using every class. */
+ * with owner ids for nodes).  They live apart from struct kmem_cache, a row
+ * per owner id (kmem_cache_node_row), so the memory touched grows with the
+ * owner ids in use (4 per CPU), not with the 256 an owner byte can name.
+ * Inside struct kmem_cache, these lists took 4.6 KiB per class, 340 KiB of
+ * BSS resident in a program using every class.  The rows of nobody (0),
+ * SLAB_OWNER_POOL and SLAB_OWNER_SHARED are static; those of the thread
+ * caches' ids are in a mapping made readable at the first such id and
+ * writable a row at a time as ids are handed out (tcache_get), so the
+ * 473 KB of rows of ids never used count neither against RLIMIT_DATA nor
+ * as memory mlockall locks (they were BSS until 2026-12-07). */
 struct kmem_cache_node {
     list_head partial;           /* this owner's slabs with some free objects */
     uint16_t nr_partial;         /* slabs on partial */
@@ -112,17 +117,35 @@ struct kmem_cache_node {
                                   * used at start-up touches fewer pages */
 };
 
-extern kmem_cache_node kmem_cache_node_table[NR_SLAB_OWNERS][NR_KMALLOC_CLASSES];
+extern kmem_cache_node kmem_cache_node_fixed[3][NR_KMALLOC_CLASSES]; /* 0, POOL, SHARED */
+extern kmem_cache_node (*kmem_cache_node_table)[NR_KMALLOC_CLASSES];  /* ids 1..POOL-1 */
+extern bool kmem_cache_node_row_rw[NR_SLAB_OWNERS];  /* the id's row is mapped writable */
+
+/* Make owner id o's row usable (map the table, make the row writable);
+ * false when the kernel refuses (no memory): the id must not be used. */
+bool kmem_cache_node_row_ready(unsigned o);
+/* kmem_cache_node_row of an id whose row was never made ready (a caller
+ * that did not go through tcache_get): readies it or panics. */
+__cold kmem_cache_node *kmem_cache_node_row_slow(unsigned o);
+
+static inline kmem_cache_node *kmem_cache_node_row(unsigned o)
+{
+    if (o == 0 || o >= SLAB_OWNER_POOL)
+        return kmem_cache_node_fixed[o ? o - SLAB_OWNER_POOL + 1 : 0];
+    if (unlikely(!__atomic_load_n(&kmem_cache_node_row_rw[o], __ATOMIC_ACQUIRE)))
+        return kmem_cache_node_row_slow(o);
+    return kmem_cache_node_table[o];
+}
 
 /* c->partial[o] and c->nr_owner_partial[o] read as arrays of the cache but
- * index its column of kmem_cache_node_table (get_node(c, o) in the kernel).
- * A list is set up on first use (a zero head is an unused one), so the rows
- * of owner ids never used stay untouched BSS.  Caller holds c->lock. */
+ * index its column of owner o's row (get_node(c, o) in the kernel).  A list
+ * is set up on first use (a zero head is an unused one), so the pages of
+ * rows of classes never used stay untouched.  Caller holds c->lock. */
 struct kmem_cache_partial_lists {
     uint8_t index;               /* the cache's size class (its column) */
     list_head &operator[](unsigned o) const
     {
-        list_head &l = kmem_cache_node_table[o][index].partial;
+        list_head &l = kmem_cache_node_row(o)[index].partial;
         if (unlikely(!l.next))
             INIT_LIST_HEAD(&l);
         return l;
@@ -130,7 +153,7 @@ struct kmem_cache_partial_lists {
 };
 struct kmem_cache_partial_counts {
     uint8_t index;               /* the cache's size class (its column) */
-    uint16_t &operator[](unsigned o) const { return kmem_cache_node_table[o][index].nr_partial; }
+    uint16_t &operator[](unsigned o) const { return kmem_cache_node_row(o)[index].nr_partial; }
 };
 
 struct kmem_cache {

@@ -99,7 +99,41 @@ namespace kalloc {
 kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
 uint64_t slab_free_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init (slab_common.h) */
 uint64_t slab_freeptr_random;     /* 0 until the first slab is made (slab_freeptr_seed) */
-kmem_cache_node kmem_cache_node_table[NR_SLAB_OWNERS][NR_KMALLOC_CLASSES];
+kmem_cache_node kmem_cache_node_fixed[3][NR_KMALLOC_CLASSES];
+kmem_cache_node (*kmem_cache_node_table)[NR_KMALLOC_CLASSES];
+bool kmem_cache_node_row_rw[NR_SLAB_OWNERS];
+static spinlock_t kmem_cache_node_lock = SPINLOCK_INIT;   /* maps the table and its rows (a leaf) */
+
+bool kmem_cache_node_row_ready(unsigned o)
+{
+    o &= NR_SLAB_OWNERS - 1;
+    if (o == 0 || o >= SLAB_OWNER_POOL || __atomic_load_n(&kmem_cache_node_row_rw[o], __ATOMIC_ACQUIRE))
+        return true;
+    constexpr size_t row = sizeof(kmem_cache_node) * NR_KMALLOC_CLASSES;
+    bool ok = true;
+    spin_lock(&kmem_cache_node_lock);
+    if (!kmem_cache_node_table) {
+        kmem_cache_node_table =
+            (kmem_cache_node(*)[NR_KMALLOC_CLASSES])os_map_readonly(align_up(row * NR_SLAB_OWNERS, PAGE_SIZE));
+        ok = kmem_cache_node_table != nullptr;
+    }
+    if (ok && !kmem_cache_node_row_rw[o]) {
+        uintptr_t from = (uintptr_t)kmem_cache_node_table[o] & ~(PAGE_SIZE - 1);
+        uintptr_t to = align_up((uintptr_t)kmem_cache_node_table[o] + row, PAGE_SIZE);
+        ok = os_protect_rw((void *)from, to - from);
+        if (ok)
+            __atomic_store_n(&kmem_cache_node_row_rw[o], true, __ATOMIC_RELEASE);
+    }
+    spin_unlock(&kmem_cache_node_lock);
+    return ok;
+}
+
+kmem_cache_node *kmem_cache_node_row_slow(unsigned o)
+{
+    if (!kmem_cache_node_row_ready(o))
+        panic("no memory for the slab lists of owner id %u", o);
+    return kmem_cache_node_table[o];
+}
 slab_hole_stats slab_holes;
 
 constexpr unsigned SLAB_HOLES_MAX_ORDER = 5;   /* slab_hole_mask has a bit per page */
@@ -838,7 +872,7 @@ static page *get_any_partial(kmem_cache *c, unsigned owner)
             if (c->nr_owner_partial[o] < 2)
                 continue;               /* leave an owner its last slab */
             page *pg = list_entry(c->partial[o].prev, page, lru);   /* its coldest */
-            if (kmem_cache_node_table[o][c->index].took_from == owner && 4u * pg->inuse > 3u * pg->objects)
+            if (kmem_cache_node_row(o)[c->index].took_from == owner && 4u * pg->inuse > 3u * pg->objects)
                 continue;               /* o took one of ours: no exchange */
             if (!best || pg->inuse < best->inuse)
                 best = pg;
@@ -864,7 +898,7 @@ static page *get_partial_or_new(kmem_cache *c, unsigned owner)
         c->empty_slab = nullptr;
         return claim_slab(c, pg, owner);
     } else if (c->nr_partial && (pg = get_any_partial(c, owner))) {
-        kmem_cache_node_table[owner][c->index].took_from = (uint8_t)slab_owner(pg);
+        kmem_cache_node_row(owner)[c->index].took_from = (uint8_t)slab_owner(pg);
         set_slab_list(c, pg, SLAB_NONE);
         return claim_slab(c, pg, owner);
     } else {
@@ -1212,7 +1246,7 @@ void slab_owner_set_live(unsigned owner, bool live)
         }
         c->nr_owner_partial[owner] = 0;
         c->partial_owners[owner / 64] &= ~(1ull << (owner % 64));
-        kmem_cache_node_table[owner][c->index].took_from = 0;
+        kmem_cache_node_row(owner)[c->index].took_from = 0;
         spin_unlock(&c->lock);
     }
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <dlfcn.h>
+#include <link.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -520,6 +521,33 @@ TEST(KallocApi, ReallocInPlaceKeepsTheBlockUntilItMustShrink) {
 // kalloc_hardened() says which library this is; the hardened one hands out
 // small objects with no trace of their free-list link (the first 16 bytes,
 // link and key, read zero), whether carved fresh or reused.
+// kalloc's writable static data (its PT_LOAD segments' memsz: data and BSS)
+// is what every process pays under RLIMIT_DATA and locks whole under
+// mlockall(MCL_CURRENT), used or not.  Tables sized for the whole address
+// space or every owner id are mapped as they are used instead (the huge
+// blocks' vmalloc_table at the first one, the slab-list rows of owner ids as
+// they are handed out): 1,116 KB until 2026-12-07, 387 KB then.
+TEST(KallocApi, StaticDataStaysSmall) {
+  Dl_info info{};
+  ASSERT_NE(dladdr(reinterpret_cast<void *>(&kalloc_stats_get), &info), 0);
+  struct Find {
+    const char *name;
+    size_t writable;
+  } find{info.dli_fname, 0};
+  dl_iterate_phdr(
+      [](struct dl_phdr_info *pi, size_t, void *arg) {
+        auto *f = static_cast<Find *>(arg);
+        if (!pi->dlpi_name || strcmp(pi->dlpi_name, f->name) != 0) return 0;
+        for (int i = 0; i < pi->dlpi_phnum; i++)
+          if (pi->dlpi_phdr[i].p_type == PT_LOAD && (pi->dlpi_phdr[i].p_flags & PF_W))
+            f->writable += pi->dlpi_phdr[i].p_memsz;
+        return 1;
+      },
+      &find);
+  ASSERT_GT(find.writable, 0u) << "no writable segment found for " << info.dli_fname;
+  EXPECT_LT(find.writable, 512u * 1024) << info.dli_fname;
+}
+
 // Both libraries clear the free-list link (and the free key) of an object
 // they hand out: the program never reads a heap address (or, hardened, an
 // encoded link) in fresh memory.

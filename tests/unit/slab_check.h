@@ -37,7 +37,10 @@ inline void *freelist_last(kalloc::page *pg)
 // process.
 inline kalloc::list_head *partial_list_if_set(kalloc::kmem_cache *c, unsigned o)
 {
-    kalloc::list_head *l = &kalloc::kmem_cache_node_table[o][c->index].partial;
+    using namespace kalloc;
+    if (o != 0 && o < SLAB_OWNER_POOL && !kmem_cache_node_row_rw[o])
+        return nullptr;         /* an id never handed out: its row is not even writable */
+    list_head *l = &kmem_cache_node_row(o)[c->index].partial;
     return l->next ? l : nullptr;
 }
 
