@@ -102,7 +102,10 @@ uint64_t slab_freeptr_random;     /* 0 until the first slab is made (slab_freept
 kmem_cache_node kmem_cache_node_fixed[3][NR_KMALLOC_CLASSES];
 kmem_cache_node (*kmem_cache_node_table)[NR_KMALLOC_CLASSES];
 bool kmem_cache_node_row_rw[NR_SLAB_OWNERS];
-static spinlock_t kmem_cache_node_lock = SPINLOCK_INIT;   /* maps the table and its rows (a leaf) */
+/* Maps the table and makes its rows writable: innermost, taken under
+ * tcache_list_lock or a kmem_cache lock (never across fork: the prepare
+ * handler holds both). */
+static spinlock_t kmem_cache_node_lock = SPINLOCK_INIT;
 
 bool kmem_cache_node_row_ready(unsigned o)
 {
