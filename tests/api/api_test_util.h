@@ -198,6 +198,22 @@ inline int run_self(const char *filter,
   return WEXITSTATUS(status);
 }
 
+// Whether KSM may merge this process's pages (prctl(PR_SET_MEMORY_MERGE) by
+// it or a parent, inherited across exec, and ksmd running): a merged page
+// faults again on its next write, so tests that count page faults to tell
+// kept memory from memory given back cannot tell there.
+inline bool ksm_merging() {
+  constexpr int kGetMemoryMerge = 68;  // PR_GET_MEMORY_MERGE (Linux 6.4)
+  if (prctl(kGetMemoryMerge, 0, 0, 0, 0) != 1) return false;
+  FILE *f = fopen("/sys/kernel/mm/ksm/run", "r");
+  int run = 0;
+  if (f) {
+    if (fscanf(f, "%d", &run) != 1) run = 0;
+    fclose(f);
+  }
+  return run == 1;
+}
+
 // Installs a seccomp filter on the calling process (for a forked child) that
 // kills it on any of the system calls `nrs` (x86-64 numbers) and allows the
 // rest: what a sandbox that allows what glibc's malloc calls does to the

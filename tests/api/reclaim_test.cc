@@ -732,6 +732,9 @@ TEST(Reclaim, ThreadsInRoundsShareWhatTheyWillTakeBack)
 // pass run.
 TEST(Reclaim, ATimedPassAtARoundsPeakKeepsItsMemory)
 {
+    if (kt::ksm_merging())
+        GTEST_SKIP() << "KSM merges the kept pages during the pause: their writes fault again "
+                        "(16,574 faults in round 3 with ksmd at 10,000 pages per 10 ms)";
     malloc_trim(0);
     long faults[5];
     struct kalloc_vmstat before {}, after {};
