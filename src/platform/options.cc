@@ -37,7 +37,6 @@ option_desc options[OPT_COUNT] = {
 namespace {
 
 bool options_read;   /* environ has been scanned */
-bool valgrind_seen;  /* LD_PRELOAD names one of valgrind's preloads */
 bool options_warned; /* a scan has claimed the right to print the warnings (threads
                         may scan at once before options_read is seen: one prints) */
 
@@ -91,7 +90,7 @@ void options_init()
     for (; *env; env++) {
         const char *e = *env;
         if (strncmp(e, "LD_PRELOAD=", 11) == 0 && strstr(e, "/vgpreload_"))
-            valgrind_seen = true;
+            options_valgrind = true;
         if (secure || strncmp(e, "KALLOC_", 7) != 0)
             continue;
         e += 7;
@@ -110,7 +109,7 @@ void options_init()
     options_read = true;
 }
 
-bool options_under_valgrind() { return valgrind_seen; }
+bool options_valgrind;
 
 /* A program whose first malloc runs from .preinit_array finds `environ`
  * still null (libc sets it in its own initialiser, after the executable's

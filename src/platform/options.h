@@ -75,7 +75,8 @@ void options_init();
 /* Whether the process runs under a valgrind tool (LD_PRELOAD names its
  * vgpreload_*.so, seen by the scan): the tool redirects malloc & co. by
  * code address (preload/override.cc). */
-bool options_under_valgrind();
+extern bool options_valgrind;   /* set by the scan */
+static inline bool options_under_valgrind() { return options_valgrind; }
 
 static inline long option_get(option_id id) { return options[id].value; }
 
