@@ -185,6 +185,8 @@ struct kmem_cache {
     bool initialized;            /* lists set up (lazily, on first use) */
     uint8_t migratetype;         /* what new slabs ask for: MIGRATE_RECLAIMABLE or MIGRATE_LONGLIVED */
     uint16_t life_ratio;         /* running share of objects given back per window, in 1/1024 */
+    bool stride_checked;         /* its population reached STRIDE_CLASS_MIN_BYTES once: the stride
+                                  * class was decided (mm/slab_dynamic.h) */
     unsigned long life_allocs;   /* objects handed out in the current window */
     unsigned long life_frees;    /* objects given back in the current window */
     unsigned long nr_life_changes; /* times migratetype changed (a count) */

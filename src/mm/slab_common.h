@@ -136,6 +136,7 @@ constexpr uint32_t class_size(unsigned idx)
 }
 
 constexpr kmalloc_class make_class_size(uint32_t size, bool dense = false);
+constexpr kmalloc_class make_class_size_order(uint32_t size, uint8_t order);
 
 constexpr kmalloc_class make_class(unsigned idx)
 {
@@ -155,7 +156,12 @@ constexpr kmalloc_class make_class(unsigned idx)
  * see choose_order). */
 constexpr kmalloc_class make_class_size(uint32_t size, bool dense)
 {
-    uint8_t order = choose_order(size, dense);
+    return make_class_size_order(size, choose_order(size, dense));
+}
+
+/* The same with a given slab order (a stride class, mm/slab_dynamic.h). */
+constexpr kmalloc_class make_class_size_order(uint32_t size, uint8_t order)
+{
     uint32_t bytes = 4096u << order;
     uint64_t recip = ((1ull << 32) + size - 1) / size;
     /* Thread cache capacity: 32 KiB of objects, between 2 and 128 of them

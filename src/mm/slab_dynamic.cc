@@ -6,8 +6,10 @@
  * constant-initialised from slab_common.h's
  * constexpr builders, so nothing runs before the first malloc.
  *
- * Lock order: dyn_class_lock is a leaf (taken with try-lock from the malloc
- * slow path, no other allocator lock held).
+ * Lock order: dyn_class_lock is a leaf, taken with try-lock: from the
+ * malloc slow path with no other allocator lock held (hot-size classes),
+ * and under the fixed class's kmem_cache lock (stride classes, from
+ * __slab_lifetime_update).  Nothing is locked under it.
  */
 #include "mm/slab_dynamic.h"
 
@@ -23,16 +25,58 @@ constinit detail::kmalloc_medium_table_t kmalloc_index_medium_table = detail::ma
 constinit detail::kmalloc_small_index_t kmalloc_index_small_table = detail::make_small_index();
 constinit detail::kmalloc_small_offset_t kmalloc_bin_offset_small_table = detail::make_small_offset();
 constinit uint32_t kmalloc_dyn_vote[NR_KMALLOC_STATIC] = {};
+constinit uint32_t kmalloc_stride_slots = 0;
 __thread uint32_t kmalloc_dyn_vote_rng __attribute__((tls_model("initial-exec")));  /* kmalloc_dynamic_vote_weight */
 
 namespace {
 constinit spinlock_t dyn_class_lock = {};
 constinit unsigned nr_dyn_classes = 0;  /* slots filled, under dyn_class_lock (read with acquire) */
+constinit unsigned nr_stride_classes = 0; /* of them stride classes, under dyn_class_lock */
 } // namespace
 
 unsigned kmalloc_dynamic_nr()
 {
     return __atomic_load_n(&nr_dyn_classes, __ATOMIC_ACQUIRE);
+}
+
+unsigned kmalloc_dynamic_nr_stride()
+{
+    return READ_ONCE(nr_stride_classes);
+}
+
+bool kmalloc_dynamic_create_stride(unsigned idx)
+{
+    if (!spin_trylock(&dyn_class_lock))
+        return false;
+    if (nr_dyn_classes == NR_KMALLOC_DYNAMIC || nr_stride_classes == STRIDE_CLASS_MAX ||
+        !option_get(OPT_DYNAMIC_CLASSES)) {
+        spin_unlock(&dyn_class_lock);
+        return true;
+    }
+    const uint32_t size = kmalloc_info[idx].size;
+    unsigned slot = NR_KMALLOC_STATIC + nr_dyn_classes;
+    kmalloc_info[slot] = detail::make_class_size_order(size, STRIDE_CLASS_ORDER);
+    kmalloc_fast[slot] = detail::make_fast_class(kmalloc_info[slot]);
+    WRITE_ONCE(nr_stride_classes, nr_stride_classes + 1);
+    __atomic_store_n(&kmalloc_stride_slots, kmalloc_stride_slots | 1u << (slot - NR_KMALLOC_STATIC),
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&nr_dyn_classes, nr_dyn_classes + 1, __ATOMIC_RELEASE);
+    /* The sizes that still map to the fixed class (a hot-size class may
+     * have taken some of them): the class (slow paths) first, then the
+     * bin's offset (the malloc fast path), as kmalloc_dynamic_create. */
+    for (int e = (int)(size >> 4); e >= 0; e--) {     /* entry 0: malloc(0), the 16-byte class's */
+        uint8_t *ent = &kmalloc_index_small[e];
+        const unsigned cur = __atomic_load_n(ent, __ATOMIC_RELAXED);
+        if (cur != idx) {
+            if (kmalloc_size(cur) < size)
+                break;          /* below the class */
+            continue;           /* a hot-size class's */
+        }
+        __atomic_store_n(ent, (uint8_t)slot, __ATOMIC_RELEASE);
+        __atomic_store_n(&kmalloc_bin_offset_small[e], (uint16_t)(slot * 16), __ATOMIC_RELEASE);
+    }
+    spin_unlock(&dyn_class_lock);
+    return true;
 }
 
 void kmalloc_dynamic_reinit_lock()
@@ -80,7 +124,7 @@ bool kmalloc_dynamic_create(unsigned idx, uint32_t size)
      * the request (the bin of the new class is empty until a refill, which
      * goes through kmalloc_index). */
     if (size <= KMALLOC_SMALL_MAX) {
-        for (unsigned e = size >> 4; e >= 1; e--) {
+        for (int e = (int)(size >> 4); e >= 0; e--) {     /* entry 0: malloc(0), the 16-byte class's */
             uint8_t *ent = &kmalloc_index_small[e];
             if (kmalloc_size(__atomic_load_n(ent, __ATOMIC_RELAXED)) <= size)
                 break;

@@ -148,7 +148,7 @@ static inline unsigned kmalloc_dynamic_vote_weight()
 static inline void kmalloc_dynamic_note(size_t size, unsigned idx)
 {
     if (idx >= NR_KMALLOC_STATIC)
-        return;                                 /* a dynamic class: exact */
+        return;                                 /* a dynamic class: exact, or a stride class */
     uint32_t s16 = (uint32_t)((size + 15) >> 4) | (size == 0);   /* malloc(0): 16 */
     uint32_t csize = kmalloc_info[idx].size;
     bool fits = (csize - (s16 << 4)) * DYN_CLASS_MIN_WASTE < csize;
@@ -178,8 +178,64 @@ static inline void kmalloc_dynamic_note(size_t size, unsigned idx)
     __atomic_store_n(&kmalloc_dyn_vote[idx], w, __ATOMIC_RELAXED);
 }
 
-/* Dynamic classes made so far (0 .. NR_KMALLOC_DYNAMIC). */
+/* Dynamic classes made so far (0 .. NR_KMALLOC_DYNAMIC), stride classes
+ * included. */
 unsigned kmalloc_dynamic_nr();
+
+/*
+ * Stride classes: a fixed class's size again, in slabs of 16 pages.
+ *
+ * A fixed class up to 1 KiB has single-page slabs, so the objects a
+ * program allocates one after another lie at one stride only within a page:
+ * the stride changes at every page (its unused tail) and between slabs not
+ * adjacent in address order.  A program that builds a structure in
+ * allocation order and then walks it (tidy's document tree: 104-byte nodes,
+ * every walk reading one node of each input line) gets no help from the
+ * CPU's stride prefetcher there, where glibc's heap, grown in allocation
+ * order, keeps one stride throughout (docs/architecture.md, *Strides across
+ * slabs*).  Larger slabs for every class cost peak RSS where populations
+ * come and go (a slab empties less often).  So the larger slab is given
+ * only to a population that is being built to last: when a fixed
+ * single-page class whose size leaves a page's tail unused (one that
+ * divides the page keeps its stride across adjacent slabs) first holds
+ * STRIDE_CLASS_MIN_BYTES of objects, those are at least half of the bytes
+ * all classes have handed out, and they are long-lived (kmem_cache
+ * life_ratio at most SLAB_LIFE_LONG: few of the objects the slabs handed
+ * out in the last windows came back to them), its sizes are
+ * pointed at a new class of the same object size whose slabs are
+ * 2^STRIDE_CLASS_ORDER pages (__slab_lifetime_update, under the fixed
+ * class's lock; dyn_class_lock is a leaf).  The objects already handed out
+ * stay in the fixed class's slabs: what they pin is bounded by the
+ * population at the decision (1-1.5 MiB), and it is made once per class.
+ * At most STRIDE_CLASS_MAX of the NR_KMALLOC_DYNAMIC slots, so the
+ * hot-size classes above keep theirs.  The frees look for holes in a
+ * stride slab each time half of what was in use at the last look has gone
+ * (slab_punch_due), not at every page's worth.  Not under KALLOC_MESH
+ * (meshing merges single pages); KALLOC_DYNAMIC_CLASSES=0 switches these
+ * off too.
+ */
+constexpr unsigned long STRIDE_CLASS_MIN_BYTES = 1ul << 20;
+constexpr uint8_t STRIDE_CLASS_ORDER = 4;     /* 64 KiB slabs */
+constexpr unsigned STRIDE_CLASS_MAX = 4;
+
+/* Make the stride class of fixed class idx (an order-0 class up to 1 KiB)
+ * and point its sizes at it.  False only when dyn_class_lock was busy (ask
+ * again later); true when made or when it cannot be (no slot, switched
+ * off). */
+__slowpath bool kmalloc_dynamic_create_stride(unsigned idx);
+
+/* Stride classes made so far (0 .. STRIDE_CLASS_MAX). */
+unsigned kmalloc_dynamic_nr_stride();
+
+/* Bit i: dynamic slot NR_KMALLOC_STATIC + i is a stride class (written
+ * under dyn_class_lock before any request maps to the slot). */
+extern uint32_t kmalloc_stride_slots __hidden;
+
+static inline bool kmalloc_is_stride_class(unsigned idx)
+{
+    return idx >= NR_KMALLOC_STATIC &&
+           (__atomic_load_n(&kmalloc_stride_slots, __ATOMIC_RELAXED) >> (idx - NR_KMALLOC_STATIC)) & 1;
+}
 
 /* After fork, in the child: the lock may have been held by a thread the
  * child does not have. */

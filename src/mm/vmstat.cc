@@ -219,8 +219,9 @@ void print_vmstat(printbuf &out)
                READ_ONCE(cs.compact_free_scanned), READ_ONCE(cs.compact_slabs_ordered),
                READ_ONCE(cs.compact_released));
     out.printf("  slab_classes_shortlived %lu\n  slab_classes_longlived %lu\n"
-               "  slab_lifetime_changes %lu\n  slab_classes_dynamic %u\n",
-               life[MIGRATE_RECLAIMABLE], life[MIGRATE_LONGLIVED], changes, kmalloc_dynamic_nr());
+               "  slab_lifetime_changes %lu\n  slab_classes_dynamic %u\n  slab_classes_stride %u\n",
+               life[MIGRATE_RECLAIMABLE], life[MIGRATE_LONGLIVED], changes, kmalloc_dynamic_nr(),
+               kmalloc_dynamic_nr_stride());
     out.printf("  slab_holes_punched %lu\n  slab_holes_refaulted %lu\n  slab_hole_pages %lu\n"
                "  slab_hole_madvise %lu\n  slab_hole_batched %lu\n  slab_holes_cancelled %lu\n"
                "  slab_hole_queued %u\n  slab_holes_deferred %lu\n",
