@@ -208,11 +208,13 @@ unsigned kmalloc_dynamic_nr();
  * stay in the fixed class's slabs: what they pin is bounded by the
  * population at the decision (1-1.5 MiB), and it is made once per class.
  * At most STRIDE_CLASS_MAX of the NR_KMALLOC_DYNAMIC slots, so the
- * hot-size classes above keep theirs.  The frees look for holes in a
- * stride slab each time half of what was in use at the last look has gone
- * (slab_punch_due), not at every page's worth.  Not under KALLOC_MESH
- * (meshing merges single pages); KALLOC_DYNAMIC_CLASSES=0 switches these
- * off too.
+ * hot-size classes above keep theirs.  The frees punch no holes in a
+ * stride slab (each look walks its freelist of up to 4,096 objects:
+ * containers' 80-byte map nodes, freed a map at a time, spent 1.4% more
+ * instructions and ~7% more time there); its free pages go back with the
+ * timed pass, trim and compaction, and the whole slab when it empties.
+ * Not under KALLOC_MESH (meshing merges single pages);
+ * KALLOC_DYNAMIC_CLASSES=0 switches these off too.
  */
 constexpr unsigned long STRIDE_CLASS_MIN_BYTES = 1ul << 20;
 constexpr uint8_t STRIDE_CLASS_ORDER = 4;     /* 64 KiB slabs */

@@ -982,13 +982,6 @@ static inline bool slab_punch_due(const kmem_cache *c, const page *pg, bool all)
     unsigned step = (unsigned)(PAGE_SIZE / c->size);
     if (!step)
         step = 1;
-    /* A stride class's slab (16 pages of small objects, mm/slab_dynamic.h):
-     * again once half of what was in use at the last look is freed, so
-     * that the looks, each a walk of the freelist, cost O(1) a free
-     * (a page's worth each time made containers' 80-byte map nodes spend
-     * 1.5% of its instructions walking freelists). */
-    if (unlikely(kmalloc_is_stride_class(c->index)) && pg[1].slab_punch_inuse / 2u > step)
-        step = pg[1].slab_punch_inuse / 2u;
     return pg->inuse + step <= pg[1].slab_punch_inuse;
 }
 
@@ -1114,7 +1107,7 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
     cache_lock(c);
     /* Once per call: whether this class is being freed (slab holes). */
     const bool holes = c->order && cache_freeing(c) && option_get(OPT_SLAB_HOLES) &&
-                       !cache_holes_deferred(c);
+                       !cache_holes_deferred(c) && !kmalloc_is_stride_class(c->index);
     /* Objects freed per zone, for khugepaged_split_underused's bound (zone
      * freed_pages): the objects from index fstart on are in zone fz; added
      * after the lock, once per zone met. */
