@@ -209,7 +209,7 @@ unsigned kmalloc_dynamic_nr();
  * population at the decision (1-1.5 MiB), and it is made once per class.
  * At most STRIDE_CLASS_MAX of the NR_KMALLOC_DYNAMIC slots, so the
  * hot-size classes above keep theirs.  The frees punch no holes in a
- * stride slab (each look walks its freelist of up to 4,096 objects:
+ * stride slab (each look walks its freelist of up to 1,365 objects:
  * containers' 80-byte map nodes, freed a map at a time, spent 1.4% more
  * instructions and ~7% more time there); its free pages go back with the
  * timed pass, trim and compaction, and the whole slab when it empties.
