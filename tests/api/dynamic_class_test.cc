@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -367,6 +368,51 @@ TEST(StrideClass, ALongLivedPopulationKeepsOneStrideAcrossPages) {
   }
   for (size_t i = 0; i < v.size() / 2; i++) ASSERT_EQ(check(v[i], n, (uint32_t)i), n) << i;
   for (void *p : v) free(p);
+}
+
+// The frees punch no holes in a stride slab (slab_dynamic.h): its pages
+// whose objects are all freed go back at malloc_trim (and the timed pass).
+TEST(StrideClass, TheFreePagesOfAStrideSlabGoBackAtTrim) {
+  SKIP_IF_DYNAMIC_CLASSES_SET();
+  const size_t n = 104;
+  std::vector<void *> v;
+  for (unsigned i = 0; i < 40000; i++) {
+    void *p = malloc(opaque(n));
+    ASSERT_NE(p, nullptr);
+    fill(p, n, i);
+    v.push_back(p);
+  }
+  ASSERT_EQ(slab_pages_of(112).at(0), 16u);
+  // Keep the objects that touch a page whose number is a multiple of 4.
+  auto kept = [](void *p) {
+    uintptr_t first = (uintptr_t)p >> 12, last = ((uintptr_t)p + 111) >> 12;
+    return first % 4 == 0 || last % 4 == 0;
+  };
+  std::vector<size_t> keep;
+  std::vector<uintptr_t> freed_pages;
+  for (size_t i = 20000; i < v.size(); i++) {   // the stride class's objects
+    if (kept(v[i])) {
+      keep.push_back(i);
+      continue;
+    }
+    uintptr_t pg = (uintptr_t)v[i] >> 12;
+    if (freed_pages.empty() || freed_pages.back() != pg) freed_pages.push_back(pg);
+    free(v[i]);
+  }
+  malloc_trim(0);
+  size_t resident = 0, counted = 0;
+  for (uintptr_t pg : freed_pages) {
+    unsigned char vec = 0;
+    if (pg % 4 == 0 || (pg + 1) % 4 == 0 || (pg - 1) % 4 == 0) continue;  // may hold a kept object's end
+    ASSERT_EQ(mincore((void *)(pg << 12), 4096, &vec), 0);
+    counted++;
+    resident += vec & 1;
+  }
+  ASSERT_GT(counted, 100u);
+  EXPECT_LE(resident * 10, counted) << resident << " of " << counted << " free pages still resident";
+  for (size_t i : keep) ASSERT_EQ(check(v[i], n, (uint32_t)i), n) << i;
+  for (size_t i = 0; i < 20000; i++) free(v[i]);
+  for (size_t i : keep) free(v[i]);
 }
 
 TEST(StrideClass, APopulationWhoseObjectsComeBackGetsNone) {
