@@ -212,7 +212,8 @@ unsigned kmalloc_dynamic_nr();
  * stride slab (each look walks its freelist of up to 1,365 objects:
  * containers' 80-byte map nodes, freed a map at a time, spent 1.4% more
  * instructions and ~7% more time there); its free pages go back with the
- * timed pass, trim and compaction, and the whole slab when it empties.
+ * timed pass (an idle class's slabs at least half free), trim and
+ * compaction, and the whole slab when it empties.
  * Not under KALLOC_MESH (meshing merges single pages);
  * KALLOC_DYNAMIC_CLASSES=0 switches these off too.
  */
