@@ -1194,10 +1194,10 @@ void __slab_lifetime_update(kmem_cache *c)
     c->life_allocs = c->life_frees = 0;
     /* A single-page class's population built to last: its stride class
      * (mm/slab_dynamic.h), decided once, when it first holds
-     * STRIDE_CLASS_MIN_BYTES.  Only a size that leaves a page's tail unused:
-     * one that divides the page keeps its stride across adjacent slabs. */
+     * STRIDE_CLASS_MIN_BYTES.  Up to STRIDE_CLASS_ANY_MAX any size; above,
+     * only one that leaves a page's tail unused. */
     if (unlikely(!c->stride_checked) && c->index < NR_KMALLOC_STATIC && c->order == 0 &&
-        c->size <= KMALLOC_SMALL_MAX && PAGE_SIZE % c->size != 0 &&
+        c->size <= KMALLOC_SMALL_MAX && (c->size <= STRIDE_CLASS_ANY_MAX || PAGE_SIZE % c->size != 0) &&
         c->active_objects * c->size >= STRIDE_CLASS_MIN_BYTES)
         c->stride_checked = c->life_ratio > SLAB_LIFE_LONG || option_get(OPT_MESH) ||
                             !slab_class_dominates(c) || kmalloc_dynamic_create_stride(c->index);
