@@ -53,6 +53,26 @@ void accept_glibc_pointers()
         __atomic_store_n(&dl_rebound, true, __ATOMIC_RELEASE);
 }
 
+} // namespace
+
+void *dl_global_override(const char *name, const void *own, bool *looked)
+{
+    void *d = dlsym(RTLD_DEFAULT, name);
+    *looked = d != nullptr;
+    if (!d || d == own)
+        return nullptr;
+    /* Another object's definition, not a canonical PLT entry of the
+     * executable's (an undefined symbol with an address). */
+    Dl_info gi, oi;
+    const ElfW(Sym) *sym = nullptr;
+    if (dladdr1(d, &gi, (void **)&sym, RTLD_DL_SYMENT) && dladdr(own, &oi) &&
+        gi.dli_fbase != oi.dli_fbase && sym && sym->st_shndx != SHN_UNDEF)
+        return d;
+    return nullptr;
+}
+
+namespace {
+
 /* The definition of `name` a program linked against glibc binds to, when
  * it is not kalloc's (nullptr otherwise: kalloc's comes first, or nothing
  * could be looked up yet).  Two lookups, because a library may define only
@@ -66,19 +86,10 @@ void accept_glibc_pointers()
  * start-up). */
 void *foreign_definition(const char *name, const void *own, bool *looked)
 {
-    void *d = dlsym(RTLD_DEFAULT, name);
-    *looked = d != nullptr;
-    if (!d)
+    if (void *d = dl_global_override(name, own, looked))
+        return d;
+    if (!*looked)
         return nullptr;
-    if (d != own) {
-        /* Another object's definition, not a canonical PLT entry of the
-         * executable's (an undefined symbol with an address). */
-        Dl_info gi, oi;
-        const ElfW(Sym) *sym = nullptr;
-        if (dladdr1(d, &gi, (void **)&sym, RTLD_DL_SYMENT) && dladdr(own, &oi) &&
-            gi.dli_fbase != oi.dli_fbase && sym && sym->st_shndx != SHN_UNDEF)
-            return d;
-    }
 #if defined(__x86_64__)
     void *v = dlvsym(RTLD_DEFAULT, name, "GLIBC_2.2.5");
     if (v && v != own && v != dlvsym(RTLD_NEXT, name, "GLIBC_2.2.5"))

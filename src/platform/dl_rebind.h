@@ -71,6 +71,15 @@ extern bool dl_rebound;
  * dl_global_free the process's free (set when preceded).
  */
 bool dl_malloc_preceded(const void *own_malloc, const void *own_free);
+
+/* The global scope's definition of `name` (dlsym RTLD_DEFAULT: the
+ * executable's, then the preloaded objects', then the rest in load order)
+ * when it is another object's than kalloc's `own`: a C++ operator the
+ * program replaced, which the standard library's other forms of it must
+ * reach.  nullptr when it is kalloc's, or when nothing could be looked up
+ * yet (*looked false: the dynamic linker's own start-up; ask again).
+ * Calls dlsym and dladdr: outside kalloc's locks. */
+void *dl_global_override(const char *name, const void *own, bool *looked);
 void *dl_next_symbol(const char *name);
 extern void (*dl_global_free)(void *);
 

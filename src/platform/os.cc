@@ -553,19 +553,42 @@ void os_hugepage(void *addr, size_t len)
     errno = saved;
 }
 
+namespace {
+/* A write of kalloc's went past RLIMIT_FSIZE: kalloc writes no more. */
+constinit bool write_past_fsize_limit;
+} // namespace
+
 void os_write(int fd, const char *buf, size_t len)
 {
+    if (READ_ONCE(write_past_fsize_limit))
+        return;
     int saved = errno;
+    /* The program did not ask for this output: a write past its file-size
+     * limit must not kill it with SIGXFSZ (OpenSSH's pre-auth child runs
+     * with RLIMIT_FSIZE 0, and KALLOC_STATS's report at its exit killed
+     * it when stderr was a file).  SIGXFSZ is blocked for the write
+     * (rt_sigprocmask: sandboxes allow it); when the write fails with
+     * EFBIG the signal it raised stays pending and blocked in this thread
+     * (consuming it takes calls sandboxes refuse) and kalloc stops
+     * writing; otherwise the mask is restored. */
+    uint64_t xfsz = 1ull << (SIGXFSZ - 1), old = 0;
+    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &xfsz, &old, sizeof(xfsz));
+    bool efbig = false;
     while (len) {
         ssize_t n = sys_write(fd, buf, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            efbig = errno == EFBIG;
             break;
         }
         buf += n;
         len -= (size_t)n;
     }
+    if (efbig)
+        WRITE_ONCE(write_past_fsize_limit, true);
+    else if (!(old & xfsz))
+        syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &xfsz, nullptr, sizeof(xfsz));
     errno = saved;
 }
 

@@ -256,7 +256,9 @@ struct smaps_usage {
 };
 bool os_smaps_usage(const uintptr_t (*ranges)[2], unsigned nr, smaps_usage *out);
 
-/* write(2) all of buf, retrying on EINTR / short writes; errno preserved. */
+/* write(2) all of buf, retrying on EINTR / short writes; errno preserved.
+ * Never raises SIGXFSZ: past RLIMIT_FSIZE the write fails, SIGXFSZ stays
+ * blocked in the calling thread and later calls write nothing. */
 void os_write(int fd, const char *buf, size_t len);
 
 /* Resident set size of the process in bytes (from /proc/self/statm), 0 if

@@ -8,6 +8,9 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -240,4 +243,38 @@ TEST(Introspection, MallocStatsIsNotACancellationPoint) {
   });
   EXPECT_EQ(g_stats_returned.load(), 1) << "the thread was cancelled inside malloc_stats";
   EXPECT_FALSE(out.empty());
+}
+
+// kalloc's own output (statistics, trace, warnings) goes through write(2):
+// past the program's RLIMIT_FSIZE it must not kill the program with
+// SIGXFSZ (OpenSSH's pre-auth child runs with a limit of 0, and the
+// KALLOC_STATS report at its exit killed it when stderr was a file).  The
+// write fails, and kalloc writes nothing more; the program goes on.
+TEST(Introspection, OutputPastTheFileSizeLimitDoesNotKill) {
+  char path[] = "/tmp/kalloc-fsize-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    struct rlimit rl = {100, 100};
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(3);
+    kalloc_stats_print_fd(fd);   // several KiB: past the limit at once
+    kalloc_stats_print_fd(fd);
+    void *p = malloc(100);
+    free(p);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  if (WIFEXITED(status)) {
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_LE(st.st_size, 100) << "nothing past the limit";
+  EXPECT_GT(st.st_size, 0) << "what fits is written";
+  close(fd);
 }
