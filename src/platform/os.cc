@@ -553,15 +553,8 @@ void os_hugepage(void *addr, size_t len)
     errno = saved;
 }
 
-namespace {
-/* A write of kalloc's went past RLIMIT_FSIZE: kalloc writes no more. */
-constinit bool write_past_fsize_limit;
-} // namespace
-
 void os_write(int fd, const char *buf, size_t len)
 {
-    if (READ_ONCE(write_past_fsize_limit))
-        return;
     int saved = errno;
     /* The program did not ask for this output: a write past its file-size
      * limit must not kill it with SIGXFSZ (OpenSSH's pre-auth child runs
@@ -569,8 +562,10 @@ void os_write(int fd, const char *buf, size_t len)
      * it when stderr was a file).  SIGXFSZ is blocked for the write
      * (rt_sigprocmask: sandboxes allow it); when the write fails with
      * EFBIG the signal it raised stays pending and blocked in this thread
-     * (consuming it takes calls sandboxes refuse) and kalloc stops
-     * writing; otherwise the mask is restored. */
+     * (consuming it takes calls sandboxes refuse), and kalloc's later
+     * writes past the limit fail the same way, quietly (to a pipe or a
+     * terminal they still go out: a fatal error's line is not lost);
+     * otherwise the mask is restored. */
     uint64_t xfsz = 1ull << (SIGXFSZ - 1), old = 0;
     syscall(SYS_rt_sigprocmask, SIG_BLOCK, &xfsz, &old, sizeof(xfsz));
     bool efbig = false;
@@ -585,9 +580,7 @@ void os_write(int fd, const char *buf, size_t len)
         buf += n;
         len -= (size_t)n;
     }
-    if (efbig)
-        WRITE_ONCE(write_past_fsize_limit, true);
-    else if (!(old & xfsz))
+    if (!efbig && !(old & xfsz))
         syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &xfsz, nullptr, sizeof(xfsz));
     errno = saved;
 }

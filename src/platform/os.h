@@ -257,8 +257,8 @@ struct smaps_usage {
 bool os_smaps_usage(const uintptr_t (*ranges)[2], unsigned nr, smaps_usage *out);
 
 /* write(2) all of buf, retrying on EINTR / short writes; errno preserved.
- * Never raises SIGXFSZ: past RLIMIT_FSIZE the write fails, SIGXFSZ stays
- * blocked in the calling thread and later calls write nothing. */
+ * Never raises SIGXFSZ: past RLIMIT_FSIZE the write fails and SIGXFSZ
+ * stays pending and blocked in the calling thread. */
 void os_write(int fd, const char *buf, size_t len);
 
 /* Resident set size of the process in bytes (from /proc/self/statm), 0 if

@@ -249,7 +249,7 @@ TEST(Introspection, MallocStatsIsNotACancellationPoint) {
 // past the program's RLIMIT_FSIZE it must not kill the program with
 // SIGXFSZ (OpenSSH's pre-auth child runs with a limit of 0, and the
 // KALLOC_STATS report at its exit killed it when stderr was a file).  The
-// write fails, and kalloc writes nothing more; the program goes on.
+// write fails (and the later ones past the limit, quietly); the program goes on.
 TEST(Introspection, OutputPastTheFileSizeLimitDoesNotKill) {
   char path[] = "/tmp/kalloc-fsize-XXXXXX";
   int fd = mkstemp(path);
