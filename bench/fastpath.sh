@@ -47,3 +47,33 @@ for s2 in "$size" 40000; do
     printf "  realloc(p, %d) in place: %.1f   malloc_usable_size: %.1f   (instructions per call)\n", s, (r2 - r1) / 100000, (u2 - u1) / 100000
   }'
 done
+# C++: `new T` and `delete p` (the sized operator delete C++14 compilers
+# emit), when the program replaces no operator (preload/new_delete.cc).
+if command -v g++ >/dev/null 2>&1; then
+  cat > "$tmp/fastpath_cxx.cc" <<'CC'
+#include <cstdlib>
+struct S { long a[8]; };
+int main(int argc, char **argv) {
+  long n = argc > 1 ? std::atol(argv[1]) : 100000;
+  for (long i = 0; i < n; i++) {
+    S *s = new S();
+    asm volatile("" : : "r"(s) : "memory");
+    delete s;
+  }
+}
+CC
+  g++ -O2 -std=c++17 -o "$tmp/fastpath_cxx" "$tmp/fastpath_cxx.cc"
+  cxx_count() {   # iterations -> "new delete" instruction counts
+    LD_PRELOAD="$lib" valgrind --tool=callgrind --callgrind-out-file="$tmp/cgx.$1" \
+      "$tmp/fastpath_cxx" "$1" >/dev/null 2>&1
+    callgrind_annotate --inclusive=yes "$tmp/cgx.$1" 2>/dev/null | awk '
+      /operator new\(unsigned long\)/ { gsub(",", "", $1); if (!n) n = $1 }
+      /operator delete\(void\*, unsigned long\)/ { gsub(",", "", $1); if (!d) d = $1 }
+      END { print n + 0, d + 0 }'
+  }
+  read -r n1 d1 < <(cxx_count 100000)
+  read -r n2 d2 < <(cxx_count 200000)
+  awk -v n1="$n1" -v n2="$n2" -v d1="$d1" -v d2="$d2" 'BEGIN {
+    printf "  operator new(64): %.1f   operator delete(p, 64): %.1f   (instructions per call)\n", (n2 - n1) / 100000, (d2 - d1) / 100000
+  }'
+fi
