@@ -55,8 +55,9 @@ inline bool foreign(void *p) { return preceded() && !(p && kowns(p)); }
  * a malloc'd block aborted ("kalloc: realloc(): invalid pointer": GNU ls and
  * sort call it), and a block from reallocarray or pvalloc was an "Invalid
  * free" to memcheck.  Under valgrind those call the ones it redirects,
- * through their addresses (tool_call: never inlined). */
-inline bool under_tool() { return unlikely(options_under_valgrind()); }
+ * through their addresses (tool_call: never inlined).  Tools that leave
+ * malloc alone (callgrind, cachegrind) see kalloc's own paths. */
+inline bool under_tool() { return unlikely(options_valgrind_replaces_malloc()); }
 template <typename F> F *tool_call(F *f)
 {
     F *volatile g = f;

@@ -89,8 +89,16 @@ void options_init()
     const bool secure = getauxval(AT_SECURE) != 0;
     for (; *env; env++) {
         const char *e = *env;
-        if (strncmp(e, "LD_PRELOAD=", 11) == 0 && strstr(e, "/vgpreload_"))
-            options_valgrind = true;
+        if (strncmp(e, "LD_PRELOAD=", 11) == 0) {
+            /* valgrind's core preload is always there; a tool that replaces
+             * malloc & co. (memcheck, helgrind, drd, massif, dhat) adds its
+             * own; callgrind, cachegrind and none do not. */
+            for (const char *v = strstr(e, "/vgpreload_"); v; v = strstr(v + 1, "/vgpreload_")) {
+                options_valgrind = true;
+                if (strncmp(v + 11, "core-", 5) != 0)
+                    options_valgrind_malloc = true;
+            }
+        }
         if (secure || strncmp(e, "KALLOC_", 7) != 0)
             continue;
         e += 7;
@@ -110,6 +118,7 @@ void options_init()
 }
 
 bool options_valgrind;
+bool options_valgrind_malloc;
 
 /* A program whose first malloc runs from .preinit_array finds `environ`
  * still null (libc sets it in its own initialiser, after the executable's

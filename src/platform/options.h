@@ -72,11 +72,18 @@ extern option_desc options[OPT_COUNT];
 /* Scan environ (idempotent; cheap once done). */
 void options_init();
 
-/* Whether the process runs under a valgrind tool (LD_PRELOAD names its
- * vgpreload_*.so, seen by the scan): the tool redirects malloc & co. by
- * code address (preload/override.cc). */
+/* Whether the process runs under valgrind (LD_PRELOAD names its
+ * vgpreload_*.so, seen by the scan): system calls valgrind does not know are
+ * left alone (platform/os.cc). */
 extern bool options_valgrind;   /* set by the scan */
 static inline bool options_under_valgrind() { return options_valgrind; }
+
+/* Whether the valgrind tool replaces malloc & co. (memcheck, helgrind, drd,
+ * massif, dhat: a vgpreload_<tool>.so beside valgrind's core one): it
+ * redirects them by code address (preload/override.cc).  Not under
+ * callgrind or cachegrind, which then count kalloc's own paths. */
+extern bool options_valgrind_malloc;    /* set by the scan */
+static inline bool options_valgrind_replaces_malloc() { return options_valgrind_malloc; }
 
 static inline long option_get(option_id id) { return options[id].value; }
 
