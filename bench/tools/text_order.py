@@ -118,7 +118,8 @@ def run_profiles(lib, bench, tmp):
         for line in ann.splitlines():
             m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+\S*?:(\S+)\s+\[(.*)\]$", line)
             if m and os.path.realpath(m.group(3)) == os.path.realpath(lib):
-                got[m.group(2)] = int(m.group(1).replace(",", ""))
+                sym = re.sub(r"'\d+$", "", m.group(2))    # callgrind's recursion levels: f'2
+                got[sym] = got.get(sym, 0) + int(m.group(1).replace(",", ""))
         print("text_order.py: %-16s %3d functions of kalloc" % (os.path.basename(argv[0]), len(got)),
               file=sys.stderr)
         if got:

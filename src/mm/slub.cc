@@ -83,6 +83,12 @@
  * with a zone or pageset lock), held across the batch's system call (with
  * no cache lock held, but when an add finds the batch still full), and
  * nothing is locked under it; reclaim passes only try it.
+ * kmem_cache_init_lock sets a cache up at its first use (cache_lock): taken
+ * with no cache lock held, just before the cache's own.  Nobody takes the
+ * lock of a cache that is not set up, so fork's prepare handler, which
+ * holds kmem_cache_init_lock, locks only the caches set up (a program that
+ * forks no longer writes the ~9 pages of kmalloc_caches its unused
+ * classes span, nor does its child copy them).
  */
 #include "mm/slab.h"
 #include "mm/mesh.h"
@@ -100,6 +106,7 @@
 namespace kalloc {
 
 kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
+static spinlock_t kmem_cache_init_lock;     /* first use of a cache (cache_lock), fork */
 uint64_t slab_free_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init (slab_common.h) */
 uint64_t slab_freeptr_random;     /* 0 until the first slab is made (slab_freeptr_seed) */
 kmem_cache_node kmem_cache_node_fixed[3][NR_KMALLOC_CLASSES];
@@ -152,6 +159,8 @@ constexpr unsigned long SLAB_HOLES_FLUSH_STREAK = 16;
 
 static unsigned long slab_pageblock_free_bytes(zone *z, unsigned long start);
 
+/* Under kmem_cache_init_lock: the cache's fields, then `initialized`
+ * (release: whoever reads it set, with an acquire, sees them). */
 static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
 {
     const kmalloc_class &k = kmalloc_info[idx];
@@ -163,15 +172,28 @@ static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
     INIT_LIST_HEAD(&c->full);
     c->migratetype = MIGRATE_RECLAIMABLE;
     c->life_ratio = 1024;
-    c->initialized = true;
     khugepaged_register_free_bytes(slab_pageblock_free_bytes);
+    __atomic_store_n(&c->initialized, true, __ATOMIC_RELEASE);
+}
+
+static bool cache_ready(const kmem_cache *c)
+{
+    return __atomic_load_n(&c->initialized, __ATOMIC_ACQUIRE);
+}
+
+static __cold void kmem_cache_init(kmem_cache *c)
+{
+    spin_lock(&kmem_cache_init_lock);
+    if (!c->initialized)
+        kmem_cache_init_locked(c, (unsigned)(c - kmalloc_caches));
+    spin_unlock(&kmem_cache_init_lock);
 }
 
 static inline kmem_cache *cache_lock(kmem_cache *c)
 {
+    if (unlikely(!cache_ready(c)))
+        kmem_cache_init(c);
     spin_lock(&c->lock);
-    if (unlikely(!c->initialized))
-        kmem_cache_init_locked(c, (unsigned)(c - kmalloc_caches));
     return c;
 }
 
@@ -1219,7 +1241,7 @@ unsigned long kmem_cache_order_partial_all()
     unsigned long sorted = 0;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
-        if (!READ_ONCE(c->initialized))
+        if (!cache_ready(c))
             continue;
         cache_lock(c);
         /* Fullness in eighths, so near-equal slabs are ordered by pageblock
@@ -1258,7 +1280,7 @@ void slab_owner_set_live(unsigned owner, bool live)
     /* Its partial slabs become unowned, in every cache that is set up. */
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
-        if (!READ_ONCE(c->initialized))
+        if (!cache_ready(c))
             continue;
         spin_lock(&c->lock);
         list_head *l = &c->partial[owner];
@@ -1364,7 +1386,7 @@ void kmem_cache_shrink_all()
 {
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
-        if (!READ_ONCE(c->initialized))
+        if (!cache_ready(c))
             continue;       /* never used: nothing to give back (and its pages stay untouched) */
         slab_sheaf sheaves[SLAB_BARN_SHEAVES];
         cache_lock(c);
@@ -1392,7 +1414,7 @@ unsigned long kmem_cache_punch_holes_all(bool idle_only)
     unsigned long punched = 0;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
-        if (!READ_ONCE(c->initialized) || !c->order || c->order > SLAB_HOLES_MAX_ORDER)
+        if (!cache_ready(c) || !c->order || c->order > SLAB_HOLES_MAX_ORDER)
             continue;
         if (!READ_ONCE(c->nr_partial) && !READ_ONCE(c->holes_defer_ms))
             continue;
@@ -1432,10 +1454,15 @@ unsigned long kmem_cache_punch_holes_all(bool idle_only)
     return punched;
 }
 
+/* Fork: no cache is set up while kmem_cache_init_lock is held, so the
+ * caches set up are the same set from here to the unlock, and the others'
+ * locks are free (nobody takes one before its cache is set up). */
 void kmem_cache_lock_all()
 {
+    spin_lock(&kmem_cache_init_lock);
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
-        spin_lock(&kmalloc_caches[i].lock);
+        if (cache_ready(&kmalloc_caches[i]))
+            spin_lock(&kmalloc_caches[i].lock);
     spin_lock(&hole_batch.lock);    /* innermost: nobody holding it waits for another lock */
 }
 
@@ -1443,13 +1470,17 @@ void kmem_cache_unlock_all()
 {
     spin_unlock(&hole_batch.lock);
     for (unsigned i = NR_KMALLOC_CLASSES; i-- > 1;)
-        spin_unlock(&kmalloc_caches[i].lock);
+        if (cache_ready(&kmalloc_caches[i]))
+            spin_unlock(&kmalloc_caches[i].lock);
+    spin_unlock(&kmem_cache_init_lock);
 }
 
 void kmem_cache_reinit_locks()
 {
+    spin_lock_init(&kmem_cache_init_lock);
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
-        spin_lock_init(&kmalloc_caches[i].lock);
+        if (cache_ready(&kmalloc_caches[i]))
+            spin_lock_init(&kmalloc_caches[i].lock);
     spin_lock_init(&hole_batch.lock);
 }
 
