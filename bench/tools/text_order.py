@@ -12,14 +12,15 @@ runs first, it maps one or two windows.
 
 How: every function is in a section of its own (-ffunction-sections); each
 program below runs under valgrind --tool=callgrind with the library
-preloaded; the functions of the library that executed are ranked by how many
-programs ran them, then by their instructions; each is mapped to its input
-section through the objects' section headers; and the linker script lists
-those sections, in that order, in an output section placed before .text
-(`INSERT BEFORE .text`: GNU ld keeps its default script for everything else).
-A function the list does not name (new, renamed) goes to .text as before:
-nothing breaks, the test `Introspection.ASmallProgramMapsLittleOfKallocsText`
-says when the list has gone stale.
+preloaded; the functions of the library that executed are put in a nested
+order (nested_order: the smallest program's first, then what each larger
+one adds); each is mapped to its input sections through the objects'
+section headers (clones and cold parts by the function's name); and the
+linker script lists those sections, in that order, in the .text it places
+after .fini (`INSERT AFTER .fini`: GNU ld keeps its default script for
+everything else; HEADER below says why there).  A function the list does
+not name (new, renamed) goes after the listed ones: nothing breaks, and the
+test programs.resident_text says when the list has gone stale.
 
     bench/tools/text_order.py [build dir]   # default: build/, writes src/text_order.ld
     bench/tools/text_order.py --measure LIB [LIB...]
