@@ -185,11 +185,12 @@ KALLOC_EXPORT void kalloc_stats_print_fd(int fd);
  * ------------------------------------------------------------------------- */
 
 /** Version of struct kalloc_vmstat this header describes. */
-#define KALLOC_VMSTAT_VERSION 13  /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
+#define KALLOC_VMSTAT_VERSION 14  /* 2: thp_fault_advised; 3: thp_fault_slow; 4: thp_split_underused;
                                      5: mesh_*; 6: thp_kept_pages; 7: residency_*,
                                      workingset_refault; 8: madvise_batch*; 9: run_fit;
                                      10: slab_hole*; 11: large_fault_around*, large_probe*;
-                                     12: thread_rounds*; 13: mesh_fail_map, memfd_lost */
+                                     12: thread_rounds*; 13: mesh_fail_map, memfd_lost;
+                                     14: memfd_sandboxed */
 
 /** Room in the per-migrate-type arrays of struct kalloc_vmstat. */
 #define KALLOC_MIGRATE_TYPES_MAX 8
@@ -342,6 +343,10 @@ struct kalloc_vmstat {
                                        the remap (vm.max_map_count reached); each ends its pass */
     uint64_t memfd_lost;          /**< memory-file zones (KALLOC_MESH) whose descriptor the
                                        program closed: no more growth or meshing in them */
+    /* --- version 14 --- */
+    uint64_t memfd_sandboxed;     /**< memory-file zones made private anonymous memory because
+                                       a seccomp filter may kill the calls meshing makes
+                                       (memfd_create, fallocate, lseek): no more meshing in them */
 };
 
 /** Fill *out (see the ABI rule above: set out->size first).  Returns 0, or

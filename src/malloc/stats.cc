@@ -190,6 +190,7 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.thread_rounds_pages = READ_ONCE(thread_rounds_pages);
     v.mesh_fail_map = READ_ONCE(mesh_stats.mesh_fail_map);
     v.memfd_lost = READ_ONCE(pa_stats.memfd_lost);
+    v.memfd_sandboxed = READ_ONCE(pa_stats.memfd_sandboxed);
     size_t len = out->size < sizeof(v) ? out->size : sizeof(v);
     v.size = (uint32_t)len;
     v.version = KALLOC_VMSTAT_VERSION;

@@ -238,6 +238,7 @@ unsigned long __mesh_all(bool timed)
     stat_add(mesh_stats.mesh_passes, 1);
     /* Candidates are slabs of zones whose memory file kalloc still holds
      * (the process has one thread: nothing closes it during the pass). */
+    zone_memfd_sandbox_check(true);
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++)
         zone_backing_check(zones[i]);

@@ -20,6 +20,7 @@
 #include "mm/per_cpu_pages.h"
 #include "mm/vmscan.h"
 #include "platform/cpu.h"
+#include "platform/kthread.h"
 #include "platform/options.h"
 #include "platform/os.h"
 #include "platform/printk.h"
@@ -224,8 +225,11 @@ bool __zone_grow(zone *z, unsigned long min_pages)
         return false;
     /* Growth maps the memory file: never a file the program opened under
      * the number kalloc's descriptor had (it would share the heap's bytes). */
-    if (z->backing != ZONE_BACKING_ANON && !zone_backing_check(z))
-        return false;
+    if (z->backing != ZONE_BACKING_ANON) {
+        zone_memfd_sandbox_check(false);
+        if (z->backing != ZONE_BACKING_ANON && !zone_backing_check(z))
+            return false;
+    }
     unsigned long need;
     unsigned long top = zone_grow_top(z, min_pages, &need);
     if (!top)
@@ -306,9 +310,10 @@ zone *zone_create(unsigned long min_pages)
         z->type = ZONE_NORMAL;
         z->backing = ZONE_BACKING_ANON;
         z->backing_fd = -1;
-        if (option_get(OPT_MESH)) {
+        if (option_get(OPT_MESH) && !os_seccomp_filtered()) {
             /* The file spans the data pages; sparse, pages appear as they
-             * are touched.  No memfd (seccomp, old kernel): anonymous. */
+             * are touched.  No memfd (old kernel, EMFILE), or a seccomp
+             * filter (which may kill the call): anonymous. */
             int fd = os_memfd_create("kalloc", (uint64_t)ZONE_MAX_PAGES << PAGE_SHIFT);
             if (fd >= 0 && os_fd_identity(fd, &z->backing_dev, &z->backing_ino)) {
                 z->backing = ZONE_BACKING_MEMFD;
@@ -390,6 +395,12 @@ void zone_memfd_fork_prepare()
     fork_sync_used = false;
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     bool any = false;
+    for (unsigned i = 0; i < nz; i++)
+        any |= zones[i]->backing != ZONE_BACKING_ANON;
+    if (!any)
+        return;
+    zone_memfd_sandbox_check(false);
+    any = false;
     for (unsigned i = 0; i < nz; i++) {
         zone_backing_check(zones[i]);
         any |= zones[i]->backing != ZONE_BACKING_ANON;
@@ -452,31 +463,62 @@ static void zone_memfd_to_anon(zone *z)
     z->backing = ZONE_BACKING_ANON;
 }
 
-/* Zone z (ZONE_BACKING_MEMFD_LOST, in a fork child) as private anonymous
- * memory: without a descriptor the file's data ranges cannot be asked for,
- * so every page outside the free buddy blocks is copied through the
- * mapping (the file, shared with the parent, which waits), aliases
- * included; free blocks read zero in the copy, which is what any free page
- * may hold.  Then it grows again, anonymous. */
-static void zone_memfd_lost_to_anon(zone *z)
+/* Zone z (memory-file backed, lost or not) as private anonymous memory
+ * through its mapping alone: every page outside the free buddy blocks is
+ * copied from the zone's address (an alias reads its primary's page) into
+ * a fresh anonymous mapping, which mremap then moves over the zone.  Free
+ * blocks read zero in the copy, which is what any free page may hold, and
+ * so do pages that read zero (never written: not copied, so not made
+ * resident in the copy).  Makes no call beyond mmap and mremap, so it
+ * works without a descriptor (ZONE_BACKING_MEMFD_LOST) and under a seccomp
+ * filter that kills the file calls.  The caller makes sure nothing writes
+ * the zone meanwhile: a fork child, or a process with one thread and its
+ * signals blocked.  Grows again, anonymous, when the file was lost. */
+static void zone_memfd_copy_to_anon(zone *z, const char *why)
 {
     size_t len = z->spanned_pages << PAGE_SHIFT;
     char *image = (char *)os_map(len, true);
     if (!image)
-        panic("fork: cannot copy a memory-file zone for the child (KALLOC_MESH)");
+        panic("%s: cannot copy a memory-file zone (KALLOC_MESH)", why);
     for (unsigned long pfn = 0; pfn < z->spanned_pages;) {
         const page *pg = pfn_to_page(z, pfn);
         if (pg->flags & PG_buddy) {
             pfn += 1ul << pg->order;
             continue;
         }
-        memcpy(image + (pfn << PAGE_SHIFT), (const char *)z->zone_start + (pfn << PAGE_SHIFT), PAGE_SIZE);
+        const char *from = (const char *)z->zone_start + (pfn << PAGE_SHIFT);
+        if (!os_page_reads_zero(from))
+            memcpy(image + (pfn << PAGE_SHIFT), from, PAGE_SIZE);
         pfn++;
     }
     if (os_remap_fixed(image, len, len, (void *)z->zone_start) != (void *)z->zone_start)
-        panic("fork: cannot map the child's copy of a memory-file zone (KALLOC_MESH)");
+        panic("%s: cannot map the copy of a memory-file zone (KALLOC_MESH)", why);
+    if (z->backing == ZONE_BACKING_MEMFD_LOST)
+        z->full = false;
+    else
+        os_close(z->backing_fd);
+    z->backing_fd = -1;
     z->backing = ZONE_BACKING_ANON;
-    z->full = false;
+}
+
+void zone_memfd_sandbox_check(bool one_thread)
+{
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    bool any = false;
+    for (unsigned i = 0; i < nz; i++)
+        any |= zones[i]->backing != ZONE_BACKING_ANON;
+    if (!any || !os_seccomp_filtered())
+        return;
+    if (!one_thread && !process_single_threaded() && os_nr_threads() != 1)
+        return;
+    uint64_t old_mask;
+    os_block_signals(&old_mask);
+    for (unsigned i = 0; i < nz; i++)
+        if (zones[i]->backing != ZONE_BACKING_ANON) {
+            zone_memfd_copy_to_anon(zones[i], "seccomp");
+            pa_stats.memfd_sandboxed++;
+        }
+    os_restore_signals(old_mask);
 }
 
 /* (Child) the shared page is the parent's too: the child's own forks get
@@ -500,11 +542,15 @@ void zone_memfd_fork_child()
         __atomic_store_n(&fork_sync->pid, os_getpid(), __ATOMIC_RELEASE);
     else
         os_close(fork_pipe[0]);
+    const bool filtered = os_seccomp_filtered();
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
-        if (z->backing == ZONE_BACKING_MEMFD_LOST) {
-            zone_memfd_lost_to_anon(z);
+        if (z->backing == ZONE_BACKING_MEMFD_LOST || (z->backing_fd >= 0 && filtered)) {
+            /* No descriptor, or a seccomp filter that may kill the file
+             * calls (memfd_create, lseek, copy_file_range): through the
+             * mapping (the parent waits). */
+            zone_memfd_copy_to_anon(z, "fork");
             continue;
         }
         if (z->backing_fd < 0)

@@ -458,6 +458,17 @@ static inline bool zone_decommit_many(const zone *z, const os_range *r, unsigned
  * pa_stats.memfd_lost; false.  False for other zones. */
 bool zone_backing_check(zone *z);
 
+/* Under a seccomp filter a sandbox may kill the calls memory-file zones
+ * make and glibc's malloc never does (memfd_create, fallocate, lseek,
+ * copy_file_range; OpenSSH's kills them): once the filter is seen, in a
+ * process with one thread (`one_thread`, __libc_single_threaded or the
+ * thread count), every memory-file zone is copied through its mapping into
+ * private anonymous memory (mmap and mremap only), and meshes no more.
+ * Called where such calls come next: a mesh pass, a zone's growth, fork.
+ * With threads it waits (a copy would lose their writes); a fork child
+ * then copies through the mapping too. */
+void zone_memfd_sandbox_check(bool one_thread);
+
 /* fork() with memory-file zones (KALLOC_MESH): their MAP_SHARED mappings
  * are shared with the child, so the child gives itself a copy.
  * zone_memfd_fork_prepare (the forking thread, before fork): a pipe, when

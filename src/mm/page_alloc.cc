@@ -1063,8 +1063,12 @@ unsigned long zone_reclaim_all(unsigned min_order)
 {
     /* The trim gives its blocks back 32 per call (one system call and one
      * TLB flush each instead of each block's: vmscan.h), unless a seccomp
-     * filter is seen (read before any lock is taken). */
-    const bool one_call = os_decommit_batches() && !os_seccomp_filtered();
+     * filter is seen (read before any lock is taken): then memory-file
+     * zones become anonymous first (no MADV_REMOVE or fallocate after). */
+    const bool filtered = os_seccomp_filtered();
+    if (filtered)
+        zone_memfd_sandbox_check(false);
+    const bool one_call = os_decommit_batches() && !filtered;
     vmscan_lock_for_fork();          /* vmscan_lock: no reclaim pass isolates meanwhile */
     drain_all_pages();
     unsigned long released = 0;

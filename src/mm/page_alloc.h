@@ -141,6 +141,8 @@ struct page_alloc_stats {
                                      * (alloc_pages*, free_pages*, pageset refill/drain) */
     unsigned long memfd_lost;       /* memory-file zones whose descriptor the program closed
                                      * (zone_backing_check) */
+    unsigned long memfd_sandboxed;  /* memory-file zones made anonymous under a seccomp filter
+                                     * (zone_memfd_sandbox_check) */
 };
 extern page_alloc_stats pa_stats;   /* updated under the zone locks (approximate totals) */
 

@@ -549,6 +549,8 @@ void shrink_zone(zone *z, scan_control *sc)
     unsigned long underused[VMSCAN_UNDERUSED_CHECK];
     unsigned nr_underused = 0;
     bool underused_checked = false;
+    if (z->backing != ZONE_BACKING_ANON && sc_filtered(sc))
+        zone_memfd_sandbox_check(false);   /* no MADV_REMOVE under a filter */
     if (sc->target != ~0ul && READ_ONCE(z->nr_free_resident) > sc->target) {
         if (residency_allowed(sc)) {
             shrink_zone_residency(z, sc);

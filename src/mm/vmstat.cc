@@ -206,10 +206,11 @@ void print_vmstat(printbuf &out)
     out.printf("vmstat:\n");
     out.printf("  nr_free_pages %lu\n  nr_free_resident %lu\n  pgalloc %lu\n  pgfree %lu\n"
                "  pgfallback %lu\n  pageblock_claims %lu\n  zone_grow %lu\n  run_fit %lu\n"
-               "  pgreclaim %lu\n  memfd_lost %lu\n",
+               "  pgreclaim %lu\n  memfd_lost %lu\n  memfd_sandboxed %lu\n",
                t.free_pages, t.free_resident, pa_stats.pgalloc, pa_stats.pgfree,
                pa_stats.pgfallback, pa_stats.pageblock_claims, pa_stats.zone_grow,
-               pa_stats.run_fit, t.reported, READ_ONCE(pa_stats.memfd_lost));
+               pa_stats.run_fit, t.reported, READ_ONCE(pa_stats.memfd_lost),
+               READ_ONCE(pa_stats.memfd_sandboxed));
     out.printf("  compact_stall %lu\n  compact_success %lu\n  compact_fail %lu\n"
                "  compact_deferred %lu\n  compact_wake %lu\n  compact_full %lu\n"
                "  compact_free_scanned %lu\n  compact_slabs_ordered %lu\n  compact_released %lu\n",

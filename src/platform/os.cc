@@ -101,13 +101,17 @@ void *os_remap_fixed(void *addr, size_t old_len, size_t new_len, void *new_addr)
 /* madvise(advice) that drops [addr, addr + len), which then reads zero
  * (MADV_DONTNEED, MADV_REMOVE).  Where the kernel refuses (EINVAL: locked
  * pages, after mlockall(MCL_FUTURE) or a program's mlock of a block it then
- * freed) the range is cleared in place instead, 64 KiB at a time, so that a
- * lock on a few pages costs only their chunk: reclaim marks what it gave
- * back as reading zero, and calloc hands such memory out without clearing
- * it (before session 40, calloc under mlockall returned old bytes). */
+ * freed; EPERM or EINVAL from a seccomp filter that does not list the
+ * advice, as Chromium's and OpenSSH's do for MADV_REMOVE; EAGAIN) the range
+ * is cleared in place instead, 64 KiB at a time, so that a lock on a few
+ * pages costs only their chunk: reclaim marks what it gave back as reading
+ * zero, and calloc hands such memory out without clearing it (before
+ * session 40, calloc under mlockall returned old bytes; before session 44,
+ * calloc in a memory-file zone under an EPERM filter).  Only ENOMEM (not
+ * mapped: nothing to clear) is left as it is. */
 static void drop_or_zero(void *addr, size_t len, int advice)
 {
-    if (madvise(addr, len, advice) == 0 || errno != EINVAL)
+    if (madvise(addr, len, advice) == 0 || errno == ENOMEM)
         return;
     constexpr uintptr_t CHUNK = 64 << 10;
     char *p = (char *)addr, *end = p + len;
@@ -115,7 +119,7 @@ static void drop_or_zero(void *addr, size_t len, int advice)
         size_t n = CHUNK - ((uintptr_t)p & (CHUNK - 1));
         if (n > (size_t)(end - p))
             n = (size_t)(end - p);
-        if (madvise(p, n, advice) != 0 && errno == EINVAL)
+        if (madvise(p, n, advice) != 0 && errno != ENOMEM)
             memset(p, 0, n);
         p += n;
     }
@@ -185,9 +189,7 @@ static void zero_by_drop(char *p, size_t n)
     drop_or_zero(p, n, MADV_DONTNEED);
 }
 
-/* Whether the (mapped) page at p reads all zero: a page with contents
- * usually shows it in its first line, so the loop stops there. */
-static bool page_reads_zero(const char *p)
+bool os_page_reads_zero(const char *p)
 {
     const uint64_t *w = (const uint64_t *)p;
     for (size_t i = 0; i < 4096 / sizeof *w; i += 8)
@@ -241,12 +243,12 @@ void os_zero_range(void *addr, size_t len)
                  * then summed) had every page of it made resident at its
                  * next calloc, 102.7 MB peak against glibc's 38.8. */
                 for (size_t k = i; k < j;) {
-                    if (page_reads_zero(p + k * pg)) {
+                    if (os_page_reads_zero(p + k * pg)) {
                         k++;
                         continue;
                     }
                     size_t m = k + 1;
-                    while (m < j && !page_reads_zero(p + m * pg))
+                    while (m < j && !os_page_reads_zero(p + m * pg))
                         m++;
                     memset(p + k * pg, 0, (m - k) * pg);
                     k = m + 1;          /* page m, if any, read zero */

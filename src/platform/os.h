@@ -90,6 +90,10 @@ bool os_decommit_batches();
  * mincore there) the whole range is dropped. */
 void os_zero_range(void *addr, size_t len);
 
+/* Whether the (mapped, 4 KiB) page at p reads all zero: a page with
+ * contents usually shows it in its first line, so the loop stops there. */
+bool os_page_reads_zero(const char *p);
+
 /* Give the pages back whatever maps them: not `shared` (anonymous private
  * memory) MADV_DONTNEED as os_decommit; otherwise the range is a shared
  * mapping of a memory file and MADV_REMOVE frees the file pages behind it

@@ -283,6 +283,25 @@ inline bool seccomp_errno_on_madvise(int advice, int err) {
 }
 
 // A seccomp filter (for the calling thread and the threads it creates) that
+// kills the process on each system call of `nrs` and on madvise(addr, len,
+// advice), and allows everything else: a sandbox with an allow list that
+// checks madvise's advice (OpenSSH's).
+inline bool seccomp_kill_on_calls_and_madvise(std::initializer_list<int> nrs, int advice) {
+  std::vector<sock_filter> f = seccomp_prologue();
+  for (int nr : nrs) {
+    f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1));
+    f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+  }
+  f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)__NR_madvise, 1, 0));
+  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  f.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])));  // low word
+  f.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)advice, 0, 1));
+  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+  f.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  return seccomp_install(f);
+}
+
+// A seccomp filter (for the calling thread and the threads it creates) that
 // answers each system call of `nrs` with errno `err` and allows everything
 // else: a sandbox that refuses calls it does not expect (man-db's refuses
 // memfd_create) without killing.
