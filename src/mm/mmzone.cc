@@ -464,10 +464,11 @@ static void zone_memfd_to_anon(zone *z)
 }
 
 /* Zone z (memory-file backed, lost or not) as private anonymous memory
- * through its mapping alone: every page outside the free buddy blocks is
- * copied from the zone's address (an alias reads its primary's page) into
- * a fresh anonymous mapping, which mremap then moves over the zone.  Free
- * blocks read zero in the copy, which is what any free page may hold, and
+ * through its mapping alone: every page outside the free blocks (on the
+ * free lists or a per-CPU pageset) is copied from the zone's address (an
+ * alias reads its primary's page) into a fresh anonymous mapping, which
+ * mremap then moves over the zone.  Free blocks read zero in the copy,
+ * which is what any free page may hold (a reported one must), and
  * so do pages that read zero (never written: not copied, so not made
  * resident in the copy).  Makes no call beyond mmap and mremap, so it
  * works without a descriptor (ZONE_BACKING_MEMFD_LOST) and under a seccomp
@@ -484,6 +485,10 @@ static void zone_memfd_copy_to_anon(zone *z, const char *why)
         const page *pg = pfn_to_page(z, pfn);
         if (pg->flags & PG_buddy) {
             pfn += 1ul << pg->order;
+            continue;
+        }
+        if ((pg->flags & PG_pcp) && pg->nr_pages) {
+            pfn += pg->nr_pages;      /* a pageset's block or run (not a power of two) */
             continue;
         }
         const char *from = (const char *)z->zone_start + (pfn << PAGE_SHIFT);
