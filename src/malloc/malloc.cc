@@ -317,8 +317,16 @@ void *__krealloc_slow(void *p, size_t size)
         break;
     case BLOCK_HUGE:
         if (size > LARGE_MAX_SIZE) {
+            int saved = errno;
             void *q = vrealloc(p, size);
-            return q ?: enomem();
+            if (q)
+                return q;
+            errno = saved;
+            /* The kernel refused mremap (a seccomp filter may answer it with
+             * an error; no room to grow in place or to move): a shrink
+             * leaves the block as it is, a growth copies, as glibc does. */
+            if (size <= bi.size)
+                return p;
         }
         break;
     default:

@@ -430,7 +430,8 @@ void khugepaged_zone_grown(zone *z, unsigned long pfn, unsigned long nr)
 
 void *zone_map_hugetlb(zone *z, void *addr, size_t len)
 {
-    if (!option_get(OPT_HUGETLB))
+    /* Not under a seccomp filter: sandboxes kill on MAP_HUGETLB (Chromium's). */
+    if (!option_get(OPT_HUGETLB) || os_seccomp_filtered())
         return nullptr;
     if (((uintptr_t)addr | len) & (PAGEBLOCK_BYTES - 1))
         return nullptr;

@@ -3,7 +3,8 @@
  *
  * Zones live at addresses kalloc picks itself (a randomised run of 4 GiB
  * aligned slots well away from where the kernel puts mmap()s and the heap),
- * mapped with MAP_FIXED_NOREPLACE so nothing else is ever overwritten and
+ * mapped only where nothing is (os_map_fixed: the address as a hint, a
+ * mapping that lands elsewhere undone), so nothing is ever overwritten and
  * an address taken by someone else simply moves kalloc to the next slot.
  * Growing in steps, instead of reserving 4 GiB up front, keeps kalloc within
  * RLIMIT_AS limits: when the limit is reached, growth fails and malloc

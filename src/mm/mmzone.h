@@ -10,8 +10,8 @@
  * So a descriptor's zone, pfn and page address follow from its own address
  * (page_zone, page_to_pfn, page_address): struct page has no zone field.
  *
- * Data pages grow on demand (__zone_grow: mmap MAP_FIXED_NOREPLACE right
- * after what the zone has); the struct page descriptors of the new pages (the
+ * Data pages grow on demand (__zone_grow: mmap right after what the zone
+ * has, never over another mapping: os_map_fixed); the struct page descriptors of the new pages (the
  * mem_map, in the top 48 MiB of the slot) are mapped in the same step, so
  * metadata costs 1/64 of what is used, not of what could be, and kalloc stays
  * usable under tight RLIMIT_AS limits.  Growth maps whole MAX_ORDER

@@ -48,14 +48,18 @@ static inline int sys_close(int fd) { return (int)syscall(SYS_close, fd); }
 
 void *os_map_fixed(void *addr, size_t len, int fd, uint64_t offset)
 {
-    int flags = MAP_FIXED_NOREPLACE | (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED);
+    /* addr as a hint, not MAP_FIXED_NOREPLACE: sandboxes check mmap's flags
+     * against those glibc passes, and Chromium's kills the process on any
+     * other (RestrictMmapFlags).  The kernel takes a hint whose whole range
+     * is free as it is, and never replaces a mapping for one; a mapping that
+     * lands elsewhere means something is there: undone, EEXIST. */
+    int flags = fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED;
     void *p = mmap(addr, len, PROT_READ | PROT_WRITE, flags, fd, (off_t)offset);
     if (p == MAP_FAILED)
         return nullptr;
-    if (p != addr) {            /* old kernel: the flag was only a hint */
-        int saved = errno;
+    if (p != addr) {
         munmap(p, len);
-        errno = saved ? saved : EEXIST;
+        errno = EEXIST;
         return nullptr;
     }
     return p;
@@ -318,20 +322,28 @@ void os_futex_wake_shared(int *word)
 
 int os_getpid() { return (int)syscall(SYS_getpid); }
 
-static uint64_t os_soft_limit(int resource)
+/* The soft limits last read (~0: unlimited, or never read). */
+static uint64_t soft_limit_seen[2] = {~0ull, ~0ull};
+
+/* glibc's malloc never asks for a limit, and a sandbox may kill the process
+ * on prlimit64 (OpenSSH's pre-auth filter does): under a seccomp filter the
+ * limit last read is used. */
+static uint64_t os_soft_limit(int resource, unsigned slot)
 {
+    if (os_seccomp_filtered())
+        return READ_ONCE(soft_limit_seen[slot]);
     int saved = errno;
     struct rlimit rl;
     long rc = syscall(SYS_prlimit64, 0, resource, nullptr, &rl);
     errno = saved;
-    if (rc != 0 || rl.rlim_cur == RLIM_INFINITY)
-        return ~0ull;
-    return (uint64_t)rl.rlim_cur;
+    uint64_t v = rc != 0 || rl.rlim_cur == RLIM_INFINITY ? ~0ull : (uint64_t)rl.rlim_cur;
+    WRITE_ONCE(soft_limit_seen[slot], v);
+    return v;
 }
 
-uint64_t os_data_limit() { return os_soft_limit(RLIMIT_DATA); }
+uint64_t os_data_limit() { return os_soft_limit(RLIMIT_DATA, 0); }
 
-uint64_t os_as_limit() { return os_soft_limit(RLIMIT_AS); }
+uint64_t os_as_limit() { return os_soft_limit(RLIMIT_AS, 1); }
 
 bool os_child_exited(int pid)
 {
@@ -698,8 +710,7 @@ void os_populate_zeroed(void *addr, size_t len)
 void *os_map_fixed_hugetlb(void *addr, size_t len)
 {
     int saved = errno;
-    void *p = mmap(addr, len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED_NOREPLACE, -1, 0);
+    void *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
     if (p == MAP_FAILED) {
         errno = saved;
         return nullptr;

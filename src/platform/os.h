@@ -20,9 +20,9 @@ namespace kalloc {
 constexpr size_t OS_PAGE_SIZE = 4096;
 
 /* Map `len` bytes of fresh zeroed read-write memory exactly at `addr`,
- * failing (nullptr) instead of replacing anything already mapped there
- * (MAP_FIXED_NOREPLACE; on kernels that treat it as a hint, a mapping that
- * lands elsewhere is undone).  `fd` < 0: anonymous memory; otherwise a
+ * failing (nullptr, errno EEXIST) instead of replacing anything already
+ * mapped there: `addr` is passed as a hint (no MAP_FIXED_NOREPLACE, which
+ * sandboxes may kill on), and a mapping that lands elsewhere is undone.  `fd` < 0: anonymous memory; otherwise a
  * shared mapping of `fd` at `offset` (memory-file backed zones). */
 void *os_map_fixed(void *addr, size_t len, int fd, uint64_t offset);
 
@@ -116,10 +116,12 @@ void *os_map_shared(size_t len);
 void os_futex_wait_shared(int *word, int val, unsigned timeout_ms);
 void os_futex_wake_shared(int *word);
 
-/* The soft RLIMIT_DATA in bytes, or ~0 when unlimited (or unknown). */
+/* The soft RLIMIT_DATA in bytes, or ~0 when unlimited (or unknown).  Under
+ * a seccomp filter (os_seccomp_filtered: prlimit64 may be killed) the value
+ * last read. */
 uint64_t os_data_limit();
 
-/* The soft RLIMIT_AS in bytes, or ~0 when unlimited (or unknown). */
+/* The soft RLIMIT_AS in bytes, as os_data_limit. */
 uint64_t os_as_limit();
 
 /* This process's id (the system call: right in a fork child at once). */

@@ -10,6 +10,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <cstdio>
+#include <cerrno>
+
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "api_test_util.h"
 
 TEST(HugeReuse, CallocOfAReusedAreaIsZero)
 {
@@ -210,4 +216,41 @@ TEST(HugeReuseDeathTest, DoubleFreeOfACachedAreaIsReported)
             free(p);
         },
         "free\\(\\).*0x[0-9a-f]+");
+}
+
+// A sandbox that answers mremap with an error (EPERM, or ENOSYS as an
+// emulator may): realloc of a huge block cannot grow, move or shrink it
+// with mremap, so it copies (growth) or leaves the block as it is
+// (shrink), as glibc does; never NULL with memory to spare.  The previous
+// library returned NULL at the first growth.
+TEST(HugeReuse, ReallocWhereMremapIsRefused)
+{
+    for (int err : {EPERM, ENOSYS}) {
+        pid_t pid = fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            if (!kt::seccomp_errno_on_syscalls({__NR_mremap}, err))
+                _exit(0);   // the kernel refuses filters: nothing to test
+            const size_t n = 64u << 20;
+            unsigned char *a = (unsigned char *)malloc(n);
+            if (!a) _exit(1);
+            for (size_t i = 0; i < n; i += 4096) a[i] = (unsigned char)(i >> 12);
+            errno = 0;
+            a = (unsigned char *)realloc(a, 2 * n);   // grow: copied
+            if (!a) _exit(2);
+            int bad = 0;
+            for (size_t i = 0; i < n; i += 4096) bad |= a[i] != (unsigned char)(i >> 12);
+            memset(a + n, 7, n);
+            unsigned char *b = (unsigned char *)realloc(a, n / 2);   // shrink: kept
+            if (!b) _exit(3);
+            for (size_t i = 0; i < n / 2; i += 4096) bad |= b[i] != (unsigned char)(i >> 12);
+            b = (unsigned char *)realloc(b, 3 * n);   // grow again
+            if (!b) _exit(4);
+            for (size_t i = 0; i < n / 2; i += 4096) bad |= b[i] != (unsigned char)(i >> 12);
+            if (errno != 0) _exit(6);                 // success leaves errno alone
+            free(b);
+            _exit(bad ? 5 : 0);
+        }
+        kt::expect_sandboxed_child_exits_cleanly(pid, "1 malloc, 2-4 realloc returned NULL, 5 contents, 6 errno");
+    }
 }
