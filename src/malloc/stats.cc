@@ -240,7 +240,7 @@ void stats_print(int fd)
                "probes_read %lu probe_pages %lu probe_touched %lu\n",
                fa_state, fa_touched, fa_probed, READ_ONCE(fa.populated), READ_ONCE(fa.probes_read),
                READ_ONCE(fa.probe_pages), READ_ONCE(fa.probe_touched));
-    out.printf("kalloc: totals mapped_kb=%lu resident_kb=%lu in_use_kb=%lu slab_kb=%lu "
+    out.printf("kalloc: totals mapped_kb=%lu process_rss_kb=%lu in_use_kb=%lu slab_kb=%lu "
                "large_kb=%lu huge_kb=%lu free_kb=%lu free_resident_kb=%lu reclaimed_kb=%lu "
                "zones=%lu threads=%lu refills=%lu flushes=%lu large=%lu huge=%lu\n",
                s.mapped >> 10, s.resident >> 10, s.in_use >> 10, s.slab_bytes >> 10,
