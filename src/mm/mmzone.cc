@@ -475,13 +475,18 @@ static void zone_memfd_to_anon(zone *z)
  * works without a descriptor (ZONE_BACKING_MEMFD_LOST) and under a seccomp
  * filter that kills the file calls.  The caller makes sure nothing writes
  * the zone meanwhile: a fork child, or a process with one thread and its
- * signals blocked.  Grows again, anonymous, when the file was lost. */
-static void zone_memfd_copy_to_anon(zone *z, const char *why)
+ * signals blocked.  Grows again, anonymous, when the file was lost.  False
+ * (nothing changed) when there is no room for the copy and `must` is
+ * false; a fork child (`must`) cannot run on its parent's pages: panic. */
+static bool zone_memfd_copy_to_anon(zone *z, const char *why, bool must)
 {
     size_t len = z->spanned_pages << PAGE_SHIFT;
     char *image = (char *)os_map(len, true);
-    if (!image)
+    if (!image) {
+        if (!must)
+            return false;
         panic("%s: cannot copy a memory-file zone (KALLOC_MESH)", why);
+    }
     for (unsigned long pfn = 0; pfn < z->spanned_pages;) {
         const page *pg = pfn_to_page(z, pfn);
         if (pg->flags & PG_buddy) {
@@ -497,14 +502,22 @@ static void zone_memfd_copy_to_anon(zone *z, const char *why)
             memcpy(image + (pfn << PAGE_SHIFT), from, PAGE_SIZE);
         pfn++;
     }
-    if (os_remap_fixed(image, len, len, (void *)z->zone_start) != (void *)z->zone_start)
+    if (os_remap_fixed(image, len, len, (void *)z->zone_start) != (void *)z->zone_start) {
+        /* A filter's refusal happens before the call: the zone is as it
+         * was.  Any other failure may have unmapped it. */
+        if (!must && (errno == EPERM || errno == EACCES || errno == ENOSYS)) {
+            os_unmap(image, len);
+            return false;
+        }
         panic("%s: cannot map the copy of a memory-file zone (KALLOC_MESH)", why);
+    }
     if (z->backing == ZONE_BACKING_MEMFD_LOST)
         z->full = false;
     else
         os_close(z->backing_fd);
     z->backing_fd = -1;
     z->backing = ZONE_BACKING_ANON;
+    return true;
 }
 
 void zone_memfd_sandbox_check(bool one_thread)
@@ -517,14 +530,16 @@ void zone_memfd_sandbox_check(bool one_thread)
         return;
     if (!one_thread && !process_single_threaded() && os_nr_threads() != 1)
         return;
+    int saved = errno;
     uint64_t old_mask;
     os_block_signals(&old_mask);
     for (unsigned i = 0; i < nz; i++)
         if (zones[i]->backing != ZONE_BACKING_ANON) {
-            zone_memfd_copy_to_anon(zones[i], "seccomp");
-            pa_stats.memfd_sandboxed++;
+            if (zone_memfd_copy_to_anon(zones[i], "seccomp", false))
+                pa_stats.memfd_sandboxed++;
         }
     os_restore_signals(old_mask);
+    errno = saved;
 }
 
 /* (Child) the shared page is the parent's too: the child's own forks get
@@ -556,7 +571,7 @@ void zone_memfd_fork_child()
             /* No descriptor, or a seccomp filter that may kill the file
              * calls (memfd_create, lseek, copy_file_range): through the
              * mapping (the parent waits). */
-            zone_memfd_copy_to_anon(z, "fork");
+            zone_memfd_copy_to_anon(z, "fork", true);
             continue;
         }
         if (z->backing_fd < 0)
