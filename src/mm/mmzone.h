@@ -11,8 +11,9 @@
  * (page_zone, page_to_pfn, page_address): struct page has no zone field.
  *
  * Data pages grow on demand (__zone_grow: mmap right after what the zone
- * has, never over another mapping: os_map_fixed); the struct page descriptors of the new pages (the
- * mem_map, in the top 48 MiB of the slot) are mapped in the same step, so
+ * has, never over another mapping: os_map_fixed); the struct page
+ * descriptors of the new pages (the mem_map, in the top 48 MiB of the slot)
+ * are mapped in the same step, so
  * metadata costs 1/64 of what is used, not of what could be, and kalloc stays
  * usable under tight RLIMIT_AS limits.  Growth maps whole MAX_ORDER
  * blocks; one the kernel refuses (an RLIMIT) is tried again with half as
@@ -464,9 +465,11 @@ bool zone_backing_check(zone *z);
  * process with one thread (`one_thread`, __libc_single_threaded or the
  * thread count), every memory-file zone is copied through its mapping into
  * private anonymous memory (mmap and mremap only), and meshes no more.
- * Called where such calls come next: a mesh pass, a zone's growth, fork.
- * With threads it waits (a copy would lose their writes); a fork child
- * then copies through the mapping too. */
+ * Called where such calls come next: a mesh pass, a reclaim pass over such
+ * a zone, trim, a zone's growth, fork.  With threads it waits (a copy would
+ * lose their writes); a fork child then copies through the mapping too.
+ * Gives up, leaving the zones as they are, where there is no room for the
+ * copy or the filter refuses mremap. */
 void zone_memfd_sandbox_check(bool one_thread);
 
 /* fork() with memory-file zones (KALLOC_MESH): their MAP_SHARED mappings
