@@ -13,9 +13,8 @@
  * Data pages grow on demand (__zone_grow: mmap right after what the zone
  * has, never over another mapping: os_map_fixed); the struct page
  * descriptors of the new pages (the mem_map, in the top 48 MiB of the slot)
- * are mapped in the same step, so
- * metadata costs 1/64 of what is used, not of what could be, and kalloc stays
- * usable under tight RLIMIT_AS limits.  Growth maps whole MAX_ORDER
+ * are mapped in the same step, so metadata costs 1/64 of what is used, not
+ * of what could be, and kalloc stays usable under tight RLIMIT_AS limits.  Growth maps whole MAX_ORDER
  * blocks; one the kernel refuses (an RLIMIT) is tried again with half as
  * much, down to what the request needs, so the zone's top need not be a
  * MAX_ORDER (or pageblock) boundary: buddies merge only below
