@@ -196,6 +196,24 @@ __cold __noreturn void knew_oom_no_runtime(size_t size)
           (unsigned long)size);
 }
 
+/* A large block (size <= LARGE_MAX_SIZE): a cached huge area lent whole
+ * when one fits (only requests above 2 MiB can fit one: the cache serves
+ * at most twice the request, and its areas are above 4 MiB), so memory the
+ * program freed is used before fresh zone pages (vmalloc.h,
+ * vmalloc_cached); else whole pages from a zone. */
+static void *kmalloc_large_or_cached(size_t size, size_t align, bool zero)
+{
+    if (size > LARGE_MAX_SIZE / 2 && align <= PAGE_SIZE) {
+        void *p = vmalloc_cached(size);
+        if (p) {
+            if (zero)       /* what the last user never touched stays untouched */
+                os_zero_range(p, align_up(size, PAGE_SIZE));
+            return p;
+        }
+    }
+    return kmalloc_large(size, align, zero);
+}
+
 void *__kmalloc_slow(size_t size)
 {
     /* A background reclaimer to start, or cache decay hooks due: only here,
@@ -212,7 +230,7 @@ void *__kmalloc_slow(size_t size)
     if (size > MAX_REQUEST)
         return enomem();
     kalloc_init();
-    void *p = size <= LARGE_MAX_SIZE ? kmalloc_large(size, KMALLOC_MIN_ALIGN, false)
+    void *p = size <= LARGE_MAX_SIZE ? kmalloc_large_or_cached(size, KMALLOC_MIN_ALIGN, false)
                                      : vmalloc(size, PAGE_SIZE);
     return p ?: enomem();
 }
@@ -273,7 +291,7 @@ void *kcalloc(size_t n, size_t size)
     }
     kalloc_init();
     if (total <= LARGE_MAX_SIZE) {
-        void *p = kmalloc_large(total, KMALLOC_MIN_ALIGN, true);
+        void *p = kmalloc_large_or_cached(total, KMALLOC_MIN_ALIGN, true);
         return p ?: enomem();
     }
     bool zeroed = false;
@@ -316,7 +334,10 @@ void *__krealloc_slow(void *p, size_t size)
         pages = size > bi.size;
         break;
     case BLOCK_HUGE:
-        if (size > LARGE_MAX_SIZE) {
+        /* Above the large sizes, or grown, or shrunk by at most half (a
+         * block lent a cached area, vmalloc_cached, or a huge one made
+         * smaller): resized in place or moved by mremap, no copy. */
+        if (size > LARGE_MAX_SIZE || size >= bi.size / 2) {
             int saved = errno;
             void *q = vrealloc(p, size);
             if (q)
@@ -340,7 +361,7 @@ void *__krealloc_slow(void *p, size_t size)
     }
     void *q;
     if (pages && size <= LARGE_MAX_SIZE) {
-        q = kmalloc_large(size, PAGE_SIZE, false);
+        q = kmalloc_large_or_cached(size, PAGE_SIZE, false);
         if (!q)
             return enomem();
     } else {

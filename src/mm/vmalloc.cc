@@ -46,8 +46,22 @@ spinlock_t vmap_lock = SPINLOCK_INIT;
 vm_region *regions;
 vmalloc_stats vstats;
 
-/* A freed area kept mapped for reuse; its mapped[] entry has VMAP_CACHED. */
+/* mapped[] of an area's first chunk: its mapped length in bytes (bits
+ * 0..46), VMAP_CACHED for a freed area kept mapped for reuse, and the
+ * slack of an area lent whole to a smaller block (vmalloc_cached): pages
+ * mapped past the block's usable end (bits 47..62), which the block's
+ * usable size leaves out and its free takes back with the area. */
 constexpr uint64_t VMAP_CACHED = 1ull << 63;
+constexpr unsigned VMAP_SLACK_SHIFT = 47;
+constexpr uint64_t VMAP_LEN_MASK = (1ull << VMAP_SLACK_SHIFT) - 1;
+constexpr uint64_t VMAP_SLACK_MAX = (VMAP_CACHED >> VMAP_SLACK_SHIFT) - 1;   /* pages */
+
+/* The mapped length, and the usable bytes (the length less the slack). */
+inline size_t area_len(uint64_t m) { return (size_t)(m & VMAP_LEN_MASK); }
+inline size_t area_usable(uint64_t m)
+{
+    return area_len(m) - (size_t)((m & ~VMAP_CACHED) >> VMAP_SLACK_SHIFT) * OS_PAGE_SIZE;
+}
 struct vcache_entry {
     void *addr;          /* start of the area */
     size_t bytes;        /* mapped length */
@@ -276,14 +290,17 @@ void __vcache_trim(size_t limit, bool slot)
 }
 
 /* A cached area for `bytes` aligned to `align`: the smallest that holds it
- * and is at most twice as large, shrunk in place to `bytes`.  Caller holds
+ * and is at most twice as large, shrunk in place to `bytes`; or, `lend`,
+ * at most VLEND_MAX_RATIO times as large, kept whole with the rest as
+ * slack (vmalloc_cached: the caller drops the slack's pages).  Caller holds
  * vmap_lock. */
-void *__vcache_take(size_t bytes, size_t align)
+void *__vcache_take(size_t bytes, size_t align, bool lend = false)
 {
+    size_t most = (lend ? VLEND_MAX_RATIO : 2) * bytes;
     int best = -1;
     for (unsigned k = 0; k < vcache_n; k++) {
         const vcache_entry &e = vcache[k];
-        if (e.bytes >= bytes && e.bytes <= 2 * bytes && !((uintptr_t)e.addr & (align - 1)) &&
+        if (e.bytes >= bytes && e.bytes <= most && !((uintptr_t)e.addr & (align - 1)) &&
             (best < 0 || e.bytes < vcache[best].bytes))
             best = (int)k;
     }
@@ -296,6 +313,10 @@ void *__vcache_take(size_t bytes, size_t align)
     vstats.cached_bytes -= e.bytes;
     vm_region *r = e.r;
     r->mapped[e.i] = e.bytes;           /* live again */
+    if (lend) {
+        r->mapped[e.i] |= (uint64_t)((e.bytes - bytes) / OS_PAGE_SIZE) << VMAP_SLACK_SHIFT;
+        return e.addr;
+    }
     unsigned long old_n = r->chunk_state[e.i];
     unsigned long n = (bytes + VMAP_CHUNK_SIZE - 1) >> VMAP_CHUNK_SHIFT;
     if (bytes < e.bytes && os_remap_inplace(e.addr, e.bytes, bytes)) {
@@ -370,7 +391,7 @@ void *vmalloc(size_t size, size_t align, bool *zeroed)
         vm_region *rr = nullptr;
         unsigned long ii = 0;
         if (lookup(p, &rr, &ii))
-            vstats.bytes += rr->mapped[ii];
+            vstats.bytes += area_len(rr->mapped[ii]);
         vstats.nr_areas++;
         vstats.nr_allocs++;
         if (vstats.bytes > vpeak)
@@ -400,12 +421,42 @@ void *vmalloc(size_t size, size_t align, bool *zeroed)
     return p;
 }
 
+void *vmalloc_cached(size_t size)
+{
+    if (!READ_ONCE(vcache_n))
+        return nullptr;                 /* racy peek: the common case takes no lock */
+    size_t bytes = align_up(size, OS_PAGE_SIZE);
+    size_t len = 0;
+    spin_lock(&vmap_lock);
+    void *p = __vcache_take(bytes, OS_PAGE_SIZE, true);
+    if (p) {
+        vm_region *r;
+        unsigned long i;
+        lookup(p, &r, &i);
+        len = area_len(r->mapped[i]);
+        vstats.bytes += len;
+        vstats.nr_areas++;
+        vstats.nr_allocs++;
+        vstats.nr_cache_hits++;
+        vstats.nr_lent++;
+        vworkingset += bytes;           /* reused, as any cache hit */
+        if (vstats.bytes > vpeak)
+            vpeak = vstats.bytes;
+    }
+    spin_unlock(&vmap_lock);
+    /* The slack holds no memory while the block lives (however long that
+     * is); the area is the block's alone now, so no lock is needed. */
+    if (len > bytes)
+        os_decommit((char *)p + bytes, len - bytes);
+    return p;
+}
+
 size_t vmalloc_size(const void *p)
 {
     vm_region *r;
     unsigned long i;
     spin_lock(&vmap_lock);
-    size_t s = lookup(p, &r, &i) ? r->mapped[i] : 0;
+    size_t s = lookup(p, &r, &i) ? area_usable(r->mapped[i]) : 0;
     spin_unlock(&vmap_lock);
     return s;
 }
@@ -426,14 +477,14 @@ void vfree(void *p)
         spin_unlock(&vmap_lock);
         panic("free(): invalid pointer %p (not a live huge block)", p);
     }
-    size_t bytes = r->mapped[i];
+    size_t bytes = area_len(r->mapped[i]);   /* an area lent whole comes back whole */
     vstats.nr_areas--;
     vstats.bytes -= bytes;
     size_t limit = __vcache_retain();
     if (bytes <= limit) {
         /* Keep it mapped for reuse; evict the oldest to stay in bounds. */
         __vcache_trim(limit - bytes, true);
-        r->mapped[i] |= VMAP_CACHED;
+        r->mapped[i] = bytes | VMAP_CACHED;
         vcache[vcache_n++] = {p, bytes, r, i, vmscan_now()};
         vstats.cached_bytes += bytes;
     } else {
@@ -489,7 +540,20 @@ void *vrealloc(void *p, size_t new_size)
         spin_unlock(&vmap_lock);
         panic("realloc(): invalid pointer %p (not a live huge block)", p);
     }
-    size_t old_bytes = r->mapped[i];
+    size_t old_bytes = area_len(r->mapped[i]);
+    size_t old_usable = area_usable(r->mapped[i]);
+    if (old_usable < old_bytes && bytes <= old_bytes) {
+        /* A lent area (vmalloc_cached): the block grows or shrinks within
+         * it and the slack follows, so the area stays whole for the cache;
+         * what a shrink leaves is given back as the slack was. */
+        r->mapped[i] = old_bytes | (uint64_t)((old_bytes - bytes) / OS_PAGE_SIZE) << VMAP_SLACK_SHIFT;
+        spin_unlock(&vmap_lock);
+        if (bytes < old_usable)
+            os_decommit((char *)p + bytes, old_usable - bytes);
+        errno = saved;
+        return p;
+    }
+    r->mapped[i] = old_bytes;           /* any slack is the block's again */
     unsigned long old_n = r->chunk_state[i];
     void *result = nullptr;
     if (bytes == old_bytes) {

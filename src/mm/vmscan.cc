@@ -1195,9 +1195,9 @@ void print_reclaim_stats(printbuf &out)
                s.thp_collapsed, s.thp_collapse_failed, s.thp_split_underused, s.hugetlb_pages,
                s.hugetlb_fallbacks);
     vmalloc_stats v = vmalloc_get_stats();
-    out.printf("vmalloc: areas %lu live_kb %lu allocs %lu cache_hits %lu cached_kb %lu retain_kb %lu "
-               "workingset_kb %lu peak_kb %lu\n",
-               v.nr_areas, v.bytes >> 10, v.nr_allocs, v.nr_cache_hits, v.cached_bytes >> 10,
+    out.printf("vmalloc: areas %lu live_kb %lu allocs %lu cache_hits %lu (lent %lu) cached_kb %lu "
+               "retain_kb %lu workingset_kb %lu peak_kb %lu\n",
+               v.nr_areas, v.bytes >> 10, v.nr_allocs, v.nr_cache_hits, v.nr_lent, v.cached_bytes >> 10,
                v.retain_bytes >> 10, v.workingset_bytes >> 10, v.peak_bytes >> 10);
 }
 

@@ -206,6 +206,85 @@ TEST(HugeReuse, ACachedAreaDoesNotStayResidentThroughANewHigh)
     malloc_trim(0);
 }
 
+// A block of the large sizes (here 2.5 MiB) asked for while a freed huge
+// area is cached is lent that area whole, as glibc's heap serves a freed
+// chunk's space to the next smaller request, instead of fresh zone pages
+// beside the cached area (`file` over /usr/bin: 34.9 MB peak RSS against
+// glibc's 28.0 that way).  The area's pages past the block are given back
+// while it lives; its free caches the whole area again, for the huge
+// request that asks for it next.  The previous library put the block in
+// the zone: RSS +2,636 KiB, and the block at another address.
+TEST(HugeReuse, ALargeBlockIsLentACachedArea)
+{
+    malloc_trim(0);
+    constexpr size_t huge = 7ul << 20;
+    unsigned char *area = nullptr;
+    for (int round = 0; round < 3; round++) {        // reused: the cache keeps it
+        unsigned char *p = (unsigned char *)malloc(huge);
+        ASSERT_NE(p, nullptr);
+        memset(p, 0x5a, huge);
+        area = p;
+        free(p);
+    }
+    constexpr size_t large = (5ul << 20) / 2;        // 2.5 MiB: a zone size
+    const long before = resident_kib();
+    unsigned char *q = (unsigned char *)malloc(large);
+    ASSERT_NE(q, nullptr);
+    memset(q, 0x11, large);
+    const long after = resident_kib();
+    std::printf("[ figures  ] RSS %+ld KiB for a 2.5 MiB block written whole\n", after - before);
+    EXPECT_EQ(q, area) << "the cached area was not lent";
+    EXPECT_LT(after - before, 512) << "the block took fresh pages beside the cached area";
+    EXPECT_GE(malloc_usable_size(q), large);
+    EXPECT_LT(malloc_usable_size(q), large + 4096) << "the slack counted as usable";
+    free(q);
+
+    // calloc lent the same area: zeroes, where the last block and the slack were.
+    constexpr size_t third = 3ul << 20;
+    unsigned char *c = (unsigned char *)calloc(1, third);
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(c, area);
+    for (size_t i = 0; i < third; i += 1021)
+        ASSERT_EQ(c[i], 0) << "offset " << i;
+    ASSERT_EQ(c[third - 1], 0);
+    memset(c, 0x22, third);
+    // Grown and shrunk within its area: in place, contents kept.
+    unsigned char *g = (unsigned char *)realloc(c, third + (512 << 10));
+    ASSERT_NE(g, nullptr);
+    EXPECT_EQ(g, c);
+    ASSERT_EQ(g[0], 0x22);
+    ASSERT_EQ(g[third - 1], 0x22);
+    memset(g + third, 0x33, 512 << 10);
+    unsigned char *s = (unsigned char *)realloc(g, 2ul << 20);
+    ASSERT_NE(s, nullptr);
+    ASSERT_EQ(s[0], 0x22);
+    ASSERT_EQ(s[(2ul << 20) - 1], 0x22);
+    free(s);
+
+    // The huge request gets its area back, whole and writable.
+    unsigned char *h = (unsigned char *)malloc(huge);
+    ASSERT_NE(h, nullptr);
+    EXPECT_EQ(h, area);
+    memset(h, 0x44, huge);
+    ASSERT_EQ(h[huge - 1], 0x44);
+    free(h);
+    malloc_trim(0);
+}
+
+TEST(HugeReuseDeathTest, DoubleFreeOfALentAreaIsReported)
+{
+    testing::FLAGS_gtest_death_test_style = "threadsafe";
+    EXPECT_DEATH(
+        {
+            for (int i = 0; i < 3; i++)
+                free(malloc(7u << 20));
+            void *p = malloc(3u << 20);
+            free(p);
+            free(p);
+        },
+        "free\\(\\).*0x[0-9a-f]+");
+}
+
 TEST(HugeReuseDeathTest, DoubleFreeOfACachedAreaIsReported)
 {
     testing::FLAGS_gtest_death_test_style = "threadsafe";
