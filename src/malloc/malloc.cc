@@ -472,6 +472,7 @@ void kfree_sized(void *p, size_t size)
 int ktrim(size_t pad)
 {
     (void)pad;
+    os_seccomp_scope one_read;      /* the filter check, once for the whole trim */
     tcache *tc = tcache_state == TCACHE_ACTIVE ? tcache_current : nullptr;
     if (tc)
         tcache_flush_all(tc);

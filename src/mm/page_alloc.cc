@@ -1046,6 +1046,8 @@ void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags)
  * `batch` allows: os_decommit_many). */
 static void __report_free_blocks(zone *z, page *const *batch, unsigned n, unsigned order, bool one_call)
 {
+    if (!n)
+        return;                         /* (every list of every order ends with a call) */
     os_range r[VMSCAN_BATCH];
     for (unsigned i = 0; i < n; i++)
         r[i] = {page_address(batch[i]), PAGE_SIZE << order};

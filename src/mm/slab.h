@@ -194,6 +194,8 @@ struct kmem_cache {
                                   * class being freed, see slub.cc cache_freeing) */
     unsigned long punch_refills; /* nr_refills at the last timed hole pass (idle: unchanged) */
     unsigned long punch_flushes; /* nr_flushes at the last timed hole pass (nothing new: unchanged) */
+    unsigned long trim_flushes;  /* nr_flushes when malloc_trim's hole pass last looked at every
+                                  * slab (0: never): unchanged, no slab has a new free page */
     unsigned long holes_freed_ms;/* coarse ms when its frees last punched holes (0: never, or
                                   * forgotten once a refault was counted) */
     unsigned long holes_defer_ms;/* its frees punch no holes before this time (coarse ms): their

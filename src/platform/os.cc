@@ -519,6 +519,22 @@ unsigned os_nr_threads()
     return (unsigned)threads;
 }
 
+/* os_seccomp_scope: 0 outside one, 1 inside one (not read yet), 2 inside
+ * one after a read found no filter. */
+static __thread uint8_t seccomp_scope __attribute__((tls_model("initial-exec")));
+
+os_seccomp_scope::os_seccomp_scope() : outermost(seccomp_scope == 0)
+{
+    if (outermost)
+        seccomp_scope = 1;
+}
+
+os_seccomp_scope::~os_seccomp_scope()
+{
+    if (outermost)
+        seccomp_scope = 0;
+}
+
 bool os_seccomp_filtered()
 {
     static bool filtered;        /* seen once: filters are never removed */
@@ -526,6 +542,8 @@ bool os_seccomp_filtered()
         return false;            /* the user vouches for the filter (a container's) */
     if (READ_ONCE(filtered))
         return true;
+    if (seccomp_scope == 2)
+        return false;            /* read in this scope: none */
     /* The calling thread's: a filter installed without TSYNC is only in the
      * thread that installed it (and threads it creates later). */
     static const char *const keys[] = {"Seccomp:"};
@@ -533,8 +551,11 @@ bool os_seccomp_filtered()
     if (!os_read_fields("/proc/thread-self/status", keys, &mode, 1) &&
         !os_read_fields("/proc/self/status", keys, &mode, 1))
         return true;             /* unknown: not remembered */
-    if (mode == 0)
+    if (mode == 0) {
+        if (seccomp_scope)
+            seccomp_scope = 2;
         return false;
+    }
     if (!__atomic_exchange_n(&filtered, true, __ATOMIC_RELAXED) && option_get(OPT_VERBOSE))
         fdprintk(2, "kalloc: note: a seccomp filter: mincore, membarrier and process_madvise left out "
                     "(KALLOC_TRUST_SECCOMP=1 if the filter allows them)\n");

@@ -195,6 +195,21 @@ unsigned os_nr_threads();
  * kill, for what it denies): then this is always false. */
 bool os_seccomp_filtered();
 
+/* One allocator call on the calling thread (malloc_trim) in which
+ * os_seccomp_filtered reads the thread's status at most once: the thread
+ * is inside kalloc, so it installs no filter meanwhile (another thread's
+ * filter synchronised onto it, SECCOMP_FILTER_FLAG_TSYNC, is the race any
+ * check followed by a call already has).  A trim asked 1.7 times per call
+ * (its page and slab-hole batches), each an open, four reads and a close.
+ * Scopes nest; the outermost one ends the caching. */
+struct os_seccomp_scope {
+    os_seccomp_scope();
+    ~os_seccomp_scope();
+    os_seccomp_scope(const os_seccomp_scope &) = delete;
+    os_seccomp_scope &operator=(const os_seccomp_scope &) = delete;
+    bool outermost;     /* this scope started the caching and ends it */
+};
+
 /* How many of the npages pages from addr (page aligned) are resident
  * (mincore, 4 MiB per call through a stack vector), or -1 when mincore
  * fails.  Callers check os_seccomp_filtered() first: a sandbox's filter may

@@ -405,6 +405,54 @@ TEST(SlabHoles, TimedPassPunchesIdleClassesOnly)
     EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
 }
 
+// malloc_trim's pass skips a cache nothing was freed into since the last
+// trim pass looked at all its slabs (nothing there became free); frees
+// after that pass must not be skipped by the next one.
+TEST(SlabHoles, TrimPassAfterFreesIsNotSkipped)
+{
+    // A multi-page class of 6-8 objects under half a page each (1152 B, 7
+    // in 2 pages today): one free object frees no page, and whole_slabs'
+    // own frees and the test's stay under SLAB_HOLES_FLUSH_STREAK, so the
+    // frees below do not punch by themselves (the class is not being freed).
+    unsigned idx = 0;
+    for (unsigned i = 1; i < NR_KMALLOC_STATIC && !idx; i++)
+        if (kmalloc_info[i].order >= 1 && kmalloc_info[i].objects >= 6 && kmalloc_info[i].objects <= 8 &&
+            kmalloc_info[i].size <= PAGE_SIZE / 2)
+            idx = i;
+    ASSERT_NE(idx, 0u);
+    SCOPED_TRACE(idx);
+    kmem_cache *c = &kmalloc_caches[idx];
+    kmem_cache_shrink_all();
+    auto slabs = whole_slabs(c, 1);
+    page *a = slabs.begin()->first;
+    auto &objs = slabs.begin()->second;
+    kmem_cache_free(c, objs.back());        // partly used: the trim pass looks at it
+    kmem_cache_punch_holes_all(false);     // a trim: one object free, no page
+    EXPECT_EQ(a->nr_holes, 0u);
+    EXPECT_EQ(c->trim_flushes, c->nr_flushes) << "the trim pass did not look at the slabs";
+    kmem_cache_punch_holes_all(false);     // nothing freed since: skipped, nothing changes
+    EXPECT_EQ(a->nr_holes, 0u);
+    // A few frees right after the slab was handed out: the class is not
+    // being freed, the frees punch nothing themselves.
+    for (unsigned i = 3; i + 1 < objs.size(); i++)
+        kmem_cache_free(c, objs[i]);
+    spin_lock(&c->lock);
+    EXPECT_EQ(a->nr_holes, 0u) << "the frees punched already: nothing left for the trim to show";
+    spin_unlock(&c->lock);
+    kmem_cache_punch_holes_all(false);     // the next trim: must look again
+    std::set<unsigned> live{0, 1, 2};
+    EXPECT_EQ(a->nr_holes, (unsigned)__builtin_popcount(expected_holes(c, live)));
+    EXPECT_GT(a->nr_holes, 0u) << "the trim after the frees skipped the class";
+    for (unsigned i = 0; i < 3; i++)
+        EXPECT_TRUE(resident(objs[i]));
+    EXPECT_EQ(slab_holes.hole_pages, total_hole_pages());
+    check_cache(c);
+    for (unsigned i = 0; i < 3; i++)
+        kmem_cache_free(c, objs[i]);
+    kmem_cache_shrink_all();
+    check_cache(c);
+}
+
 // A class whose frees' holes are refaulted soon after (within
 // KALLOC_DECAY_MS) is cycled through, not freed: its frees stop punching
 // holes (each hole costs a madvise and a fault when it comes back), until a

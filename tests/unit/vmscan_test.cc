@@ -2052,6 +2052,59 @@ TEST(Os, DecommitManyGivesBackEveryRangeAndNothingElse)
 
 // os_read_fields: "Key: value" lines read through a small buffer (the
 // reclaim passes' RSS guard and seccomp check use it on any thread's stack).
+// Read system calls this process made so far (/proc/self/io syscr), less
+// the ones reading it takes.
+static long read_syscalls()
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return -1;
+    char line[128];
+    long n = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "syscr: %ld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+// Inside an os_seccomp_scope (one malloc_trim) the thread's status is read
+// once; outside, at every check (a filter may be installed between two
+// calls).
+TEST(Os, SeccompScopeReadsTheStatusOnce)
+{
+    if (os_seccomp_filtered() || read_syscalls() < 0)
+        GTEST_SKIP() << "under a seccomp filter (remembered: no reads), or no /proc/self/io";
+    long base = read_syscalls();
+    long empty = read_syscalls() - base;          // what a measurement costs
+    base = read_syscalls();
+    for (int i = 0; i < 8; i++)
+        EXPECT_FALSE(os_seccomp_filtered());
+    long outside = read_syscalls() - base - empty;
+    long inside;
+    {
+        os_seccomp_scope scope;
+        base = read_syscalls();
+        for (int i = 0; i < 8; i++)
+            EXPECT_FALSE(os_seccomp_filtered());
+        {
+            os_seccomp_scope nested;           // nests: still the one read
+            EXPECT_FALSE(os_seccomp_filtered());
+        }
+        EXPECT_FALSE(os_seccomp_filtered());
+        inside = read_syscalls() - base - empty;
+    }
+    base = read_syscalls();
+    EXPECT_FALSE(os_seccomp_filtered());          // the scope ended: read again
+    long after = read_syscalls() - base - empty;
+    std::printf("[ figures  ] read calls for 8 checks: %ld outside a scope, %ld for 10 inside one; "
+                "%ld for one after it\n", outside, inside, after);
+    EXPECT_GE(outside, 8);
+    EXPECT_GE(inside, 1);
+    EXPECT_LE(inside * 4, outside) << "the scope did not keep the answer";
+    EXPECT_GE(after, 1) << "the answer outlived its scope";
+}
+
 TEST(Os, ReadFieldsFindsKeysPastLongLinesAndAtTheEnd)
 {
     char path[] = "/tmp/kalloc-fields-XXXXXX";
