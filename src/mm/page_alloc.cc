@@ -1043,11 +1043,18 @@ void prep_compound_page(page *head, unsigned long nr_pages, uint16_t flags)
 
 /* Give back the batch[0..n) of free blocks of one order, still on their
  * list (z->lock held), and mark them reported (one call for the batch where
- * `batch` allows: os_decommit_many). */
-static void __report_free_blocks(zone *z, page *const *batch, unsigned n, unsigned order, bool one_call)
+ * worth asking and no filter is seen: os_decommit_many; *filtered caches
+ * the answer for the trim). */
+static void __report_free_blocks(zone *z, page *const *batch, unsigned n, unsigned order, int *filtered)
 {
     if (!n)
         return;                         /* (every list of every order ends with a call) */
+    bool one_call = false;
+    if (os_decommit_worth_asking(n) && os_decommit_batches()) {
+        if (!*filtered)                 /* (under z->lock: a trim with that much to give back) */
+            *filtered = os_seccomp_filtered() ? 1 : -1;
+        one_call = *filtered < 0;
+    }
     os_range r[VMSCAN_BATCH];
     for (unsigned i = 0; i < n; i++)
         r[i] = {page_address(batch[i]), PAGE_SIZE << order};
@@ -1065,12 +1072,21 @@ unsigned long zone_reclaim_all(unsigned min_order)
 {
     /* The trim gives its blocks back 32 per call (one system call and one
      * TLB flush each instead of each block's: vmscan.h), unless a seccomp
-     * filter is seen (read before any lock is taken): then memory-file
-     * zones become anonymous first (no MADV_REMOVE or fallocate after). */
-    const bool filtered = os_seccomp_filtered();
-    if (filtered)
+     * filter is seen: then memory-file zones (the filter read before any
+     * lock is taken) become anonymous first (no MADV_REMOVE or fallocate
+     * after). */
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    bool memfd = false;
+    for (unsigned i = 0; i < nz; i++)
+        memfd |= zones[i]->backing != ZONE_BACKING_ANON;
+    /* Whether a seccomp filter is seen: 1 yes, -1 no, 0 not asked.  Asked
+     * here for memory-file zones; else only by a batch large enough to go
+     * back in one call (__report_free_blocks): a trim after a few frees
+     * (stress-ng's malloc stressor trims every few dozen operations) gives
+     * its few blocks back one madvise each, without the status read. */
+    int filtered = memfd ? (os_seccomp_filtered() ? 1 : -1) : 0;
+    if (filtered > 0)
         zone_memfd_sandbox_check(false);
-    const bool one_call = os_decommit_batches() && !filtered;
     vmscan_lock_for_fork();          /* vmscan_lock: no reclaim pass isolates meanwhile */
     drain_all_pages();
     unsigned long released = 0;
@@ -1096,11 +1112,11 @@ unsigned long zone_reclaim_all(unsigned min_order)
                     batch[nb++] = pg;
                     released += 1ul << o;
                     if (nb == VMSCAN_BATCH) {
-                        __report_free_blocks(z, batch, nb, o, one_call);
+                        __report_free_blocks(z, batch, nb, o, &filtered);
                         nb = 0;
                     }
                 }
-                __report_free_blocks(z, batch, nb, o, one_call);
+                __report_free_blocks(z, batch, nb, o, &filtered);
             }
         /* Everything given back: no free memory is kept for a peak before
          * now (retention, mm/vmscan.h).  Proactive compaction too: keeping

@@ -326,14 +326,14 @@ static slab_hole_batch hole_batch = {SPINLOCK_INIT, 0, {}};
 
 /* Give the queued ranges back: one process_madvise call for them all
  * where the kernel takes it and no seccomp filter is seen (asked per
- * batch, as reclaim asks per pass), else a madvise each.  Caller holds
- * hole_batch.lock. */
+ * batch worth it, os_decommit_worth_asking, as reclaim asks per pass),
+ * else a madvise each.  Caller holds hole_batch.lock. */
 static void hole_batch_flush_locked()
 {
     unsigned n = hole_batch.nr;
     if (!n)
         return;
-    bool one = n > 1 && os_decommit_batches() && !os_seccomp_filtered();
+    bool one = os_decommit_worth_asking(n) && os_decommit_batches() && !os_seccomp_filtered();
     if (os_decommit_many(hole_batch.ranges, n, one)) {
         hole_stat_add(slab_holes.madvise_calls, 1);
         hole_stat_add(slab_holes.batched, n);

@@ -357,10 +357,12 @@ static bool residency_allowed(scan_control *sc)
 
 /* Whether a pass gives a batch of n blocks back with one call
  * (os_decommit_many: a kernel that takes it, and no seccomp filter, asked
- * as for residency). */
+ * as for residency, or for the batch where worth it:
+ * os_decommit_worth_asking). */
 static bool batch_allowed(scan_control *sc, unsigned n)
 {
-    return n > 1 && os_decommit_batches() && !sc_filtered(sc);
+    return n > 1 && os_decommit_batches() && (sc->filtered || os_decommit_worth_asking(n)) &&
+           !sc_filtered(sc);
 }
 
 /* Give an isolated batch's ranges back (no lock held), with one call where

@@ -2,6 +2,7 @@
  * platform/os.cc - system-call wrappers for memory and output (see os.h).
  */
 #include "platform/os.h"
+#include "platform/kthread.h"
 
 #include "platform/options.h"
 #include "platform/printk.h"
@@ -517,6 +518,11 @@ unsigned os_nr_threads()
     if (!os_read_fields("/proc/self/status", keys, &threads, 1))
         return 0;
     return (unsigned)threads;
+}
+
+bool os_decommit_worth_asking(unsigned n)
+{
+    return n >= OS_DECOMMIT_ASK_MIN || (n > 1 && !process_single_threaded());
 }
 
 /* os_seccomp_scope: 0 outside one, 1 inside one (not read yet), 2 inside

@@ -195,6 +195,17 @@ unsigned os_nr_threads();
  * kill, for what it denies): then this is always false. */
 bool os_seccomp_filtered();
 
+/* Whether a batch of n ranges is worth asking os_seccomp_filtered about,
+ * to give it back with one process_madvise call: with 2 or more in a
+ * process that has had threads (each madvise there ends with a TLB
+ * shootdown interrupting the CPUs running the others: 22 us a range on
+ * this project's VM against 2.7 us batched), with OS_DECOMMIT_ASK_MIN or
+ * more in a single-threaded one, where the question (an open, four reads
+ * and a close of the thread's status, ~11K instructions) costs more than
+ * the few local calls it would save.  Otherwise a madvise each. */
+constexpr unsigned OS_DECOMMIT_ASK_MIN = 5;
+bool os_decommit_worth_asking(unsigned n);
+
 /* One allocator call on the calling thread (malloc_trim) in which
  * os_seccomp_filtered reads the thread's status at most once: the thread
  * is inside kalloc, so it installs no filter meanwhile (another thread's
