@@ -89,6 +89,16 @@ std::map<page *, std::vector<void *>> whole_slabs(kmem_cache *c, unsigned nslabs
     return out;
 }
 
+// One whole new slab of cache c (earlier tests' empty slabs given back
+// first): returns it, its objects in `objs` (index order).
+page *one_whole_slab(kmem_cache *c, std::vector<void *> &objs)
+{
+    kmem_cache_shrink_all();
+    auto slabs = whole_slabs(c, 1);
+    objs = slabs.begin()->second;
+    return slabs.begin()->first;
+}
+
 // The pages of a slab that some object overlaps and whose overlapping
 // objects are all outside `live` (the test's own model of what must become
 // a hole).
@@ -259,10 +269,8 @@ TEST(SlabHoles, EmptySlabWithHolesIsFreed)
     for (unsigned idx : {52u, 33u}) {
         SCOPED_TRACE(idx);
         kmem_cache *c = &kmalloc_caches[idx];
-        kmem_cache_shrink_all();
-        auto slabs = whole_slabs(c, 1);
-        page *pg = slabs.begin()->first;
-        auto &objs = slabs.begin()->second;
+        std::vector<void *> objs;
+        page *pg = one_whole_slab(c, objs);
         // 8192 B: keep object 0 (pages 0-1), 6 of 8 pages become holes;
         // 1664 B: keep objects 0-9 (pages 0-4), 3 of 8 pages become holes.
         std::vector<void *> keep;
@@ -422,10 +430,8 @@ TEST(SlabHoles, TrimPassAfterFreesIsNotSkipped)
     ASSERT_NE(idx, 0u);
     SCOPED_TRACE(idx);
     kmem_cache *c = &kmalloc_caches[idx];
-    kmem_cache_shrink_all();
-    auto slabs = whole_slabs(c, 1);
-    page *a = slabs.begin()->first;
-    auto &objs = slabs.begin()->second;
+    std::vector<void *> objs;
+    page *a = one_whole_slab(c, objs);
     kmem_cache_free(c, objs.back());        // partly used: the trim pass looks at it
     kmem_cache_punch_holes_all(false);     // a trim: one object free, no page
     EXPECT_EQ(a->nr_holes, 0u);
