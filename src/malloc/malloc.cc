@@ -197,10 +197,11 @@ __cold __noreturn void knew_oom_no_runtime(size_t size)
 }
 
 /* A large block (size <= LARGE_MAX_SIZE): a cached huge area lent whole
- * when one fits (only requests above 2 MiB can fit one: the cache serves
- * at most twice the request, and its areas are above 4 MiB), so memory the
- * program freed is used before fresh zone pages (vmalloc.h,
- * vmalloc_cached); else whole pages from a zone. */
+ * when one fits, for requests above 2 MiB (the areas are above 4 MiB, and
+ * a lend takes one at most VLEND_MAX_RATIO times the request: below 2 MiB
+ * the slack given back would be most of an area a huge request may want
+ * again), so memory the program freed is used before fresh zone pages
+ * (vmalloc.h, vmalloc_cached); else whole pages from a zone. */
 static void *kmalloc_large_or_cached(size_t size, size_t align, bool zero)
 {
     if (size > LARGE_MAX_SIZE / 2 && align <= PAGE_SIZE) {

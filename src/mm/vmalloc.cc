@@ -55,6 +55,9 @@ constexpr uint64_t VMAP_CACHED = 1ull << 63;
 constexpr unsigned VMAP_SLACK_SHIFT = 47;
 constexpr uint64_t VMAP_LEN_MASK = (1ull << VMAP_SLACK_SHIFT) - 1;
 constexpr uint64_t VMAP_SLACK_MAX = (VMAP_CACHED >> VMAP_SLACK_SHIFT) - 1;   /* pages */
+/* A lent area is at most VLEND_MAX_RATIO times a block of at most a
+ * MAX_ORDER block's size, so its slack fits its bits. */
+static_assert(VLEND_MAX_RATIO * (1ull << MAX_ORDER) <= VMAP_SLACK_MAX, "a lent area's slack fits mapped[]");
 
 /* The mapped length, and the usable bytes (the length less the slack). */
 inline size_t area_len(uint64_t m) { return (size_t)(m & VMAP_LEN_MASK); }
