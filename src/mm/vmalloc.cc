@@ -332,6 +332,21 @@ void *__vcache_take(size_t bytes, size_t align, bool lend = false)
     return e.addr;
 }
 
+/* Count the area at p (just made live) in the statistics and the
+ * retention's peak; returns its mapped length.  Caller holds vmap_lock. */
+size_t __vaccount_live(void *p)
+{
+    vm_region *r = nullptr;
+    unsigned long i = 0;
+    size_t len = lookup(p, &r, &i) ? area_len(r->mapped[i]) : 0;
+    vstats.bytes += len;
+    vstats.nr_areas++;
+    vstats.nr_allocs++;
+    if (vstats.bytes > vpeak)
+        vpeak = vstats.bytes;
+    return len;
+}
+
 /* A huge request's mapped length (page rounded), or 0 when it cannot be
  * served (overflow, or more than 64 TiB); errno is then ENOMEM. */
 size_t vmap_bytes(size_t size)
@@ -391,14 +406,7 @@ void *vmalloc(size_t size, size_t align, bool *zeroed)
         fresh = true;
     }
     if (p) {
-        vm_region *rr = nullptr;
-        unsigned long ii = 0;
-        if (lookup(p, &rr, &ii))
-            vstats.bytes += area_len(rr->mapped[ii]);
-        vstats.nr_areas++;
-        vstats.nr_allocs++;
-        if (vstats.bytes > vpeak)
-            vpeak = vstats.bytes;
+        __vaccount_live(p);
         if (fresh) {
             /* Mapped afresh where an unmapped area would have served it:
              * a cache that had kept it would have spared these faults (the
@@ -433,18 +441,10 @@ void *vmalloc_cached(size_t size)
     spin_lock(&vmap_lock);
     void *p = __vcache_take(bytes, OS_PAGE_SIZE, true);
     if (p) {
-        vm_region *r;
-        unsigned long i;
-        lookup(p, &r, &i);
-        len = area_len(r->mapped[i]);
-        vstats.bytes += len;
-        vstats.nr_areas++;
-        vstats.nr_allocs++;
+        len = __vaccount_live(p);
         vstats.nr_cache_hits++;
         vstats.nr_lent++;
         vworkingset += bytes;           /* reused, as any cache hit */
-        if (vstats.bytes > vpeak)
-            vpeak = vstats.bytes;
     }
     spin_unlock(&vmap_lock);
     /* The slack holds no memory while the block lives (however long that
