@@ -213,6 +213,12 @@ struct zone {
                                    * raised by refaults, decayed by timed passes; the low
                                    * watermark follows it (mm/vmscan.h, workingset) */
     unsigned long nr_refault;     /* pages allocated again from reclaimed blocks (a count, ever) */
+    unsigned long watermark_boost; /* pages the usual level's cap is raised by while the program
+                                   * takes back given-back memory many times its use a second
+                                   * (thrashing): set by timed passes, decayed by them
+                                   * (mm/vmscan.h, "Thrashing") */
+    unsigned long refault_snap;   /* nr_refault at the last timed pass (the thrashing check) */
+    uint32_t refault_snap_time;   /* vmscan_now() of that pass (0: none yet) */
     unsigned long workingset_block; /* pages of the largest single refault that raised the
                                    * workingset, decayed with it: the usual level keeps twice
                                    * that (mm/vmscan.h, workingset) */

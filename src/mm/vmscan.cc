@@ -189,6 +189,11 @@ void __setup_zone_wmarks(zone *z)
             cap = 2 * z->workingset_block;
         if (cap > ceiling)
             cap = ceiling;
+        /* Past the ceiling while the zone thrashes (watermark_boost, set by
+         * __zone_thrash_check): free memory given back is taken back many
+         * times the use a second, so the pages a pass gives back are
+         * faulted in again at once. */
+        cap += z->watermark_boost;
         /* Up to that, only as much as the program has been seen to reuse
          * (refaults: z->workingset): a program that frees memory and never
          * takes it back keeps little, whatever it used before. */
@@ -275,6 +280,39 @@ void __setup_zone_wmarks(zone *z)
     z->_watermark[WMARK_LOW] = low + kept;
     z->_watermark[WMARK_HIGH] = low - band + kept;
     z->_watermark[WMARK_MIN] = low + band + kept;
+}
+
+/* See vmscan.h (Thrashing). */
+void __zone_thrash_check(zone *z, uint32_t now, unsigned long use)
+{
+    unsigned long refaults = z->nr_refault - z->refault_snap;
+    uint32_t dt = z->refault_snap_time ? now - z->refault_snap_time : 0;
+    /* Refaults a second, against the use and an absolute floor; a window
+     * counts once it is THRASH_WINDOW_MS long (frag-churn's phase changes
+     * take back 10 times its use a second for 100 ms), or earlier once it
+     * has seen a whole window's worth at that rate. */
+    unsigned long rate = (unsigned long)THRASH_REFAULT_RATIO * use;
+    if (rate < THRASH_MIN_RATE)
+        rate = THRASH_MIN_RATE;
+    if (z->refault_snap_time && dt < THRASH_WINDOW_MS && refaults * 1000 < rate * THRASH_WINDOW_MS)
+        return;     /* too soon for a rate */
+    z->refault_snap = z->nr_refault;
+    z->refault_snap_time = now ? now : 1;
+    if (!dt || dt > 1000u * 60)
+        return;     /* the first pass, or one after a long sleep: no rate to read */
+    bool thrashing = refaults * 1000 >= rate * (dt > THRASH_WINDOW_MS ? dt : THRASH_WINDOW_MS);
+    if (thrashing) {
+        unsigned long boost = z->watermark_boost ? 2 * z->watermark_boost : use >> THRASH_BOOST_SHIFT;
+        unsigned long max = use >> THRASH_BOOST_MAX_SHIFT;
+        z->watermark_boost = boost < max ? boost : max;
+        stat_add(vm_reclaim_stats.thrash_boosts, 1);
+    } else {
+        /* Slowly: a boost that stopped the refaults sees calm windows
+         * while it is still needed (the workingset, which low follows,
+         * decays on its own once the program stops taking memory back). */
+        uint32_t t = dt < THRASH_BOOST_DECAY_MS ? dt : THRASH_BOOST_DECAY_MS;
+        z->watermark_boost -= (z->watermark_boost * t + THRASH_BOOST_DECAY_MS - 1) / THRASH_BOOST_DECAY_MS;
+    }
 }
 
 void vmscan_note_growth(size_t bytes)
@@ -670,6 +708,8 @@ struct vmscan_trace_entry {
     uint32_t seen;             /* the same, less the phantom discount */
     uint32_t unread;           /* counts of the unread blocks on the age list */
     uint32_t retained;         /* how far retention holds low above its usual level */
+    uint32_t boost;            /* watermark_boost (thrashing) */
+    uint32_t refaulted;        /* nr_refault, ever (low 32 bits) */
     uint16_t phantom_ratio;    /* /1024 */
     uint8_t round_streak;      /* rounds in a row */
     uint8_t rounds_blocked;    /* the RSS guard stopped round retention */
@@ -717,6 +757,8 @@ static void trace_zone_state(vmscan_trace_entry *e, zone *z, uint32_t now, bool 
     e->seen = trace_u32(zone_free_resident_seen(z));
     e->unread = trace_u32(z->nr_free_unscanned);
     e->retained = trace_u32(z->wmark_retained);
+    e->boost = trace_u32(z->watermark_boost);
+    e->refaulted = (uint32_t)z->nr_refault;
     e->phantom_ratio = z->phantom_ratio;
     e->round_streak = z->round_streak;
     e->rounds_blocked = z->rounds_blocked;
@@ -759,12 +801,12 @@ void print_vmscan_trace(printbuf &out)
     for (unsigned long i = start; i < end; i++) {
         const vmscan_trace_entry &e = vmscan_trace[i % keep];
         out.printf("mm_vmscan_zone: t=%u zone=%u timed=%u over=%u in_use=%u peak=%u ws=%u ws_block=%u "
-                   "low=%u high=%u resident=%u seen=%u unread=%u phantom=%u retained=%u "
-                   "rounds=%u/%u%s read=%u counted=%u uncounted=%u untouched=%u reclaimed=%u "
+                   "low=%u high=%u resident=%u seen=%u unread=%u phantom=%u retained=%u boost=%u "
+                   "refaulted=%u rounds=%u/%u%s read=%u counted=%u uncounted=%u untouched=%u reclaimed=%u "
                    "decayed=%u blocks=%u max_order=%u\n",
                    e.now, e.zone, e.timed, e.over, e.in_use, e.use_peak, e.workingset,
                    e.workingset_block, e.low, e.high, e.resident, e.seen, e.unread, e.phantom_ratio,
-                   e.retained, e.round_streak, e.round_age, e.rounds_blocked ? "/blocked" : "",
+                   e.retained, e.boost, e.refaulted, e.round_streak, e.round_age, e.rounds_blocked ? "/blocked" : "",
                    e.read, e.counted, e.uncounted, e.untouched, e.reclaimed, e.decayed, e.blocks,
                    e.max_order);
     }
@@ -818,6 +860,7 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
                 z->use_peak -= (z->use_peak - in_use + 7) / 8;
             z->nr_thp_kept = 0;                   /* counted again by the next watermark pass */
         }
+        __zone_thrash_check(z, now, z->use_peak);
         __setup_zone_wmarks(z);
         retaining |= z->wmark_rounds;
         const unsigned long seen = zone_free_resident_seen(z);
@@ -1174,10 +1217,11 @@ void print_reclaim_stats(printbuf &out)
     const reclaim_stats &s = vm_reclaim_stats;
     out.printf("reclaim: pgreclaim %lu pgdecay %lu pgtrim %lu pgshrink %lu pgscan %lu "
                "wmark_low_hits %lu direct_reclaim %lu kswapd_wake %lu kswapd_runs %lu "
-               "decay_runs %lu pgreclaim_small %lu rss_checks %lu rounds_blocked %lu kswapd %s\n",
+               "decay_runs %lu pgreclaim_small %lu rss_checks %lu rounds_blocked %lu thrash_boosts %lu "
+               "kswapd %s\n",
                s.pgreclaim, s.pgdecay, s.pgtrim, s.pgshrink, s.pgscan, s.wmark_low_hits, s.direct_reclaim,
                s.kswapd_wake, s.kswapd_runs, s.decay_runs, s.pgreclaim_small, s.rss_checks,
-               s.rounds_blocked, kswapd_running() ? "on" : "off");
+               s.rounds_blocked, s.thrash_boosts, kswapd_running() ? "on" : "off");
     out.printf("reclaim: residency_reads %lu residency_untouched %lu residency_uncounted %lu "
                "madvise_batches %lu madvise_batched_ranges %lu\n",
                s.residency_reads, s.residency_untouched, s.residency_uncounted,

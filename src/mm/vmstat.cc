@@ -51,9 +51,10 @@ void print_buddyinfo(printbuf &out)
                    i, z->_watermark[WMARK_MIN], z->_watermark[WMARK_LOW],
                    z->_watermark[WMARK_HIGH], z->nr_free_lru, z->nr_isolated, z->nr_hugetlb_pages,
                    z->nr_free_unscanned, (unsigned)z->phantom_ratio, PHANTOM_ONE);
-        out.printf("  zone %3u workingset %lu (largest block %lu) refaulted %lu use_peak %lu retained %lu%s\n",
+        out.printf("  zone %3u workingset %lu (largest block %lu) refaulted %lu use_peak %lu retained %lu%s"
+                   " boost %lu\n",
                    i, z->workingset, z->workingset_block, z->nr_refault, z->use_peak, z->wmark_retained,
-                   z->wmark_rounds ? " (rounds)" : "");
+                   z->wmark_rounds ? " (rounds)" : "", z->watermark_boost);
         for (unsigned c = 0; c < z->nr_pcp; c++) {
             per_cpu_pages *pcp = &z->per_cpu_pageset[c];
             out.printf("  zone %3u pcp cpu %u: count %d high %d (min %d max %d) batch %d "
