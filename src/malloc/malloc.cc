@@ -362,7 +362,15 @@ void *__krealloc_slow(void *p, size_t size)
     }
     void *q;
     if (pages && size <= LARGE_MAX_SIZE) {
-        q = kmalloc_large_or_cached(size, PAGE_SIZE, false);
+        q = nullptr;
+        if (size >= REALLOC_HUGE_MIN) {
+            int saved = errno;      /* no room for a mapping: zone pages will do */
+            q = vmalloc(size, PAGE_SIZE);
+            if (!q)
+                errno = saved;
+        }
+        if (!q)
+            q = kmalloc_large_or_cached(size, PAGE_SIZE, false);
         if (!q)
             return enomem();
     } else {

@@ -271,6 +271,51 @@ TEST(HugeReuse, ALargeBlockIsLentACachedArea)
     malloc_trim(0);
 }
 
+// A block realloc must move to 1 MiB or more gets a huge area of its own
+// (REALLOC_HUGE_MIN, malloc/large.h), so its later growth is an mremap: no
+// copy, and no old copy left free and resident beside the new one.  `ls` of
+// a 19,457-entry directory doubles its entry array by realloc to 5.3 MB; with
+// zone blocks up to 4 MiB, the 2.66 MB copy stayed free and resident while
+// the 5.3 MB one was made (peak RSS 8.8-9.0 MB against glibc's 7.0-7.3).
+// A slab object grown to 1.3 MB must move; then 2.6 and 5.2 MB.  The
+// previous library moved it into the zone (huge_bytes unchanged).
+TEST(HugeReuse, AnArrayReallocGrowsPastOneMiBByMremap)
+{
+    malloc_trim(0);
+    kalloc_stats st0{}, st1{};
+    unsigned char *a = (unsigned char *)malloc(16 << 10);
+    ASSERT_NE(a, nullptr);
+    memset(a, 0x61, 16 << 10);
+    const long before = resident_kib();
+    kalloc_stats_get(&st0);
+    size_t n = 1300000;
+    unsigned char *b = (unsigned char *)realloc(a, n);
+    ASSERT_NE(b, nullptr);
+    kalloc_stats_get(&st1);
+    ASSERT_EQ(b[0], 0x61);
+    ASSERT_EQ(b[(16 << 10) - 1], 0x61);
+    memset(b + (16 << 10), 0x62, n - (16 << 10));
+    EXPECT_GE(st1.huge_bytes, st0.huge_bytes + n) << "the 1.3 MB block is not a huge area";
+    long peak = 0;
+    for (int step = 0; step < 2; step++) {        // 2.6 MB, 5.2 MB
+        unsigned char *c = (unsigned char *)realloc(b, 2 * n);
+        ASSERT_NE(c, nullptr);
+        ASSERT_EQ(c[0], 0x61);
+        ASSERT_EQ(c[16 << 10], 0x62);
+        ASSERT_EQ(c[n - 1], step == 0 ? 0x62 : 0x63);
+        memset(c + n, 0x63 + step, n);
+        b = c;
+        n *= 2;
+        long r = resident_kib();
+        if (r > peak)
+            peak = r;
+    }
+    std::printf("[ figures  ] RSS %+ld KiB at the peak for a 5.2 MB array\n", peak - before);
+    EXPECT_LT(peak - before, (long)(n >> 10) + 1024) << "an old copy stayed resident beside the array";
+    free(b);
+    malloc_trim(0);
+}
+
 TEST(HugeReuseDeathTest, DoubleFreeOfALentAreaIsReported)
 {
     testing::FLAGS_gtest_death_test_style = "threadsafe";

@@ -156,8 +156,10 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     // if less), at most in-use / 8 clamped to 4..32 MiB.
     options[OPT_FREE_HIGH].value = 0;
     unsigned long saved_ws = z->workingset, saved_peak = z->use_peak, saved_block = z->workingset_block;
+    unsigned long saved_boost = z->watermark_boost;
     unsigned long in_use = z->spanned_pages - z->nr_free_pages;
     z->use_peak = in_use;              // at its peak: no retention (see below)
+    z->watermark_boost = 0;            // not thrashing (see ThrashingRaisesTheLevelPastTheCap)
     z->workingset_block = 0;           // no large block taken back (see TheLevelKeeps...)
     z->workingset = 0;                 // no refault: 1 MiB
     __setup_zone_wmarks(z);
@@ -174,6 +176,7 @@ TEST(Vmscan, WatermarksAreOrderedAndFollowTheOption)
     z->workingset = saved_ws;
     z->use_peak = saved_peak;
     z->workingset_block = saved_block;
+    z->watermark_boost = saved_boost;
     __setup_zone_wmarks(z);
     spin_unlock(&z->lock);
 }
