@@ -218,7 +218,7 @@ struct zone {
                                    * (thrashing): set by timed passes, decayed by them
                                    * (mm/vmscan.h, "Thrashing") */
     unsigned long refault_snap;   /* nr_refault at the last timed pass (the thrashing check) */
-    uint32_t refault_snap_time;   /* vmscan_now() of that pass (0: none yet) */
+    uint32_t refault_snap_time;   /* the process's CPU time (ms) at that pass (0: none yet) */
     unsigned long workingset_block; /* pages of the largest single refault that raised the
                                    * workingset, decayed with it: the usual level keeps twice
                                    * that (mm/vmscan.h, workingset) */

@@ -156,6 +156,7 @@ void __setup_zone_wmarks(zone *z)
     constexpr unsigned long floor = WMARK_SMALL_HEAP_PAGES;       /* 4 MiB */
     constexpr unsigned long ceiling = (32ul << 20) >> PAGE_SHIFT;  /* 32 MiB */
     unsigned long low;
+    unsigned long boosted = 0;     /* of low, the part above the cap the boost allowed */
     unsigned long in_use = z->spanned_pages - z->nr_free_pages;
     long fixed = option_get(OPT_FREE_HIGH);
     if (fixed > 0) {
@@ -212,9 +213,16 @@ void __setup_zone_wmarks(zone *z)
             low = floor_min;
         if (low > cap)
             low = cap;
+        if (low + z->watermark_boost > cap)
+            boosted = low + z->watermark_boost - cap;
     }
-    /* The band between the marks: a quarter of the usual level. */
-    unsigned long band = low / 4;
+    /* The band between the marks: a quarter of the usual level, the boost
+     * left out.  A band that grew with it made each pass over a round's
+     * retained memory give back a quarter of the boost more than the
+     * retention keeps: rounds of 64 MiB on a loaded machine (where the
+     * first rounds' refaults came fast enough to boost) refaulted up to
+     * 4.7K pages a round where they refaulted none. */
+    unsigned long band = (low - boosted) / 4;
     /* Retention: in a heap whose use moves within an eighth of its recent
      * peak, free memory the program takes back (the workingset) is kept
      * resident up to the room under that peak, so the resident memory the
@@ -283,11 +291,11 @@ void __setup_zone_wmarks(zone *z)
 }
 
 /* See vmscan.h (Thrashing). */
-void __zone_thrash_check(zone *z, uint32_t now, unsigned long use)
+void __zone_thrash_check(zone *z, uint32_t cpu_ms, unsigned long use)
 {
     unsigned long refaults = z->nr_refault - z->refault_snap;
-    uint32_t dt = z->refault_snap_time ? now - z->refault_snap_time : 0;
-    /* Refaults a second, against the use and an absolute floor; a window
+    uint32_t dt = z->refault_snap_time ? cpu_ms - z->refault_snap_time : 0;
+    /* Refaults a CPU second, against the use and an absolute floor; a window
      * counts once it is THRASH_WINDOW_MS long (frag-churn's phase changes
      * take back 10 times its use a second for 100 ms), or earlier once it
      * has seen a whole window's worth at that rate. */
@@ -297,9 +305,9 @@ void __zone_thrash_check(zone *z, uint32_t now, unsigned long use)
     if (z->refault_snap_time && dt < THRASH_WINDOW_MS && refaults * 1000 < rate * THRASH_WINDOW_MS)
         return;     /* too soon for a rate */
     z->refault_snap = z->nr_refault;
-    z->refault_snap_time = now ? now : 1;
+    z->refault_snap_time = cpu_ms ? cpu_ms : 1;
     if (!dt || dt > 1000u * 60)
-        return;     /* the first pass, or one after a long sleep: no rate to read */
+        return;     /* the first pass, or a clock gone wrong: no rate to read */
     bool thrashing = refaults * 1000 >= rate * (dt > THRASH_WINDOW_MS ? dt : THRASH_WINDOW_MS);
     if (thrashing) {
         unsigned long boost = z->watermark_boost ? 2 * z->watermark_boost : use >> THRASH_BOOST_SHIFT;
@@ -834,6 +842,8 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
     WRITE_ONCE(rss_check_due, 0);
     bool retaining = false;
     int residency = 0;   /* scan_control.residency, asked once per pass */
+    /* The process's CPU time, for the thrashing check (0: refused, no check). */
+    const uint32_t cpu_ms = (uint32_t)(ktime_get_process_cpu_ns() / 1000000);
     for (unsigned i = 0; i < nz; i++) {
         zone *z = zones[i];
         if (READ_ONCE(z->flags) & ZONE_RECLAIM_ACTIVE)
@@ -860,7 +870,8 @@ bool vmscan_run(uint32_t now, bool timed, bool wait, bool from_kswapd)
                 z->use_peak -= (z->use_peak - in_use + 7) / 8;
             z->nr_thp_kept = 0;                   /* counted again by the next watermark pass */
         }
-        __zone_thrash_check(z, now, z->use_peak);
+        if (cpu_ms)
+            __zone_thrash_check(z, cpu_ms, z->use_peak);
         __setup_zone_wmarks(z);
         retaining |= z->wmark_rounds;
         const unsigned long seen = zone_free_resident_seen(z);

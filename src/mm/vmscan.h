@@ -159,8 +159,11 @@ constexpr uint8_t ROUNDS_MIN_STREAK = 2;
 constexpr unsigned long RETENTION_RSS_CHECK_PAGES = 256;
 constexpr uint64_t RSS_GUARD_SLACK = 2ull << 20;
 /* Thrashing (__zone_thrash_check): a zone whose passes see given-back
- * memory taken back at THRASH_REFAULT_RATIO times its use a second or more
- * (over THRASH_WINDOW_MS at least)
+ * memory taken back at THRASH_REFAULT_RATIO times its use per second of the
+ * process's CPU time or more (over THRASH_WINDOW_MS of it at least; CPU
+ * time, not wall time, so a loaded machine that slows the program down
+ * does not hide the rate: realloc churn on a machine with 5 busy loops
+ * besides kept thrashing, 5-11 s where it ran 0.3-0.6)
  * (and THRASH_MIN_RATE pages a second: a small heap's refaults cost little
  * whatever their ratio) raises the usual level's cap by watermark_boost: a
  * THRASH_BOOST_SHIFT'th of the use at first, doubled while the refaults
@@ -392,9 +395,10 @@ void __zone_retention_check(zone *z, unsigned long pages);
  * 0.56 s); a fixed 16 MiB level ran it in 0.56 s with 20K faults.
  * frag-churn, whose peak the /32 cap keeps down, takes back 1.6 times its
  * use a second over its run, 10 times in 100 ms bursts at phase changes
- * (a 50 ms window boosted it: peak 151.8 -> 167.5 MB).  Caller holds
+ * (a 50 ms window boosted it: peak 151.8 -> 167.5 MB).  cpu_ms: the
+ * process's CPU time in ms (ktime_get_process_cpu_ns).  Caller holds
  * z->lock. */
-void __zone_thrash_check(zone *z, uint32_t now, unsigned long use);
+void __zone_thrash_check(zone *z, uint32_t cpu_ms, unsigned long use);
 
 /* The use came back near its peak after a large drop: a round. */
 void __zone_round(zone *z);

@@ -124,6 +124,13 @@ unsigned long ktime_get_thread_cpu_ns()
     return (unsigned long)ts.tv_sec * 1000000000ul + (unsigned long)ts.tv_nsec;
 }
 
+unsigned long ktime_get_process_cpu_ns()
+{
+    struct timespec ts;
+    read_clock(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (unsigned long)ts.tv_sec * 1000000000ul + (unsigned long)ts.tv_nsec;
+}
+
 bool ktime_uses_vdso()
 {
     clock_fn f = __atomic_load_n(&vdso_clock, __ATOMIC_RELAXED);

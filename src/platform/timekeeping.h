@@ -27,6 +27,13 @@ unsigned long ktime_get_ns();
  * the kernel's task_sched_runtime(). */
 unsigned long ktime_get_thread_cpu_ns();
 
+/* CPU time of the whole process in nanoseconds (CLOCK_PROCESS_CPUTIME_ID,
+ * a system call, ~0.3 us; 0 if refused): how much work the program did,
+ * whatever else runs on the machine (the reclaim's thrashing check,
+ * mm/vmscan.h: a rate per wall second fell under its threshold when a
+ * loaded machine slowed the program down). */
+unsigned long ktime_get_process_cpu_ns();
+
 /* Whether the clock is read through the vDSO (else the system call). */
 bool ktime_uses_vdso();
 

@@ -298,8 +298,8 @@ TEST(Vmscan, ChurningHeapKeepsAThirtySecondOfItsUseResident)
 // blocks in a 55 MiB heap refaulted 435K pages at the 4 MiB level (1.86 s
 // against glibc's 0.56).  A burst as frag-churn's phase changes make (10
 // times the use a second for 100 ms, then calm) does not count, nor does a
-// small heap's fast churn (its refaults cost little).  The clock is the
-// test's: every check is given its time.
+// small heap's fast churn (its refaults cost little).  The clock (the
+// process's CPU time in ms) is the test's: every check is given its time.
 TEST(Vmscan, ThrashingRaisesTheLevelPastTheCap)
 {
     option_guard og;
