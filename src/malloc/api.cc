@@ -1,7 +1,7 @@
 /*
  * malloc/api.cc - the public kalloc_ API (include/kalloc/kalloc.h): each
  * function forwards to the malloc layer, with the fast paths inlined here.
- * Also the KALLOC_STATS=1 report at exit.
+ * Also the KALLOC_STATS=1 report at exit (to KALLOC_STATS_FILE if set).
  */
 #include "kalloc/kalloc.h"
 
@@ -10,6 +10,8 @@
 #include "mm/compaction.h"
 #include "mm/vmscan.h"
 #include "platform/options.h"
+#include "platform/os.h"
+#include "platform/printk.h"
 
 using namespace kalloc;
 
@@ -68,11 +70,51 @@ __export void kalloc_thread_flush(void)
 /* KALLOC_STATS=1: the report at exit, and KALLOC_TRACE_VMSCAN=N the reclaim
  * trace after it (libkalloc's destructor runs after the program's, since it
  * was loaded first). */
+/* KALLOC_STATS_FILE's path with "%p" replaced by the process id, in buf
+ * (false: too long). */
+static bool stats_file_path(const char *pattern, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (const char *s = pattern; *s; s++) {
+        if (s[0] == '%' && s[1] == 'p') {
+            char digits[16];
+            unsigned d = 0;
+            for (unsigned pid = (unsigned)os_getpid(); d == 0 || pid; pid /= 10)
+                digits[d++] = (char)('0' + pid % 10);
+            while (d && n + 1 < size)
+                buf[n++] = digits[--d];
+            if (d)
+                return false;
+            s++;
+        } else if (n + 1 < size) {
+            buf[n++] = *s;
+        } else {
+            return false;
+        }
+    }
+    buf[n] = 0;
+    return true;
+}
+
 __attribute__((destructor)) static void kalloc_exit_report()
 {
     options_init();
-    if (option_get(OPT_STATS))
-        stats_print(2);
+    const char *file = option_stats_file;
+    if (!option_get(OPT_STATS) && !file && !option_get(OPT_TRACE_VMSCAN))
+        return;
+    int fd = 2;
+    if (file) {
+        char path[4096];
+        int f = stats_file_path(file, path, sizeof path) ? os_open_append(path) : -1;
+        if (f >= 0)
+            fd = f;
+        else
+            fdprintk(2, "kalloc: cannot open KALLOC_STATS_FILE=%s: the report goes to stderr\n", file);
+    }
+    if (option_get(OPT_STATS) || file)
+        stats_print(fd);
     if (option_get(OPT_TRACE_VMSCAN))
-        trace_print(2);
+        trace_print(fd);
+    if (fd != 2)
+        os_close(fd);
 }

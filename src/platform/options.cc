@@ -102,6 +102,10 @@ void options_init()
         if (secure || strncmp(e, "KALLOC_", 7) != 0)
             continue;
         e += 7;
+        if (strncmp(e, "STATS_FILE=", 11) == 0) {
+            option_stats_file = e[11] ? e + 11 : nullptr;
+            continue;
+        }
         for (auto &o : options) {
             size_t n = strlen(o.name);
             if (strncmp(e, o.name, n) != 0 || e[n] != '=')
@@ -119,6 +123,7 @@ void options_init()
 
 bool options_valgrind;
 bool options_valgrind_malloc;
+const char *option_stats_file;
 
 /* A program whose first malloc runs from .preinit_array finds `environ`
  * still null (libc sets it in its own initialiser, after the executable's

@@ -69,6 +69,14 @@ struct option_desc {
 
 extern option_desc options[OPT_COUNT];
 
+/* KALLOC_STATS_FILE=path: the exit report (KALLOC_STATS, KALLOC_TRACE_VMSCAN)
+ * goes to that file, appended, instead of stderr, and is made even without
+ * KALLOC_STATS; "%p" in it stands for the process id.  For programs that
+ * close stderr before they exit (coreutils' sort and tar, xz), whose report
+ * was lost, and for process trees (one file each).  Points into environ
+ * (null: not set; never set under AT_SECURE). */
+extern const char *option_stats_file;
+
 /* Scan environ (idempotent; cheap once done). */
 void options_init();
 

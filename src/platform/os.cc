@@ -323,6 +323,14 @@ void os_futex_wake_shared(int *word)
 
 int os_getpid() { return (int)syscall(SYS_getpid); }
 
+int os_open_append(const char *path)
+{
+    int saved = errno;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    errno = saved;
+    return fd < 0 ? -1 : fd;
+}
+
 /* The soft limits last read (~0: unlimited, or never read). */
 static uint64_t soft_limit_seen[2] = {~0ull, ~0ull};
 

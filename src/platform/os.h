@@ -127,6 +127,10 @@ uint64_t os_as_limit();
 /* This process's id (the system call: right in a fork child at once). */
 int os_getpid();
 
+/* Open `path` to append a report (O_WRONLY | O_CREAT | O_APPEND |
+ * O_CLOEXEC, mode 0644): the fd, or -1 (errno kept). */
+int os_open_append(const char *path);
+
 /* Whether the child `pid` has exited (waitid WNOHANG | WNOWAIT: its status
  * is left for the program to reap). */
 bool os_child_exited(int pid);

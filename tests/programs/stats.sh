@@ -13,6 +13,10 @@
 #      trace: pid N, P passes over zones, the last M") and M = min(P, 16) >= 1
 #      mm_vmscan_zone lines of key=value integers, each with low >= high
 #      (the workload's frees cross the watermark).
+#   5. KALLOC_STATS_FILE=$WORK/report.%p, in a program that closes its stderr
+#      before it exits (as coreutils' sort and tar do): each process of the
+#      run (timeout, python3) leaves its report in a file named with its pid,
+#      with a totals line; stderr stays empty.
 #   stats.sh /path/to/libkalloc.so
 . "$(dirname "$0")/common.sh" "$1"
 
@@ -136,6 +140,33 @@ if run_py trace KALLOC_TRACE_VMSCAN=16 LD_PRELOAD="$KALLOC_LIB" -- -c "$WORKLOAD
       grep '^mm_vmscan_zone: ' "$WORK/trace.err" | tail -n 2
     fi
   fi
+fi
+
+# --- 5. KALLOC_STATS_FILE: the report in a file, stderr closed -------------------
+CLOSING='
+import os, sys
+d = [bytes(100 + i % 5000) for i in range(20000)]
+print(len(d)); sys.stdout.flush()
+os.close(2)
+'
+if run_py statsfile KALLOC_STATS_FILE="$WORK/report.%p" LD_PRELOAD="$KALLOC_LIB" -- -c "$CLOSING"; then
+  files=("$WORK"/report.*)
+  if [ "${#files[@]}" -ne 2 ]; then
+    fail "KALLOC_STATS_FILE: want two files report.<pid> (timeout, python3), got: ${files[*]}"
+  elif [ -s "$WORK/statsfile.err" ]; then
+    fail "KALLOC_STATS_FILE: something went to stderr"
+    show_tail "$WORK/statsfile.err" "stderr"
+  fi
+  for f in "${files[@]}"; do
+    if ! [[ "$f" =~ /report\.[0-9]+$ ]]; then
+      fail "KALLOC_STATS_FILE: $f is not named report.<pid>"
+    elif ! grep -qE '^kalloc: totals .*in_use_kb=[0-9]+' "$f"; then
+      fail "KALLOC_STATS_FILE: no totals line in $f"
+      show_tail "$f" "report"
+    else
+      echo "KALLOC_STATS_FILE: $(basename "$f"): $(grep -c '' "$f") lines, $(grep -E '^kalloc: totals ' "$f" | cut -c1-60)"
+    fi
+  done
 fi
 
 finish
