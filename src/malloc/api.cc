@@ -67,9 +67,6 @@ __export void kalloc_thread_flush(void)
 
 } // extern "C"
 
-/* KALLOC_STATS=1: the report at exit, and KALLOC_TRACE_VMSCAN=N the reclaim
- * trace after it (libkalloc's destructor runs after the program's, since it
- * was loaded first). */
 /* KALLOC_STATS_FILE's path with "%p" replaced by the process id, in buf
  * (false: too long). */
 static bool stats_file_path(const char *pattern, char *buf, size_t size)
@@ -96,6 +93,9 @@ static bool stats_file_path(const char *pattern, char *buf, size_t size)
     return true;
 }
 
+/* KALLOC_STATS=1: the report at exit, and KALLOC_TRACE_VMSCAN=N the reclaim
+ * trace after it, on stderr or in KALLOC_STATS_FILE (libkalloc's destructor
+ * runs after the program's, since it was loaded first). */
 __attribute__((destructor)) static void kalloc_exit_report()
 {
     options_init();

@@ -214,11 +214,11 @@ struct zone {
                                    * watermark follows it (mm/vmscan.h, workingset) */
     unsigned long nr_refault;     /* pages allocated again from reclaimed blocks (a count, ever) */
     unsigned long watermark_boost; /* pages the usual level's cap is raised by while the program
-                                   * takes back given-back memory many times its use a second
-                                   * (thrashing): set by timed passes, decayed by them
-                                   * (mm/vmscan.h, "Thrashing") */
-    unsigned long refault_snap;   /* nr_refault at the last timed pass (the thrashing check) */
-    uint32_t refault_snap_time;   /* the process's CPU time (ms) at that pass (0: none yet) */
+                                   * takes back given-back memory many times its use per CPU
+                                   * second (thrashing): raised and decayed by watermark passes,
+                                   * once a window (mm/vmscan.h, "Thrashing") */
+    unsigned long refault_snap;   /* nr_refault when the thrashing check's window began */
+    uint32_t refault_snap_time;   /* the process's CPU time (ms) then (0: no window yet) */
     unsigned long workingset_block; /* pages of the largest single refault that raised the
                                    * workingset, decayed with it: the usual level keeps twice
                                    * that (mm/vmscan.h, workingset) */

@@ -24,8 +24,8 @@
  *      the use in a heap under 2 MiB) and at most in-use / 32
  *      clamped to 4 MiB .. 32 MiB, or twice the largest block taken back
  *      (workingset_block) if more, and past that by watermark_boost while
- *      the zone thrashes (given-back memory taken back at 8 times the use a
- *      second: "Thrashing" below); KALLOC_FREE_HIGH fixes low
+ *      the zone thrashes (given-back memory taken back at 8 times the use
+ *      per CPU second: "Thrashing" below); KALLOC_FREE_HIGH fixes low
  *      instead).  Retention: while the use stays within an eighth of the
  *      zone's recent peak of in-use pages (use_peak, raised by allocations,
  *      decayed by timed passes) the low watermark rises to what the program
@@ -209,7 +209,7 @@ struct reclaim_stats {
     unsigned long hugetlb_pages;    /* pages mapped from hugetlbfs */
     unsigned long hugetlb_fallbacks;/* zone growths that wanted hugetlb pages and fell back */
     unsigned long rss_checks;       /* RSS reads by round retention's guard */
-    unsigned long thrash_boosts;    /* timed passes that found a zone thrashing and raised its boost */
+    unsigned long thrash_boosts;    /* windows that found a zone thrashing and raised its boost */
     unsigned long rounds_blocked;   /* round retentions the guard stopped (RSS at its high-water mark) */
     unsigned long residency_reads;  /* free blocks whose resident pages mincore read */
     unsigned long residency_untouched; /* of their pages, in blocks found wholly not resident (given back) */

@@ -24,7 +24,7 @@ enum option_id {
     OPT_STATS,          /* KALLOC_STATS=1: print statistics at exit */
     OPT_TCACHE,         /* KALLOC_TCACHE=0: no thread caches (every call takes the slow path) */
     OPT_FREE_HIGH,      /* KALLOC_FREE_HIGH=bytes: the low watermark of free-but-resident memory
-                           per zone (reclaim starts above it); 0 = auto (the refaulted workingset, 1M (in-use / 2 if less) .. in-use / 32 clamped to 4M .. 32M, at least twice the largest block taken back; past the cap while refaults run at 8x the use a second) */
+                           per zone (reclaim starts above it); 0 = auto (the refaulted workingset, 1M (in-use / 2 if less) .. in-use / 32 clamped to 4M .. 32M, at least twice the largest block taken back; past the cap while refaults run at 8x the use per CPU second) */
     OPT_DECAY_MS,       /* KALLOC_DECAY_MS=ms: free memory idle this long is given back (0 = never) */
     OPT_BACKGROUND,     /* KALLOC_BACKGROUND=1: a background reclaimer thread (kswapd) once the
                            program has a thread of its own; 2 in any process (mm/vmscan.cc) */
