@@ -213,8 +213,9 @@ void __setup_zone_wmarks(zone *z)
             low = floor_min;
         if (low > cap)
             low = cap;
-        if (low + z->watermark_boost > cap)
-            boosted = low + z->watermark_boost - cap;
+        const unsigned long unboosted = cap - z->watermark_boost;
+        if (low > unboosted)
+            boosted = low - unboosted;
     }
     /* The band between the marks: a quarter of the usual level, the boost
      * left out.  A band that grew with it made each pass over a round's
