@@ -231,7 +231,7 @@ struct zone {
     uint32_t round_time;          /* vmscan_now() when the use last came back near use_peak after
                                    * a large drop (a round; 0: never): retention across drops
                                    * while recent (mm/vmscan.h, rounds) */
-    uint8_t use_dropped;          /* the use fell under 7/8 of use_peak since it was last near it */
+    uint8_t use_dropped;          /* the use fell under 3/4 of use_peak since it was last near it */
     uint8_t round_streak;         /* rounds in a row, each within ROUNDS_WINDOW_MS of the one
                                    * before (saturates at 255): retention across drops needs
                                    * ROUNDS_MIN_STREAK (mm/vmscan.h, rounds) */

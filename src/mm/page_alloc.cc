@@ -1093,6 +1093,7 @@ unsigned long zone_reclaim_all(unsigned min_order)
     unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
         zone *z = zones[i];
+        const unsigned long released_before = released;
         spin_lock(&z->lock);
         for (unsigned o = min_order; o < NR_PAGE_ORDERS; o++)
             for (auto &l : z->free_area[o].free_list) {
@@ -1119,13 +1120,20 @@ unsigned long zone_reclaim_all(unsigned min_order)
                 __report_free_blocks(z, batch, nb, o, &filtered);
             }
         /* Everything given back: no free memory is kept for a peak before
-         * now (retention, mm/vmscan.h).  Proactive compaction too: keeping
-         * the rounds there (session 24) cut xmalloc-test's 1 KiB refaults
-         * by 40% but kept kv-ttl's workingset resident after its spike
-         * (idle phase 30.8 -> 36.8 MiB, medians of 8): not kept. */
-        z->use_peak = z->spanned_pages - z->nr_free_pages;
-        z->round_time = 0;
-        z->use_dropped = 0;
+         * now (retention, mm/vmscan.h).  Proactive compaction too, when it
+         * gave back a pageblock of the zone: keeping the rounds there
+         * (session 24) cut xmalloc-test's 1 KiB refaults by 40% but kept
+         * kv-ttl's workingset resident after its spike (idle phase 30.8 ->
+         * 36.8 MiB, medians of 8).  One that gave nothing back changed
+         * nothing to forget the rounds for: a program building a heap of
+         * small objects, freeing all of it and building it again woke it
+         * at each free phase (its free small blocks score fragmented), and
+         * refaulted its whole heap every round. */
+        if (!min_order || released != released_before) {
+            z->use_peak = z->spanned_pages - z->nr_free_pages;
+            z->round_time = 0;
+            z->use_dropped = 0;
+        }
         __setup_zone_wmarks(z);
         spin_unlock(&z->lock);
     }

@@ -224,7 +224,7 @@ void __setup_zone_wmarks(zone *z)
      * first rounds' refaults came fast enough to boost) refaulted up to
      * 4.7K pages a round where they refaulted none. */
     unsigned long band = (low - boosted) / 4;
-    /* Retention: in a heap whose use moves within an eighth of its recent
+    /* Retention: in a heap whose use moves within a quarter of its recent
      * peak, free memory the program takes back (the workingset) is kept
      * resident up to the room under that peak, so the resident memory the
      * zone counts never rises above what the peak held (use_peak plus the
@@ -236,7 +236,19 @@ void __setup_zone_wmarks(zone *z)
      * RSS guard. */
     unsigned long retained = 0;
     bool beyond_peak = false;   /* keeps more than the room under the zone's peak */
-    bool steady = z->use_peak - in_use <= in_use / 8;
+    /* Steady: the use within a quarter of its recent peak
+     * (ROUNDS_DROP_SHIFT).  Below that, a drop: a round if the use comes
+     * back within an eighth (__zone_use_rises).  The gap between the drop's
+     * mark and the round's keeps a use that wanders around one of them from
+     * counting a round at every pass.  Until session 47 steady meant within
+     * an eighth of the use itself (8/9 of the peak), above the round's 7/8:
+     * kv-ttl's expiry moved its use by ~1% around those marks and counted a
+     * round every 0-4 ms (20 in 40 ms), which then kept its spike's
+     * workingset across the spike's end into its calm and idle phases once
+     * a proactive compaction no longer reset the rounds (zone_reclaim_all);
+     * random-sizes, whose use churns at 85-89% of its peak, had its
+     * retention from such rounds (with steady at 7/8 it faulted 8% more). */
+    bool steady = in_use >= z->use_peak - (z->use_peak >> ROUNDS_DROP_SHIFT);
     if (!steady)
         z->use_dropped = 1;         /* a large drop: a round if the use comes back */
     /* Rounds: a program whose use came back near its peak after a large

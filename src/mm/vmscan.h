@@ -26,7 +26,7 @@
  *      (workingset_block) if more, and past that by watermark_boost while
  *      the zone thrashes (given-back memory taken back at 8 times the use
  *      per CPU second: "Thrashing" below); KALLOC_FREE_HIGH fixes low
- *      instead).  Retention: while the use stays within an eighth of the
+ *      instead).  Retention: while the use stays within a quarter of the
  *      zone's recent peak of in-use pages (use_peak, raised by allocations,
  *      decayed by timed passes) the low watermark rises to what the program
  *      has been seen to reuse (the workingset, no longer capped), at most
@@ -36,7 +36,8 @@
  *      steady churn of large blocks stops refaulting them (an allocation
  *      that faults pages in while retention is in effect sets the
  *      watermarks again: __zone_use_rises).  Rounds: once the use has come
- *      back near its peak after a larger drop twice in a row (round_time,
+ *      back within an eighth of its peak after a drop of more than a
+ *      quarter twice in a row (round_time,
  *      round_streak >= ROUNDS_MIN_STREAK, each within ROUNDS_WINDOW_MS of
  *      the one before: the kernel activates a page on its second reference,
  *      not its first), the next drops keep the workingset too, under an
@@ -156,6 +157,7 @@ constexpr unsigned long VMSCAN_SMALL_MAX = 256;
  * stops it. */
 constexpr uint32_t ROUNDS_WINDOW_MS = 2000;
 constexpr uint8_t ROUNDS_MIN_STREAK = 2;
+constexpr unsigned ROUNDS_DROP_SHIFT = 2;      /* steady within use_peak >> this of it; below, a drop */
 constexpr unsigned long RETENTION_RSS_CHECK_PAGES = 256;
 constexpr uint64_t RSS_GUARD_SLACK = 2ull << 20;
 /* Thrashing (__zone_thrash_check): a zone whose passes see given-back

@@ -13,6 +13,7 @@
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
 #include "mm/slab.h"
+#include "mm/vmscan.h"
 #include "mm/vmstat.h"
 #include "platform/options.h"
 #include "slab_check.h"
@@ -289,6 +290,43 @@ TEST(Compaction, ProactiveCompactionRunsWhenTheScoreIsHighAndBacksOff)
     compaction_slab_pages_freed(COMPACT_CHECK_PAGES);     // runs again, fails again
     spin_lock(&z->lock);
     EXPECT_EQ(z->compact_defer_shift, 2u);
+    zone_make_whole_locked(z, pfns);
+    spin_unlock(&z->lock);
+}
+
+TEST(Compaction, AProactiveRunThatGivesNothingBackKeepsThePeakAndRounds)
+{
+    // A zone of our own in single pages (score 100), at its peak of use and
+    // in rounds (retention, mm/vmscan.h): a proactive compaction runs on it
+    // (woken by emptied slab pages) and gives back no pageblock (none is
+    // free), so it leaves the zone's peak and rounds, which the program's
+    // next drops still need; malloc_trim's give-back forgets them.  Before,
+    // every proactive run reset them: a program building a heap of small
+    // objects, freeing it all and building it again woke one at each free
+    // phase and refaulted its whole heap every round.
+    zone *z;
+    std::vector<unsigned long> pfns;
+    ASSERT_NO_FATAL_FAILURE(zone_in_single_pages(&z, &pfns));
+    spin_lock(&z->lock);
+    const unsigned long peak = z->spanned_pages;      // every page was in use
+    const uint32_t round = vmscan_now() | 1;
+    z->use_peak = peak;
+    z->round_time = round;
+    z->round_streak = 3;
+    spin_unlock(&z->lock);
+    compact_event_stats s0 = compact_stats;
+    compaction_slab_pages_freed(COMPACT_CHECK_PAGES);
+    spin_lock(&z->lock);
+    const unsigned long peak_after_compaction = z->use_peak;
+    const uint32_t round_after_compaction = z->round_time;
+    spin_unlock(&z->lock);
+    EXPECT_EQ(compact_stats.compact_wake, s0.compact_wake + 1) << "the high score woke compaction";
+    EXPECT_EQ(peak_after_compaction, peak) << "a proactive compaction that gave nothing back forgot the peak";
+    EXPECT_EQ(round_after_compaction, round) << "a proactive compaction that gave nothing back forgot the rounds";
+    zone_reclaim_all(0);   // malloc_trim's give-back
+    spin_lock(&z->lock);
+    EXPECT_EQ(z->use_peak, z->spanned_pages - z->nr_free_pages) << "a trim kept the old peak";
+    EXPECT_EQ(z->round_time, 0u) << "a trim kept the rounds";
     zone_make_whole_locked(z, pfns);
     spin_unlock(&z->lock);
 }

@@ -550,6 +550,50 @@ TEST(Vmscan, RoundsKeepTheWorkingsetAcrossDrops)
     EXPECT_LT(stale, 5 * MiB);
 }
 
+// A round is a drop of a quarter of the peak or more and a return within an
+// eighth (ROUNDS_DROP_SHIFT).  A use that wanders around the 7/8 mark counts
+// none: the drop mark used to be 8/9 of the peak, above the return mark, so
+// a use of 7/8 was a drop at one pass and a return at the next allocation
+// (kv-ttl's expiry: a "round" every 0-4 ms, 20 in 40 ms, and its spike's end
+// then kept the spike's workingset through its calm and idle phases).
+TEST(Vmscan, AUseWanderingNearThePeakCountsNoRound)
+{
+    option_guard og;
+    const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
+    zone_counters saved;
+    zone *z = lock_zone_for_wmarks(&saved);
+    const unsigned long base = z->nr_free_pages;
+    auto use = [&](unsigned long pages) { z->spanned_pages = base + pages; };
+    z->use_dropped = 0;
+    z->rounds_blocked = 0;
+    z->retention_faulted = 0;
+    z->workingset = 40 * MiB;
+    z->use_peak = 400 * MiB;
+    // Up and down between 7/8 and 8/9 of the peak, ten times.
+    for (int i = 0; i < 10; i++) {
+        use(350 * MiB);
+        __setup_zone_wmarks(z);
+        use(352 * MiB);
+        __zone_use_rises(z, false, 2 * MiB);
+    }
+    const unsigned wander_streak = z->round_streak;
+    const bool wander_dropped = z->use_dropped;
+    // A real round still counts: down to 290 MiB (more than a quarter
+    // below), back to 360 (within an eighth).
+    use(290 * MiB);
+    __setup_zone_wmarks(z);
+    const bool dropped = z->use_dropped;
+    use(360 * MiB);
+    __zone_use_rises(z, false, 70 * MiB);
+    const unsigned round_streak = z->round_streak;
+    saved.restore(z);
+    spin_unlock(&z->lock);
+    EXPECT_EQ(wander_streak, 0u) << "a use moving by 2 MiB around 7/8 of its peak counted rounds";
+    EXPECT_FALSE(wander_dropped);
+    EXPECT_TRUE(dropped) << "a drop of 27% was not seen";
+    EXPECT_EQ(round_streak, 1u) << "the return after it was not a round";
+}
+
 // Threads in rounds out of step (malloc/tcache.h): the zone's use stays near
 // its peak (no room under it, no drop, no round of its own) while the
 // threads are below their peaks by thread_rounds_pages; that much of the
@@ -582,9 +626,10 @@ TEST(Vmscan, ThreadsInRoundsKeepWhatTheyWillTakeBack)
     z->rounds_blocked = 1;                       // the guard stopped the zone's own rounds
     __setup_zone_wmarks(z);
     const unsigned long blocked = wmark_pages(z, WMARK_LOW);
-    // Far under the peak after two rounds, the guard having stopped them:
-    // the shares only, not the 100 MiB of room the rounds would keep.
-    z->spanned_pages = base + 300 * MiB;
+    // Far under the peak (more than a quarter: not steady) after two
+    // rounds, the guard having stopped them: the shares only, not the
+    // 120 MiB of room the rounds would keep.
+    z->spanned_pages = base + 280 * MiB;
     z->round_time = vmscan_now();
     z->round_streak = ROUNDS_MIN_STREAK;
     __setup_zone_wmarks(z);
@@ -680,10 +725,14 @@ TEST(Vmscan, CrossingLowReclaimsColdestDownToHigh)
         spin_unlock(&z->lock);
     }
     spin_lock(&z->lock);
+    // Whole hugepages an earlier test left counted (nr_thp_kept) would
+    // raise every mark by as much (512 pages: low read 1,536 once).
+    z->nr_thp_kept = 0;
     __setup_zone_wmarks(z);
     unsigned long low = wmark_pages(z, WMARK_LOW), high = wmark_pages(z, WMARK_HIGH);
-    ASSERT_GT(z->nr_free_resident, low);
+    const unsigned long resident = z->nr_free_resident;
     spin_unlock(&z->lock);
+    ASSERT_GT(resident, low);     // not under the lock: a failed ASSERT returns
     EXPECT_TRUE(READ_ONCE(vmscan_pending)) << "crossing low flags reclaim";
     unsigned long hits = vm_reclaim_stats.wmark_low_hits;
     EXPECT_GE(hits, 1u);
