@@ -113,7 +113,10 @@ TEST(Compaction, FragmentationIndexAndScore)
         pg->nr_pages = 1;
         pfns.push_back(page_to_pfn(pg));
     }
-    ASSERT_EQ(pfns.size(), z->spanned_pages);
+    if (pfns.size() != z->spanned_pages) {
+        spin_unlock(&z->lock);      // a failed ASSERT under the lock would hang zone_reclaim_all
+        FAIL() << pfns.size() << " pages taken of " << z->spanned_pages;
+    }
     EXPECT_EQ(__fragmentation_index(z, pageblock_order), 0) << "no free memory: not fragmentation";
     for (unsigned long pfn : pfns)
         if (pfn % 2 == 0)

@@ -328,11 +328,14 @@ TEST(Slab, TakesOverAnotherOwnersColdPartialSlab)
     free_chain(c, back);
     check_cache(c);
     spin_lock(&c->lock);
-    ASSERT_EQ(c->nr_owner_partial[5], 2u);
-    ASSERT_TRUE(list_empty(&c->partial[0]));
-    ASSERT_EQ(c->empty_slab, nullptr);
+    const unsigned long owner5 = c->nr_owner_partial[5];
+    const bool unowned_empty = list_empty(&c->partial[0]);
+    const page *spare = c->empty_slab;
     unsigned long slabs = c->nr_slabs;
     spin_unlock(&c->lock);
+    ASSERT_EQ(owner5, 2u);      // not under the lock: a failed ASSERT returns
+    ASSERT_TRUE(unowned_empty);
+    ASSERT_EQ(spare, nullptr);
 
     std::vector<void *> six = chain_objects(c, kmem_cache_alloc_bulk(c, 2, &got, 6));
     ASSERT_EQ(six.size(), 2u);
@@ -373,9 +376,11 @@ TEST(Slab, TakesOverAnotherOwnersColdPartialSlab)
     free_chain(c, one);
     check_cache(c);
     spin_lock(&c->lock);
-    ASSERT_EQ(c->nr_owner_partial[6], 2u);
-    ASSERT_EQ(c->empty_slab, nullptr);
+    const unsigned long owner6 = c->nr_owner_partial[6];
+    const page *spare6 = c->empty_slab;
     spin_unlock(&c->lock);
+    ASSERT_EQ(owner6, 2u);
+    ASSERT_EQ(spare6, nullptr);
     // Owner 5 uses up its own partial slab b, then refills again.
     std::vector<void *> five = chain_objects(c, kmem_cache_alloc_bulk(c, 1, &got, 5));
     ASSERT_EQ(five.size(), 1u);

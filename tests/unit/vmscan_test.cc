@@ -821,10 +821,12 @@ TEST(Vmscan, ResidencyCountsTheTouchedPagesOfFreedBlocks)
     ASSERT_EQ(rc.touched.size(), 96u);
     zone *z = rc.z;
     spin_lock(&z->lock);
+    z->nr_thp_kept = 0;     // an earlier test's kept hugepages would raise the marks
     __setup_zone_wmarks(z);
     unsigned long low = wmark_pages(z, WMARK_LOW);
-    ASSERT_GT(z->nr_free_resident, low) << "every page of a freed block counts at first";
+    const unsigned long resident = z->nr_free_resident;
     spin_unlock(&z->lock);
+    ASSERT_GT(resident, low) << "every page of a freed block counts at first";
     ASSERT_TRUE(vmscan_run(vmscan_now(), false, true));
     spin_lock(&z->lock);
     EXPECT_LE(z->nr_free_resident, low) << "the touched pages fit under the watermark";
@@ -1109,8 +1111,8 @@ TEST(Vmscan, OrderZeroFragmentsOverTheWatermarkAreReclaimed)
     for (blk &b : freed)
         if ((b.pg->flags & PG_buddy) && b.pg->order < VMSCAN_MIN_ORDER && !(b.pg->flags & PG_reported))
             small_resident++;
-    ASSERT_GT(small_resident, 2 * high) << "the frees left order-0 fragments over the watermark";
     spin_unlock(&z->lock);
+    ASSERT_GT(small_resident, 2 * high) << "the frees left order-0 fragments over the watermark";
     unsigned long small = vm_reclaim_stats.pgreclaim_small;
     ASSERT_TRUE(vmscan_run(vmscan_now(), false, true));
     EXPECT_GT(vm_reclaim_stats.pgreclaim_small, small) << "no order-0/1 block was given back";
@@ -1168,7 +1170,11 @@ TEST(Vmscan, FragmentsKeptInAHugepageRaiseTheWatermark)
     z->nr_thp_kept = 0;
     __setup_zone_wmarks(z);
     const unsigned long low_before = wmark_pages(z, WMARK_LOW), resident = z->nr_free_resident;
-    ASSERT_GT(resident, low_before + 128) << "the frees left the fragments over the watermark";
+    if (resident <= low_before + 128) {
+        spin_unlock(&z->lock);      // a failed ASSERT under the lock would hang the next test
+        FAIL() << "the frees left the fragments under the watermark: " << resident << " <= " << low_before
+               << " + 128";
+    }
     // The pageblocks the blocks filled (a thread that changed CPUs on a
     // busy machine may have taken its last pages from a pageblock it used
     // only a little of: that one is not a dense hugepage, so it is not
