@@ -241,7 +241,7 @@ struct zone_counters {
 
 // The first zone, locked, its counters saved in *saved (put them back
 // before unlocking), with the automatic watermarks (the caller holds an
-// option_guard), no hugepage kept and no round seen.
+// option_guard), no hugepage kept and no round or drop seen.
 static zone *lock_zone_for_wmarks(zone_counters *saved)
 {
     options_init();   /* the environment first (a KALLOC_FREE_HIGH there), then the override */
@@ -254,6 +254,9 @@ static zone *lock_zone_for_wmarks(zone_counters *saved)
     z->watermark_boost = 0;
     z->round_time = 0;
     z->round_streak = 0;
+    z->use_dropped = 0;
+    z->rounds_blocked = 0;
+    z->retention_faulted = 0;
     return z;
 }
 
@@ -490,9 +493,6 @@ TEST(Vmscan, RoundsKeepTheWorkingsetAcrossDrops)
     zone *z = lock_zone_for_wmarks(&saved);
     const unsigned long base = z->nr_free_pages;
     auto use = [&](unsigned long pages) { z->spanned_pages = base + pages; };
-    z->use_dropped = 0;
-    z->rounds_blocked = 0;
-    z->retention_faulted = 0;
     z->workingset = 200 * MiB;
     z->use_peak = 400 * MiB;
     // A first drop to 100 MiB: no round yet, the usual level (a 32nd).
@@ -564,9 +564,6 @@ TEST(Vmscan, AUseWanderingNearThePeakCountsNoRound)
     zone *z = lock_zone_for_wmarks(&saved);
     const unsigned long base = z->nr_free_pages;
     auto use = [&](unsigned long pages) { z->spanned_pages = base + pages; };
-    z->use_dropped = 0;
-    z->rounds_blocked = 0;
-    z->retention_faulted = 0;
     z->workingset = 40 * MiB;
     z->use_peak = 400 * MiB;
     // Up and down between 7/8 and 8/9 of the peak, ten times.
