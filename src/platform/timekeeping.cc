@@ -101,6 +101,14 @@ inline void read_clock(clockid_t clk, struct timespec *ts)
     }
 }
 
+/* Clock clk in nanoseconds (0 if it cannot be read). */
+unsigned long read_clock_ns(clockid_t clk)
+{
+    struct timespec ts;
+    read_clock(clk, &ts);
+    return (unsigned long)ts.tv_sec * 1000000000ul + (unsigned long)ts.tv_nsec;
+}
+
 } // namespace
 
 unsigned long ktime_get_coarse_ms()
@@ -110,26 +118,11 @@ unsigned long ktime_get_coarse_ms()
     return (unsigned long)ts.tv_sec * 1000 + (unsigned long)ts.tv_nsec / 1000000;
 }
 
-unsigned long ktime_get_ns()
-{
-    struct timespec ts;
-    read_clock(CLOCK_MONOTONIC, &ts);
-    return (unsigned long)ts.tv_sec * 1000000000ul + (unsigned long)ts.tv_nsec;
-}
+unsigned long ktime_get_ns() { return read_clock_ns(CLOCK_MONOTONIC); }
 
-unsigned long ktime_get_thread_cpu_ns()
-{
-    struct timespec ts;
-    read_clock(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (unsigned long)ts.tv_sec * 1000000000ul + (unsigned long)ts.tv_nsec;
-}
+unsigned long ktime_get_thread_cpu_ns() { return read_clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 
-unsigned long ktime_get_process_cpu_ns()
-{
-    struct timespec ts;
-    read_clock(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (unsigned long)ts.tv_sec * 1000000000ul + (unsigned long)ts.tv_nsec;
-}
+unsigned long ktime_get_process_cpu_ns() { return read_clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
 bool ktime_uses_vdso()
 {
