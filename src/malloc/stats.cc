@@ -134,14 +134,14 @@ int stats_vmstat_get(kalloc_vmstat *out)
     v.compact_released = READ_ONCE(cs.compact_released);
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
+        if (!kmem_cache_ready(c))
+            continue;           /* never used (and its page stays untouched) */
         spin_lock(&c->lock);
-        if (c->initialized) {
-            if (c->migratetype == MIGRATE_LONGLIVED)
-                v.slab_classes_longlived++;
-            else
-                v.slab_classes_shortlived++;
-            v.slab_lifetime_changes += c->nr_life_changes;
-        }
+        if (c->migratetype == MIGRATE_LONGLIVED)
+            v.slab_classes_longlived++;
+        else
+            v.slab_classes_shortlived++;
+        v.slab_lifetime_changes += c->nr_life_changes;
         spin_unlock(&c->lock);
     }
     os_smaps_rollup(&v.rss_bytes, &v.anon_huge_bytes);

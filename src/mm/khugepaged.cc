@@ -81,8 +81,15 @@ void khugepaged_init()
             }
     }
     thp_system = m;
-    thp_process_checked = (uint32_t)ktime_get_coarse_ms();
-    thp_enabled = thp_mode_for_process(m);
+    /* The process's switch is read when a decision first needs it
+     * (khugepaged_recheck_process, before a fresh pageblock's advice or a
+     * scan), not here: a short process (a shell's child, git's) makes
+     * neither, and the read of /proc/self/status was a third of kalloc's
+     * system calls at start.  Until then the system's mode stands; what it
+     * may do meanwhile in a process with THP turned off (MADV_NOHUGEPAGE on
+     * a growth in `always` mode) the kernel ignores there. */
+    thp_process_checked = (uint32_t)ktime_get_coarse_ms() - KHUGEPAGED_PROCESS_RECHECK_MS;
+    thp_enabled = m;
 }
 
 /* Make the first page of [addr, 2 MiB) resident now, the pageblock having
@@ -107,7 +114,6 @@ bool khugepaged_large_written_whole;
 
 bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, migratetype mt)
 {
-    khugepaged_recheck_process();
     /* Large blocks under 2 MiB are cut from power-of-two blocks whose tails
      * wait on the free lists for a smaller request: in a hugepage those
      * tails are resident (idle-drift's burst peaked 22 MiB higher, 7 MiB
@@ -128,9 +134,10 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
      * MADV_NOHUGEPAGE when the zone grew (khugepaged_zone_grown), so the
      * same rule as in `madvise` mode decides. */
     long mode = option_get(OPT_THP);
-    if (thp_enabled < THP_MADVISE || mode < THP_OPT_FIRST_FAULT)
+    if (mode < THP_OPT_FIRST_FAULT || z->spanned_pages - z->nr_free_pages < KHUGEPAGED_FAULT_MIN_INUSE)
         return false;
-    if (z->spanned_pages - z->nr_free_pages < KHUGEPAGED_FAULT_MIN_INUSE)
+    khugepaged_recheck_process();   /* after the cheap tests: a small process never reads it */
+    if (thp_enabled < THP_MADVISE)
         return false;
     if (z->nr_hugetlb_pages)
         return false;           /* KALLOC_HUGETLB: hugetlbfs pages, or ordinary ones by choice */

@@ -211,7 +211,7 @@ unsigned long mesh_cache_round(kmem_cache *c, unsigned *cursor, bool *more)
 /* Whether a timed pass should look at cache c (racy reads: a hint). */
 bool mesh_timed_due(kmem_cache *c)
 {
-    if (!READ_ONCE(c->initialized) || c->order != 0)
+    if (!kmem_cache_ready(c) || c->order != 0)
         return false;
     unsigned long slabs = READ_ONCE(c->nr_slabs), active = READ_ONCE(c->active_objects);
     unsigned long last = READ_ONCE(c->mesh_active);
@@ -248,7 +248,7 @@ unsigned long __mesh_all(bool timed)
     unsigned long saved = 0;
     for (unsigned idx = 1; idx < NR_KMALLOC_CLASSES; idx++) {
         kmem_cache *c = &kmalloc_caches[idx];
-        if (!READ_ONCE(c->initialized) || c->order != 0 || (timed && !mesh_timed_due(c)))
+        if (!kmem_cache_ready(c) || c->order != 0 || (timed && !mesh_timed_due(c)))
             continue;
         kmem_cache_lock(c);
         c->mesh_flushes = c->nr_flushes;

@@ -149,6 +149,7 @@ static bool zone_memfd_within_data_limit(unsigned long bytes)
  * Unlimited (the usual case): top as it is, with no read of /proc. */
 static unsigned long zone_grow_within_limits(const zone *z, unsigned long top, unsigned long need)
 {
+    os_seccomp_scope one_read;  /* both limits ask about a filter: once (a /proc read each) */
     uint64_t as = os_as_limit(), data = os_data_limit();
     if (as == ~0ull && data == ~0ull)
         return top;

@@ -182,7 +182,6 @@ struct kmem_cache {
     unsigned long empty_refills; /* nr_refills when a slab last became empty */
     unsigned nr_empty_run;       /* slabs emptied since the last refill: SLAB_DRAIN_EMPTIES or
                                   * more means the cache is draining, and keeps no spare */
-    bool initialized;            /* lists set up (lazily, on first use) */
     uint8_t migratetype;         /* what new slabs ask for: MIGRATE_RECLAIMABLE or MIGRATE_LONGLIVED */
     uint16_t life_ratio;         /* running share of objects given back per window, in 1/1024 */
     bool stride_checked;         /* its population reached STRIDE_CLASS_MIN_BYTES once: the stride
@@ -216,6 +215,20 @@ constexpr uint16_t SLAB_LIFE_LONG = 256;        /* life_ratio below this: long-l
 constexpr uint16_t SLAB_LIFE_SHORT = 768;       /* life_ratio above this: short-lived */
 
 extern kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
+
+/* Bit i: kmalloc_caches[i] is set up (its lists, lazily, on first use;
+ * set with a release once its fields are written).  Apart from the caches
+ * (9 pages of them) so that a loop over every class and a refill's peek at
+ * a barn read one word, not the page of a cache never used: that read
+ * faulted in the zero page, and the cache's set-up faulted the page again
+ * (a short process's first mallocs took 14 faults more). */
+extern uint64_t kmem_cache_ready_mask[(NR_KMALLOC_CLASSES + 63) / 64];
+
+static inline bool kmem_cache_ready(const kmem_cache *c)
+{
+    unsigned i = (unsigned)(c - kmalloc_caches);
+    return __atomic_load_n(&kmem_cache_ready_mask[i / 64], __ATOMIC_ACQUIRE) >> (i % 64) & 1;
+}
 
 /* The cache a slab page belongs to: its size class in the zone's slab_class
  * map (struct page keeps no pointer to it). */

@@ -106,6 +106,7 @@
 namespace kalloc {
 
 kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
+uint64_t kmem_cache_ready_mask[(NR_KMALLOC_CLASSES + 63) / 64];
 static spinlock_t kmem_cache_init_lock;     /* first use of a cache (cache_lock), fork */
 uint64_t slab_free_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init (slab_common.h) */
 uint64_t slab_freeptr_random;     /* 0 until the first slab is made (slab_freeptr_seed) */
@@ -173,18 +174,15 @@ static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
     c->migratetype = MIGRATE_RECLAIMABLE;
     c->life_ratio = 1024;
     khugepaged_register_free_bytes(slab_pageblock_free_bytes);
-    __atomic_store_n(&c->initialized, true, __ATOMIC_RELEASE);
+    __atomic_fetch_or(&kmem_cache_ready_mask[idx / 64], 1ull << (idx % 64), __ATOMIC_RELEASE);
 }
 
-static bool cache_ready(const kmem_cache *c)
-{
-    return __atomic_load_n(&c->initialized, __ATOMIC_ACQUIRE);
-}
+static bool cache_ready(const kmem_cache *c) { return kmem_cache_ready(c); }
 
 static __cold void kmem_cache_init(kmem_cache *c)
 {
     spin_lock(&kmem_cache_init_lock);
-    if (!c->initialized)
+    if (!cache_ready(c))
         kmem_cache_init_locked(c, (unsigned)(c - kmalloc_caches));
     spin_unlock(&kmem_cache_init_lock);
 }
@@ -1203,7 +1201,8 @@ static bool slab_class_dominates(const kmem_cache *c)
 {
     unsigned long mine = c->active_objects * c->size, all = 0;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
-        all += READ_ONCE(kmalloc_caches[i].active_objects) * kmalloc_info[i].size;
+        if (cache_ready(&kmalloc_caches[i]))
+            all += READ_ONCE(kmalloc_caches[i].active_objects) * kmalloc_info[i].size;
     return 2 * mine >= all;
 }
 
@@ -1340,7 +1339,7 @@ void kmem_cache_barn_put(kmem_cache *c, void *head, unsigned n, unsigned owner)
 
 void *kmem_cache_barn_take(kmem_cache *c, unsigned owner, unsigned max, unsigned *got)
 {
-    if (!READ_ONCE(c->nr_barn))
+    if (!cache_ready(c) || !READ_ONCE(c->nr_barn))
         return nullptr;                 /* racy peek: the common miss takes no lock */
     void *head = nullptr;
     cache_lock(c);

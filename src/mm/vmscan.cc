@@ -974,6 +974,12 @@ int vcache_high_pending;
 
 void vmscan_malloc_slowpath()
 {
+    /* No zone yet (the first malloc, before its first page): nothing to
+     * decay.  The hooks' pass had run there, reading every cache's
+     * descriptor: 11 page faults in a short process, each of those pages
+     * faulted again when its cache was set up. */
+    if (unlikely(!READ_ONCE(vmscan_inited)))
+        return;
     if (unlikely(READ_ONCE(vcache_high_pending))) {
         WRITE_ONCE(vcache_high_pending, 0);
         vmalloc_evict_at_high(vmscan_now());
@@ -1183,6 +1189,7 @@ void vmscan_init()
     options_init();
     khugepaged_init();
     vmscan_next_tick = vmscan_now() + tick_period();
+    vmscan_hooks_next = vmscan_next_tick;   /* nothing to decay before the first period */
     if (long bg = option_get(OPT_BACKGROUND)) {
         kswapd_wanted = 1;
         kswapd_needs_threads = bg == 1;

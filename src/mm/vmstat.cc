@@ -195,11 +195,11 @@ void print_vmstat(printbuf &out)
     unsigned long life[MIGRATE_TYPES] = {}, changes = 0;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
+        if (!kmem_cache_ready(c))
+            continue;           /* never used (and its page stays untouched) */
         spin_lock(&c->lock);
-        if (c->initialized) {
-            life[c->migratetype]++;
-            changes += c->nr_life_changes;
-        }
+        life[c->migratetype]++;
+        changes += c->nr_life_changes;
         spin_unlock(&c->lock);
     }
     zone_totals t = get_zone_totals();
