@@ -149,8 +149,19 @@ static bool zone_memfd_within_data_limit(unsigned long bytes)
  * Unlimited (the usual case): top as it is, with no read of /proc. */
 static unsigned long zone_grow_within_limits(const zone *z, unsigned long top, unsigned long need)
 {
+    /* The first growth (at the first malloc) takes the limits read when the
+     * library was loaded, with no seccomp check: that check is a read of
+     * /proc/thread-self/status, ~50 us in a fresh process (the kernel makes
+     * its /proc entries), a twentieth of what a shell's child costs in all.
+     * A program that lowers a limit before its first malloc has its first
+     * growth capped by the older limit (the kernel still refuses a mapping
+     * past the new one: the step halves). */
+    uint64_t as, data;
     os_seccomp_scope one_read;  /* both limits ask about a filter: once (a /proc read each) */
-    uint64_t as = os_as_limit(), data = os_data_limit();
+    if (z->spanned_pages || z->id || !os_limits_at_load(&as, &data)) {
+        as = os_as_limit();
+        data = os_data_limit();
+    }
     if (as == ~0ull && data == ~0ull)
         return top;
     static const char *const keys[] = {"VmSize:", "VmData:"};

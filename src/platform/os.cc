@@ -352,6 +352,32 @@ static uint64_t os_soft_limit(int resource, unsigned slot)
 
 uint64_t os_data_limit() { return os_soft_limit(RLIMIT_DATA, 0); }
 
+/* {RLIMIT_AS, RLIMIT_DATA} at load; valid once limits_at_load_read. */
+static uint64_t limits_at_load[2];
+static bool limits_at_load_read;
+
+__attribute__((constructor)) static void os_read_limits_at_load()
+{
+    int saved = errno;
+    const int res[2] = {RLIMIT_AS, RLIMIT_DATA};
+    for (unsigned i = 0; i < 2; i++) {
+        struct rlimit rl;
+        long rc = syscall(SYS_prlimit64, 0, res[i], nullptr, &rl);
+        limits_at_load[i] = rc != 0 || rl.rlim_cur == RLIM_INFINITY ? ~0ull : (uint64_t)rl.rlim_cur;
+    }
+    errno = saved;
+    WRITE_ONCE(limits_at_load_read, true);
+}
+
+bool os_limits_at_load(uint64_t *as, uint64_t *data)
+{
+    if (!READ_ONCE(limits_at_load_read))
+        return false;
+    *as = limits_at_load[0];
+    *data = limits_at_load[1];
+    return true;
+}
+
 uint64_t os_as_limit() { return os_soft_limit(RLIMIT_AS, 1); }
 
 bool os_child_exited(int pid)

@@ -124,6 +124,14 @@ uint64_t os_data_limit();
 /* The soft RLIMIT_AS in bytes, as os_data_limit. */
 uint64_t os_as_limit();
 
+/* The soft RLIMIT_AS and RLIMIT_DATA (~0: unlimited) as they were when this
+ * library was initialised, read then without a seccomp check: glibc's own
+ * start-up has just made the same system call (prlimit64, for the stack
+ * limit), so a filter the process inherited allows it, and the program has
+ * run no code yet that could have installed one.  False when the library's
+ * constructor has not run yet (a malloc from an earlier constructor). */
+bool os_limits_at_load(uint64_t *as, uint64_t *data);
+
 /* This process's id (the system call: right in a fork child at once). */
 int os_getpid();
 
