@@ -50,7 +50,7 @@ void kalloc_fork_prepare()
     /* A single-threaded process needs no locks across fork (as glibc): and
      * a fork from a signal handler that interrupted this very thread inside
      * kalloc must not wait for a lock that thread holds. */
-    fork_locked = !__libc_single_threaded;
+    WRITE_IF_CHANGED(fork_locked, !__libc_single_threaded);
     if (!fork_locked) {
         zone_memfd_fork_prepare();
         return;

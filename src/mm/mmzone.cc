@@ -404,8 +404,9 @@ bool zone_memfd_fork_copied() { return fork_copied; }
 
 void zone_memfd_fork_prepare()
 {
-    fork_pipe[0] = fork_pipe[1] = -1;
-    fork_sync_used = false;
+    WRITE_IF_CHANGED(fork_pipe[0], -1);
+    WRITE_IF_CHANGED(fork_pipe[1], -1);
+    WRITE_IF_CHANGED(fork_sync_used, false);
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     bool any = false;
     for (unsigned i = 0; i < nz; i++)
@@ -559,14 +560,15 @@ void zone_memfd_sandbox_check(bool one_thread)
  * wait on one word. */
 static void zone_memfd_fork_sync_drop()
 {
-    if (fork_sync)
+    if (fork_sync) {
         os_unmap(fork_sync, PAGE_SIZE);
-    fork_sync = nullptr;
+        fork_sync = nullptr;
+    }
 }
 
 void zone_memfd_fork_child()
 {
-    fork_copied = fork_pipe[0] >= 0 || fork_sync_used;
+    WRITE_IF_CHANGED(fork_copied, fork_pipe[0] >= 0 || fork_sync_used);
     if (!fork_copied) {
         zone_memfd_fork_sync_drop();
         return;

@@ -1167,15 +1167,18 @@ void vmscan_after_fork_child(bool locks_taken)
     if (cg_limits_state == CG_READING)
         cg_limits_state = CG_UNREAD;    /* the reading thread is not here */
     /* The parent's thread does not exist here, and is not restarted unless
-     * the child asks (kalloc_background(1)). */
-    kswapd_state = KSWAPD_OFF;
-    kswapd_wanted = 0;
-    kswapd_start_pending = 0;
-    kswapd_needs_threads = 0;
-    kswapd_deferred = 0;
-    kswapd_idle = 0;
-    kswapd_wait_word = 0;
-    kswapd_gen++;
+     * the child asks (kalloc_background(1)).  Stored only where they
+     * differ: a program that never asked for the thread writes nothing
+     * here (no copy of the page in each child). */
+    if (kswapd_state != KSWAPD_OFF)
+        kswapd_gen++;
+    WRITE_IF_CHANGED(kswapd_state, KSWAPD_OFF);
+    WRITE_IF_CHANGED(kswapd_wanted, 0);
+    WRITE_IF_CHANGED(kswapd_start_pending, 0);
+    WRITE_IF_CHANGED(kswapd_needs_threads, 0);
+    WRITE_IF_CHANGED(kswapd_deferred, 0);
+    WRITE_IF_CHANGED(kswapd_idle, 0);
+    WRITE_IF_CHANGED(kswapd_wait_word, 0);
 }
 
 /* ---------------------------------------------------------------------------

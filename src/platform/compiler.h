@@ -30,6 +30,17 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Store v in x only if x differs: for the fork handlers, which run in a
+ * process whose every writable page the previous fork made copy-on-write,
+ * so that a store of the same value costs no page fault (and the child, no
+ * copy of the page). */
+#define WRITE_IF_CHANGED(x, v)                    \
+    do {                                          \
+        auto __v = (v);                           \
+        if (READ_ONCE(x) != __v)                  \
+            WRITE_ONCE(x, __v);                   \
+    } while (0)
+
 namespace kalloc {
 
 constexpr inline size_t align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
