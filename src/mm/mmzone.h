@@ -226,6 +226,9 @@ struct zone {
                                    * (take_free_block), decayed towards the use by timed passes;
                                    * reused free memory is kept resident below it (mm/vmscan.h,
                                    * retention) */
+    unsigned long vcache_high_mark; /* a use past this is a new high (vcache_high_pending), and
+                                   * sets it a 32nd above the use: the highest use since the
+                                   * start or the last trim, plus that margin (use_peak decays) */
     unsigned long wmark_retained; /* pages the low watermark sits above its usual level to keep
                                    * reused free memory (retention; 0: none) */
     uint32_t round_time;          /* vmscan_now() when the use last came back near use_peak after

@@ -1129,6 +1129,8 @@ unsigned long zone_reclaim_all(unsigned min_order)
          * small objects, freeing all of it and building it again woke it
          * at each free phase (its free small blocks score fragmented), and
          * refaulted its whole heap every round. */
+        if (!min_order)
+            z->vcache_high_mark = 0;    /* a trim forgets the highs too */
         if (!min_order || released != released_before) {
             z->use_peak = z->spanned_pages - z->nr_free_pages;
             z->round_time = 0;

@@ -450,8 +450,18 @@ static inline void __zone_use_rises(zone *z, bool reported, unsigned long pages)
     unsigned long in_use = z->spanned_pages - z->nr_free_pages;
     if (in_use > z->use_peak) {
         z->use_peak = in_use;
-        if (!READ_ONCE(vcache_high_pending))
-            WRITE_ONCE(vcache_high_pending, 1);
+        /* A new high, against the highest use so far, not the recent peak
+         * (which timed passes decay): PHP building a 400K-entry array six
+         * times, its hash's 5, 10 and 20 MiB copies freed and taken back
+         * each round, saw the decayed peak passed early in every build and
+         * lost its cached areas, faulting 10-24K pages a round.  The mark
+         * sits a 32nd above the use that set it, so a heap creeping up by
+         * a few pages a round does not count. */
+        if (in_use > z->vcache_high_mark) {
+            z->vcache_high_mark = in_use + in_use / 32;
+            if (!READ_ONCE(vcache_high_pending))
+                WRITE_ONCE(vcache_high_pending, 1);
+        }
     }
     if (unlikely(z->use_dropped) && in_use >= z->use_peak - z->use_peak / 8)
         __zone_round(z);

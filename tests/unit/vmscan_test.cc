@@ -201,7 +201,8 @@ static zone *first_zone()
 // (under the zone lock, held by the caller) around a test's changes.
 struct zone_counters {
     unsigned long workingset, use_peak, spanned_pages, nr_free_pages, nr_free_resident, nr_free_lru,
-        nr_thp_kept, retention_faulted, workingset_block, watermark_boost, refault_snap, nr_refault;
+        nr_thp_kept, retention_faulted, workingset_block, watermark_boost, refault_snap, nr_refault,
+        vcache_high_mark;
     uint32_t round_time, refault_snap_time;
     uint8_t use_dropped, rounds_blocked, wmark_rounds, round_streak;
     int pending, rss_due;
@@ -210,7 +211,7 @@ struct zone_counters {
         return {z->workingset,    z->use_peak,       z->spanned_pages,  z->nr_free_pages,
                 z->nr_free_resident, z->nr_free_lru, z->nr_thp_kept,    z->retention_faulted,
                 z->workingset_block, z->watermark_boost, z->refault_snap, z->nr_refault,
-                z->round_time,    z->refault_snap_time, z->use_dropped, z->rounds_blocked, z->wmark_rounds,
+                z->vcache_high_mark, z->round_time,    z->refault_snap_time, z->use_dropped, z->rounds_blocked, z->wmark_rounds,
                 z->round_streak,  READ_ONCE(vmscan_pending), READ_ONCE(rss_check_due)};
     }
     void restore(zone *z) const
@@ -227,6 +228,7 @@ struct zone_counters {
         z->watermark_boost = watermark_boost;
         z->refault_snap = refault_snap;
         z->nr_refault = nr_refault;
+        z->vcache_high_mark = vcache_high_mark;
         z->refault_snap_time = refault_snap_time;
         z->round_time = round_time;
         z->use_dropped = use_dropped;
@@ -589,6 +591,50 @@ TEST(Vmscan, AUseWanderingNearThePeakCountsNoRound)
     EXPECT_FALSE(wander_dropped);
     EXPECT_TRUE(dropped) << "a drop of 27% was not seen";
     EXPECT_EQ(round_streak, 1u) << "the return after it was not a round";
+}
+
+// A new high for the huge-area cache (vcache_high_pending: the next malloc
+// slow path unmaps the areas idle 20 ms and more) is a use past the highest
+// since the start by a 32nd, not past the recent peak, which timed passes
+// decay: a program in rounds whose use creeps up by a few pages a round
+// (PHP rebuilding an array: 32,926 -> 33,710 pages over six rounds) passed
+// its decayed peak early in every round and lost the areas it takes back
+// each round.
+TEST(Vmscan, OnlyAUseBeyondTheHighestSoFarEvictsTheHugeAreaCache)
+{
+    option_guard og;
+    const unsigned long MiB = (1ul << 20) >> PAGE_SHIFT;
+    zone_counters saved;
+    zone *z = lock_zone_for_wmarks(&saved);
+    const int pending = READ_ONCE(vcache_high_pending);
+    const unsigned long base = z->nr_free_pages;
+    auto use = [&](unsigned long pages) { z->spanned_pages = base + pages; };
+    z->use_peak = 0;
+    z->vcache_high_mark = 0;
+    WRITE_ONCE(vcache_high_pending, 0);
+    use(128 * MiB);
+    __zone_use_rises(z, false, 128 * MiB);
+    const int first = READ_ONCE(vcache_high_pending);
+    WRITE_ONCE(vcache_high_pending, 0);
+    // The round's end, and timed passes decay the recent peak.
+    use(8 * MiB);
+    z->use_peak = 64 * MiB;
+    // The next round comes back a little higher than the last.
+    use(129 * MiB);
+    __zone_use_rises(z, false, 121 * MiB);
+    const int creeping = READ_ONCE(vcache_high_pending);
+    const unsigned long peak = z->use_peak;
+    // Growth by other memory, well past the high.
+    use(160 * MiB);
+    __zone_use_rises(z, false, 31 * MiB);
+    const int higher = READ_ONCE(vcache_high_pending);
+    saved.restore(z);
+    WRITE_ONCE(vcache_high_pending, pending);
+    spin_unlock(&z->lock);
+    EXPECT_EQ(first, 1) << "the first high is a new high";
+    EXPECT_EQ(creeping, 0) << "a round 1 MiB above the last one's high evicted the cache";
+    EXPECT_EQ(peak, 129 * MiB) << "the recent peak follows the use";
+    EXPECT_EQ(higher, 1) << "a use a quarter above the high did not count";
 }
 
 // Threads in rounds out of step (malloc/tcache.h): the zone's use stays near
