@@ -1195,15 +1195,20 @@ void kmem_cache_free_bulk(kmem_cache *c, void *head, unsigned n)
         compaction_slab_pages_freed((unsigned long)nr_to_free << c->order);
 }
 
-/* Whether c's objects are at least half of the bytes all the classes have
- * handed out (the others' counts read without their locks). */
+/* Whether c's objects are at least a third of the bytes all the classes
+ * have handed out (the others' counts read without their locks).  Half
+ * until session 48: PHP's arrays (a 56-byte header, 136 bytes of elements,
+ * the strings of key and value) hold their elements in class 160, 47-50%
+ * of the heap when the class passed its first MiB, so it kept single
+ * pages, and the garbage collector's walks over 400K arrays took 1.5x
+ * mimalloc's time (615 -> 442-488 ms of foreach with a stride class). */
 static bool slab_class_dominates(const kmem_cache *c)
 {
     unsigned long mine = c->active_objects * c->size, all = 0;
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++)
         if (cache_ready(&kmalloc_caches[i]))
             all += READ_ONCE(kmalloc_caches[i].active_objects) * kmalloc_info[i].size;
-    return 2 * mine >= all;
+    return 3 * mine >= all;
 }
 
 void __slab_lifetime_update(kmem_cache *c)
