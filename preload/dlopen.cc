@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "platform/dl_rebind.h"
+#include "platform/os.h"
 
 using namespace kalloc;
 
@@ -126,9 +127,12 @@ dlopen:
 
 /* At load time: glibc's dlopen, and whether another allocator precedes
  * kalloc (platform/dl_rebind.h), so that neither lookup runs later inside a
- * call (a fork child's first reallocarray, say). */
+ * call (a fork child's first reallocarray, say).  Where kalloc's malloc is
+ * the process's (it was loaded with the process), the resource limits for
+ * the zone's first growth (platform/os.h). */
 __attribute__((constructor)) static void kalloc_dlopen_init()
 {
     kalloc_dlopen_resolve();
-    dl_malloc_preceded((const void *)&malloc, (const void *)&free);
+    if (!dl_malloc_preceded((const void *)&malloc, (const void *)&free))
+        os_read_limits_at_load();
 }

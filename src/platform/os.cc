@@ -356,7 +356,7 @@ uint64_t os_data_limit() { return os_soft_limit(RLIMIT_DATA, 0); }
 static uint64_t limits_at_load[2];
 static bool limits_at_load_read;
 
-__attribute__((constructor)) static void os_read_limits_at_load()
+void os_read_limits_at_load()
 {
     int saved = errno;
     const int res[2] = {RLIMIT_AS, RLIMIT_DATA};

@@ -124,12 +124,19 @@ uint64_t os_data_limit();
 /* The soft RLIMIT_AS in bytes, as os_data_limit. */
 uint64_t os_as_limit();
 
-/* The soft RLIMIT_AS and RLIMIT_DATA (~0: unlimited) as they were when this
- * library was initialised, read then without a seccomp check: glibc's own
- * start-up has just made the same system call (prlimit64, for the stack
- * limit), so a filter the process inherited allows it, and the program has
- * run no code yet that could have installed one.  False when the library's
- * constructor has not run yet (a malloc from an earlier constructor). */
+/* Read the soft RLIMIT_AS and RLIMIT_DATA now, without a seccomp check: only
+ * from the library's constructor, and only when the library was loaded with
+ * the process (its malloc is the process's: an object dlopen'ed later comes
+ * after libc in the global scope).  glibc's own start-up has just made the
+ * same system call (prlimit64, for the stack limit), so a filter the
+ * process inherited allows it, and the program has run no code yet that
+ * could have installed one; a library dlopen'ed by a sandboxed process
+ * could be killed by it. */
+void os_read_limits_at_load();
+
+/* The limits os_read_limits_at_load read (~0: unlimited); false when it has
+ * not run (a malloc from an earlier constructor, a library dlopen'ed
+ * later, one behind another allocator). */
 bool os_limits_at_load(uint64_t *as, uint64_t *data);
 
 /* This process's id (the system call: right in a fork child at once). */

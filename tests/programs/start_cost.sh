@@ -14,7 +14,9 @@
 # A shim preloaded before libkalloc.so records the files kalloc opens
 # through syscall() (all of its /proc and /sys reads).  The check: no read
 # of /proc/self/status or /proc/thread-self/status in a process that makes
-# 64 mallocs of 16 B to 20 KB and exits.  The page
+# 64 mallocs of 16 B to 20 KB and exits, and the two limits read once.  And
+# a kalloc loaded later with dlopen reads no limit before its seccomp check
+# (a sandbox may kill on prlimit64; only at load is it known to be allowed).  The page
 # faults of those mallocs are printed for the record (glibc ~25, mimalloc
 # ~76, kalloc 96 before the change, 89 after, on the machine of the note).
 # The program's output is compared with the system allocator's too.
@@ -49,10 +51,12 @@ cat > "$WORK/shim.c" <<'C'
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 /* The paths the libraries behind this one open with syscall(SYS_openat),
- * one per line, written at exit to the descriptor SHIM_FD names. */
+ * and "prlimit" for each prlimit64 call but the stack limit's, one per
+ * line in order, written at exit to the descriptor SHIM_FD names. */
 static char seen[4096];
 static size_t used;
 long syscall(long n, ...) {
@@ -63,6 +67,10 @@ long syscall(long n, ...) {
   va_end(ap);
   static long (*real)(long, ...);
   if (!real) real = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+  if (n == SYS_prlimit64 && a[1] != RLIMIT_STACK && used + 9 < sizeof seen) {
+    memcpy(seen + used, "prlimit\n", 8);
+    used += 8;
+  }
   if (n == SYS_openat && a[1]) {
     size_t len = strlen((const char *)a[1]);
     if (used + len + 1 < sizeof seen) {
@@ -81,6 +89,19 @@ C
 cc -O2 -o "$WORK/host" "$WORK/host.c"
 cc -O2 -shared -fPIC -o "$WORK/shim.so" "$WORK/shim.c" -ldl
 
+cat > "$WORK/dlo.c" <<'C'
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+  void *h = dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL);
+  if (!h) { printf("dlopen: %s\n", dlerror()); return 1; }
+  void *(*km)(size_t) = (void *(*)(size_t))dlsym(h, "kalloc_malloc");
+  if (!km || !km(100)) { printf("kalloc_malloc failed\n"); return 1; }
+  return 0;
+}
+C
+cc -O2 -o "$WORK/dlo" "$WORK/dlo.c" -ldl
+
 sc_work() {
   "$WORK/host"
 }
@@ -88,7 +109,7 @@ run_workload start_cost sc_work && compare_output start_cost
 
 SHIM_FD=3 LD_PRELOAD="$WORK/shim.so:$KALLOC_LIB" "$WORK/host" measure 2>"$WORK/faults.txt" 3>"$WORK/opened.txt" >/dev/null ||
   fail "the host failed under the shim and kalloc"
-echo "files kalloc opened:"; sed 's/^/  /' "$WORK/opened.txt"
+echo "what kalloc asked at start (files opened, limits read):"; sed 's/^/  /' "$WORK/opened.txt"
 sed -n 's/^faults \(.*\)/page faults of the 64 mallocs: \1/p' "$WORK/faults.txt"
 if ! grep -q . "$WORK/opened.txt"; then
   # kalloc reads at least the THP mode (sysfs) at its first malloc.
@@ -98,4 +119,18 @@ self=$(grep -cx '/proc/self/status' "$WORK/opened.txt" || true)
 thread=$(grep -cx '/proc/thread-self/status' "$WORK/opened.txt" || true)
 [ "$self" -eq 0 ] || fail "/proc/self/status read $self times at start (the THP switch waits for a hugepage decision)"
 [ "$thread" -eq 0 ] || fail "/proc/thread-self/status read $thread times at start (the first growth takes the limits read at load)"
+[ "$(grep -c '^prlimit$' "$WORK/opened.txt" || true)" -eq 2 ] ||
+  fail "kalloc asked for the address-space and data limits $(grep -c '^prlimit$' "$WORK/opened.txt" || true) times at start (2 expected: once, at load)"
+
+# Loaded later with dlopen (a plugin linking libkalloc, in a process that may
+# have installed a seccomp filter meanwhile): no prlimit64 before the
+# seccomp check.
+SHIM_FD=3 LD_PRELOAD="$WORK/shim.so" "$WORK/dlo" "$KALLOC_LIB" 3>"$WORK/dlopened.txt" ||
+  fail "the dlopen host failed"
+echo "dlopen'ed: $(tr '\n' ' ' < "$WORK/dlopened.txt")"
+first=$( (grep -m1 -nx 'prlimit' "$WORK/dlopened.txt" || true) | cut -d: -f1)
+check=$( (grep -m1 -nx '/proc/thread-self/status' "$WORK/dlopened.txt" || true) | cut -d: -f1)
+if [ -n "$first" ] && { [ -z "$check" ] || [ "$check" -gt "$first" ]; }; then
+  fail "a dlopen'ed kalloc called prlimit64 before any seccomp check"
+fi
 finish
