@@ -276,6 +276,12 @@ def main():
         prefixes = [".text.unlikely."] if cold else SECTION_PREFIXES
         hit = [p + base for p in prefixes
                if p + base in sections or any(x.startswith(p + base + ".") for x in sections)]
+        if not hit and re.search(r"[CD]1E", base):
+            # A complete-object constructor or destructor (C1, D1) is an
+            # alias of the base-object one (C2, D2), whose section it is.
+            alias = re.sub(r"([CD])1E", r"\g<1>2E", base, count=1)
+            hit = [p + alias for p in prefixes
+                   if p + alias in sections or any(x.startswith(p + alias + ".") for x in sections)]
         if not hit:
             missing.append(sym)
             continue
