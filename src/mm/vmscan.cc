@@ -974,12 +974,16 @@ int vcache_high_pending;
 
 void vmscan_malloc_slowpath()
 {
-    /* No zone yet (the first malloc, before its first page): nothing to
-     * decay.  The hooks' pass had run there, reading every cache's
-     * descriptor: 11 page faults in a short process, each of those pages
-     * faulted again when its cache was set up. */
-    if (unlikely(!READ_ONCE(vmscan_inited)))
+    /* Not set up yet (the first malloc, before its zone): set up, which
+     * puts the hooks' first pass a period away.  The pass had run there,
+     * reading every cache's descriptor: 11 page faults in a short process,
+     * each of those pages faulted again when its cache was set up.  (Set up
+     * here, not skipped: a process whose first blocks are huge areas makes
+     * no zone, and its cached areas must still decay.) */
+    if (unlikely(!READ_ONCE(vmscan_inited))) {
+        vmscan_init();
         return;
+    }
     if (unlikely(READ_ONCE(vcache_high_pending))) {
         WRITE_ONCE(vcache_high_pending, 0);
         vmalloc_evict_at_high(vmscan_now());
