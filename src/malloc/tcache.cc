@@ -30,7 +30,7 @@ tcache tcache_boot;     /* all bins empty with no room: every fast path misses *
 namespace {
 
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
-int init_state;                      /* INIT_* */
+__start_state int init_state;        /* INIT_* */
 pthread_key_t tcache_pthread_key;
 
 spinlock_t tcache_list_lock = SPINLOCK_INIT;

@@ -24,7 +24,7 @@ constinit detail::kmalloc_fast_table_t kmalloc_fast_table = detail::make_fast_ta
 constinit detail::kmalloc_medium_table_t kmalloc_index_medium_table = detail::make_medium_index();
 constinit detail::kmalloc_small_index_t kmalloc_index_small_table = detail::make_small_index();
 constinit detail::kmalloc_small_offset_t kmalloc_bin_offset_small_table = detail::make_small_offset();
-constinit uint32_t kmalloc_dyn_vote[NR_KMALLOC_STATIC] = {};
+__start_state constinit uint32_t kmalloc_dyn_vote[NR_KMALLOC_STATIC] = {};
 constinit uint32_t kmalloc_stride_slots = 0;
 __thread uint32_t kmalloc_dyn_vote_rng __attribute__((tls_model("initial-exec")));  /* kmalloc_dynamic_vote_weight */
 

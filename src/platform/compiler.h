@@ -30,6 +30,12 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* State every process reads, then writes, at its first malloc: in the
+ * file-backed data (one page, written once) rather than the BSS, where the
+ * read maps the zero page and the write faults the page again (two page
+ * faults for each such page, in every process). */
+#define __start_state __attribute__((section(".data.kalloc_start")))
+
 /* Store v in x only if x differs: for the fork handlers, which run in a
  * process whose every writable page the previous fork made copy-on-write,
  * so that a store of the same value costs no page fault (and the child, no

@@ -100,7 +100,7 @@ void *foreign_definition(const char *name, const void *own, bool *looked)
 
 /* dl_malloc_preceded's answer: PRECEDED_UNKNOWN until a thread looks. */
 enum { PRECEDED_UNKNOWN, PRECEDED_LOOKING, PRECEDED_NO, PRECEDED_YES };
-constinit int preceded_state = PRECEDED_UNKNOWN;
+__start_state constinit int preceded_state = PRECEDED_UNKNOWN;
 constinit __thread bool preceded_looking;   /* this thread is inside the lookup */
 
 } // namespace
