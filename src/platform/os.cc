@@ -337,10 +337,11 @@ static uint64_t soft_limit_seen[2] = {~0ull, ~0ull};
 /* glibc's malloc never asks for a limit, and a sandbox may kill the process
  * on prlimit64 (OpenSSH's pre-auth filter does): under a seccomp filter the
  * limit last read is used. */
-static uint64_t os_soft_limit(int resource, unsigned slot)
+/* The soft limit `resource` in bytes, ~0 when unlimited or unreadable,
+ * read now (prlimit64: the caller knows it is allowed), and remembered in
+ * soft_limit_seen[slot]. */
+static uint64_t read_soft_limit(int resource, unsigned slot)
 {
-    if (os_seccomp_filtered())
-        return READ_ONCE(soft_limit_seen[slot]);
     int saved = errno;
     struct rlimit rl;
     long rc = syscall(SYS_prlimit64, 0, resource, nullptr, &rl);
@@ -350,22 +351,24 @@ static uint64_t os_soft_limit(int resource, unsigned slot)
     return v;
 }
 
+static uint64_t os_soft_limit(int resource, unsigned slot)
+{
+    if (os_seccomp_filtered())
+        return READ_ONCE(soft_limit_seen[slot]);
+    return read_soft_limit(resource, slot);
+}
+
 uint64_t os_data_limit() { return os_soft_limit(RLIMIT_DATA, 0); }
 
-/* {RLIMIT_AS, RLIMIT_DATA} at load; valid once limits_at_load_read. */
+/* {RLIMIT_DATA, RLIMIT_AS} at load (soft_limit_seen's slots); valid once
+ * limits_at_load_read. */
 static uint64_t limits_at_load[2];
 static bool limits_at_load_read;
 
 void os_read_limits_at_load()
 {
-    int saved = errno;
-    const int res[2] = {RLIMIT_AS, RLIMIT_DATA};
-    for (unsigned i = 0; i < 2; i++) {
-        struct rlimit rl;
-        long rc = syscall(SYS_prlimit64, 0, res[i], nullptr, &rl);
-        limits_at_load[i] = rc != 0 || rl.rlim_cur == RLIM_INFINITY ? ~0ull : (uint64_t)rl.rlim_cur;
-    }
-    errno = saved;
+    limits_at_load[0] = read_soft_limit(RLIMIT_DATA, 0);
+    limits_at_load[1] = read_soft_limit(RLIMIT_AS, 1);
     WRITE_ONCE(limits_at_load_read, true);
 }
 
@@ -373,8 +376,8 @@ bool os_limits_at_load(uint64_t *as, uint64_t *data)
 {
     if (!READ_ONCE(limits_at_load_read))
         return false;
-    *as = limits_at_load[0];
-    *data = limits_at_load[1];
+    *as = limits_at_load[1];
+    *data = limits_at_load[0];
     return true;
 }
 
