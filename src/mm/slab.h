@@ -38,7 +38,13 @@
  *            full goes to the tail (it may drain and empty), and compaction
  *            sorts the lists (fullest slab, in the fullest pageblock,
  *            lowest address first: kmem_cache_order_partial_all)
- *   full     slabs with no free object
+ *   full     slabs with no free object: on no list, as in SLUB (without
+ *            SLUB's debug lists), only counted (nr_full); a free into one
+ *            finds it through the object's address and puts it on a partial
+ *            list.  Linking them cost every full->partial move two writes
+ *            to the neighbours' descriptors and every partial->full move a
+ *            third, each a likely cache miss where a random free order
+ *            meets slab after slab
  *   one empty slab is kept as a spare (empty_slab) so a cache that empties
  *   and refills does not bounce pages through the buddy allocator; further
  *   empty slabs go back to the buddy allocator at once.  A cache that is
@@ -164,7 +170,6 @@ struct kmem_cache {
     uint8_t order;               /* pages per slab = 2^order */
     uint8_t index;               /* size class index */
     kmem_cache_partial_lists partial; /* partial[o]: slabs with some free objects, of owner id o */
-    list_head full;              /* slabs with none */
     page *empty_slab;            /* one spare empty slab, or nullptr */
     unsigned long nr_partial;    /* slabs on all partial lists */
     kmem_cache_partial_counts nr_owner_partial; /* nr_owner_partial[o]: slabs on partial[o] */
@@ -172,7 +177,8 @@ struct kmem_cache {
     slab_sheaf barn[SLAB_BARN_SHEAVES]; /* full sheaves of remote-freed objects, by owner */
     unsigned nr_barn;            /* sheaves in barn[] */
     unsigned long barn_objects;  /* objects in the barn (counted in active_objects) */
-    unsigned long nr_full;       /* slabs on full */
+    unsigned long nr_full;       /* full slabs: on no list, as in SLUB (a full slab is found
+                                  * again through its objects' frees), counted only */
     unsigned long nr_slabs;      /* slabs owned, including the spare */
     unsigned long active_objects;/* objects handed out (to thread caches or the program) */
     unsigned long active_peak;   /* the most active_objects at a refill since a refill last

@@ -3,15 +3,15 @@
  * per-thread object caches of the malloc layer play that part).
  *
  * Invariants, per cache, under c->lock:
- *   - a slab is on exactly one of partial[owner] / full, or is the spare
- *     empty_slab; a slab on partial[o] has owner o in the slab owner map
+ *   - a slab is on partial[owner], or full (slab_list SLAB_FULL, on no
+ *     list), or is the spare empty_slab; a slab on partial[o] has owner o in the slab owner map
  *     (o == 0: nobody), and o is 0 or a live owner;
  *   - for every slab: inuse + (objects on freelist) + (objects - carved)
  *     + parked == objects (parked: slab_parked on the second page when
  *     nr_holes != 0, else 0);
  *   - a slab with a non-empty freelist has its last object at byte offset
  *     freelist_tail (whose link is nullptr);
- *   - a slab on full has inuse == objects; on partial 0 < inuse < objects
+ *   - a full slab has inuse == objects; on partial 0 < inuse < objects
  *     (or inuse < objects while it is being filled);
  *   - active_objects == sum of inuse;
  *   - the zone's class map has the cache's index on a slab's first page
@@ -170,7 +170,6 @@ static void kmem_cache_init_locked(kmem_cache *c, unsigned idx)
     c->order = k.order;
     c->index = (uint8_t)idx;
     c->partial.index = c->nr_owner_partial.index = (uint8_t)idx;  /* lists set up on use */
-    INIT_LIST_HEAD(&c->full);
     c->migratetype = MIGRATE_RECLAIMABLE;
     c->life_ratio = 1024;
     khugepaged_register_free_bytes(slab_pageblock_free_bytes);
@@ -727,7 +726,6 @@ static inline void set_slab_list(kmem_cache *c, page *pg, slab_list_id to)
         if (--c->nr_owner_partial[o] == 0)
             c->partial_owners[o / 64] &= ~(1ull << (o % 64));
     } else if (pg->slab_list == SLAB_FULL) {
-        list_del(&pg->lru);
         c->nr_full--;
     }
     if (to == SLAB_PARTIAL) {
@@ -741,8 +739,7 @@ static inline void set_slab_list(kmem_cache *c, page *pg, slab_list_id to)
         c->partial_owners[o / 64] |= 1ull << (o % 64);
         c->nr_partial++;
     } else if (to == SLAB_FULL) {
-        list_add(&pg->lru, &c->full);
-        c->nr_full++;
+        c->nr_full++;               /* on no list (slab.h) */
     }
     pg->slab_list = to;
 }

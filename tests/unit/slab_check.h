@@ -1,10 +1,10 @@
 // Shared by the unit tests: check a slab cache's books under its lock.
-// Every slab is on exactly one list (full, or the partial list of its owner),
-// its objects add up (inuse + free + never carved + parked in holes ==
-// objects), a freelist's
-// tail is where freelist_tail says, full slabs
-// are full and partial ones are not, and the totals match the cache's
-// counters (objects parked in the barn count as in use).
+// Every partial slab is on its owner's partial list and every full one on
+// no list (as in SLUB; found by a walk of the zones), its objects add up
+// (inuse + free + never carved + parked in holes == objects), a freelist's
+// tail is where freelist_tail says, full slabs are full and partial ones
+// are not, and the totals match the cache's counters (objects parked in the
+// barn count as in use).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -77,35 +77,76 @@ inline void check_slab_tags(kalloc::kmem_cache *c, kalloc::page *pg)
     }
 }
 
+// The full slabs of cache c: on no list (as in SLUB), so found by walking
+// every zone's block heads (free blocks, slabs and large blocks skip their
+// tails, whose descriptors may be stale), as slab_pageblock_free_bytes
+// does.  Takes each zone's lock (inside c->lock: the lock order).
+inline std::vector<kalloc::page *> full_slabs(kalloc::kmem_cache *c)
+{
+    using namespace kalloc;
+    std::vector<page *> out;
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nz; i++) {
+        zone *z = zones[i];
+        spin_lock(&z->lock);
+        for (unsigned long pfn = 0; pfn < z->spanned_pages;) {
+            page *p = pfn_to_page(z, pfn);
+            const unsigned flags = p->flags;
+            const unsigned order = p->order <= MAX_ORDER ? p->order : 0;
+            unsigned long step = 1;
+            if (flags & (PG_buddy | PG_pcp | PG_isolated)) {
+                step = 1ul << order;
+            } else if ((flags & (PG_head | PG_slab)) == (PG_head | PG_slab)) {
+                kmem_cache *sc = page_slab_cache(p);
+                if (sc == c && p->slab_list == SLAB_FULL)
+                    out.push_back(p);
+                step = 1ul << sc->order;
+            } else if ((flags & (PG_head | PG_large)) == (PG_head | PG_large) && p->nr_pages) {
+                step = p->nr_pages;
+            } else if (flags & PG_head) {
+                step = 1ul << order;
+            }
+            pfn += step;
+        }
+        spin_unlock(&z->lock);
+    }
+    return out;
+}
+
 inline void check_cache(kalloc::kmem_cache *c)
 {
     using namespace kalloc;
     spin_lock(&c->lock);
     unsigned long inuse = 0, slabs = 0;
-    std::vector<list_head *> lists{&c->full};
+    auto check = [&](page *pg, bool full) {
+        EXPECT_TRUE(pg->flags & PG_slab);
+        EXPECT_EQ(pg->slab_list, full ? SLAB_FULL : SLAB_PARTIAL);
+        EXPECT_EQ(page_slab_cache(pg), c);
+        check_slab_tags(c, pg);
+        unsigned parked = pg->nr_holes ? pg[1].slab_parked : 0;
+        EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved) + parked,
+                  pg->objects);
+        if (pg->freelist)   /* freelist_tail names the freelist's last object */
+            EXPECT_EQ(freelist_last(pg), (char *)page_address(pg) + pg->freelist_tail);
+        if (full)
+            EXPECT_EQ(pg->inuse, pg->objects);
+        else
+            EXPECT_LT(pg->inuse, pg->objects);
+        inuse += pg->inuse;
+        slabs++;
+    };
     for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
         if (list_head *l = partial_list_if_set(c, o))
-            lists.push_back(l);
-    for (list_head *l : lists)
-        for (list_head *e = l->next; e != l; e = e->next) {
-            page *pg = list_entry(e, page, lru);
-            EXPECT_TRUE(pg->flags & PG_slab);
-            if (l != &c->full)   /* a slab on partial[o] is owned by o */
+            for (list_head *e = l->next; e != l; e = e->next) {
+                page *pg = list_entry(e, page, lru);
+                /* a slab on partial[o] is owned by o */
                 EXPECT_EQ(&c->partial[zone_slab_owner_map(page_zone(pg))[page_to_pfn(pg)]], l);
-            EXPECT_EQ(page_slab_cache(pg), c);
-            check_slab_tags(c, pg);
-            unsigned parked = pg->nr_holes ? pg[1].slab_parked : 0;
-            EXPECT_EQ(pg->inuse + freelist_len(pg) + (pg->objects - pg->carved) + parked,
-                      pg->objects);
-            if (pg->freelist)   /* freelist_tail names the freelist's last object */
-                EXPECT_EQ(freelist_last(pg), (char *)page_address(pg) + pg->freelist_tail);
-            if (l == &c->full)
-                EXPECT_EQ(pg->inuse, pg->objects);
-            else
-                EXPECT_LT(pg->inuse, pg->objects);
-            inuse += pg->inuse;
-            slabs++;
-        }
+                check(pg, false);
+            }
+    std::vector<page *> full = full_slabs(c);
+    EXPECT_EQ(full.size(), c->nr_full);
+    for (page *pg : full)
+        check(pg, true);
     if (c->empty_slab) {
         page *pg = c->empty_slab;
         EXPECT_EQ(pg->inuse, 0);

@@ -129,13 +129,13 @@ unsigned long total_hole_pages()
     for (unsigned i = 1; i < NR_KMALLOC_CLASSES; i++) {
         kmem_cache *c = &kmalloc_caches[i];
         spin_lock(&c->lock);
-        std::vector<list_head *> lists{&c->full};
         for (unsigned o = 0; o < NR_SLAB_OWNERS; o++)
             if (list_head *l = partial_list_if_set(c, o))
-                lists.push_back(l);
-        for (list_head *l : lists)
-            for (list_head *e = l->next; e && e != l; e = e->next)   /* full may be unset */
-                n += list_entry(e, page, lru)->nr_holes;
+                for (list_head *e = l->next; e != l; e = e->next)
+                    n += list_entry(e, page, lru)->nr_holes;
+        if (kmem_cache_ready(c))
+            for (page *pg : full_slabs(c))
+                n += pg->nr_holes;
         if (c->empty_slab)
             n += c->empty_slab->nr_holes;
         spin_unlock(&c->lock);

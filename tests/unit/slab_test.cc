@@ -115,6 +115,70 @@ TEST(Slab, SlabsAreAlignedToTheirSize)
         free_pages_exact(pg, n);
 }
 
+// Full slabs are on no list, as in SLUB: linking them cost a full->partial
+// move two random descriptor writes (the neighbours' links) and the
+// partial->full one a third.  They are counted (nr_full), found again by a
+// free of one of their objects, and by a walk of the zones (full_slabs).
+TEST(Slab, FullSlabsAreOnNoListUntilAFree)
+{
+    kmem_cache *c = &kmalloc_caches[8];
+    spin_lock(&c->lock);
+    const unsigned long full0 = c->nr_full;
+    spin_unlock(&c->lock);
+    const unsigned per = kmalloc_info[8].objects;
+    std::vector<void *> objs;
+    for (unsigned round = 0; round < 3; round++) {
+        unsigned got;
+        void *chain = kmem_cache_alloc_bulk(c, per, &got, 0, per);
+        ASSERT_EQ(got, per);
+        for (void *o = chain; o; o = get_freepointer(o))
+            objs.push_back(o);
+    }
+    std::set<page *> slabs;
+    for (void *o : objs)
+        slabs.insert(compound_head(virt_to_page(page_zone_of((uintptr_t)o), (uintptr_t)o)));
+    unsigned full_here = 0;
+    for (page *pg : slabs)
+        if (pg->slab_list == SLAB_FULL) {
+            full_here++;
+            EXPECT_EQ(pg->inuse, pg->objects);
+            EXPECT_EQ(pg->lru.next, nullptr) << "a full slab linked on a list";
+        }
+    EXPECT_GE(full_here, 2u) << "3 slabs' worth of objects filled fewer than 2 slabs";
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->nr_full, full0 + full_here);
+    std::vector<page *> walked = full_slabs(c);
+    spin_unlock(&c->lock);
+    EXPECT_EQ(walked.size(), full0 + full_here);
+    for (page *pg : slabs)
+        if (pg->slab_list == SLAB_FULL)
+            EXPECT_NE(std::find(walked.begin(), walked.end(), pg), walked.end());
+    check_cache(c);
+    // A free into a full slab puts it on a partial list.
+    void *o = nullptr;
+    page *pg = nullptr;
+    for (void *x : objs) {
+        page *h = compound_head(virt_to_page(page_zone_of((uintptr_t)x), (uintptr_t)x));
+        if (h->slab_list == SLAB_FULL) {
+            o = x;
+            pg = h;
+            break;
+        }
+    }
+    ASSERT_NE(o, nullptr);
+    objs.erase(std::find(objs.begin(), objs.end(), o));
+    kmem_cache_free(c, o);
+    EXPECT_EQ(pg->slab_list, SLAB_PARTIAL);
+    spin_lock(&c->lock);
+    EXPECT_EQ(c->nr_full, full0 + full_here - 1);
+    spin_unlock(&c->lock);
+    check_cache(c);
+    for (size_t i = 0; i + 1 < objs.size(); i++)
+        set_freepointer(objs[i], objs[i + 1]);
+    kmem_cache_free_bulk(c, objs[0], (unsigned)objs.size());
+    check_cache(c);
+}
+
 TEST(Slab, ShrinkGivesSparesBack)
 {
     kmem_cache *c = &kmalloc_caches[20];
