@@ -46,11 +46,14 @@ uint16_t owner_users[256];           /* live caches per owner id (an "arena" of 
 void tcache_thread_exit(void *arg);
 
 /* A bin's capacity the first time it is refilled: about 4 KiB of objects
- * (one object from 4 KiB up), within the class's maximum. */
+ * (one object from 4 KiB up), within the class's maximum and
+ * TCACHE_SINGLE_MAX_OBJECTS (tcache.h). */
 unsigned tcache_start_cap(unsigned idx)
 {
     unsigned cap = (unsigned)(4096 / kmalloc_info[idx].size);
     unsigned max = kmalloc_info[idx].tcache_max;
+    if (max > TCACHE_SINGLE_MAX_OBJECTS)
+        max = TCACHE_SINGLE_MAX_OBJECTS;
     return cap < 1 ? 1 : cap > max ? max : cap;
 }
 
@@ -408,6 +411,8 @@ void *tcache_refill(tcache *tc, unsigned idx)
     /* The bin ran dry: let it hold more next time, within the budget. */
     size_t size = kmalloc_info[idx].size;
     unsigned max = kmalloc_info[idx].tcache_max;
+    if (READ_ONCE(nr_tcaches) == 1 && max > TCACHE_SINGLE_MAX_OBJECTS)
+        max = TCACHE_SINGLE_MAX_OBJECTS;    /* one thread: see tcache.h */
     if (READ_ONCE(nr_tcaches) == 1 && vmscan_small_heap()) {
         /* One thread and a small heap: TCACHE_SMALL_HEAP_BYTES of objects
          * (a bin keeps the room it already has).  Not with more threads:

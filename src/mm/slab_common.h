@@ -61,6 +61,12 @@ struct kmalloc_class {
     uint16_t tcache_max; /* thread cache capacity for this class */
 };
 
+/* A thread cache bin's most objects (kmalloc_class::tcache_max, within 32
+ * KiB of them): 128 until session 49; 256 let the small classes' bins of a
+ * multi-threaded program hold a batch of up to 256 objects between two
+ * trips to the slabs (malloc/tcache.h, TCACHE_SINGLE_MAX_OBJECTS). */
+constexpr unsigned KMALLOC_TCACHE_MAX_OBJECTS = 256;
+
 namespace detail {
 
 /* The base layout (see the file comment): classes before filling. */
@@ -164,11 +170,12 @@ constexpr kmalloc_class make_class_size_order(uint32_t size, uint8_t order)
 {
     uint32_t bytes = 4096u << order;
     uint64_t recip = ((1ull << 32) + size - 1) / size;
-    /* Thread cache capacity: 32 KiB of objects, between 2 and 128 of them
-     * (see tcache.h for the per-thread byte budget on top). */
+    /* Thread cache capacity: 32 KiB of objects, between 2 and
+     * KMALLOC_TCACHE_MAX_OBJECTS of them (see tcache.h: 128 while the
+     * process has one thread cache, and the per-thread byte budget on top). */
     unsigned tmax = 32768 / size;
-    if (tmax > 128)
-        tmax = 128;
+    if (tmax > KMALLOC_TCACHE_MAX_OBJECTS)
+        tmax = KMALLOC_TCACHE_MAX_OBJECTS;
     if (tmax < 2)
         tmax = 2;
     return kmalloc_class{size, bytes - 1, recip, (uint16_t)(bytes / size), order, (uint16_t)tmax};

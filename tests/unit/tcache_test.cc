@@ -70,6 +70,59 @@ static void fill_budget_with_medium_bins(tcache *tc, unsigned spare)
     (void)tc;
 }
 
+// Bins hold up to KMALLOC_TCACHE_MAX_OBJECTS (256) objects of the small
+// classes in a process with more than one thread cache, and at most
+// TCACHE_SINGLE_MAX_OBJECTS (128) while it has one (malloc/tcache.h).  A
+// thread cycling batches of 250 16-byte blocks beside another thread grows
+// its bin past 128 (the previous classes stopped every bin at 128).
+TEST(Tcache, BinsOfAThreadedProcessHoldABatchOf256)
+{
+    const unsigned tiny = kmalloc_index(16);
+    ASSERT_EQ(kmalloc_info[tiny].tcache_max, KMALLOC_TCACHE_MAX_OBJECTS);
+    auto cycle = [] {
+        std::vector<void *> v;
+        for (int round = 0; round < 20; round++) {
+            for (int i = 0; i < 250; i++)
+                v.push_back(kmalloc(16));
+            for (void *p : v)
+                kfree(p);
+            v.clear();
+        }
+    };
+    unsigned cap = 0;
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false, started = false;
+    std::thread other([&] {             // a second thread cache, alive meanwhile
+        kfree(kmalloc(64));
+        std::unique_lock<std::mutex> l(m);
+        started = true;
+        cv.notify_all();
+        cv.wait(l, [&] { return done; });
+    });
+    {
+        std::unique_lock<std::mutex> l(m);
+        cv.wait(l, [&] { return started; });
+    }
+    std::thread t([&] {
+        tcache_get();
+        unsigned long cached[NR_KMALLOC_CLASSES], caches = 0;
+        tcache_count_cached(cached, &caches);
+        ASSERT_GE(caches, 2u);
+        cycle();
+        cap = tcache_get()->bins[tiny].cap;
+    });
+    t.join();
+    {
+        std::lock_guard<std::mutex> l(m);
+        done = true;
+        cv.notify_all();
+    }
+    other.join();
+    EXPECT_GT(cap, TCACHE_SINGLE_MAX_OBJECTS) << "a threaded process's bin stopped at 128";
+    EXPECT_LE(cap, KMALLOC_TCACHE_MAX_OBJECTS);
+}
+
 // A cache over its budget halves its largest bins first.  Here the bins of
 // the 1..32 KiB classes fill the thread's 512 KiB, then 32 more threads
 // make caches of their own, so each thread's share of TCACHE_TOTAL_BYTES
@@ -121,7 +174,9 @@ TEST(Tcache, OverBudgetHalvesLargestBinsFirst)
     }
     for (auto &o : others)
         o.join();
-    EXPECT_EQ(tiny_before, kmalloc_info[tiny].tcache_max);
+    // Its first refill's room (4 KiB of 16 B objects, at most
+    // TCACHE_SINGLE_MAX_OBJECTS; the 60 objects never needed a second).
+    EXPECT_EQ(tiny_before, std::min<unsigned>(kmalloc_info[tiny].tcache_max, TCACHE_SINGLE_MAX_OBJECTS));
     EXPECT_GT(bytes_before, TCACHE_TOTAL_BYTES / 33) << "the bins were within the smaller share";
     EXPECT_LT(bytes_after, bytes_before) << "nothing was halved";
     EXPECT_EQ(tiny_after, tiny_before) << "the 16 B bin was halved";
