@@ -106,7 +106,8 @@ constexpr size_t TCACHE_TOTAL_BYTES = 8 * 1024 * 1024;
  * program keeps: bins of 256 objects for every process raised idle-drift's
  * RSS 2 s after its freed burst by 0.6 MiB (the 16-byte class's starting
  * capacity, 4 KiB of objects: 256 where it had been 128), to within 0.4 MiB
- * of issue 4's bound. */
+ * of issue 4's bound.  A bin that grew past it while other threads lived
+ * keeps its room when they are gone; the drain rules shrink it as before. */
 constexpr unsigned TCACHE_SINGLE_MAX_OBJECTS = 128;
 constexpr unsigned TCACHE_DRAIN_CAP = 8;   /* objects a bin of a tiny class that only frees shrinks to */
 constexpr size_t TCACHE_DRAIN_TINY = 64;  /* classes up to this size keep TCACHE_DRAIN_CAP; larger ones
