@@ -411,9 +411,10 @@ void *tcache_refill(tcache *tc, unsigned idx)
     /* The bin ran dry: let it hold more next time, within the budget. */
     size_t size = kmalloc_info[idx].size;
     unsigned max = kmalloc_info[idx].tcache_max;
-    if (READ_ONCE(nr_tcaches) == 1 && max > TCACHE_SINGLE_MAX_OBJECTS)
+    const bool single = READ_ONCE(nr_tcaches) == 1;
+    if (single && max > TCACHE_SINGLE_MAX_OBJECTS)
         max = TCACHE_SINGLE_MAX_OBJECTS;    /* one thread: see tcache.h */
-    if (READ_ONCE(nr_tcaches) == 1 && vmscan_small_heap()) {
+    if (single && vmscan_small_heap()) {
         /* One thread and a small heap: TCACHE_SMALL_HEAP_BYTES of objects
          * (a bin keeps the room it already has).  Not with more threads:
          * xmalloc (2 producers, 2 consumers, a 3 MiB heap) refilled 2.2x

@@ -334,9 +334,6 @@ int os_open_append(const char *path)
 /* The soft limits last read (~0: unlimited, or never read). */
 static uint64_t soft_limit_seen[2] = {~0ull, ~0ull};
 
-/* glibc's malloc never asks for a limit, and a sandbox may kill the process
- * on prlimit64 (OpenSSH's pre-auth filter does): under a seccomp filter the
- * limit last read is used. */
 /* The soft limit `resource` in bytes, ~0 when unlimited or unreadable,
  * read now (prlimit64: the caller knows it is allowed), and remembered in
  * soft_limit_seen[slot]. */
@@ -351,6 +348,9 @@ static uint64_t read_soft_limit(int resource, unsigned slot)
     return v;
 }
 
+/* glibc's malloc never asks for a limit, and a sandbox may kill the process
+ * on prlimit64 (OpenSSH's pre-auth filter does): under a seccomp filter the
+ * limit last read is used. */
 static uint64_t os_soft_limit(int resource, unsigned slot)
 {
     if (os_seccomp_filtered())
@@ -360,15 +360,13 @@ static uint64_t os_soft_limit(int resource, unsigned slot)
 
 uint64_t os_data_limit() { return os_soft_limit(RLIMIT_DATA, 0); }
 
-/* {RLIMIT_DATA, RLIMIT_AS} at load (soft_limit_seen's slots); valid once
- * limits_at_load_read. */
-static uint64_t limits_at_load[2];
+/* soft_limit_seen holds the limits read at load once this is set. */
 static bool limits_at_load_read;
 
 void os_read_limits_at_load()
 {
-    limits_at_load[0] = read_soft_limit(RLIMIT_DATA, 0);
-    limits_at_load[1] = read_soft_limit(RLIMIT_AS, 1);
+    read_soft_limit(RLIMIT_DATA, 0);
+    read_soft_limit(RLIMIT_AS, 1);
     WRITE_ONCE(limits_at_load_read, true);
 }
 
@@ -376,8 +374,8 @@ bool os_limits_at_load(uint64_t *as, uint64_t *data)
 {
     if (!READ_ONCE(limits_at_load_read))
         return false;
-    *as = limits_at_load[1];
-    *data = limits_at_load[0];
+    *as = READ_ONCE(soft_limit_seen[1]);
+    *data = READ_ONCE(soft_limit_seen[0]);
     return true;
 }
 
