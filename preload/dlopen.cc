@@ -125,13 +125,22 @@ dlopen:
 )");
 #endif
 
+/* The library has the constructor below: a first growth before it has run
+ * may read the limits at load (platform/os.h, os_limits_at_load; this
+ * replaces the static library's weak default, false). */
+extern "C" {
+__attribute__((visibility("hidden"))) bool kalloc_load_constructor = true;
+}
+
 /* At load time: glibc's dlopen, and whether another allocator precedes
  * kalloc (platform/dl_rebind.h), so that neither lookup runs later inside a
  * call (a fork child's first reallocarray, say).  Where kalloc's malloc is
  * the process's (it was loaded with the process), the resource limits for
- * the zone's first growth (platform/os.h). */
+ * the zone's first growth (platform/os.h), unless an earlier constructor's
+ * malloc read them already. */
 __attribute__((constructor)) static void kalloc_dlopen_init()
 {
+    os_note_load_constructor();
     kalloc_dlopen_resolve();
     if (!dl_malloc_preceded((const void *)&malloc, (const void *)&free))
         os_read_limits_at_load();

@@ -150,7 +150,8 @@ static bool zone_memfd_within_data_limit(unsigned long bytes)
 static unsigned long zone_grow_within_limits(const zone *z, unsigned long top, unsigned long need)
 {
     /* The first growth (at the first malloc) takes the limits read when the
-     * library was loaded, with no seccomp check: that check is a read of
+     * library was loaded (or, before its constructor, while the process
+     * starts), with no seccomp check: that check is a read of
      * /proc/thread-self/status, ~50 us in a fresh process (the kernel makes
      * its /proc entries), a twentieth of what a shell's child costs in all.
      * A program that lowers a limit before its first malloc has its first

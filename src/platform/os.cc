@@ -363,17 +363,36 @@ uint64_t os_data_limit() { return os_soft_limit(RLIMIT_DATA, 0); }
 /* soft_limit_seen holds the limits read at load once this is set. */
 static bool limits_at_load_read;
 
+/* Whether the library has a constructor that reads the limits at load: the
+ * shared library's preload/ layer defines this true (preload/dlopen.cc);
+ * the static library has no such constructor, and this weak default says
+ * so.  Not const: a const one is a constant expression, which the compiler
+ * folds whatever the definition that wins at link time. */
+extern "C" {
+__attribute__((weak, visibility("hidden"))) bool kalloc_load_constructor = false;
+}
+
+/* The constructor has started (os_note_load_constructor). */
+static bool load_constructor_ran;
+
 void os_read_limits_at_load()
 {
+    if (READ_ONCE(limits_at_load_read))
+        return;
     read_soft_limit(RLIMIT_DATA, 0);
     read_soft_limit(RLIMIT_AS, 1);
     WRITE_ONCE(limits_at_load_read, true);
 }
 
+void os_note_load_constructor() { WRITE_ONCE(load_constructor_ran, true); }
+
 bool os_limits_at_load(uint64_t *as, uint64_t *data)
 {
-    if (!READ_ONCE(limits_at_load_read))
-        return false;
+    if (!READ_ONCE(limits_at_load_read)) {
+        if (!kalloc_load_constructor || READ_ONCE(load_constructor_ran))
+            return false;
+        os_read_limits_at_load();   /* still starting: before kalloc's constructor */
+    }
     *as = READ_ONCE(soft_limit_seen[1]);
     *data = READ_ONCE(soft_limit_seen[0]);
     return true;

@@ -124,19 +124,32 @@ uint64_t os_data_limit();
 /* The soft RLIMIT_AS in bytes, as os_data_limit. */
 uint64_t os_as_limit();
 
-/* Read the soft RLIMIT_AS and RLIMIT_DATA now, without a seccomp check: only
- * from the library's constructor, and only when the library was loaded with
- * the process (its malloc is the process's: an object dlopen'ed later comes
- * after libc in the global scope).  glibc's own start-up has just made the
- * same system call (prlimit64, for the stack limit), so a filter the
- * process inherited allows it, and the program has run no code yet that
- * could have installed one; a library dlopen'ed by a sandboxed process
- * could be killed by it. */
+/* Read the soft RLIMIT_AS and RLIMIT_DATA now, without a seccomp check
+ * (once: a second call keeps the first read): only while the process is
+ * starting, from the library's constructor when the library was loaded
+ * with the process (its malloc is the process's: an object dlopen'ed later
+ * comes after libc in the global scope), or from os_limits_at_load before
+ * that constructor has run.  glibc's own start-up has just made the same
+ * system call (prlimit64, for the stack limit), so a filter the process
+ * inherited allows it, and the program has run no code yet that could have
+ * installed one; a library dlopen'ed by a sandboxed process could be
+ * killed by it. */
 void os_read_limits_at_load();
 
-/* The limits os_read_limits_at_load read (~0: unlimited); false when it has
- * not run (a malloc from an earlier constructor, a library dlopen'ed
- * later, one behind another allocator). */
+/* Called first thing by the shared library's constructor (preload/): from
+ * then on a first growth that finds no limits read at load reads them with
+ * the seccomp check. */
+void os_note_load_constructor();
+
+/* The limits read at load (~0: unlimited), reading them now if the shared
+ * library's constructor has not run yet: a malloc from an earlier
+ * constructor at start-up (libselinux's, in sed, ls or cp: a dependency of
+ * the program, initialised before the preloaded library).  Nothing but
+ * start-up can call kalloc before its constructor: in a dlopen the
+ * constructor of an object that depends only on libc runs before any
+ * object of that dlopen can call it.  False when they were not read and
+ * cannot be now: the constructor ran and found another allocator ahead of
+ * kalloc, a library dlopen'ed later, the static library (no constructor). */
 bool os_limits_at_load(uint64_t *as, uint64_t *data);
 
 /* This process's id (the system call: right in a fork child at once). */
