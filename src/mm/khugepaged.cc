@@ -55,6 +55,7 @@ static thp_mode thp_mode_for_process(thp_mode system)
 
 void khugepaged_recheck_process()
 {
+    khugepaged_mode();          /* the system's mode first (read at the first need) */
     thp_mode system = READ_ONCE(thp_system);
     uint32_t now = (uint32_t)ktime_get_coarse_ms();
     if (system <= THP_NEVER || now - READ_ONCE(thp_process_checked) < KHUGEPAGED_PROCESS_RECHECK_MS)
@@ -65,7 +66,7 @@ void khugepaged_recheck_process()
 
 void khugepaged_init()
 {
-    if (thp_enabled != THP_UNKNOWN)
+    if (READ_ONCE(thp_enabled) != THP_UNKNOWN)
         return;
     char buf[128];
     thp_mode m = THP_NEVER;     /* no THP support at all reads as never */
@@ -89,7 +90,7 @@ void khugepaged_init()
      * may do meanwhile in a process with THP turned off (MADV_NOHUGEPAGE on
      * a growth in `always` mode) the kernel ignores there. */
     thp_process_checked = (uint32_t)ktime_get_coarse_ms() - KHUGEPAGED_PROCESS_RECHECK_MS;
-    thp_enabled = m;
+    __atomic_store_n(&thp_enabled, m, __ATOMIC_RELEASE);   /* after thp_system */
 }
 
 /* Make the first page of [addr, 2 MiB) resident now, the pageblock having
@@ -137,7 +138,7 @@ bool __khugepaged_fresh_pageblocks(zone *z, unsigned long pfn, unsigned order, m
     if (mode < THP_OPT_FIRST_FAULT || z->spanned_pages - z->nr_free_pages < KHUGEPAGED_FAULT_MIN_INUSE)
         return false;
     khugepaged_recheck_process();   /* after the cheap tests: a small process never reads it */
-    if (thp_enabled < THP_MADVISE)
+    if (khugepaged_mode() < THP_MADVISE)
         return false;
     if (z->nr_hugetlb_pages)
         return false;           /* KALLOC_HUGETLB: hugetlbfs pages, or ordinary ones by choice */
@@ -241,7 +242,7 @@ bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn)
 
 bool khugepaged_range_may_be_huge(const zone *z, unsigned long pfn, unsigned long nr)
 {
-    const thp_mode mode = READ_ONCE(thp_enabled);
+    const thp_mode mode = khugepaged_mode();
     for (unsigned long pb = pfn >> pageblock_order, last = (pfn + nr - 1) >> pageblock_order;
          pb <= last; pb++) {
         uint8_t f = READ_ONCE(z->pageblock_thp[pb]);
@@ -311,12 +312,13 @@ bool khugepaged_split_underused(zone *z, unsigned long pb)
 void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
 {
     unsigned long last = (pfn + (1ul << order) - 1) >> pageblock_order;
-    const bool thp = thp_enabled > THP_NEVER && option_get(OPT_THP);
+    const thp_mode mode = khugepaged_mode();
+    const bool thp = mode > THP_NEVER && option_get(OPT_THP);
     for (unsigned long pb = pfn >> pageblock_order; pb <= last; pb++) {
         uint8_t f = READ_ONCE(z->pageblock_thp[pb]);
         if (f & PB_HUGETLB)
             continue;
-        if (thp && !(f & PB_THP_NOHUGE) && ((f & PB_THP_HUGE) || thp_enabled == THP_ALWAYS)) {
+        if (thp && !(f & PB_THP_NOHUGE) && ((f & PB_THP_HUGE) || mode == THP_ALWAYS)) {
             /* A range given back inside a range the kernel may collapse:
              * its khugepaged would fill the holes again (max_ptes_none is
              * 511 by default: one present page is enough), so an idle
@@ -343,7 +345,8 @@ void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order)
 void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
 {
     khugepaged_recheck_process();   /* a program may turn THP off (Redis does, at start) */
-    if (thp_enabled <= THP_NEVER || !option_get(OPT_THP))
+    const thp_mode mode = khugepaged_mode();
+    if (mode <= THP_NEVER || !option_get(OPT_THP))
         return;
     unsigned collapses = 0;
     int residency = 0;          /* pageblock_resident's: reads allowed (1), not (-1), not asked (0) */
@@ -397,7 +400,7 @@ void khugepaged_scan(unsigned max_collapse, unsigned long budget_ns)
                 }
                 WRITE_ONCE(z->pageblock_thp[pb], f);
             } else if (nfree >= KHUGEPAGED_SPARSE_FREE && !(f & PB_THP_NOHUGE) &&
-                       ((f & PB_THP_HUGE) || thp_enabled == THP_ALWAYS) &&
+                       ((f & PB_THP_HUGE) || mode == THP_ALWAYS) &&
                        (f & (PB_THP_FAULT | PB_THP_FILLING)) != (PB_THP_FAULT | PB_THP_FILLING)) {
                 /* Sparse: small pages, so reclaim is not undone by a 2 MiB
                  * fault.  In `always` mode every sparse block needs it; in
@@ -425,7 +428,13 @@ void khugepaged_zone_grown(zone *z, unsigned long pfn, unsigned long nr)
      * a pageblock boundary (mm/mmzone.h). */
     unsigned long first = pfn >> pageblock_order;
     unsigned long last = (pfn + nr + pageblock_nr_pages - 1) >> pageblock_order;
-    if (thp_enabled != THP_ALWAYS || !nr)
+    /* Also while the mode is not read yet: reading it (sysfs, ~15 us in a
+     * fresh process) would cost a short process more than this advice (one
+     * madvise), and `always` mode would make each pageblock it touches a
+     * hugepage.  Blocks advised small follow the `madvise` mode's rules in
+     * every mode (see khugepaged_fault_advise). */
+    const thp_mode mode = READ_ONCE(thp_enabled);
+    if ((mode != THP_ALWAYS && mode != THP_UNKNOWN) || !nr)
         return;
     if (z->pageblock_thp[first] & PB_HUGETLB)
         return;                 /* mapped from hugetlbfs (a growth is all or none) */

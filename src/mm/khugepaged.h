@@ -79,7 +79,8 @@ namespace kalloc {
 
 enum thp_mode : uint8_t { THP_UNKNOWN, THP_NEVER, THP_MADVISE, THP_ALWAYS };
 extern thp_mode thp_enabled;        /* the system's transparent_hugepage/enabled, or THP_NEVER
-                                     * where this process has THP turned off (prctl) */
+                                     * where this process has THP turned off (prctl); THP_UNKNOWN
+                                     * until a decision first needs it (khugepaged_mode) */
 extern thp_mode thp_system;         /* the system's transparent_hugepage/enabled */
 extern uint32_t thp_process_checked; /* when THP_enabled was last read (coarse ms) */
 constexpr uint32_t KHUGEPAGED_PROCESS_RECHECK_MS = 1000;
@@ -123,6 +124,20 @@ extern bool khugepaged_large_written_whole;
 
 /* Read the THP mode (idempotent). */
 void khugepaged_init();
+
+/* The THP mode (thp_enabled), read at the first call that needs it: not at
+ * start, where the sysfs read was ~15 us of a short process's ~1.2 ms (a
+ * shell's child, git's); a zone's growth before then advises its fresh
+ * memory small, as in `always` mode (khugepaged_zone_grown). */
+static inline thp_mode khugepaged_mode()
+{
+    thp_mode m = __atomic_load_n(&thp_enabled, __ATOMIC_ACQUIRE);
+    if (unlikely(m == THP_UNKNOWN)) {
+        khugepaged_init();
+        m = __atomic_load_n(&thp_enabled, __ATOMIC_ACQUIRE);
+    }
+    return m;
+}
 
 /* The free bytes of the pageblock starting at start_pfn, counted by the
  * layer that knows what its allocated blocks hold (the slab allocator: its
@@ -220,8 +235,10 @@ void khugepaged_note_reclaim(zone *z, unsigned long pfn, unsigned order);
  * its first fault, whatever kalloc hands out there: they are advised
  * MADV_NOHUGEPAGE (PB_THP_NOHUGE), so hugepages come only where kalloc's
  * own rules put them (a busy zone's fresh pageblocks, dense ones), as in
- * `madvise` mode, and the residency kalloc counts is the kernel's.  Zone
- * growth, z->lock held. */
+ * `madvise` mode, and the residency kalloc counts is the kernel's.  The
+ * same while the mode is not read yet (THP_UNKNOWN): a short process's
+ * growth is advised small rather than paying for the read.  Zone growth,
+ * z->lock held. */
 void khugepaged_zone_grown(zone *z, unsigned long pfn, unsigned long nr);
 
 /* Map [addr, addr + len) of z from hugetlbfs pages when KALLOC_HUGETLB asks

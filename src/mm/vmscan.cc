@@ -1194,7 +1194,7 @@ void vmscan_init()
     if (READ_ONCE(vmscan_inited))
         return;
     options_init();
-    khugepaged_init();
+    /* The THP mode is read when a decision first needs it (khugepaged_mode). */
     vmscan_next_tick = vmscan_now() + tick_period();
     vmscan_hooks_next = vmscan_next_tick;   /* nothing to decay before the first period */
     if (long bg = option_get(OPT_BACKGROUND)) {
@@ -1275,7 +1275,7 @@ void print_reclaim_stats(printbuf &out)
     out.printf("thp: mode %s thp_madvised %lu thp_fault_advised %lu thp_fault_slow %lu thp_nohuge %lu "
                "thp_collapsed %lu thp_collapse_failed %lu thp_split_underused %lu hugetlb_pages %lu "
                "hugetlb_fallbacks %lu\n",
-               modes[thp_enabled], s.thp_madvised, s.thp_fault_advised, s.thp_fault_slow, s.thp_nohuge,
+               modes[khugepaged_mode()], s.thp_madvised, s.thp_fault_advised, s.thp_fault_slow, s.thp_nohuge,
                s.thp_collapsed, s.thp_collapse_failed, s.thp_split_underused, s.hugetlb_pages,
                s.hugetlb_fallbacks);
     vmalloc_stats v = vmalloc_get_stats();

@@ -2144,6 +2144,27 @@ TEST(Khugepaged, AlwaysModeAdvisesGrownMemorySmall)
     ASSERT_NO_FATAL_FAILURE(verify_all_zones());
 }
 
+// The mode is read when a decision first needs it, not at start (a sysfs
+// read, ~15 us of a short process).  A growth before then is advised small,
+// as in `always` mode, and reads nothing; khugepaged_mode() reads it then.
+TEST(Khugepaged, ModeNotReadYetAdvisesGrownMemorySmallAndReadsItLater)
+{
+    const thp_mode saved = thp_enabled;
+    thp_enabled = THP_UNKNOWN;
+    zone *z = zone_create(16ul << MAX_ORDER);
+    EXPECT_EQ(thp_enabled, THP_UNKNOWN) << "the growth read the mode";
+    ASSERT_NE(z, nullptr);
+    const unsigned long nr_pb = z->spanned_pages >> pageblock_order;
+    ASSERT_GT(nr_pb, 0u);
+    for (unsigned long pb = 0; pb < nr_pb; pb++)
+        EXPECT_EQ(z->pageblock_thp[pb], PB_THP_NOHUGE) << "pageblock " << pb;
+    const thp_mode read = khugepaged_mode();
+    EXPECT_NE(read, THP_UNKNOWN);
+    EXPECT_EQ(thp_enabled, read);
+    thp_enabled = saved == THP_UNKNOWN ? read : saved;
+    ASSERT_NO_FATAL_FAILURE(verify_all_zones());
+}
+
 TEST(Khugepaged, CoverageIsReadFromSmaps)
 {
     blk b = alloc_filled(MAX_ORDER, 0x17);
