@@ -12,6 +12,7 @@
 
 #include "malloc/fork.h"
 #include "mm/page_alloc.h"
+#include "mm/per_cpu_pages.h"
 #include "mm/percpu_sheaves.h"
 #include "mm/slab.h"
 #include "mm/vmscan.h"
@@ -159,6 +160,10 @@ unsigned tcache_nr_owner_ids()
  * sharing ids round robin (mm/percpu_sheaves.h). */
 uint8_t tcache_pick_owner_locked(bool pool)
 {
+    /* With no other cache live every id is free and id 1 wins: the number
+     * of CPUs (a sysfs read) is not asked for the process's first cache. */
+    if (!nr_tcaches && !owner_users[1])
+        return 1;
     unsigned n = tcache_nr_owner_ids(), best = 1;
     for (unsigned id = 2; id <= n; id++)
         if (owner_users[id] < owner_users[best])
@@ -223,7 +228,14 @@ tcache *tcache_get()
      * the owner ids may all be taken (a racy count: a pool decision made
      * on a stale one is only a choice of owner id), so programs with fewer
      * threads never map them nor register for membarrier. */
-    const bool pool = READ_ONCE(nr_tcaches) >= tcache_nr_owner_ids() && pcs_enabled() &&
+    const unsigned nr = READ_ONCE(nr_tcaches);
+    /* A second thread: the zones get a pageset per CPU (one so far: the
+     * number of CPUs is read only now, mm/per_cpu_pages.h). */
+    if (nr >= 1)
+        pcp_set_nr_cpus(nr_cpu_ids());
+    /* (The owner ids are at least 4: the first caches never ask for the
+     * number of CPUs there either.) */
+    const bool pool = nr >= 4 && nr >= tcache_nr_owner_ids() && pcs_enabled() &&
                       rseq_thread_registered();
     spin_lock(&tcache_list_lock);
     /* The owner id's slab lists made writable first (mm/slab.h); refused

@@ -308,9 +308,11 @@ zone *zone_create(unsigned long min_pages)
         /* header, slab maps, per-CPU pagesets: reserved readable, the
          * header and pagesets made writable now, the maps as the zone
          * grows (__zone_map_range) */
-        unsigned ncpu = nr_cpu_ids();
+        /* One pageset until the process has a second thread cache
+         * (pcp_set_nr_cpus): room for PCP_MAX_CPUS, the used ones writable. */
+        unsigned ncpu = pcp_nr_cpus ? pcp_nr_cpus : 1;
         size_t pcp_bytes = align_up(ncpu * sizeof(per_cpu_pages), PAGE_SIZE);
-        size_t meta = ZONE_HDR_SIZE + ZONE_SLAB_MAPS_SIZE + pcp_bytes;
+        size_t meta = ZONE_HDR_SIZE + ZONE_SLAB_MAPS_SIZE + pcp_reserve_bytes();
         char *m = (char *)os_map_readonly(meta);
         if (!m)
             goto out;

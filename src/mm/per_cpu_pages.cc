@@ -31,9 +31,12 @@ static inline unsigned run_pindex(unsigned long nr_pages)
 }
 static inline bool is_run_pindex(unsigned pi) { return pi >= NR_LOWORDER_PCP_LISTS; }
 
+unsigned pcp_nr_cpus;
+
 static inline per_cpu_pages *this_cpu_pcp(zone *z)
 {
-    return &z->per_cpu_pageset[raw_smp_processor_id() % z->nr_pcp];
+    /* nr_pcp grows (pcp_set_nr_cpus): the pagesets below it are set up. */
+    return &z->per_cpu_pageset[raw_smp_processor_id() % __atomic_load_n(&z->nr_pcp, __ATOMIC_ACQUIRE)];
 }
 
 static inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -101,6 +104,53 @@ void pcp_init(zone *z, per_cpu_pages *pcps, unsigned nr)
         for (auto &l : pcps[i].lists)
             INIT_LIST_HEAD(&l);
     pcp_update_batch_high(z);
+}
+
+void pcp_set_nr_cpus(unsigned nr)
+{
+    if (nr > PCP_MAX_CPUS)
+        nr = PCP_MAX_CPUS;
+    if (nr <= READ_ONCE(pcp_nr_cpus))
+        return;
+    spin_lock(&zone_list_lock);
+    unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE), grown = 0;
+    bool ok = true;
+    for (unsigned i = 0; i < nz && ok; i++, grown++) {
+        zone *z = zones[i];
+        const unsigned old = z->nr_pcp;
+        if (old >= nr)
+            continue;
+        per_cpu_pages *pcps = z->per_cpu_pageset;
+        uintptr_t from = align_up((uintptr_t)&pcps[old], PAGE_SIZE);
+        uintptr_t to = align_up((uintptr_t)&pcps[nr], PAGE_SIZE);
+        if (to > from && !os_protect_rw((void *)from, to - from)) {
+            ok = false;     /* no memory: this zone and the rest keep what they have */
+            break;
+        }
+        /* The new pagesets start with the first one's sizes (recomputed for
+         * nr CPUs below, under the zone lock), so none is used with a batch
+         * or high of 0 meanwhile. */
+        for (unsigned c = old; c < nr; c++) {
+            per_cpu_pages *pcp = &pcps[c];
+            spin_lock_init(&pcp->lock);
+            for (auto &l : pcp->lists)
+                INIT_LIST_HEAD(&l);
+            pcp->batch = READ_ONCE(pcps[0].batch);
+            pcp->high_min = READ_ONCE(pcps[0].high_min);
+            pcp->high_max = READ_ONCE(pcps[0].high_max);
+            pcp->high = pcp->high_min;
+        }
+        __atomic_store_n(&z->nr_pcp, nr, __ATOMIC_RELEASE);
+    }
+    if (ok)
+        WRITE_ONCE(pcp_nr_cpus, nr);
+    spin_unlock(&zone_list_lock);
+    for (unsigned i = 0; i < grown; i++) {
+        zone *z = zones[i];
+        spin_lock(&z->lock);
+        pcp_update_batch_high(z);
+        spin_unlock(&z->lock);
+    }
 }
 
 void pcp_update_batch_high(zone *z)

@@ -140,8 +140,35 @@ struct per_cpu_pages {
     list_head lists[NR_PCP_LISTS];/* [order * MIGRATE_TYPES + mt] for blocks; then the run classes */
 };
 
-/* Set up a zone's pagesets (zone creation; nr = number of CPUs). */
+/* Pagesets a zone has room for (its metadata reserves PCP_MAX_CPUS of
+ * them, 114 KiB of address space, made writable as they are used).  A CPU
+ * numbered higher shares one (cpu % nr_pcp): each pageset has its lock. */
+constexpr unsigned PCP_MAX_CPUS = 256;
+
+/* Pagesets per zone: 1 until the process makes a second thread cache
+ * (pcp_set_nr_cpus), then the possible CPUs (nr_cpu_ids, at most
+ * PCP_MAX_CPUS).  One thread needs one pageset; reading the number of CPUs
+ * (sysfs, ~20 us in a fresh process) is left to processes with threads.
+ * Written under zone_list_lock. */
+extern unsigned pcp_nr_cpus;
+
+/* The pagesets' part of a zone's metadata reservation, in bytes. */
+constexpr size_t pcp_reserve_bytes()
+{
+    return (PCP_MAX_CPUS * sizeof(per_cpu_pages) + 4095) & ~(size_t)4095;
+}
+
+/* Set up a zone's pagesets (zone creation, zone_list_lock held): pcps has
+ * room for PCP_MAX_CPUS, the first nr writable. */
 void pcp_init(zone *z, per_cpu_pages *pcps, unsigned nr);
+
+/* The process has a second thread: every zone gets min(nr, PCP_MAX_CPUS)
+ * pagesets (their pages made writable, the new ones set up, then nr_pcp
+ * raised with a release: this_cpu_pcp reads it with no lock), and the
+ * zones made later as many.  Takes zone_list_lock (so no fork locks the
+ * pagesets meanwhile), then each zone's lock for its batch and high; call
+ * with no allocator lock held.  Idempotent. */
+void pcp_set_nr_cpus(unsigned nr);
 
 /* Recompute batch, high_min and high_max from the zone's size (after it
  * grew or shrank; the kernel's zone_set_pageset_high_and_batch).  Caller

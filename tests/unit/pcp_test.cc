@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "mm/mmzone.h"
 #include "mm/page_alloc.h"
 #include "mm/per_cpu_pages.h"
 #include "mm/vmscan.h"
@@ -239,6 +240,7 @@ TEST(PerCpuPages, PagesFreedOnAnotherCpu)
 {
     if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || !pin_to_cpu(0))
         GTEST_SKIP() << "needs two CPUs and sched_setaffinity";
+    pcp_set_nr_cpus(nr_cpu_ids());    // as a process's second thread cache does
     drain_all_pages();
     std::vector<page *> pgs;
     for (int i = 0; i < 40; i++) {
@@ -277,6 +279,56 @@ TEST(PerCpuPages, PagesFreedOnAnotherCpu)
     free_pages(again, 1);
     unpin();
     drain_all_pages();
+    verify_all_zones();
+}
+
+// A zone has one pageset until the process has a second thread
+// (pcp_set_nr_cpus, from the thread caches): reading the number of CPUs was
+// ~20 us of a short process.  Then every zone gets one per CPU, set up
+// before nr_pcp says so, with the first one's sizes until the zone's batch
+// and high are recomputed for them.
+TEST(PerCpuPages, OnePagesetUntilTheProcessHasThreads)
+{
+    spin_lock(&zone_list_lock);
+    const unsigned saved = pcp_nr_cpus;
+    pcp_nr_cpus = 0;                  // as in a process with one thread
+    spin_unlock(&zone_list_lock);
+    zone *z = zone_create(16ul << MAX_ORDER);
+    ASSERT_NE(z, nullptr);
+    EXPECT_EQ(z->nr_pcp, 1u) << "a zone of a single-threaded process";
+    // A page through the one pageset, from any CPU.
+    page *pg = alloc_marked(0);
+    ASSERT_NE(pg, nullptr);
+    free_pages(pg, 0);
+    const int lo1 = z->per_cpu_pageset[0].high_min;
+    // What a second thread cache asks for (no more: the zones keep it, and
+    // later tests in the same process size their pagesets by it).
+    const unsigned want = std::max(saved, std::min(nr_cpu_ids(), PCP_MAX_CPUS));
+    pcp_set_nr_cpus(want);
+    EXPECT_EQ(z->nr_pcp, want);
+    EXPECT_EQ(pcp_nr_cpus, want);
+    for (unsigned c = 0; c < z->nr_pcp; c++) {
+        per_cpu_pages *pcp = &z->per_cpu_pageset[c];
+        EXPECT_GE(pcp->batch, 1) << "pageset " << c;
+        EXPECT_EQ(pcp->high_min, z->per_cpu_pageset[0].high_min) << "pageset " << c;
+        EXPECT_GE(pcp->high, pcp->high_min) << "pageset " << c;
+        if (c)
+            EXPECT_EQ(list_pages(pcp), 0u) << "a new pageset starts empty";
+    }
+    // The low watermark is shared among the pagesets now.
+    EXPECT_LE(z->per_cpu_pageset[0].high_min, std::max(lo1, 4 * z->per_cpu_pageset[0].batch));
+    pcp_set_nr_cpus(1);               // never fewer
+    EXPECT_EQ(z->nr_pcp, want);
+    // Pages through every pageset the CPUs can reach keep the books.
+    std::vector<page *> pgs;
+    for (int i = 0; i < 64; i++)
+        pgs.push_back(alloc_marked(0));
+    for (page *p : pgs)
+        if (p)
+            free_pages(p, 0);
+    drain_all_pages();
+    for (unsigned c = 0; c < z->nr_pcp; c++)
+        ASSERT_EQ(list_pages(&z->per_cpu_pageset[c]), 0u) << "pageset " << c;
     verify_all_zones();
 }
 
