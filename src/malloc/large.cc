@@ -43,7 +43,8 @@ struct large_fault_around {
                                * (decayed with probed) */
     uint32_t probed;          /* pages of the probes read (halved with touched past
                                * LARGE_PROBE_DECAY_PAGES) */
-    uint32_t last_read;       /* vmscan_now() of the last probe read */
+    uint32_t last_read;       /* vmscan_now() of the last probe read, or of the first
+                               * probe made (0: none yet) */
 };
 static large_fault_around fault_around = {SPINLOCK_INIT, 0, 0, 0};
 
@@ -88,6 +89,10 @@ static void large_fault_around(page *pg, void *addr, unsigned long nr)
             return;
         }
     }
+    /* The first probe starts the reads' clock: none is read before
+     * LARGE_PROBE_MIN_MS (large.h; racy, a hint like the rest). */
+    if (unlikely(!READ_ONCE(fault_around.last_read)))
+        WRITE_ONCE(fault_around.last_read, vmscan_now());
     pg->flags |= PG_probe;
 }
 

@@ -111,8 +111,11 @@ static inline void *large_address(const page *head)
  * block that reads zero is faulted in when it is handed out.  What is seen:
  * probes.  A block handed out reading zero and not faulted in is a probe
  * (PG_probe); when it is freed, mincore counts the pages the program
- * touched (at most one read every LARGE_PROBE_MIN_MS; none under a seccomp
- * filter).  Fault-around is on while the probes read (the last
+ * touched (at most one read every LARGE_PROBE_MIN_MS, the first
+ * LARGE_PROBE_MIN_MS after the first probe was made; none under a seccomp
+ * filter).  The wait spares a short process (ls, cat: one buffer, freed
+ * within a few ms) the read's seccomp check, a /proc read of 15-50 us in a
+ * fresh process, and its mincore: ~55 us of a 1.3 ms `cat`.  Fault-around is on while the probes read (the last
  * LARGE_PROBE_DECAY_PAGES or so) were at least 15/16 touched and held at
  * least LARGE_PROBE_MIN_PAGES; even then every LARGE_PROBE_EVERY-th block
  * stays a probe, so a program that turns to leaving its blocks mostly

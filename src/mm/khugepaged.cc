@@ -242,13 +242,18 @@ bool khugepaged_pageblock_whole(const zone *z, unsigned long pfn)
 
 bool khugepaged_range_may_be_huge(const zone *z, unsigned long pfn, unsigned long nr)
 {
-    const thp_mode mode = khugepaged_mode();
+    /* The mode not read yet: every growth so far was advised small
+     * (khugepaged_zone_grown), and the flags that make a block huge are
+     * set only after a read (the fault advice and the scan read it first),
+     * so only hugetlbfs pages can be huge: no read here (a short process's
+     * first large block, ls's or cat's buffer). */
+    const thp_mode mode = READ_ONCE(thp_enabled);
     for (unsigned long pb = pfn >> pageblock_order, last = (pfn + nr - 1) >> pageblock_order;
          pb <= last; pb++) {
         uint8_t f = READ_ONCE(z->pageblock_thp[pb]);
         if (f & PB_HUGETLB)
             return true;
-        if (mode == THP_NEVER)
+        if (mode == THP_NEVER || mode == THP_UNKNOWN)
             continue;
         if (f & (PB_THP_HUGE | PB_THP_FAULT | PB_THP_COLLAPSED))
             return true;
