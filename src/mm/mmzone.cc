@@ -48,7 +48,11 @@ uint8_t slot_taken[NR_ZONE_SLOTS];         /* handed out (to a zone or a vmalloc
 
 uintptr_t __reserve_zone_slots(unsigned nr_slots)
 {
-    if (!next_slot)
+    /* The first reservation finds nothing taken: it writes the map without
+     * reading it first (a read of the never-touched page maps the zero page,
+     * and the write then faults it again: one fault at start, not two). */
+    bool first = !next_slot;
+    if (first)
         next_slot = SLOT_BASE + (os_random_seed() % SLOT_RANGE);
     for (unsigned tries = 0; tries < 4096; tries++) {
         uintptr_t s = next_slot;
@@ -57,9 +61,10 @@ uintptr_t __reserve_zone_slots(unsigned nr_slots)
             continue;
         }
         bool taken = false;
-        for (unsigned i = 0; i < nr_slots; i++)
+        for (unsigned i = 0; i < nr_slots && !first; i++)
             if (slot_taken[s + i])
                 taken = true;
+        first = false;
         next_slot = s + (taken ? 1 : nr_slots);
         if (!taken) {
             for (unsigned i = 0; i < nr_slots; i++)

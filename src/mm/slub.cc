@@ -107,7 +107,8 @@ namespace kalloc {
 
 kmem_cache kmalloc_caches[NR_KMALLOC_CLASSES];
 uint64_t kmem_cache_ready_mask[(NR_KMALLOC_CLASSES + 63) / 64];
-static spinlock_t kmem_cache_init_lock;     /* first use of a cache (cache_lock), fork */
+/* (The two locks and slab_owner_live are written at the first malloc: __start_state.) */
+__start_state static spinlock_t kmem_cache_init_lock;     /* first use of a cache (cache_lock), fork */
 uint64_t slab_free_key = 0x6b616c6c6f63ull;   /* randomised by kalloc_init (slab_common.h) */
 uint64_t slab_freeptr_random;     /* 0 until the first slab is made (slab_freeptr_seed) */
 kmem_cache_node kmem_cache_node_fixed[3][NR_KMALLOC_CLASSES];
@@ -116,7 +117,7 @@ bool kmem_cache_node_row_rw[NR_SLAB_OWNERS];
 /* Maps the table and makes its rows writable: innermost, taken under
  * tcache_list_lock or a kmem_cache lock (never across fork: the prepare
  * handler holds both). */
-static spinlock_t kmem_cache_node_lock = SPINLOCK_INIT;
+__start_state static spinlock_t kmem_cache_node_lock = SPINLOCK_INIT;
 
 bool kmem_cache_node_row_ready(unsigned o)
 {
@@ -694,7 +695,7 @@ static __cold void free_slab_with_holes(kmem_cache *c, page *pg)
 }
 
 /* Owner ids whose thread cache is alive (set by the malloc layer). */
-static bool slab_owner_live[NR_SLAB_OWNERS];
+__start_state static bool slab_owner_live[NR_SLAB_OWNERS];
 
 static void write_slab_owner(kmem_cache *c, page *pg, unsigned owner);
 

@@ -361,7 +361,7 @@ static uint64_t os_soft_limit(int resource, unsigned slot)
 uint64_t os_data_limit() { return os_soft_limit(RLIMIT_DATA, 0); }
 
 /* soft_limit_seen holds the limits read at load once this is set. */
-static bool limits_at_load_read;
+__start_state static bool limits_at_load_read;
 
 /* Whether the library has a constructor that reads the limits at load: the
  * shared library's preload/ layer defines this true (preload/dlopen.cc);
@@ -373,7 +373,7 @@ __attribute__((weak, visibility("hidden"))) bool kalloc_load_constructor = false
 }
 
 /* The constructor has started (os_note_load_constructor). */
-static bool load_constructor_ran;
+__start_state static bool load_constructor_ran;
 
 void os_read_limits_at_load()
 {
