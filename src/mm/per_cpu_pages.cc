@@ -36,7 +36,7 @@ unsigned pcp_nr_cpus;
 static inline per_cpu_pages *this_cpu_pcp(zone *z)
 {
     /* nr_pcp grows (pcp_set_nr_cpus): the pagesets below it are set up. */
-    return &z->per_cpu_pageset[raw_smp_processor_id() % __atomic_load_n(&z->nr_pcp, __ATOMIC_ACQUIRE)];
+    return &z->per_cpu_pageset[raw_smp_processor_id() % zone_nr_pcp(z)];
 }
 
 static inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -171,13 +171,13 @@ void pcp_update_batch_high(zone *z)
     unsigned long low, hw;
     pcp_wmarks(z, &low, &hw);
     z->pcp_high_wmark = hw;
-    unsigned ncpu = z->nr_pcp ? z->nr_pcp : 1;
+    unsigned ncpu = zone_nr_pcp(z) ? zone_nr_pcp(z) : 1;
     unsigned long high_min = low / ncpu, high_max = z->spanned_pages / PCP_HIGH_MAX_FRACTION / ncpu;
     if (high_min < 4 * batch)
         high_min = 4 * batch;
     if (high_max < high_min)
         high_max = high_min;
-    for (unsigned i = 0; i < z->nr_pcp; i++) {
+    for (unsigned i = 0, nc = zone_nr_pcp(z); i < nc; i++) {
         per_cpu_pages *pcp = &z->per_cpu_pageset[i];
         WRITE_ONCE(pcp->batch, (int)batch);
         WRITE_ONCE(pcp->high_min, (int)high_min);
@@ -566,7 +566,7 @@ void drain_all_pages()
     unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
         zone *z = zones[i];
-        for (unsigned c = 0; c < z->nr_pcp; c++) {
+        for (unsigned c = 0, nc = zone_nr_pcp(z); c < nc; c++) {
             per_cpu_pages *pcp = &z->per_cpu_pageset[c];
             spin_lock(&pcp->lock);
             if (pcp->count)
@@ -579,7 +579,7 @@ void drain_all_pages()
 unsigned long drain_zone_pages(zone *z)
 {
     unsigned long drained = 0;
-    for (unsigned c = 0; c < z->nr_pcp; c++) {
+    for (unsigned c = 0, nc = zone_nr_pcp(z); c < nc; c++) {
         per_cpu_pages *pcp = &z->per_cpu_pageset[c];
         int keep = 0;                   /* see per_cpu_pages.h */
         if (READ_ONCE(pcp->count) <= keep)
@@ -631,7 +631,7 @@ void pcp_decay_all(unsigned long now_ms)
     unsigned n = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < n; i++) {
         zone *z = zones[i];
-        for (unsigned c = 0; c < z->nr_pcp; c++) {
+        for (unsigned c = 0, nc = zone_nr_pcp(z); c < nc; c++) {
             per_cpu_pages *pcp = &z->per_cpu_pageset[c];
             /* Racy peek: nothing to do for an empty pageset at high_min. */
             if (!READ_ONCE(pcp->count) && (!decay || READ_ONCE(pcp->high) <= READ_ONCE(pcp->high_min)))
@@ -670,7 +670,7 @@ void pcp_decay_tick()
 unsigned long zone_pcp_pages(zone *z)
 {
     unsigned long n = 0;
-    for (unsigned c = 0; c < z->nr_pcp; c++)
+    for (unsigned c = 0, nc = zone_nr_pcp(z); c < nc; c++)
         n += (unsigned long)READ_ONCE(z->per_cpu_pageset[c].count);
     return n;
 }
@@ -678,7 +678,7 @@ unsigned long zone_pcp_pages(zone *z)
 unsigned long zone_freed_pages(zone *z)
 {
     unsigned long n = __atomic_load_n(&z->freed_pages, __ATOMIC_RELAXED);
-    for (unsigned c = 0; c < z->nr_pcp; c++)
+    for (unsigned c = 0, nc = zone_nr_pcp(z); c < nc; c++)
         n += READ_ONCE(z->per_cpu_pageset[c].freed_pages);
     return n;
 }

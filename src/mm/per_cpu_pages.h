@@ -152,6 +152,11 @@ constexpr unsigned PCP_MAX_CPUS = 256;
  * Written under zone_list_lock. */
 extern unsigned pcp_nr_cpus;
 
+/* z's pagesets in use.  nr_pcp only grows (pcp_set_nr_cpus), with a
+ * release once the new pagesets are set up: read with an acquire, so a
+ * loop over them sees each one set up (outside zone_list_lock). */
+static inline unsigned zone_nr_pcp(const zone *z) { return __atomic_load_n(&z->nr_pcp, __ATOMIC_ACQUIRE); }
+
 /* The pagesets' part of a zone's metadata reservation, in bytes. */
 constexpr size_t pcp_reserve_bytes()
 {

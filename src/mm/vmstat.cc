@@ -55,7 +55,7 @@ void print_buddyinfo(printbuf &out)
                    " boost %lu\n",
                    i, z->workingset, z->workingset_block, z->nr_refault, z->use_peak, z->wmark_retained,
                    z->wmark_rounds ? " (rounds)" : "", z->watermark_boost);
-        for (unsigned c = 0; c < z->nr_pcp; c++) {
+        for (unsigned c = 0, nc = zone_nr_pcp(z); c < nc; c++) {
             per_cpu_pages *pcp = &z->per_cpu_pageset[c];
             out.printf("  zone %3u pcp cpu %u: count %d high %d (min %d max %d) batch %d "
                        "free_count %d refills %lu drains %lu runs hit %lu miss %lu drained %lu\n",
