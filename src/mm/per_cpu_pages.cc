@@ -115,7 +115,7 @@ void pcp_set_nr_cpus(unsigned nr)
     spin_lock(&zone_list_lock);
     unsigned nz = __atomic_load_n(&nr_zones, __ATOMIC_ACQUIRE), grown = 0;
     bool ok = true;
-    for (unsigned i = 0; i < nz && ok; i++, grown++) {
+    for (unsigned i = 0; i < nz; i++, grown++) {
         zone *z = zones[i];
         const unsigned old = z->nr_pcp;
         if (old >= nr)
